@@ -1,0 +1,1257 @@
+//! The symbolic stack machine: runs a pickle's opcodes over stand-in values, the way CPython's
+//! `_pickle.c` would run them, and records every import, call, persistent id and violation.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::rc::Rc;
+
+use serde::Serialize;
+
+use crate::compat::map_python2_import;
+use crate::decoder::{Arg, Decoder, Op, Source, StreamLimits};
+use crate::error::DecodeError;
+use crate::findings::{Finding, FindingKind, ImportName, Severity};
+use crate::opcodes::Opcode;
+use crate::policy::{danger_reason, Policy};
+
+/// Bounds on analysis. Hitting one ends analysis with a `LimitExceeded` violation.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_stack: usize,
+    pub max_marks: usize,
+    pub max_memo: usize,
+    pub max_opcodes: u64,
+    /// Longer strings are not kept; used as a name they make the import unresolvable.
+    pub max_name_len: usize,
+    /// Import and call occurrences recorded in the report (all are still checked).
+    pub max_records: usize,
+    pub max_findings: usize,
+    pub max_pickles: usize,
+    pub stream: StreamLimits,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_stack: 4_000_000,
+            max_marks: 100_000,
+            max_memo: 4_000_000,
+            max_opcodes: 2_000_000_000,
+            max_name_len: 4096,
+            max_records: 100_000,
+            max_findings: 1_000,
+            max_pickles: 100_000,
+            stream: StreamLimits::default(),
+        }
+    }
+}
+
+/// How much of the input to analyse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// One pickle, up to and including its STOP (what one `pickle.load` reads).
+    FirstPickle,
+    /// Every pickle in the input, one after another, then whatever trails them.
+    AllPickles,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub limits: Limits,
+    pub mode: Mode,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            limits: Limits::default(),
+            mode: Mode::AllPickles,
+        }
+    }
+}
+
+/// One import as the unpickler would perform it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Import {
+    pub offset: u64,
+    pub opcode: &'static str,
+    /// What would be imported (after Python 2 name mapping). `None` when unresolvable or an EXT code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<ImportName>,
+    /// The names as written, when Python 2 mapping changed them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub written_as: Option<ImportName>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ext_code: Option<i64>,
+    pub allowed: bool,
+    /// Index of the pickle in the stream.
+    pub pickle: usize,
+}
+
+/// What a call site calls.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum Callee {
+    Import {
+        target: ImportName,
+    },
+    ExtCode {
+        code: i64,
+    },
+    /// The result of an earlier call (made at `offset`).
+    CallResult {
+        offset: u64,
+    },
+    Unresolved,
+    Other {
+        what: &'static str,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CallSite {
+    pub offset: u64,
+    pub opcode: &'static str,
+    pub callee: Callee,
+    pub pickle: usize,
+}
+
+/// A bounded, plain-data picture of a stand-in value (persistent ids are shown this way).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind", content = "value")]
+pub enum Sym {
+    Str(String),
+    Int(i64),
+    Import(ImportName),
+    Tuple(Vec<Sym>),
+    Other(&'static str),
+}
+
+impl std::fmt::Display for Sym {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Sym::Str(s) => write!(f, "{s:?}"),
+            Sym::Int(i) => write!(f, "{i}"),
+            Sym::Import(name) => write!(f, "{name}"),
+            Sym::Tuple(items) => {
+                write!(f, "(")?;
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        write!(f, ", ")?;
+                    }
+                    write!(f, "{item}")?;
+                }
+                if items.len() == 1 {
+                    write!(f, ",")?;
+                }
+                write!(f, ")")
+            }
+            Sym::Other(what) => write!(f, "<{what}>"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PersistentId {
+    pub offset: u64,
+    pub pickle: usize,
+    pub value: Sym,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PickleInfo {
+    pub start: u64,
+    /// Offset just past its STOP; `None` if the stream ended or broke first.
+    pub end: Option<u64>,
+    /// The last PROTO seen (0 when there was none).
+    pub protocol: u8,
+    pub opcodes: u64,
+}
+
+/// Everything analysis learned about one byte stream.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PickleReport {
+    pub pickles: Vec<PickleInfo>,
+    pub imports: Vec<Import>,
+    pub calls: Vec<CallSite>,
+    pub persistent_ids: Vec<PersistentId>,
+    pub findings: Vec<Finding>,
+    /// Bytes read: after `Mode::FirstPickle`, just past the STOP.
+    pub consumed: u64,
+    /// Imports and calls checked but not listed (over `Limits::max_records`).
+    pub records_dropped: u64,
+    /// Findings not listed (over `Limits::max_findings`); the report holds a note of it.
+    pub findings_dropped: u64,
+}
+
+impl PickleReport {
+    pub fn is_safe(&self) -> bool {
+        !self.findings.iter().any(Finding::is_violation)
+    }
+
+    pub fn violations(&self) -> impl Iterator<Item = &Finding> {
+        self.findings.iter().filter(|f| f.is_violation())
+    }
+}
+
+/// Analyse a byte slice (zero-copy).
+pub fn analyze_slice(data: &[u8], policy: &Policy, options: &Options) -> PickleReport {
+    run(Decoder::from_slice(data), policy, options)
+}
+
+/// Analyse a stream. With `Mode::FirstPickle` the reader is left just past the STOP.
+pub fn analyze_reader<R: Read>(reader: R, policy: &Policy, options: &Options) -> PickleReport {
+    run(
+        Decoder::from_reader(reader, options.limits.stream),
+        policy,
+        options,
+    )
+}
+
+/// Analyse what a decoder yields, whatever it reads from.
+pub fn run<S: Source>(mut decoder: Decoder<S>, policy: &Policy, options: &Options) -> PickleReport {
+    let mut machine = Analyzer::new(policy, options);
+    loop {
+        let position = decoder.position();
+        match decoder.next_op() {
+            Ok(Some(op)) => {
+                if machine.step(&op) == Flow::Stop {
+                    break;
+                }
+            }
+            Ok(None) => {
+                machine.end_of_input(position);
+                break;
+            }
+            Err(error) => {
+                machine.decode_error(&error);
+                break;
+            }
+        }
+    }
+    machine.finish(decoder.position())
+}
+
+/// A stand-in for what CPython would have on its stack.
+#[derive(Debug, Clone)]
+enum Value {
+    /// A str constant usable as a module or attribute name.
+    Name(Rc<str>),
+    /// Any other text: Python 2 `str` (its meaning depends on the unpickler's encoding),
+    /// too long, or holding surrogates.
+    Text,
+    Bytes,
+    Int(i64),
+    Number,
+    Float,
+    Bool,
+    None,
+    List,
+    Dict,
+    Set,
+    FrozenSet,
+    Buffer,
+    Tuple(Rc<[Value]>),
+    OpaqueTuple,
+    /// An imported object; index into the machine's import table.
+    Import(u32),
+    /// The result of a call made at `offset`.
+    Call {
+        offset: u64,
+    },
+    Persistent,
+    /// What is left after CPython would already have raised.
+    Unknown,
+}
+
+/// Tuples keep their items only when small and shallow: enough to show persistent ids.
+const KEPT_TUPLE_LEN: usize = 16;
+const KEPT_TUPLE_DEPTH: usize = 4;
+
+impl Value {
+    fn what(&self) -> &'static str {
+        match self {
+            Value::Name(_) | Value::Text => "str",
+            Value::Bytes => "bytes",
+            Value::Int(_) | Value::Number => "int",
+            Value::Float => "float",
+            Value::Bool => "bool",
+            Value::None => "None",
+            Value::List => "list",
+            Value::Dict => "dict",
+            Value::Set => "set",
+            Value::FrozenSet => "frozenset",
+            Value::Buffer => "buffer",
+            Value::Tuple(_) | Value::OpaqueTuple => "tuple",
+            Value::Import(_) => "import",
+            Value::Call { .. } => "call result",
+            Value::Persistent => "persistent object",
+            Value::Unknown => "unknown",
+        }
+    }
+
+    fn depth(&self) -> usize {
+        match self {
+            Value::Tuple(items) => 1 + items.iter().map(Value::depth).max().unwrap_or(0),
+            _ => 0,
+        }
+    }
+
+    fn tuple(items: Vec<Value>) -> Value {
+        if items.len() <= KEPT_TUPLE_LEN && items.iter().all(|v| v.depth() < KEPT_TUPLE_DEPTH) {
+            Value::Tuple(items.into())
+        } else {
+            Value::OpaqueTuple
+        }
+    }
+}
+
+/// Whether analysis goes on after an opcode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Stop,
+}
+
+/// One import table entry: what it names and whether the policy allows it.
+#[derive(Debug, Clone)]
+struct ImportEntry {
+    target: Option<ImportName>,
+    ext_code: Option<i64>,
+}
+
+/// The stack machine, for callers that drive the decoder themselves (container readers that
+/// must skip data embedded between opcodes).
+pub struct Analyzer<'p> {
+    policy: &'p Policy,
+    limits: Limits,
+    mode: Mode,
+    report: PickleReport,
+    // Per-pickle state.
+    stack: Vec<Value>,
+    marks: Vec<usize>,
+    memo: HashMap<i64, Value>,
+    protocol: u8,
+    pickle_start: u64,
+    pickle_opcodes: u64,
+    frame_end: Option<u64>,
+    /// The first break of this pickle has been reported.
+    broken: bool,
+    /// This pickle imported or called anything (decides how a break after a pickle is judged).
+    active: bool,
+    persistent_noted: bool,
+    buffers_noted: bool,
+    // Whole-stream state.
+    table: Vec<ImportEntry>,
+    interned: HashMap<(Rc<str>, Rc<str>), u32>,
+    verdicts: HashMap<u32, bool>,
+    opcodes: u64,
+    stopped: bool,
+}
+
+impl<'p> Analyzer<'p> {
+    pub fn new(policy: &'p Policy, options: &Options) -> Self {
+        Analyzer {
+            policy,
+            limits: options.limits,
+            mode: options.mode,
+            report: PickleReport::default(),
+            stack: Vec::new(),
+            marks: Vec::new(),
+            memo: HashMap::new(),
+            protocol: 0,
+            pickle_start: 0,
+            pickle_opcodes: 0,
+            frame_end: None,
+            broken: false,
+            active: false,
+            persistent_noted: false,
+            buffers_noted: false,
+            table: Vec::new(),
+            interned: HashMap::new(),
+            verdicts: HashMap::new(),
+            opcodes: 0,
+            stopped: false,
+        }
+    }
+
+    fn pickle_index(&self) -> usize {
+        self.report.pickles.len()
+    }
+
+    fn finding(
+        &mut self,
+        kind: FindingKind,
+        severity: Severity,
+        offset: u64,
+        import: Option<ImportName>,
+        message: String,
+    ) {
+        if self.report.findings.len() >= self.limits.max_findings {
+            self.report.findings_dropped += 1;
+            return;
+        }
+        self.report.findings.push(Finding {
+            kind,
+            severity,
+            offset,
+            import,
+            message,
+        });
+    }
+
+    /// CPython raises here: report the first such point of the pickle, then go on leniently so
+    /// that anything a differing reader might still run is analysed too.
+    fn break_stream(&mut self, offset: u64, what: &str) {
+        if self.broken {
+            return;
+        }
+        self.broken = true;
+        self.finding(
+            FindingKind::MalformedPickle,
+            Severity::High,
+            offset,
+            None,
+            format!("the pickle breaks at offset {offset}: {what}; CPython has run every opcode before this point"),
+        );
+    }
+
+    fn limit(&mut self, offset: u64, what: &str) -> Flow {
+        self.finding(
+            FindingKind::LimitExceeded,
+            Severity::High,
+            offset,
+            None,
+            format!("analysis stopped at offset {offset}: {what}; the rest of the stream was not analysed"),
+        );
+        self.stopped = true;
+        Flow::Stop
+    }
+
+    fn fence(&self) -> usize {
+        self.marks.last().copied().unwrap_or(0)
+    }
+
+    fn push(&mut self, value: Value) {
+        self.stack.push(value);
+    }
+
+    fn pop(&mut self, offset: u64, opcode: Opcode) -> Value {
+        if self.stack.len() <= self.fence() {
+            self.break_stream(
+                offset,
+                &format!("{} pops from an empty stack (stack underflow)", opcode.name()),
+            );
+            return Value::Unknown;
+        }
+        self.stack.pop().unwrap_or(Value::Unknown)
+    }
+
+    fn top(&mut self, offset: u64, opcode: Opcode) -> Value {
+        if self.stack.len() <= self.fence() {
+            self.break_stream(
+                offset,
+                &format!("{} needs a value on the stack (stack underflow)", opcode.name()),
+            );
+            return Value::Unknown;
+        }
+        self.stack.last().cloned().unwrap_or(Value::Unknown)
+    }
+
+    /// Pops a mark and the values above it.
+    fn pop_mark(&mut self, offset: u64, opcode: Opcode) -> Vec<Value> {
+        match self.marks.pop() {
+            Some(mark) => self.stack.split_off(mark.min(self.stack.len())),
+            None => {
+                self.break_stream(offset, &format!("{} finds no MARK", opcode.name()));
+                Vec::new()
+            }
+        }
+    }
+
+    /// The object that APPENDS/SETITEMS/ADDITEMS update: the value just below the popped mark.
+    fn mark_target(&mut self, offset: u64, opcode: Opcode) -> (Value, Vec<Value>) {
+        let had_mark = !self.marks.is_empty();
+        let items = self.pop_mark(offset, opcode);
+        if !had_mark {
+            return (Value::Unknown, items);
+        }
+        match self.stack.last() {
+            Some(target) => (target.clone(), items),
+            None => {
+                self.break_stream(
+                    offset,
+                    &format!("{} has nothing to add to (stack underflow)", opcode.name()),
+                );
+                (Value::Unknown, items)
+            }
+        }
+    }
+
+    fn check_mutation_target(&mut self, target: &Value, offset: u64, opcode: Opcode) {
+        if let Value::Import(index) = target {
+            let name = self.import_name(*index);
+            let shown = name
+                .as_ref()
+                .map_or_else(|| "an extension-code import".to_string(), |n| n.to_string());
+            self.finding(
+                FindingKind::StateInjection,
+                Severity::Critical,
+                offset,
+                name,
+                format!(
+                    "{} at offset {offset} modifies the imported object {shown} (state injection)",
+                    opcode.name()
+                ),
+            );
+        }
+    }
+
+    fn import_name(&self, index: u32) -> Option<ImportName> {
+        self.table.get(index as usize).and_then(|e| e.target.clone())
+    }
+
+    fn record_import(&mut self, import: Import) {
+        self.active = true;
+        if self.report.imports.len() >= self.limits.max_records {
+            self.report.records_dropped += 1;
+        } else {
+            self.report.imports.push(import);
+        }
+    }
+
+    fn record_call(&mut self, call: CallSite) {
+        self.active = true;
+        if self.report.calls.len() >= self.limits.max_records {
+            self.report.records_dropped += 1;
+        } else {
+            self.report.calls.push(call);
+        }
+    }
+
+    /// Checks and records an import of `module.name`, returning the stand-in to push.
+    fn import(&mut self, offset: u64, opcode: Opcode, module: &str, name: &str) -> Value {
+        let (mapped_module, mapped_name) = if self.protocol < 3 {
+            map_python2_import(module, name)
+        } else {
+            (module.into(), name.into())
+        };
+        let written_as = (mapped_module != module || mapped_name != name).then(|| ImportName {
+            module: module.to_string(),
+            name: name.to_string(),
+        });
+        let key: (Rc<str>, Rc<str>) = (Rc::from(mapped_module.as_ref()), Rc::from(mapped_name.as_ref()));
+        let index = match self.interned.get(&key) {
+            Some(&index) => index,
+            None => {
+                let index = u32::try_from(self.table.len()).unwrap_or(u32::MAX);
+                self.table.push(ImportEntry {
+                    target: Some(ImportName {
+                        module: key.0.to_string(),
+                        name: key.1.to_string(),
+                    }),
+                    ext_code: None,
+                });
+                let allowed = self.policy.is_allowed(&key.0, &key.1);
+                self.verdicts.insert(index, allowed);
+                self.interned.insert(key, index);
+                index
+            }
+        };
+        let allowed = self.verdicts.get(&index).copied().unwrap_or(false);
+        let target = ImportName {
+            module: mapped_module.into_owned(),
+            name: mapped_name.into_owned(),
+        };
+        if !allowed {
+            let via = match &written_as {
+                Some(raw) => format!(" (written as {raw})"),
+                None => String::new(),
+            };
+            match danger_reason(&target.module, &target.name) {
+                Some(reason) => self.finding(
+                    FindingKind::DangerousImport,
+                    Severity::Critical,
+                    offset,
+                    Some(target.clone()),
+                    format!("{} imports {target}{via}, which {reason}", opcode.name()),
+                ),
+                None => self.finding(
+                    FindingKind::DisallowedImport,
+                    Severity::High,
+                    offset,
+                    Some(target.clone()),
+                    format!(
+                        "{} imports {target}{via}, which the policy does not allow",
+                        opcode.name()
+                    ),
+                ),
+            }
+        }
+        self.record_import(Import {
+            offset,
+            opcode: opcode.name(),
+            target: Some(target),
+            written_as,
+            ext_code: None,
+            allowed,
+            pickle: self.pickle_index(),
+        });
+        Value::Import(index)
+    }
+
+    fn unresolvable(&mut self, offset: u64, opcode: Opcode, why: String) -> Value {
+        self.finding(
+            FindingKind::UnresolvableImport,
+            Severity::Critical,
+            offset,
+            None,
+            format!(
+                "{} at offset {offset} imports a name that cannot be resolved statically: {why}",
+                opcode.name()
+            ),
+        );
+        self.record_import(Import {
+            offset,
+            opcode: opcode.name(),
+            target: None,
+            written_as: None,
+            ext_code: None,
+            allowed: false,
+            pickle: self.pickle_index(),
+        });
+        Value::Unknown
+    }
+
+    fn ext_import(&mut self, offset: u64, opcode: Opcode, code: i64) -> Value {
+        if code <= 0 {
+            self.break_stream(offset, "EXT specifies a code <= 0");
+        }
+        let allowed = u32::try_from(code).is_ok_and(|c| self.policy.is_ext_code_allowed(c));
+        if !allowed {
+            self.finding(
+                FindingKind::ExtensionCode,
+                Severity::High,
+                offset,
+                None,
+                format!(
+                    "{} at offset {offset} imports extension code {code} from the copyreg registry; the policy names no extension codes it allows",
+                    opcode.name()
+                ),
+            );
+        }
+        self.record_import(Import {
+            offset,
+            opcode: opcode.name(),
+            target: None,
+            written_as: None,
+            ext_code: Some(code),
+            allowed,
+            pickle: self.pickle_index(),
+        });
+        let index = u32::try_from(self.table.len()).unwrap_or(u32::MAX);
+        self.table.push(ImportEntry {
+            target: None,
+            ext_code: Some(code),
+        });
+        Value::Import(index)
+    }
+
+    fn callee(&self, value: &Value) -> Callee {
+        match value {
+            Value::Import(index) => match self.table.get(*index as usize) {
+                Some(ImportEntry {
+                    target: Some(target), ..
+                }) => Callee::Import {
+                    target: target.clone(),
+                },
+                Some(ImportEntry {
+                    ext_code: Some(code), ..
+                }) => Callee::ExtCode { code: *code },
+                _ => Callee::Unresolved,
+            },
+            Value::Call { offset } => Callee::CallResult { offset: *offset },
+            Value::Unknown => Callee::Unresolved,
+            other => Callee::Other { what: other.what() },
+        }
+    }
+
+    /// Records a call of `callable` and returns its result.
+    fn call(&mut self, offset: u64, opcode: Opcode, callable: &Value) -> Value {
+        let callee = self.callee(callable);
+        match &callee {
+            Callee::Import { .. } | Callee::ExtCode { .. } | Callee::Unresolved => {}
+            Callee::CallResult { offset: made } => {
+                let made = *made;
+                self.finding(
+                    FindingKind::IndirectCall,
+                    Severity::High,
+                    offset,
+                    None,
+                    format!(
+                        "{} at offset {offset} calls the result of the call at offset {made}; pickles of data never do this",
+                        opcode.name()
+                    ),
+                );
+            }
+            Callee::Other { what } => {
+                let what = *what;
+                if !self.broken {
+                    self.finding(
+                        FindingKind::IndirectCall,
+                        Severity::High,
+                        offset,
+                        None,
+                        format!(
+                            "{} at offset {offset} calls a {what}, which is not an imported callable",
+                            opcode.name()
+                        ),
+                    );
+                }
+            }
+        }
+        self.record_call(CallSite {
+            offset,
+            opcode: opcode.name(),
+            callee,
+            pickle: self.pickle_index(),
+        });
+        Value::Call { offset }
+    }
+
+    fn sym(&self, value: &Value) -> Sym {
+        match value {
+            Value::Name(s) => Sym::Str(s.to_string()),
+            Value::Int(i) => Sym::Int(*i),
+            Value::Import(index) => match self.import_name(*index) {
+                Some(name) => Sym::Import(name),
+                None => Sym::Other("extension-code import"),
+            },
+            Value::Tuple(items) => Sym::Tuple(items.iter().map(|v| self.sym(v)).collect()),
+            other => Sym::Other(other.what()),
+        }
+    }
+
+    fn persistent(&mut self, offset: u64, pid: Sym) {
+        self.active = true;
+        if self.report.persistent_ids.len() < self.limits.max_records {
+            self.report.persistent_ids.push(PersistentId {
+                offset,
+                pickle: self.pickle_index(),
+                value: pid,
+            });
+        } else {
+            self.report.records_dropped += 1;
+        }
+        self.push(Value::Persistent);
+    }
+
+    fn name_value(&self, payload_text: Option<&[u8]>) -> Value {
+        match payload_text {
+            Some(bytes) if bytes.len() <= self.limits.max_name_len => match std::str::from_utf8(bytes) {
+                Ok(text) => Value::Name(Rc::from(text)),
+                Err(_) => Value::Text,
+            },
+            _ => Value::Text,
+        }
+    }
+
+    fn memo_key(&mut self, op: &Op<'_>) -> Option<i64> {
+        match op.arg.as_index() {
+            Some(key) if key >= 0 => Some(key),
+            _ => {
+                self.break_stream(
+                    op.offset,
+                    &format!("{} has an invalid memo index", op.opcode.name()),
+                );
+                None
+            }
+        }
+    }
+
+    fn memo_put(&mut self, offset: u64, key: i64, value: Value) -> Flow {
+        if self.memo.len() >= self.limits.max_memo && !self.memo.contains_key(&key) {
+            return self.limit(
+                offset,
+                &format!("more than {} memo entries", self.limits.max_memo),
+            );
+        }
+        self.memo.insert(key, value);
+        Flow::Continue
+    }
+
+    fn check_framing(&mut self, op: &Op<'_>) {
+        let Some(frame_end) = self.frame_end else {
+            return;
+        };
+        if op.offset >= frame_end {
+            self.frame_end = None;
+            return;
+        }
+        let problem = if op.end() > frame_end {
+            Some(format!(
+                "{} at offset {} runs past the end of its frame at offset {frame_end}",
+                op.opcode.name(),
+                op.offset
+            ))
+        } else if op.opcode == Opcode::Frame {
+            Some(format!(
+                "FRAME at offset {} starts before the current frame ends at offset {frame_end}",
+                op.offset
+            ))
+        } else if op.opcode == Opcode::Stop && op.end() != frame_end {
+            Some(format!(
+                "STOP at offset {} ends the pickle before its frame ends at offset {frame_end}",
+                op.offset
+            ))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            self.finding(
+                FindingKind::AmbiguousFraming,
+                Severity::High,
+                op.offset,
+                None,
+                format!("{problem}; CPython's C and Python unpicklers and file and memory inputs read this differently"),
+            );
+        }
+    }
+
+    pub fn step(&mut self, op: &Op<'_>) -> Flow {
+        self.opcodes += 1;
+        self.pickle_opcodes += 1;
+        if self.opcodes > self.limits.max_opcodes {
+            return self.limit(
+                op.offset,
+                &format!("more than {} opcodes", self.limits.max_opcodes),
+            );
+        }
+        if self.pickle_opcodes == 1 {
+            self.pickle_start = op.offset;
+            if self.report.pickles.len() >= self.limits.max_pickles {
+                return self.limit(
+                    op.offset,
+                    &format!("more than {} pickles in one stream", self.limits.max_pickles),
+                );
+            }
+        }
+        self.check_framing(op);
+        let offset = op.offset;
+        let opcode = op.opcode;
+        match opcode {
+            Opcode::Proto => {
+                let version = op.arg.as_index().unwrap_or(-1);
+                match u8::try_from(version) {
+                    Ok(v) if v <= Opcode::HIGHEST_PROTOCOL => self.protocol = v,
+                    _ => {
+                        self.break_stream(offset, &format!("unsupported pickle protocol {version}"));
+                        self.protocol = Opcode::HIGHEST_PROTOCOL;
+                    }
+                }
+            }
+            Opcode::Frame => {
+                if let Arg::U64(len) = op.arg {
+                    self.frame_end = Some(op.end().saturating_add(len));
+                }
+            }
+            Opcode::Stop => {
+                self.pop(offset, opcode);
+                return self.end_pickle(op.end());
+            }
+            Opcode::Int | Opcode::BinInt | Opcode::BinInt1 | Opcode::BinInt2 => {
+                let value = match &op.arg {
+                    Arg::Int(v) => Value::Int(*v),
+                    Arg::Bool(_) => Value::Bool,
+                    Arg::Decimal(text) => match crate::text::parse_python_int(text, 0) {
+                        Some(v) => Value::Int(v),
+                        None => Value::Number,
+                    },
+                    _ => Value::Number,
+                };
+                self.push(value);
+            }
+            Opcode::Long | Opcode::Long1 | Opcode::Long4 => self.push(Value::Number),
+            Opcode::Float | Opcode::BinFloat => self.push(Value::Float),
+            Opcode::String | Opcode::BinString | Opcode::ShortBinString => {
+                if let Arg::BadStr(_) = op.arg {
+                    self.break_stream(
+                        offset,
+                        "the STRING argument is not a quoted, validly escaped string",
+                    );
+                    self.push(Value::Unknown);
+                } else {
+                    self.push(Value::Text);
+                }
+            }
+            Opcode::BinBytes | Opcode::ShortBinBytes | Opcode::BinBytes8 | Opcode::ByteArray8 => {
+                self.push(Value::Bytes)
+            }
+            Opcode::Unicode | Opcode::ShortBinUnicode | Opcode::BinUnicode | Opcode::BinUnicode8 => {
+                let value = match &op.arg {
+                    Arg::Unicode(payload) => self.name_value(payload.bytes()),
+                    _ => {
+                        self.break_stream(offset, "the string is not valid UTF-8");
+                        Value::Unknown
+                    }
+                };
+                self.push(value);
+            }
+            Opcode::NextBuffer => {
+                if !self.buffers_noted {
+                    self.buffers_noted = true;
+                    self.finding(
+                        FindingKind::OutOfBandBuffer,
+                        Severity::Info,
+                        offset,
+                        None,
+                        "the pickle takes out-of-band buffers (protocol 5); they come from the loader, not the file".into(),
+                    );
+                }
+                self.push(Value::Buffer);
+            }
+            Opcode::ReadonlyBuffer => {
+                let value = self.pop(offset, opcode);
+                self.push(value);
+            }
+            Opcode::None => self.push(Value::None),
+            Opcode::NewTrue | Opcode::NewFalse => self.push(Value::Bool),
+            Opcode::EmptyList => self.push(Value::List),
+            Opcode::EmptyDict => self.push(Value::Dict),
+            Opcode::EmptySet => self.push(Value::Set),
+            Opcode::EmptyTuple => self.push(Value::Tuple(Rc::from(Vec::new()))),
+            Opcode::Append => {
+                let _value = self.pop(offset, opcode);
+                let target = self.top(offset, opcode);
+                self.check_mutation_target(&target, offset, opcode);
+            }
+            Opcode::SetItem => {
+                let _value = self.pop(offset, opcode);
+                let _key = self.pop(offset, opcode);
+                let target = self.top(offset, opcode);
+                self.check_mutation_target(&target, offset, opcode);
+            }
+            Opcode::Appends | Opcode::SetItems | Opcode::AddItems => {
+                let (target, items) = self.mark_target(offset, opcode);
+                if opcode == Opcode::SetItems && !items.len().is_multiple_of(2) {
+                    self.break_stream(offset, "SETITEMS has an odd number of items");
+                }
+                self.check_mutation_target(&target, offset, opcode);
+            }
+            Opcode::List => {
+                self.pop_mark(offset, opcode);
+                self.push(Value::List);
+            }
+            Opcode::Dict => {
+                let items = self.pop_mark(offset, opcode);
+                if !items.len().is_multiple_of(2) {
+                    self.break_stream(offset, "DICT has an odd number of items");
+                }
+                self.push(Value::Dict);
+            }
+            Opcode::FrozenSet => {
+                self.pop_mark(offset, opcode);
+                self.push(Value::FrozenSet);
+            }
+            Opcode::Tuple => {
+                let items = self.pop_mark(offset, opcode);
+                self.push(Value::tuple(items));
+            }
+            Opcode::Tuple1 | Opcode::Tuple2 | Opcode::Tuple3 => {
+                let n = match opcode {
+                    Opcode::Tuple1 => 1,
+                    Opcode::Tuple2 => 2,
+                    _ => 3,
+                };
+                let mut items: Vec<Value> = (0..n).map(|_| self.pop(offset, opcode)).collect();
+                items.reverse();
+                self.push(Value::tuple(items));
+            }
+            Opcode::Pop => {
+                // `load_pop` takes a mark off when one sits on top of the stack.
+                if self.marks.last() == Some(&self.stack.len()) && !self.marks.is_empty() {
+                    self.marks.pop();
+                } else {
+                    self.pop(offset, opcode);
+                }
+            }
+            Opcode::PopMark => {
+                self.pop_mark(offset, opcode);
+            }
+            Opcode::Dup => {
+                let value = self.top(offset, opcode);
+                self.push(value);
+            }
+            Opcode::Mark => {
+                if self.marks.len() >= self.limits.max_marks {
+                    return self.limit(offset, &format!("more than {} open MARKs", self.limits.max_marks));
+                }
+                self.marks.push(self.stack.len());
+            }
+            Opcode::Get | Opcode::BinGet | Opcode::LongBinGet => {
+                let value = match self.memo_key(op) {
+                    Some(key) => match self.memo.get(&key) {
+                        Some(value) => value.clone(),
+                        None => {
+                            self.break_stream(offset, &format!("memo key {key} was never stored"));
+                            Value::Unknown
+                        }
+                    },
+                    None => Value::Unknown,
+                };
+                self.push(value);
+            }
+            Opcode::Put | Opcode::BinPut | Opcode::LongBinPut => {
+                let value = self.top(offset, opcode);
+                if let Some(key) = self.memo_key(op) {
+                    if self.memo_put(offset, key, value) == Flow::Stop {
+                        return Flow::Stop;
+                    }
+                }
+            }
+            Opcode::Memoize => {
+                let value = self.top(offset, opcode);
+                let key = i64::try_from(self.memo.len()).unwrap_or(i64::MAX);
+                if self.memo_put(offset, key, value) == Flow::Stop {
+                    return Flow::Stop;
+                }
+            }
+            Opcode::Ext1 | Opcode::Ext2 | Opcode::Ext4 => {
+                let code = op.arg.as_index().unwrap_or(0);
+                let value = self.ext_import(offset, opcode, code);
+                self.push(value);
+            }
+            Opcode::Global | Opcode::Inst => {
+                let value = match &op.arg {
+                    Arg::Pair(module, name) => match (std::str::from_utf8(module), std::str::from_utf8(name))
+                    {
+                        (Ok(module), Ok(name)) => self.import(offset, opcode, module, name),
+                        _ => {
+                            self.unresolvable(offset, opcode, "the module or name is not valid UTF-8".into())
+                        }
+                    },
+                    _ => Value::Unknown,
+                };
+                if opcode == Opcode::Inst {
+                    self.pop_mark(offset, opcode);
+                    let result = self.call(offset, opcode, &value);
+                    self.push(result);
+                } else {
+                    self.push(value);
+                }
+            }
+            Opcode::StackGlobal => {
+                let name = self.pop(offset, opcode);
+                let module = self.pop(offset, opcode);
+                let value = match (&module, &name) {
+                    (Value::Name(module), Value::Name(name)) => {
+                        let (module, name) = (module.clone(), name.clone());
+                        self.import(offset, opcode, &module, &name)
+                    }
+                    _ => self.unresolvable(
+                        offset,
+                        opcode,
+                        format!(
+                            "its operands are a {} and a {}, not two str constants",
+                            module.what(),
+                            name.what()
+                        ),
+                    ),
+                };
+                self.push(value);
+            }
+            Opcode::Reduce => {
+                let _args = self.pop(offset, opcode);
+                let callable = self.pop(offset, opcode);
+                let result = self.call(offset, opcode, &callable);
+                self.push(result);
+            }
+            Opcode::NewObj => {
+                let _args = self.pop(offset, opcode);
+                let class = self.pop(offset, opcode);
+                let result = self.call(offset, opcode, &class);
+                self.push(result);
+            }
+            Opcode::NewObjEx => {
+                let _kwargs = self.pop(offset, opcode);
+                let _args = self.pop(offset, opcode);
+                let class = self.pop(offset, opcode);
+                let result = self.call(offset, opcode, &class);
+                self.push(result);
+            }
+            Opcode::Obj => {
+                let items = self.pop_mark(offset, opcode);
+                let class = match items.first() {
+                    Some(class) => class.clone(),
+                    None => {
+                        self.break_stream(offset, "OBJ has no class after its MARK");
+                        Value::Unknown
+                    }
+                };
+                let result = self.call(offset, opcode, &class);
+                self.push(result);
+            }
+            Opcode::Build => {
+                let _state = self.pop(offset, opcode);
+                let target = self.top(offset, opcode);
+                self.build(offset, &target);
+            }
+            Opcode::PersId => {
+                let pid = match &op.arg {
+                    Arg::Line(line) if line.is_ascii() => self.sym(&self.name_value(Some(line))),
+                    _ => {
+                        self.break_stream(offset, "the PERSID argument is not ASCII");
+                        Sym::Other("unknown")
+                    }
+                };
+                self.persistent_finding(offset, &pid);
+                self.persistent(offset, pid);
+            }
+            Opcode::BinPersId => {
+                let pid = self.pop(offset, opcode);
+                let pid = self.sym(&pid);
+                self.persistent_finding(offset, &pid);
+                self.persistent(offset, pid);
+            }
+        }
+        if self.stack.len() > self.limits.max_stack {
+            return self.limit(
+                offset,
+                &format!("the stack holds more than {} values", self.limits.max_stack),
+            );
+        }
+        Flow::Continue
+    }
+
+    fn persistent_finding(&mut self, offset: u64, pid: &Sym) {
+        // One note per pickle: container readers judge the ids themselves.
+        if self.persistent_noted {
+            return;
+        }
+        self.persistent_noted = true;
+        self.finding(
+            FindingKind::PersistentId,
+            Severity::Info,
+            offset,
+            None,
+            format!("persistent id {pid} at offset {offset}: the loader's persistent_load decides what it becomes"),
+        );
+    }
+
+    fn build(&mut self, offset: u64, target: &Value) {
+        match target {
+            Value::Call { .. } => {}
+            Value::Import(index) => {
+                let name = self.import_name(*index);
+                let shown = name
+                    .as_ref()
+                    .map_or_else(|| "an extension-code import".to_string(), |n| n.to_string());
+                self.finding(
+                    FindingKind::StateInjection,
+                    Severity::Critical,
+                    offset,
+                    name,
+                    format!("BUILD at offset {offset} sets the state of the imported object {shown} (state injection)"),
+                );
+            }
+            Value::Unknown => {}
+            other => {
+                let what = other.what();
+                self.finding(
+                    FindingKind::UnsafeBuild,
+                    Severity::High,
+                    offset,
+                    None,
+                    format!("BUILD at offset {offset} sets the state of a {what}, which the pickle did not make by a call"),
+                );
+            }
+        }
+    }
+
+    fn reset_pickle(&mut self) {
+        self.stack.clear();
+        self.marks.clear();
+        self.memo.clear();
+        self.protocol = 0;
+        self.pickle_opcodes = 0;
+        self.frame_end = None;
+        self.broken = false;
+        self.active = false;
+        self.persistent_noted = false;
+    }
+
+    fn end_pickle(&mut self, end: u64) -> Flow {
+        self.report.pickles.push(PickleInfo {
+            start: self.pickle_start,
+            end: Some(end),
+            protocol: self.protocol,
+            opcodes: self.pickle_opcodes,
+        });
+        self.reset_pickle();
+        match self.mode {
+            Mode::FirstPickle => Flow::Stop,
+            Mode::AllPickles => Flow::Continue,
+        }
+    }
+
+    /// The stream ended or broke inside a pickle (`what` says how).
+    fn unfinished(&mut self, offset: u64, what: String) {
+        if self.report.pickles.is_empty() || self.active {
+            let started = self.pickle_opcodes > 0;
+            self.break_stream(offset, &what);
+            if started {
+                self.report.pickles.push(PickleInfo {
+                    start: self.pickle_start,
+                    end: None,
+                    protocol: self.protocol,
+                    opcodes: self.pickle_opcodes,
+                });
+            }
+        } else {
+            self.finding(
+                FindingKind::TrailingData,
+                Severity::Warning,
+                self.pickle_start.min(offset),
+                None,
+                format!(
+                    "bytes from offset {} on follow the last pickle and are not a pickle ({what})",
+                    self.pickle_start.min(offset)
+                ),
+            );
+        }
+    }
+
+    pub fn end_of_input(&mut self, offset: u64) {
+        if self.pickle_opcodes == 0 {
+            if self.report.pickles.is_empty() {
+                self.break_stream(offset, "the input holds no pickle (CPython raises EOFError)");
+            }
+            return;
+        }
+        self.pickle_start = self.pickle_start.min(offset);
+        self.unfinished(offset, "the input ends before STOP".into());
+    }
+
+    pub fn decode_error(&mut self, error: &DecodeError) {
+        if self.pickle_opcodes == 0 {
+            self.pickle_start = error.offset();
+        }
+        self.unfinished(error.offset(), error.to_string());
+    }
+
+    pub fn finish(mut self, consumed: u64) -> PickleReport {
+        if self.report.findings_dropped > 0 {
+            let dropped = self.report.findings_dropped;
+            self.report.findings.push(Finding {
+                kind: FindingKind::LimitExceeded,
+                severity: Severity::Info,
+                offset: 0,
+                import: None,
+                message: format!("{dropped} more findings are not listed"),
+            });
+        }
+        let _ = self.stopped;
+        self.report.consumed = consumed;
+        self.report
+    }
+}

@@ -1,0 +1,122 @@
+//! What analysis reports: findings with a kind, a severity, a byte offset and a sentence.
+
+use serde::Serialize;
+
+/// How bad a finding is. `High` and `Critical` are violations: the file is unsafe to load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub fn is_violation(self) -> bool {
+        self >= Severity::High
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FindingKind {
+    /// An import the policy does not allow.
+    DisallowedImport,
+    /// An import of something known to run code or touch the system.
+    DangerousImport,
+    /// STACK_GLOBAL whose module or name is not a plain string constant.
+    UnresolvableImport,
+    /// EXT1/EXT2/EXT4: an import through the copyreg extension registry.
+    ExtensionCode,
+    /// REDUCE/NEWOBJ/OBJ calling something that is not an import.
+    IndirectCall,
+    /// BUILD or an item-setting opcode applied to an imported module, class or function.
+    StateInjection,
+    /// BUILD on something the pickle did not produce by a call.
+    UnsafeBuild,
+    /// The stream breaks (bad opcode, truncation, stack underflow, missing memo key, no STOP):
+    /// CPython has run everything before the break.
+    MalformedPickle,
+    /// Frames laid out so that CPython's readers could disagree about the opcodes.
+    AmbiguousFraming,
+    /// Bytes after the last pickle that are not a pickle.
+    TrailingData,
+    /// An analysis limit was hit; what lies beyond it was not analysed.
+    LimitExceeded,
+    /// A persistent id: the loader's `persistent_load` decides what it becomes.
+    PersistentId,
+    /// Protocol 5 out-of-band buffer.
+    OutOfBandBuffer,
+    /// Container-level findings (archives, compression, embedded code).
+    Container,
+    /// TorchScript code that runs when the model runs.
+    EmbeddedCode,
+    /// A file format that is not pickle-based (reported, never silently skipped).
+    NonPickleFormat,
+    /// A format or archive the scanner cannot open.
+    Unsupported,
+}
+
+impl FindingKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingKind::DisallowedImport => "disallowed-import",
+            FindingKind::DangerousImport => "dangerous-import",
+            FindingKind::UnresolvableImport => "unresolvable-import",
+            FindingKind::ExtensionCode => "extension-code",
+            FindingKind::IndirectCall => "indirect-call",
+            FindingKind::StateInjection => "state-injection",
+            FindingKind::UnsafeBuild => "unsafe-build",
+            FindingKind::MalformedPickle => "malformed-pickle",
+            FindingKind::AmbiguousFraming => "ambiguous-framing",
+            FindingKind::TrailingData => "trailing-data",
+            FindingKind::LimitExceeded => "limit-exceeded",
+            FindingKind::PersistentId => "persistent-id",
+            FindingKind::OutOfBandBuffer => "out-of-band-buffer",
+            FindingKind::Container => "container",
+            FindingKind::EmbeddedCode => "embedded-code",
+            FindingKind::NonPickleFormat => "non-pickle-format",
+            FindingKind::Unsupported => "unsupported",
+        }
+    }
+}
+
+/// A `(module, qualified name)` pair as the unpickler would import it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct ImportName {
+    pub module: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for ImportName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.module, self.name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    pub kind: FindingKind,
+    pub severity: Severity,
+    /// Byte offset within the pickle stream (or container member) it was found in.
+    pub offset: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub import: Option<ImportName>,
+    pub message: String,
+}
+
+impl Finding {
+    pub fn is_violation(&self) -> bool {
+        self.severity.is_violation()
+    }
+}

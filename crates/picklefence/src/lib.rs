@@ -1,0 +1,24 @@
+//! picklefence core: decode pickles, analyse what they import and call, judge them by a policy.
+//!
+//! No PyO3 and no file-system policy here: callers hand in bytes or readers.
+
+pub mod analyzer;
+pub mod compat;
+pub mod decoder;
+pub mod error;
+pub mod findings;
+pub mod opcodes;
+pub mod policy;
+pub mod scan;
+pub mod text;
+
+pub use analyzer::{
+    analyze_reader, analyze_slice, Analyzer, CallSite, Callee, Flow, Import, Limits, Mode, Options,
+    PersistentId, PickleInfo, PickleReport, Sym,
+};
+pub use decoder::{Arg, Decoder, Op, Payload, StreamLimits};
+pub use error::DecodeError;
+pub use findings::{Finding, FindingKind, ImportName, Severity};
+pub use opcodes::Opcode;
+pub use policy::{danger_reason, Policy, PolicyError};
+pub use scan::{scan_bytes, Entry, LocatedFinding, ScanOptions, ScanReport, Verdict};
