@@ -166,6 +166,11 @@ fn dotted_names_through_allowed_modules_are_blocked() {
         &su("OrderedDict.__init__.__globals__"),
         b"\x93.",
     ]);
+    assert_eq!(
+        flagged_import(&scan(&data)),
+        vec!["collections.OrderedDict.__init__.__globals__"]
+    );
+    let data = cat(&[b"\x80\x04", &su("collections"), &su("OrderedDict.fromkeys"), b"\x93."]);
     assert_eq!(kinds(&scan(&data)), vec![FindingKind::DisallowedImport]);
 }
 
