@@ -1,0 +1,667 @@
+"""The safe ML environment: pickle's entry points patched, one policy, three layers.
+
+While active, every pickle loaded through ``pickle`` / ``_pickle`` passes:
+
+1. the pre-scan: before the unpickler runs a single opcode, the Rust analyzer reads the pickle
+   (exactly up to its STOP) and refuses it, listing every violation, if it imports anything the
+   policy does not allow;
+2. the ``find_class`` check of the patched unpickler classes, as CPython resolves each import;
+3. a PEP 578 audit hook on ``pickle.find_class``, which covers every unpickler in the process,
+   including references bound before activation (``from pickle import loads``).
+
+Activation is process-wide, thread-safe and reference-counted; the policy of the most recent
+activation still in force is the one applied.
+"""
+
+from __future__ import annotations
+
+import _compat_pickle
+import _pickle
+import contextlib
+import copyreg
+import io
+import os
+import pickle
+import sys
+import threading
+import warnings
+from typing import (
+    IO,
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+    Tuple,
+)
+
+from . import _native
+from ._native import Policy
+from .errors import PicklefenceWarning, ScanError, UnsafeFileError, Violation
+
+__all__ = [
+    "activate_safe_ml_environment",
+    "deactivate_safe_ml_environment",
+    "safe_ml_environment",
+    "is_active",
+    "current_policy",
+]
+
+# What CPython provides, captured once: the patched versions call these.
+_C_UNPICKLER: type = _pickle.Unpickler
+_C_LOADS: Callable[..., Any] = _pickle.loads
+_PY_UNPICKLER: type = pickle._Unpickler
+_PY_LOAD: Callable[[Any], Any] = _PY_UNPICKLER.__dict__["load"]
+_PY_FIND_CLASS: Callable[[Any, str, str], Any] = _PY_UNPICKLER.__dict__["find_class"]
+_NAME_MAPPING: Dict[Tuple[str, str], Tuple[str, str]] = _compat_pickle.NAME_MAPPING
+_IMPORT_MAPPING: Dict[str, str] = _compat_pickle.IMPORT_MAPPING
+
+_lock = threading.RLock()
+# The activations in force, oldest first; the last one's policy applies.
+_activations: List[_Activation] = []
+# The policy in force (None: inactive). Read without the lock by the hot paths.
+_policy: Optional[Policy] = None
+_patches: List[_Patch] = []
+_hook_installed = False
+_default_policy: Optional[Policy] = None
+_MISSING: Any = object()
+
+
+class _Activation:
+    __slots__ = ("policy",)
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+
+
+class _Patch:
+    __slots__ = ("attr", "label", "original", "owner", "replacement")
+
+    def __init__(self, owner: Any, attr: str, original: Any, replacement: Any, label: str) -> None:
+        self.owner = owner
+        self.attr = attr
+        self.original = original
+        self.replacement = replacement
+        self.label = label
+
+
+# --------------------------------------------------------------------------------------------
+# Policies
+
+
+def default_policy() -> Policy:
+    """The default policy (the ML allowlist), built once."""
+    global _default_policy
+    if _default_policy is None:
+        _default_policy = Policy.ml_default()
+    return _default_policy
+
+
+def resolve_policy(also_allow: Optional[Iterable[str]] = None, policy: Optional[Policy] = None) -> Policy:
+    """The policy ``policy`` (default: the ML allowlist) extended by ``also_allow``.
+
+    Extending builds a new policy: neither ``policy`` nor the default ever changes.
+    """
+    if policy is None:
+        base = default_policy()
+    elif isinstance(policy, Policy):
+        base = policy
+    else:
+        raise TypeError(f"policy must be a picklefence.Policy, not {type(policy).__name__}")
+    if also_allow is None:
+        return base
+    if isinstance(also_allow, (str, bytes)):
+        raise TypeError(
+            'also_allow takes an iterable of "module.name" strings, e.g. also_allow=["mymodule.MyClass"], '
+            f"not a single string ({also_allow!r})"
+        )
+    entries = list(also_allow)
+    for entry in entries:
+        if not isinstance(entry, str):
+            raise TypeError(
+                f'also_allow entries are "module.name" strings, not {type(entry).__name__}: {entry!r}'
+            )
+    if not entries:
+        return base
+    return base.with_allowed(entries)
+
+
+# Policies extended by the copyreg extension codes whose registered names they allow.
+_ext_cache: Dict[int, Tuple[Policy, Tuple[Tuple[int, Tuple[str, str]], ...], Policy]] = {}
+
+
+def _with_ext_codes(policy: Policy) -> Policy:
+    """``policy``, also allowing each registered EXT code whose ``(module, name)`` it allows.
+
+    CPython resolves EXT1/2/4 through ``copyreg._inverted_registry`` and caches the object in
+    ``copyreg._extension_cache``, skipping ``find_class`` on later loads; the pre-scan therefore
+    judges the codes against the registry as it is now.
+    """
+    registry = copyreg._inverted_registry  # type: ignore[attr-defined]
+    if not registry:
+        return policy
+    snapshot = tuple(sorted(registry.items()))
+    cached = _ext_cache.get(id(policy))
+    if cached is not None and cached[0] is policy and cached[1] == snapshot:
+        return cached[2]
+    codes = [code for code, (module, name) in snapshot if _allows(policy, module, name, True)]
+    derived = policy.with_allowed_ext_codes(codes) if codes else policy
+    if len(_ext_cache) > 64:
+        _ext_cache.clear()
+    _ext_cache[id(policy)] = (policy, snapshot, derived)
+    return derived
+
+
+# --------------------------------------------------------------------------------------------
+# Layers 2 and 3: the find_class check
+
+
+def _mapped(module: str, name: str) -> Tuple[str, str]:
+    """CPython's Python 2 name mapping (``fix_imports``), as ``find_class`` applies it."""
+    target = _NAME_MAPPING.get((module, name))
+    if target is not None:
+        return target
+    new_module = _IMPORT_MAPPING.get(module)
+    if new_module is not None:
+        return new_module, name
+    return module, name
+
+
+def _allows(policy: Policy, module: Any, name: Any, fix_imports: bool) -> bool:
+    if not isinstance(module, str) or not isinstance(name, str):
+        return False
+    if fix_imports:
+        module, name = _mapped(module, name)
+    return policy.is_allowed(module, name)
+
+
+def _refuse_import(
+    module: Any, name: Any, fix_imports: bool, filepath: Optional[str] = None
+) -> UnsafeFileError:
+    if isinstance(module, str) and isinstance(name, str):
+        if fix_imports:
+            module, name = _mapped(module, name)
+        reason = _native.danger_reason(module, name)
+        if reason is not None:
+            kind, message = "dangerous-import", f"find_class imports {module}.{name}, which {reason}"
+        else:
+            kind, message = (
+                "disallowed-import",
+                f"find_class imports {module}.{name}, which the policy does not allow",
+            )
+        violation = Violation(kind, module, name, None, message, "critical" if reason else "high")
+    else:
+        violation = Violation(
+            "unresolvable-import",
+            None,
+            None,
+            None,
+            f"find_class was asked for a module or name that is not a str: {module!r}, {name!r}",
+            "critical",
+        )
+    return UnsafeFileError([violation], filepath=filepath)
+
+
+def _check(policy: Policy, module: Any, name: Any, fix_imports: bool) -> None:
+    if not _allows(policy, module, name, fix_imports):
+        raise _refuse_import(module, name, fix_imports)
+
+
+def _audit_hook(event: str, args: Tuple[Any, ...]) -> None:
+    # Layer 3. Installed once per process (audit hooks cannot be removed); inert while inactive.
+    # CPython raises the event with the names as written, before its fix_imports mapping, and
+    # the protocol is not known here: map the names that are mapping keys.
+    if event == "pickle.find_class":
+        policy = _policy
+        if policy is not None and not _allows(policy, args[0], args[1], True):
+            raise _refuse_import(args[0], args[1], True)
+
+
+def _install_audit_hook() -> None:
+    global _hook_installed
+    if not _hook_installed:
+        sys.addaudithook(_audit_hook)
+        _hook_installed = True
+
+
+# --------------------------------------------------------------------------------------------
+# Layer 1: the pre-scan
+
+
+def _filepath(file: Any) -> Optional[str]:
+    name = getattr(file, "name", None)
+    if isinstance(name, (str, bytes, os.PathLike)):
+        try:
+            return os.fsdecode(name)
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
+def _seek_start(file: Any) -> Optional[int]:
+    """The file's position if seeking back to it is cheap and reliable, else None."""
+    # Compressed streams seek backwards by decompressing again from the start: read those
+    # exactly once instead (the non-seekable path).
+    if _is_recompressing(file):
+        return None
+    try:
+        seekable = file.seekable
+    except AttributeError:
+        return None
+    try:
+        if not seekable():
+            return None
+        position = file.tell()
+    except Exception:
+        return None
+    return position if isinstance(position, int) and position >= 0 else None
+
+
+def _is_recompressing(file: Any) -> bool:
+    module = type(file).__module__
+    if module in ("gzip", "bz2", "lzma", "zipfile", "_compression", "tarfile"):
+        return True
+    try:
+        import _compression
+
+        return isinstance(file, _compression.BaseStream)
+    except ImportError:  # pragma: no cover
+        return False
+
+
+def _call_native(function: Callable[..., Any], *args: Any) -> Any:
+    """Calls the native scanner; a Rust panic never loads anything: it becomes a ScanError."""
+    try:
+        return function(*args)
+    except _native.PanicException as panic:  # a BaseException
+        raise ScanError(f"the picklefence scanner failed ({panic}); nothing was loaded") from None
+
+
+def _violations(raw: Sequence[Tuple[Any, ...]]) -> List[Violation]:
+    out = []
+    for kind, severity, offset, module, name, message, ext_code in raw:
+        if ext_code is not None and module is None:
+            key = copyreg._inverted_registry.get(ext_code)  # type: ignore[attr-defined]
+            if key is not None:
+                module, name = key
+                message = f"{message} (the registry maps code {ext_code} to {module}.{name})"
+        out.append(Violation(kind, module, name, offset, message, severity))
+    return out
+
+
+def _judge(raw: Sequence[Tuple[Any, ...]], filepath: Optional[str]) -> None:
+    """Raises UnsafeFileError listing every violation, unless there are none, or the only ones
+    are ``malformed-pickle``: a truncated or broken stream whose opcodes before the break are all
+    allowed. CPython raises its own error there (and EOFError for an empty input)."""
+    if not raw:
+        return
+    if all(v[0] == "malformed-pickle" for v in raw):
+        return
+    raise UnsafeFileError(_violations(raw), filepath=filepath)
+
+
+def prescan_bytes(data: bytes, policy: Policy, filepath: Optional[str] = None) -> None:
+    """Pre-scans the first pickle of ``data``; raises UnsafeFileError if it is refused."""
+    _, _, raw = _call_native(_native.prescan_bytes, data, _with_ext_codes(policy))
+    _judge(raw, filepath)
+
+
+def prescan_stream(file: Any, policy: Policy, filepath: Optional[str] = None) -> Optional[bytes]:
+    """Pre-scans the first pickle of a file object, from its current position.
+
+    Seekable (and cheaply so): the file is left where it was, None is returned, and the
+    unpickler reads the pickle again. Otherwise exactly the bytes of the pickle are read (the
+    file ends up where CPython's unpickler would leave it) and returned, to be unpickled from.
+    """
+    policy = _with_ext_codes(policy)
+    start = _seek_start(file)
+    if start is not None:
+        try:
+            _, _, raw, _ = _call_native(_native.prescan_file, file, policy, start)
+        finally:
+            file.seek(start)
+        _judge(raw, filepath)
+        return None
+    _, _, raw, copy = _call_native(_native.prescan_file, file, policy, None)
+    _judge(raw, filepath)
+    return bytes(copy) if copy is not None else b""
+
+
+# --------------------------------------------------------------------------------------------
+# joblib
+
+
+def _is_joblib_unpickler(unpickler: Any) -> bool:
+    """joblib's NumpyUnpickler: its pickles are followed by raw array bytes read outside the
+    pickle machinery (right after each NumpyArrayWrapper BUILD), so "read up to STOP" would read
+    array bytes as opcodes.
+
+    JOBLIB BRANCH: these unpicklers skip the Rust pre-scan and keep layers 2 and 3 (find_class
+    and the audit hook). Switch to the core's joblib-aware scan here once it exists.
+    """
+    return type(unpickler).__module__.startswith("joblib")
+
+
+# --------------------------------------------------------------------------------------------
+# The patched objects
+
+
+class _ReplayableFile:
+    """What a C unpickler reads from when its file cannot be read twice: the real file,
+    except during a load, when it is a copy of the pre-scanned pickle."""
+
+    __slots__ = ("target",)
+
+    def __init__(self, target: Any) -> None:
+        self.target = target
+
+    def read(self, *args: Any) -> Any:
+        return self.target.read(*args)
+
+    def readline(self, *args: Any) -> Any:
+        return self.target.readline(*args)
+
+
+class _SafeUnpicklerMixin:
+    """The pre-scan and the find_class check, mixed into a subclass of CPython's C Unpickler.
+
+    ``torch.load`` subclasses ``pickle_module.Unpickler`` at call time, so it gets these.
+    """
+
+    _pf_file: Any
+    _pf_policy: Optional[Policy]
+    _pf_fix_imports: bool
+    _pf_proxy: Optional[_ReplayableFile]
+
+    def __init__(self, file: Any, *args: Any, **kwargs: Any) -> None:
+        self._pf_file = file
+        self._pf_policy = None
+        self._pf_fix_imports = bool(kwargs.get("fix_imports", True))
+        proxy = None
+        if _seek_start(file) is None and hasattr(file, "read"):
+            proxy = _ReplayableFile(file)
+        self._pf_proxy = proxy
+        super().__init__(file if proxy is None else proxy, *args, **kwargs)  # type: ignore[call-arg]
+
+    def find_class(self, module: str, name: str) -> Any:
+        state = self.__dict__
+        policy = state.get("_pf_policy")
+        if policy is None:
+            policy = _policy
+        if policy is not None:
+            fix_imports = state.get("_pf_fix_imports", True)
+            if not _allows(policy, module, name, fix_imports):
+                raise _refuse_import(module, name, fix_imports, _filepath(state.get("_pf_file")))
+        return super().find_class(module, name)  # type: ignore[misc]
+
+    def load(self) -> Any:
+        policy = _policy
+        if policy is None or "_pf_file" not in self.__dict__:
+            return super().load()  # type: ignore[misc]
+        file = self._pf_file
+        self._pf_policy = policy
+        try:
+            proxy = self._pf_proxy
+            if _is_joblib_unpickler(self):
+                return super().load()  # type: ignore[misc]
+            if proxy is None:
+                prescan_stream(file, policy, _filepath(file))
+                return super().load()  # type: ignore[misc]
+            copy = prescan_stream(file, policy, _filepath(file))
+            proxy.target = io.BytesIO(copy or b"")
+            try:
+                return super().load()  # type: ignore[misc]
+            finally:
+                proxy.target = file
+        finally:
+            self._pf_policy = None
+
+
+_safe_classes: Dict[type, type] = {}
+
+
+def _safe_unpickler_class(base: type) -> type:
+    """A subclass of ``base`` (CPython's C Unpickler) with the pre-scan and the find_class check."""
+    cached = _safe_classes.get(base)
+    if cached is None:
+        cached = type(
+            "Unpickler",
+            (_SafeUnpicklerMixin, base),
+            {"__doc__": base.__doc__, "__module__": base.__module__, "__qualname__": base.__qualname__},
+        )
+        _safe_classes[base] = cached
+    return cached
+
+
+def _make_load(unpickler: Callable[[], type]) -> Callable[..., Any]:
+    def load(file: IO[bytes], *args: Any, **kwargs: Any) -> Any:
+        return unpickler()(file, *args, **kwargs).load()
+
+    load.__doc__ = _pickle.load.__doc__
+    load.__module__ = "_pickle"
+    load.__qualname__ = "load"
+    return load
+
+
+def _loads(data: Any, /, *args: Any, **kwargs: Any) -> Any:
+    policy = _policy
+    if policy is None:
+        return _C_LOADS(data, *args, **kwargs)
+    if type(data) is not bytes:
+        if isinstance(data, str):
+            return _C_LOADS(data, *args, **kwargs)  # CPython's TypeError
+        try:
+            view = memoryview(data)
+        except TypeError:
+            return _C_LOADS(data, *args, **kwargs)  # CPython's TypeError
+        with view:
+            if not view.c_contiguous:
+                return _C_LOADS(data, *args, **kwargs)  # CPython's BufferError
+            # Scan and load one immutable copy: a mutable buffer could change in between.
+            data = view.tobytes()
+    prescan_bytes(data, policy)
+    return _C_LOADS(data, *args, **kwargs)
+
+
+_loads.__doc__ = _pickle.loads.__doc__
+_loads.__module__ = "_pickle"
+_loads.__qualname__ = "loads"
+
+
+def _py_unpickler_load(self: Any) -> Any:
+    """``pickle._Unpickler.load``, patched in place (so that subclasses made before activation,
+    such as joblib's and pandas', get it too)."""
+    policy = _policy
+    if policy is None:
+        return _PY_LOAD(self)
+    self._pf_policy = policy
+    try:
+        if _is_joblib_unpickler(self):
+            return _PY_LOAD(self)
+        file_read = getattr(self, "_file_read", None)
+        if file_read is None:
+            return _PY_LOAD(self)  # CPython's "__init__() was not called" error
+        file = getattr(file_read, "__self__", None)
+        if file is None or getattr(file, "read", None) != file_read:
+            file = _ReadOnlyFile(file_read, self._file_readline)
+        filepath = _filepath(file)
+        copy = prescan_stream(file, policy, filepath)
+        if copy is None:
+            return _PY_LOAD(self)
+        saved = self._file_read, self._file_readline
+        replay = io.BytesIO(copy)
+        self._file_read, self._file_readline = replay.read, replay.readline
+        try:
+            return _PY_LOAD(self)
+        finally:
+            self._file_read, self._file_readline = saved
+    finally:
+        self._pf_policy = None
+
+
+def _py_unpickler_find_class(self: Any, module: str, name: str) -> Any:
+    """``pickle._Unpickler.find_class``, patched in place."""
+    policy = self.__dict__.get("_pf_policy")
+    if policy is None:
+        policy = _policy
+    if policy is not None:
+        fix_imports = getattr(self, "proto", 0) < 3 and getattr(self, "fix_imports", True)
+        if not _allows(policy, module, name, fix_imports):
+            raise _refuse_import(module, name, fix_imports)
+    return _PY_FIND_CLASS(self, module, name)
+
+
+for _function, _original in ((_py_unpickler_load, _PY_LOAD), (_py_unpickler_find_class, _PY_FIND_CLASS)):
+    _function.__doc__ = _original.__doc__
+    _function.__module__ = _original.__module__
+    _function.__qualname__ = _original.__qualname__
+    _function.__name__ = _original.__name__
+
+
+class _ReadOnlyFile:
+    """A file made of an unpickler's read and readline callables (not seekable)."""
+
+    __slots__ = ("read", "readline")
+
+    def __init__(self, read: Callable[..., Any], readline: Callable[..., Any]) -> None:
+        self.read = read
+        self.readline = readline
+
+
+_c_load = _make_load(lambda: _safe_unpickler_class(_C_UNPICKLER))
+
+
+def _targets() -> List[Tuple[Any, str, Any, str]]:
+    """(owner, attribute, replacement, label) of everything activation patches."""
+    safe = _safe_unpickler_class(_C_UNPICKLER)
+    return [
+        (pickle, "load", _c_load, "pickle.load"),
+        (pickle, "loads", _loads, "pickle.loads"),
+        (pickle, "Unpickler", safe, "pickle.Unpickler"),
+        (_pickle, "load", _c_load, "_pickle.load"),
+        (_pickle, "loads", _loads, "_pickle.loads"),
+        (_pickle, "Unpickler", safe, "_pickle.Unpickler"),
+        # In place: subclasses of pickle._Unpickler made earlier (joblib, pandas) get these,
+        # and so do pickle._load and pickle._loads.
+        (_PY_UNPICKLER, "load", _py_unpickler_load, "pickle._Unpickler.load"),
+        (_PY_UNPICKLER, "find_class", _py_unpickler_find_class, "pickle._Unpickler.find_class"),
+    ]
+
+
+def _current(owner: Any, attr: str) -> Any:
+    if isinstance(owner, type):
+        return owner.__dict__.get(attr, _MISSING)
+    return getattr(owner, attr, _MISSING)
+
+
+def _patch() -> None:
+    for owner, attr, replacement, label in _targets():
+        original = _current(owner, attr)
+        _patches.append(_Patch(owner, attr, original, replacement, label))
+        setattr(owner, attr, replacement)
+
+
+def _unpatch() -> None:
+    while _patches:
+        patch = _patches.pop()
+        current = _current(patch.owner, patch.attr)
+        if current is patch.replacement:
+            if patch.original is _MISSING:
+                delattr(patch.owner, patch.attr)
+            else:
+                setattr(patch.owner, patch.attr, patch.original)
+        else:
+            warnings.warn(
+                f"picklefence: {patch.label} was replaced by {current!r} while the safe ML environment "
+                "was active; leaving that in place instead of restoring the original",
+                PicklefenceWarning,
+                stacklevel=4,
+            )
+
+
+# --------------------------------------------------------------------------------------------
+# The public API
+
+
+def _activate(policy: Policy) -> _Activation:
+    global _policy
+    activation = _Activation(policy)
+    with _lock:
+        _install_audit_hook()
+        _activations.append(activation)
+        _policy = policy
+        if len(_activations) == 1:
+            try:
+                _patch()
+            except BaseException:
+                _unpatch()
+                _activations.remove(activation)
+                _policy = None
+                raise
+    return activation
+
+
+def _deactivate(activation: Optional[_Activation]) -> None:
+    global _policy
+    with _lock:
+        if not _activations:
+            raise RuntimeError("picklefence: the safe ML environment is not active")
+        if activation is not None and any(a is activation for a in _activations):
+            index = max(i for i, a in enumerate(_activations) if a is activation)
+            del _activations[index]
+        else:
+            _activations.pop()
+        if _activations:
+            _policy = _activations[-1].policy
+        else:
+            try:
+                _unpatch()
+            finally:
+                _policy = None
+
+
+def activate_safe_ml_environment(
+    also_allow: Optional[Iterable[str]] = None, *, policy: Optional[Policy] = None
+) -> None:
+    """Guard every pickle load in this process with ``policy`` (default: the ML allowlist),
+    extended by ``also_allow`` (``"module.name"`` strings).
+
+    Reference-counted: each call needs one ``deactivate_safe_ml_environment()``. While several
+    activations are in force, the most recent one's policy applies. A malformed ``also_allow``
+    entry raises ``PolicyError`` (a ``ValueError``) naming it, and changes nothing.
+    """
+    _activate(resolve_policy(also_allow, policy))
+
+
+def deactivate_safe_ml_environment() -> None:
+    """Undo the most recent activation. After the last one, every patched object is restored
+    (if something else replaced one meanwhile, that is left alone with a warning) and the audit
+    hook becomes inert. Raises RuntimeError if the environment is not active."""
+    _deactivate(None)
+
+
+@contextlib.contextmanager
+def safe_ml_environment(
+    also_allow: Optional[Iterable[str]] = None, *, policy: Optional[Policy] = None
+) -> Iterator[Policy]:
+    """``with safe_ml_environment(also_allow=[...]): ...`` — activation for the block; yields
+    the policy in force for it."""
+    resolved = resolve_policy(also_allow, policy)
+    activation = _activate(resolved)
+    try:
+        yield resolved
+    finally:
+        _deactivate(activation)
+
+
+def is_active() -> bool:
+    """Whether the safe ML environment is active."""
+    return bool(_activations)
+
+
+def current_policy() -> Optional[Policy]:
+    """The policy in force, or None when inactive."""
+    return _policy

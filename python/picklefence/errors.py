@@ -1,0 +1,161 @@
+"""The exceptions picklefence raises.
+
+``PicklefenceError`` is the base of all of them. ``UnsafeFileError`` is also a
+``pickle.UnpicklingError``, so code that already handles broken pickles handles refused ones
+too; ``PolicyError`` is also a ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple
+
+__all__ = [
+    "PicklefenceError",
+    "UnsafeFileError",
+    "ScanError",
+    "PolicyError",
+    "PicklefenceWarning",
+    "Violation",
+]
+
+
+class PicklefenceError(Exception):
+    """Base class of every picklefence exception."""
+
+
+class PolicyError(PicklefenceError, ValueError):
+    """A policy (an ``also_allow`` entry, a TOML policy file, a policy name) is malformed."""
+
+
+class ScanError(PicklefenceError):
+    """The scanner itself failed; nothing was loaded (picklefence fails closed)."""
+
+
+class PicklefenceWarning(UserWarning):
+    """Something picklefence could not do as asked (e.g. restore a patched object)."""
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One blocked import or construct of a refused pickle."""
+
+    kind: str
+    """What was found: ``dangerous-import``, ``disallowed-import``, ``unresolvable-import``,
+    ``extension-code``, ``indirect-call``, ``state-injection``, ``unsafe-build``,
+    ``limit-exceeded``, ``malformed-pickle``, ..."""
+    module: Optional[str]
+    name: Optional[str]
+    offset: Optional[int]
+    """Byte offset in the pickle stream; ``None`` when the unpickler itself refused the import."""
+    message: str
+    severity: str = "high"
+
+    @property
+    def qualified_name(self) -> Optional[str]:
+        """``module.name``, when the violation is about an import."""
+        if self.module is None or self.name is None:
+            return None
+        return f"{self.module}.{self.name}"
+
+    def __str__(self) -> str:
+        where = "" if self.offset is None else f"offset {self.offset}: "
+        return f"{where}{self.kind}: {self.message}"
+
+
+_UNSAFE_NOTE = (
+    "Only allow a name you trust: every file loaded under that policy can then construct or call "
+    "it with arbitrary arguments, which runs code if it is a function or a class that does "
+    "anything beyond storing data."
+)
+
+
+def _describe(violations: Sequence[Violation]) -> Tuple[Optional[str], Optional[str]]:
+    for violation in violations:
+        if violation.module is not None and violation.name is not None:
+            return violation.module, violation.name
+    return None, None
+
+
+class UnsafeFileError(PicklefenceError, pickle.UnpicklingError):
+    """A pickle was refused: it imports or does something the policy does not allow.
+
+    Attributes:
+        module, name: the first blocked import (``None`` if no violation is an import).
+        violations: every violation found, each with ``kind``, ``module``, ``name``,
+            ``offset`` and ``message``.
+        filepath: the file's name when the pickle came from a named file, else ``None``.
+    """
+
+    module: Optional[str]
+    name: Optional[str]
+    violations: Tuple[Violation, ...]
+    filepath: Optional[str]
+
+    def __init__(
+        self,
+        message_or_violations: str | Sequence[Violation],
+        *,
+        filepath: Optional[str] = None,
+    ) -> None:
+        if isinstance(message_or_violations, str):
+            violations: Tuple[Violation, ...] = ()
+            message = message_or_violations
+        else:
+            violations = tuple(message_or_violations)
+            message = self._message(violations, filepath)
+        self.violations = violations
+        self.module, self.name = _describe(violations)
+        self.filepath = filepath
+        super().__init__(message)
+
+    @staticmethod
+    def _message(violations: Sequence[Violation], filepath: Optional[str]) -> str:
+        source = f"file {filepath!r}" if filepath else "this pickle"
+        module, name = _describe(violations)
+        lines = []
+        if module is not None and name is not None:
+            first = next(v for v in violations if v.module == module and v.name == name)
+            lines.append(
+                f"picklefence refused to load {source}: it imports {module}.{name} "
+                f"({first.kind}), which the policy does not allow."
+            )
+        else:
+            lines.append(f"picklefence refused to load {source}: {violations[0].message}.")
+        if len(violations) > 1 or module is None:
+            lines.append(f"All violations ({len(violations)}):")
+            lines.extend(f"  - {v}" for v in violations)
+        else:
+            lines.append(f"  - {violations[0]}")
+        names = []
+        for v in violations:
+            qualified = v.qualified_name
+            if qualified is not None and qualified not in names:
+                names.append(qualified)
+        if names:
+            shown = ", ".join(f'"{n}"' for n in names)
+            lines.append(
+                "If you trust this file and what it imports, allow the names explicitly, e.g. "
+                f"picklefence.activate_safe_ml_environment(also_allow=[{shown}]) "
+                "(or safe_ml_environment(also_allow=[...]), or a policy with Policy.with_allowed)."
+            )
+            if any(v.kind == "dangerous-import" for v in violations):
+                lines.append(
+                    "Some of these names are known to run code or touch the system: "
+                    "allowing them lets the file take over the process."
+                )
+            lines.append(_UNSAFE_NOTE)
+        return "\n".join(lines)
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (_rebuild_unsafe, (str(self), self.violations, self.filepath))
+
+
+def _rebuild_unsafe(
+    message: str, violations: Tuple[Violation, ...], filepath: Optional[str]
+) -> UnsafeFileError:
+    error = UnsafeFileError(message, filepath=filepath)
+    error.violations = tuple(violations)
+    error.module, error.name = _describe(error.violations)
+    return error

@@ -1,0 +1,475 @@
+"""The guard with real libraries: torch, numpy, scikit-learn, joblib, pandas.
+
+Benign files load with identical results under the default policy (nothing is allowed
+extra); payloads are refused with the right module and name and never run."""
+
+from __future__ import annotations
+
+import io
+import pickle
+from pathlib import Path
+from typing import Any, Callable, Dict, List
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import picklefence
+from pfhelpers import NonSeekable, SubprocessPayload, SystemPayload
+from picklefence import UnsafeFileError
+
+# --------------------------------------------------------------------------------------------
+# torch
+
+
+class TinyNet(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 2, 3)
+        self.bn = torch.nn.BatchNorm2d(2)
+        self.fc = torch.nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.relu(self.fc(self.bn(self.conv(x)).flatten(1)))
+
+
+def _checkpoint() -> Dict[str, Any]:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    loss = model(torch.rand(5, 4)).sum()
+    loss.backward()
+    optimizer.step()
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2)
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "epoch": 3,
+        "tensors": [
+            torch.arange(6, dtype=dtype).reshape(2, 3)
+            for dtype in (
+                torch.float32,
+                torch.float64,
+                torch.float16,
+                torch.bfloat16,
+                torch.int64,
+                torch.int8,
+                torch.uint8,
+            )
+        ]
+        + [torch.tensor([True, False]), torch.zeros(3, 3).t(), torch.rand(4)[1:3]],
+    }
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return bool(a == b)
+
+
+@pytest.mark.parametrize("zipfile", [True, False], ids=["zip", "legacy"])
+def test_torch_checkpoint_loads_identically(zipfile: bool, tmp_path: Path) -> None:
+    path = tmp_path / "ckpt.pt"
+    torch.save(_checkpoint(), path, _use_new_zipfile_serialization=zipfile)
+    plain = torch.load(path, weights_only=False)
+    with picklefence.safe_ml_environment():
+        guarded = torch.load(path, weights_only=False)
+        with open(path, "rb") as f:
+            from_file = torch.load(f, weights_only=False)
+    assert _same(plain, guarded) and _same(plain, from_file)
+
+
+@pytest.mark.parametrize("zipfile", [True, False], ids=["zip", "legacy"])
+@pytest.mark.parametrize("payload", [SystemPayload, SubprocessPayload])
+def test_torch_payload_refused(zipfile: bool, payload: Any, tmp_path: Path, marker: Path) -> None:
+    path = tmp_path / "evil.pt"
+    torch.save(
+        {"model": torch.nn.Linear(2, 2).state_dict(), "x": payload(marker)},
+        path,
+        _use_new_zipfile_serialization=zipfile,
+    )
+    with picklefence.safe_ml_environment():
+        with pytest.raises(UnsafeFileError) as info:
+            torch.load(path, weights_only=False)
+    assert not marker.exists()
+    expected = ("posix", "system") if payload is SystemPayload else ("subprocess", "call")
+    assert (info.value.module, info.value.name) == expected
+    assert info.value.violations[0].offset is not None
+
+
+def test_torch_whole_module_needs_also_allow(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = TinyNet().eval()
+    path = tmp_path / "net.pt"
+    torch.save(net, path)
+    x = torch.rand(1, 1, 4, 4)
+    with picklefence.safe_ml_environment():
+        with pytest.raises(UnsafeFileError) as info:
+            torch.load(path, weights_only=False)
+    assert (info.value.module, info.value.name) == (__name__, "TinyNet")
+    assert f'also_allow=["{__name__}.TinyNet"]' in str(info.value)
+    with picklefence.safe_ml_environment(also_allow=[f"{__name__}.TinyNet"]):
+        loaded = torch.load(path, weights_only=False)
+    assert isinstance(loaded, TinyNet) and torch.equal(loaded(x), net(x))
+
+
+def test_torch_standard_whole_module_loads(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 2, 3),
+        torch.nn.BatchNorm2d(2),
+        torch.nn.ReLU(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8, 2),
+    ).eval()
+    path = tmp_path / "seq.pt"
+    torch.save(model, path)
+    x = torch.rand(1, 1, 4, 4)
+    with picklefence.safe_ml_environment():
+        loaded = torch.load(path, weights_only=False)
+    assert torch.equal(loaded(x), model(x))
+
+
+def test_torch_weights_only_keeps_torchs_own_unpickler(tmp_path: Path, marker: Path) -> None:
+    good, evil = tmp_path / "good.pt", tmp_path / "evil.pt"
+    torch.save(torch.nn.Linear(2, 2).state_dict(), good)
+    torch.save({"x": SystemPayload(marker)}, evil)
+    with picklefence.safe_ml_environment():
+        assert set(torch.load(good, weights_only=True)) == {"weight", "bias"}
+        with pytest.raises(pickle.UnpicklingError) as info:
+            torch.load(evil, weights_only=True)
+        assert not isinstance(info.value, UnsafeFileError)  # torch's own refusal
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("wrap", ["seekable", "non-seekable"])
+def test_torch_legacy_stream_position(wrap: str, tmp_path: Path) -> None:
+    """Two legacy checkpoints and a trailer in one stream read exactly as without the guard."""
+    buffer = io.BytesIO()
+    first, second = _checkpoint(), {"w": torch.rand(3)}
+    torch.save(first, buffer, _use_new_zipfile_serialization=False)
+    torch.save(second, buffer, _use_new_zipfile_serialization=False)
+    buffer.write(b"TRAILER")
+    data = buffer.getvalue()
+
+    def run() -> Any:
+        f: Any = io.BytesIO(data) if wrap == "seekable" else io.BufferedReader(NonSeekable(data))
+        results: List[Any] = []
+        for _ in range(2):
+            try:
+                results.append(torch.load(f, weights_only=False))
+            except Exception as error:  # torch needs seekable files for the legacy format
+                results.append(type(error))
+        return results, f.read()
+
+    plain_results, plain_rest = run()
+    with picklefence.safe_ml_environment():
+        guarded_results, guarded_rest = run()
+    assert guarded_rest == plain_rest
+    assert all(_same(a, b) for a, b in zip(plain_results, guarded_results))
+    if wrap == "seekable":
+        assert plain_rest == b"TRAILER" and _same(guarded_results[0], first)
+
+
+# --------------------------------------------------------------------------------------------
+# numpy
+
+DTYPES = [
+    "?",
+    "b",
+    "B",
+    "i2",
+    "u2",
+    "i4",
+    "u4",
+    "i8",
+    "u8",
+    ">i4",
+    "f2",
+    "f4",
+    "f8",
+    ">f8",
+    "g",
+    "c8",
+    "c16",
+    "G",
+    "M8[ns]",
+    "M8[D]",
+    "m8[s]",
+    "U5",
+    "S5",
+    "V3",
+    "O",
+    [("a", "i4"), ("b", "f8", (2,))],
+]
+
+
+def _array(dtype: Any) -> np.ndarray:
+    dt = np.dtype(dtype)
+    if dt.kind == "O":
+        return np.array([1, "two", None, {"k": [1.5]}, (1, 2), np.float32(3)], dtype=object)
+    return (
+        np.arange(24, dtype="u1").view("u1").repeat(dt.itemsize)[: 6 * dt.itemsize].view(dt)
+        if dt.itemsize
+        else np.zeros(6, dt)
+    )
+
+
+def _arrays_equal(a: np.ndarray, b: np.ndarray) -> bool:
+    return (
+        a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+        if a.dtype.kind != "O"
+        else a.tolist() == b.tolist()
+    )
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_numpy_arrays_of_every_dtype(dtype: Any, tmp_path: Path) -> None:
+    array = _array(dtype)
+    path = tmp_path / "a.npy"
+    np.save(path, array, allow_pickle=True)
+    pickled = {p: pickle.dumps(array, protocol=p) for p in (2, 4, 5)}
+    scalar = pickle.dumps(array[0] if array.dtype.kind != "O" else np.float64(1.5), protocol=4)
+    plain = [np.load(path, allow_pickle=True)] + [pickle.loads(data) for data in pickled.values()]
+    assert _arrays_equal(plain[0], array)
+    with picklefence.safe_ml_environment():
+        guarded = [np.load(path, allow_pickle=True)] + [pickle.loads(data) for data in pickled.values()]
+        guarded_scalar = pickle.loads(scalar)
+    assert all(_arrays_equal(a, b) for a, b in zip(plain, guarded))
+    assert repr(guarded_scalar) == repr(pickle.loads(scalar))
+
+
+def test_numpy_npz_and_pickle_files(tmp_path: Path) -> None:
+    objects = np.array([{"a": 1}, [1, 2], "s"], dtype=object)
+    np.savez(tmp_path / "x.npz", objects=objects, floats=np.arange(5.0))
+    with open(tmp_path / "plain.pkl", "wb") as f:
+        pickle.dump({"arr": np.arange(3), "m": np.ma.masked_array([1, 2], mask=[0, 1])}, f)
+    with picklefence.safe_ml_environment():
+        with np.load(tmp_path / "x.npz", allow_pickle=True) as npz:
+            assert npz["objects"].tolist() == objects.tolist()
+            assert npz["floats"].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+        loaded = np.load(tmp_path / "plain.pkl", allow_pickle=True)
+    assert loaded["arr"].tolist() == [0, 1, 2] and loaded["m"].mask.tolist() == [False, True]
+
+
+def test_numpy_object_array_payload_refused(tmp_path: Path, marker: Path) -> None:
+    path = tmp_path / "evil.npy"
+    np.save(path, np.array([1, SystemPayload(marker)], dtype=object), allow_pickle=True)
+    with open(tmp_path / "evil.pkl", "wb") as f:
+        pickle.dump([SystemPayload(marker)], f)
+    with picklefence.safe_ml_environment():
+        with pytest.raises(UnsafeFileError) as info:
+            np.load(path, allow_pickle=True)
+        assert (info.value.module, info.value.name) == ("posix", "system")
+        assert info.value.filepath == str(path)
+        # For a file that is not .npy, numpy wraps the error in its own UnpicklingError.
+        with pytest.raises(pickle.UnpicklingError) as wrapped:
+            np.load(tmp_path / "evil.pkl", allow_pickle=True)
+        cause = wrapped.value.__cause__
+        assert isinstance(cause, UnsafeFileError) and (cause.module, cause.name) == ("posix", "system")
+    assert not marker.exists()
+
+
+# --------------------------------------------------------------------------------------------
+# scikit-learn via pickle and joblib
+
+
+def _estimators() -> Dict[str, Any]:
+    from sklearn.cluster import KMeans
+    from sklearn.decomposition import PCA
+    from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.naive_bayes import GaussianNB
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+    from sklearn.svm import SVC
+    from sklearn.tree import DecisionTreeRegressor
+
+    rng = np.random.RandomState(0)
+    X = rng.rand(80, 4)
+    y = (X[:, 0] + X[:, 1] > 1).astype(int)
+    return {
+        "LogisticRegression": LogisticRegression().fit(X, y),
+        "RandomForest": RandomForestClassifier(n_estimators=8, random_state=0).fit(X, y),
+        "GradientBoosting": GradientBoostingClassifier(n_estimators=8, random_state=0).fit(X, y),
+        "Pipeline": Pipeline(
+            [("scale", StandardScaler()), ("svc", SVC(probability=True, random_state=0))]
+        ).fit(X, y),
+        "SVC": SVC().fit(X, y),
+        "KMeans": KMeans(n_clusters=3, n_init=2, random_state=0).fit(X),
+        "PCA": PCA(2).fit(X),
+        "TfidfVectorizer": TfidfVectorizer().fit(["the cat sat", "the dog ran", "a cat ran"]),
+        "DecisionTreeRegressor": DecisionTreeRegressor(random_state=0).fit(X, X[:, 2]),
+        "KNeighbors": KNeighborsClassifier().fit(X, y),
+        "GaussianNB": GaussianNB().fit(X, y),
+        "OneHotEncoder": OneHotEncoder().fit([["a"], ["b"]]),
+    }
+
+
+def _outputs(name: str, est: Any) -> Any:
+    if name == "TfidfVectorizer":
+        return est.transform(["the cat ran"]).toarray().tolist()
+    if name == "OneHotEncoder":
+        return est.transform([["b"]]).toarray().tolist()
+    X = np.random.RandomState(1).rand(10, 4)
+    if hasattr(est, "predict"):
+        return est.predict(X).tolist()
+    return est.transform(X).tolist()
+
+
+ESTIMATORS = _estimators()
+COMPRESSORS = [0, ("zlib", 3), ("gzip", 3), ("bz2", 3), ("lzma", 3), ("xz", 3)]
+
+
+@pytest.mark.parametrize("name", sorted(ESTIMATORS))
+def test_sklearn_via_pickle(name: str, tmp_path: Path) -> None:
+    est = ESTIMATORS[name]
+    path = tmp_path / "est.pkl"
+    with open(path, "wb") as f:
+        pickle.dump(est, f, protocol=4)
+    with picklefence.safe_ml_environment():
+        with open(path, "rb") as f:
+            loaded = pickle.load(f)
+        loaded_bytes = pickle.loads(path.read_bytes())
+    assert _outputs(name, loaded) == _outputs(name, est) == _outputs(name, loaded_bytes)
+
+
+@pytest.mark.parametrize("compress", COMPRESSORS, ids=lambda c: str(c[0]) if c else "none")
+@pytest.mark.parametrize("name", sorted(ESTIMATORS))
+def test_sklearn_via_joblib(name: str, compress: Any, tmp_path: Path) -> None:
+    est = ESTIMATORS[name]
+    path = tmp_path / "est.joblib"
+    joblib.dump(est, path, compress=compress)
+    with picklefence.safe_ml_environment():
+        loaded = joblib.load(path)
+    assert _outputs(name, loaded) == _outputs(name, est)
+
+
+@pytest.mark.parametrize("compress", COMPRESSORS, ids=lambda c: str(c[0]) if c else "none")
+def test_joblib_payload_refused(compress: Any, tmp_path: Path, marker: Path) -> None:
+    path = tmp_path / "evil.joblib"
+    joblib.dump(
+        {"arr": np.arange(1000.0), "evil": SystemPayload(marker), "arr2": np.ones(5)}, path, compress=compress
+    )
+    with picklefence.safe_ml_environment():
+        with pytest.raises(UnsafeFileError) as info:
+            joblib.load(path)
+    assert (info.value.module, info.value.name) == ("posix", "system")
+    assert not marker.exists()
+
+
+def test_joblib_imported_before_activation_is_covered(tmp_path: Path, marker: Path) -> None:
+    from joblib import numpy_pickle
+
+    assert issubclass(numpy_pickle.NumpyUnpickler, pickle._Unpickler)  # type: ignore[attr-defined]
+    path = tmp_path / "evil.joblib"
+    joblib.dump([SubprocessPayload(marker)], path)
+    with picklefence.safe_ml_environment():
+        with pytest.raises(UnsafeFileError) as info:
+            numpy_pickle.load(path)
+    assert (info.value.module, info.value.name) == ("subprocess", "call")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("wrap", ["seekable", "non-seekable"])
+def test_joblib_stream_position(wrap: str) -> None:
+    buffer = io.BytesIO()
+    first = {"a": np.arange(10_000.0), "b": [np.ones((3, 3), dtype="i2"), "x"]}
+    joblib.dump(first, buffer)
+    joblib.dump(np.arange(7), buffer)
+    buffer.write(b"TRAILER")
+    data = buffer.getvalue()
+
+    def run() -> Any:
+        f: Any = io.BytesIO(data) if wrap == "seekable" else io.BufferedReader(NonSeekable(data))
+        out: List[Any] = []
+        for _ in range(2):
+            try:
+                out.append(joblib.load(f))
+            except Exception as error:
+                out.append(type(error))
+        return out, f.read()
+
+    plain, plain_rest = run()
+    with picklefence.safe_ml_environment():
+        guarded, guarded_rest = run()
+    assert guarded_rest == plain_rest
+    assert repr(guarded) == repr(plain)
+
+
+# --------------------------------------------------------------------------------------------
+# pandas
+
+
+def _frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "int": [1, 2, 3],
+            "float": [0.5, np.nan, 2.5],
+            "str": ["a", "b", None],
+            "cat": pd.Categorical(["x", "y", "x"]),
+            "time": pd.to_datetime(["2020-01-01", "2021-06-01", "2022-12-31"]),
+            "tz": pd.date_range("2020-01-01", periods=3, tz="UTC"),
+            "delta": pd.to_timedelta([1, 2, 3], unit="s"),
+            "bool": [True, False, True],
+            "nullable": pd.array([1, None, 3], dtype="Int64"),
+            "period": pd.period_range("2020-01", periods=3, freq="M"),
+        },
+        index=pd.MultiIndex.from_tuples([("a", 1), ("a", 2), ("b", 1)]),
+    )
+
+
+@pytest.mark.parametrize("compression", [None, "gzip", "bz2", "xz", "zip"])
+def test_pandas_read_pickle(compression: Any, tmp_path: Path) -> None:
+    frame = _frame()
+    path = tmp_path / "frame.pkl"
+    frame.to_pickle(path, compression=compression)
+    series = tmp_path / "series.pkl"
+    frame["float"].to_pickle(series)
+    with picklefence.safe_ml_environment():
+        loaded = pd.read_pickle(path, compression=compression)
+        loaded_series = pd.read_pickle(series)
+    pd.testing.assert_frame_equal(loaded, frame)
+    pd.testing.assert_series_equal(loaded_series, frame["float"])
+
+
+def test_pandas_payload_refused_including_compat_fallback(tmp_path: Path, marker: Path) -> None:
+    from pandas.compat import pickle_compat
+
+    path = tmp_path / "evil.pkl"
+    with open(path, "wb") as f:
+        pickle.dump({"df": _frame(), "x": SystemPayload(marker)}, f, protocol=2)
+    with picklefence.safe_ml_environment():
+        with pytest.raises(UnsafeFileError) as info:
+            pd.read_pickle(path)
+        assert (info.value.module, info.value.name) == ("posix", "system")
+        with open(path, "rb") as f:
+            with pytest.raises(UnsafeFileError) as info:
+                pickle_compat.Unpickler(f).load()  # the fallback read_pickle uses
+        assert info.value.violations[0].offset is not None
+        with open(path, "rb") as f:
+            with pytest.raises(UnsafeFileError):
+                pickle_compat.load(f) if hasattr(pickle_compat, "load") else pickle_compat.Unpickler(f).load()
+    assert not marker.exists()
+
+
+def test_pandas_compat_unpickler_loads_benign(tmp_path: Path) -> None:
+    from pandas.compat import pickle_compat
+
+    frame = _frame()
+    with picklefence.safe_ml_environment():
+        loaded = pickle_compat.Unpickler(io.BytesIO(pickle.dumps(frame, protocol=4))).load()
+    pd.testing.assert_frame_equal(loaded, frame)
+
+
+def _unused(_: Callable[..., Any]) -> None:  # keeps linters quiet about helper imports
+    pass
