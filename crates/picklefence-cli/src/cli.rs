@@ -1,0 +1,156 @@
+//! The command-line grammar (clap derive).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const ABOUT: &str = "Scan pickle-based ML model files for code they would run when loaded";
+
+const LONG_ABOUT: &str = "\
+Scan pickle-based ML model files for code they would run when loaded.
+
+A pickle is a program: loading it imports and calls whatever its author wrote. picklefence
+checks every import a file makes against an allowlist (deny by default) without running any
+of it.";
+
+const SCAN_AFTER: &str = "\
+Exit status:
+  0  every file was scanned and is clean
+  1  at least one file is unsafe; this wins over read errors in other files, so that
+     `exit 1` always means \"something dangerous was found\"
+  2  a usage error (bad option, policy file or --allow entry; nothing is scanned), or no
+     file is unsafe but some file could not be read, or a symbolic link leading out of a
+     scanned directory was skipped (it was not verified)
+
+Directories are walked recursively and every regular file in them gets a verdict.
+Symbolic links inside a directory are followed when their target lies inside that
+directory; links leading out of it are reported as skipped unless --follow-symlinks
+is given. Paths named on the command line are always read, whatever they are; `-`
+reads standard input.
+
+Examples:
+  picklefence scan model.pkl
+  picklefence scan --format sarif models/ > picklefence.sarif
+  picklefence scan --policy xgboost --allow mypkg.MyConfig model.pkl";
+
+const DISASM_AFTER: &str = "\
+Each line: offset, opcode, argument, and what the opcode does to the stack. Imports are
+marked allowed or BLOCKED with the reason; findings are marked with `!!` at their offset.
+
+Exit status: 0 when the file is clean, 1 when it is unsafe, 2 on usage or read errors.";
+
+const POLICY_AFTER: &str = "\
+Each line is one allowed import. Entries whose qualified name contains a dot are written
+`module:qual.name`, so every line can be passed back to --allow as it is.";
+
+#[derive(Debug, Parser)]
+#[command(name = "picklefence", version, about = ABOUT, long_about = LONG_ABOUT)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Scan files and directories; report a verdict and the findings for each file
+    #[command(after_help = SCAN_AFTER)]
+    Scan(ScanArgs),
+    /// Disassemble a pickle, marking each import allowed or blocked
+    #[command(after_help = DISASM_AFTER)]
+    Disasm(DisasmArgs),
+    /// Print the effective allowlist
+    #[command(after_help = POLICY_AFTER)]
+    Policy(PolicyArgs),
+}
+
+/// Which allowlist to judge imports by.
+#[derive(Debug, Clone, Args)]
+pub struct PolicyOpts {
+    /// A named policy (e.g. `xgboost`; `picklefence policy --list` shows them) or a TOML
+    /// policy file. A known name wins over a file of the same name: write `./NAME` for the
+    /// file. Default: the ML allowlist
+    #[arg(long, value_name = "NAME|FILE")]
+    pub policy: Option<String>,
+
+    /// Also allow this import, written `module.name` or `module:qual.name` (repeatable)
+    #[arg(long = "allow", value_name = "IMPORT")]
+    pub allow: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScanFormat {
+    /// Verdicts and findings for people
+    Text,
+    /// One JSON document
+    Json,
+    /// SARIF 2.1.0, for GitHub code scanning and other SARIF consumers
+    Sarif,
+}
+
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// Files and directories to scan (`-` for standard input)
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+
+    /// Output format
+    #[arg(long, value_enum, default_value_t = ScanFormat::Text)]
+    pub format: ScanFormat,
+
+    #[command(flatten)]
+    pub policy: PolicyOpts,
+
+    /// Text output: list only unsafe files, errors and skipped paths; no summary
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// List every import each file makes, allowed or not (text and JSON)
+    #[arg(long)]
+    pub show_imports: bool,
+
+    /// Follow symbolic links that lead out of the scanned directories
+    #[arg(long)]
+    pub follow_symlinks: bool,
+
+    /// Number of files scanned in parallel (default: one per core)
+    #[arg(short, long, value_name = "N")]
+    pub jobs: Option<usize>,
+
+    /// Never show a progress bar (it is shown only for text output on a terminal)
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DisasmArgs {
+    /// The file to disassemble
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// Disassemble only this pickle member of a container (e.g. `archive/data.pkl`)
+    #[arg(long, value_name = "NAME")]
+    pub member: Option<String>,
+
+    #[command(flatten)]
+    pub policy: PolicyOpts,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    #[command(flatten)]
+    pub policy: PolicyOpts,
+
+    /// Output format
+    #[arg(long, value_enum, default_value_t = ListFormat::Text)]
+    pub format: ListFormat,
+
+    /// List the named policies instead
+    #[arg(long, conflicts_with_all = ["policy", "allow"])]
+    pub list: bool,
+}

@@ -1,0 +1,124 @@
+//! JSON output of `scan`: one document with a summary and an object per path.
+
+use std::io::{self, Write};
+
+use picklefence::ScanReport;
+use serde_json::{json, Map, Value};
+
+use crate::render::{block_reason, import_label, location};
+use crate::scan::{Counts, FileResult, Outcome, RenderOptions};
+
+/// Bumped when a field changes meaning or goes away (adding fields does not bump it).
+const FORMAT_VERSION: u32 = 1;
+
+pub fn write_scan(w: &mut dyn Write, results: &[FileResult], options: &RenderOptions) -> io::Result<()> {
+    let counts = Counts::of(results);
+    let document = json!({
+        "format_version": FORMAT_VERSION,
+        "tool": {"name": "picklefence", "version": env!("CARGO_PKG_VERSION")},
+        "policy": options.policy_name,
+        "exit_code": options.exit_code,
+        "summary": {
+            "scanned": counts.scanned(),
+            "clean": counts.clean,
+            "unsafe": counts.unsafe_,
+            "errors": counts.errors,
+            "skipped": counts.skipped,
+        },
+        "files": results.iter().map(|r| file_json(r, options)).collect::<Vec<_>>(),
+    });
+    serde_json::to_writer_pretty(&mut *w, &document)?;
+    writeln!(w)
+}
+
+fn file_json(result: &FileResult, options: &RenderOptions) -> Value {
+    let mut object = Map::new();
+    object.insert("path".into(), json!(result.display));
+    match &result.outcome {
+        Outcome::Scanned(report) => {
+            object.insert("status".into(), json!(report.verdict.as_str()));
+            object.insert("format".into(), json!(report.format));
+            object.insert("entries".into(), entries_json(report));
+            object.insert(
+                "findings".into(),
+                report
+                    .findings
+                    .iter()
+                    .map(|located| {
+                        let finding = &located.finding;
+                        json!({
+                            "location": location(&result.display, &located.location),
+                            "member": member(&located.location),
+                            "kind": finding.kind.as_str(),
+                            "severity": finding.severity.as_str(),
+                            "violation": finding.is_violation(),
+                            "offset": finding.offset,
+                            "import": finding.import.as_ref().map(ToString::to_string),
+                            "module": finding.import.as_ref().map(|i| i.module.as_str()),
+                            "name": finding.import.as_ref().map(|i| i.name.as_str()),
+                            "message": finding.message,
+                        })
+                    })
+                    .collect(),
+            );
+            if options.show_imports {
+                object.insert("imports".into(), imports_json(&result.display, report));
+            }
+        }
+        Outcome::Failed(error) => {
+            object.insert("status".into(), json!("error"));
+            object.insert("error".into(), json!(error));
+        }
+        Outcome::Skipped { reason, unverified } => {
+            object.insert("status".into(), json!("skipped"));
+            object.insert("reason".into(), json!(reason));
+            object.insert("unverified".into(), json!(unverified));
+        }
+    }
+    Value::Object(object)
+}
+
+fn member(location: &str) -> Value {
+    if location.is_empty() {
+        Value::Null
+    } else {
+        json!(location)
+    }
+}
+
+fn entries_json(report: &ScanReport) -> Value {
+    report
+        .entries
+        .iter()
+        .map(|entry| {
+            json!({
+                "member": member(&entry.location),
+                "pickles": entry.report.pickles.len(),
+                "imports": entry.report.imports.len(),
+                "records_dropped": entry.report.records_dropped,
+            })
+        })
+        .collect()
+}
+
+fn imports_json(display: &str, report: &ScanReport) -> Value {
+    let mut imports = Vec::new();
+    for entry in &report.entries {
+        for import in &entry.report.imports {
+            imports.push(json!({
+                "location": location(display, &entry.location),
+                "member": member(&entry.location),
+                "offset": import.offset,
+                "opcode": import.opcode,
+                "import": import_label(import),
+                "module": import.target.as_ref().map(|t| t.module.as_str()),
+                "name": import.target.as_ref().map(|t| t.name.as_str()),
+                "written_as": import.written_as.as_ref().map(ToString::to_string),
+                "ext_code": import.ext_code,
+                "allowed": import.allowed,
+                "reason": block_reason(import),
+            }));
+        }
+    }
+    Value::Array(imports)
+}

@@ -1,0 +1,194 @@
+//! `picklefence scan`: collect the files, scan them in parallel, report, and pick the exit code.
+
+use std::io::Read;
+use std::path::Path;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use picklefence::{scan_bytes, scan_path, Policy, ScanError, ScanOptions, ScanReport};
+use rayon::prelude::*;
+
+use crate::cli::{ScanArgs, ScanFormat};
+use crate::walk::{self, Found, Source};
+use crate::{finish, json, policy_cmd, sarif, text, usage_error, Io, EXIT_CLEAN, EXIT_ERROR, EXIT_UNSAFE};
+
+/// What became of one path.
+#[derive(Debug)]
+pub enum Outcome {
+    Scanned(ScanReport),
+    Failed(String),
+    Skipped { reason: String, unverified: bool },
+}
+
+#[derive(Debug)]
+pub struct FileResult {
+    /// The path as the user would recognise it (`-` for standard input).
+    pub display: String,
+    pub outcome: Outcome,
+}
+
+/// How many paths ended which way.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub clean: usize,
+    pub unsafe_: usize,
+    pub errors: usize,
+    pub skipped: usize,
+}
+
+impl Counts {
+    pub fn of(results: &[FileResult]) -> Counts {
+        let mut counts = Counts::default();
+        for result in results {
+            match &result.outcome {
+                Outcome::Scanned(report) if report.is_safe() => counts.clean += 1,
+                Outcome::Scanned(_) => counts.unsafe_ += 1,
+                Outcome::Failed(_) => counts.errors += 1,
+                Outcome::Skipped { .. } => counts.skipped += 1,
+            }
+        }
+        counts
+    }
+
+    pub fn scanned(&self) -> usize {
+        self.clean + self.unsafe_
+    }
+}
+
+/// 1 if anything is unsafe; else 2 if anything could not be verified; else 0.
+pub fn exit_code(results: &[FileResult]) -> i32 {
+    let mut unverified = false;
+    for result in results {
+        match &result.outcome {
+            Outcome::Scanned(report) if !report.is_safe() => return EXIT_UNSAFE,
+            Outcome::Scanned(_) => {}
+            Outcome::Failed(_) => unverified = true,
+            Outcome::Skipped { unverified: u, .. } => unverified |= *u,
+        }
+    }
+    if unverified {
+        EXIT_ERROR
+    } else {
+        EXIT_CLEAN
+    }
+}
+
+/// Options the renderers need.
+#[derive(Debug, Clone)]
+pub struct RenderOptions {
+    pub quiet: bool,
+    pub show_imports: bool,
+    pub policy_name: String,
+    pub exit_code: i32,
+}
+
+pub fn run(args: &ScanArgs, io: &mut Io<'_>) -> i32 {
+    let policy = match policy_cmd::load(&args.policy) {
+        Ok(policy) => policy,
+        Err(message) => return usage_error(io, &message),
+    };
+    if args.jobs == Some(0) {
+        return usage_error(io, "--jobs must be at least 1");
+    }
+    // Own pool: honours --jobs, and gives deep directory walks room on the stack.
+    let pool = match rayon::ThreadPoolBuilder::new()
+        .num_threads(args.jobs.unwrap_or(0))
+        .stack_size(8 << 20)
+        .build()
+    {
+        Ok(pool) => pool,
+        Err(e) => return usage_error(io, &format!("cannot start the worker threads: {e}")),
+    };
+    let progress = io.interactive && args.format == ScanFormat::Text && !args.quiet && !args.no_progress;
+    let results = pool.install(|| scan_all(args, &policy, progress));
+    let code = exit_code(&results);
+    let options = RenderOptions {
+        quiet: args.quiet,
+        show_imports: args.show_imports,
+        policy_name: policy.name().to_string(),
+        exit_code: code,
+    };
+    let written = match args.format {
+        ScanFormat::Text => text::write_scan(io.out, &results, &options),
+        ScanFormat::Json => json::write_scan(io.out, &results, &options),
+        ScanFormat::Sarif => sarif::write_scan(io.out, &results, &options),
+    };
+    finish(code, written, io)
+}
+
+fn scan_all(args: &ScanArgs, policy: &Policy, progress: bool) -> Vec<FileResult> {
+    let found = walk::collect(&args.paths, args.follow_symlinks);
+    let bar = if progress {
+        let bar = ProgressBar::with_draw_target(Some(found.len() as u64), ProgressDrawTarget::stderr());
+        if let Ok(style) = ProgressStyle::with_template("scanning {bar:30} {pos}/{len} files {elapsed}") {
+            bar.set_style(style);
+        }
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let options = ScanOptions::default();
+    let results = found
+        .into_par_iter()
+        .map(|found| {
+            let result = scan_found(found, policy, &options);
+            bar.inc(1);
+            result
+        })
+        .collect();
+    bar.finish_and_clear();
+    results
+}
+
+fn scan_found(found: Found, policy: &Policy, options: &ScanOptions) -> FileResult {
+    match found {
+        Found::Scan { display, source } => {
+            let outcome = match source {
+                Source::File(path) => scan_file(&path, policy, options),
+                Source::Stdin => scan_stdin(policy, options),
+            };
+            FileResult {
+                display,
+                outcome: match outcome {
+                    Ok(report) => Outcome::Scanned(report),
+                    Err(error) => Outcome::Failed(error),
+                },
+            }
+        }
+        Found::Failed { display, error } => FileResult {
+            display,
+            outcome: Outcome::Failed(error),
+        },
+        Found::Skipped {
+            display,
+            reason,
+            unverified,
+        } => FileResult {
+            display,
+            outcome: Outcome::Skipped { reason, unverified },
+        },
+    }
+}
+
+/// The one place a file is scanned. `scan_path` maps the file and reads only its pickles;
+/// what is not a regular file (a named pipe, `<(...)`) was named on the command line and is
+/// read as a stream.
+pub fn scan_file(path: &Path, policy: &Policy, options: &ScanOptions) -> Result<ScanReport, String> {
+    match scan_path(path, policy, options) {
+        Ok(report) => Ok(report),
+        Err(ScanError::NotAFile { .. }) => {
+            let data = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+            Ok(scan_bytes(&data, policy, options))
+        }
+        Err(ScanError::Open { source, .. }) => Err(format!("cannot read: {source}")),
+        Err(ScanError::Map { source, .. }) => Err(format!("cannot map into memory: {source}")),
+    }
+}
+
+fn scan_stdin(policy: &Policy, options: &ScanOptions) -> Result<ScanReport, String> {
+    let mut data = Vec::new();
+    std::io::stdin()
+        .lock()
+        .read_to_end(&mut data)
+        .map_err(|e| format!("cannot read standard input: {e}"))?;
+    Ok(scan_bytes(&data, policy, options))
+}
