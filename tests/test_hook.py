@@ -298,6 +298,7 @@ def _patched_objects() -> Dict[str, Any]:
         "pickle._Unpickler": pickle._Unpickler,  # type: ignore[attr-defined]
         "pickle._Unpickler.load": pickle._Unpickler.__dict__["load"],  # type: ignore[attr-defined]
         "pickle._Unpickler.find_class": pickle._Unpickler.__dict__["find_class"],  # type: ignore[attr-defined]
+        "pickle._Unpickler.get_extension": pickle._Unpickler.__dict__["get_extension"],  # type: ignore[attr-defined]
         "_pickle.load": _pickle.load,
         "_pickle.loads": _pickle.loads,
         "_pickle.Unpickler": _pickle.Unpickler,
@@ -501,6 +502,21 @@ def test_extension_codes_are_checked_like_imports(
             with pytest.raises(UnsafeFileError):
                 load(pickle.dumps(WriteMarkerPayload(cached), protocol=2))
     assert not cached.exists()
+
+
+def test_extension_cache_in_unpicklers_without_prescan(
+    extension_registry: Any, marker: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unpicklers that skip the pre-scan (joblib's) still check cached EXT codes."""
+    extension_registry("pfhelpers", "write_marker", 0x3F3)
+    warm = marker.with_name("WARM")
+    pickle.loads(pickle.dumps(WriteMarkerPayload(warm), protocol=2))  # fills copyreg's cache
+    monkeypatch.setattr(_hook, "_is_joblib_unpickler", lambda unpickler: True)
+    with picklefence.safe_ml_environment():
+        with pytest.raises(UnsafeFileError) as info:
+            pickle._Unpickler(io.BytesIO(pickle.dumps(WriteMarkerPayload(marker), protocol=2))).load()  # type: ignore[attr-defined]
+    assert (info.value.module, info.value.name) == ("pfhelpers", "write_marker")
+    assert not marker.exists()
 
 
 # --------------------------------------------------------------------------------------------

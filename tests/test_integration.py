@@ -302,7 +302,7 @@ def _estimators() -> Dict[str, Any]:
         "RandomForest": RandomForestClassifier(n_estimators=8, random_state=0).fit(X, y),
         "GradientBoosting": GradientBoostingClassifier(n_estimators=8, random_state=0).fit(X, y),
         "Pipeline": Pipeline(
-            [("scale", StandardScaler()), ("svc", SVC(probability=True, random_state=0))]
+            [("scale", StandardScaler()), ("svc", SVC(random_state=0))]
         ).fit(X, y),
         "SVC": SVC().fit(X, y),
         "KMeans": KMeans(n_clusters=3, n_init=2, random_state=0).fit(X),

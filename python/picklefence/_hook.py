@@ -56,6 +56,7 @@ _C_LOADS: Callable[..., Any] = _pickle.loads
 _PY_UNPICKLER: type = pickle._Unpickler
 _PY_LOAD: Callable[[Any], Any] = _PY_UNPICKLER.__dict__["load"]
 _PY_FIND_CLASS: Callable[[Any, str, str], Any] = _PY_UNPICKLER.__dict__["find_class"]
+_PY_GET_EXTENSION: Callable[[Any, int], Any] = _PY_UNPICKLER.__dict__["get_extension"]
 _NAME_MAPPING: Dict[Tuple[str, str], Tuple[str, str]] = _compat_pickle.NAME_MAPPING
 _IMPORT_MAPPING: Dict[str, str] = _compat_pickle.IMPORT_MAPPING
 
@@ -514,7 +515,25 @@ def _py_unpickler_find_class(self: Any, module: str, name: str) -> Any:
     return _PY_FIND_CLASS(self, module, name)
 
 
-for _function, _original in ((_py_unpickler_load, _PY_LOAD), (_py_unpickler_find_class, _PY_FIND_CLASS)):
+def _py_unpickler_get_extension(self: Any, code: int) -> Any:
+    """``pickle._Unpickler.get_extension``, patched in place: EXT codes are checked like imports
+    even when ``copyreg._extension_cache`` would skip ``find_class`` (this matters for the
+    unpicklers that are not pre-scanned, see ``_is_joblib_unpickler``)."""
+    policy = self.__dict__.get("_pf_policy")
+    if policy is None:
+        policy = _policy
+    if policy is not None:
+        key = copyreg._inverted_registry.get(code)  # type: ignore[attr-defined]
+        if key is not None and not _allows(policy, key[0], key[1], False):
+            raise _refuse_import(key[0], key[1], False)
+    return _PY_GET_EXTENSION(self, code)
+
+
+for _function, _original in (
+    (_py_unpickler_load, _PY_LOAD),
+    (_py_unpickler_find_class, _PY_FIND_CLASS),
+    (_py_unpickler_get_extension, _PY_GET_EXTENSION),
+):
     _function.__doc__ = _original.__doc__
     _function.__module__ = _original.__module__
     _function.__qualname__ = _original.__qualname__
@@ -548,6 +567,7 @@ def _targets() -> List[Tuple[Any, str, Any, str]]:
         # and so do pickle._load and pickle._loads.
         (_PY_UNPICKLER, "load", _py_unpickler_load, "pickle._Unpickler.load"),
         (_PY_UNPICKLER, "find_class", _py_unpickler_find_class, "pickle._Unpickler.find_class"),
+        (_PY_UNPICKLER, "get_extension", _py_unpickler_get_extension, "pickle._Unpickler.get_extension"),
     ]
 
 

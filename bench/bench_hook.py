@@ -1,0 +1,157 @@
+"""Cost of the safe ML environment: guarded vs plain loading, side by side in one run.
+
+    python bench/bench_hook.py [--rounds N] [--quick] [--json FILE]
+
+Each case is timed alternately without and with the guard (the order flips every round), and
+the medians are compared. Targets (guarded / plain):
+
+    opcode-dense pickles (1M ints, 1M tuples) ......... <= 1.10
+    a 50 MB ndarray pickle ............................ <= 1.01
+    torch.load of a state_dict, joblib.load of a RandomForest <= 1.05
+
+Not a test: it prints the ratios and whether each meets its target, and exits 0 either way
+(use --strict to exit 1 when a target is missed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import pickle
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Tuple
+
+import picklefence
+
+Case = Tuple[str, float, Callable[[], Any]]
+
+
+def _cases(tmp: Path, quick: bool) -> List[Case]:
+    import numpy as np
+
+    n = 200_000 if quick else 1_000_000
+    ints = pickle.dumps(list(range(n)), protocol=4)
+    tuples = pickle.dumps([(i, i + 1) for i in range(n)], protocol=4)
+    array = pickle.dumps(np.random.RandomState(0).rand((10 if quick else 50) * 2**20 // 8), protocol=4)
+    (tmp / "ints.pkl").write_bytes(ints)
+    (tmp / "array.pkl").write_bytes(array)
+
+    def load_file(path: Path) -> Callable[[], Any]:
+        def run() -> Any:
+            with open(path, "rb") as f:
+                return pickle.load(f)
+
+        return run
+
+    cases: List[Case] = [
+        (f"pickle.loads {n // 1000}k ints", 1.10, lambda: pickle.loads(ints)),
+        (f"pickle.loads {n // 1000}k tuples", 1.10, lambda: pickle.loads(tuples)),
+        (f"pickle.load(file) {n // 1000}k ints", 1.10, load_file(tmp / "ints.pkl")),
+        (f"pickle.loads {len(array) >> 20} MB ndarray", 1.01, lambda: pickle.loads(array)),
+        (f"pickle.load(file) {len(array) >> 20} MB ndarray", 1.01, load_file(tmp / "array.pkl")),
+    ]
+    try:
+        import torch
+
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(
+            *[torch.nn.Sequential(torch.nn.Conv2d(64, 64, 3), torch.nn.BatchNorm2d(64)) for _ in range(20)],
+            torch.nn.Linear(1024, 1000),
+        )
+        torch.save(model.state_dict(), tmp / "state.pt")
+        cases.append(
+            ("torch.load state_dict", 1.05, lambda: torch.load(tmp / "state.pt", weights_only=False))
+        )
+    except ImportError:
+        print("torch not installed: skipping its case", file=sys.stderr)
+    try:
+        import joblib
+        from sklearn.ensemble import RandomForestClassifier
+
+        rng = np.random.RandomState(0)
+        X = rng.rand(2000, 20)
+        y = (X[:, 0] > 0.5).astype(int)
+        forest = RandomForestClassifier(n_estimators=20 if quick else 100, random_state=0).fit(X, y)
+        joblib.dump(forest, tmp / "forest.joblib")
+        cases.append(("joblib.load RandomForest", 1.05, lambda: joblib.load(tmp / "forest.joblib")))
+    except ImportError:
+        print("joblib/scikit-learn not installed: skipping their case", file=sys.stderr)
+    return cases
+
+
+def _time(run: Callable[[], Any]) -> float:
+    gc.collect()
+    start = time.perf_counter()
+    result = run()
+    elapsed = time.perf_counter() - start
+    del result
+    return elapsed
+
+
+def measure(run: Callable[[], Any], rounds: int) -> Tuple[float, float]:
+    plain: List[float] = []
+    guarded: List[float] = []
+    run()  # warm up (imports, caches, page cache)
+    with picklefence.safe_ml_environment():
+        run()
+    for index in range(rounds):
+        order = (False, True) if index % 2 == 0 else (True, False)
+        for guard in order:
+            if guard:
+                with picklefence.safe_ml_environment():
+                    guarded.append(_time(run))
+            else:
+                plain.append(_time(run))
+    return statistics.median(plain), statistics.median(guarded)
+
+
+def main(argv: List[str]) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--quick", action="store_true", help="smaller inputs")
+    parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
+    args = parser.parse_args(argv)
+    results: List[Dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        cases = _cases(Path(tmp), args.quick)
+        print(f"{'case':45} {'plain ms':>10} {'guarded ms':>11} {'ratio':>7} {'target':>7}")
+        for name, target, run in cases:
+            plain, guarded = measure(run, args.rounds)
+            ratio = guarded / plain
+            ok = ratio <= target
+            results.append(
+                {
+                    "case": name,
+                    "plain_s": plain,
+                    "guarded_s": guarded,
+                    "ratio": ratio,
+                    "target": target,
+                    "ok": ok,
+                }
+            )
+            print(
+                f"{name:45} {plain * 1e3:10.2f} {guarded * 1e3:11.2f} {ratio:7.3f} {target:7.2f}"
+                f"  {'ok' if ok else 'OVER'}",
+                flush=True,
+            )
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps({"rounds": args.rounds, "cpus": os.cpu_count(), "results": results}, indent=2)
+        )
+    missed = [r["case"] for r in results if not r["ok"]]
+    if missed:
+        print(f"over target: {', '.join(missed)}")
+    return 1 if (missed and args.strict) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
