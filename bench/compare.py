@@ -1,0 +1,452 @@
+"""picklefence side by side: load overhead of the guard, and scan speed against peer scanners.
+
+Builds every workload itself (real torch, numpy, scikit-learn, joblib files; a directory of mixed
+model files), then measures in one run, alternating:
+
+* plain loading vs loading with ``activate_safe_ml_environment()`` active (overhead ratios);
+* ``picklefence scan`` vs picklescan, modelscan and fickling's static check on the same files
+  (whole-process wall time and peak memory; speed-up ratios);
+* ``torch.load(weights_only=True)`` vs ``torch.load(weights_only=False)`` under picklefence.
+
+Peer tools are installed into their own virtual environments under ``bench/.venvs`` from the
+package registry at pinned versions; a peer that cannot be installed is reported, never faked.
+
+    python bench/compare.py            # full run (several minutes; installs peers once)
+    python bench/compare.py --quick    # small workloads, < 2 minutes; CI runs this (no timing gates)
+
+Writes ``bench/results/compare.md`` and ``bench/results/compare.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import json
+import os
+import pickle
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+VENVS = ROOT / "bench" / ".venvs"
+
+# Pinned peer versions: changing one is a deliberate act.
+PEERS = {
+    "picklescan": "picklescan==1.0.5",
+    "modelscan": "modelscan==0.8.8",
+    "fickling": "fickling==0.1.12",
+}
+
+# Overhead targets from the issues (guarded / plain).
+TARGETS = {
+    "1M small ints (pickle.loads)": 1.10,
+    "1M 2-tuples (pickle.loads)": 1.10,
+    "50 MB ndarray (pickle.loads)": 1.01,
+    "torch state_dict (torch.load)": 1.05,
+    "RandomForest (joblib.load)": 1.05,
+}
+
+
+@dataclass
+class Row:
+    name: str
+    baseline_s: float
+    measured_s: float
+    target: float | None = None
+    notes: str = ""
+
+    @property
+    def ratio(self) -> float:
+        return self.measured_s / self.baseline_s if self.baseline_s else float("nan")
+
+
+@dataclass
+class ScanRow:
+    tool: str
+    version: str
+    wall_s: float | None
+    peak_mib: float | None
+    flagged: str
+    error: str = ""
+
+
+@dataclass
+class Results:
+    overhead: list[Row] = field(default_factory=list)
+    scans: list[ScanRow] = field(default_factory=list)
+    weights_only: list[Row] = field(default_factory=list)
+
+
+def median_time(fn, runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        gc.collect()
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def alternate(plain, guarded, runs: int) -> tuple[float, float]:
+    """Median times of `plain` and of `guarded` (run under the guard), interleaved run by run."""
+    import picklefence
+
+    plain_times, guarded_times = [], []
+    for _ in range(runs):
+        gc.collect()
+        start = time.perf_counter()
+        plain()
+        plain_times.append(time.perf_counter() - start)
+        picklefence.activate_safe_ml_environment()
+        try:
+            gc.collect()
+            start = time.perf_counter()
+            guarded()
+            guarded_times.append(time.perf_counter() - start)
+        finally:
+            picklefence.deactivate_safe_ml_environment()
+    return statistics.median(plain_times), statistics.median(guarded_times)
+
+
+# ---------------------------------------------------------------- workloads
+
+
+def build_workloads(work: Path, quick: bool) -> dict[str, Path]:
+    import joblib
+    import numpy as np
+    import torch
+    from sklearn.ensemble import RandomForestClassifier
+
+    n = 100_000 if quick else 1_000_000
+    files = {}
+    files["ints"] = work / "ints.pkl"
+    files["ints"].write_bytes(pickle.dumps(list(range(n)), protocol=4))
+    files["tuples"] = work / "tuples.pkl"
+    files["tuples"].write_bytes(pickle.dumps([(i, i + 1) for i in range(n)], protocol=4))
+    files["ndarray"] = work / "ndarray.pkl"
+    mb = 5 if quick else 50
+    files["ndarray"].write_bytes(pickle.dumps(np.random.default_rng(0).random(mb * 131072), protocol=4))
+
+    torch.manual_seed(0)
+    layers = 10 if quick else 100
+    state = {f"layer{i}.weight": torch.randn(256, 256) for i in range(layers)}
+    state.update({f"layer{i}.bias": torch.randn(256) for i in range(layers)})
+    files["state_dict"] = work / "state_dict.pt"
+    torch.save(state, files["state_dict"])
+
+    rng = np.random.default_rng(0)
+    x = rng.random((500, 10))
+    y = (x[:, 0] > 0.5).astype(int)
+    forest = RandomForestClassifier(n_estimators=10 if quick else 100, random_state=0).fit(x, y)
+    files["forest"] = work / "forest.joblib"
+    joblib.dump(forest, files["forest"])
+    return files
+
+
+def build_model_directory(directory: Path, count: int) -> None:
+    """`count` mixed model files: pickles, torch zips, npy, joblib — and a few malicious ones."""
+    import joblib
+    import numpy as np
+    import torch
+    from sklearn.linear_model import LogisticRegression
+
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    model = LogisticRegression().fit(rng.random((40, 3)), np.arange(40) % 2)
+    evil = b"\x80\x02cposix\nsystem\nq\x00X\x04\x00\x00\x00trueq\x01\x85q\x02Rq\x03."
+    for i in range(count):
+        kind = i % 5
+        if i % 100 == 99:
+            (directory / f"evil_{i}.pkl").write_bytes(evil)
+        elif kind == 0:
+            (directory / f"data_{i}.pkl").write_bytes(pickle.dumps({"i": i, "v": list(range(50))}))
+        elif kind == 1:
+            torch.save({"w": torch.randn(16, 16), "step": i}, directory / f"ckpt_{i}.pt")
+        elif kind == 2:
+            np.save(directory / f"array_{i}.npy", rng.random(64))
+        elif kind == 3:
+            joblib.dump(model, directory / f"model_{i}.joblib")
+        else:
+            (directory / f"model_{i}.pkl").write_bytes(pickle.dumps(model))
+
+
+# ---------------------------------------------------------------- load overhead
+
+
+def measure_overhead(files: dict[str, Path], runs: int, results: Results, quick: bool) -> None:
+    import joblib
+    import torch
+
+    label = "100k" if quick else "1M"
+    cases = [
+        (f"{label} small ints (pickle.loads)", "ints"),
+        (f"{label} 2-tuples (pickle.loads)", "tuples"),
+        (f"{'5' if quick else '50'} MB ndarray (pickle.loads)", "ndarray"),
+    ]
+    for name, key in cases:
+        data = files[key].read_bytes()
+        plain, guarded = alternate(lambda: pickle.loads(data), lambda: pickle.loads(data), runs)
+        target = TARGETS.get(name.replace("100k", "1M").replace("5 MB", "50 MB"))
+        results.overhead.append(Row(name, plain, guarded, target))
+
+    path = files["state_dict"]
+    plain, guarded = alternate(
+        lambda: torch.load(path, weights_only=False), lambda: torch.load(path, weights_only=False), runs
+    )
+    results.overhead.append(
+        Row("torch state_dict (torch.load)", plain, guarded, TARGETS["torch state_dict (torch.load)"])
+    )
+    path = files["forest"]
+    plain, guarded = alternate(lambda: joblib.load(path), lambda: joblib.load(path), runs)
+    results.overhead.append(
+        Row("RandomForest (joblib.load)", plain, guarded, TARGETS["RandomForest (joblib.load)"])
+    )
+
+    # weights_only=True is torch's own restricted unpickler; compare it with the guarded default path.
+    import picklefence
+
+    unrestricted, restricted = [], []
+    for _ in range(runs):
+        picklefence.activate_safe_ml_environment()
+        try:
+            start = time.perf_counter()
+            torch.load(files["state_dict"], weights_only=False)
+            unrestricted.append(time.perf_counter() - start)
+        finally:
+            picklefence.deactivate_safe_ml_environment()
+        start = time.perf_counter()
+        torch.load(files["state_dict"], weights_only=True)
+        restricted.append(time.perf_counter() - start)
+    results.weights_only.append(
+        Row(
+            "torch.load state_dict: weights_only=True (baseline) vs weights_only=False under picklefence",
+            statistics.median(restricted),
+            statistics.median(unrestricted),
+        )
+    )
+
+
+# ---------------------------------------------------------------- scanners
+
+
+def run_measured(cmd: list[str], cwd: Path | None = None) -> tuple[float, float, int, str]:
+    """Wall seconds, peak RSS MiB, exit code and output of one whole process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=cwd)
+    output = proc.stdout.read() if proc.stdout else b""
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    return wall, usage.ru_maxrss / 1024, code, output.decode("utf-8", "replace")
+
+
+def peer_python(name: str, spec: str) -> tuple[Path | None, str]:
+    """The peer's venv python (created on first use), or None with the reason."""
+    venv = VENVS / name
+    python = venv / "bin" / "python"
+    marker = venv / ".installed"
+    if not (marker.exists() and marker.read_text() == spec):
+        shutil.rmtree(venv, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        install = subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", spec],
+            capture_output=True,
+            text=True,
+        )
+        if install.returncode != 0:
+            return None, f"pip install {spec} failed: {install.stderr.strip().splitlines()[-1:]}"
+        marker.write_text(spec)
+    return python, spec.split("==")[1]
+
+
+FICKLING_SCRIPT = """
+import sys, pathlib
+from fickling.fickle import Pickled
+from fickling.analysis import check_safety
+unsafe = 0
+for path in sorted(pathlib.Path(sys.argv[1]).rglob('*')):
+    if not path.is_file():
+        continue
+    try:
+        with open(path, 'rb') as f:
+            result = check_safety(Pickled.load(f))
+        if result.severity.value > 1:
+            unsafe += 1
+    except Exception:
+        unsafe += 1
+print('unsafe', unsafe)
+"""
+
+
+def picklefence_binary() -> Path:
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "picklefence-cli"], cwd=ROOT, check=True)
+    return ROOT / "target" / "release" / "picklefence"
+
+
+def measure_scanners(directory: Path, results: Results, with_peers: bool) -> None:
+    binary = picklefence_binary()
+    wall, peak, code, out = run_measured([str(binary), "scan", "--format", "json", str(directory)])
+    flagged = "?"
+    try:
+        reports = json.loads(out)
+        files = reports.get("files", reports) if isinstance(reports, dict) else reports
+        flagged = str(sum(1 for f in files if f.get("verdict") == "unsafe"))
+    except (ValueError, AttributeError, TypeError):
+        pass
+    version = subprocess.run([str(binary), "--version"], capture_output=True, text=True).stdout.strip()
+    results.scans.append(ScanRow("picklefence", version, wall, peak, f"{flagged} unsafe (exit {code})"))
+    if not with_peers:
+        for name, spec in PEERS.items():
+            results.scans.append(ScanRow(name, spec, None, None, "", "not run in --quick mode"))
+        return
+    for name, spec in PEERS.items():
+        python, version = peer_python(name, spec)
+        if python is None:
+            results.scans.append(ScanRow(name, spec, None, None, "", version))
+            continue
+        if name == "picklescan":
+            cmd = [str(python), "-m", "picklescan", "--path", str(directory)]
+        elif name == "modelscan":
+            cmd = [str(python.parent / "modelscan"), "-p", str(directory)]
+        else:
+            script = VENVS / "fickling_check.py"
+            script.write_text(FICKLING_SCRIPT)
+            cmd = [str(python), str(script), str(directory)]
+        wall, peak, code, out = run_measured(cmd)
+        tail = out.strip().splitlines()[-1:] if out.strip() else [""]
+        results.scans.append(ScanRow(name, version, wall, peak, f"exit {code}: {tail[0][:60]}"))
+
+
+# ---------------------------------------------------------------- report
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for module in ("numpy", "torch", "sklearn", "joblib", "picklefence"):
+        try:
+            out[module] = getattr(__import__(module), "__version__", "?")
+        except ImportError:
+            out[module] = "missing"
+    return out
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, {cpu}"
+
+
+def write_report(results: Results, quick: bool) -> str:
+    lines = [
+        "# picklefence benchmark" + (" (quick mode: small workloads, no peers)" if quick else ""),
+        "",
+        f"Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}  ",
+        f"Machine: {machine()}  ",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in versions().items()),
+        "",
+        "## Load overhead of the guard (median of alternating runs)",
+        "",
+        "| workload | plain | guarded | ratio | target | met |",
+        "|---|---:|---:|---:|---:|:---:|",
+    ]
+    for row in results.overhead:
+        met = "" if row.target is None else ("yes" if row.ratio <= row.target else "no")
+        target = "" if row.target is None else f"≤ {row.target:.2f}×"
+        lines.append(
+            f"| {row.name} | {row.baseline_s * 1e3:.1f} ms | {row.measured_s * 1e3:.1f} ms | {row.ratio:.3f}× | {target} | {met} |"
+        )
+    lines += [
+        "",
+        "## torch weights_only",
+        "",
+        "| comparison | weights_only=True | guarded weights_only=False | ratio |",
+        "|---|---:|---:|---:|",
+    ]
+    for row in results.weights_only:
+        lines.append(
+            f"| {row.name} | {row.baseline_s * 1e3:.1f} ms | {row.measured_s * 1e3:.1f} ms | {row.ratio:.3f}× |"
+        )
+    lines += [
+        "",
+        "## Scanning a directory of mixed model files (whole process)",
+        "",
+        "| tool | version | wall | peak memory | speed-up of picklefence | result |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    ours = next((s for s in results.scans if s.tool == "picklefence"), None)
+    for scan in results.scans:
+        if scan.wall_s is None:
+            lines.append(f"| {scan.tool} | {scan.version} | – | – | – | {scan.error} |")
+            continue
+        speedup = ours.wall_s and scan.wall_s / ours.wall_s if ours and ours.wall_s else None
+        speed = f"{speedup:.1f}×" if speedup else ""
+        lines.append(
+            f"| {scan.tool} | {scan.version} | {scan.wall_s:.2f} s | {scan.peak_mib:.0f} MiB | {speed} | {scan.flagged} |"
+        )
+    text = "\n".join(lines) + "\n"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / ("compare-quick.md" if quick else "compare.md")).write_text(text)
+    return text
+
+
+def write_chart(results: Results, quick: bool) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib missing: no chart written", file=sys.stderr)
+        return
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    names = [row.name.split(" (")[0] for row in results.overhead]
+    left.barh(names, [row.ratio for row in results.overhead], color="#4a7")
+    left.axvline(1.0, color="black", linewidth=0.8)
+    left.set_xlabel("guarded / plain load time")
+    left.set_title("Guard overhead")
+    scans = [s for s in results.scans if s.wall_s is not None]
+    right.barh([s.tool for s in scans], [s.wall_s for s in scans], color="#47a")
+    right.set_xscale("log")
+    right.set_xlabel("seconds (log)")
+    right.set_title("Directory scan, whole process")
+    fig.tight_layout()
+    fig.savefig(RESULTS / ("compare-quick.png" if quick else "compare.png"), dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="small workloads, no peer tools")
+    parser.add_argument("--runs", type=int, default=None)
+    args = parser.parse_args()
+    runs = args.runs or (3 if args.quick else 9)
+    results = Results()
+    with tempfile.TemporaryDirectory(prefix="picklefence-bench-") as tmp:
+        work = Path(tmp)
+        files = build_workloads(work, args.quick)
+        measure_overhead(files, runs, results, args.quick)
+        directory = work / "models"
+        build_model_directory(directory, 100 if args.quick else 1000)
+        measure_scanners(directory, results, with_peers=not args.quick)
+    print(write_report(results, args.quick))
+    write_chart(results, args.quick)
+
+
+if __name__ == "__main__":
+    main()
