@@ -14,6 +14,10 @@ use crate::findings::{Finding, FindingKind, ImportName, Severity};
 use crate::opcodes::Opcode;
 use crate::policy::{danger_reason, Policy};
 
+mod joblib;
+pub use joblib::ArrayRead;
+use joblib::CallArgs;
+
 /// Bounds on analysis. Hitting one ends analysis with a `LimitExceeded` violation.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -23,7 +27,9 @@ pub struct Limits {
     pub max_opcodes: u64,
     /// Longer strings are not kept; used as a name they make the import unresolvable.
     pub max_name_len: usize,
-    /// Import and call occurrences recorded in the report (all are still checked).
+    /// Import and call occurrences recorded in the report (all are still checked). Also the
+    /// number of distinct imports analysis keeps track of: more ends analysis (a limit finding),
+    /// since the table of imports would otherwise grow with the input.
     pub max_records: usize,
     pub max_findings: usize,
     pub max_pickles: usize,
@@ -201,11 +207,12 @@ pub fn analyze_slice(data: &[u8], policy: &Policy, options: &Options) -> PickleR
 
 /// Analyse a stream. With `Mode::FirstPickle` the reader is left just past the STOP.
 pub fn analyze_reader<R: Read>(reader: R, policy: &Policy, options: &Options) -> PickleReport {
-    run(
-        Decoder::from_reader(reader, options.limits.stream),
-        policy,
-        options,
-    )
+    // Imports are judged by the text of string constants: hold every payload that could be a
+    // name, or a keep limit under `max_name_len` would make a stream's imports unresolvable
+    // where the same bytes as a slice resolve.
+    let mut stream = options.limits.stream;
+    stream.keep_payload = stream.keep_payload.max(options.limits.max_name_len);
+    run(Decoder::from_reader(reader, stream), policy, options)
 }
 
 /// Analyse what a decoder yields, whatever it reads from.
@@ -248,6 +255,8 @@ enum Value {
     None,
     List,
     Dict,
+    /// A dict whose str-keyed entries are tracked (joblib wrapper state); index into the tracker.
+    TrackedDict(u32),
     Set,
     FrozenSet,
     Buffer,
@@ -278,7 +287,7 @@ impl Value {
             Value::Bool => "bool",
             Value::None => "None",
             Value::List => "list",
-            Value::Dict => "dict",
+            Value::Dict | Value::TrackedDict(_) => "dict",
             Value::Set => "set",
             Value::FrozenSet => "frozenset",
             Value::Buffer => "buffer",
@@ -306,6 +315,63 @@ impl Value {
     }
 }
 
+/// The memo. Picklers number entries 0, 1, 2, ...: those keys live in a vector (24 bytes an
+/// entry), any other key in a map, so that a memo bomb (`MEMOIZE` a million times) costs a
+/// quarter of what a hash table of every key would. Keys below `dense.len()` are never in `sparse`.
+#[derive(Debug, Default)]
+struct Memo {
+    dense: Vec<Option<Value>>,
+    sparse: HashMap<i64, Value>,
+    len: usize,
+}
+
+impl Memo {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn get(&self, key: &i64) -> Option<&Value> {
+        match usize::try_from(*key) {
+            Ok(i) if i < self.dense.len() => self.dense.get(i).and_then(Option::as_ref),
+            _ => self.sparse.get(key),
+        }
+    }
+
+    fn contains_key(&self, key: &i64) -> bool {
+        self.get(key).is_some()
+    }
+
+    fn insert(&mut self, key: i64, value: Value) {
+        match usize::try_from(key) {
+            Ok(i) if i < self.dense.len() => {
+                if let Some(slot) = self.dense.get_mut(i) {
+                    if slot.is_none() {
+                        self.len += 1;
+                    }
+                    *slot = Some(value);
+                }
+            }
+            Ok(i) if i == self.dense.len() => {
+                if self.sparse.remove(&key).is_none() {
+                    self.len += 1;
+                }
+                self.dense.push(Some(value));
+            }
+            _ => {
+                if self.sparse.insert(key, value).is_none() {
+                    self.len += 1;
+                }
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.dense.clear();
+        self.sparse.clear();
+        self.len = 0;
+    }
+}
+
 /// Whether analysis goes on after an opcode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
@@ -330,7 +396,7 @@ pub struct Analyzer<'p> {
     // Per-pickle state.
     stack: Vec<Value>,
     marks: Vec<usize>,
-    memo: HashMap<i64, Value>,
+    memo: Memo,
     protocol: u8,
     pickle_start: u64,
     pickle_opcodes: u64,
@@ -347,6 +413,13 @@ pub struct Analyzer<'p> {
     verdicts: HashMap<u32, bool>,
     opcodes: u64,
     stopped: bool,
+    /// The worst severity among findings dropped over `max_findings`: a dropped violation must
+    /// still make the report unsafe.
+    dropped_severity: Option<Severity>,
+    /// joblib array tracking, when a caller turned it on.
+    joblib: Option<Box<joblib::Tracker>>,
+    /// The value the last STOP returned.
+    last_result: Option<Sym>,
 }
 
 impl<'p> Analyzer<'p> {
@@ -358,7 +431,7 @@ impl<'p> Analyzer<'p> {
             report: PickleReport::default(),
             stack: Vec::new(),
             marks: Vec::new(),
-            memo: HashMap::new(),
+            memo: Memo::default(),
             protocol: 0,
             pickle_start: 0,
             pickle_opcodes: 0,
@@ -372,6 +445,9 @@ impl<'p> Analyzer<'p> {
             verdicts: HashMap::new(),
             opcodes: 0,
             stopped: false,
+            dropped_severity: None,
+            joblib: None,
+            last_result: None,
         }
     }
 
@@ -389,6 +465,7 @@ impl<'p> Analyzer<'p> {
     ) {
         if self.report.findings.len() >= self.limits.max_findings {
             self.report.findings_dropped += 1;
+            self.dropped_severity = self.dropped_severity.max(Some(severity));
             return;
         }
         self.report.findings.push(Finding {
@@ -417,13 +494,19 @@ impl<'p> Analyzer<'p> {
     }
 
     fn limit(&mut self, offset: u64, what: &str) -> Flow {
-        self.finding(
-            FindingKind::LimitExceeded,
-            Severity::High,
-            offset,
-            None,
-            format!("analysis stopped at offset {offset}: {what}; the rest of the stream was not analysed"),
-        );
+        // Listed even past `max_findings`: the report must say that analysis stopped, and where
+        // (analysis ends here, so this adds at most one finding).
+        if !self.stopped {
+            self.report.findings.push(Finding {
+                kind: FindingKind::LimitExceeded,
+                severity: Severity::High,
+                offset,
+                import: None,
+                message: format!(
+                    "analysis stopped at offset {offset}: {what}; the rest of the stream was not analysed"
+                ),
+            });
+        }
         self.stopped = true;
         Flow::Stop
     }
@@ -544,6 +627,9 @@ impl<'p> Analyzer<'p> {
         let index = match self.interned.get(&key) {
             Some(&index) => index,
             None => {
+                if self.table_full(offset) {
+                    return Value::Unknown;
+                }
                 let index = u32::try_from(self.table.len()).unwrap_or(u32::MAX);
                 self.table.push(ImportEntry {
                     target: Some(ImportName {
@@ -588,6 +674,7 @@ impl<'p> Analyzer<'p> {
                 ),
             }
         }
+        self.joblib_note_import(index, &target);
         self.record_import(Import {
             offset,
             opcode: opcode.name(),
@@ -623,7 +710,23 @@ impl<'p> Analyzer<'p> {
         Value::Unknown
     }
 
+    /// Whether the import table is at its bound (`max_records` distinct imports); if so,
+    /// analysis stops here with a limit finding.
+    fn table_full(&mut self, offset: u64) -> bool {
+        if self.table.len() < self.limits.max_records {
+            return false;
+        }
+        self.limit(
+            offset,
+            &format!("more than {} distinct imports", self.limits.max_records),
+        );
+        true
+    }
+
     fn ext_import(&mut self, offset: u64, opcode: Opcode, code: i64) -> Value {
+        if self.table_full(offset) {
+            return Value::Unknown;
+        }
         if code <= 0 {
             self.break_stream(offset, "EXT specifies a code <= 0");
         }
@@ -856,7 +959,8 @@ impl<'p> Analyzer<'p> {
                 }
             }
             Opcode::Stop => {
-                self.pop(offset, opcode);
+                let value = self.pop(offset, opcode);
+                self.last_result = Some(self.sym(&value));
                 return self.end_pickle(op.end());
             }
             Opcode::Int | Opcode::BinInt | Opcode::BinInt1 | Opcode::BinInt2 => {
@@ -917,7 +1021,10 @@ impl<'p> Analyzer<'p> {
             Opcode::None => self.push(Value::None),
             Opcode::NewTrue | Opcode::NewFalse => self.push(Value::Bool),
             Opcode::EmptyList => self.push(Value::List),
-            Opcode::EmptyDict => self.push(Value::Dict),
+            Opcode::EmptyDict => {
+                let value = self.new_dict(Vec::new());
+                self.push(value);
+            }
             Opcode::EmptySet => self.push(Value::Set),
             Opcode::EmptyTuple => self.push(Value::Tuple(Rc::from(Vec::new()))),
             Opcode::Append => {
@@ -926,10 +1033,11 @@ impl<'p> Analyzer<'p> {
                 self.check_mutation_target(&target, offset, opcode);
             }
             Opcode::SetItem => {
-                let _value = self.pop(offset, opcode);
-                let _key = self.pop(offset, opcode);
+                let value = self.pop(offset, opcode);
+                let key = self.pop(offset, opcode);
                 let target = self.top(offset, opcode);
                 self.check_mutation_target(&target, offset, opcode);
+                self.dict_set(&target, vec![key, value]);
             }
             Opcode::Appends | Opcode::SetItems | Opcode::AddItems => {
                 let (target, items) = self.mark_target(offset, opcode);
@@ -937,6 +1045,9 @@ impl<'p> Analyzer<'p> {
                     self.break_stream(offset, "SETITEMS has an odd number of items");
                 }
                 self.check_mutation_target(&target, offset, opcode);
+                if opcode == Opcode::SetItems {
+                    self.dict_set(&target, items);
+                }
             }
             Opcode::List => {
                 self.pop_mark(offset, opcode);
@@ -947,7 +1058,8 @@ impl<'p> Analyzer<'p> {
                 if !items.len().is_multiple_of(2) {
                     self.break_stream(offset, "DICT has an odd number of items");
                 }
-                self.push(Value::Dict);
+                let value = self.new_dict(items);
+                self.push(value);
             }
             Opcode::FrozenSet => {
                 self.pop_mark(offset, opcode);
@@ -1033,8 +1145,9 @@ impl<'p> Analyzer<'p> {
                     _ => Value::Unknown,
                 };
                 if opcode == Opcode::Inst {
-                    self.pop_mark(offset, opcode);
+                    let items = self.pop_mark(offset, opcode);
                     let result = self.call(offset, opcode, &value);
+                    self.track_call(offset, &value, CallArgs::Items(&items));
                     self.push(result);
                 } else {
                     self.push(value);
@@ -1061,22 +1174,25 @@ impl<'p> Analyzer<'p> {
                 self.push(value);
             }
             Opcode::Reduce => {
-                let _args = self.pop(offset, opcode);
+                let args = self.pop(offset, opcode);
                 let callable = self.pop(offset, opcode);
                 let result = self.call(offset, opcode, &callable);
+                self.track_call(offset, &callable, CallArgs::Reduce(&args));
                 self.push(result);
             }
             Opcode::NewObj => {
-                let _args = self.pop(offset, opcode);
+                let args = self.pop(offset, opcode);
                 let class = self.pop(offset, opcode);
                 let result = self.call(offset, opcode, &class);
+                self.track_call(offset, &class, CallArgs::New(&args));
                 self.push(result);
             }
             Opcode::NewObjEx => {
                 let _kwargs = self.pop(offset, opcode);
-                let _args = self.pop(offset, opcode);
+                let args = self.pop(offset, opcode);
                 let class = self.pop(offset, opcode);
                 let result = self.call(offset, opcode, &class);
+                self.track_call(offset, &class, CallArgs::New(&args));
                 self.push(result);
             }
             Opcode::Obj => {
@@ -1089,12 +1205,18 @@ impl<'p> Analyzer<'p> {
                     }
                 };
                 let result = self.call(offset, opcode, &class);
+                self.track_call(
+                    offset,
+                    &class,
+                    CallArgs::Items(items.get(1..).unwrap_or_default()),
+                );
                 self.push(result);
             }
             Opcode::Build => {
-                let _state = self.pop(offset, opcode);
+                let state = self.pop(offset, opcode);
                 let target = self.top(offset, opcode);
                 self.build(offset, &target);
+                self.track_build(&target, &state);
             }
             Opcode::PersId => {
                 let pid = match &op.arg {
@@ -1119,6 +1241,10 @@ impl<'p> Analyzer<'p> {
                 offset,
                 &format!("the stack holds more than {} values", self.limits.max_stack),
             );
+        }
+        if self.stopped {
+            // A limit hit inside an opcode's handling (the import table's).
+            return Flow::Stop;
         }
         Flow::Continue
     }
@@ -1221,6 +1347,11 @@ impl<'p> Analyzer<'p> {
         }
     }
 
+    /// The value the last completed pickle returned (what its STOP popped), as far as kept.
+    pub fn last_result(&self) -> Option<&Sym> {
+        self.last_result.as_ref()
+    }
+
     pub fn end_of_input(&mut self, offset: u64) {
         if self.pickle_opcodes == 0 {
             if self.report.pickles.is_empty() {
@@ -1242,12 +1373,18 @@ impl<'p> Analyzer<'p> {
     pub fn finish(mut self, consumed: u64) -> PickleReport {
         if self.report.findings_dropped > 0 {
             let dropped = self.report.findings_dropped;
+            let severity = self.dropped_severity.unwrap_or(Severity::Info);
+            let what = if severity.is_violation() {
+                ", violations among them"
+            } else {
+                ""
+            };
             self.report.findings.push(Finding {
                 kind: FindingKind::LimitExceeded,
-                severity: Severity::Info,
+                severity,
                 offset: 0,
                 import: None,
-                message: format!("{dropped} more findings are not listed"),
+                message: format!("{dropped} more findings are not listed{what}"),
             });
         }
         let _ = self.stopped;

@@ -7,11 +7,13 @@ pub mod compat;
 pub mod decoder;
 pub mod error;
 pub mod findings;
+pub mod formats;
 pub mod opcodes;
 pub mod policy;
 pub mod scan;
 pub mod text;
 
+pub use analyzer::ArrayRead;
 pub use analyzer::{
     analyze_reader, analyze_slice, Analyzer, CallSite, Callee, Flow, Import, Limits, Mode, Options,
     PersistentId, PickleInfo, PickleReport, Sym,
@@ -19,6 +21,8 @@ pub use analyzer::{
 pub use decoder::{Arg, Decoder, Op, Payload, StreamLimits};
 pub use error::DecodeError;
 pub use findings::{Finding, FindingKind, ImportName, Severity};
+pub use formats::joblib::analyze_joblib_reader;
+pub use formats::{identify, Format};
 pub use opcodes::Opcode;
 pub use policy::{danger_reason, Policy, PolicyError};
-pub use scan::{scan_bytes, Entry, LocatedFinding, ScanOptions, ScanReport, Verdict};
+pub use scan::{scan_bytes, scan_path, Entry, LocatedFinding, ScanError, ScanOptions, ScanReport, Verdict};

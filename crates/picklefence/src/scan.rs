@@ -1,10 +1,14 @@
 //! Whole-input scanning: identify what the bytes are, analyse every pickle they hold, and
 //! gather the findings with the place each was found at.
 
-use serde::Serialize;
+use std::path::{Path, PathBuf};
 
-use crate::analyzer::{analyze_slice, Limits, Mode, Options, PickleReport};
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::analyzer::{Limits, PickleReport};
 use crate::findings::Finding;
+use crate::formats::{self, Ctx, Format};
 use crate::policy::Policy;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -30,6 +34,8 @@ impl Verdict {
 #[derive(Debug, Clone, Serialize)]
 pub struct Entry {
     pub location: String,
+    /// How the stream was read (`pickle`, `joblib`, `pytorch-legacy`, `npy`, ...).
+    pub format: String,
     pub report: PickleReport,
 }
 
@@ -71,11 +77,20 @@ impl ScanReport {
     }
 
     pub fn add_entry(&mut self, location: impl Into<String>, report: PickleReport) {
+        self.add_entry_as(location, "pickle", report);
+    }
+
+    /// Adds an analysed stream read as `format`.
+    pub fn add_entry_as(&mut self, location: impl Into<String>, format: &str, report: PickleReport) {
         let location = location.into();
         for finding in &report.findings {
             self.add_finding(location.clone(), finding.clone());
         }
-        self.entries.push(Entry { location, report });
+        self.entries.push(Entry {
+            location,
+            format: format.to_string(),
+            report,
+        });
     }
 
     pub fn is_safe(&self) -> bool {
@@ -83,19 +98,93 @@ impl ScanReport {
     }
 }
 
-/// Bounds for a whole scan.
-#[derive(Debug, Clone, Copy, Default)]
+/// Bounds for a whole scan. Hitting one is a `LimitExceeded` violation, never an abort.
+#[derive(Debug, Clone, Copy)]
 pub struct ScanOptions {
     pub limits: Limits,
+    /// How deep archives and compressed streams may nest.
+    pub max_depth: usize,
+    /// Bytes all decompression of one scan may produce together.
+    pub max_decompressed: u64,
+    /// Largest output/input ratio of a compressed stream, checked once it has produced
+    /// `ratio_floor` bytes.
+    pub max_ratio: u64,
+    pub ratio_floor: u64,
+    /// Largest stream held in memory (a zip inside a compressed stream, a deflated pickle member).
+    pub max_buffered: u64,
+    /// Members read from one archive.
+    pub max_members: usize,
 }
 
-/// Scan bytes of any supported kind.
+impl Default for ScanOptions {
+    fn default() -> Self {
+        ScanOptions {
+            limits: Limits::default(),
+            max_depth: 8,
+            max_decompressed: 16 << 30,
+            max_ratio: 10_000,
+            ratio_floor: 64 << 20,
+            max_buffered: 1 << 30,
+            max_members: 100_000,
+        }
+    }
+}
+
+/// Why a path could not be scanned at all (its content never produces one: that is a finding).
+#[derive(Debug, Error)]
+pub enum ScanError {
+    #[error("{path}: cannot open: {source}")]
+    Open { path: PathBuf, source: std::io::Error },
+    #[error("{path}: not a regular file")]
+    NotAFile { path: PathBuf },
+    #[error("{path}: cannot map into memory: {source}")]
+    Map { path: PathBuf, source: std::io::Error },
+}
+
+/// Scan bytes of any supported kind, identified by content.
 pub fn scan_bytes(data: &[u8], policy: &Policy, options: &ScanOptions) -> ScanReport {
-    let mut report = ScanReport::new("pickle");
-    let analysis = Options {
-        limits: options.limits,
-        mode: Mode::AllPickles,
-    };
-    report.add_entry("", analyze_slice(data, policy, &analysis));
+    let mut ctx = Ctx::new(policy, options, Format::Unknown);
+    let format = formats::scan_slice(&mut ctx, data, "", 0);
+    let mut report = ctx.report;
+    report.format = format.name().to_string();
     report
+}
+
+/// Scan one file. It is memory-mapped: only the pickles and headers in it are read, so the
+/// cost does not grow with the tensor and array data it carries.
+pub fn scan_path(
+    path: impl AsRef<Path>,
+    policy: &Policy,
+    options: &ScanOptions,
+) -> Result<ScanReport, ScanError> {
+    let path = path.as_ref();
+    let file = std::fs::File::open(path).map_err(|source| ScanError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let metadata = file.metadata().map_err(|source| ScanError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if !metadata.is_file() {
+        return Err(ScanError::NotAFile {
+            path: path.to_path_buf(),
+        });
+    }
+    if metadata.len() == 0 {
+        return Ok(scan_bytes(&[], policy, options));
+    }
+    let map = map_file(&file).map_err(|source| ScanError::Map {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(scan_bytes(&map, policy, options))
+}
+
+// Mapping is the one unsafe operation here: the mapped file must not be truncated by another
+// process while the scan runs (the scanner then sees SIGBUS, as any mmap reader would).
+#[allow(unsafe_code)]
+fn map_file(file: &std::fs::File) -> std::io::Result<memmap2::Mmap> {
+    // SAFETY: the map is read-only and lives only for the scan; see above for concurrent truncation.
+    unsafe { memmap2::Mmap::map(file) }
 }

@@ -1,0 +1,429 @@
+//! What joblib's `NumpyUnpickler` reads between opcodes: after a BUILD that finishes a
+//! `joblib.numpy_pickle.NumpyArrayWrapper`, it reads the array from the stream (raw bytes, or a
+//! nested pickle for object arrays). The layout comes from the wrapper's attributes, so this
+//! tracks just enough of them: small str-keyed dicts, the wrapper calls and `numpy.dtype` calls.
+//!
+//! Off unless a caller asks for it ([`Analyzer::track_joblib`]); dicts are tracked only once the
+//! stream has imported the wrapper class. Anything not recovered exactly is reported as
+//! [`ArrayRead::Unknown`], so the caller fails closed.
+
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+
+use serde::Serialize;
+
+use super::{Analyzer, Value};
+use crate::findings::ImportName;
+
+/// What joblib reads from the stream right after a BUILD.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum ArrayRead {
+    /// Raw array bytes; when `padded`, preceded by one byte giving a padding length and that
+    /// many padding bytes (joblib ≥ 1.2, `numpy_array_alignment_bytes` set).
+    Raw { nbytes: u64, padded: bool },
+    /// An object array: a nested pickle, read up to its STOP by a fresh (plain) unpickler.
+    Pickled,
+    /// joblib reads array data here, but its layout cannot be recovered statically.
+    Unknown { reason: String },
+}
+
+const WRAPPER_MODULE: &str = "joblib.numpy_pickle";
+const WRAPPER_NAME: &str = "NumpyArrayWrapper";
+const DTYPE_CLASSES: [(&str, &str); 4] = [
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "dtype"),
+    ("numpy._core.multiarray", "dtype"),
+    ("numpy._core._multiarray_umath", "dtype"),
+];
+/// joblib's default `numpy_array_alignment_bytes` when `__init__` runs.
+const DEFAULT_ALIGNMENT: i64 = 16;
+
+const MAX_DICTS: usize = 1 << 16;
+const MAX_DICT_ENTRIES: usize = 64;
+const MAX_OBJECTS: usize = 1 << 16;
+
+#[derive(Debug, Default)]
+struct DictTrack {
+    entries: Vec<(Rc<str>, Value)>,
+    /// False once a key was not a plain str constant or the dict grew past the bound.
+    known: bool,
+}
+
+#[derive(Debug)]
+enum Tracked {
+    Wrapper {
+        attrs: Vec<(Rc<str>, Value)>,
+        known: bool,
+    },
+    Dtype {
+        descr: Option<Rc<str>>,
+        state: Option<Value>,
+    },
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Tracker {
+    wrapper_imports: HashSet<u32>,
+    dtype_imports: HashSet<u32>,
+    dicts: Vec<DictTrack>,
+    objects: HashMap<u64, Tracked>,
+    /// Call results that may be wrappers made some other way (e.g. `copyreg._reconstructor`).
+    suspects: HashSet<u64>,
+    pending: Option<ArrayRead>,
+}
+
+/// The arguments a call opcode passed, as far as they matter for `__init__`.
+pub(super) enum CallArgs<'v> {
+    /// REDUCE: `callable(*args)`.
+    Reduce(&'v Value),
+    /// OBJ / INST: `cls(*items)` when there are items, else `cls.__new__(cls)`.
+    Items(&'v [Value]),
+    /// NEWOBJ / NEWOBJ_EX: `cls.__new__(cls, ...)`, no `__init__`.
+    New(&'v Value),
+}
+
+fn set(entries: &mut Vec<(Rc<str>, Value)>, key: Rc<str>, value: Value) {
+    match entries.iter_mut().find(|(k, _)| *k == key) {
+        Some(slot) => slot.1 = value,
+        None => entries.push((key, value)),
+    }
+}
+
+fn get<'a>(entries: &'a [(Rc<str>, Value)], key: &str) -> Option<&'a Value> {
+    entries.iter().find(|(k, _)| &**k == key).map(|(_, v)| v)
+}
+
+/// Whether `value` holds the wrapper class anywhere inside, or cannot be seen into.
+fn mentions(value: &Value, wrappers: &HashSet<u32>) -> bool {
+    match value {
+        Value::Import(index) => wrappers.contains(index),
+        Value::Tuple(items) => items.iter().any(|v| mentions(v, wrappers)),
+        _ => false,
+    }
+}
+
+/// Item size and `hasobject` of a `numpy.dtype(descr, align, copy)` after `__setstate__(state)`,
+/// the way numpy computes them: flexible kinds take the state's elsize, others the descr's size;
+/// `hasobject` is the state's flags bit 0 (numpy trusts it).
+fn dtype_layout(descr: &str, state: Option<&Value>) -> Result<(i64, bool), String> {
+    let mut chars = descr.chars();
+    let kind = chars.next().ok_or_else(|| "an empty dtype descr".to_string())?;
+    let digits: String = chars.collect();
+    let size: Option<i64> = if digits.is_empty() {
+        None
+    } else if digits.bytes().all(|b| b.is_ascii_digit()) {
+        digits.parse().ok()
+    } else {
+        return Err(format!("dtype descr {descr:?} is not a kind and a size"));
+    };
+    let flexible = matches!(kind, 'S' | 'U' | 'V');
+    let fixed = match (kind, size) {
+        ('b', Some(1)) | ('i' | 'u', Some(1)) => Some(1),
+        ('i' | 'u' | 'f', Some(2)) => Some(2),
+        ('i' | 'u' | 'f', Some(4)) => Some(4),
+        ('i' | 'u' | 'f' | 'm' | 'M', Some(8)) | ('c', Some(8)) => Some(8),
+        ('f' | 'c', Some(16)) => Some(16),
+        ('c', Some(32)) => Some(32),
+        ('O', _) => Some(8),
+        ('S' | 'V', Some(n)) => Some(n),
+        ('U', Some(n)) => n.checked_mul(4),
+        _ => None,
+    };
+    let Some(mut itemsize) = fixed else {
+        return Err(format!("dtype descr {descr:?} is not one numpy writes"));
+    };
+    let mut hasobject = kind == 'O';
+    if let Some(state) = state {
+        let Value::Tuple(items) = state else {
+            return Err(format!("the dtype state is a {}, not a tuple", state.what()));
+        };
+        let int = |i: usize| match items.get(i) {
+            Some(Value::Int(v)) => Some(*v),
+            _ => None,
+        };
+        let version_ok = matches!((int(0), items.len()), (Some(3), 8) | (Some(4), 9));
+        let (Some(elsize), Some(flags)) = (int(5), int(7)) else {
+            return Err("the dtype state's size and flags are not int constants".into());
+        };
+        if !version_ok {
+            return Err("the dtype state has a version or length numpy does not write".into());
+        }
+        if flexible {
+            itemsize = elsize;
+        }
+        hasobject = flags & 1 != 0;
+    }
+    Ok((itemsize, hasobject))
+}
+
+impl Analyzer<'_> {
+    /// Track what joblib's `NumpyUnpickler` would read after each BUILD; see
+    /// [`Analyzer::take_array_read`]. Call before the first `step`.
+    pub fn track_joblib(&mut self) {
+        if self.joblib.is_none() {
+            self.joblib = Some(Box::default());
+        }
+    }
+
+    /// After a `step` that ran a BUILD on a `NumpyArrayWrapper`: what joblib reads from the
+    /// stream before the next opcode. The caller reads (or skips) it, then goes on stepping.
+    pub fn take_array_read(&mut self) -> Option<ArrayRead> {
+        self.joblib.as_mut().and_then(|t| t.pending.take())
+    }
+
+    pub(super) fn joblib_note_import(&mut self, index: u32, target: &ImportName) {
+        let Some(tracker) = self.joblib.as_mut() else {
+            return;
+        };
+        if target.module == WRAPPER_MODULE && target.name == WRAPPER_NAME {
+            tracker.wrapper_imports.insert(index);
+        } else if DTYPE_CLASSES
+            .iter()
+            .any(|(m, n)| target.module == *m && target.name == *n)
+        {
+            tracker.dtype_imports.insert(index);
+        }
+    }
+
+    /// The value an EMPTY_DICT or DICT pushes.
+    pub(super) fn new_dict(&mut self, items: Vec<Value>) -> Value {
+        let Some(tracker) = self.joblib.as_mut() else {
+            return Value::Dict;
+        };
+        if tracker.wrapper_imports.is_empty() || tracker.dicts.len() >= MAX_DICTS {
+            return Value::Dict;
+        }
+        let id = u32::try_from(tracker.dicts.len()).unwrap_or(u32::MAX);
+        tracker.dicts.push(DictTrack {
+            entries: Vec::new(),
+            known: true,
+        });
+        let value = Value::TrackedDict(id);
+        self.dict_set(&value, items);
+        value
+    }
+
+    /// SETITEM / SETITEMS / DICT: `items` are key, value, key, value...
+    pub(super) fn dict_set(&mut self, target: &Value, items: Vec<Value>) {
+        let (Some(tracker), Value::TrackedDict(id)) = (self.joblib.as_mut(), target) else {
+            return;
+        };
+        let Some(dict) = tracker.dicts.get_mut(*id as usize) else {
+            return;
+        };
+        let mut items = items.into_iter();
+        while let (Some(key), Some(value)) = (items.next(), items.next()) {
+            match key {
+                Value::Name(key)
+                    if dict.entries.len() < MAX_DICT_ENTRIES || get(&dict.entries, &key).is_some() =>
+                {
+                    set(&mut dict.entries, key, value)
+                }
+                _ => dict.known = false,
+            }
+        }
+        if items.next().is_some() {
+            dict.known = false;
+        }
+    }
+
+    /// A call opcode made `Value::Call { offset }`.
+    pub(super) fn track_call(&mut self, offset: u64, callable: &Value, args: CallArgs<'_>) {
+        let Some(tracker) = self.joblib.as_mut() else {
+            return;
+        };
+        if tracker.wrapper_imports.is_empty() || tracker.objects.len() >= MAX_OBJECTS {
+            return;
+        }
+        let callee = match callable {
+            Value::Import(index) => Some(*index),
+            _ => None,
+        };
+        if callee.is_some_and(|i| tracker.wrapper_imports.contains(&i)) {
+            let positional: Option<Vec<Value>> = match args {
+                CallArgs::Reduce(Value::Tuple(items)) => Some(items.to_vec()),
+                CallArgs::Reduce(_) => None,
+                CallArgs::Items(items) => Some(items.to_vec()),
+                CallArgs::New(_) => Some(Vec::new()),
+            };
+            let tracked = match positional {
+                // `cls.__new__(cls)`: no attributes until BUILD.
+                Some(items) if items.is_empty() => Tracked::Wrapper {
+                    attrs: Vec::new(),
+                    known: true,
+                },
+                // `NumpyArrayWrapper(subclass, shape, order, dtype, allow_mmap=False,
+                // numpy_array_alignment_bytes=16)`.
+                Some(items) if (4..=6).contains(&items.len()) => {
+                    let names = [
+                        "subclass",
+                        "shape",
+                        "order",
+                        "dtype",
+                        "allow_mmap",
+                        "numpy_array_alignment_bytes",
+                    ];
+                    let mut attrs: Vec<(Rc<str>, Value)> = Vec::new();
+                    for (name, value) in names.iter().zip(items) {
+                        set(&mut attrs, Rc::from(*name), value);
+                    }
+                    if get(&attrs, "numpy_array_alignment_bytes").is_none() {
+                        set(
+                            &mut attrs,
+                            Rc::from("numpy_array_alignment_bytes"),
+                            Value::Int(DEFAULT_ALIGNMENT),
+                        );
+                    }
+                    Tracked::Wrapper { attrs, known: true }
+                }
+                _ => Tracked::Wrapper {
+                    attrs: Vec::new(),
+                    known: false,
+                },
+            };
+            tracker.objects.insert(offset, tracked);
+            return;
+        }
+        if callee.is_some_and(|i| tracker.dtype_imports.contains(&i)) {
+            let descr = match args {
+                CallArgs::Reduce(Value::Tuple(items)) => match items.first() {
+                    Some(Value::Name(descr)) => Some(descr.clone()),
+                    _ => None,
+                },
+                _ => None,
+            };
+            tracker
+                .objects
+                .insert(offset, Tracked::Dtype { descr, state: None });
+            return;
+        }
+        let seen_into = match args {
+            CallArgs::Reduce(value) | CallArgs::New(value) => match value {
+                Value::Tuple(_) => !mentions(value, &tracker.wrapper_imports),
+                _ => false,
+            },
+            CallArgs::Items(items) => !items.iter().any(|v| mentions(v, &tracker.wrapper_imports)),
+        };
+        if !seen_into {
+            tracker.suspects.insert(offset);
+        }
+    }
+
+    /// BUILD applied `state` to `target`.
+    pub(super) fn track_build(&mut self, target: &Value, state: &Value) {
+        let Value::Call { offset } = target else {
+            return;
+        };
+        let Some(tracker) = self.joblib.as_mut() else {
+            return;
+        };
+        let is_wrapper = match tracker.objects.get_mut(offset) {
+            Some(Tracked::Dtype { state: slot, .. }) => {
+                *slot = Some(state.clone());
+                return;
+            }
+            Some(Tracked::Wrapper { .. }) => true,
+            None => false,
+        };
+        if !is_wrapper {
+            if tracker.suspects.contains(offset) {
+                tracker.pending = Some(ArrayRead::Unknown {
+                    reason: "BUILD sets the state of an object made from the NumpyArrayWrapper class by \
+                             another callable; joblib reads array data after it if it is a wrapper"
+                        .into(),
+                });
+            }
+            return;
+        }
+        // `load_build` without `__setstate__`: a dict, or a (state, slotstate) pair, merged into
+        // the instance's attributes.
+        let dicts = &tracker.dicts;
+        let dict_entries = |value: &Value| -> Option<Vec<(Rc<str>, Value)>> {
+            match value {
+                Value::None => Some(Vec::new()),
+                Value::TrackedDict(id) => match dicts.get(*id as usize) {
+                    Some(d) if d.known => Some(d.entries.clone()),
+                    _ => None,
+                },
+                _ => None,
+            }
+        };
+        let update = match state {
+            Value::Tuple(pair) if pair.len() == 2 => match (pair.first(), pair.get(1)) {
+                (Some(a), Some(b)) => dict_entries(a).zip(dict_entries(b)).map(|(mut a, b)| {
+                    a.extend(b);
+                    a
+                }),
+                _ => None,
+            },
+            other => dict_entries(other),
+        };
+        if let Some(Tracked::Wrapper { attrs, known }) = tracker.objects.get_mut(offset) {
+            match update {
+                Some(entries) => {
+                    for (k, v) in entries {
+                        set(attrs, k, v);
+                    }
+                }
+                None => *known = false,
+            }
+        }
+        let read = self.array_read(*offset);
+        if let Some(tracker) = self.joblib.as_mut() {
+            tracker.pending = Some(read);
+        }
+    }
+
+    fn array_read(&self, wrapper: u64) -> ArrayRead {
+        let unknown = |reason: String| ArrayRead::Unknown { reason };
+        let Some(tracker) = self.joblib.as_ref() else {
+            return unknown("joblib tracking is off".into());
+        };
+        let Some(Tracked::Wrapper { attrs, known }) = tracker.objects.get(&wrapper) else {
+            return unknown("the wrapper is not tracked".into());
+        };
+        if !known {
+            return unknown("the wrapper's attributes are not plain constants the scanner can follow".into());
+        }
+        let dtype = match get(attrs, "dtype") {
+            Some(Value::Call { offset }) => tracker.objects.get(offset),
+            _ => None,
+        };
+        let Some(Tracked::Dtype {
+            descr: Some(descr),
+            state,
+        }) = dtype
+        else {
+            return unknown("the wrapper's dtype is not a numpy.dtype('<kind><size>') call".into());
+        };
+        let (itemsize, hasobject) = match dtype_layout(descr, state.as_ref()) {
+            Ok(layout) => layout,
+            Err(reason) => return unknown(reason),
+        };
+        if hasobject {
+            return ArrayRead::Pickled;
+        }
+        let count = match get(attrs, "shape") {
+            Some(Value::Tuple(dims)) => dims.iter().try_fold(1i64, |acc, d| match d {
+                Value::Int(n) if *n >= 0 => acc.checked_mul(*n),
+                _ => None,
+            }),
+            _ => None,
+        };
+        let Some(count) = count else {
+            return unknown("the wrapper's shape is not a tuple of non-negative int constants".into());
+        };
+        if itemsize <= 0 {
+            return unknown(format!("the dtype's item size is {itemsize}"));
+        }
+        let Some(nbytes) = count.checked_mul(itemsize).and_then(|n| u64::try_from(n).ok()) else {
+            return unknown("the array's byte size overflows".into());
+        };
+        let padded = !matches!(
+            get(attrs, "numpy_array_alignment_bytes"),
+            None | Some(Value::None)
+        );
+        ArrayRead::Raw { nbytes, padded }
+    }
+}

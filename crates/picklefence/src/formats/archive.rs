@@ -1,0 +1,509 @@
+//! Scanning zip and tar archives: PyTorch zip and TorchScript archives, `.npz`, the PyTorch tar
+//! format, and any other zip or tar (members identified by content, nested archives bounded).
+
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
+
+use crate::analyzer::{Mode, PickleReport};
+use crate::findings::{FindingKind, Severity};
+
+use super::compress::{self, Crc};
+use super::zip::{ZipArchive, ZipEntry};
+use super::{identify, join, scan_named_pickle, scan_reader, scan_slice, tar, torch, Ctx, Format};
+
+/// The name below the archive's top-level folder (torch's record name).
+fn record(name: &str) -> &str {
+    name.split_once('/').map_or(name, |(_, rest)| rest)
+}
+
+fn is_pickle_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower.ends_with(".pkl") || lower.ends_with(".debug_pkl")
+}
+
+/// Globals TorchScript's C++ unpickler implements itself (no Python import happens).
+const TORCHSCRIPT_NATIVE: [&str; 6] = [
+    "build_intlist",
+    "build_tensorlist",
+    "build_doublelist",
+    "build_boollist",
+    "build_tensor_from_id",
+    "restore_type_tag",
+];
+
+/// What kind of zip `data` is, from its member names (and stored members' first bytes).
+pub(crate) fn zip_kind(data: &[u8]) -> Format {
+    match ZipArchive::parse(data, 100_000) {
+        Ok(archive) => zip_kind_of(data, &archive),
+        Err(_) => Format::Zip,
+    }
+}
+
+pub(crate) fn zip_kind_of(data: &[u8], archive: &ZipArchive) -> Format {
+    let names: Vec<String> = archive.entries.iter().map(ZipEntry::display_name).collect();
+    if names.iter().any(|n| record(n) == "constants.pkl") {
+        return Format::TorchScript;
+    }
+    if names.iter().any(|n| record(n) == "data.pkl") {
+        return Format::PytorchZip;
+    }
+    if names.iter().any(|n| n == "config.json") && names.iter().any(|n| n == "metadata.json") {
+        return Format::Keras;
+    }
+    let npy = |e: &ZipEntry| {
+        e.display_name().ends_with(".npy")
+            || (e.method == 0 && e.raw(data).is_some_and(|d| d.starts_with(super::npy::MAGIC)))
+    };
+    if !archive.entries.is_empty() && archive.entries.iter().all(npy) {
+        return Format::Npz;
+    }
+    Format::Zip
+}
+
+pub(crate) fn scan_zip(ctx: &mut Ctx<'_>, data: &[u8], location: &str, depth: usize, format: Format) {
+    match ZipArchive::parse(data, ctx.options.max_members) {
+        Ok(archive) => scan_zip_archive(ctx, data, &archive, location, depth, format, true),
+        Err(e) => ctx.finding(
+            location,
+            FindingKind::Container,
+            Severity::High,
+            0,
+            format!("the zip archive cannot be read ({e}); its members were not analysed"),
+        ),
+    }
+}
+
+/// A member's content: held in memory, or a stream that could not be.
+enum Content<'a> {
+    Slice(&'a [u8]),
+    Owned(Vec<u8>),
+}
+
+impl Content<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Content::Slice(s) => s,
+            Content::Owned(v) => v,
+        }
+    }
+}
+
+/// `TorchScript` resolves `__torch__.*` globals to classes compiled from the archive's `code/`,
+/// not to Python imports: those are reported as the embedded code they are.
+fn torchscript_globals(report: &mut PickleReport) {
+    for finding in &mut report.findings {
+        let Some(import) = finding.import.as_ref() else {
+            continue;
+        };
+        let name = import.to_string();
+        if matches!(finding.kind, FindingKind::DisallowedImport) && is_torchscript_class(import) {
+            finding.kind = FindingKind::EmbeddedCode;
+            finding.severity = Severity::Info;
+            finding.message =
+                format!("the pickle builds {name}, a TorchScript class compiled from the archive's code/");
+        } else if matches!(
+            finding.kind,
+            FindingKind::DisallowedImport | FindingKind::DangerousImport
+        ) && is_torchscript_native(import)
+        {
+            finding.kind = FindingKind::EmbeddedCode;
+            finding.severity = Severity::Info;
+            finding.message = format!(
+                "{name} is implemented by TorchScript's C++ unpickler itself; no Python code is imported"
+            );
+        }
+    }
+    for import in &mut report.imports {
+        if import
+            .target
+            .as_ref()
+            .is_some_and(|t| is_torchscript_class(t) || is_torchscript_native(t))
+        {
+            import.allowed = true;
+        }
+    }
+}
+
+fn is_torchscript_class(import: &crate::findings::ImportName) -> bool {
+    import.module == "__torch__" || import.module.starts_with("__torch__.")
+}
+
+fn is_torchscript_native(import: &crate::findings::ImportName) -> bool {
+    import.module == "torch.jit._pickle" && TORCHSCRIPT_NATIVE.contains(&import.name.as_str())
+}
+
+pub(crate) fn scan_zip_archive(
+    ctx: &mut Ctx<'_>,
+    data: &[u8],
+    archive: &ZipArchive,
+    location: &str,
+    depth: usize,
+    format: Format,
+    scan_prefix: bool,
+) {
+    let member_location = |index: usize| {
+        archive
+            .entries
+            .get(index)
+            .map_or_else(|| location.to_string(), |e| join(location, &e.display_name()))
+    };
+    for issue in &archive.issues {
+        let at = issue.member.map_or_else(|| location.to_string(), member_location);
+        ctx.finding(
+            &at,
+            FindingKind::Container,
+            issue.severity,
+            issue.offset,
+            issue.message.clone(),
+        );
+    }
+    if archive.truncated_entries {
+        let max = ctx.options.max_members;
+        ctx.finding(
+            location,
+            FindingKind::LimitExceeded,
+            Severity::High,
+            archive.central_offset,
+            format!("the archive has more than {max} members; the rest were not analysed"),
+        );
+    }
+    if scan_prefix && archive.start > 0 {
+        if let Some(prefix) = usize::try_from(archive.start).ok().and_then(|s| data.get(..s)) {
+            scan_slice(ctx, prefix, &join(location, "<prepended>"), depth + 1);
+        }
+    }
+    let torch_kind = matches!(format, Format::PytorchZip | Format::TorchScript);
+    let mut order: Vec<usize> = (0..archive.entries.len()).collect();
+    // Pickles first: their persistent ids say which members are raw storages.
+    order.sort_by_key(|&i| {
+        !archive
+            .entries
+            .get(i)
+            .is_some_and(|e| is_pickle_name(&e.display_name()))
+    });
+    let mut storage_keys: HashSet<String> = HashSet::new();
+    let mut code_files: Vec<String> = Vec::new();
+    let mut records: HashMap<String, usize> = HashMap::new();
+    for (index, entry) in archive.entries.iter().enumerate() {
+        records.insert(record(&entry.display_name()).to_string(), index);
+    }
+    // Members may share data (a zip bomb): bytes read across members are bounded by the input.
+    let mut read_total: u64 = 0;
+    let read_budget = (data.len() as u64).saturating_mul(2).saturating_add(64 << 20);
+    for index in order {
+        let Some(entry) = archive.entries.get(index) else {
+            continue;
+        };
+        let name = entry.display_name();
+        let rec = record(&name).to_string();
+        let at = join(location, &name);
+        if name.ends_with('/') && entry.uncompressed_size == 0 {
+            continue;
+        }
+        // Encrypted for every reader only when both headers say so; otherwise some reader
+        // reads it as plain data (the mismatch itself is reported).
+        if entry.flags & super::zip::FLAG_ENCRYPTED != 0
+            && entry
+                .local
+                .as_ref()
+                .is_none_or(|l| l.flags & super::zip::FLAG_ENCRYPTED != 0)
+        {
+            ctx.finding(
+                &at,
+                FindingKind::Unsupported,
+                Severity::High,
+                entry.local_offset,
+                format!("member {name:?} is encrypted: it cannot be analysed"),
+            );
+            continue;
+        }
+        if torch_kind {
+            if let Some(key) = rec.strip_prefix("data/") {
+                if storage_keys.contains(key) {
+                    continue;
+                }
+            }
+            if format == Format::TorchScript && rec.starts_with("code/") && rec.ends_with(".py") {
+                code_files.push(rec.clone());
+                continue;
+            }
+        }
+        let Some(raw) = entry.raw(data) else {
+            // The layout check has reported it.
+            continue;
+        };
+        read_total = read_total.saturating_add(raw.len() as u64);
+        if read_total > read_budget {
+            ctx.finding(location, FindingKind::LimitExceeded, Severity::High, entry.local_offset, format!("members from {name:?} on re-read data other members hold (more than twice the input in all); they were not analysed"));
+            break;
+        }
+        let pickle_named = is_pickle_name(&name);
+        let content = match entry.method {
+            0 => {
+                if entry.compressed_size != entry.uncompressed_size {
+                    ctx.finding(&at, FindingKind::Container, Severity::High, entry.local_offset, format!("stored member {name:?} declares {} bytes compressed but {} uncompressed: readers disagree on its end", entry.compressed_size, entry.uncompressed_size));
+                }
+                Content::Slice(raw)
+            }
+            8 => {
+                if pickle_named && torch_kind && !name.ends_with("debug_pkl") {
+                    ctx.finding(&at, FindingKind::Container, Severity::Warning, entry.local_offset, format!("pickle member {name:?} is deflate-compressed; torch writes pickles stored, so the archive was rewritten by another tool"));
+                }
+                let mut reader = Crc::new(compress::open_deflate(raw, &ctx.budget));
+                if !pickle_named {
+                    // Only what the content needs is decompressed (an .npy header, say).
+                    scan_reader(ctx, &mut reader, &at, depth + 1);
+                    if reader.eof {
+                        check_crc(ctx, &at, entry, reader.crc(), reader.len);
+                    }
+                    ctx.note_budget(&at);
+                    continue;
+                }
+                match compress::read_bounded(&mut reader, ctx.options.max_buffered) {
+                    Ok(Ok(buffer)) => {
+                        check_crc(ctx, &at, entry, reader.crc(), reader.len);
+                        Content::Owned(buffer)
+                    }
+                    Ok(Err(max)) => {
+                        ctx.finding(&at, FindingKind::LimitExceeded, Severity::High, entry.local_offset, format!("pickle member {name:?} decompresses to more than {max} bytes; it was not analysed"));
+                        continue;
+                    }
+                    Err(e) => {
+                        ctx.note_budget(&at);
+                        ctx.finding(
+                            &at,
+                            FindingKind::Container,
+                            Severity::High,
+                            entry.local_offset,
+                            format!("member {name:?} cannot be decompressed: {e}"),
+                        );
+                        continue;
+                    }
+                }
+            }
+            method => {
+                ctx.finding(&at, FindingKind::Unsupported, Severity::High, entry.local_offset, format!("member {name:?} uses compression method {method}, which the scanner cannot read: it was not analysed"));
+                continue;
+            }
+        };
+        let bytes = content.bytes();
+        if pickle_named {
+            if matches!(content, Content::Slice(_)) {
+                check_crc(ctx, &at, entry, crc32fast::hash(bytes), bytes.len() as u64);
+            }
+            let mut report = scan_named_pickle(ctx, bytes);
+            if torch_kind {
+                for id in torch::check_storage_ids(&mut report, 5, ctx.policy) {
+                    storage_keys.insert(id.key);
+                }
+                if format == Format::TorchScript {
+                    torchscript_globals(&mut report);
+                }
+            }
+            ctx.report.add_entry_as(&at, "pickle", report);
+            continue;
+        }
+        let kind = identify(bytes);
+        if matches!(kind, Format::Pickle | Format::Joblib | Format::PytorchLegacy)
+            && matches!(content, Content::Slice(_))
+        {
+            check_crc(ctx, &at, entry, crc32fast::hash(bytes), bytes.len() as u64);
+        }
+        if torch_kind && matches!(kind, Format::Unknown | Format::Empty) {
+            // Metadata records (version, byteorder, ...) and unreferenced data.
+            continue;
+        }
+        scan_slice(ctx, bytes, &at, depth + 1);
+    }
+    if torch_kind {
+        let mut missing: Vec<&String> = storage_keys
+            .iter()
+            .filter(|k| !records.contains_key(&format!("data/{k}")))
+            .collect();
+        missing.sort();
+        if let Some(first) = missing.first() {
+            let count = missing.len();
+            ctx.finding(location, FindingKind::Container, Severity::Warning, archive.central_offset, format!("{count} storages named by persistent ids have no data/ record (first: {first:?}); torch.load fails on them"));
+        }
+    }
+    if !code_files.is_empty() {
+        code_files.sort();
+        let count = code_files.len();
+        let shown: Vec<&str> = code_files.iter().take(5).map(String::as_str).collect();
+        ctx.finding(
+            location,
+            FindingKind::EmbeddedCode,
+            Severity::Warning,
+            0,
+            format!(
+                "the archive carries {count} TorchScript code files ({}{}) that run when the model runs; not a violation \
+                 by default: load TorchScript only from sources you trust",
+                shown.join(", "),
+                if count > shown.len() { ", ..." } else { "" }
+            ),
+        );
+    }
+}
+
+fn check_crc(ctx: &mut Ctx<'_>, location: &str, entry: &ZipEntry, crc: u32, len: u64) {
+    if crc != entry.crc32 || len != entry.uncompressed_size {
+        let name = entry.display_name();
+        ctx.finding(
+            location,
+            FindingKind::Container,
+            Severity::High,
+            entry.local_offset,
+            format!(
+                "member {name:?} has CRC {crc:#010x} over {len} bytes but the archive declares {:#010x} over {} bytes: \
+                 readers that check CRCs reject it, others load it",
+                entry.crc32, entry.uncompressed_size
+            ),
+        );
+    }
+}
+
+pub(crate) fn tar_kind(data: &[u8]) -> Format {
+    match tar::members(data, 100_000) {
+        Ok((members, _)) => {
+            let has = |n: &str| members.iter().any(|m| m.name == n);
+            if has("pickle") && (has("storages") || has("tensors")) {
+                Format::PytorchTar
+            } else {
+                Format::Tar
+            }
+        }
+        Err(_) => Format::Tar,
+    }
+}
+
+pub(crate) fn scan_tar(ctx: &mut Ctx<'_>, data: &[u8], location: &str, depth: usize, format: Format) {
+    let (members, end) = match tar::members(data, ctx.options.max_members) {
+        Ok(listing) => listing,
+        Err(e) => {
+            ctx.finding(
+                location,
+                FindingKind::Container,
+                Severity::High,
+                0,
+                format!("the tar archive cannot be read ({e}); its members were not analysed"),
+            );
+            return;
+        }
+    };
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (index, member) in members.iter().enumerate() {
+        if let Some(first) = seen.insert(member.name.as_str(), index) {
+            ctx.finding(&join(location, &member.name), FindingKind::Container, Severity::High, member.header_offset, format!("member {:?} (entry {index}) has the same name as entry {first}: tarfile takes the last one", member.name));
+        }
+    }
+    for member in &members {
+        let at = join(location, &member.name);
+        if member.kind == b'S' {
+            ctx.finding(
+                &at,
+                FindingKind::Unsupported,
+                Severity::High,
+                member.header_offset,
+                format!(
+                    "member {:?} is a sparse file, which the scanner cannot read",
+                    member.name
+                ),
+            );
+            continue;
+        }
+        if matches!(member.kind, b'1' | b'2') && format == Format::PytorchTar {
+            ctx.finding(
+                &at,
+                FindingKind::Container,
+                Severity::Warning,
+                member.header_offset,
+                format!(
+                    "member {:?} is a link to {:?}: torch reads the target",
+                    member.name, member.link
+                ),
+            );
+        }
+        if !member.is_file() {
+            continue;
+        }
+        let Some(bytes) = usize::try_from(member.data_offset)
+            .ok()
+            .zip(usize::try_from(member.size).ok())
+            .and_then(|(s, n)| data.get(s..s.checked_add(n)?))
+        else {
+            continue;
+        };
+        if format == Format::PytorchTar {
+            let options = ctx.analysis(Mode::AllPickles);
+            let report = match member.name.as_str() {
+                "storages" => Some(torch::scan_tar_storages(bytes, ctx.policy, &options)),
+                "tensors" => Some(torch::scan_tar_tensors(bytes, ctx.policy, &options)),
+                "pickle" | "sys_info" => Some(scan_named_pickle(ctx, bytes)),
+                _ => None,
+            };
+            if let Some(report) = report {
+                ctx.report.add_entry_as(&at, "pickle", report);
+                continue;
+            }
+        }
+        scan_slice(ctx, bytes, &at, depth + 1);
+    }
+    let trailing = usize::try_from(end)
+        .ok()
+        .and_then(|e| data.get(e..))
+        .unwrap_or_default();
+    if let Some(pos) = trailing.iter().position(|&b| b != 0) {
+        let offset = end + pos as u64;
+        ctx.finding(
+            location,
+            FindingKind::TrailingData,
+            Severity::Warning,
+            offset,
+            format!("bytes at offset {offset} follow the end of the tar archive; tarfile never reads them"),
+        );
+    }
+}
+
+pub(crate) fn scan_tar_stream(ctx: &mut Ctx<'_>, reader: impl Read, location: &str, depth: usize) {
+    let max = ctx.options.max_members;
+    let mut names: HashSet<String> = HashSet::new();
+    let result = tar::walk(reader, max, &mut |member, content| {
+        let at = join(location, &member.name);
+        if !names.insert(member.name.clone()) {
+            ctx.finding(
+                &at,
+                FindingKind::Container,
+                Severity::High,
+                member.header_offset,
+                format!(
+                    "member {:?} appears more than once: tarfile takes the last one",
+                    member.name
+                ),
+            );
+        }
+        if member.kind == b'S' {
+            ctx.finding(
+                &at,
+                FindingKind::Unsupported,
+                Severity::High,
+                member.header_offset,
+                format!(
+                    "member {:?} is a sparse file, which the scanner cannot read",
+                    member.name
+                ),
+            );
+        } else if member.is_file() {
+            scan_reader(ctx, content, &at, depth + 1);
+        }
+    });
+    ctx.note_budget(location);
+    if let Err(e) = result {
+        ctx.finding(
+            location,
+            FindingKind::Container,
+            Severity::High,
+            0,
+            format!("the tar stream cannot be read further ({e}); later members were not analysed"),
+        );
+    }
+}

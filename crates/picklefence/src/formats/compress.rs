@@ -1,0 +1,248 @@
+//! Compressed streams: recognition by magic bytes and bounded, streaming decompression.
+//!
+//! Every decompressor is wrapped in a [`Limited`] reader that counts what it produces against
+//! a whole-scan budget and against the compressed bytes it consumed (the ratio), so a
+//! decompression bomb ends in an error the scanner reports, never in unbounded work.
+
+use std::cell::{Cell, RefCell};
+use std::io::{self, Read};
+use std::rc::Rc;
+
+/// A compression wrapper the scanner can open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Codec {
+    Gzip,
+    /// A bare zlib stream (joblib's default compressor).
+    Zlib,
+    Bzip2,
+    Xz,
+    /// The legacy `.lzma` ("lzma-alone") format.
+    Lzma,
+    Zstd,
+    /// LZ4 frame format (joblib's `lz4` compressor).
+    Lz4,
+}
+
+impl Codec {
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::Gzip => "gzip",
+            Codec::Zlib => "zlib",
+            Codec::Bzip2 => "bzip2",
+            Codec::Xz => "xz",
+            Codec::Lzma => "lzma",
+            Codec::Zstd => "zstd",
+            Codec::Lz4 => "lz4",
+        }
+    }
+
+    /// Recognises a compressed stream by its first bytes (the prefixes joblib, gzip, bz2, lzma,
+    /// zstandard and lz4 write; zlib by its header check).
+    pub fn sniff(data: &[u8]) -> Option<Codec> {
+        match data {
+            [0x1f, 0x8b, ..] => Some(Codec::Gzip),
+            [b'B', b'Z', b'h', b'1'..=b'9', ..] => Some(Codec::Bzip2),
+            [0xfd, b'7', b'z', b'X', b'Z', 0x00, ..] => Some(Codec::Xz),
+            [0x28, 0xb5, 0x2f, 0xfd, ..] => Some(Codec::Zstd),
+            [0x04, 0x22, 0x4d, 0x18, ..] => Some(Codec::Lz4),
+            // Properties byte (lc/lp/pb) as every encoder writes it, then a dictionary size.
+            [0x5d, 0x00, ..] => Some(Codec::Lzma),
+            [cmf, flg, ..]
+                if cmf & 0x0f == 8
+                    && cmf >> 4 <= 7
+                    && (u16::from(*cmf) * 256 + u16::from(*flg)) % 31 == 0 =>
+            {
+                Some(Codec::Zlib)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Bounds on decompression shared by a whole scan.
+#[derive(Debug, Clone)]
+pub(crate) struct Budget {
+    /// Bytes still allowed to be produced by all decompressors of the scan together.
+    remaining: Rc<Cell<u64>>,
+    max_ratio: u64,
+    ratio_floor: u64,
+    /// The first limit hit, for the report.
+    pub tripped: Rc<RefCell<Option<String>>>,
+}
+
+impl Budget {
+    pub fn new(total: u64, max_ratio: u64, ratio_floor: u64) -> Self {
+        Budget {
+            remaining: Rc::new(Cell::new(total)),
+            max_ratio,
+            ratio_floor,
+            tripped: Rc::new(RefCell::new(None)),
+        }
+    }
+
+    pub fn take_tripped(&self) -> Option<String> {
+        self.tripped.borrow_mut().take()
+    }
+
+    fn trip(&self, message: String) -> io::Error {
+        let mut slot = self.tripped.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(message.clone());
+        }
+        io::Error::other(message)
+    }
+}
+
+/// Counts the compressed bytes a decompressor consumed.
+pub(crate) struct Counting<R> {
+    inner: R,
+    count: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.set(self.count.get().saturating_add(n as u64));
+        Ok(n)
+    }
+}
+
+/// A decompressor's output, checked against the budget and the ratio.
+pub(crate) struct Limited<R> {
+    inner: R,
+    codec: Codec,
+    consumed: Rc<Cell<u64>>,
+    produced: u64,
+    budget: Budget,
+}
+
+impl<R: Read> Read for Limited<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let n64 = n as u64;
+        self.produced = self.produced.saturating_add(n64);
+        let remaining = self.budget.remaining.get();
+        if n64 > remaining {
+            return Err(self.budget.trip(format!(
+                "decompression limit: the {} stream decompresses to more than the scan's total budget",
+                self.codec.name()
+            )));
+        }
+        self.budget.remaining.set(remaining - n64);
+        let consumed = self.consumed.get().max(1);
+        if self.produced > self.budget.ratio_floor && self.produced / consumed > self.budget.max_ratio {
+            return Err(self.budget.trip(format!(
+                "decompression bomb: the {} stream expands {} compressed bytes to more than {} bytes \
+                 (ratio over {}:1)",
+                self.codec.name(),
+                consumed,
+                self.produced,
+                self.budget.max_ratio
+            )));
+        }
+        Ok(n)
+    }
+}
+
+/// Wraps the whole input after the first stream: gzip, bzip2 and xz readers go on across
+/// concatenated streams the way Python's `GzipFile`, `BZ2File` and `LZMAFile` do.
+pub(crate) fn open<'a, R: Read + 'a>(
+    codec: Codec,
+    input: R,
+    budget: &Budget,
+) -> io::Result<Box<dyn Read + 'a>> {
+    let consumed = Rc::new(Cell::new(0));
+    let input = io::BufReader::with_capacity(
+        64 << 10,
+        Counting {
+            inner: input,
+            count: consumed.clone(),
+        },
+    );
+    let inner: Box<dyn Read + 'a> = match codec {
+        Codec::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
+        Codec::Zlib => Box::new(flate2::bufread::ZlibDecoder::new(input)),
+        Codec::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(input)),
+        // 1 GiB of dictionary at most: a hostile header cannot make it allocate more.
+        Codec::Xz => Box::new(lzma_rust2::XzReader::new_mem_limit(input, true, 1 << 20)),
+        Codec::Lzma => Box::new(
+            lzma_rust2::LzmaReader::new_mem_limit(input, 1 << 20, None)
+                .map_err(|e| io::Error::other(e.to_string()))?,
+        ),
+        Codec::Zstd => Box::new(
+            ruzstd::decoding::StreamingDecoder::new(input).map_err(|e| io::Error::other(e.to_string()))?,
+        ),
+        Codec::Lz4 => Box::new(lz4_flex::frame::FrameDecoder::new(input)),
+    };
+    Ok(Box::new(Limited {
+        inner,
+        codec,
+        consumed,
+        produced: 0,
+        budget: budget.clone(),
+    }))
+}
+
+/// Raw deflate (zip members), under the same budget.
+pub(crate) fn open_deflate<'a>(input: &'a [u8], budget: &Budget) -> Box<dyn Read + 'a> {
+    let consumed = Rc::new(Cell::new(0));
+    let counted = io::BufReader::with_capacity(
+        64 << 10,
+        Counting {
+            inner: input,
+            count: consumed.clone(),
+        },
+    );
+    Box::new(Limited {
+        inner: flate2::bufread::DeflateDecoder::new(counted),
+        codec: Codec::Zlib,
+        consumed,
+        produced: 0,
+        budget: budget.clone(),
+    })
+}
+
+/// Reads everything, refusing more than `max` bytes.
+pub(crate) fn read_bounded<R: Read>(reader: R, max: u64) -> io::Result<Result<Vec<u8>, u64>> {
+    let mut out = Vec::new();
+    reader.take(max.saturating_add(1)).read_to_end(&mut out)?;
+    if out.len() as u64 > max {
+        return Ok(Err(max));
+    }
+    Ok(Ok(out))
+}
+
+/// CRC-32 and length of everything read through it.
+pub(crate) struct Crc<R> {
+    inner: R,
+    hasher: crc32fast::Hasher,
+    pub len: u64,
+    pub eof: bool,
+}
+
+impl<R: Read> Crc<R> {
+    pub fn new(inner: R) -> Self {
+        Crc {
+            inner,
+            hasher: crc32fast::Hasher::new(),
+            len: 0,
+            eof: false,
+        }
+    }
+
+    pub fn crc(&self) -> u32 {
+        self.hasher.clone().finalize()
+    }
+}
+
+impl<R: Read> Read for Crc<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.eof = true;
+        }
+        self.hasher.update(buf.get(..n).unwrap_or_default());
+        self.len = self.len.saturating_add(n as u64);
+        Ok(n)
+    }
+}
