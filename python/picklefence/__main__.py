@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import List, Optional, Sequence
 
@@ -66,6 +68,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     cli_main = getattr(_native, "cli_main", None)
     if cli_main is not None:
+        # The Rust CLI writes to the process's own stdout/stderr: flush Python's first. As a
+        # command, Ctrl-C should stop it at once, as it stops the Rust binary (the scan runs
+        # without the GIL, where Python's own handler would wait for it to finish).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if argv is None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
         return int(cli_main(args))
     depth = int(os.environ.get(_GUARD, "0") or 0)
     binary = find_binary() if depth == 0 else None

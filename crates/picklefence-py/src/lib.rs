@@ -455,10 +455,15 @@ impl Source for FileSource<'_> {
     }
 
     fn next_byte(&mut self) -> Result<Option<u8>, SourceError> {
-        if self.ensure(1)? == 0 {
-            return Ok(None);
-        }
-        let byte = self.buf.get(self.head).copied();
+        let byte = match self.buf.get(self.head) {
+            Some(&byte) => Some(byte),
+            None => {
+                if self.ensure(1)? == 0 {
+                    return Ok(None);
+                }
+                self.buf.get(self.head).copied()
+            }
+        };
         self.consume(1);
         // The decoder asks for single bytes only to read opcodes.
         self.frame_pending = byte == Some(FRAME_OPCODE);
@@ -475,7 +480,7 @@ impl Source for FileSource<'_> {
                 self.ensure(8 + len as usize)?;
             }
         }
-        let got = self.ensure(n)?;
+        let got = if self.avail() >= n { n } else { self.ensure(n)? };
         if got < n {
             let available = got as u64;
             self.consume(got);
