@@ -1,6 +1,8 @@
 //! Decoder and analyzer throughput on pickles shaped like what CPython writes.
 //! Run: `cargo bench -p picklefence --bench analyzer`.
 
+#![allow(clippy::indexing_slicing, clippy::unwrap_used)]
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use picklefence::{analyze_reader, analyze_slice, Decoder, Mode, Options, Policy};
 
@@ -28,10 +30,10 @@ impl Writer {
         if v < 256 {
             self.op(&[b'K', v as u8]);
         } else if v < 65536 {
-            self.op(&[b'M']);
+            self.op(b"M");
             self.op(&(v as u16).to_le_bytes());
         } else {
-            self.op(&[b'J']);
+            self.op(b"J");
             self.op(&v.to_le_bytes());
         }
     }

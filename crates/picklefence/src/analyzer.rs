@@ -200,9 +200,22 @@ impl PickleReport {
     }
 }
 
-/// Analyse a byte slice (zero-copy).
+/// Analyse a byte slice (zero-copy). The opcodes that make up the bulk of data pickles run
+/// straight from the bytes ([`Analyzer::fast_forward`]); everything else goes through the decoder.
 pub fn analyze_slice(data: &[u8], policy: &Policy, options: &Options) -> PickleReport {
-    run(Decoder::from_slice(data), policy, options)
+    let mut machine = Analyzer::new(policy, options);
+    let mut decoder = Decoder::from_slice(data);
+    loop {
+        let at = usize::try_from(decoder.position()).unwrap_or(usize::MAX);
+        let resumed = machine.fast_forward(data, at);
+        if resumed != at {
+            decoder.source_mut().skip_to(resumed);
+        }
+        if machine.advance(&mut decoder) == Flow::Stop {
+            break;
+        }
+    }
+    machine.finish(decoder.position())
 }
 
 /// Analyse a stream. With `Mode::FirstPickle` the reader is left just past the STOP.
@@ -218,24 +231,7 @@ pub fn analyze_reader<R: Read>(reader: R, policy: &Policy, options: &Options) ->
 /// Analyse what a decoder yields, whatever it reads from.
 pub fn run<S: Source>(mut decoder: Decoder<S>, policy: &Policy, options: &Options) -> PickleReport {
     let mut machine = Analyzer::new(policy, options);
-    loop {
-        let position = decoder.position();
-        match decoder.next_op() {
-            Ok(Some(op)) => {
-                if machine.step(&op) == Flow::Stop {
-                    break;
-                }
-            }
-            Ok(None) => {
-                machine.end_of_input(position);
-                break;
-            }
-            Err(error) => {
-                machine.decode_error(&error);
-                break;
-            }
-        }
-    }
+    while machine.advance(&mut decoder) == Flow::Continue {}
     machine.finish(decoder.position())
 }
 
@@ -306,12 +302,9 @@ impl Value {
         }
     }
 
-    fn tuple(items: Vec<Value>) -> Value {
-        if items.len() <= KEPT_TUPLE_LEN && items.iter().all(|v| v.depth() < KEPT_TUPLE_DEPTH) {
-            Value::Tuple(items.into())
-        } else {
-            Value::OpaqueTuple
-        }
+    /// Worth keeping inside a tuple: names, imports and kept tuples (persistent ids are made of them).
+    fn is_notable(&self) -> bool {
+        matches!(self, Value::Name(_) | Value::Import(_) | Value::Tuple(_))
     }
 }
 
@@ -333,6 +326,7 @@ impl Memo {
     fn get(&self, key: &i64) -> Option<&Value> {
         match usize::try_from(*key) {
             Ok(i) if i < self.dense.len() => self.dense.get(i).and_then(Option::as_ref),
+            _ if self.sparse.is_empty() => None,
             _ => self.sparse.get(key),
         }
     }
@@ -352,7 +346,7 @@ impl Memo {
                 }
             }
             Ok(i) if i == self.dense.len() => {
-                if self.sparse.remove(&key).is_none() {
+                if self.sparse.is_empty() || self.sparse.remove(&key).is_none() {
                     self.len += 1;
                 }
                 self.dense.push(Some(value));
@@ -369,6 +363,36 @@ impl Memo {
         self.dense.clear();
         self.sparse.clear();
         self.len = 0;
+    }
+}
+
+/// Encoded size of an opcode that pushes a plain number or constant; 0 for any other opcode.
+const fn scalar_size(byte: u8) -> usize {
+    match byte {
+        b'K' => 2,
+        b'M' => 3,
+        b'J' => 5,
+        b'G' => 9,
+        b'N' | 0x88 | 0x89 => 1,
+        _ => 0,
+    }
+}
+
+/// The stand-in a scalar or tuple opcode at `at` pushes (the run in `append_run` checked it).
+fn scalar_value(data: &[u8], at: usize) -> Value {
+    let arg = |n: usize| {
+        data.get(at + 1..at + 1 + n)
+            .map(|b| b.iter().rev().fold(0u64, |acc, &x| (acc << 8) | u64::from(x)))
+            .unwrap_or(0)
+    };
+    match data.get(at) {
+        Some(b'K') => Value::Int(arg(1) as i64),
+        Some(b'M') => Value::Int(arg(2) as i64),
+        Some(b'J') => Value::Int(i64::from(arg(4) as u32 as i32)),
+        Some(b'G') => Value::Float,
+        Some(b'N') => Value::None,
+        Some(0x88 | 0x89) => Value::Bool,
+        _ => Value::OpaqueTuple,
     }
 }
 
@@ -883,6 +907,320 @@ impl<'p> Analyzer<'p> {
         Flow::Continue
     }
 
+    /// A tuple's stand-in: items are kept when small and shallow and worth showing (or when
+    /// joblib tracking needs shapes); anything else is an opaque tuple, at no allocation.
+    fn make_tuple(&self, items: Vec<Value>) -> Value {
+        let keep = items.len() <= KEPT_TUPLE_LEN
+            && (self.joblib.is_some() || items.iter().any(Value::is_notable))
+            && items.iter().all(|v| v.depth() < KEPT_TUPLE_DEPTH);
+        if keep {
+            Value::Tuple(items.into())
+        } else {
+            Value::OpaqueTuple
+        }
+    }
+
+    /// Decodes and runs one opcode; `Flow::Stop` once analysis is over.
+    pub fn advance<S: Source>(&mut self, decoder: &mut Decoder<S>) -> Flow {
+        let position = decoder.position();
+        match decoder.next_op() {
+            Ok(Some(op)) => self.step(&op),
+            Ok(None) => {
+                self.end_of_input(position);
+                Flow::Stop
+            }
+            Err(error) => {
+                self.decode_error(&error);
+                Flow::Stop
+            }
+        }
+    }
+
+    /// Runs, straight from the bytes, the opcodes that make up the bulk of data pickles (numbers,
+    /// empty containers, marks, appends, small tuples, memo traffic, byte payloads), with exactly
+    /// the effect `step` would have. It returns at the first opcode it does not handle, whose
+    /// preconditions do not plainly hold, or that would cross a frame end or a limit: the general
+    /// path takes that one, so every finding is still made by `step`.
+    pub fn fast_forward(&mut self, data: &[u8], mut pos: usize) -> usize {
+        if self.pickle_opcodes == 0 || self.broken || self.stopped {
+            return pos;
+        }
+        let mut end = data.len();
+        if let Some(frame_end) = self.frame_end {
+            let frame_end = usize::try_from(frame_end).unwrap_or(usize::MAX);
+            if pos < frame_end {
+                end = end.min(frame_end);
+            } else {
+                self.frame_end = None;
+            }
+        }
+        let data = data.get(..end).unwrap_or(data);
+        let budget = self.limits.max_opcodes.saturating_sub(self.opcodes);
+        let (max_stack, max_marks, max_memo) =
+            (self.limits.max_stack, self.limits.max_marks, self.limits.max_memo);
+        let plain = self.joblib.is_none();
+        let le = |at: usize, n: usize| -> Option<u64> {
+            let bytes = data.get(at..at.checked_add(n)?)?;
+            Some(bytes.iter().rev().fold(0u64, |acc, &b| (acc << 8) | u64::from(b)))
+        };
+        let mut count: u64 = 0;
+        // Each arm checks that its whole opcode lies before `end` before it acts.
+        macro_rules! push {
+            ($size:expr, $value:expr) => {{
+                let size: usize = $size;
+                if pos + size > data.len() {
+                    break;
+                }
+                self.stack.push($value);
+                pos += size;
+            }};
+        }
+        while count < budget && self.stack.len() < max_stack {
+            let Some(&byte) = data.get(pos) else { break };
+            match byte {
+                b'K' => match data.get(pos + 1) {
+                    Some(&v) => push!(2, Value::Int(i64::from(v))),
+                    None => break,
+                },
+                b'M' => match data.get(pos + 1..pos + 3) {
+                    Some(&[a, b]) => push!(3, Value::Int(i64::from(u16::from_le_bytes([a, b])))),
+                    _ => break,
+                },
+                b'J' => match data.get(pos + 1..pos + 5) {
+                    Some(&[a, b, c, d]) => push!(5, Value::Int(i64::from(i32::from_le_bytes([a, b, c, d])))),
+                    _ => break,
+                },
+                b'G' => push!(9, Value::Float),
+                b'N' => push!(1, Value::None),
+                0x88 | 0x89 => push!(1, Value::Bool),
+                b']' => push!(1, Value::List),
+                b'}' if plain => push!(1, Value::Dict),
+                b')' => push!(1, self.make_tuple(Vec::new())),
+                b'C' | b'B' | 0x8e | 0x96 => {
+                    let (prefix, declared) = match byte {
+                        b'C' => (1, le(pos + 1, 1)),
+                        b'B' => (4, le(pos + 1, 4)),
+                        _ => (8, le(pos + 1, 8)),
+                    };
+                    match declared
+                        .and_then(|n| usize::try_from(n).ok())
+                        .and_then(|n| n.checked_add(1 + prefix))
+                        .filter(|size| pos.checked_add(*size).is_some())
+                    {
+                        Some(size) => push!(size, Value::Bytes),
+                        None => break,
+                    }
+                }
+                b'(' => {
+                    if self.marks.len() >= max_marks || pos + 1 > data.len() {
+                        break;
+                    }
+                    if plain && matches!(self.stack.last(), Some(Value::List)) {
+                        let room = max_stack.saturating_sub(self.stack.len());
+                        if let Some((next, ops)) = self.append_run(data, pos + 1, budget - count, room) {
+                            pos = next;
+                            count += ops;
+                            continue;
+                        }
+                    }
+                    self.marks.push(self.stack.len());
+                    pos += 1;
+                }
+                b'e' | b'u' => {
+                    // APPENDS onto a list / SETITEMS into an untracked dict, both made by the pickle.
+                    let Some(&mark) = self.marks.last() else { break };
+                    let len = self.stack.len();
+                    let target_ok = match (byte, mark.checked_sub(1).and_then(|i| self.stack.get(i))) {
+                        (b'e', Some(Value::List)) => true,
+                        (b'u', Some(Value::Dict)) => plain && len.saturating_sub(mark).is_multiple_of(2),
+                        _ => false,
+                    };
+                    if !target_ok || pos + 1 > data.len() {
+                        break;
+                    }
+                    self.stack.truncate(mark);
+                    self.marks.pop();
+                    pos += 1;
+                }
+                b'a' => {
+                    let len = self.stack.len();
+                    let fence = self.marks.last().copied().unwrap_or(0);
+                    let target_ok = len >= fence + 2
+                        && matches!(
+                            len.checked_sub(2).and_then(|i| self.stack.get(i)),
+                            Some(Value::List)
+                        );
+                    if !target_ok || pos + 1 > data.len() {
+                        break;
+                    }
+                    self.stack.pop();
+                    pos += 1;
+                }
+                0x85..=0x87 => {
+                    let n = usize::from(byte - 0x84);
+                    let len = self.stack.len();
+                    let fence = self.marks.last().copied().unwrap_or(0);
+                    if len < fence + n || pos + 1 > data.len() {
+                        break;
+                    }
+                    let items = self.stack.get(len - n..).unwrap_or_default();
+                    let tuple = if plain && !items.iter().any(Value::is_notable) {
+                        self.stack.truncate(len - n);
+                        Value::OpaqueTuple
+                    } else {
+                        let items = self.stack.split_off(len - n);
+                        self.make_tuple(items)
+                    };
+                    push!(1, tuple);
+                }
+                0x94 | b'q' | b'r' => {
+                    let (size, key) = match byte {
+                        0x94 => (1, Some(self.memo.len() as u64)),
+                        b'q' => (2, data.get(pos + 1).map(|&k| u64::from(k))),
+                        _ => (5, le(pos + 1, 4)),
+                    };
+                    let Some(key) = key.and_then(|k| i64::try_from(k).ok()) else {
+                        break;
+                    };
+                    let fence = self.marks.last().copied().unwrap_or(0);
+                    let room = self.memo.len() < max_memo || self.memo.contains_key(&key);
+                    if self.stack.len() <= fence || !room || pos + size > data.len() {
+                        break;
+                    }
+                    let Some(top) = self.stack.last().cloned() else {
+                        break;
+                    };
+                    self.memo.insert(key, top);
+                    pos += size;
+                }
+                b'h' | b'j' => {
+                    let (size, key) = if byte == b'h' {
+                        (2, data.get(pos + 1).map(|&k| u64::from(k)))
+                    } else {
+                        (5, le(pos + 1, 4))
+                    };
+                    match key
+                        .and_then(|k| i64::try_from(k).ok())
+                        .and_then(|k| self.memo.get(&k))
+                    {
+                        Some(value) => {
+                            let value = value.clone();
+                            push!(size, value)
+                        }
+                        None => break,
+                    }
+                }
+                b'0' => {
+                    let len = self.stack.len();
+                    if pos + 1 > data.len() {
+                        break;
+                    }
+                    if self.marks.last() == Some(&len) {
+                        self.marks.pop();
+                    } else if len > self.marks.last().copied().unwrap_or(0) {
+                        self.stack.pop();
+                    } else {
+                        break;
+                    }
+                    pos += 1;
+                }
+                b'2' => {
+                    let fence = self.marks.last().copied().unwrap_or(0);
+                    match self.stack.last() {
+                        Some(top) if self.stack.len() > fence => {
+                            let top = top.clone();
+                            push!(1, top)
+                        }
+                        _ => break,
+                    }
+                }
+                _ => break,
+            }
+            count += 1;
+        }
+        self.opcodes += count;
+        self.pickle_opcodes += count;
+        pos
+    }
+
+    /// `MARK <numbers, tuples of numbers, memo stores> APPENDS` onto a list: the batches a list
+    /// of numbers or of number tuples is pickled in. Runs the batch over a depth count and the
+    /// top value instead of a stack, ending after the APPENDS; `None` (with nothing changed)
+    /// when the batch holds anything else, so that the general loop takes it.
+    /// `start` is just past the MARK; the returned count includes MARK and APPENDS.
+    fn append_run(&mut self, data: &[u8], start: usize, budget: u64, room: usize) -> Option<(usize, u64)> {
+        let memo_before = self.memo.len();
+        let appendable = self.memo.sparse.is_empty() && self.memo.dense.len() == self.memo.len;
+        let mut pos = start;
+        let mut depth = 0usize;
+        // Where the op that made the top value is: its value is only needed for a memo store.
+        let mut top_at = start;
+        let mut ops: u64 = 2;
+        let outcome = loop {
+            if ops >= budget || depth >= room {
+                break None;
+            }
+            let Some(&byte) = data.get(pos) else { break None };
+            let scalar = scalar_size(byte);
+            if scalar != 0 {
+                if pos + scalar > data.len() {
+                    break None;
+                }
+                top_at = pos;
+                depth += 1;
+                pos += scalar;
+                ops += 1;
+                continue;
+            }
+            match byte {
+                0x85..=0x87 => {
+                    let n = usize::from(byte - 0x84);
+                    if depth < n {
+                        break None;
+                    }
+                    depth -= n - 1;
+                    top_at = pos;
+                    pos += 1;
+                }
+                0x94 | b'q' | b'r' => {
+                    let (size, key) = match byte {
+                        0x94 => (1, Some(self.memo.len() as u64)),
+                        b'q' => (2, data.get(pos + 1).map(|&k| u64::from(k))),
+                        _ => (
+                            5,
+                            data.get(pos + 1..pos + 5)
+                                .and_then(|b| b.try_into().ok())
+                                .map(|b| u64::from(u32::from_le_bytes(b))),
+                        ),
+                    };
+                    let fresh = appendable && key == Some(self.memo.len() as u64);
+                    if depth == 0
+                        || !fresh
+                        || self.memo.len() >= self.limits.max_memo
+                        || pos + size > data.len()
+                    {
+                        break None;
+                    }
+                    self.memo.dense.push(Some(scalar_value(data, top_at)));
+                    self.memo.len += 1;
+                    pos += size;
+                }
+                b'e' => break Some(pos + 1),
+                _ => break None,
+            }
+            ops += 1;
+        };
+        match outcome {
+            Some(next) => Some((next, ops)),
+            None => {
+                // Undo the memo stores: the general loop makes them again.
+                self.memo.dense.truncate(memo_before);
+                self.memo.len = memo_before;
+                None
+            }
+        }
+    }
+
     fn check_framing(&mut self, op: &Op<'_>) {
         let Some(frame_end) = self.frame_end else {
             return;
@@ -1026,7 +1364,10 @@ impl<'p> Analyzer<'p> {
                 self.push(value);
             }
             Opcode::EmptySet => self.push(Value::Set),
-            Opcode::EmptyTuple => self.push(Value::Tuple(Rc::from(Vec::new()))),
+            Opcode::EmptyTuple => {
+                let value = self.make_tuple(Vec::new());
+                self.push(value);
+            }
             Opcode::Append => {
                 let _value = self.pop(offset, opcode);
                 let target = self.top(offset, opcode);
@@ -1067,7 +1408,8 @@ impl<'p> Analyzer<'p> {
             }
             Opcode::Tuple => {
                 let items = self.pop_mark(offset, opcode);
-                self.push(Value::tuple(items));
+                let value = self.make_tuple(items);
+                self.push(value);
             }
             Opcode::Tuple1 | Opcode::Tuple2 | Opcode::Tuple3 => {
                 let n = match opcode {
@@ -1077,7 +1419,8 @@ impl<'p> Analyzer<'p> {
                 };
                 let mut items: Vec<Value> = (0..n).map(|_| self.pop(offset, opcode)).collect();
                 items.reverse();
-                self.push(Value::tuple(items));
+                let value = self.make_tuple(items);
+                self.push(value);
             }
             Opcode::Pop => {
                 // `load_pop` takes a mark off when one sits on top of the stack.

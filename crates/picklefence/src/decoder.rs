@@ -165,6 +165,11 @@ impl<'a> SliceSource<'a> {
         SliceSource { data, pos: 0 }
     }
 
+    /// Moves to `pos` (clamped to the end): for callers that ran opcodes past the decoder.
+    pub fn skip_to(&mut self, pos: usize) {
+        self.pos = pos.min(self.data.len());
+    }
+
     fn rest(&self) -> &'a [u8] {
         self.data.get(self.pos..).unwrap_or_default()
     }
@@ -325,6 +330,8 @@ impl<R: Read> ReaderSource<R> {
 }
 
 const SKIP_CHUNK: usize = 64 << 10;
+/// UNICODE lines longer than this are validated but not decoded into a held payload.
+pub const HELD_TEXT_LINE: usize = 64 << 10;
 /// How far `fill` grows its buffer beyond the bytes already read.
 const FILL_STEP: usize = 64 << 10;
 
@@ -426,6 +433,10 @@ impl<S: Source> Decoder<S> {
 
     pub fn source(&self) -> &S {
         &self.source
+    }
+
+    pub fn source_mut(&mut self) -> &mut S {
+        &mut self.source
     }
 
     pub fn into_source(self) -> S {
@@ -583,9 +594,21 @@ fn read_arg<S: Source>(source: &mut S, opcode: Opcode, offset: u64) -> Result<(A
         ArgKind::UnicodeStringNl => {
             let line = source.take_line().map_err(line_err)?;
             let end = start + line.len() as u64 + 1;
-            let arg = match text::decode_raw_unicode_escape(line) {
-                Some(decoded) => Arg::Unicode(Payload::held(Cow::Owned(decoded))),
-                None => Arg::BadUnicode(Payload::held(Cow::Borrowed(line))),
+            let arg = if line.len() > HELD_TEXT_LINE {
+                // Decoded, the line could be twice its size again: validate and measure it only
+                // (too long to be a name anyway), so memory stays within the input's size.
+                match text::raw_unicode_escape_len(line) {
+                    Some(len) => Arg::Unicode(Payload { len, data: None }),
+                    None => Arg::BadUnicode(Payload {
+                        len: line.len() as u64,
+                        data: None,
+                    }),
+                }
+            } else {
+                match text::decode_raw_unicode_escape(line) {
+                    Some(decoded) => Arg::Unicode(Payload::held(Cow::Owned(decoded))),
+                    None => Arg::BadUnicode(Payload::held(Cow::Borrowed(line))),
+                }
             };
             (arg, end)
         }
