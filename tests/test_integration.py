@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import picklefence
-from pfhelpers import NonSeekable, SubprocessPayload, SystemPayload
+from pfhelpers import MarkerWriter, NonSeekable, SubprocessPayload, SystemPayload
 from picklefence import UnsafeFileError
 
 # --------------------------------------------------------------------------------------------
@@ -301,9 +301,7 @@ def _estimators() -> Dict[str, Any]:
         "LogisticRegression": LogisticRegression().fit(X, y),
         "RandomForest": RandomForestClassifier(n_estimators=8, random_state=0).fit(X, y),
         "GradientBoosting": GradientBoostingClassifier(n_estimators=8, random_state=0).fit(X, y),
-        "Pipeline": Pipeline(
-            [("scale", StandardScaler()), ("svc", SVC(random_state=0))]
-        ).fit(X, y),
+        "Pipeline": Pipeline([("scale", StandardScaler()), ("svc", SVC(random_state=0))]).fit(X, y),
         "SVC": SVC().fit(X, y),
         "KMeans": KMeans(n_clusters=3, n_init=2, random_state=0).fit(X),
         "PCA": PCA(2).fit(X),
@@ -364,7 +362,31 @@ def test_joblib_payload_refused(compress: Any, tmp_path: Path, marker: Path) -> 
         with pytest.raises(UnsafeFileError) as info:
             joblib.load(path)
     assert (info.value.module, info.value.name) == ("posix", "system")
+    assert info.value.violations[0].offset is not None, "refused by the pre-scan"
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("compress", COMPRESSORS, ids=lambda c: str(c[0]) if c else "none")
+def test_joblib_prescan_runs_before_anything(compress: Any, tmp_path: Path, marker: Path) -> None:
+    """Arrays before and after an allowed constructor with a side effect, then a bad import:
+    nothing runs, so the pre-scan read past the raw array bytes correctly."""
+    first = tmp_path / "FIRST"
+    path = tmp_path / "evil.joblib"
+    value = [
+        np.arange(5000.0),
+        MarkerWriter.unconstructed(str(first)),
+        np.ones((7, 3), "i2"),
+        SystemPayload(marker),
+    ]
+    joblib.dump(value, path, compress=compress)
+    with picklefence.safe_ml_environment(also_allow=["pfhelpers.MarkerWriter"]):
+        with pytest.raises(UnsafeFileError) as info:
+            joblib.load(path)
+        with open(path, "rb") as f:
+            with pytest.raises(UnsafeFileError):
+                joblib.load(f)
+    assert (info.value.module, info.value.name) == ("posix", "system")
+    assert not first.exists() and not marker.exists()
 
 
 def test_joblib_imported_before_activation_is_covered(tmp_path: Path, marker: Path) -> None:
@@ -473,3 +495,23 @@ def test_pandas_compat_unpickler_loads_benign(tmp_path: Path) -> None:
 
 def _unused(_: Callable[..., Any]) -> None:  # keeps linters quiet about helper imports
     pass
+
+
+@pytest.mark.parametrize("wrap", ["seekable", "non-seekable"])
+@pytest.mark.parametrize("name", ["KMeans", "Pipeline", "RandomForest"])
+def test_joblib_estimator_streams(wrap: str, name: str) -> None:
+    """Estimators whose joblib layout the pre-scan may stop early on still load from one stream
+    exactly as without the guard, with the stream left where joblib leaves it."""
+    buffer = io.BytesIO()
+    joblib.dump(ESTIMATORS[name], buffer)
+    buffer.write(b"TRAILER")
+    data = buffer.getvalue()
+
+    def run() -> Any:
+        f: Any = io.BytesIO(data) if wrap == "seekable" else io.BufferedReader(NonSeekable(data))
+        return _outputs(name, joblib.load(f)), f.read()
+
+    plain = run()
+    with picklefence.safe_ml_environment():
+        guarded = run()
+    assert guarded == plain and plain[1] == b"TRAILER"

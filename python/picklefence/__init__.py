@@ -43,8 +43,9 @@ activations are in force the most recent one's policy applies. Deactivating the 
 restores every patched object exactly (``pickle.loads is`` the original again).
 
 Limits: a seekable file is read twice (pre-scan, then the real load); the find_class layers
-still check the second read. joblib files are not pre-scanned yet (joblib embeds raw array bytes
-between pickle opcodes); layers 2 and 3 cover them.
+still check the second read. A non-seekable or compressed stream is read once, exactly as far as
+the unpickler would read it, and unpickled from that copy. joblib files are pre-scanned the way
+joblib reads them (the raw array bytes after each NumpyArrayWrapper are skipped by their size).
 """
 
 from __future__ import annotations

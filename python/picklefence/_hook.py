@@ -293,13 +293,24 @@ def _violations(raw: Sequence[Tuple[Any, ...]]) -> List[Violation]:
     return out
 
 
-def _judge(raw: Sequence[Tuple[Any, ...]], filepath: Optional[str]) -> None:
+def _is_joblib_layout_unknown(violation: Tuple[Any, ...]) -> bool:
+    """The core's joblib pre-scan could not recover an array's layout and stopped there
+    (everything before that point was analysed)."""
+    return violation[0] == "container" and "joblib reads array data" in violation[5]
+
+
+def _judge(raw: Sequence[Tuple[Any, ...]], filepath: Optional[str], joblib: bool = False) -> None:
     """Raises UnsafeFileError listing every violation, unless there are none, or the only ones
     are ``malformed-pickle``: a truncated or broken stream whose opcodes before the break are all
-    allowed. CPython raises its own error there (and EOFError for an empty input)."""
+    allowed. CPython raises its own error there (and EOFError for an empty input).
+
+    JOBLIB BRANCH: when the joblib-aware pre-scan stops at an array whose layout it cannot
+    recover, what it analysed before that point was allowed; the rest is left to layers 2 and 3
+    (find_class and the audit hook), as for any unpickler that is not pre-scanned.
+    """
     if not raw:
         return
-    if all(v[0] == "malformed-pickle" for v in raw):
+    if all(v[0] == "malformed-pickle" or (joblib and _is_joblib_layout_unknown(v)) for v in raw):
         return
     raise UnsafeFileError(_violations(raw), filepath=filepath)
 
@@ -310,24 +321,29 @@ def prescan_bytes(data: bytes, policy: Policy, filepath: Optional[str] = None) -
     _judge(raw, filepath)
 
 
-def prescan_stream(file: Any, policy: Policy, filepath: Optional[str] = None) -> Optional[bytes]:
+def prescan_stream(
+    file: Any, policy: Policy, filepath: Optional[str] = None, *, joblib: bool = False
+) -> Optional[bytes]:
     """Pre-scans the first pickle of a file object, from its current position.
 
     Seekable (and cheaply so): the file is left where it was, None is returned, and the
     unpickler reads the pickle again. Otherwise exactly the bytes of the pickle are read (the
     file ends up where CPython's unpickler would leave it) and returned, to be unpickled from.
+    With ``joblib``, the stream is read the way joblib's NumpyUnpickler reads it (the raw array
+    bytes after each NumpyArrayWrapper included).
     """
     policy = _with_ext_codes(policy)
+    scan = _native.prescan_joblib_file if joblib else _native.prescan_file
     start = _seek_start(file)
     if start is not None:
         try:
-            _, _, raw, _ = _call_native(_native.prescan_file, file, policy, start)
+            _, _, raw, _ = _call_native(scan, file, policy, start)
         finally:
             file.seek(start)
-        _judge(raw, filepath)
+        _judge(raw, filepath, joblib)
         return None
-    _, _, raw, copy = _call_native(_native.prescan_file, file, policy, None)
-    _judge(raw, filepath)
+    _, _, raw, copy = _call_native(scan, file, policy, None)
+    _judge(raw, filepath, joblib)
     return bytes(copy) if copy is not None else b""
 
 
@@ -337,17 +353,45 @@ def prescan_stream(file: Any, policy: Policy, filepath: Optional[str] = None) ->
 
 def _is_joblib_unpickler(unpickler: Any) -> bool:
     """joblib's NumpyUnpickler: its pickles are followed by raw array bytes read outside the
-    pickle machinery (right after each NumpyArrayWrapper BUILD), so "read up to STOP" would read
-    array bytes as opcodes.
-
-    JOBLIB BRANCH: these unpicklers skip the Rust pre-scan and keep layers 2 and 3 (find_class
-    and the audit hook). Switch to the core's joblib-aware scan here once it exists.
+    pickle machinery (right after each NumpyArrayWrapper BUILD), so a plain "read up to STOP"
+    pre-scan would read array bytes as opcodes. These unpicklers get the core's joblib-aware
+    pre-scan instead (``prescan_stream(..., joblib=True)``), plus layers 2 and 3 as always.
     """
     return type(unpickler).__module__.startswith("joblib")
 
 
 # --------------------------------------------------------------------------------------------
 # The patched objects
+
+
+class _Replay:
+    """The bytes the pre-scan read, then the rest of the real stream: what the unpickler reads
+    when the file could not be read twice. Reading from it reads the stream exactly as the
+    unpickler would have read the file itself."""
+
+    __slots__ = ("_head", "_tail")
+
+    def __init__(self, head: bytes, tail: Any) -> None:
+        self._head = io.BytesIO(head)
+        self._tail = tail
+
+    def read(self, n: Optional[int] = -1) -> bytes:
+        data = self._head.read(n)
+        if n is None or n < 0:
+            rest: bytes = self._tail.read()
+            return data + rest if rest else data
+        if len(data) < n:
+            more: bytes = self._tail.read(n - len(data))
+            if more:
+                data += more
+        return data
+
+    def readline(self, *args: Any) -> bytes:
+        line = self._head.readline()
+        if line.endswith(b"\n"):
+            return line
+        tail_line: bytes = self._tail.readline()
+        return line + tail_line if tail_line else line
 
 
 class _ReplayableFile:
@@ -406,13 +450,12 @@ class _SafeUnpicklerMixin:
         self._pf_policy = policy
         try:
             proxy = self._pf_proxy
-            if _is_joblib_unpickler(self):
-                return super().load()  # type: ignore[misc]
+            joblib = _is_joblib_unpickler(self)
             if proxy is None:
-                prescan_stream(file, policy, _filepath(file))
+                prescan_stream(file, policy, _filepath(file), joblib=joblib)
                 return super().load()  # type: ignore[misc]
-            copy = prescan_stream(file, policy, _filepath(file))
-            proxy.target = io.BytesIO(copy or b"")
+            copy = prescan_stream(file, policy, _filepath(file), joblib=joblib)
+            proxy.target = _Replay(copy or b"", file)
             try:
                 return super().load()  # type: ignore[misc]
             finally:
@@ -480,25 +523,31 @@ def _py_unpickler_load(self: Any) -> Any:
         return _PY_LOAD(self)
     self._pf_policy = policy
     try:
-        if _is_joblib_unpickler(self):
-            return _PY_LOAD(self)
         file_read = getattr(self, "_file_read", None)
         if file_read is None:
             return _PY_LOAD(self)  # CPython's "__init__() was not called" error
-        file = getattr(file_read, "__self__", None)
+        joblib = _is_joblib_unpickler(self)
+        file = getattr(self, "file_handle", None) if joblib else None
+        if file is None or getattr(file, "read", None) != file_read:
+            file = getattr(file_read, "__self__", None)
         if file is None or getattr(file, "read", None) != file_read:
             file = _ReadOnlyFile(file_read, self._file_readline)
-        filepath = _filepath(file)
-        copy = prescan_stream(file, policy, filepath)
+        copy = prescan_stream(file, policy, _filepath(file), joblib=joblib)
         if copy is None:
             return _PY_LOAD(self)
+        replay = _Replay(copy, file)
         saved = self._file_read, self._file_readline
-        replay = io.BytesIO(copy)
         self._file_read, self._file_readline = replay.read, replay.readline
+        # joblib reads its arrays from `file_handle` itself.
+        saved_handle = self.__dict__.get("file_handle", _MISSING) if joblib else _MISSING
+        if saved_handle is not _MISSING:
+            self.file_handle = replay
         try:
             return _PY_LOAD(self)
         finally:
             self._file_read, self._file_readline = saved
+            if saved_handle is not _MISSING:
+                self.file_handle = saved_handle
     finally:
         self._pf_policy = None
 

@@ -16,10 +16,10 @@ use std::sync::Arc;
 use picklefence::analyzer::run;
 use picklefence::decoder::{Decoder, Source, SourceError, StreamLimits};
 use picklefence::{
-    analyze_slice, Finding, Limits, Mode, Options, PickleReport, Policy as CorePolicy,
+    analyze_joblib_reader, analyze_slice, Finding, Limits, Mode, Options, PickleReport, Policy as CorePolicy,
     PolicyError as CorePolicyError,
 };
-use pyo3::exceptions::{PyOSError, PyTypeError};
+use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
 use pyo3::panic::PanicException;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes};
@@ -587,6 +587,99 @@ fn prescan_file(
     Ok((consumed, protocol, violations, copy))
 }
 
+/// A `std::io::Read` over a Python file object (for the core's reader-based analyses). Keeps
+/// every byte read when `copy` is set; a Python exception is kept to be re-raised.
+struct PyReader<'py> {
+    read: Bound<'py, PyAny>,
+    copy: Option<Vec<u8>>,
+    error: Option<PyErr>,
+}
+
+impl std::io::Read for PyReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let fail = |this: &mut Self, error: PyErr| {
+            let message = error.to_string();
+            if this.error.is_none() {
+                this.error = Some(error);
+            }
+            std::io::Error::other(message)
+        };
+        let chunk = match self.read.call1((buf.len(),)) {
+            Ok(chunk) => chunk,
+            Err(error) => return Err(fail(self, error)),
+        };
+        let got: Vec<u8> = if let Ok(bytes) = chunk.downcast::<PyBytes>() {
+            bytes.as_bytes().to_vec()
+        } else if let Ok(array) = chunk.downcast::<PyByteArray>() {
+            array.to_vec()
+        } else if chunk.is_none() {
+            Vec::new()
+        } else {
+            return Err(fail(
+                self,
+                PyTypeError::new_err("a bytes-like object is required"),
+            ));
+        };
+        let Some(target) = buf.get_mut(..got.len()) else {
+            return Err(fail(
+                self,
+                PyValueError::new_err(format!(
+                    "read() returned {} bytes, more than the {} asked for",
+                    got.len(),
+                    buf.len()
+                )),
+            ));
+        };
+        target.copy_from_slice(&got);
+        if let Some(copy) = self.copy.as_mut() {
+            copy.extend_from_slice(&got);
+        }
+        Ok(got.len())
+    }
+}
+
+/// Pre-scan the pickle of a joblib file the way `joblib.load` reads it: the outer pickle up to
+/// its STOP, with the raw array bytes joblib reads after each `NumpyArrayWrapper` skipped by
+/// their declared size (and object arrays' nested pickles analysed). `file` yields the
+/// decompressed stream (joblib's `NumpyUnpickler.file_handle`).
+///
+/// With `start` (seekable), reads ahead freely and the caller seeks back to `start`; without,
+/// reads exactly the bytes joblib would read and returns them as the fourth item.
+#[pyfunction]
+#[pyo3(signature = (file, policy, start=None))]
+fn prescan_joblib_file(
+    py: Python<'_>,
+    file: &Bound<'_, PyAny>,
+    policy: &Policy,
+    start: Option<u64>,
+) -> PyResult<FilePrescan> {
+    let exact = start.is_none();
+    let mut reader = PyReader {
+        read: file.getattr("read")?,
+        copy: exact.then(Vec::new),
+        error: None,
+    };
+    let options = first_pickle_options();
+    let report = if exact {
+        analyze_joblib_reader(&mut reader, policy.core(), &options)
+    } else {
+        analyze_joblib_reader(
+            std::io::BufReader::with_capacity(CHUNK, &mut reader),
+            policy.core(),
+            &options,
+        )
+    };
+    if let Some(error) = reader.error.take() {
+        return Err(error);
+    }
+    let (consumed, protocol, violations) = summarize(&report);
+    let copy = reader.copy.map(|bytes| PyBytes::new_bound(py, &bytes).unbind());
+    Ok((consumed, protocol, violations, copy))
+}
+
 /// Lends a [`FileSource`] to a decoder, so that it can be taken back after the analysis.
 struct ByRef<'a, 'py>(&'a mut FileSource<'py>);
 
@@ -645,6 +738,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Policy>()?;
     m.add_function(wrap_pyfunction!(prescan_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(prescan_file, m)?)?;
+    m.add_function(wrap_pyfunction!(prescan_joblib_file, m)?)?;
     m.add_function(wrap_pyfunction!(scan::scan_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(scan::scan_file, m)?)?;
     m.add_function(wrap_pyfunction!(danger_reason, m)?)?;

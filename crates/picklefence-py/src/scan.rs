@@ -1,14 +1,12 @@
 //! Whole-input scans for `picklefence.scan_bytes` / `picklefence.scan_file`: the core's
 //! `ScanReport` as JSON, the same data the `picklefence scan --format json` command prints.
 //!
-//! SWITCH-OVER POINT: [`scan_path`] is the one place that decides how a file is scanned. The
-//! core has `scan_bytes` (content sniffing, every container format it knows) but no
-//! `scan_path` yet, so files are read whole and handed to `scan_bytes`; once the core offers a
-//! path-based scan (reading only the pickle members of large archives), call it here.
+//! Both go straight to the core's `scan_bytes` / `scan_path` (content sniffing, every container
+//! format the core knows; files are memory-mapped, so only their pickles and headers are read).
 
 use std::path::{Path, PathBuf};
 
-use picklefence::{Policy as CorePolicy, ScanOptions, ScanReport};
+use picklefence::{Policy as CorePolicy, ScanError, ScanOptions, ScanReport};
 use pyo3::exceptions::{PyOSError, PyRuntimeError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -19,9 +17,8 @@ fn scan_slice(data: &[u8], policy: &CorePolicy) -> ScanReport {
     picklefence::scan_bytes(data, policy, &ScanOptions::default())
 }
 
-fn scan_path(path: &Path, policy: &CorePolicy) -> std::io::Result<ScanReport> {
-    let data = std::fs::read(path)?;
-    Ok(scan_slice(&data, policy))
+fn scan_path(path: &Path, policy: &CorePolicy) -> Result<ScanReport, ScanError> {
+    picklefence::scan_path(path, policy, &ScanOptions::default())
 }
 
 fn to_json(report: &ScanReport) -> PyResult<String> {
@@ -44,9 +41,14 @@ pub(crate) fn scan_file(py: Python<'_>, path: PathBuf, policy: &Policy) -> PyRes
     let core = policy.core();
     match py.allow_threads(|| scan_path(&path, core)) {
         Ok(report) => to_json(&report),
-        Err(e) => Err(PyOSError::new_err((
-            e.raw_os_error().unwrap_or(0),
-            e.to_string(),
+        Err(ScanError::Open { source, .. } | ScanError::Map { source, .. }) => Err(PyOSError::new_err((
+            source.raw_os_error().unwrap_or(0),
+            source.to_string(),
+            path.display().to_string(),
+        ))),
+        Err(error @ ScanError::NotAFile { .. }) => Err(PyOSError::new_err((
+            21, // EISDIR and the like: not something scan_file can read
+            error.to_string(),
             path.display().to_string(),
         ))),
     }
