@@ -1,16 +1,17 @@
-//! The allowlist: an immutable set of exact `(module, qualified name)` pairs (and EXT codes).
+//! The allowlist: an immutable set of exact `(module, qualified name)` pairs and EXT codes.
 //!
-//! The default ML allowlist is data (`policies/*.txt`, compiled in), never code. Extending a
-//! policy builds a new one; nothing mutates the default.
+//! The default ML allowlist is data (`policies/*.txt`, compiled in and parsed once), never
+//! code. Extending a policy builds a new one; nothing mutates the default.
+//! [`danger_reason`] only explains why a *refused* import is dangerous; it never allows.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 use serde::Deserialize;
-use thiserror::Error;
 
-/// Files of the default ML allowlist.
-const DEFAULT_FILES: &[(&str, &str)] = &[
+/// The files of the default ML allowlist, as `(family, text)`.
+pub const DEFAULT_POLICY_FILES: &[(&str, &str)] = &[
     ("builtins", include_str!("../policies/builtins.txt")),
     ("numpy", include_str!("../policies/numpy.txt")),
     ("torch", include_str!("../policies/torch.txt")),
@@ -21,32 +22,72 @@ const DEFAULT_FILES: &[(&str, &str)] = &[
     ("transformers", include_str!("../policies/transformers.txt")),
 ];
 
-/// Named policies: the default plus the entries of these files.
-const NAMED: &[(&str, &str)] = &[
+/// Named policies beyond the default: each is the default plus the entries of its file.
+pub const NAMED_POLICY_FILES: &[(&str, &str)] = &[
     ("xgboost", include_str!("../policies/xgboost.txt")),
     ("lightgbm", include_str!("../policies/lightgbm.txt")),
     ("catboost", include_str!("../policies/catboost.txt")),
 ];
 
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
+const NAMED_POLICIES: &[&str] = &["default", "empty", "xgboost", "lightgbm", "catboost"];
+
+/// Valid `copyreg` extension codes (`copyreg.add_extension` accepts `1..=0x7fffffff`).
+const EXT_CODE_RANGE: std::ops::RangeInclusive<i64> = 1..=0x7fff_ffff;
+
+/// Why a policy could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
-    #[error("malformed allowlist entry {entry:?}: {reason} (expected \"module.name\" or \"module:qualified.name\")")]
+    /// An allowlist entry that is not `module.name` or `module:qualified.name`.
+    #[error(
+        "malformed allowlist entry {entry:?}: {reason} \
+         (expected \"module.name\" or \"module:qualified.name\")"
+    )]
     MalformedEntry { entry: String, reason: &'static str },
-    #[error("unknown named policy {name:?}; known policies: {known}")]
-    UnknownPolicy { name: String, known: String },
-    #[error("invalid policy file: {0}")]
-    Toml(String),
+    /// A named policy that does not exist.
+    #[error("unknown named policy {name:?}; known policies: {}", known.join(", "))]
+    UnknownPolicy { name: String, known: Vec<&'static str> },
+    /// A TOML policy that does not parse or has the wrong shape (unknown keys included).
+    #[error("{}", TomlLocation(*line, *column, message))]
+    Toml {
+        message: String,
+        /// 1-based line of the error, when toml reports a position.
+        line: Option<usize>,
+        /// 1-based column (in characters) of the error.
+        column: Option<usize>,
+    },
+    /// An `allow_ext_codes` value outside `copyreg`'s range.
+    #[error("extension code {code} is outside copyreg's range 1..=2147483647")]
+    ExtCodeOutOfRange { code: i64 },
 }
+
+struct TomlLocation<'a>(Option<usize>, Option<usize>, &'a str);
+
+impl fmt::Display for TomlLocation<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.0, self.1) {
+            (Some(line), Some(column)) => write!(
+                f,
+                "invalid policy file at line {line}, column {column}: {}",
+                self.2
+            ),
+            _ => write!(f, "invalid policy file: {}", self.2),
+        }
+    }
+}
+
+type Entries = HashMap<Box<str>, HashSet<Box<str>>>;
 
 #[derive(Debug)]
 struct Inner {
     name: String,
-    allowed: HashMap<Box<str>, HashSet<Box<str>>>,
+    /// Module -> qualified names: one borrowed-key lookup per question, no allocation.
+    allowed: Entries,
     ext_codes: BTreeSet<u32>,
 }
 
-/// An immutable allowlist; cheap to clone.
-#[derive(Debug, Clone)]
+/// An immutable allowlist of exact `(module, qualified name)` imports and EXT codes.
+/// Cloning is cheap (shared, reference-counted); every "change" returns a new policy.
+#[derive(Clone, Debug)]
 pub struct Policy {
     inner: Arc<Inner>,
 }
@@ -57,15 +98,61 @@ impl Default for Policy {
     }
 }
 
-/// Parses a data file's `module:qualname` lines (`#` starts a comment).
-fn data_entries(text: &str) -> impl Iterator<Item = (&str, &str)> {
+impl PartialEq for Policy {
+    /// Same entries and EXT codes (names aside).
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+            || (self.inner.allowed == other.inner.allowed && self.inner.ext_codes == other.inner.ext_codes)
+    }
+}
+
+impl Eq for Policy {}
+
+/// The lines of a data file that carry entries (`#` starts a comment).
+fn data_lines(text: &str) -> impl Iterator<Item = &str> {
     text.lines()
         .map(|line| line.split('#').next().unwrap_or_default().trim())
         .filter(|line| !line.is_empty())
-        .filter_map(|line| line.split_once(':'))
 }
 
-/// Splits a user entry: `module:qual.name`, or `module.name` at the last dot.
+/// Adds a data file's entries. A malformed line is skipped, which can only make the
+/// policy stricter; the tests require every line of every shipped file to parse.
+fn add_data(allowed: &mut Entries, text: &str) {
+    for line in data_lines(text) {
+        if let Ok((module, name)) = parse_entry(line) {
+            allowed.entry(module.into()).or_default().insert(name.into());
+        }
+    }
+}
+
+/// Why a dotted part is not a plausible Python module or attribute path.
+fn dotted_problem(part: &str) -> Option<&'static str> {
+    if part.is_empty() {
+        return Some("a part is empty");
+    }
+    if part.starts_with('.') || part.ends_with('.') {
+        return Some("it has a leading or trailing dot");
+    }
+    for piece in part.split('.') {
+        if piece.is_empty() {
+            return Some("it has an empty component (\"..\")");
+        }
+        if piece.starts_with(|c: char| c.is_ascii_digit()) {
+            return Some("a component starts with a digit");
+        }
+        // Python identifiers: ASCII letters, digits, underscore, or non-ASCII letters.
+        if piece
+            .chars()
+            .any(|c| c.is_ascii() && !(c.is_ascii_alphanumeric() || c == '_'))
+        {
+            return Some("it contains a character that cannot appear in a Python name");
+        }
+    }
+    None
+}
+
+/// Splits an entry into `(module, qualified name)`: `module:qualified.name` explicitly, or
+/// `module.name` at the last dot.
 pub fn parse_entry(entry: &str) -> Result<(String, String), PolicyError> {
     let malformed = |reason| PolicyError::MalformedEntry {
         entry: entry.to_string(),
@@ -78,15 +165,17 @@ pub fn parse_entry(entry: &str) -> Result<(String, String), PolicyError> {
         return Err(malformed("it contains whitespace or control characters"));
     }
     let (module, name) = match entry.split_once(':') {
+        Some((_, name)) if name.contains(':') => return Err(malformed("it has more than one ':'")),
         Some(parts) => parts,
-        None => entry.rsplit_once('.').ok_or_else(|| malformed("it has no dot"))?,
+        None => {
+            if entry.starts_with('.') || entry.ends_with('.') {
+                return Err(malformed("it has a leading or trailing dot"));
+            }
+            entry.rsplit_once('.').ok_or_else(|| malformed("it has no dot"))?
+        }
     };
-    let dotted_ok = |part: &str| !part.is_empty() && part.split('.').all(|piece| !piece.is_empty());
-    if !dotted_ok(module) {
-        return Err(malformed("the module part is empty or has an empty component"));
-    }
-    if !dotted_ok(name) || name.contains(':') {
-        return Err(malformed("the name part is empty or has an empty component"));
+    if let Some(reason) = dotted_problem(module).or_else(|| dotted_problem(name)) {
+        return Err(malformed(reason));
     }
     Ok((module.to_string(), name.to_string()))
 }
@@ -98,15 +187,20 @@ struct PolicyFile {
     #[serde(default)]
     allow: Vec<String>,
     #[serde(default)]
-    allow_ext_codes: Vec<u32>,
+    allow_ext_codes: Vec<i64>,
+}
+
+/// 1-based line and character column of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before.get(line_start..).map_or(0, |s| s.chars().count()) + 1;
+    (line, column)
 }
 
 impl Policy {
-    fn from_parts(
-        name: String,
-        allowed: HashMap<Box<str>, HashSet<Box<str>>>,
-        ext_codes: BTreeSet<u32>,
-    ) -> Self {
+    fn build(name: String, allowed: Entries, ext_codes: BTreeSet<u32>) -> Policy {
         Policy {
             inner: Arc::new(Inner {
                 name,
@@ -116,56 +210,73 @@ impl Policy {
         }
     }
 
-    /// The curated ML allowlist.
+    /// The ML allowlist (the compiled-in data files), parsed once and shared.
     pub fn ml_default() -> Policy {
         static DEFAULT: OnceLock<Policy> = OnceLock::new();
         DEFAULT
             .get_or_init(|| {
-                let mut allowed: HashMap<Box<str>, HashSet<Box<str>>> = HashMap::new();
-                for (_, text) in DEFAULT_FILES {
-                    for (module, name) in data_entries(text) {
-                        allowed.entry(module.into()).or_default().insert(name.into());
-                    }
+                let mut allowed = Entries::new();
+                for (_, text) in DEFAULT_POLICY_FILES {
+                    add_data(&mut allowed, text);
                 }
-                Policy::from_parts("default".into(), allowed, BTreeSet::new())
+                Policy::build("default".into(), allowed, BTreeSet::new())
             })
             .clone()
     }
 
-    /// A policy that allows nothing.
+    /// A policy that allows no import and no EXT code at all (plain data only).
     pub fn empty() -> Policy {
-        Policy::from_parts("empty".into(), HashMap::new(), BTreeSet::new())
+        static EMPTY: OnceLock<Policy> = OnceLock::new();
+        EMPTY
+            .get_or_init(|| Policy::build("empty".into(), Entries::new(), BTreeSet::new()))
+            .clone()
     }
 
-    pub fn named_policies() -> &'static [&'static str] {
-        &["default", "empty", "xgboost", "lightgbm", "catboost"]
-    }
-
+    /// A curated policy by name: `default` (also `ml`), `empty` (also `none`), or a library
+    /// policy (`xgboost`, `lightgbm`, `catboost`: the default plus that library's data-only
+    /// classes).
     pub fn named(name: &str) -> Result<Policy, PolicyError> {
         match name {
-            "default" | "ml" => Ok(Policy::ml_default()),
-            "empty" | "none" => Ok(Policy::empty()),
-            _ => match NAMED.iter().find(|(named, _)| *named == name) {
-                Some((named, text)) => {
-                    let mut allowed = Policy::ml_default().inner.allowed.clone();
-                    for (module, qualname) in data_entries(text) {
-                        allowed.entry(module.into()).or_default().insert(qualname.into());
-                    }
-                    Ok(Policy::from_parts((*named).to_string(), allowed, BTreeSet::new()))
-                }
-                None => Err(PolicyError::UnknownPolicy {
-                    name: name.to_string(),
-                    known: Policy::named_policies().join(", "),
-                }),
-            },
+            "default" | "ml" => return Ok(Policy::ml_default()),
+            "empty" | "none" => return Ok(Policy::empty()),
+            _ => {}
         }
+        static NAMED: OnceLock<Vec<(&'static str, Policy)>> = OnceLock::new();
+        let named = NAMED.get_or_init(|| {
+            let default = Policy::ml_default();
+            NAMED_POLICY_FILES
+                .iter()
+                .map(|&(policy_name, text)| {
+                    let mut allowed = default.inner.allowed.clone();
+                    add_data(&mut allowed, text);
+                    let policy = Policy::build(policy_name.into(), allowed, BTreeSet::new());
+                    (policy_name, policy)
+                })
+                .collect()
+        });
+        named
+            .iter()
+            .find(|(policy_name, _)| *policy_name == name)
+            .map(|(_, policy)| policy.clone())
+            .ok_or_else(|| PolicyError::UnknownPolicy {
+                name: name.to_string(),
+                known: NAMED_POLICIES.to_vec(),
+            })
     }
 
+    /// The names [`Policy::named`] accepts (aliases aside).
+    pub fn named_policies() -> &'static [&'static str] {
+        NAMED_POLICIES
+    }
+
+    /// A short description: `default`, `xgboost`, `default+2 entries`, `custom (base default)`.
     pub fn name(&self) -> &str {
         &self.inner.name
     }
 
-    /// A new policy: this one plus `entries` ("module.name" or "module:qualified.name").
+    /// A new policy: this one plus `entries` (`module.name`, split at the last dot, or
+    /// `module:qualified.name` for dotted qualified names). Fails on the first malformed
+    /// entry, naming it; `self` and the default are never changed.
     pub fn with_allowed<I, S>(&self, entries: I) -> Result<Policy, PolicyError>
     where
         I: IntoIterator<Item = S>,
@@ -175,40 +286,87 @@ impl Policy {
             .into_iter()
             .map(|entry| parse_entry(entry.as_ref()))
             .collect::<Result<Vec<_>, _>>()?;
-        if parsed.is_empty() {
+        let new: BTreeSet<(String, String)> = parsed
+            .into_iter()
+            .filter(|(module, name)| !self.is_allowed(module, name))
+            .collect();
+        if new.is_empty() {
             return Ok(self.clone());
         }
         let mut allowed = self.inner.allowed.clone();
-        let count = parsed.len();
-        for (module, name) in parsed {
+        let count = new.len();
+        for (module, name) in new {
             allowed.entry(module.into()).or_default().insert(name.into());
         }
+        // "+N entries" even for one: the CLI's snapshots spell it so.
         let name = format!("{}+{count} entries", self.inner.name);
-        Ok(Policy::from_parts(name, allowed, self.inner.ext_codes.clone()))
+        Ok(Policy::build(name, allowed, self.inner.ext_codes.clone()))
     }
 
-    /// A new policy that also allows these copyreg extension codes.
+    /// A new policy that also allows these `copyreg` extension codes (the names they stand
+    /// for are then *not* checked again: only allow codes your own process registered).
     pub fn with_allowed_ext_codes<I: IntoIterator<Item = u32>>(&self, codes: I) -> Policy {
+        let new: BTreeSet<u32> = codes
+            .into_iter()
+            .filter(|code| !self.inner.ext_codes.contains(code))
+            .collect();
+        if new.is_empty() {
+            return self.clone();
+        }
+        let name = format!("{}+{} ext codes", self.inner.name, new.len());
         let mut ext_codes = self.inner.ext_codes.clone();
-        ext_codes.extend(codes);
-        Policy::from_parts(self.inner.name.clone(), self.inner.allowed.clone(), ext_codes)
+        ext_codes.extend(new);
+        Policy::build(name, self.inner.allowed.clone(), ext_codes)
     }
 
-    /// A policy from TOML: `base = "default"|"empty"|named`, `allow = [...]`, `allow_ext_codes = [...]`.
+    /// A policy from the text of a TOML policy file:
+    ///
+    /// ```toml
+    /// base = "default"            # or "empty"/"none", or any named policy; default "default"
+    /// allow = ["mypkg.models.Net", "mypkg:Outer.Inner"]
+    /// allow_ext_codes = [240]
+    /// ```
+    ///
+    /// Unknown keys are an error.
     pub fn from_toml_str(text: &str) -> Result<Policy, PolicyError> {
-        let file: PolicyFile = toml::from_str(text).map_err(|e| PolicyError::Toml(e.to_string()))?;
-        let base = Policy::named(file.base.as_deref().unwrap_or("default"))?;
-        let policy = base
-            .with_allowed(&file.allow)?
-            .with_allowed_ext_codes(file.allow_ext_codes);
-        Ok(Policy::from_parts(
+        let file: PolicyFile = toml::from_str(text).map_err(|e| {
+            let (line, column) = match e.span() {
+                Some(span) => {
+                    let (line, column) = line_column(text, span.start);
+                    (Some(line), Some(column))
+                }
+                None => (None, None),
+            };
+            PolicyError::Toml {
+                message: e.message().trim().to_string(),
+                line,
+                column,
+            }
+        })?;
+        let codes = file
+            .allow_ext_codes
+            .iter()
+            .map(|&code| {
+                u32::try_from(code)
+                    .ok()
+                    .filter(|_| EXT_CODE_RANGE.contains(&code))
+                    .ok_or(PolicyError::ExtCodeOutOfRange { code })
+            })
+            .collect::<Result<Vec<u32>, _>>()?;
+        let base_name = file.base.as_deref().unwrap_or("default");
+        let base = Policy::named(base_name)?;
+        let extended = base.with_allowed(&file.allow)?.with_allowed_ext_codes(codes);
+        Ok(Policy::build(
             format!("custom (base {})", base.name()),
-            policy.inner.allowed.clone(),
-            policy.inner.ext_codes.clone(),
+            extended.inner.allowed.clone(),
+            extended.inner.ext_codes.clone(),
         ))
     }
 
-    /// Exact match of `(module, qualified name)`.
+    /// Whether `module` + `name` is allowed: an exact match of the module and the full
+    /// qualified name, nothing else (no prefixes, no wildcards, no attribute paths unless
+    /// listed in full).
+    #[inline]
     pub fn is_allowed(&self, module: &str, name: &str) -> bool {
         self.inner
             .allowed
@@ -216,11 +374,13 @@ impl Policy {
             .is_some_and(|names| names.contains(name))
     }
 
+    /// Whether `copyreg` extension code `code` may be used.
+    #[inline]
     pub fn is_ext_code_allowed(&self, code: u32) -> bool {
         self.inner.ext_codes.contains(&code)
     }
 
-    /// Every allowed pair, sorted.
+    /// Every allowed `(module, qualified name)`, sorted.
     pub fn entries(&self) -> Vec<(String, String)> {
         let mut entries: Vec<(String, String)> = self
             .inner
@@ -236,158 +396,520 @@ impl Policy {
         entries
     }
 
+    /// Number of allowed `(module, qualified name)` pairs.
+    pub fn len(&self) -> usize {
+        self.inner.allowed.values().map(HashSet::len).sum()
+    }
+
+    /// Whether no import at all is allowed.
+    pub fn is_empty(&self) -> bool {
+        self.inner.allowed.values().all(HashSet::is_empty)
+    }
+
+    /// Allowed extension codes, sorted.
     pub fn ext_codes(&self) -> Vec<u32> {
         self.inner.ext_codes.iter().copied().collect()
     }
 }
 
-/// Modules every attribute of which reaches code execution, the system, or imports.
+// ---------------------------------------------------------------------------------------
+// Known-dangerous imports (severity and messages only)
+// ---------------------------------------------------------------------------------------
+
+const OS: &str = "reaches the operating system (processes, files, environment)";
+const PROCESSES: &str = "runs processes";
+const SHELL: &str = "runs shell commands";
+const PY_CODE: &str = "runs Python code";
+const EVAL: &str = "evaluates Python code";
+const COMPILE: &str = "compiles Python code";
+const IMPORTS: &str = "imports arbitrary modules";
+const NESTED_PICKLE: &str = "loads a nested pickle";
+const NESTED_FILE: &str = "loads a nested file (and the pickles in it)";
+const FILES: &str = "reaches the file system";
+const OPEN: &str = "opens files";
+const NETWORK: &str = "opens network connections";
+const NATIVE: &str = "loads or calls native code";
+const ATTR: &str = "looks up arbitrary attributes";
+const CALLS: &str = "composes calls to arbitrary callables";
+const INTERP: &str = "reaches the interpreter's internal state";
+const THREADS: &str = "starts threads or processes";
+const BUILD: &str = "runs build or install commands";
+const DOTTED: &str = "reaches special attributes through a dotted name";
+
+/// Modules (and all their submodules) every attribute of which is dangerous.
 const DANGEROUS_MODULES: &[(&str, &str)] = &[
-    (
-        "os",
-        "reaches the operating system (processes, files, environment)",
-    ),
-    (
-        "posix",
-        "reaches the operating system (processes, files, environment)",
-    ),
-    (
-        "nt",
-        "reaches the operating system (processes, files, environment)",
-    ),
-    ("subprocess", "runs processes"),
-    ("_posixsubprocess", "runs processes"),
-    ("pty", "runs processes"),
-    ("commands", "runs shell commands"),
-    ("popen2", "runs shell commands"),
-    ("shutil", "reaches the file system"),
-    ("socket", "opens network connections"),
-    ("_socket", "opens network connections"),
-    ("ssl", "opens network connections"),
-    ("http", "opens network connections"),
-    ("urllib", "opens network connections"),
-    ("ftplib", "opens network connections"),
-    ("smtplib", "opens network connections"),
-    ("webbrowser", "opens a browser"),
-    ("ctypes", "calls native code"),
-    ("_ctypes", "calls native code"),
-    ("cffi", "calls native code"),
-    ("importlib", "imports arbitrary modules"),
-    ("pkgutil", "imports arbitrary modules"),
-    ("zipimport", "imports arbitrary modules"),
-    ("imp", "imports arbitrary modules"),
-    ("runpy", "runs Python code"),
-    ("code", "runs Python code"),
-    ("codeop", "compiles Python code"),
-    ("pdb", "runs Python code"),
-    ("bdb", "runs Python code"),
-    ("timeit", "runs Python code"),
-    ("cProfile", "runs Python code"),
-    ("profile", "runs Python code"),
-    ("trace", "runs Python code"),
-    ("pydoc", "runs commands and imports modules"),
-    ("marshal", "loads code objects"),
-    ("types", "builds functions and code objects"),
-    ("sys", "reaches the interpreter's state"),
-    ("multiprocessing", "runs processes"),
+    ("os", OS),
+    ("posix", OS),
+    ("nt", OS),
+    ("posixpath", FILES),
+    ("ntpath", FILES),
+    ("genericpath", FILES),
+    ("_winapi", OS),
+    ("msvcrt", OS),
+    ("winreg", OS),
+    ("_winreg", OS),
+    ("subprocess", PROCESSES),
+    ("_posixsubprocess", PROCESSES),
+    ("pty", PROCESSES),
+    ("commands", SHELL),
+    ("popen2", SHELL),
+    ("_osx_support", PROCESSES),
+    ("multiprocessing", PROCESSES),
+    ("_multiprocessing", PROCESSES),
+    ("concurrent", THREADS),
+    ("threading", THREADS),
+    ("_thread", THREADS),
+    ("signal", "installs signal handlers"),
+    ("atexit", "registers code to run at exit"),
     ("asyncio", "runs processes and opens connections"),
-    ("pickle", "loads a nested pickle"),
-    ("_pickle", "loads a nested pickle"),
-    ("cPickle", "loads a nested pickle"),
-    ("dill", "loads a nested pickle"),
-    ("cloudpickle", "loads a nested pickle"),
-    ("shelve", "loads nested pickles from files"),
-    ("logging", "configures logging from files or sockets"),
-    ("tempfile", "reaches the file system"),
-    ("glob", "reaches the file system"),
-    ("io", "opens files"),
-    ("_io", "opens files"),
-    ("fileinput", "opens files"),
-    ("distutils", "runs build commands"),
-    ("setuptools", "runs build commands"),
-    ("_osx_support", "runs processes"),
+    ("sys", INTERP),
+    ("gc", INTERP),
+    ("inspect", INTERP),
+    ("ctypes", NATIVE),
+    ("_ctypes", NATIVE),
+    ("cffi", NATIVE),
+    ("importlib", IMPORTS),
+    ("pkgutil", IMPORTS),
+    ("pkg_resources", IMPORTS),
+    ("zipimport", IMPORTS),
+    ("imp", IMPORTS),
+    ("site", "runs site initialisation code"),
+    ("runpy", PY_CODE),
+    ("code", PY_CODE),
+    ("codeop", COMPILE),
+    ("py_compile", COMPILE),
+    ("compileall", COMPILE),
+    ("pdb", PY_CODE),
+    ("bdb", PY_CODE),
+    ("timeit", PY_CODE),
+    ("cProfile", PY_CODE),
+    ("profile", PY_CODE),
+    ("trace", PY_CODE),
+    ("doctest", PY_CODE),
+    ("unittest", "imports and runs tests"),
+    ("pydoc", "runs pagers and imports modules"),
+    ("idlelib", PY_CODE),
+    ("marshal", "loads code objects"),
+    ("pickle", NESTED_PICKLE),
+    ("_pickle", NESTED_PICKLE),
+    ("cPickle", NESTED_PICKLE),
+    ("dill", NESTED_PICKLE),
+    ("cloudpickle", NESTED_PICKLE),
+    ("jsonpickle", "builds arbitrary objects"),
+    ("yaml", "builds arbitrary objects from YAML"),
+    ("shelve", NESTED_PICKLE),
+    ("dbm", OPEN),
+    ("sqlite3", OPEN),
+    ("shutil", FILES),
+    ("tempfile", FILES),
+    ("glob", FILES),
+    ("fileinput", OPEN),
+    ("linecache", OPEN),
+    ("filecmp", OPEN),
+    ("mmap", OPEN),
+    ("zipfile", OPEN),
+    ("tarfile", OPEN),
+    ("socket", NETWORK),
+    ("_socket", NETWORK),
+    ("ssl", NETWORK),
+    ("select", NETWORK),
+    ("selectors", NETWORK),
+    ("socketserver", NETWORK),
+    ("http", NETWORK),
+    ("urllib", NETWORK),
+    ("urllib2", NETWORK),
+    ("httplib", NETWORK),
+    ("ftplib", NETWORK),
+    ("smtplib", NETWORK),
+    ("poplib", NETWORK),
+    ("imaplib", NETWORK),
+    ("nntplib", NETWORK),
+    ("telnetlib", NETWORK),
+    ("xmlrpc", NETWORK),
+    ("wsgiref", NETWORK),
+    ("requests", NETWORK),
+    ("urllib3", NETWORK),
+    ("aiohttp", NETWORK),
+    ("fsspec", "opens local or remote files"),
+    ("huggingface_hub", "downloads from the network"),
+    ("webbrowser", "opens a browser"),
+    ("logging", "configures handlers that open files and sockets"),
+    ("distutils", BUILD),
+    ("setuptools", BUILD),
+    ("pip", BUILD),
+    ("ensurepip", BUILD),
+    ("venv", BUILD),
     ("numpy.f2py", "compiles and runs code"),
-    ("numpy.testing", "runs code"),
-    ("numpy.distutils", "runs build commands"),
+    ("numpy.testing", PY_CODE),
+    ("numpy.distutils", BUILD),
+    ("numpy.ctypeslib", NATIVE),
+    ("numpy.lib.npyio", NESTED_FILE),
+    ("numpy.lib._npyio_impl", NESTED_FILE),
+    ("numpy.lib.format", NESTED_FILE),
+    ("numpy.lib._datasource", "downloads or opens files"),
     ("torch.hub", "downloads and runs code"),
-    ("torch.jit", "compiles and runs code"),
-    ("torch.fx", "generates and runs code"),
-    ("torch._C", "calls native code"),
+    ("torch.jit", "compiles and runs TorchScript"),
+    ("torch.fx", "generates and runs Python code"),
+    (
+        "torch._C",
+        "calls PyTorch's native internals (TorchScript compiler and loaders)",
+    ),
     ("torch._dynamo", "compiles and runs code"),
-    ("torch.serialization", "loads nested files"),
+    ("torch._inductor", "compiles and runs code"),
+    ("torch.compiler", "compiles and runs code"),
     ("torch.package", "imports packaged code"),
-    ("picklefence", "reaches the guard itself"),
-    ("joblib", "loads nested files"),
+    ("torch.utils.cpp_extension", NATIVE),
+    ("torch.utils.benchmark", PY_CODE),
+    ("torch.utils.collect_env", PROCESSES),
+    ("torch.distributed", NETWORK),
+    ("torch.multiprocessing", PROCESSES),
+    (
+        "joblib.numpy_pickle_compat",
+        "reads array files whose paths the pickle names",
+    ),
+    ("joblib.memory", FILES),
+    ("joblib.parallel", THREADS),
+    ("joblib._parallel_backends", THREADS),
+    ("joblib.pool", THREADS),
+    ("joblib.executor", THREADS),
+    ("joblib.externals", THREADS),
+    ("joblib._memmapping_reducer", OPEN),
+    ("joblib.backports", OPEN),
+    ("joblib.disk", FILES),
+    ("pandas.io", "reads or writes files"),
+    ("pandas.core.computation", EVAL),
+    ("sklearn.datasets", "downloads or reads data files"),
+    ("scipy.io", "reads or writes files"),
+    ("scipy.weave", "compiles and runs code"),
+    ("scipy.datasets", "downloads data files"),
+    (
+        "transformers.dynamic_module_utils",
+        "imports code downloaded from a hub",
+    ),
+    (
+        "picklefence",
+        "reaches picklefence itself (could disable the guard)",
+    ),
+    (
+        "_picklefence",
+        "reaches picklefence itself (could disable the guard)",
+    ),
 ];
 
-/// Single names that reach code execution or the system.
+/// Submodules of a dangerous module that are not dangerous themselves.
+const SAFE_SUBMODULES: &[&str] = &[
+    // Pure tensor operations (`F.gelu` is `torch._C._nn.gelu`).
+    "torch._C._nn",
+];
+
+/// Single names that reach code execution, the system, imports or attribute lookup.
 const DANGEROUS_NAMES: &[(&str, &str, &str)] = &[
-    ("builtins", "eval", "evaluates Python code"),
-    ("builtins", "exec", "runs Python code"),
-    ("builtins", "compile", "compiles Python code"),
-    ("builtins", "getattr", "looks up arbitrary attributes"),
+    ("builtins", "eval", EVAL),
+    ("builtins", "exec", PY_CODE),
+    ("builtins", "execfile", PY_CODE),
+    ("builtins", "apply", CALLS),
+    ("builtins", "file", OPEN),
+    ("builtins", "reload", IMPORTS),
+    ("builtins", "compile", COMPILE),
+    ("builtins", "__build_class__", PY_CODE),
+    ("builtins", "getattr", ATTR),
+    ("builtins", "hasattr", ATTR),
     ("builtins", "setattr", "sets arbitrary attributes"),
     ("builtins", "delattr", "deletes arbitrary attributes"),
-    ("builtins", "__import__", "imports arbitrary modules"),
-    ("builtins", "open", "opens files"),
+    ("builtins", "__import__", IMPORTS),
+    ("builtins", "open", OPEN),
     ("builtins", "input", "reads from the terminal"),
     ("builtins", "breakpoint", "starts a debugger"),
-    ("builtins", "globals", "reaches the interpreter's state"),
-    ("builtins", "locals", "reaches the interpreter's state"),
-    ("builtins", "vars", "reaches the interpreter's state"),
+    ("builtins", "globals", INTERP),
+    ("builtins", "locals", INTERP),
+    ("builtins", "vars", INTERP),
     ("builtins", "exit", "exits the process"),
     ("builtins", "quit", "exits the process"),
     ("builtins", "help", "runs the pager"),
-    ("operator", "attrgetter", "looks up arbitrary attributes"),
+    ("operator", "attrgetter", ATTR),
     ("operator", "methodcaller", "calls arbitrary methods"),
-    ("operator", "itemgetter", "composes calls"),
-    ("functools", "partial", "composes calls"),
-    ("functools", "reduce", "composes calls"),
-    ("uuid", "_get_command_stdout", "runs processes"),
-    ("numpy", "load", "loads a nested pickle"),
-    ("numpy", "loads", "loads a nested pickle"),
-    ("numpy", "fromfile", "reads files"),
-    ("numpy.lib.npyio", "load", "loads a nested pickle"),
-    ("numpy.lib._npyio_impl", "load", "loads a nested pickle"),
-    ("torch", "load", "loads a nested file"),
-    ("torch.storage", "_load_from_bytes", "loads a nested pickle"),
-    ("pandas", "read_pickle", "loads a nested pickle"),
+    ("operator", "itemgetter", CALLS),
+    ("operator", "call", CALLS),
+    ("operator", "setitem", "mutates arbitrary containers"),
+    ("operator", "delitem", "mutates arbitrary containers"),
+    ("_operator", "attrgetter", ATTR),
+    ("_operator", "methodcaller", "calls arbitrary methods"),
+    ("_operator", "itemgetter", CALLS),
+    ("_operator", "call", CALLS),
+    ("functools", "partial", CALLS),
+    ("functools", "partialmethod", CALLS),
+    ("functools", "reduce", CALLS),
+    ("functools", "update_wrapper", "sets arbitrary attributes"),
+    ("functools", "wraps", "sets arbitrary attributes"),
+    ("_functools", "partial", CALLS),
+    ("_functools", "reduce", CALLS),
+    ("weakref", "finalize", "schedules a call"),
+    ("types", "FunctionType", "builds functions from code objects"),
+    ("types", "LambdaType", "builds functions from code objects"),
+    ("types", "CodeType", "builds code objects"),
+    ("types", "MethodType", "binds arbitrary callables"),
+    ("types", "ModuleType", "builds modules"),
+    ("types", "CellType", "builds closures"),
+    ("types", "new_class", "builds classes, running metaclass code"),
+    ("types", "prepare_class", "runs metaclass code"),
+    ("types", "coroutine", CALLS),
+    ("copyreg", "add_extension", "changes pickle's extension registry"),
+    (
+        "copyreg",
+        "remove_extension",
+        "changes pickle's extension registry",
+    ),
+    (
+        "copyreg",
+        "clear_extension_cache",
+        "changes pickle's extension registry",
+    ),
+    ("copyreg", "pickle", "registers reducers"),
+    ("copyreg", "constructor", "registers reducers"),
+    ("codecs", "open", OPEN),
+    ("io", "FileIO", OPEN),
+    ("io", "open_code", OPEN),
+    ("_io", "FileIO", OPEN),
+    ("_io", "open_code", OPEN),
+    ("platform", "popen", SHELL),
+    ("platform", "_syscmd_file", PROCESSES),
+    ("platform", "_syscmd_ver", PROCESSES),
+    ("platform", "architecture", PROCESSES),
+    ("uuid", "_get_command_stdout", PROCESSES),
+    ("uuid", "_find_mac_near_keyword", PROCESSES),
+    ("uuid", "_find_mac_under_heading", PROCESSES),
+    ("uuid", "_ifconfig_getnode", PROCESSES),
+    ("uuid", "_ip_getnode", PROCESSES),
+    ("uuid", "_arp_getnode", PROCESSES),
+    ("uuid", "_lanscan_getnode", PROCESSES),
+    ("uuid", "_netstat_getnode", PROCESSES),
+    ("uuid", "_ipconfig_getnode", PROCESSES),
+    ("uuid", "_netbios_getnode", PROCESSES),
+    ("uuid", "getnode", PROCESSES),
+    ("uuid", "uuid1", PROCESSES),
+    ("numpy", "load", NESTED_FILE),
+    ("numpy", "loads", NESTED_PICKLE),
+    ("numpy", "save", "writes files"),
+    ("numpy", "savez", "writes files"),
+    ("numpy", "savez_compressed", "writes files"),
+    ("numpy", "savetxt", "writes files"),
+    ("numpy", "loadtxt", OPEN),
+    ("numpy", "genfromtxt", OPEN),
+    ("numpy", "fromregex", OPEN),
+    ("numpy", "memmap", "opens, creates or truncates files"),
+    ("numpy", "DataSource", "downloads or opens files"),
+    ("numpy", "frompyfunc", CALLS),
+    ("numpy", "vectorize", CALLS),
+    ("numpy", "apply_along_axis", CALLS),
+    ("numpy", "apply_over_axes", CALLS),
+    ("numpy", "piecewise", CALLS),
+    ("numpy", "deprecate", CALLS),
+    ("numpy", "lookfor", IMPORTS),
+    ("torch", "load", NESTED_FILE),
+    ("torch", "save", "writes files"),
+    ("torch", "compile", "compiles and runs code"),
+    ("torch.storage", "_load_from_bytes", NESTED_FILE),
+    ("torch.serialization", "load", NESTED_FILE),
+    ("torch.serialization", "_load", NESTED_FILE),
+    ("torch.serialization", "_legacy_load", NESTED_FILE),
+    ("torch.serialization", "save", "writes files"),
+    ("torch.serialization", "_save", "writes files"),
+    ("torch.serialization", "_legacy_save", "writes files"),
+    ("torch.serialization", "_open_file", OPEN),
+    ("torch.serialization", "_open_file_like", OPEN),
+    ("torch.serialization", "_open_zipfile_reader", OPEN),
+    ("torch.serialization", "_open_zipfile_writer", OPEN),
+    (
+        "torch.serialization",
+        "add_safe_globals",
+        "widens PyTorch's own allowlist",
+    ),
+    (
+        "torch.serialization",
+        "safe_globals",
+        "widens PyTorch's own allowlist",
+    ),
+    (
+        "torch.serialization",
+        "clear_safe_globals",
+        "changes PyTorch's own allowlist",
+    ),
+    (
+        "torch.serialization",
+        "register_package",
+        "registers storage loaders",
+    ),
+    ("torch.ops", "load_library", NATIVE),
+    ("torch.classes", "load_library", NATIVE),
+    ("joblib", "load", NESTED_FILE),
+    ("joblib", "dump", "writes files"),
+    ("joblib", "Memory", FILES),
+    ("joblib", "Parallel", THREADS),
+    ("joblib", "delayed", CALLS),
+    ("joblib.numpy_pickle", "load", NESTED_FILE),
+    ("joblib.numpy_pickle", "_unpickle", NESTED_PICKLE),
+    ("joblib.numpy_pickle", "NumpyUnpickler", NESTED_PICKLE),
+    ("joblib.numpy_pickle", "dump", "writes files"),
+    ("pandas", "read_pickle", NESTED_PICKLE),
+    ("pandas", "to_pickle", "writes files"),
+    ("pandas", "eval", EVAL),
+    ("scipy.sparse", "load_npz", NESTED_FILE),
+    ("scipy.sparse", "save_npz", "writes files"),
 ];
 
-/// Why an import is known to be dangerous. Used for severity and messages only; never to allow.
-pub fn danger_reason(module: &str, name: &str) -> Option<&'static str> {
-    let root_matches = |prefix: &str| {
-        module == prefix
-            || module
-                .strip_prefix(prefix)
-                .is_some_and(|rest| rest.starts_with('.'))
-    };
-    // Python 2 spellings are judged like their Python 3 modules.
-    let module_for_names = match module {
-        "__builtin__" => "builtins",
-        other => other,
-    };
+/// Names dangerous in whatever module holds them (`gzip.open`, `tarfile.open`, `os.system`).
+const DANGEROUS_ANYWHERE: &[(&str, &str)] = &[
+    ("open", OPEN),
+    ("system", SHELL),
+    ("popen", SHELL),
+    ("spawn", PROCESSES),
+    ("eval", EVAL),
+    ("exec", PY_CODE),
+    ("__import__", IMPORTS),
+    ("import_module", IMPORTS),
+    ("load", NESTED_FILE),
+    ("fromfile", "reads files"),
+    ("from_file", "reads files"),
+    ("tofile", "writes files"),
+    ("load_library", NATIVE),
+    (
+        "from_pretrained",
+        "downloads and loads models (may run remote code)",
+    ),
+    ("getattr", ATTR),
+    ("attrgetter", ATTR),
+    ("methodcaller", "calls arbitrary methods"),
+];
+
+/// Top-level modules whose appearance *inside* a dotted path (`torch:serialization.os.system`,
+/// `numpy.core.multiarray.os`) means the path walks into them through a module attribute.
+const TRAVERSAL_MODULES: &[&str] = &[
+    "os",
+    "posix",
+    "nt",
+    "sys",
+    "subprocess",
+    "builtins",
+    "__builtin__",
+    "__builtins__",
+    "importlib",
+    "pickle",
+    "_pickle",
+    "shutil",
+    "socket",
+    "ctypes",
+    "runpy",
+    "marshal",
+    "pty",
+];
+
+const TRAVERSAL_IN_MODULE_PATH: &[&str] = &[
+    "os",
+    "posix",
+    "nt",
+    "sys",
+    "subprocess",
+    "builtins",
+    "__builtin__",
+    "importlib",
+    "ctypes",
+    "shutil",
+    "socket",
+];
+
+fn in_module(module: &str, prefix: &str) -> bool {
+    module == prefix
+        || module
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('.'))
+}
+
+fn module_reason(module: &str) -> Option<&'static str> {
+    if SAFE_SUBMODULES.iter().any(|safe| in_module(module, safe)) {
+        return None;
+    }
+    DANGEROUS_MODULES
+        .iter()
+        .find(|(prefix, _)| in_module(module, prefix))
+        .map(|&(_, reason)| reason)
+}
+
+fn name_reason(module: &str, name: &str) -> Option<&'static str> {
     DANGEROUS_NAMES
         .iter()
-        .find(|(m, n, _)| *m == module_for_names && *n == name)
-        .map(|(_, _, reason)| *reason)
-        .or_else(|| {
-            DANGEROUS_MODULES
-                .iter()
-                .find(|(prefix, _)| root_matches(prefix))
-                .map(|(_, reason)| *reason)
-        })
-        .or_else(|| {
-            // A dotted name reaching into module attributes (`torch` + `serialization.os.system`).
-            name.split('.')
-                .any(|part| {
-                    matches!(
-                        part,
-                        "os" | "system" | "subprocess" | "__globals__" | "__builtins__" | "eval" | "exec"
-                    )
-                })
-                .then_some("reaches dangerous attributes through a dotted name")
-        })
+        .find(|&&(m, n, _)| m == module && n == name)
+        .map(|&(_, _, reason)| reason)
+}
+
+fn anywhere_reason(name: &str) -> Option<&'static str> {
+    DANGEROUS_ANYWHERE
+        .iter()
+        .find(|&&(n, _)| n == name)
+        .map(|&(_, reason)| reason)
+}
+
+fn traversal_reason(component: &str) -> Option<&'static str> {
+    TRAVERSAL_MODULES
+        .contains(&component)
+        .then(|| module_reason(component).or_else(|| name_reason("builtins", component)))
+        .map(|reason| reason.unwrap_or(INTERP))
+}
+
+fn judge(module: &str, name: &str) -> Option<&'static str> {
+    if let Some(reason) = name_reason(module, name).or_else(|| module_reason(module)) {
+        return Some(reason);
+    }
+    let parts: Vec<&str> = name.split('.').collect();
+    if parts.len() > 1 {
+        // `module:a.b.c` walks module.a, module.a.b...: judge each step as module + name.
+        let mut walked = module.to_string();
+        if let Some(reason) = parts.first().and_then(|first| name_reason(module, first)) {
+            return Some(reason);
+        }
+        for pair in parts.windows(2) {
+            if let [part, next] = pair {
+                walked.push('.');
+                walked.push_str(part);
+                if let Some(reason) = name_reason(&walked, next).or_else(|| module_reason(&walked)) {
+                    return Some(reason);
+                }
+            }
+        }
+        // Special attributes (`f.__globals__`, `Cls.__init__`, `x.__class__`).
+        if parts
+            .iter()
+            .any(|part| part.len() > 4 && part.starts_with("__") && part.ends_with("__"))
+        {
+            return Some(DOTTED);
+        }
+    }
+    // A dangerous top-level module reached inside a longer path (`a:os.system`). Inside the
+    // module path only the unambiguous ones count: submodules called `_pickle` or `code`
+    // are common and harmless (`numpy.random._pickle`).
+    module
+        .split('.')
+        .skip(1)
+        .filter(|part| TRAVERSAL_IN_MODULE_PATH.contains(part))
+        .chain(parts.iter().copied())
+        .find_map(traversal_reason)
+        .or_else(|| parts.iter().copied().find_map(anywhere_reason))
+}
+
+/// Why importing `module` + `name` is known to be dangerous: a short verb phrase ("runs
+/// shell commands", "evaluates Python code", "loads a nested pickle"), or `None` when it is
+/// merely unknown. Used only for severity and messages; it never allows anything.
+///
+/// Whole modules match by prefix (`os`, `subprocess`, `ctypes.*`), others by exact name;
+/// Python 2 spellings are judged as CPython would import them (`__builtin__.eval`).
+pub fn danger_reason(module: &str, name: &str) -> Option<&'static str> {
+    judge(module, name).or_else(|| {
+        let (mapped_module, mapped_name) = crate::compat::map_python2_import(module, name);
+        if mapped_module == module && mapped_name == name {
+            None
+        } else {
+            judge(&mapped_module, &mapped_name)
+        }
+    })
 }
 
 #[cfg(test)]
@@ -395,33 +917,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn default_is_exact() {
-        let policy = Policy::default();
-        assert!(policy.is_allowed("collections", "OrderedDict"));
-        assert!(!policy.is_allowed("collections", "OrderedDict.__init__"));
-        assert!(!policy.is_allowed("os", "system"));
+    fn line_column_counts_characters() {
+        assert_eq!(line_column("ab\ncdé\nx", 0), (1, 1));
+        assert_eq!(line_column("ab\ncdé\nx", 3), (2, 1));
+        assert_eq!(line_column("ab\ncdé\nx", 8), (3, 1));
     }
 
     #[test]
-    fn with_allowed_builds_a_new_policy() {
-        let base = Policy::default();
-        let extended = base
-            .with_allowed(["mypkg.models.Net", "mypkg:Outer.Inner"])
-            .unwrap();
-        assert!(extended.is_allowed("mypkg.models", "Net"));
-        assert!(extended.is_allowed("mypkg", "Outer.Inner"));
-        assert!(!Policy::default().is_allowed("mypkg.models", "Net"));
-        assert!(base.with_allowed(["nodot"]).is_err());
-        assert!(base.with_allowed([".x"]).is_err());
-    }
-
-    #[test]
-    fn toml() {
-        let policy =
-            Policy::from_toml_str("base = \"empty\"\nallow = [\"a.b\"]\nallow_ext_codes = [7]\n").unwrap();
-        assert!(policy.is_allowed("a", "b"));
-        assert!(policy.is_ext_code_allowed(7));
-        assert!(!policy.is_allowed("collections", "OrderedDict"));
-        assert!(Policy::from_toml_str("bogus = 1").is_err());
+    fn parse_entry_forms() {
+        assert_eq!(
+            parse_entry("a.b.C").unwrap(),
+            ("a.b".to_string(), "C".to_string())
+        );
+        assert_eq!(
+            parse_entry("a:B.c").unwrap(),
+            ("a".to_string(), "B.c".to_string())
+        );
+        for bad in [
+            "", "a", ".a", "a.", "a..b", "a:b:c", ":a", "a:", "a b.c", "a.1b", "a-b.c",
+        ] {
+            assert!(parse_entry(bad).is_err(), "{bad:?}");
+        }
     }
 }
