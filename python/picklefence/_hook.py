@@ -22,6 +22,7 @@ import copyreg
 import io
 import os
 import pickle
+import stat
 import sys
 import threading
 import warnings
@@ -273,6 +274,32 @@ def _is_recompressing(file: Any) -> bool:
         return False
 
 
+# A seekable file with at most this much left is read in one call and scanned as a buffer (the
+# analyzer's fast path); larger ones are read in chunks with long payloads skipped by seeking,
+# so that the array data of a large file is not read twice.
+_READ_WHOLE_UP_TO = 1 << 20
+
+
+def _remaining(file: Any, start: int) -> Optional[int]:
+    """How many bytes a seekable file holds after ``start``, when that is cheap to know."""
+    if type(file) is io.BytesIO:
+        return max(0, file.getbuffer().nbytes - start)
+    try:
+        fileno = file.fileno()
+    except Exception:
+        return None
+    try:
+        info = os.fstat(fileno)
+    except OSError:
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        return None
+    raw = getattr(file, "raw", file)
+    if type(raw) is not io.FileIO:
+        return None  # a wrapper (decompressor, text layer) whose bytes are not the file's
+    return max(0, info.st_size - start)
+
+
 def _call_native(function: Callable[..., Any], *args: Any) -> Any:
     """Calls the native scanner; a Rust panic never loads anything: it becomes a ScanError."""
     try:
@@ -337,7 +364,16 @@ def prescan_stream(
     start = _seek_start(file)
     if start is not None:
         try:
-            _, _, raw, _ = _call_native(scan, file, policy, start)
+            remaining = _remaining(file, start)
+            if remaining is not None and remaining <= _READ_WHOLE_UP_TO:
+                # Small enough to read in one call: the analyzer's fast path over a buffer.
+                data = file.read(remaining)
+                if type(data) is not bytes:
+                    data = bytes(data)
+                scan_bytes = _native.prescan_joblib_bytes if joblib else _native.prescan_bytes
+                _, _, raw = _call_native(scan_bytes, data, policy)
+            else:
+                _, _, raw, _ = _call_native(scan, file, policy, start)
         finally:
             file.seek(start)
         _judge(raw, filepath, joblib)

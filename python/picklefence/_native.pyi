@@ -10,6 +10,7 @@ __all__ = [
     "danger_reason",
     "prescan_bytes",
     "prescan_file",
+    "prescan_joblib_bytes",
     "prescan_joblib_file",
     "scan_bytes",
     "scan_file",
@@ -58,6 +59,7 @@ def prescan_bytes(data: bytes, policy: Policy) -> Tuple[int, int, List[_Violatio
 def prescan_file(
     file: object, policy: Policy, start: Optional[int] = None
 ) -> Tuple[int, int, List[_Violation], Optional[bytes]]: ...
+def prescan_joblib_bytes(data: bytes, policy: Policy) -> Tuple[int, int, List[_Violation]]: ...
 def prescan_joblib_file(
     file: object, policy: Policy, start: Optional[int] = None
 ) -> Tuple[int, int, List[_Violation], Optional[bytes]]: ...

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use picklefence::analyzer::run;
 use picklefence::decoder::{Decoder, Source, SourceError, StreamLimits};
+use picklefence::formats::joblib::analyze_joblib_slice;
 use picklefence::{
     analyze_joblib_reader, analyze_slice, Finding, Limits, Mode, Options, PickleReport, Policy as CorePolicy,
     PolicyError as CorePolicyError,
@@ -255,6 +256,21 @@ fn prescan_bytes(py: Python<'_>, data: &Bound<'_, PyBytes>, policy: &Policy) -> 
         py.allow_threads(|| analyze_slice(bytes, core, &options))
     } else {
         analyze_slice(bytes, core, &options)
+    };
+    summarize(&report)
+}
+
+/// Pre-scan a joblib stream held in a `bytes` object (zero-copy; the GIL is released for large
+/// inputs), the way `joblib.load` reads it. Returns `(consumed, protocol, violations)`.
+#[pyfunction]
+fn prescan_joblib_bytes(py: Python<'_>, data: &Bound<'_, PyBytes>, policy: &Policy) -> Prescan {
+    let bytes = data.as_bytes();
+    let options = first_pickle_options();
+    let core = policy.core();
+    let report = if bytes.len() >= RELEASE_GIL_ABOVE {
+        py.allow_threads(|| analyze_joblib_slice(bytes, core, &options))
+    } else {
+        analyze_joblib_slice(bytes, core, &options)
     };
     summarize(&report)
 }
@@ -739,6 +755,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(prescan_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(prescan_file, m)?)?;
     m.add_function(wrap_pyfunction!(prescan_joblib_file, m)?)?;
+    m.add_function(wrap_pyfunction!(prescan_joblib_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(scan::scan_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(scan::scan_file, m)?)?;
     m.add_function(wrap_pyfunction!(danger_reason, m)?)?;
