@@ -175,3 +175,27 @@ def load_all(load: Callable[[Any], Any], f: Any) -> List[Any]:
 
 def dumps(obj: Any, proto: int = pickle.HIGHEST_PROTOCOL) -> bytes:
     return pickle.dumps(obj, protocol=proto)
+
+
+class SeekableReader(io.RawIOBase):
+    """A seekable file-like object that is neither a BytesIO nor backed by a file descriptor."""
+
+    def __init__(self, data: bytes) -> None:
+        self._inner = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        chunk = self._inner.read(len(buffer))
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._inner.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._inner.tell()

@@ -620,3 +620,71 @@ def test_concurrent_full_activation_cycles_restore_everything() -> None:
     assert not picklefence.is_active()
     after = _patched_objects()
     assert all(after[name] is obj for name, obj in before.items())
+
+
+# --------------------------------------------------------------------------------------------
+# Large payloads: chunked reading with payloads skipped by seeking (files over 1 MiB)
+
+
+def _large_stream_wrappers(tmp_path: Path) -> Dict[str, Callable[[bytes], Any]]:
+    def real_file(data: bytes) -> Any:
+        path = tmp_path / "large.bin"
+        path.write_bytes(data)
+        return open(path, "rb")
+
+    return {
+        "BytesIO": io.BytesIO,
+        "file": real_file,
+        "seekable-object": lambda d: pfhelpers.SeekableReader(d),
+        "buffered-seekable-object": lambda d: io.BufferedReader(pfhelpers.SeekableReader(d)),
+        "non-seekable": lambda d: io.BufferedReader(NonSeekable(d)),
+    }
+
+
+@pytest.mark.parametrize("proto", [2, 4, 5])
+@pytest.mark.parametrize(
+    "wrap", ["BytesIO", "file", "seekable-object", "buffered-seekable-object", "non-seekable"]
+)
+def test_large_payloads_in_one_stream(wrap: str, proto: int, tmp_path: Path) -> None:
+    values: List[Any] = [
+        b"x" * 3_000_000,
+        [1, 2],
+        "y" * 2_000_000,
+        bytearray(b"z" * 1_500_000),
+        {"k": b"v" * 100},
+    ]
+    data = b"".join(pickle.dumps(v, protocol=proto) for v in values) + b"TAIL"
+    make = _large_stream_wrappers(tmp_path)[wrap]
+    plain = make(data)
+    expected = [pickle.load(plain) for _ in values] + [plain.read()]
+    with picklefence.safe_ml_environment():
+        guarded = make(data)
+        got = [pickle.load(guarded) for _ in values] + [guarded.read()]
+        again = make(data)
+        got_py = [pickle._load(again) for _ in values] + [again.read()]  # type: ignore[attr-defined]
+    assert got == expected == got_py and expected[-1] == b"TAIL"
+
+
+@pytest.mark.parametrize(
+    "wrap", ["BytesIO", "file", "seekable-object", "buffered-seekable-object", "non-seekable"]
+)
+def test_payload_after_a_large_blob_is_refused(wrap: str, tmp_path: Path, marker: Path) -> None:
+    data = pickle.dumps([b"x" * 3_000_000, "y" * 1_200_000, SystemPayload(marker)], protocol=4)
+    make = _large_stream_wrappers(tmp_path)[wrap]
+    with picklefence.safe_ml_environment():
+        for load in (pickle.load, pickle._load, lambda f: pickle.Unpickler(f).load()):  # type: ignore[attr-defined]
+            with pytest.raises(UnsafeFileError) as info:
+                load(make(data))
+            assert (info.value.module, info.value.name) == ("posix", "system")
+            assert info.value.violations[0].offset is not None
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("wrap", ["BytesIO", "file", "seekable-object", "non-seekable"])
+def test_truncated_large_payload_gets_cpythons_error(wrap: str, tmp_path: Path) -> None:
+    data = pickle.dumps([1, b"x" * 3_000_000], protocol=4)[:2_000_000]
+    make = _large_stream_wrappers(tmp_path)[wrap]
+    expected = _outcome(lambda: pickle.load(make(data)))
+    with picklefence.safe_ml_environment():
+        got = _outcome(lambda: pickle.load(make(data)))
+    assert got == expected and expected[0] != "ok"
