@@ -35,8 +35,10 @@ try:
     import lz4.frame
     import numpy as np
     import pandas as pd
+    import sklearn.cluster
     import sklearn.ensemble
     import sklearn.linear_model
+    import sklearn.preprocessing
     import torch
     import zstandard
 except ImportError as exc:  # pragma: no cover - the message is the point
@@ -608,6 +610,13 @@ def make_joblib():
     write(benign("random_forest.joblib.z", "zlib"), joblib_bytes(forest, compress=3))
     logistic = sklearn.linear_model.LogisticRegression().fit(X, y)
     write(benign("logistic.pkl", "pickle"), pickle.dumps(logistic, protocol=5))
+    # dtypes made before the wrapper class is first imported, referenced from the memo later
+    # (KMeans), and object arrays as nested pickles (OneHotEncoder's categories).
+    kmeans = sklearn.cluster.KMeans(n_clusters=2, n_init=1, random_state=0).fit(X)
+    encoder = sklearn.preprocessing.OneHotEncoder().fit([["a"], ["b"], ["c"]])
+    for name, estimator in (("kmeans", kmeans), ("onehot", encoder)):
+        write(benign(f"{name}.joblib", "joblib"), joblib_bytes(estimator))
+        write(benign(f"{name}.joblib.gzip", None), joblib_bytes(estimator, compress=("gzip", 3)))
 
     # A payload right after the raw bytes of an array: only a reader that skips them sees it.
     at = plain.index(marker_array.tobytes()) + len(marker_array.tobytes())

@@ -233,13 +233,18 @@ impl Analyzer<'_> {
         let Some(tracker) = self.joblib.as_mut() else {
             return;
         };
-        if tracker.wrapper_imports.is_empty() || tracker.objects.len() >= MAX_OBJECTS {
+        if tracker.objects.len() >= MAX_OBJECTS {
             return;
         }
         let callee = match callable {
             Value::Import(index) => Some(*index),
             _ => None,
         };
+        // dtypes are often made before the wrapper class is first imported (an estimator's
+        // attributes) and referenced from the memo later, so they are tracked from the start.
+        if tracker.wrapper_imports.is_empty() && !callee.is_some_and(|i| tracker.dtype_imports.contains(&i)) {
+            return;
+        }
         if callee.is_some_and(|i| tracker.wrapper_imports.contains(&i)) {
             let positional: Option<Vec<Value>> = match args {
                 CallArgs::Reduce(Value::Tuple(items)) => Some(items.to_vec()),

@@ -451,6 +451,22 @@ fn appended_archive(ctx: &mut Ctx<'_>, data: &[u8], location: &str, depth: usize
 
 fn scan_pickle_slice(ctx: &mut Ctx<'_>, data: &[u8], location: &str) -> Format {
     let options = ctx.analysis(Mode::AllPickles);
+    // Most pickles never import joblib's array wrapper: for them the fast slice analysis is the
+    // whole answer (array tracking only starts at that import). Anything that might reach the
+    // wrapper some other way (EXT codes, unlisted imports) takes the joblib-aware loop.
+    let quick = crate::analyzer::analyze_slice(data, ctx.policy, &options);
+    let may_hold_arrays = quick.records_dropped > 0
+        || quick.imports.iter().any(|import| {
+            import.ext_code.is_some()
+                || import
+                    .target
+                    .as_ref()
+                    .is_some_and(|t| t.module == "joblib.numpy_pickle" && t.name == "NumpyArrayWrapper")
+        });
+    if !may_hold_arrays {
+        ctx.report.add_entry_as(location, Format::Pickle.name(), quick);
+        return Format::Pickle;
+    }
     let (analysis, _) = joblib::drive(Decoder::from_slice(data), ctx.policy, &options, true, None);
     let format = if analysis.arrays > 0 {
         Format::Joblib
@@ -462,12 +478,12 @@ fn scan_pickle_slice(ctx: &mut Ctx<'_>, data: &[u8], location: &str) -> Format {
         // pickle.load reads the array bytes as opcodes: imports that reading finds run there.
         let (plain, _) = joblib::drive(Decoder::from_slice(data), ctx.policy, &options, false, None);
         for f in plain.report.findings {
+            // Not unresolvable imports: in this reading the nested pickles of object arrays
+            // share the outer memo, so benign files give STACK_GLOBALs on non-str operands,
+            // where CPython raises instead of importing.
             let import_kind = matches!(
                 f.kind,
-                FindingKind::DangerousImport
-                    | FindingKind::DisallowedImport
-                    | FindingKind::UnresolvableImport
-                    | FindingKind::ExtensionCode
+                FindingKind::DangerousImport | FindingKind::DisallowedImport | FindingKind::ExtensionCode
             );
             if import_kind
                 && !report
