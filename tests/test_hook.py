@@ -688,3 +688,24 @@ def test_truncated_large_payload_gets_cpythons_error(wrap: str, tmp_path: Path) 
     with picklefence.safe_ml_environment():
         got = _outcome(lambda: pickle.load(make(data)))
     assert got == expected and expected[0] != "ok"
+
+
+@pytest.mark.parametrize("wrap", ["BytesIO", "file", "seekable-object", "non-seekable"])
+def test_dense_and_small_pickles_before_large_data(wrap: str, tmp_path: Path, marker: Path) -> None:
+    """Files over 1 MiB: an opcode-dense pickle (scanned as one buffer), a small pickle followed
+    by a lot of other data (only its first bytes are scanned), and a payload at the end of a
+    dense pickle (refused)."""
+    dense = list(range(300_000))
+    small = {"a": 1}
+    data = pickle.dumps(dense, protocol=4) + pickle.dumps(small, protocol=2) + b"\0" * 3_000_000
+    make = _large_stream_wrappers(tmp_path)[wrap]
+    with picklefence.safe_ml_environment():
+        f = make(data)
+        assert pickle.load(f) == dense
+        assert pickle.load(f) == small
+        assert f.read() == b"\0" * 3_000_000
+        evil = pickle.dumps([*range(300_000), SystemPayload(marker)], protocol=4)
+        with pytest.raises(UnsafeFileError) as info:
+            pickle.load(make(evil))
+        assert info.value.violations[0].offset is not None
+    assert not marker.exists()

@@ -278,6 +278,9 @@ def _is_recompressing(file: Any) -> bool:
 # analyzer's fast path); larger ones are read in chunks with long payloads skipped by seeking,
 # so that the array data of a large file is not read twice.
 _READ_WHOLE_UP_TO = 1 << 20
+# Up to this much left, a file whose first _PREFIX bytes are opcode-dense is read whole too.
+_READ_DENSE_UP_TO = 32 << 20
+_PREFIX = 64 << 10
 
 
 def _remaining(file: Any, start: int) -> Optional[int]:
@@ -298,6 +301,34 @@ def _remaining(file: Any, start: int) -> Optional[int]:
     if type(raw) is not io.FileIO:
         return None  # a wrapper (decompressor, text layer) whose bytes are not the file's
     return max(0, info.st_size - start)
+
+
+def _read_for_buffer_scan(file: Any, start: int, joblib: bool) -> Optional[bytes]:
+    """The bytes to pre-scan as one buffer (the analyzer's fast path), or None to read the file
+    in chunks instead (skipping long payloads by seeking, so array data is not read twice).
+
+    Small files are read whole. A mid-sized file is read whole only when its first 64 KiB show
+    an opcode-dense pickle; when the pickle ends within them, they are all that is scanned.
+    """
+    remaining = _remaining(file, start)
+    if remaining is None:
+        return None
+    if remaining <= _READ_WHOLE_UP_TO:
+        return _as_bytes(file.read(remaining))
+    if joblib or remaining > _READ_DENSE_UP_TO:
+        return None
+    prefix = _as_bytes(file.read(_PREFIX))
+    kind = _native.prefix_kind(prefix)
+    if kind == 2:
+        return prefix
+    file.seek(start)
+    if kind == 1:
+        return _as_bytes(file.read(remaining))
+    return None
+
+
+def _as_bytes(data: Any) -> bytes:
+    return data if type(data) is bytes else bytes(data)
 
 
 def _call_native(function: Callable[..., Any], *args: Any) -> Any:
@@ -364,12 +395,8 @@ def prescan_stream(
     start = _seek_start(file)
     if start is not None:
         try:
-            remaining = _remaining(file, start)
-            if remaining is not None and remaining <= _READ_WHOLE_UP_TO:
-                # Small enough to read in one call: the analyzer's fast path over a buffer.
-                data = file.read(remaining)
-                if type(data) is not bytes:
-                    data = bytes(data)
+            data = _read_for_buffer_scan(file, start, joblib)
+            if data is not None:
                 scan_bytes = _native.prescan_joblib_bytes if joblib else _native.prescan_bytes
                 _, _, raw = _call_native(scan_bytes, data, policy)
             else:

@@ -17,8 +17,8 @@ use picklefence::analyzer::run;
 use picklefence::decoder::{Decoder, Source, SourceError, StreamLimits};
 use picklefence::formats::joblib::analyze_joblib_slice;
 use picklefence::{
-    analyze_joblib_reader, analyze_slice, Finding, Limits, Mode, Options, PickleReport, Policy as CorePolicy,
-    PolicyError as CorePolicyError,
+    analyze_joblib_reader, analyze_slice, Arg, DecodeError, Finding, Limits, Mode, Opcode, Options,
+    PickleReport, Policy as CorePolicy, PolicyError as CorePolicyError,
 };
 use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
 use pyo3::panic::PanicException;
@@ -273,6 +273,39 @@ fn prescan_joblib_bytes(py: Python<'_>, data: &Bound<'_, PyBytes>, policy: &Poli
         analyze_joblib_slice(bytes, core, &options)
     };
     summarize(&report)
+}
+
+/// A payload at least this long marks a pickle as payload-heavy (see [`prefix_kind`]).
+const LARGE_PAYLOAD: u64 = 128 << 10;
+
+/// How the pickle starting a file looks from its first bytes, to choose how to pre-scan it:
+/// `2` it ends (STOP) within `prefix`; `0` it carries a large payload early on (array data:
+/// read it in chunks and skip payloads by seeking); `1` it is opcode-dense (read it whole and
+/// scan it as a buffer). Decodes only; nothing is judged here.
+#[pyfunction]
+fn prefix_kind(prefix: &Bound<'_, PyBytes>) -> u8 {
+    let mut decoder = Decoder::from_slice(prefix.as_bytes());
+    loop {
+        match decoder.next_op() {
+            Ok(Some(op)) => {
+                let len = match &op.arg {
+                    Arg::Long(p) | Arg::Str(p) | Arg::Bytes(p) | Arg::Unicode(p) | Arg::BadUnicode(p) => {
+                        p.len
+                    }
+                    _ => 0,
+                };
+                if len >= LARGE_PAYLOAD {
+                    return 0;
+                }
+                if op.opcode == Opcode::Stop {
+                    return 2;
+                }
+            }
+            Ok(None) => return 1,
+            Err(DecodeError::Truncated { needed, .. }) if needed >= LARGE_PAYLOAD => return 0,
+            Err(_) => return 1,
+        }
+    }
 }
 
 /// Bytes read ahead from a seekable file per call to its `read`.
@@ -756,6 +789,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(prescan_file, m)?)?;
     m.add_function(wrap_pyfunction!(prescan_joblib_file, m)?)?;
     m.add_function(wrap_pyfunction!(prescan_joblib_bytes, m)?)?;
+    m.add_function(wrap_pyfunction!(prefix_kind, m)?)?;
     m.add_function(wrap_pyfunction!(scan::scan_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(scan::scan_file, m)?)?;
     m.add_function(wrap_pyfunction!(danger_reason, m)?)?;
