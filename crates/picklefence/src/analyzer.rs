@@ -1573,10 +1573,23 @@ impl<'p> Analyzer<'p> {
                 self.persistent(offset, pid);
             }
             Opcode::BinPersId => {
-                let pid = self.pop(offset, opcode);
-                let pid = self.sym(&pid);
+                let pid_value = self.pop(offset, opcode);
+                let pid = self.sym(&pid_value);
                 self.persistent_finding(offset, &pid);
                 self.persistent(offset, pid);
+                // Legacy torch saves name a module's class as `('module', cls, file, source)`
+                // and its `persistent_load` returns `cls`: the object is that (checked) import.
+                if let Value::Tuple(items) = &pid_value {
+                    if let (Some(Value::Name(tag)), Some(Value::Import(class))) =
+                        (items.first(), items.get(1))
+                    {
+                        if &**tag == "module" {
+                            if let Some(top) = self.stack.last_mut() {
+                                *top = Value::Import(*class);
+                            }
+                        }
+                    }
+                }
             }
         }
         if self.stack.len() > self.limits.max_stack {
@@ -1709,6 +1722,11 @@ impl<'p> Analyzer<'p> {
     pub fn decode_error(&mut self, error: &DecodeError) {
         if self.pickle_opcodes == 0 {
             self.pickle_start = error.offset();
+        }
+        if let DecodeError::LineTooLong { .. } = error {
+            // Our bound, not a break in the stream: CPython would read on.
+            self.limit(error.offset(), &error.to_string());
+            return;
         }
         self.unfinished(error.offset(), error.to_string());
     }

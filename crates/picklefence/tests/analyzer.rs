@@ -170,7 +170,12 @@ fn dotted_names_through_allowed_modules_are_blocked() {
         flagged_import(&scan(&data)),
         vec!["collections.OrderedDict.__init__.__globals__"]
     );
-    let data = cat(&[b"\x80\x04", &su("collections"), &su("OrderedDict.fromkeys"), b"\x93."]);
+    let data = cat(&[
+        b"\x80\x04",
+        &su("collections"),
+        &su("OrderedDict.fromkeys"),
+        b"\x93.",
+    ]);
     assert_eq!(kinds(&scan(&data)), vec![FindingKind::DisallowedImport]);
 }
 
@@ -281,4 +286,24 @@ fn stream_and_slice_agree_and_stream_stops_after_stop() {
     let from_slice = analyze_slice(&data, &Policy::default(), &options);
     assert_eq!(from_stream, from_slice);
     assert_eq!(cursor.position(), data.len() as u64 - 8);
+}
+
+#[test]
+fn legacy_torch_module_persistent_ids_call_their_class() {
+    // ('module', torch.nn.modules.linear.Linear, 'file', 'src') BINPERSID, then NEWOBJ on it.
+    let data = b"\x80\x02ctorch.nn.modules.linear\nLinear\nq\x00(X\x06\x00\x00\x00moduleh\x00X\x01\x00\x00\x00fX\x01\x00\x00\x00stQ)\x81}b.";
+    let report = scan(data);
+    assert!(report.is_safe(), "{:?}", report.findings);
+    // The same shape naming a class the policy does not allow is flagged at its import.
+    let data = b"\x80\x02cposix\nsystem\nq\x00(X\x06\x00\x00\x00moduleh\x00X\x01\x00\x00\x00fX\x01\x00\x00\x00stQ)\x81.";
+    assert_eq!(flagged_import(&scan(data)), vec!["posix.system"]);
+}
+
+#[test]
+fn over_long_lines_in_streams_are_a_limit_not_a_break() {
+    let mut data = b"cmodule".to_vec();
+    data.extend(std::iter::repeat_n(b'x', 2 << 20));
+    data.extend_from_slice(b"\nname\n.");
+    let report = analyze_reader(&data[..], &Policy::default(), &Options::default());
+    assert_eq!(kinds(&report), vec![FindingKind::LimitExceeded]);
 }
