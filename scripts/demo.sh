@@ -10,6 +10,9 @@ BIN="target/release/picklefence"
 
 step() { printf '\n== %s\n' "$*"; }
 
+step "installing the Python libraries the examples are made with (numpy, torch, scikit-learn, ...)"
+bash scripts/install_deps.sh
+
 step "building the picklefence command (cargo build --release -p picklefence-cli)"
 cargo build --release --quiet -p picklefence-cli
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The whole test suite: Rust (fmt, clippy, unit + integration tests) and Python (the package built
-# and installed with maturin, then pytest against the real ML libraries).
+# The whole test suite: Rust (fmt, clippy, unit, integration, differential and property tests),
+# the Python package (built and installed with maturin, then pytest against real torch, numpy,
+# scikit-learn, joblib and pandas), a short run of every fuzz target, and the benchmark harness
+# in quick mode (it checks the harness works; it does not gate on timings).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
@@ -15,8 +17,17 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --workspace
 
-echo "== python package"
+echo "== python package (maturin, release)"
 "$PYTHON" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps .
 "$PYTHON" -m ruff format --check python tests bench scripts examples
+"$PYTHON" -m ruff check python tests bench
+"$PYTHON" -m mypy python/picklefence
+
 echo "== pytest"
 "$PYTHON" -m pytest -q tests
+
+echo "== fuzz smoke (every target briefly)"
+bash scripts/fuzz_smoke.sh "${FUZZ_SECONDS:-10}"
+
+echo "== benchmark harness (quick)"
+"$PYTHON" bench/compare.py --quick

@@ -130,6 +130,54 @@ pub fn decode_raw_unicode_escape(input: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Bytes a code point takes in WTF-8.
+fn wtf8_len(cp: u32) -> u64 {
+    match cp {
+        0..=0x7F => 1,
+        0x80..=0x7FF => 2,
+        0x800..=0xFFFF => 3,
+        _ => 4,
+    }
+}
+
+/// The length of what [`decode_raw_unicode_escape`] returns, without building it; `None` where
+/// that returns `None`.
+pub fn raw_unicode_escape_len(input: &[u8]) -> Option<u64> {
+    let mut len = 0u64;
+    let mut i = 0;
+    while let Some(&byte) = input.get(i) {
+        i += 1;
+        if byte != b'\\' {
+            len += wtf8_len(u32::from(byte));
+            continue;
+        }
+        let Some(&next) = input.get(i) else {
+            len += 1;
+            continue;
+        };
+        i += 1;
+        let digits = match next {
+            b'u' => 4,
+            b'U' => 8,
+            _ => {
+                len += 1 + wtf8_len(u32::from(next));
+                continue;
+            }
+        };
+        let mut cp: u32 = 0;
+        for _ in 0..digits {
+            let digit = char::from(*input.get(i)?).to_digit(16)?;
+            cp = (cp << 4) | digit;
+            i += 1;
+        }
+        if cp > 0x10FFFF {
+            return None;
+        }
+        len += wtf8_len(cp);
+    }
+    Some(len)
+}
+
 /// `PyBytes_DecodeEscape` (`codecs.escape_decode`), as `load_string` applies it to the quoted
 /// STRING argument. `None` where CPython raises.
 pub fn decode_escape(input: &[u8]) -> Option<Vec<u8>> {
