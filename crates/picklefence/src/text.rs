@@ -91,19 +91,18 @@ fn push_code_point(out: &mut Vec<u8>, cp: u32) {
     }
 }
 
-/// `codecs.raw_unicode_escape_decode`, as `load_unicode` applies it to the UNICODE line.
-/// Returns WTF-8, or `None` where CPython raises `UnicodeDecodeError`.
-pub fn decode_raw_unicode_escape(input: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(input.len());
+/// `codecs.raw_unicode_escape_decode`, as `load_unicode` applies it to the UNICODE line: hands
+/// each decoded code point to `emit`. `None` where CPython raises `UnicodeDecodeError`.
+fn raw_unicode_escape_code_points(input: &[u8], mut emit: impl FnMut(u32)) -> Option<()> {
     let mut i = 0;
     while let Some(&byte) = input.get(i) {
         i += 1;
         if byte != b'\\' {
-            push_code_point(&mut out, u32::from(byte));
+            emit(u32::from(byte));
             continue;
         }
         let Some(&next) = input.get(i) else {
-            out.push(b'\\');
+            emit(u32::from(b'\\'));
             continue;
         };
         i += 1;
@@ -111,8 +110,8 @@ pub fn decode_raw_unicode_escape(input: &[u8]) -> Option<Vec<u8>> {
             b'u' => 4,
             b'U' => 8,
             _ => {
-                push_code_point(&mut out, u32::from(b'\\'));
-                push_code_point(&mut out, u32::from(next));
+                emit(u32::from(b'\\'));
+                emit(u32::from(next));
                 continue;
             }
         };
@@ -125,56 +124,29 @@ pub fn decode_raw_unicode_escape(input: &[u8]) -> Option<Vec<u8>> {
         if cp > 0x10FFFF {
             return None;
         }
-        push_code_point(&mut out, cp);
+        emit(cp);
     }
+    Some(())
+}
+
+/// The UNICODE line decoded, as WTF-8; `None` where CPython raises.
+pub fn decode_raw_unicode_escape(input: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(input.len());
+    raw_unicode_escape_code_points(input, |cp| push_code_point(&mut out, cp))?;
     Some(out)
 }
 
-/// Bytes a code point takes in WTF-8.
-fn wtf8_len(cp: u32) -> u64 {
-    match cp {
-        0..=0x7F => 1,
-        0x80..=0x7FF => 2,
-        0x800..=0xFFFF => 3,
-        _ => 4,
-    }
-}
-
-/// The length of what [`decode_raw_unicode_escape`] returns, without building it; `None` where
-/// that returns `None`.
+/// The length of what [`decode_raw_unicode_escape`] returns, without building it.
 pub fn raw_unicode_escape_len(input: &[u8]) -> Option<u64> {
     let mut len = 0u64;
-    let mut i = 0;
-    while let Some(&byte) = input.get(i) {
-        i += 1;
-        if byte != b'\\' {
-            len += wtf8_len(u32::from(byte));
-            continue;
+    raw_unicode_escape_code_points(input, |cp| {
+        len += match cp {
+            0..=0x7F => 1,
+            0x80..=0x7FF => 2,
+            0x800..=0xFFFF => 3,
+            _ => 4,
         }
-        let Some(&next) = input.get(i) else {
-            len += 1;
-            continue;
-        };
-        i += 1;
-        let digits = match next {
-            b'u' => 4,
-            b'U' => 8,
-            _ => {
-                len += 1 + wtf8_len(u32::from(next));
-                continue;
-            }
-        };
-        let mut cp: u32 = 0;
-        for _ in 0..digits {
-            let digit = char::from(*input.get(i)?).to_digit(16)?;
-            cp = (cp << 4) | digit;
-            i += 1;
-        }
-        if cp > 0x10FFFF {
-            return None;
-        }
-        len += wtf8_len(cp);
-    }
+    })?;
     Some(len)
 }
 
