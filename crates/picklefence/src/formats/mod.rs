@@ -329,22 +329,7 @@ pub(crate) fn scan_slice(ctx: &mut Ctx<'_>, data: &[u8], location: &str, depth: 
         }
         Format::PytorchTar | Format::Tar => archive::scan_tar(ctx, data, location, depth, format),
         Format::Npy => scan_npy_slice(ctx, data, location),
-        Format::Compressed(codec) => {
-            let inner = join(location, &format!("<{}>", codec.name()));
-            match compress::open(codec, data, &ctx.budget) {
-                Ok(reader) => {
-                    scan_reader(ctx, reader, &inner, depth + 1);
-                }
-                Err(e) => ctx.finding(
-                    location,
-                    FindingKind::Container,
-                    Severity::High,
-                    0,
-                    format!("the {} stream cannot be opened: {e}", codec.name()),
-                ),
-            }
-            ctx.note_budget(&inner);
-        }
+        Format::Compressed(codec) => scan_compressed(ctx, codec, data, location, depth),
         Format::UnsupportedArchive(name) => ctx.finding(
             location,
             FindingKind::Unsupported,
@@ -561,6 +546,24 @@ fn scan_npy_slice(ctx: &mut Ctx<'_>, data: &[u8], location: &str) {
 
 /// Scans a stream (decompressed data, deflated members): small ones are read whole; pickles,
 /// `.npy` and tar are read as they stream; other containers are read into memory (bounded).
+/// A compressed stream, decompressed as it is read, scanned as `location!<codec>`.
+fn scan_compressed<'a>(ctx: &mut Ctx<'_>, codec: Codec, input: impl Read + 'a, location: &str, depth: usize) {
+    let inner = join(location, &format!("<{}>", codec.name()));
+    match compress::open(codec, input, &ctx.budget) {
+        Ok(reader) => {
+            scan_reader(ctx, reader, &inner, depth + 1);
+        }
+        Err(e) => ctx.finding(
+            location,
+            FindingKind::Container,
+            Severity::High,
+            0,
+            format!("the {} stream cannot be opened: {e}", codec.name()),
+        ),
+    }
+    ctx.note_budget(&inner);
+}
+
 pub(crate) fn scan_reader(ctx: &mut Ctx<'_>, reader: impl Read, location: &str, depth: usize) -> Format {
     let mut reader = reader;
     if ctx.too_deep(location, depth) {
@@ -626,20 +629,7 @@ pub(crate) fn scan_reader(ctx: &mut Ctx<'_>, reader: impl Read, location: &str, 
             format
         }
         Format::Compressed(codec) => {
-            let inner = join(location, &format!("<{}>", codec.name()));
-            match compress::open(codec, chained, &ctx.budget) {
-                Ok(reader) => {
-                    scan_reader(ctx, reader, &inner, depth + 1);
-                }
-                Err(e) => ctx.finding(
-                    location,
-                    FindingKind::Container,
-                    Severity::High,
-                    0,
-                    format!("the {} stream cannot be opened: {e}", codec.name()),
-                ),
-            }
-            ctx.note_budget(&inner);
+            scan_compressed(ctx, codec, chained, location, depth);
             format
         }
         Format::Tar => {
