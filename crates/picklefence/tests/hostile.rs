@@ -931,7 +931,7 @@ fn lines_longer_than_the_stream_line_limit_are_a_typed_error() {
     assert!(report
         .findings
         .iter()
-        .any(|f| f.kind == FindingKind::MalformedPickle && f.message.contains("4096")));
+        .any(|f| f.kind == FindingKind::LimitExceeded && f.message.contains("4096")));
 }
 
 // --- findings over the limit ----------------------------------------------------------------------
