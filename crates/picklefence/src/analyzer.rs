@@ -366,6 +366,13 @@ impl Memo {
     }
 }
 
+/// A memo key so far past the entries written that CPython's memo array would take over a
+/// gigabyte for it (`_Unpickler_MemoPut` resizes to twice the key, 8 bytes a slot).
+fn sparse_memo_index(key: i64, entries: usize) -> bool {
+    const HUGE: i64 = 1 << 26;
+    key >= HUGE && key > i64::try_from(entries).unwrap_or(i64::MAX).saturating_mul(2)
+}
+
 /// Encoded size of an opcode that pushes a plain number or constant; 0 for any other opcode.
 const fn scalar_size(byte: u8) -> usize {
     match byte {
@@ -1083,7 +1090,8 @@ impl<'p> Analyzer<'p> {
                         break;
                     };
                     let fence = self.marks.last().copied().unwrap_or(0);
-                    let room = self.memo.len() < max_memo || self.memo.contains_key(&key);
+                    let room = (self.memo.len() < max_memo || self.memo.contains_key(&key))
+                        && !sparse_memo_index(key, self.memo.len());
                     if self.stack.len() <= fence || !room || pos + size > data.len() {
                         break;
                     }
@@ -1218,6 +1226,26 @@ impl<'p> Analyzer<'p> {
                 self.memo.len = memo_before;
                 None
             }
+        }
+    }
+
+    /// CPython keeps the memo as an array indexed by key and grows it to twice the largest key
+    /// written: a huge key far beyond the entries written makes the loader allocate gigabytes.
+    fn check_memo_index(&mut self, offset: u64, opcode: Opcode, key: i64) {
+        if sparse_memo_index(key, self.memo.len()) {
+            let gib = key.saturating_mul(16) >> 30;
+            self.finding(
+                FindingKind::LimitExceeded,
+                Severity::High,
+                offset,
+                None,
+                format!(
+                    "{} at offset {offset} stores memo key {key} with {} entries written: CPython would allocate \
+                     about {gib} GiB for its memo (memory exhaustion); picklers number keys densely",
+                    opcode.name(),
+                    self.memo.len()
+                ),
+            );
         }
     }
 
@@ -1459,6 +1487,7 @@ impl<'p> Analyzer<'p> {
             Opcode::Put | Opcode::BinPut | Opcode::LongBinPut => {
                 let value = self.top(offset, opcode);
                 if let Some(key) = self.memo_key(op) {
+                    self.check_memo_index(offset, opcode, key);
                     if self.memo_put(offset, key, value) == Flow::Stop {
                         return Flow::Stop;
                     }

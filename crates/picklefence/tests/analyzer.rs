@@ -307,3 +307,13 @@ fn over_long_lines_in_streams_are_a_limit_not_a_break() {
     let report = analyze_reader(&data[..], &Policy::default(), &Options::default());
     assert_eq!(kinds(&report), vec![FindingKind::LimitExceeded]);
 }
+
+#[test]
+fn huge_sparse_memo_keys_are_memory_exhaustion() {
+    // LONG_BINPUT 2**31: CPython would grow its memo array to 2**32 slots.
+    let report = scan(b"\x80\x02K\x01r\x00\x00\x00\x80.");
+    assert_eq!(kinds(&report), vec![FindingKind::LimitExceeded]);
+    // Dense keys, as picklers write them, are fine.
+    let report = scan(b"\x80\x02K\x01r\x00\x00\x00\x00K\x02r\x01\x00\x00\x000.");
+    assert!(report.is_safe(), "{:?}", report.findings);
+}
