@@ -194,7 +194,9 @@ def measure_overhead(files: dict[str, Path], runs: int, results: Results, quick:
     ]
     for name, key in cases:
         data = files[key].read_bytes()
-        plain, guarded = alternate(lambda: pickle.loads(data), lambda: pickle.loads(data), runs)
+        plain, guarded = alternate(
+            lambda data=data: pickle.loads(data), lambda data=data: pickle.loads(data), runs
+        )
         target = TARGETS.get(name.replace("100k", "1M").replace("5 MB", "50 MB"))
         results.overhead.append(Row(name, plain, guarded, target))
 
@@ -366,9 +368,10 @@ def write_report(results: Results, quick: bool) -> str:
     ]
     for row in results.overhead:
         met = "" if row.target is None else ("yes" if row.ratio <= row.target else "no")
-        target = "" if row.target is None else f"≤ {row.target:.2f}×"
+        target = "" if row.target is None else f"≤ {row.target:.2f}x"
+        plain_ms, guarded_ms = row.baseline_s * 1e3, row.measured_s * 1e3
         lines.append(
-            f"| {row.name} | {row.baseline_s * 1e3:.1f} ms | {row.measured_s * 1e3:.1f} ms | {row.ratio:.3f}× | {target} | {met} |"
+            f"| {row.name} | {plain_ms:.1f} ms | {guarded_ms:.1f} ms | {row.ratio:.3f}x | {target} | {met} |"
         )
     lines += [
         "",
@@ -378,9 +381,8 @@ def write_report(results: Results, quick: bool) -> str:
         "|---|---:|---:|---:|",
     ]
     for row in results.weights_only:
-        lines.append(
-            f"| {row.name} | {row.baseline_s * 1e3:.1f} ms | {row.measured_s * 1e3:.1f} ms | {row.ratio:.3f}× |"
-        )
+        times = f"{row.baseline_s * 1e3:.1f} ms | {row.measured_s * 1e3:.1f} ms"
+        lines.append(f"| {row.name} | {times} | {row.ratio:.3f}x |")
     lines += [
         "",
         "## Scanning a directory of mixed model files (whole process)",
@@ -391,13 +393,12 @@ def write_report(results: Results, quick: bool) -> str:
     ours = next((s for s in results.scans if s.tool == "picklefence"), None)
     for scan in results.scans:
         if scan.wall_s is None:
-            lines.append(f"| {scan.tool} | {scan.version} | – | – | – | {scan.error} |")
+            lines.append(f"| {scan.tool} | {scan.version} | - | - | - | {scan.error} |")
             continue
         speedup = ours.wall_s and scan.wall_s / ours.wall_s if ours and ours.wall_s else None
-        speed = f"{speedup:.1f}×" if speedup else ""
-        lines.append(
-            f"| {scan.tool} | {scan.version} | {scan.wall_s:.2f} s | {scan.peak_mib:.0f} MiB | {speed} | {scan.flagged} |"
-        )
+        speed = f"{speedup:.1f}x" if speedup else ""
+        cost = f"{scan.wall_s:.2f} s | {scan.peak_mib:.0f} MiB"
+        lines.append(f"| {scan.tool} | {scan.version} | {cost} | {speed} | {scan.flagged} |")
     text = "\n".join(lines) + "\n"
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / ("compare-quick.md" if quick else "compare.md")).write_text(text)

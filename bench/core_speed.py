@@ -93,7 +93,8 @@ def main() -> None:
                 )
             )
     print(
-        "| workload | MB | pickle.loads ms | scan (slice) ms | scan (stream) ms | scan/loads | stream peak RSS MiB |"
+        "| workload | MB | pickle.loads ms | scan (slice) ms | scan (stream) ms | scan/loads"
+        " | stream peak RSS MiB |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for row in rows:
