@@ -241,14 +241,31 @@ def measure_overhead(files: dict[str, Path], runs: int, results: Results, quick:
 
 
 def run_measured(cmd: list[str], cwd: Path | None = None) -> tuple[float, float, int, str]:
-    """Wall seconds, peak RSS MiB, exit code and output of one whole process."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=cwd)
-    output = proc.stdout.read() if proc.stdout else b""
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    code = os.waitstatus_to_exitcode(status)
-    return wall, usage.ru_maxrss / 1024, code, output.decode("utf-8", "replace")
+    """Wall seconds, peak RSS MiB, exit code and output of one whole process.
+
+    posix_spawn (vfork-like), not fork: a forked child's peak RSS would include this process's
+    memory (torch is loaded here), and the figure must be the tool's own.
+    """
+    with tempfile.TemporaryFile() as out:
+        actions = [
+            (os.POSIX_SPAWN_DUP2, out.fileno(), 1),
+            (os.POSIX_SPAWN_DUP2, out.fileno(), 2),
+        ]
+        program = shutil.which(cmd[0]) or cmd[0]
+        start = time.perf_counter()
+        if cwd is not None:
+            program_cwd = os.getcwd()
+            os.chdir(cwd)
+        try:
+            pid = os.posix_spawn(program, cmd, os.environ, file_actions=actions)
+        finally:
+            if cwd is not None:
+                os.chdir(program_cwd)
+        _, status, usage = os.wait4(pid, 0)
+        wall = time.perf_counter() - start
+        out.seek(0)
+        output = out.read().decode("utf-8", "replace")
+    return wall, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status), output
 
 
 def peer_python(name: str, spec: str) -> tuple[Path | None, str]:
@@ -297,13 +314,10 @@ def picklefence_binary() -> Path:
 def measure_scanners(directory: Path, results: Results, with_peers: bool) -> None:
     binary = picklefence_binary()
     wall, peak, code, out = run_measured([str(binary), "scan", "--format", "json", str(directory)])
-    flagged = "?"
     try:
-        reports = json.loads(out)
-        files = reports.get("files", reports) if isinstance(reports, dict) else reports
-        flagged = str(sum(1 for f in files if f.get("verdict") == "unsafe"))
-    except (ValueError, AttributeError, TypeError):
-        pass
+        flagged = str(json.loads(out)["summary"]["unsafe"])
+    except (ValueError, KeyError, TypeError):
+        flagged = "?"
     version = subprocess.run([str(binary), "--version"], capture_output=True, text=True).stdout.strip()
     results.scans.append(ScanRow("picklefence", version, wall, peak, f"{flagged} unsafe (exit {code})"))
     if not with_peers:
