@@ -43,7 +43,7 @@ VENVS = ROOT / "bench" / ".venvs"
 PEERS = {
     "picklescan": "picklescan==1.0.5",
     "modelscan": "modelscan==0.8.8",
-    "fickling": "fickling==0.1.12",
+    "fickling": "fickling==0.1.12 typing_extensions",
 }
 
 # Overhead targets from the issues (guarded / plain).
@@ -240,32 +240,28 @@ def measure_overhead(files: dict[str, Path], runs: int, results: Results, quick:
 # ---------------------------------------------------------------- scanners
 
 
-def run_measured(cmd: list[str], cwd: Path | None = None) -> tuple[float, float, int, str]:
+GNU_TIME = shutil.which("time", path="/usr/bin:/bin")
+
+
+def run_measured(cmd: list[str], cwd: Path | None = None) -> tuple[float, float | None, int, str]:
     """Wall seconds, peak RSS MiB, exit code and output of one whole process.
 
-    posix_spawn (vfork-like), not fork: a forked child's peak RSS would include this process's
-    memory (torch is loaded here), and the figure must be the tool's own.
+    The peak comes from GNU time, which forks the tool from its own small process: a child of
+    this process would carry this process's peak (torch is loaded here) across exec. Without
+    GNU time the peak is reported as unknown.
     """
-    with tempfile.TemporaryFile() as out:
-        actions = [
-            (os.POSIX_SPAWN_DUP2, out.fileno(), 1),
-            (os.POSIX_SPAWN_DUP2, out.fileno(), 2),
-        ]
-        program = shutil.which(cmd[0]) or cmd[0]
-        start = time.perf_counter()
-        if cwd is not None:
-            program_cwd = os.getcwd()
-            os.chdir(cwd)
-        try:
-            pid = os.posix_spawn(program, cmd, os.environ, file_actions=actions)
-        finally:
-            if cwd is not None:
-                os.chdir(program_cwd)
-        _, status, usage = os.wait4(pid, 0)
-        wall = time.perf_counter() - start
-        out.seek(0)
-        output = out.read().decode("utf-8", "replace")
-    return wall, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status), output
+    full = [GNU_TIME, "-f", "PFMAXRSS %M", *cmd] if GNU_TIME else cmd
+    start = time.perf_counter()
+    proc = subprocess.run(full, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=cwd)
+    wall = time.perf_counter() - start
+    output = proc.stdout.decode("utf-8", "replace")
+    peak = None
+    if GNU_TIME:
+        lines = [line for line in output.rstrip().splitlines() if not line.startswith("Command exited with")]
+        if lines and lines[-1].startswith("PFMAXRSS "):
+            peak = int(lines[-1].split()[1]) / 1024
+            output = "\n".join(lines[:-1])
+    return wall, peak, proc.returncode, output
 
 
 def peer_python(name: str, spec: str) -> tuple[Path | None, str]:
@@ -277,14 +273,14 @@ def peer_python(name: str, spec: str) -> tuple[Path | None, str]:
         shutil.rmtree(venv, ignore_errors=True)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         install = subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", spec],
+            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *spec.split()],
             capture_output=True,
             text=True,
         )
         if install.returncode != 0:
             return None, f"pip install {spec} failed: {install.stderr.strip().splitlines()[-1:]}"
         marker.write_text(spec)
-    return python, spec.split("==")[1]
+    return python, spec.split()[0].split("==")[1]
 
 
 FICKLING_SCRIPT = """
@@ -301,8 +297,8 @@ for path in sorted(pathlib.Path(sys.argv[1]).rglob('*')):
         if result.severity.value > 1:
             unsafe += 1
     except Exception:
-        unsafe += 1
-print('unsafe', unsafe)
+        unsafe += 1  # fickling cannot read it (zip, npy, joblib arrays): counted as flagged
+print('flagged (unsafe or unreadable)', unsafe)
 """
 
 
@@ -411,7 +407,8 @@ def write_report(results: Results, quick: bool) -> str:
             continue
         speedup = ours.wall_s and scan.wall_s / ours.wall_s if ours and ours.wall_s else None
         speed = f"{speedup:.1f}x" if speedup else ""
-        cost = f"{scan.wall_s:.2f} s | {scan.peak_mib:.0f} MiB"
+        peak = "?" if scan.peak_mib is None else f"{scan.peak_mib:.0f} MiB"
+        cost = f"{scan.wall_s:.2f} s | {peak}"
         lines.append(f"| {scan.tool} | {scan.version} | {cost} | {speed} | {scan.flagged} |")
     text = "\n".join(lines) + "\n"
     RESULTS.mkdir(parents=True, exist_ok=True)
