@@ -137,6 +137,13 @@ pub trait Source {
     fn skip(&mut self, n: u64, inspect: &mut dyn FnMut(&[u8])) -> Result<(), SourceError>;
     /// How many bytes remain, when the source knows (a slice does).
     fn remaining(&self) -> Option<u64>;
+    /// The whole input and the offset of the next byte, for a source that holds it all (a
+    /// slice): the analyzer can then run opcodes straight from the bytes.
+    fn window(&self) -> Option<(&[u8], usize)> {
+        None
+    }
+    /// Moves to `pos`, past opcodes run from [`Source::window`].
+    fn advance_to(&mut self, _pos: usize) {}
 }
 
 /// Low-level failure of a source, turned into a `DecodeError` with the opcode's context.
@@ -253,6 +260,14 @@ impl Source for SliceSource<'_> {
 
     fn remaining(&self) -> Option<u64> {
         Some(self.rest().len() as u64)
+    }
+
+    fn window(&self) -> Option<(&[u8], usize)> {
+        Some((self.data, self.pos))
+    }
+
+    fn advance_to(&mut self, pos: usize) {
+        self.skip_to(pos);
     }
 }
 
