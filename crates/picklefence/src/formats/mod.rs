@@ -498,20 +498,25 @@ pub(crate) fn scan_named_pickle(ctx: &Ctx<'_>, data: &[u8]) -> crate::analyzer::
         .report
 }
 
+/// The pickle an object-dtype .npy holds after its header (what `numpy.load` unpickles).
+fn npy_pickle(ctx: &Ctx<'_>, data: &[u8], offset: u64) -> crate::analyzer::PickleReport {
+    joblib::drive(
+        decoder_at(data, offset),
+        ctx.policy,
+        &ctx.analysis(Mode::FirstPickle),
+        false,
+        None,
+    )
+    .0
+    .report
+}
+
 fn scan_npy_slice(ctx: &mut Ctx<'_>, data: &[u8], location: &str) {
     match npy::parse_header(data) {
         Ok(header) => match header.payload {
             npy::Payload::Raw => {}
             npy::Payload::Pickle => {
-                let report = joblib::drive(
-                    decoder_at(data, header.data_offset),
-                    ctx.policy,
-                    &ctx.analysis(Mode::FirstPickle),
-                    false,
-                    None,
-                )
-                .0
-                .report;
+                let report = npy_pickle(ctx, data, header.data_offset);
                 ctx.report.add_entry_as(location, "npy", report);
             }
             npy::Payload::Unknown(why) => {
@@ -521,15 +526,7 @@ fn scan_npy_slice(ctx: &mut Ctx<'_>, data: &[u8], location: &str) {
                     .and_then(|o| data.get(o..))
                     .unwrap_or_default();
                 if looks_like_pickle(rest, true) {
-                    let report = joblib::drive(
-                        decoder_at(data, header.data_offset),
-                        ctx.policy,
-                        &ctx.analysis(Mode::FirstPickle),
-                        false,
-                        None,
-                    )
-                    .0
-                    .report;
+                    let report = npy_pickle(ctx, data, header.data_offset);
                     ctx.report.add_entry_as(location, "npy", report);
                 }
             }
