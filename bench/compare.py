@@ -71,12 +71,14 @@ class Row:
 
 @dataclass
 class ScanRow:
+    directory: str
     tool: str
     version: str
     wall_s: float | None
     peak_mib: float | None
     flagged: str
     error: str = ""
+    timed_out: bool = False
 
 
 @dataclass
@@ -179,6 +181,38 @@ def build_model_directory(directory: Path, count: int) -> None:
             (directory / f"model_{i}.pkl").write_bytes(pickle.dumps(model))
 
 
+def build_large_directory(directory: Path, quick: bool) -> None:
+    """A few large files of the kinds people download: a dataset cache, a pickled forest, a
+    DataFrame, a legacy and a zip torch checkpoint, and one malicious pickle."""
+    import numpy as np
+    import pandas as pd
+    import torch
+    from sklearn.ensemble import RandomForestClassifier
+
+    directory.mkdir(parents=True, exist_ok=True)
+    scale = 20 if quick else 1
+    rng = np.random.default_rng(2)
+    cache = [(i, float(i) / 3, f"item-{i}") for i in range(1_000_000 // scale)]
+    (directory / "dataset_cache.pkl").write_bytes(pickle.dumps(cache, protocol=4))
+    x = rng.random((2000, 20))
+    forest = RandomForestClassifier(n_estimators=300 // scale, random_state=0).fit(
+        x, (x[:, 0] > 0.5).astype(int)
+    )
+    (directory / "forest.pkl").write_bytes(pickle.dumps(forest, protocol=5))
+    rows = 500_000 // scale
+    frame = pd.DataFrame(
+        {"id": np.arange(rows), "name": [f"user{i}" for i in range(rows)], "score": rng.random(rows)}
+    )
+    frame.to_pickle(directory / "frame.pkl")
+    torch.manual_seed(0)
+    state = {f"layer{i}.weight": torch.randn(256, 256) for i in range(200 // scale)}
+    torch.save(state, directory / "model.pt")
+    torch.save(state, directory / "legacy.pt", _use_new_zipfile_serialization=False)
+    (directory / "evil.pkl").write_bytes(
+        b"\x80\x02cposix\nsystem\nq\x00X\x04\x00\x00\x00trueq\x01\x85q\x02Rq\x03."
+    )
+
+
 # ---------------------------------------------------------------- load overhead
 
 
@@ -243,7 +277,9 @@ def measure_overhead(files: dict[str, Path], runs: int, results: Results, quick:
 GNU_TIME = shutil.which("time", path="/usr/bin:/bin")
 
 
-def run_measured(cmd: list[str], cwd: Path | None = None) -> tuple[float, float | None, int, str]:
+def run_measured(
+    cmd: list[str], cwd: Path | None = None, timeout: float | None = None
+) -> tuple[float, float | None, int, str]:
     """Wall seconds, peak RSS MiB, exit code and output of one whole process.
 
     The peak comes from GNU time, which forks the tool from its own small process: a child of
@@ -252,7 +288,12 @@ def run_measured(cmd: list[str], cwd: Path | None = None) -> tuple[float, float 
     """
     full = [GNU_TIME, "-f", "PFMAXRSS %M", *cmd] if GNU_TIME else cmd
     start = time.perf_counter()
-    proc = subprocess.run(full, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=cwd)
+    try:
+        proc = subprocess.run(
+            full, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=cwd, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        return time.perf_counter() - start, None, -1, "timed out"
     wall = time.perf_counter() - start
     output = proc.stdout.decode("utf-8", "replace")
     peak = None
@@ -307,7 +348,7 @@ def picklefence_binary() -> Path:
     return ROOT / "target" / "release" / "picklefence"
 
 
-def measure_scanners(directory: Path, results: Results, with_peers: bool) -> None:
+def measure_scanners(label: str, directory: Path, results: Results, with_peers: bool, timeout: float) -> None:
     binary = picklefence_binary()
     wall, peak, code, out = run_measured([str(binary), "scan", "--format", "json", str(directory)])
     try:
@@ -315,15 +356,17 @@ def measure_scanners(directory: Path, results: Results, with_peers: bool) -> Non
     except (ValueError, KeyError, TypeError):
         flagged = "?"
     version = subprocess.run([str(binary), "--version"], capture_output=True, text=True).stdout.strip()
-    results.scans.append(ScanRow("picklefence", version, wall, peak, f"{flagged} unsafe (exit {code})"))
+    results.scans.append(
+        ScanRow(label, "picklefence", version, wall, peak, f"{flagged} unsafe (exit {code})")
+    )
     if not with_peers:
         for name, spec in PEERS.items():
-            results.scans.append(ScanRow(name, spec, None, None, "", "not run in --quick mode"))
+            results.scans.append(ScanRow(label, name, spec, None, None, "", "not run in --quick mode"))
         return
     for name, spec in PEERS.items():
         python, version = peer_python(name, spec)
         if python is None:
-            results.scans.append(ScanRow(name, spec, None, None, "", version))
+            results.scans.append(ScanRow(label, name, spec, None, None, "", version))
             continue
         if name == "picklescan":
             cmd = [str(python), "-m", "picklescan", "--path", str(directory)]
@@ -333,9 +376,13 @@ def measure_scanners(directory: Path, results: Results, with_peers: bool) -> Non
             script = VENVS / "fickling_check.py"
             script.write_text(FICKLING_SCRIPT)
             cmd = [str(python), str(script), str(directory)]
-        wall, peak, code, out = run_measured(cmd)
+        wall, peak, code, out = run_measured(cmd, timeout=timeout)
+        if code == -1 and out == "timed out":
+            row = ScanRow(label, name, version, wall, None, f"stopped after {timeout:.0f} s", timed_out=True)
+            results.scans.append(row)
+            continue
         tail = out.strip().splitlines()[-1:] if out.strip() else [""]
-        results.scans.append(ScanRow(name, version, wall, peak, f"exit {code}: {tail[0][:60]}"))
+        results.scans.append(ScanRow(label, name, version, wall, peak, f"exit {code}: {tail[0][:60]}"))
 
 
 # ---------------------------------------------------------------- report
@@ -393,23 +440,27 @@ def write_report(results: Results, quick: bool) -> str:
     for row in results.weights_only:
         times = f"{row.baseline_s * 1e3:.1f} ms | {row.measured_s * 1e3:.1f} ms"
         lines.append(f"| {row.name} | {times} | {row.ratio:.3f}x |")
-    lines += [
-        "",
-        "## Scanning a directory of mixed model files (whole process)",
-        "",
-        "| tool | version | wall | peak memory | speed-up of picklefence | result |",
-        "|---|---|---:|---:|---:|---|",
-    ]
-    ours = next((s for s in results.scans if s.tool == "picklefence"), None)
-    for scan in results.scans:
-        if scan.wall_s is None:
-            lines.append(f"| {scan.tool} | {scan.version} | - | - | - | {scan.error} |")
-            continue
-        speedup = ours.wall_s and scan.wall_s / ours.wall_s if ours and ours.wall_s else None
-        speed = f"{speedup:.1f}x" if speedup else ""
-        peak = "?" if scan.peak_mib is None else f"{scan.peak_mib:.0f} MiB"
-        cost = f"{scan.wall_s:.2f} s | {peak}"
-        lines.append(f"| {scan.tool} | {scan.version} | {cost} | {speed} | {scan.flagged} |")
+    for label in dict.fromkeys(scan.directory for scan in results.scans):
+        lines += [
+            "",
+            f"## Scanning {label} (whole process)",
+            "",
+            "| tool | version | wall | peak memory | speed-up of picklefence | result |",
+            "|---|---|---:|---:|---:|---|",
+        ]
+        rows = [scan for scan in results.scans if scan.directory == label]
+        ours = next((s for s in rows if s.tool == "picklefence"), None)
+        for scan in rows:
+            if scan.wall_s is None:
+                lines.append(f"| {scan.tool} | {scan.version} | - | - | - | {scan.error} |")
+                continue
+            speedup = scan.wall_s / ours.wall_s if ours and ours.wall_s else None
+            # A peer stopped at the time limit gives a lower bound on the speed-up.
+            at_least = "≥ " if scan.timed_out else ""
+            wall = f"> {scan.wall_s:.0f} s" if scan.timed_out else f"{scan.wall_s:.2f} s"
+            speed = f"{at_least}{speedup:.1f}x" if speedup else ""
+            peak = "?" if scan.peak_mib is None else f"{scan.peak_mib:.0f} MiB"
+            lines.append(f"| {scan.tool} | {scan.version} | {wall} | {peak} | {speed} | {scan.flagged} |")
     text = "\n".join(lines) + "\n"
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / ("compare-quick.md" if quick else "compare.md")).write_text(text)
@@ -432,10 +483,12 @@ def write_chart(results: Results, quick: bool) -> None:
     left.set_xlabel("guarded / plain load time")
     left.set_title("Guard overhead")
     scans = [s for s in results.scans if s.wall_s is not None]
-    right.barh([s.tool for s in scans], [s.wall_s for s in scans], color="#47a")
+    right.barh(
+        [f"{s.tool} ({s.directory.split()[0]})" for s in scans], [s.wall_s for s in scans], color="#47a"
+    )
     right.set_xscale("log")
-    right.set_xlabel("seconds (log)")
-    right.set_title("Directory scan, whole process")
+    right.set_xlabel("seconds (log); a stopped peer shows its time limit")
+    right.set_title("Directory scans, whole process")
     fig.tight_layout()
     fig.savefig(RESULTS / ("compare-quick.png" if quick else "compare.png"), dpi=110)
 
@@ -446,6 +499,7 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="small workloads, no peer tools")
     parser.add_argument("--runs", type=int, default=None)
+    parser.add_argument("--timeout", type=float, default=600, help="seconds a peer may take per directory")
     args = parser.parse_args()
     runs = args.runs or (3 if args.quick else 9)
     results = Results()
@@ -453,9 +507,15 @@ def main() -> None:
         work = Path(tmp)
         files = build_workloads(work, args.quick)
         measure_overhead(files, runs, results, args.quick)
+        count = 100 if args.quick else 1000
         directory = work / "models"
-        build_model_directory(directory, 100 if args.quick else 1000)
-        measure_scanners(directory, results, with_peers=not args.quick)
+        build_model_directory(directory, count)
+        measure_scanners(f"{count} small mixed model files", directory, results, not args.quick, args.timeout)
+        large = work / "large"
+        build_large_directory(large, args.quick)
+        size = sum(f.stat().st_size for f in large.iterdir()) / 2**20
+        label = f"large models ({len(list(large.iterdir()))} files, {size:.0f} MB)"
+        measure_scanners(label, large, results, not args.quick, args.timeout)
     print(write_report(results, args.quick))
     write_chart(results, args.quick)
 

@@ -5,6 +5,9 @@
 #
 #   scripts/fuzz_smoke.sh [SECONDS_PER_TARGET] [TARGET...]     (default: 20 s, every target)
 #
+# Long runs: FUZZ_RUNS=10000000 stops each target after that many executions (the time limit still
+# applies; pass a large SECONDS), FUZZ_MAX_LEN caps the input length, FUZZ_NICE sets the priority.
+#
 # The toolchain is stable; cargo-fuzz needs nightly flags, hence RUSTC_BOOTSTRAP=1. The targets are
 # safe Rust, so they run without a sanitizer (`-s none`), with debug assertions and overflow checks
 # on (fuzz/Cargo.toml). Exit status: 0 when every target ran clean, 1 otherwise; a crashing input is
@@ -37,15 +40,19 @@ else
 fi
 
 echo "fuzz_smoke: building ${#targets[@]} targets"
-nice -n 10 cargo fuzz build -s none -O || exit 1
+nice_level=${FUZZ_NICE:-10}
+extra=()
+[ -n "${FUZZ_RUNS:-}" ] && extra+=("-runs=$FUZZ_RUNS")
+[ -n "${FUZZ_MAX_LEN:-}" ] && extra+=("-max_len=$FUZZ_MAX_LEN")
+nice -n "$nice_level" cargo fuzz build -s none -O || exit 1
 
 failed=()
 for target in "${targets[@]}"; do
     mkdir -p "corpus/$target" "artifacts/$target"
-    log="artifacts/$target/smoke.log"
-    echo "fuzz_smoke: $target for ${seconds}s"
-    nice -n 10 cargo fuzz run -s none -O "$target" "corpus/$target" -- \
-        -max_total_time="$seconds" -timeout=1 -rss_limit_mb=2048 \
+    log="artifacts/$target/${FUZZ_LOG_NAME:-smoke}.log"
+    echo "fuzz_smoke: $target for ${seconds}s ${extra[*]}"
+    nice -n "$nice_level" cargo fuzz run -s none -O "$target" "corpus/$target" -- \
+        -max_total_time="$seconds" -timeout=1 -rss_limit_mb=2048 "${extra[@]}" \
         -dict=dicts/pickle.dict -artifact_prefix="artifacts/$target/" -print_final_stats=1 \
         >"$log" 2>&1
     status=$?

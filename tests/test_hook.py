@@ -275,6 +275,23 @@ def test_early_subclass_of_python_unpickler_is_prescanned(marker: Path, tmp_path
     assert not first.exists() and not marker.exists()
 
 
+def test_guard_leaves_python_unpickler_instances_unchanged() -> None:
+    # An attribute added to the instance during load would make its dict an ordinary one and
+    # slow every opcode of the pure-Python loop (joblib, pandas); the guard keeps its state aside.
+    data = pickle.dumps({"a": [1, 2, (3, 4)]}, protocol=4)
+
+    def attributes_after_load() -> List[str]:
+        unpickler = pickle._Unpickler(io.BytesIO(data))
+        assert unpickler.load() == {"a": [1, 2, (3, 4)]}
+        return sorted(vars(unpickler))
+
+    plain = attributes_after_load()
+    with picklefence.safe_ml_environment():
+        guarded = attributes_after_load()
+        assert _hook._py_load_policies == {}
+    assert guarded == plain
+
+
 def test_audit_hook_is_inert_when_inactive() -> None:
     from pickle import loads
 

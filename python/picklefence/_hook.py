@@ -578,13 +578,22 @@ _loads.__module__ = "_pickle"
 _loads.__qualname__ = "loads"
 
 
+# The policy of each pure-Python unpickler's load in progress, by id(unpickler): the load is
+# checked to its end with the policy it started with, even if the guard is deactivated meanwhile.
+_py_load_policies: Dict[int, Policy] = {}
+
+
 def _py_unpickler_load(self: Any) -> Any:
     """``pickle._Unpickler.load``, patched in place (so that subclasses made before activation,
     such as joblib's and pandas', get it too)."""
     policy = _policy
     if policy is None:
         return _PY_LOAD(self)
-    self._pf_policy = policy
+    # Kept outside the instance: an attribute added to it would turn the instance dict of the
+    # pure-Python unpickler from shared-key to ordinary, and slow every opcode of its loop.
+    key = id(self)
+    outer = _py_load_policies.get(key)
+    _py_load_policies[key] = policy
     try:
         file_read = getattr(self, "_file_read", None)
         if file_read is None:
@@ -612,12 +621,15 @@ def _py_unpickler_load(self: Any) -> Any:
             if saved_handle is not _MISSING:
                 self.file_handle = saved_handle
     finally:
-        self._pf_policy = None
+        if outer is None:
+            _py_load_policies.pop(key, None)
+        else:
+            _py_load_policies[key] = outer
 
 
 def _py_unpickler_find_class(self: Any, module: str, name: str) -> Any:
     """``pickle._Unpickler.find_class``, patched in place."""
-    policy = self.__dict__.get("_pf_policy")
+    policy = _py_load_policies.get(id(self))
     if policy is None:
         policy = _policy
     if policy is not None:
@@ -631,7 +643,7 @@ def _py_unpickler_get_extension(self: Any, code: int) -> Any:
     """``pickle._Unpickler.get_extension``, patched in place: EXT codes are checked like imports
     even when ``copyreg._extension_cache`` would skip ``find_class`` (this matters for the
     unpicklers that are not pre-scanned, see ``_is_joblib_unpickler``)."""
-    policy = self.__dict__.get("_pf_policy")
+    policy = _py_load_policies.get(id(self))
     if policy is None:
         policy = _policy
     if policy is not None:

@@ -54,8 +54,8 @@ fn file_json(result: &FileResult, options: &RenderOptions) -> Value {
                             "violation": finding.is_violation(),
                             "offset": finding.offset,
                             "import": finding.import.as_ref().map(ToString::to_string),
-                            "module": finding.import.as_ref().map(|i| i.module.as_str()),
-                            "name": finding.import.as_ref().map(|i| i.name.as_str()),
+                            "module": finding.import.as_ref().map(|i| &*i.module),
+                            "name": finding.import.as_ref().map(|i| &*i.name),
                             "message": finding.message,
                         })
                     })
@@ -111,8 +111,8 @@ fn imports_json(display: &str, report: &ScanReport) -> Value {
                 "offset": import.offset,
                 "opcode": import.opcode,
                 "import": import_label(import),
-                "module": import.target.as_ref().map(|t| t.module.as_str()),
-                "name": import.target.as_ref().map(|t| t.name.as_str()),
+                "module": import.target.as_ref().map(|t| &*t.module),
+                "name": import.target.as_ref().map(|t| &*t.name),
                 "written_as": import.written_as.as_ref().map(ToString::to_string),
                 "ext_code": import.ext_code,
                 "allowed": import.allowed,

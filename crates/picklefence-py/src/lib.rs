@@ -220,7 +220,7 @@ fn summarize(report: &PickleReport) -> Prescan {
         .violations()
         .map(|finding| {
             let (module, name) = match &finding.import {
-                Some(import) => (Some(import.module.clone()), Some(import.name.clone())),
+                Some(import) => (Some(import.module.to_string()), Some(import.name.to_string())),
                 None => (None, None),
             };
             (

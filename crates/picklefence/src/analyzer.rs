@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -302,20 +303,89 @@ impl Value {
         }
     }
 
-    /// Worth keeping inside a tuple: names, imports and kept tuples (persistent ids are made of them).
+    /// What makes a tuple worth keeping: an import or a kept tuple. Persistent ids name the
+    /// class of what they stand for (torch's `('storage', torch.FloatStorage, ...)`); tuples
+    /// of plain data (a dataset's rows of numbers and strings) cost nothing kept opaque.
     fn is_notable(&self) -> bool {
-        matches!(self, Value::Name(_) | Value::Import(_) | Value::Tuple(_))
+        matches!(self, Value::Import(_) | Value::Tuple(_))
     }
 }
 
-/// The memo. Picklers number entries 0, 1, 2, ...: those keys live in a vector (24 bytes an
-/// entry), any other key in a map, so that a memo bomb (`MEMOIZE` a million times) costs a
-/// quarter of what a hash table of every key would. Keys below `dense.len()` are never in `sparse`.
-#[derive(Debug, Default)]
+/// The values without a payload, stored once each at the start of `Memo::values`.
+const PLAIN_VALUES: [Value; 14] = [
+    Value::Text,
+    Value::Bytes,
+    Value::Number,
+    Value::Float,
+    Value::Bool,
+    Value::None,
+    Value::List,
+    Value::Dict,
+    Value::Set,
+    Value::FrozenSet,
+    Value::Buffer,
+    Value::OpaqueTuple,
+    Value::Persistent,
+    Value::Unknown,
+];
+
+/// Where `Value::OpaqueTuple` is in `PLAIN_VALUES`.
+const OPAQUE_TUPLE_SLOT: u32 = 11;
+
+#[inline]
+fn plain_index(value: &Value) -> Option<u32> {
+    let index = match value {
+        Value::Text => 0,
+        Value::Bytes => 1,
+        Value::Number => 2,
+        Value::Float => 3,
+        Value::Bool => 4,
+        Value::None => 5,
+        Value::List => 6,
+        Value::Dict => 7,
+        Value::Set => 8,
+        Value::FrozenSet => 9,
+        Value::Buffer => 10,
+        Value::OpaqueTuple => 11,
+        Value::Persistent => 12,
+        Value::Unknown => 13,
+        _ => return None,
+    };
+    Some(index)
+}
+
+#[cfg(test)]
+#[test]
+fn plain_values_are_where_plain_index_says() {
+    for (slot, value) in PLAIN_VALUES.iter().enumerate() {
+        assert_eq!(plain_index(value), u32::try_from(slot).ok());
+    }
+    assert_eq!(plain_index(&Value::OpaqueTuple), Some(OPAQUE_TUPLE_SLOT));
+}
+
+/// The memo. Picklers number entries 0, 1, 2, ...: those keys live in a vector, any other key
+/// in a map. The vector holds 4-byte indexes into `values`, where each value without a payload
+/// is stored once: a list of a million containers or tuples memoizes a million of those, and
+/// costs 4 MB and no per-entry drop. A key given a payload gets a slot of its own, which later
+/// stores to that key reuse, so `values` never outgrows the keys. Keys below `dense.len()` are
+/// never in `sparse`.
+#[derive(Debug)]
 struct Memo {
-    dense: Vec<Option<Value>>,
+    dense: Vec<u32>,
+    values: Vec<Value>,
     sparse: HashMap<i64, Value>,
     len: usize,
+}
+
+impl Default for Memo {
+    fn default() -> Self {
+        Memo {
+            dense: Vec::new(),
+            values: PLAIN_VALUES.to_vec(),
+            sparse: HashMap::new(),
+            len: 0,
+        }
+    }
 }
 
 impl Memo {
@@ -325,7 +395,9 @@ impl Memo {
 
     fn get(&self, key: &i64) -> Option<&Value> {
         match usize::try_from(*key) {
-            Ok(i) if i < self.dense.len() => self.dense.get(i).and_then(Option::as_ref),
+            Ok(i) if i < self.dense.len() => {
+                self.dense.get(i).and_then(|&slot| self.values.get(slot as usize))
+            }
             _ if self.sparse.is_empty() => None,
             _ => self.sparse.get(key),
         }
@@ -335,21 +407,46 @@ impl Memo {
         self.get(key).is_some()
     }
 
+    /// Appends the entry for key `dense.len()`; gives the value back when `values` is full.
+    #[inline]
+    fn push_dense(&mut self, value: Value) -> Result<(), Value> {
+        let slot = match plain_index(&value) {
+            Some(slot) => slot,
+            None => {
+                let Ok(slot) = u32::try_from(self.values.len()) else {
+                    return Err(value);
+                };
+                self.values.push(value);
+                slot
+            }
+        };
+        self.dense.push(slot);
+        Ok(())
+    }
+
     fn insert(&mut self, key: i64, value: Value) {
         match usize::try_from(key) {
             Ok(i) if i < self.dense.len() => {
-                if let Some(slot) = self.dense.get_mut(i) {
-                    if slot.is_none() {
-                        self.len += 1;
+                let Some(slot) = self.dense.get_mut(i) else { return };
+                if (*slot as usize) >= PLAIN_VALUES.len() {
+                    if let Some(owned) = self.values.get_mut(*slot as usize) {
+                        *owned = value;
                     }
-                    *slot = Some(value);
+                } else if let Some(plain) = plain_index(&value) {
+                    *slot = plain;
+                } else if let Ok(owned) = u32::try_from(self.values.len()) {
+                    *slot = owned;
+                    self.values.push(value);
                 }
             }
             Ok(i) if i == self.dense.len() => {
-                if self.sparse.is_empty() || self.sparse.remove(&key).is_none() {
+                let was_sparse = !self.sparse.is_empty() && self.sparse.remove(&key).is_some();
+                if let Err(value) = self.push_dense(value) {
+                    self.sparse.insert(key, value);
+                }
+                if !was_sparse {
                     self.len += 1;
                 }
-                self.dense.push(Some(value));
             }
             _ => {
                 if self.sparse.insert(key, value).is_none() {
@@ -359,8 +456,22 @@ impl Memo {
         }
     }
 
+    /// Drops the dense entries from key `len` on (they were all appended after it).
+    fn truncate_dense(&mut self, len: usize) {
+        let first_owned = self.dense.get(len..).and_then(|tail| {
+            tail.iter()
+                .copied()
+                .find(|&slot| slot as usize >= PLAIN_VALUES.len())
+        });
+        if let Some(first_owned) = first_owned {
+            self.values.truncate(first_owned as usize);
+        }
+        self.dense.truncate(len);
+    }
+
     fn clear(&mut self) {
         self.dense.clear();
+        self.values.truncate(PLAIN_VALUES.len());
         self.sparse.clear();
         self.len = 0;
     }
@@ -374,15 +485,22 @@ fn sparse_memo_index(key: i64, entries: usize) -> bool {
 }
 
 /// Encoded size of an opcode that pushes a plain number or constant; 0 for any other opcode.
-const fn scalar_size(byte: u8) -> usize {
-    match byte {
-        b'K' => 2,
-        b'M' => 3,
-        b'J' => 5,
-        b'G' => 9,
-        b'N' | 0x88 | 0x89 => 1,
-        _ => 0,
-    }
+fn scalar_size(byte: u8) -> usize {
+    // A table: this is looked up once per item of every list of numbers. (Indexing a constant
+    // while it is built fails the build, never a run.)
+    #[allow(clippy::indexing_slicing)]
+    const SIZES: [u8; 256] = {
+        let mut sizes = [0u8; 256];
+        sizes[b'K' as usize] = 2;
+        sizes[b'M' as usize] = 3;
+        sizes[b'J' as usize] = 5;
+        sizes[b'G' as usize] = 9;
+        sizes[b'N' as usize] = 1;
+        sizes[0x88] = 1;
+        sizes[0x89] = 1;
+        sizes
+    };
+    SIZES.get(usize::from(byte)).map_or(0, |&size| usize::from(size))
 }
 
 /// The stand-in a scalar or tuple opcode at `at` pushes (the run in `append_run` checked it).
@@ -415,6 +533,7 @@ pub enum Flow {
 struct ImportEntry {
     target: Option<ImportName>,
     ext_code: Option<i64>,
+    allowed: bool,
 }
 
 /// The stack machine, for callers that drive the decoder themselves (container readers that
@@ -440,8 +559,8 @@ pub struct Analyzer<'p> {
     buffers_noted: bool,
     // Whole-stream state.
     table: Vec<ImportEntry>,
-    interned: HashMap<(Rc<str>, Rc<str>), u32>,
-    verdicts: HashMap<u32, bool>,
+    /// module → name → index into `table`; two levels so a lookup needs no allocation.
+    interned: HashMap<Arc<str>, HashMap<Arc<str>, u32>>,
     opcodes: u64,
     stopped: bool,
     /// The worst severity among findings dropped over `max_findings`: a dropped violation must
@@ -472,8 +591,7 @@ impl<'p> Analyzer<'p> {
             persistent_noted: false,
             buffers_noted: false,
             table: Vec::new(),
-            interned: HashMap::new(),
-            verdicts: HashMap::new(),
+            interned: HashMap::default(),
             opcodes: 0,
             stopped: false,
             dropped_severity: None,
@@ -651,34 +769,45 @@ impl<'p> Analyzer<'p> {
             (module.into(), name.into())
         };
         let written_as = (mapped_module != module || mapped_name != name).then(|| ImportName {
-            module: module.to_string(),
-            name: name.to_string(),
+            module: module.into(),
+            name: name.into(),
         });
-        let key: (Rc<str>, Rc<str>) = (Rc::from(mapped_module.as_ref()), Rc::from(mapped_name.as_ref()));
-        let index = match self.interned.get(&key) {
-            Some(&index) => index,
+        let known = self
+            .interned
+            .get(mapped_module.as_ref())
+            .and_then(|names| names.get(mapped_name.as_ref()))
+            .copied();
+        let index = match known {
+            Some(index) => index,
             None => {
                 if self.table_full(offset) {
                     return Value::Unknown;
                 }
                 let index = u32::try_from(self.table.len()).unwrap_or(u32::MAX);
+                let target = ImportName {
+                    module: mapped_module.as_ref().into(),
+                    name: mapped_name.as_ref().into(),
+                };
+                let allowed = self.policy.is_allowed(&target.module, &target.name);
+                self.interned
+                    .entry(target.module.clone())
+                    .or_default()
+                    .insert(target.name.clone(), index);
                 self.table.push(ImportEntry {
-                    target: Some(ImportName {
-                        module: key.0.to_string(),
-                        name: key.1.to_string(),
-                    }),
+                    target: Some(target),
                     ext_code: None,
+                    allowed,
                 });
-                let allowed = self.policy.is_allowed(&key.0, &key.1);
-                self.verdicts.insert(index, allowed);
-                self.interned.insert(key, index);
                 index
             }
         };
-        let allowed = self.verdicts.get(&index).copied().unwrap_or(false);
-        let target = ImportName {
-            module: mapped_module.into_owned(),
-            name: mapped_name.into_owned(),
+        let (target, allowed) = match self.table.get(index as usize) {
+            Some(ImportEntry {
+                target: Some(target),
+                allowed,
+                ..
+            }) => (target.clone(), *allowed),
+            _ => return Value::Unknown,
         };
         if !allowed {
             let via = match &written_as {
@@ -787,6 +916,7 @@ impl<'p> Analyzer<'p> {
         self.table.push(ImportEntry {
             target: None,
             ext_code: Some(code),
+            allowed,
         });
         Value::Import(index)
     }
@@ -1161,21 +1291,20 @@ impl<'p> Analyzer<'p> {
         let appendable = self.memo.sparse.is_empty() && self.memo.dense.len() == self.memo.len;
         let mut pos = start;
         let mut depth = 0usize;
+        // The general loop checks the depth and the opcode count before every opcode; both
+        // only grow, so checking their highest values once the batch is read is the same.
+        let mut max_depth = 0usize;
         // Where the op that made the top value is: its value is only needed for a memo store.
         let mut top_at = start;
         let mut ops: u64 = 2;
+        // An opcode cut off by the end of `data` fails the next read at `pos`.
         let outcome = loop {
-            if ops >= budget || depth >= room {
-                break None;
-            }
             let Some(&byte) = data.get(pos) else { break None };
             let scalar = scalar_size(byte);
             if scalar != 0 {
-                if pos + scalar > data.len() {
-                    break None;
-                }
                 top_at = pos;
                 depth += 1;
+                max_depth = max_depth.max(depth);
                 pos += scalar;
                 ops += 1;
                 continue;
@@ -1209,7 +1338,11 @@ impl<'p> Analyzer<'p> {
                     {
                         break None;
                     }
-                    self.memo.dense.push(Some(scalar_value(data, top_at)));
+                    if matches!(data.get(top_at), Some(0x85..=0x87)) {
+                        self.memo.dense.push(OPAQUE_TUPLE_SLOT);
+                    } else if self.memo.push_dense(scalar_value(data, top_at)).is_err() {
+                        break None;
+                    }
                     self.memo.len += 1;
                     pos += size;
                 }
@@ -1219,10 +1352,10 @@ impl<'p> Analyzer<'p> {
             ops += 1;
         };
         match outcome {
-            Some(next) => Some((next, ops)),
-            None => {
+            Some(next) if ops < budget && max_depth < room => Some((next, ops)),
+            _ => {
                 // Undo the memo stores: the general loop makes them again.
-                self.memo.dense.truncate(memo_before);
+                self.memo.truncate_dense(memo_before);
                 self.memo.len = memo_before;
                 None
             }
@@ -1388,7 +1521,7 @@ impl<'p> Analyzer<'p> {
             Opcode::NewTrue | Opcode::NewFalse => self.push(Value::Bool),
             Opcode::EmptyList => self.push(Value::List),
             Opcode::EmptyDict => {
-                let value = self.new_dict(Vec::new());
+                let value = self.new_dict(&[]);
                 self.push(value);
             }
             Opcode::EmptySet => self.push(Value::Set),
@@ -1406,7 +1539,7 @@ impl<'p> Analyzer<'p> {
                 let key = self.pop(offset, opcode);
                 let target = self.top(offset, opcode);
                 self.check_mutation_target(&target, offset, opcode);
-                self.dict_set(&target, vec![key, value]);
+                self.dict_set(&target, &[key, value]);
             }
             Opcode::Appends | Opcode::SetItems | Opcode::AddItems => {
                 let (target, items) = self.mark_target(offset, opcode);
@@ -1415,7 +1548,7 @@ impl<'p> Analyzer<'p> {
                 }
                 self.check_mutation_target(&target, offset, opcode);
                 if opcode == Opcode::SetItems {
-                    self.dict_set(&target, items);
+                    self.dict_set(&target, &items);
                 }
             }
             Opcode::List => {
@@ -1427,7 +1560,7 @@ impl<'p> Analyzer<'p> {
                 if !items.len().is_multiple_of(2) {
                     self.break_stream(offset, "DICT has an odd number of items");
                 }
-                let value = self.new_dict(items);
+                let value = self.new_dict(&items);
                 self.push(value);
             }
             Opcode::FrozenSet => {

@@ -1,5 +1,7 @@
 //! What analysis reports: findings with a kind, a severity, a byte offset and a sentence.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
 /// How bad a finding is. `High` and `Critical` are violations: the file is unsafe to load.
@@ -94,8 +96,9 @@ impl FindingKind {
 /// A `(module, qualified name)` pair as the unpickler would import it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct ImportName {
-    pub module: String,
-    pub name: String,
+    // Shared: every call of an import is recorded with its name.
+    pub module: Arc<str>,
+    pub name: Arc<str>,
 }
 
 impl std::fmt::Display for ImportName {

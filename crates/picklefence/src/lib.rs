@@ -21,7 +21,7 @@ pub use analyzer::{
 pub use decoder::{Arg, Decoder, Op, Payload, StreamLimits};
 pub use error::DecodeError;
 pub use findings::{Finding, FindingKind, ImportName, Severity};
-pub use formats::joblib::analyze_joblib_reader;
+pub use formats::joblib::{analyze_joblib_reader, analyze_joblib_slice};
 pub use formats::{identify, Format};
 pub use opcodes::Opcode;
 pub use policy::{danger_reason, Policy, PolicyError};

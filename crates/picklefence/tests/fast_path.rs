@@ -86,6 +86,49 @@ proptest! {
     }
 }
 
+/// The items of an APPENDS batch as CPython writes them (numbers, tuples of numbers, memo
+/// stores), with the odd token the batch runner must refuse.
+fn batch_item() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        4 => any::<u8>().prop_map(|v| vec![b'K', v]),
+        2 => any::<u16>().prop_map(|v| [vec![b'M'], v.to_le_bytes().to_vec()].concat()),
+        2 => any::<i32>().prop_map(|v| [vec![b'J'], v.to_le_bytes().to_vec()].concat()),
+        1 => Just(b"G@\x00\x00\x00\x00\x00\x00\x00".to_vec()),
+        1 => Just(vec![b'N']),
+        3 => (0x85u8..=0x87).prop_map(|b| vec![b]),
+        4 => Just(vec![0x94]),
+        1 => (0u8..8).prop_map(|k| vec![b'q', k]),
+        1 => (0u8..8).prop_map(|k| vec![b'r', k, 0, 0, 0]),
+        1 => Just(vec![b'h', 0]),
+        1 => Just(vec![b'e']),
+        1 => Just(vec![b'(']),
+        1 => (1u8..40).prop_map(|n| vec![0x95, n, 0, 0, 0, 0, 0, 0, 0]),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1500))]
+
+    #[test]
+    fn append_batches_agree(
+        batches in prop::collection::vec(prop::collection::vec(batch_item(), 0..30), 1..4),
+        tight in any::<bool>(),
+    ) {
+        let mut data = vec![0x80, 4, b']', 0x94];
+        for items in batches {
+            data.push(b'(');
+            data.extend(items.concat());
+            data.push(b'e');
+        }
+        data.push(b'.');
+        let options = options(tight, Mode::AllPickles);
+        let policy = Policy::default();
+        let fast = analyze_slice(&data, &policy, &options);
+        let general = run(Decoder::from_slice(&data), &policy, &options);
+        prop_assert_eq!(&fast, &general);
+    }
+}
+
 #[test]
 fn long_append_batches_agree() {
     // What CPython writes for lists of ints and of int pairs, in several protocols.

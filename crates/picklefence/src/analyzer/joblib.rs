@@ -7,8 +7,9 @@
 //! stream has imported the wrapper class. Anything not recovered exactly is reported as
 //! [`ArrayRead::Unknown`], so the caller fails closed.
 
-use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
+
+use foldhash::{HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -40,20 +41,64 @@ const DTYPE_CLASSES: [(&str, &str); 4] = [
 const DEFAULT_ALIGNMENT: i64 = 16;
 
 const MAX_DICTS: usize = 1 << 16;
-const MAX_DICT_ENTRIES: usize = 64;
 const MAX_OBJECTS: usize = 1 << 16;
 
-#[derive(Debug, Default)]
+/// The wrapper's attributes, in `NumpyArrayWrapper.__init__`'s parameter order. Only these
+/// decide what joblib reads, so tracked dicts keep only these keys.
+const ATTR_NAMES: [&str; 6] = [
+    "subclass",
+    "shape",
+    "order",
+    "dtype",
+    "allow_mmap",
+    "numpy_array_alignment_bytes",
+];
+const SHAPE: usize = 1;
+const DTYPE: usize = 3;
+const ALIGNMENT: usize = 5;
+
+/// Values of the [`ATTR_NAMES`] keys of a dict or an instance.
+#[derive(Debug, Default, Clone)]
+struct Attrs([Option<Value>; ATTR_NAMES.len()]);
+
+impl Attrs {
+    /// `self[key] = value`, for the keys that matter.
+    fn set(&mut self, key: &str, value: &Value) {
+        if let Some(slot) = ATTR_NAMES
+            .iter()
+            .position(|name| *name == key)
+            .and_then(|index| self.0.get_mut(index))
+        {
+            *slot = Some(value.clone());
+        }
+    }
+
+    fn get(&self, index: usize) -> Option<&Value> {
+        self.0.get(index).and_then(Option::as_ref)
+    }
+
+    /// `self.update(other)`.
+    fn update(&mut self, other: &Attrs) {
+        for (slot, value) in self.0.iter_mut().zip(&other.0) {
+            if value.is_some() {
+                slot.clone_from(value);
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
 struct DictTrack {
-    entries: Vec<(Rc<str>, Value)>,
-    /// False once a key was not a plain str constant or the dict grew past the bound.
+    /// Boxed, and only once a key that matters is set: most dicts have none.
+    attrs: Option<Box<Attrs>>,
+    /// False once a key was not a plain str constant.
     known: bool,
 }
 
 #[derive(Debug)]
 enum Tracked {
     Wrapper {
-        attrs: Vec<(Rc<str>, Value)>,
+        attrs: Attrs,
         known: bool,
     },
     Dtype {
@@ -83,17 +128,6 @@ pub(super) enum CallArgs<'v> {
     New(&'v Value),
 }
 
-fn set(entries: &mut Vec<(Rc<str>, Value)>, key: Rc<str>, value: Value) {
-    match entries.iter_mut().find(|(k, _)| *k == key) {
-        Some(slot) => slot.1 = value,
-        None => entries.push((key, value)),
-    }
-}
-
-fn get<'a>(entries: &'a [(Rc<str>, Value)], key: &str) -> Option<&'a Value> {
-    entries.iter().find(|(k, _)| &**k == key).map(|(_, v)| v)
-}
-
 /// Whether `value` holds the wrapper class anywhere inside, or cannot be seen into.
 fn mentions(value: &Value, wrappers: &HashSet<u32>) -> bool {
     match value {
@@ -109,7 +143,7 @@ fn mentions(value: &Value, wrappers: &HashSet<u32>) -> bool {
 fn dtype_layout(descr: &str, state: Option<&Value>) -> Result<(i64, bool), String> {
     let mut chars = descr.chars();
     let kind = chars.next().ok_or_else(|| "an empty dtype descr".to_string())?;
-    let digits: String = chars.collect();
+    let digits = chars.as_str();
     let size: Option<i64> = if digits.is_empty() {
         None
     } else if digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -176,18 +210,18 @@ impl Analyzer<'_> {
         let Some(tracker) = self.joblib.as_mut() else {
             return;
         };
-        if target.module == WRAPPER_MODULE && target.name == WRAPPER_NAME {
+        if &*target.module == WRAPPER_MODULE && &*target.name == WRAPPER_NAME {
             tracker.wrapper_imports.insert(index);
         } else if DTYPE_CLASSES
             .iter()
-            .any(|(m, n)| target.module == *m && target.name == *n)
+            .any(|(m, n)| &*target.module == *m && &*target.name == *n)
         {
             tracker.dtype_imports.insert(index);
         }
     }
 
     /// The value an EMPTY_DICT or DICT pushes.
-    pub(super) fn new_dict(&mut self, items: Vec<Value>) -> Value {
+    pub(super) fn new_dict(&mut self, items: &[Value]) -> Value {
         let Some(tracker) = self.joblib.as_mut() else {
             return Value::Dict;
         };
@@ -196,7 +230,7 @@ impl Analyzer<'_> {
         }
         let id = u32::try_from(tracker.dicts.len()).unwrap_or(u32::MAX);
         tracker.dicts.push(DictTrack {
-            entries: Vec::new(),
+            attrs: None,
             known: true,
         });
         let value = Value::TrackedDict(id);
@@ -205,26 +239,26 @@ impl Analyzer<'_> {
     }
 
     /// SETITEM / SETITEMS / DICT: `items` are key, value, key, value...
-    pub(super) fn dict_set(&mut self, target: &Value, items: Vec<Value>) {
+    pub(super) fn dict_set(&mut self, target: &Value, items: &[Value]) {
         let (Some(tracker), Value::TrackedDict(id)) = (self.joblib.as_mut(), target) else {
             return;
         };
         let Some(dict) = tracker.dicts.get_mut(*id as usize) else {
             return;
         };
-        let mut items = items.into_iter();
-        while let (Some(key), Some(value)) = (items.next(), items.next()) {
-            match key {
-                Value::Name(key)
-                    if dict.entries.len() < MAX_DICT_ENTRIES || get(&dict.entries, &key).is_some() =>
-                {
-                    set(&mut dict.entries, key, value)
+        let pairs = items.chunks_exact(2);
+        if !pairs.remainder().is_empty() {
+            dict.known = false;
+        }
+        for pair in pairs {
+            match pair {
+                [Value::Name(key), value] => {
+                    if ATTR_NAMES.contains(&&**key) {
+                        dict.attrs.get_or_insert_with(Box::default).set(key, value);
+                    }
                 }
                 _ => dict.known = false,
             }
-        }
-        if items.next().is_some() {
-            dict.known = false;
         }
     }
 
@@ -246,44 +280,32 @@ impl Analyzer<'_> {
             return;
         }
         if callee.is_some_and(|i| tracker.wrapper_imports.contains(&i)) {
-            let positional: Option<Vec<Value>> = match args {
-                CallArgs::Reduce(Value::Tuple(items)) => Some(items.to_vec()),
+            let positional: Option<&[Value]> = match args {
+                CallArgs::Reduce(Value::Tuple(items)) => Some(items),
                 CallArgs::Reduce(_) => None,
-                CallArgs::Items(items) => Some(items.to_vec()),
-                CallArgs::New(_) => Some(Vec::new()),
+                CallArgs::Items(items) => Some(items),
+                CallArgs::New(_) => Some(&[]),
             };
             let tracked = match positional {
                 // `cls.__new__(cls)`: no attributes until BUILD.
-                Some(items) if items.is_empty() => Tracked::Wrapper {
-                    attrs: Vec::new(),
+                Some([]) => Tracked::Wrapper {
+                    attrs: Attrs::default(),
                     known: true,
                 },
                 // `NumpyArrayWrapper(subclass, shape, order, dtype, allow_mmap=False,
                 // numpy_array_alignment_bytes=16)`.
-                Some(items) if (4..=6).contains(&items.len()) => {
-                    let names = [
-                        "subclass",
-                        "shape",
-                        "order",
-                        "dtype",
-                        "allow_mmap",
-                        "numpy_array_alignment_bytes",
-                    ];
-                    let mut attrs: Vec<(Rc<str>, Value)> = Vec::new();
-                    for (name, value) in names.iter().zip(items) {
-                        set(&mut attrs, Rc::from(*name), value);
+                Some(items) if (4..=ATTR_NAMES.len()).contains(&items.len()) => {
+                    let mut attrs = Attrs::default();
+                    for (slot, value) in attrs.0.iter_mut().zip(items) {
+                        *slot = Some(value.clone());
                     }
-                    if get(&attrs, "numpy_array_alignment_bytes").is_none() {
-                        set(
-                            &mut attrs,
-                            Rc::from("numpy_array_alignment_bytes"),
-                            Value::Int(DEFAULT_ALIGNMENT),
-                        );
+                    if attrs.get(ALIGNMENT).is_none() {
+                        attrs.0[ALIGNMENT] = Some(Value::Int(DEFAULT_ALIGNMENT));
                     }
                     Tracked::Wrapper { attrs, known: true }
                 }
                 _ => Tracked::Wrapper {
-                    attrs: Vec::new(),
+                    attrs: Attrs::default(),
                     known: false,
                 },
             };
@@ -344,33 +366,29 @@ impl Analyzer<'_> {
         // `load_build` without `__setstate__`: a dict, or a (state, slotstate) pair, merged into
         // the instance's attributes.
         let dicts = &tracker.dicts;
-        let dict_entries = |value: &Value| -> Option<Vec<(Rc<str>, Value)>> {
+        let dict_attrs = |value: &Value| -> Option<Attrs> {
             match value {
-                Value::None => Some(Vec::new()),
-                Value::TrackedDict(id) => match dicts.get(*id as usize) {
-                    Some(d) if d.known => Some(d.entries.clone()),
-                    _ => None,
-                },
+                Value::None => Some(Attrs::default()),
+                Value::TrackedDict(id) => dicts
+                    .get(*id as usize)
+                    .filter(|d| d.known)
+                    .map(|d| d.attrs.as_deref().cloned().unwrap_or_default()),
                 _ => None,
             }
         };
         let update = match state {
             Value::Tuple(pair) if pair.len() == 2 => match (pair.first(), pair.get(1)) {
-                (Some(a), Some(b)) => dict_entries(a).zip(dict_entries(b)).map(|(mut a, b)| {
-                    a.extend(b);
+                (Some(a), Some(b)) => dict_attrs(a).zip(dict_attrs(b)).map(|(mut a, b)| {
+                    a.update(&b);
                     a
                 }),
                 _ => None,
             },
-            other => dict_entries(other),
+            other => dict_attrs(other),
         };
         if let Some(Tracked::Wrapper { attrs, known }) = tracker.objects.get_mut(offset) {
             match update {
-                Some(entries) => {
-                    for (k, v) in entries {
-                        set(attrs, k, v);
-                    }
-                }
+                Some(update) => attrs.update(&update),
                 None => *known = false,
             }
         }
@@ -391,7 +409,7 @@ impl Analyzer<'_> {
         if !known {
             return unknown("the wrapper's attributes are not plain constants the scanner can follow".into());
         }
-        let dtype = match get(attrs, "dtype") {
+        let dtype = match attrs.get(DTYPE) {
             Some(Value::Call { offset }) => tracker.objects.get(offset),
             _ => None,
         };
@@ -409,7 +427,7 @@ impl Analyzer<'_> {
         if hasobject {
             return ArrayRead::Pickled;
         }
-        let count = match get(attrs, "shape") {
+        let count = match attrs.get(SHAPE) {
             Some(Value::Tuple(dims)) => dims.iter().try_fold(1i64, |acc, d| match d {
                 Value::Int(n) if *n >= 0 => acc.checked_mul(*n),
                 _ => None,
@@ -425,10 +443,7 @@ impl Analyzer<'_> {
         let Some(nbytes) = count.checked_mul(itemsize).and_then(|n| u64::try_from(n).ok()) else {
             return unknown("the array's byte size overflows".into());
         };
-        let padded = !matches!(
-            get(attrs, "numpy_array_alignment_bytes"),
-            None | Some(Value::None)
-        );
+        let padded = !matches!(attrs.get(ALIGNMENT), None | Some(Value::None));
         ArrayRead::Raw { nbytes, padded }
     }
 }

@@ -125,11 +125,11 @@ fn torchscript_globals(report: &mut PickleReport) {
 }
 
 fn is_torchscript_class(import: &crate::findings::ImportName) -> bool {
-    import.module == "__torch__" || import.module.starts_with("__torch__.")
+    &*import.module == "__torch__" || import.module.starts_with("__torch__.")
 }
 
 fn is_torchscript_native(import: &crate::findings::ImportName) -> bool {
-    import.module == "torch.jit._pickle" && TORCHSCRIPT_NATIVE.contains(&import.name.as_str())
+    &*import.module == "torch.jit._pickle" && TORCHSCRIPT_NATIVE.contains(&&*import.name)
 }
 
 pub(crate) fn scan_zip_archive(

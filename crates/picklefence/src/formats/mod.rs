@@ -446,7 +446,7 @@ fn scan_pickle_slice(ctx: &mut Ctx<'_>, data: &[u8], location: &str) -> Format {
                 || import
                     .target
                     .as_ref()
-                    .is_some_and(|t| t.module == "joblib.numpy_pickle" && t.name == "NumpyArrayWrapper")
+                    .is_some_and(|t| &*t.module == "joblib.numpy_pickle" && &*t.name == "NumpyArrayWrapper")
         });
     if !may_hold_arrays {
         ctx.report.add_entry_as(location, Format::Pickle.name(), quick);

@@ -123,7 +123,7 @@ pub fn check_storage_id(pid: &Sym, fields: usize, policy: &Policy) -> Result<Sto
         return Err(format!("persistent id {pid} has a negative element count"));
     }
     Ok(StorageId {
-        storage: (storage.module.clone(), storage.name.clone()),
+        storage: (storage.module.to_string(), storage.name.to_string()),
         key: key.clone(),
         numel: *numel,
     })
