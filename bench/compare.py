@@ -99,17 +99,23 @@ def median_time(fn, runs: int) -> float:
 
 
 def alternate(plain, guarded, runs: int) -> tuple[float, float]:
-    """Median times of `plain` and of `guarded` (run under the guard), interleaved run by run."""
+    """Median times of `plain` and of `guarded` (run under the guard), interleaved run by run.
+
+    Each side gets one untimed run after the guard is switched: users activate the guard once
+    per process, and switching it changes classes the interpreter has specialised code for.
+    """
     import picklefence
 
     plain_times, guarded_times = [], []
     for _ in range(runs):
+        plain()
         gc.collect()
         start = time.perf_counter()
         plain()
         plain_times.append(time.perf_counter() - start)
         picklefence.activate_safe_ml_environment()
         try:
+            guarded()
             gc.collect()
             start = time.perf_counter()
             guarded()

@@ -1148,6 +1148,23 @@ impl<'p> Analyzer<'p> {
                         None => break,
                     }
                 }
+                0x8c => {
+                    // SHORT_BINUNICODE, as `name_value` makes it; text that is not strict UTF-8
+                    // (surrogates, or an error) goes to the general path.
+                    let n = match data.get(pos + 1) {
+                        Some(&n) => usize::from(n),
+                        None => break,
+                    };
+                    let Some(Ok(text)) = data.get(pos + 2..pos + 2 + n).map(std::str::from_utf8) else {
+                        break;
+                    };
+                    let value = if n <= self.limits.max_name_len {
+                        Value::Name(Rc::from(text))
+                    } else {
+                        Value::Text
+                    };
+                    push!(2 + n, value)
+                }
                 b'(' => {
                     if self.marks.len() >= max_marks || pos + 1 > data.len() {
                         break;
