@@ -3,20 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use picklefence::{analyze_reader, analyze_slice, DecodeError, Decoder, Limits, Mode, Options, Policy};
-use picklefence_fuzz::StreamConfig;
-
-/// Whether the slice decoder stops at a FRAME longer than what remains (a stream cannot know).
-fn has_overlong_frame(data: &[u8]) -> bool {
-    let mut decoder = Decoder::from_slice(data);
-    loop {
-        match decoder.next_op() {
-            Ok(Some(_)) => {}
-            Ok(None) => return false,
-            Err(e) => return matches!(e, DecodeError::Truncated { opcode: "FRAME", .. }),
-        }
-    }
-}
+use picklefence::{analyze_reader, analyze_slice, Limits, Mode, Options, Policy};
+use picklefence_fuzz::{has_overlong_frame, StreamConfig};
 
 fuzz_target!(|data: &[u8]| {
     if has_overlong_frame(data) {

@@ -4,19 +4,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use picklefence::formats::joblib::{analyze_joblib_reader, analyze_joblib_slice};
-use picklefence::{DecodeError, Decoder, FindingKind, Options, Policy};
-use picklefence_fuzz::StreamConfig;
-
-fn has_overlong_frame(data: &[u8]) -> bool {
-    let mut decoder = Decoder::from_slice(data);
-    loop {
-        match decoder.next_op() {
-            Ok(Some(_)) => {}
-            Ok(None) => return false,
-            Err(e) => return matches!(e, DecodeError::Truncated { opcode: "FRAME", .. }),
-        }
-    }
-}
+use picklefence::{FindingKind, Options, Policy};
+use picklefence_fuzz::{has_overlong_frame, StreamConfig};
 
 fuzz_target!(|data: &[u8]| {
     let policy = Policy::ml_default();

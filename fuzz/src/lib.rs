@@ -5,7 +5,7 @@ use std::cell::Cell;
 use std::io::{self, Read};
 use std::rc::Rc;
 
-use picklefence::{Arg, Limits, Op, StreamLimits};
+use picklefence::{Arg, DecodeError, Decoder, Limits, Op, StreamLimits};
 
 /// FNV-1a: the configuration (chunk sizes, limits) is derived from the input itself, so a seed
 /// file is fuzzed as it is, with no configuration header eating its first bytes.
@@ -174,4 +174,17 @@ pub fn same_op(slice: &Op<'_>, stream: &Op<'_>) -> bool {
         && slice.len == stream.len
         && slice.opcode == stream.opcode
         && same_arg(&slice.arg, &stream.arg)
+}
+
+/// Whether the slice decoder stops at a FRAME longer than what remains: a stream cannot know
+/// that up front, the one place slice and stream readings legitimately differ.
+pub fn has_overlong_frame(data: &[u8]) -> bool {
+    let mut decoder = Decoder::from_slice(data);
+    loop {
+        match decoder.next_op() {
+            Ok(Some(_)) => {}
+            Ok(None) => return false,
+            Err(e) => return matches!(e, DecodeError::Truncated { opcode: "FRAME", .. }),
+        }
+    }
 }

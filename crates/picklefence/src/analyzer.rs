@@ -330,10 +330,13 @@ const PLAIN_VALUES: [Value; 14] = [
 ];
 
 /// Where `Value::OpaqueTuple` is in `PLAIN_VALUES`.
-const OPAQUE_TUPLE_SLOT: u32 = 11;
+const OPAQUE_TUPLE_SLOT: u32 = match plain_index(&Value::OpaqueTuple) {
+    Some(slot) => slot,
+    None => panic!("OpaqueTuple is a plain value"),
+};
 
 #[inline]
-fn plain_index(value: &Value) -> Option<u32> {
+const fn plain_index(value: &Value) -> Option<u32> {
     let index = match value {
         Value::Text => 0,
         Value::Bytes => 1,
@@ -374,7 +377,6 @@ struct Memo {
     dense: Vec<u32>,
     values: Vec<Value>,
     sparse: HashMap<i64, Value>,
-    len: usize,
 }
 
 impl Default for Memo {
@@ -383,14 +385,13 @@ impl Default for Memo {
             dense: Vec::new(),
             values: PLAIN_VALUES.to_vec(),
             sparse: HashMap::new(),
-            len: 0,
         }
     }
 }
 
 impl Memo {
     fn len(&self) -> usize {
-        self.len
+        self.dense.len() + self.sparse.len()
     }
 
     fn get(&self, key: &i64) -> Option<&Value> {
@@ -440,18 +441,15 @@ impl Memo {
                 }
             }
             Ok(i) if i == self.dense.len() => {
-                let was_sparse = !self.sparse.is_empty() && self.sparse.remove(&key).is_some();
+                if !self.sparse.is_empty() {
+                    self.sparse.remove(&key);
+                }
                 if let Err(value) = self.push_dense(value) {
                     self.sparse.insert(key, value);
                 }
-                if !was_sparse {
-                    self.len += 1;
-                }
             }
             _ => {
-                if self.sparse.insert(key, value).is_none() {
-                    self.len += 1;
-                }
+                self.sparse.insert(key, value);
             }
         }
     }
@@ -473,7 +471,6 @@ impl Memo {
         self.dense.clear();
         self.values.truncate(PLAIN_VALUES.len());
         self.sparse.clear();
-        self.len = 0;
     }
 }
 
@@ -1013,10 +1010,19 @@ impl<'p> Analyzer<'p> {
     fn name_value(&self, payload_text: Option<&[u8]>) -> Value {
         match payload_text {
             Some(bytes) if bytes.len() <= self.limits.max_name_len => match std::str::from_utf8(bytes) {
-                Ok(text) => Value::Name(Rc::from(text)),
+                Ok(text) => self.name_of(text),
                 Err(_) => Value::Text,
             },
             _ => Value::Text,
+        }
+    }
+
+    /// The stand-in for a str constant: a name unless it is too long to be one.
+    fn name_of(&self, text: &str) -> Value {
+        if text.len() <= self.limits.max_name_len {
+            Value::Name(Rc::from(text))
+        } else {
+            Value::Text
         }
     }
 
@@ -1158,12 +1164,7 @@ impl<'p> Analyzer<'p> {
                     let Some(Ok(text)) = data.get(pos + 2..pos + 2 + n).map(std::str::from_utf8) else {
                         break;
                     };
-                    let value = if n <= self.limits.max_name_len {
-                        Value::Name(Rc::from(text))
-                    } else {
-                        Value::Text
-                    };
-                    push!(2 + n, value)
+                    push!(2 + n, self.name_of(text))
                 }
                 b'(' => {
                     if self.marks.len() >= max_marks || pos + 1 > data.len() {
@@ -1304,8 +1305,9 @@ impl<'p> Analyzer<'p> {
     /// when the batch holds anything else, so that the general loop takes it.
     /// `start` is just past the MARK; the returned count includes MARK and APPENDS.
     fn append_run(&mut self, data: &[u8], start: usize, budget: u64, room: usize) -> Option<(usize, u64)> {
-        let memo_before = self.memo.len();
-        let appendable = self.memo.sparse.is_empty() && self.memo.dense.len() == self.memo.len;
+        let dense_before = self.memo.dense.len();
+        // With no sparse keys the memo's size is its dense part's, the next key MEMOIZE takes.
+        let appendable = self.memo.sparse.is_empty();
         let mut pos = start;
         let mut depth = 0usize;
         // The general loop checks the depth and the opcode count before every opcode; both
@@ -1338,7 +1340,7 @@ impl<'p> Analyzer<'p> {
                 }
                 0x94 | b'q' | b'r' => {
                     let (size, key) = match byte {
-                        0x94 => (1, Some(self.memo.len() as u64)),
+                        0x94 => (1, Some(self.memo.dense.len() as u64)),
                         b'q' => (2, data.get(pos + 1).map(|&k| u64::from(k))),
                         _ => (
                             5,
@@ -1347,10 +1349,10 @@ impl<'p> Analyzer<'p> {
                                 .map(|b| u64::from(u32::from_le_bytes(b))),
                         ),
                     };
-                    let fresh = appendable && key == Some(self.memo.len() as u64);
+                    let fresh = appendable && key == Some(self.memo.dense.len() as u64);
                     if depth == 0
                         || !fresh
-                        || self.memo.len() >= self.limits.max_memo
+                        || self.memo.dense.len() >= self.limits.max_memo
                         || pos + size > data.len()
                     {
                         break None;
@@ -1360,7 +1362,6 @@ impl<'p> Analyzer<'p> {
                     } else if self.memo.push_dense(scalar_value(data, top_at)).is_err() {
                         break None;
                     }
-                    self.memo.len += 1;
                     pos += size;
                 }
                 b'e' => break Some(pos + 1),
@@ -1372,8 +1373,7 @@ impl<'p> Analyzer<'p> {
             Some(next) if ops < budget && max_depth < room => Some((next, ops)),
             _ => {
                 // Undo the memo stores: the general loop makes them again.
-                self.memo.truncate_dense(memo_before);
-                self.memo.len = memo_before;
+                self.memo.truncate_dense(dense_before);
                 None
             }
         }

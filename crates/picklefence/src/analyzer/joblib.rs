@@ -62,13 +62,13 @@ const ALIGNMENT: usize = 5;
 struct Attrs([Option<Value>; ATTR_NAMES.len()]);
 
 impl Attrs {
-    /// `self[key] = value`, for the keys that matter.
-    fn set(&mut self, key: &str, value: &Value) {
-        if let Some(slot) = ATTR_NAMES
-            .iter()
-            .position(|name| *name == key)
-            .and_then(|index| self.0.get_mut(index))
-        {
+    /// Where `key` goes, if it is one of the keys that matter.
+    fn index_of(key: &str) -> Option<usize> {
+        ATTR_NAMES.iter().position(|name| *name == key)
+    }
+
+    fn set(&mut self, index: usize, value: &Value) {
+        if let Some(slot) = self.0.get_mut(index) {
             *slot = Some(value.clone());
         }
     }
@@ -253,8 +253,8 @@ impl Analyzer<'_> {
         for pair in pairs {
             match pair {
                 [Value::Name(key), value] => {
-                    if ATTR_NAMES.contains(&&**key) {
-                        dict.attrs.get_or_insert_with(Box::default).set(key, value);
+                    if let Some(index) = Attrs::index_of(key) {
+                        dict.attrs.get_or_insert_with(Box::default).set(index, value);
                     }
                 }
                 _ => dict.known = false,
