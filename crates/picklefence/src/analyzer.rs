@@ -241,6 +241,9 @@ pub fn run<S: Source>(mut decoder: Decoder<S>, policy: &Policy, options: &Option
 enum Value {
     /// A str constant usable as a module or attribute name.
     Name(Rc<str>),
+    /// The same, short enough to live in the value itself: a dataset's million strings cost no
+    /// allocation.
+    ShortName(ShortName),
     /// Any other text: Python 2 `str` (its meaning depends on the unpickler's encoding),
     /// too long, or holding surrogates.
     Text,
@@ -270,6 +273,34 @@ enum Value {
     Unknown,
 }
 
+/// A str of at most `ShortName::CAPACITY` bytes, stored inline; `Value` stays 24 bytes.
+#[derive(Debug, Clone, Copy)]
+struct ShortName {
+    len: u8,
+    bytes: [u8; ShortName::CAPACITY],
+}
+
+impl ShortName {
+    const CAPACITY: usize = 22;
+
+    fn new(text: &str) -> Option<ShortName> {
+        let mut bytes = [0; ShortName::CAPACITY];
+        bytes.get_mut(..text.len())?.copy_from_slice(text.as_bytes());
+        Some(ShortName {
+            len: u8::try_from(text.len()).ok()?,
+            bytes,
+        })
+    }
+
+    /// UTF-8, as it was built from a `&str`.
+    fn as_bytes(&self) -> &[u8] {
+        let len = usize::from(self.len).min(ShortName::CAPACITY);
+        self.bytes.get(..len).unwrap_or_default()
+    }
+}
+
+const _: () = assert!(std::mem::size_of::<Value>() == 24);
+
 /// Tuples keep their items only when small and shallow: enough to show persistent ids.
 const KEPT_TUPLE_LEN: usize = 16;
 const KEPT_TUPLE_DEPTH: usize = 4;
@@ -277,7 +308,7 @@ const KEPT_TUPLE_DEPTH: usize = 4;
 impl Value {
     fn what(&self) -> &'static str {
         match self {
-            Value::Name(_) | Value::Text => "str",
+            Value::Name(_) | Value::ShortName(_) | Value::Text => "str",
             Value::Bytes => "bytes",
             Value::Int(_) | Value::Number => "int",
             Value::Float => "float",
@@ -293,6 +324,24 @@ impl Value {
             Value::Call { .. } => "call result",
             Value::Persistent => "persistent object",
             Value::Unknown => "unknown",
+        }
+    }
+
+    /// The text of a str constant that can be a name.
+    fn as_name(&self) -> Option<&str> {
+        match self {
+            Value::Name(text) => Some(text),
+            Value::ShortName(text) => std::str::from_utf8(text.as_bytes()).ok(),
+            _ => None,
+        }
+    }
+
+    /// The same as bytes, for comparisons that need no `&str`.
+    fn name_bytes(&self) -> Option<&[u8]> {
+        match self {
+            Value::Name(text) => Some(text.as_bytes()),
+            Value::ShortName(text) => Some(text.as_bytes()),
+            _ => None,
         }
     }
 
@@ -982,7 +1031,10 @@ impl<'p> Analyzer<'p> {
 
     fn sym(&self, value: &Value) -> Sym {
         match value {
-            Value::Name(s) => Sym::Str(s.to_string()),
+            Value::Name(_) | Value::ShortName(_) => match value.as_name() {
+                Some(text) => Sym::Str(text.to_owned()),
+                None => Sym::Other("str"),
+            },
             Value::Int(i) => Sym::Int(*i),
             Value::Import(index) => match self.import_name(*index) {
                 Some(name) => Sym::Import(name),
@@ -1019,10 +1071,12 @@ impl<'p> Analyzer<'p> {
 
     /// The stand-in for a str constant: a name unless it is too long to be one.
     fn name_of(&self, text: &str) -> Value {
-        if text.len() <= self.limits.max_name_len {
-            Value::Name(Rc::from(text))
-        } else {
+        if text.len() > self.limits.max_name_len {
             Value::Text
+        } else if let Some(short) = ShortName::new(text) {
+            Value::ShortName(short)
+        } else {
+            Value::Name(Rc::from(text))
         }
     }
 
@@ -1137,7 +1191,10 @@ impl<'p> Analyzer<'p> {
                 b'N' => push!(1, Value::None),
                 0x88 | 0x89 => push!(1, Value::Bool),
                 b']' => push!(1, Value::List),
-                b'}' if plain => push!(1, Value::Dict),
+                b'}' => {
+                    let dict = self.new_dict(&[]);
+                    push!(1, dict)
+                }
                 b')' => push!(1, self.make_tuple(Vec::new())),
                 b'C' | b'B' | 0x8e | 0x96 => {
                     let (prefix, declared) = match byte {
@@ -1182,19 +1239,47 @@ impl<'p> Analyzer<'p> {
                     pos += 1;
                 }
                 b'e' | b'u' => {
-                    // APPENDS onto a list / SETITEMS into an untracked dict, both made by the pickle.
+                    // APPENDS onto a list / SETITEMS into a dict, both made by the pickle.
                     let Some(&mark) = self.marks.last() else { break };
                     let len = self.stack.len();
-                    let target_ok = match (byte, mark.checked_sub(1).and_then(|i| self.stack.get(i))) {
-                        (b'e', Some(Value::List)) => true,
-                        (b'u', Some(Value::Dict)) => plain && len.saturating_sub(mark).is_multiple_of(2),
-                        _ => false,
+                    let target = match (byte, mark.checked_sub(1).and_then(|i| self.stack.get(i))) {
+                        (b'e', Some(Value::List)) => None,
+                        (b'u', Some(Value::Dict)) if len.saturating_sub(mark).is_multiple_of(2) => None,
+                        (b'u', Some(Value::TrackedDict(id)))
+                            if len.saturating_sub(mark).is_multiple_of(2) =>
+                        {
+                            Some(*id)
+                        }
+                        _ => break,
                     };
-                    if !target_ok || pos + 1 > data.len() {
+                    if pos + 1 > data.len() {
                         break;
+                    }
+                    if let (Some(id), Some(tracker)) = (target, self.joblib.as_mut()) {
+                        tracker.dict_set(id, self.stack.get(mark..).unwrap_or_default());
                     }
                     self.stack.truncate(mark);
                     self.marks.pop();
+                    pos += 1;
+                }
+                b's' => {
+                    // SETITEM into a dict made by the pickle.
+                    let len = self.stack.len();
+                    let fence = self.marks.last().copied().unwrap_or(0);
+                    if len < fence + 3 || pos + 1 > data.len() {
+                        break;
+                    }
+                    match self.stack.get(len - 3) {
+                        Some(Value::Dict) => {}
+                        Some(Value::TrackedDict(id)) => {
+                            let id = *id;
+                            if let Some(tracker) = self.joblib.as_mut() {
+                                tracker.dict_set(id, self.stack.get(len - 2..).unwrap_or_default());
+                            }
+                        }
+                        _ => break,
+                    }
+                    self.stack.truncate(len - 2);
                     pos += 1;
                 }
                 b'a' => {
@@ -1678,11 +1763,8 @@ impl<'p> Analyzer<'p> {
             Opcode::StackGlobal => {
                 let name = self.pop(offset, opcode);
                 let module = self.pop(offset, opcode);
-                let value = match (&module, &name) {
-                    (Value::Name(module), Value::Name(name)) => {
-                        let (module, name) = (module.clone(), name.clone());
-                        self.import(offset, opcode, &module, &name)
-                    }
+                let value = match (module.as_name(), name.as_name()) {
+                    (Some(module), Some(name)) => self.import(offset, opcode, module, name),
                     _ => self.unresolvable(
                         offset,
                         opcode,
@@ -1759,10 +1841,10 @@ impl<'p> Analyzer<'p> {
                 // Legacy torch saves name a module's class as `('module', cls, file, source)`
                 // and its `persistent_load` returns `cls`: the object is that (checked) import.
                 if let Value::Tuple(items) = &pid_value {
-                    if let (Some(Value::Name(tag)), Some(Value::Import(class))) =
-                        (items.first(), items.get(1))
+                    if let (Some(tag), Some(Value::Import(class))) =
+                        (items.first().and_then(Value::as_name), items.get(1))
                     {
-                        if &**tag == "module" {
+                        if tag == "module" {
                             if let Some(top) = self.stack.last_mut() {
                                 *top = Value::Import(*class);
                             }

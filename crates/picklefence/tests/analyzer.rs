@@ -317,3 +317,32 @@ fn huge_sparse_memo_keys_are_memory_exhaustion() {
     let report = scan(b"\x80\x02K\x01r\x00\x00\x00\x00K\x02r\x01\x00\x00\x000.");
     assert!(report.is_safe(), "{:?}", report.findings);
 }
+
+#[test]
+fn names_resolve_alike_whatever_their_length() {
+    // Short names live inline in the analyzer's values and longer ones on the heap: both, at the
+    // boundary, through the memo, and with multi-byte UTF-8, reach the policy unchanged.
+    for module in [
+        "m",
+        "a".repeat(21).as_str(),
+        &"b".repeat(22),
+        &"c".repeat(23),
+        "modulé.sous_modulé_ünïcode",
+        "é".repeat(11).as_str(),
+    ] {
+        for name in ["f", "ñame", &"n".repeat(22), &"n".repeat(200)] {
+            let direct = cat(&[b"\x80\x04", &su(module), &su(name), b"\x93."]);
+            let memoized = cat(&[
+                b"\x80\x04",
+                &su(module),
+                b"\x94",
+                &su(name),
+                b"\x94",
+                b"00h\x00h\x01\x93.",
+            ]);
+            for data in [direct, memoized] {
+                assert_eq!(flagged_import(&scan(&data)), vec![format!("{module}.{name}")]);
+            }
+        }
+    }
+}

@@ -4,6 +4,7 @@
 //! input: only a slice knows that up front, as CPython's `loads` does.)
 
 use picklefence::analyzer::run;
+use picklefence::formats::joblib::{analyze_joblib_reader, analyze_joblib_slice};
 use picklefence::{analyze_reader, analyze_slice, Decoder, Limits, Mode, Options, Policy};
 use proptest::prelude::*;
 
@@ -24,6 +25,7 @@ fn token() -> impl Strategy<Value = Vec<u8>> {
         Just(vec![b'e']),
         Just(vec![b'e']),
         Just(vec![b'u']),
+        Just(vec![b's']),
         Just(vec![b'a']),
         Just(vec![b't']),
         (0x85u8..=0x87).prop_map(|b| vec![b]),
@@ -83,6 +85,37 @@ proptest! {
             let from_stream = analyze_reader(&data[..], &policy, &options);
             prop_assert_eq!(fast, from_stream);
         }
+    }
+}
+
+/// The tokens above plus what joblib tracking follows: the wrapper class and its state keys.
+fn joblib_pickle() -> impl Strategy<Value = Vec<u8>> {
+    let joblib_token = prop_oneof![
+        4 => token(),
+        1 => Just(b"\x8c\x13joblib.numpy_pickle\x8c\x11NumpyArrayWrapper\x93".to_vec()),
+        1 => Just(b"\x8c\x05shape".to_vec()),
+        1 => Just(b"\x8c\x05dtype".to_vec()),
+        1 => Just(b"\x8c\x05order".to_vec()),
+    ];
+    prop::collection::vec(joblib_token, 0..60).prop_map(|tokens| {
+        let mut out = vec![0x80, 4];
+        out.extend(tokens.concat());
+        out
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(600))]
+
+    /// With joblib tracking on, the slice takes dicts and SETITEM(S) on its fast path too.
+    #[test]
+    fn joblib_slice_and_stream_agree(data in joblib_pickle(), tight in any::<bool>()) {
+        prop_assume!(!data.contains(&0x95));
+        let options = options(tight, Mode::FirstPickle);
+        let policy = Policy::default();
+        let fast = analyze_joblib_slice(&data, &policy, &options);
+        let general = analyze_joblib_reader(&data[..], &policy, &options);
+        prop_assert_eq!(fast, general);
     }
 }
 

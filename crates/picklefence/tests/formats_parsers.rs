@@ -534,40 +534,69 @@ fn su(out: &mut Vec<u8>, s: &str) {
 /// A joblib-style stream: `[array]` where the array is `shape` of `descr` with state flags
 /// `flags`, followed by `data`, then `after` ops, then the list's end.
 fn joblib_stream(descr: &str, shape: &[u32], flags: u8, padded: bool, data: &[u8], after: &[u8]) -> Vec<u8> {
+    joblib_stream_with(descr, shape, flags, padded, data, after, false)
+}
+
+/// The same, the wrapper's state set one SETITEM per key (`setitem`) instead of one SETITEMS.
+fn joblib_stream_with(
+    descr: &str,
+    shape: &[u32],
+    flags: u8,
+    padded: bool,
+    data: &[u8],
+    after: &[u8],
+    setitem: bool,
+) -> Vec<u8> {
+    let text = |s: &str| {
+        let mut out = Vec::new();
+        su(&mut out, s);
+        out
+    };
+    let mut state: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut subclass = text("numpy");
+    subclass.extend(text("ndarray"));
+    subclass.push(0x93);
+    state.push((text("subclass"), subclass));
+    let mut dims = vec![b'('];
+    for d in shape {
+        dims.push(b'J');
+        dims.extend(d.to_le_bytes());
+    }
+    dims.push(b't');
+    state.push((text("shape"), dims));
+    state.push((text("order"), text("C")));
+    let mut dtype = text("numpy");
+    dtype.extend(text("dtype"));
+    dtype.push(0x93);
+    dtype.extend(text(descr));
+    dtype.extend(b"\x89\x88\x87R(K\x03");
+    dtype.extend(text("<"));
+    dtype.extend(b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK");
+    dtype.push(flags);
+    dtype.extend(b"tb");
+    state.push((text("dtype"), dtype));
+    state.push((text("allow_mmap"), vec![0x88]));
+    if padded {
+        state.push((text("numpy_array_alignment_bytes"), b"K\x10".to_vec()));
+    }
     let mut p = b"\x80\x04]\x94".to_vec();
     su(&mut p, "joblib.numpy_pickle");
     su(&mut p, "NumpyArrayWrapper");
-    p.extend(b"\x93\x94)\x81\x94}\x94(");
-    su(&mut p, "subclass");
-    su(&mut p, "numpy");
-    su(&mut p, "ndarray");
-    p.push(0x93);
-    su(&mut p, "shape");
-    p.push(b'(');
-    for d in shape {
-        p.push(b'J');
-        p.extend(d.to_le_bytes());
+    p.extend(b"\x93\x94)\x81\x94}\x94");
+    if !setitem {
+        p.push(b'(');
     }
-    p.push(b't');
-    su(&mut p, "order");
-    su(&mut p, "C");
-    su(&mut p, "dtype");
-    su(&mut p, "numpy");
-    su(&mut p, "dtype");
-    p.push(0x93);
-    su(&mut p, descr);
-    p.extend(b"\x89\x88\x87R(K\x03");
-    su(&mut p, "<");
-    p.extend(b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK");
-    p.push(flags);
-    p.extend(b"tb");
-    su(&mut p, "allow_mmap");
-    p.push(0x88);
-    if padded {
-        su(&mut p, "numpy_array_alignment_bytes");
-        p.extend(b"K\x10");
+    for (key, value) in state {
+        p.extend(key);
+        p.extend(value);
+        if setitem {
+            p.push(b's');
+        }
     }
-    p.extend(b"ub");
+    if !setitem {
+        p.push(b'u');
+    }
+    p.push(b'b');
     // joblib reads padding only before raw data, not before an object array's pickle.
     if padded && flags & 1 == 0 {
         p.push(3);
@@ -587,6 +616,12 @@ fn joblib_arrays_are_skipped_and_what_follows_is_analysed() {
     let report = scan(&benign);
     assert_eq!(report.format, "joblib");
     assert!(report.is_safe(), "{}", show(&report));
+    // The wrapper's state set key by key: the same reading, as slice and as stream.
+    let keyed = joblib_stream_with("f8", &[3], 0, true, data, b"", true);
+    let report = scan(&keyed);
+    assert!(report.is_safe(), "{}", show(&report));
+    let streamed = analyze_joblib_reader(&keyed[..], &Policy::default(), &Options::default());
+    assert!(streamed.is_safe(), "{:?}", streamed.findings);
     let evil = joblib_stream("f8", &[3], 0, true, data, b"cposix\nsystem\n(Vx\ntR0");
     let report = scan(&evil);
     assert!(

@@ -63,8 +63,8 @@ struct Attrs([Option<Value>; ATTR_NAMES.len()]);
 
 impl Attrs {
     /// Where `key` goes, if it is one of the keys that matter.
-    fn index_of(key: &str) -> Option<usize> {
-        ATTR_NAMES.iter().position(|name| *name == key)
+    fn index_of(key: &[u8]) -> Option<usize> {
+        ATTR_NAMES.iter().position(|name| name.as_bytes() == key)
     }
 
     fn set(&mut self, index: usize, value: &Value) {
@@ -116,6 +116,32 @@ pub(super) struct Tracker {
     /// Call results that may be wrappers made some other way (e.g. `copyreg._reconstructor`).
     suspects: HashSet<u64>,
     pending: Option<ArrayRead>,
+}
+
+impl Tracker {
+    /// Items set into tracked dict `id`: key, value, key, value...
+    pub(super) fn dict_set(&mut self, id: u32, items: &[Value]) {
+        let Some(dict) = self.dicts.get_mut(id as usize) else {
+            return;
+        };
+        let pairs = items.chunks_exact(2);
+        if !pairs.remainder().is_empty() {
+            dict.known = false;
+        }
+        for pair in pairs {
+            match pair {
+                [key, value] => match key.name_bytes() {
+                    Some(key) => {
+                        if let Some(index) = Attrs::index_of(key) {
+                            dict.attrs.get_or_insert_with(Box::default).set(index, value);
+                        }
+                    }
+                    None => dict.known = false,
+                },
+                _ => dict.known = false,
+            }
+        }
+    }
 }
 
 /// The arguments a call opcode passed, as far as they matter for `__init__`.
@@ -240,25 +266,8 @@ impl Analyzer<'_> {
 
     /// SETITEM / SETITEMS / DICT: `items` are key, value, key, value...
     pub(super) fn dict_set(&mut self, target: &Value, items: &[Value]) {
-        let (Some(tracker), Value::TrackedDict(id)) = (self.joblib.as_mut(), target) else {
-            return;
-        };
-        let Some(dict) = tracker.dicts.get_mut(*id as usize) else {
-            return;
-        };
-        let pairs = items.chunks_exact(2);
-        if !pairs.remainder().is_empty() {
-            dict.known = false;
-        }
-        for pair in pairs {
-            match pair {
-                [Value::Name(key), value] => {
-                    if let Some(index) = Attrs::index_of(key) {
-                        dict.attrs.get_or_insert_with(Box::default).set(index, value);
-                    }
-                }
-                _ => dict.known = false,
-            }
+        if let (Some(tracker), Value::TrackedDict(id)) = (self.joblib.as_mut(), target) {
+            tracker.dict_set(*id, items);
         }
     }
 
@@ -314,10 +323,7 @@ impl Analyzer<'_> {
         }
         if callee.is_some_and(|i| tracker.dtype_imports.contains(&i)) {
             let descr = match args {
-                CallArgs::Reduce(Value::Tuple(items)) => match items.first() {
-                    Some(Value::Name(descr)) => Some(descr.clone()),
-                    _ => None,
-                },
+                CallArgs::Reduce(Value::Tuple(items)) => items.first().and_then(Value::as_name).map(Rc::from),
                 _ => None,
             };
             tracker
