@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import gc
 import json
 import os
 import pickle
@@ -34,6 +33,8 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from bench_hook import measure
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -63,6 +64,8 @@ class Row:
     measured_s: float
     target: float | None = None
     notes: str = ""
+    # Median of the per-round guarded/plain ratios (both sides timed back to back).
+    paired: float | None = None
 
     @property
     def ratio(self) -> float:
@@ -86,43 +89,6 @@ class Results:
     overhead: list[Row] = field(default_factory=list)
     scans: list[ScanRow] = field(default_factory=list)
     weights_only: list[Row] = field(default_factory=list)
-
-
-def median_time(fn, runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        gc.collect()
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def alternate(plain, guarded, runs: int) -> tuple[float, float]:
-    """Median times of `plain` and of `guarded` (run under the guard), interleaved run by run.
-
-    Each side gets one untimed run after the guard is switched: users activate the guard once
-    per process, and switching it changes classes the interpreter has specialised code for.
-    """
-    import picklefence
-
-    plain_times, guarded_times = [], []
-    for _ in range(runs):
-        plain()
-        gc.collect()
-        start = time.perf_counter()
-        plain()
-        plain_times.append(time.perf_counter() - start)
-        picklefence.activate_safe_ml_environment()
-        try:
-            guarded()
-            gc.collect()
-            start = time.perf_counter()
-            guarded()
-            guarded_times.append(time.perf_counter() - start)
-        finally:
-            picklefence.deactivate_safe_ml_environment()
-    return statistics.median(plain_times), statistics.median(guarded_times)
 
 
 # ---------------------------------------------------------------- workloads
@@ -234,24 +200,18 @@ def measure_overhead(files: dict[str, Path], runs: int, results: Results, quick:
     ]
     for name, key in cases:
         data = files[key].read_bytes()
-        plain, guarded = alternate(
-            lambda data=data: pickle.loads(data), lambda data=data: pickle.loads(data), runs
-        )
+        plain, guarded, paired = measure(lambda data=data: pickle.loads(data), runs)
         target = TARGETS.get(name.replace("100k", "1M").replace("5 MB", "50 MB"))
-        results.overhead.append(Row(name, plain, guarded, target))
+        results.overhead.append(Row(name, plain, guarded, target, paired=paired))
 
     path = files["state_dict"]
-    plain, guarded = alternate(
-        lambda: torch.load(path, weights_only=False), lambda: torch.load(path, weights_only=False), runs
-    )
-    results.overhead.append(
-        Row("torch state_dict (torch.load)", plain, guarded, TARGETS["torch state_dict (torch.load)"])
-    )
+    plain, guarded, paired = measure(lambda: torch.load(path, weights_only=False), runs)
+    name = "torch state_dict (torch.load)"
+    results.overhead.append(Row(name, plain, guarded, TARGETS[name], paired=paired))
     path = files["forest"]
-    plain, guarded = alternate(lambda: joblib.load(path), lambda: joblib.load(path), runs)
-    results.overhead.append(
-        Row("RandomForest (joblib.load)", plain, guarded, TARGETS["RandomForest (joblib.load)"])
-    )
+    plain, guarded, paired = measure(lambda: joblib.load(path), runs)
+    name = "RandomForest (joblib.load)"
+    results.overhead.append(Row(name, plain, guarded, TARGETS[name], paired=paired))
 
     # weights_only=True is torch's own restricted unpickler; compare it with the guarded default path.
     import picklefence
@@ -426,16 +386,19 @@ def write_report(results: Results, quick: bool) -> str:
         "",
         "## Load overhead of the guard (median of alternating runs)",
         "",
-        "| workload | plain | guarded | ratio | target | met |",
-        "|---|---:|---:|---:|---:|:---:|",
+        "`ratio` is guarded median / plain median; `paired` is the median of each round's",
+        "guarded/plain ratio (both timed back to back, so a slow spell of the machine hits both).",
+        "",
+        "| workload | plain | guarded | ratio | paired | target | met |",
+        "|---|---:|---:|---:|---:|---:|:---:|",
     ]
     for row in results.overhead:
         met = "" if row.target is None else ("yes" if row.ratio <= row.target else "no")
         target = "" if row.target is None else f"≤ {row.target:.2f}x"
         plain_ms, guarded_ms = row.baseline_s * 1e3, row.measured_s * 1e3
-        lines.append(
-            f"| {row.name} | {plain_ms:.1f} ms | {guarded_ms:.1f} ms | {row.ratio:.3f}x | {target} | {met} |"
-        )
+        paired = "" if row.paired is None else f"{row.paired:.3f}x"
+        times = f"{plain_ms:.1f} ms | {guarded_ms:.1f} ms"
+        lines.append(f"| {row.name} | {times} | {row.ratio:.3f}x | {paired} | {target} | {met} |")
     lines += [
         "",
         "## torch weights_only",
@@ -507,7 +470,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=None)
     parser.add_argument("--timeout", type=float, default=600, help="seconds a peer may take per directory")
     args = parser.parse_args()
-    runs = args.runs or (3 if args.quick else 9)
+    runs = args.runs or (3 if args.quick else 21)
     results = Results()
     with tempfile.TemporaryDirectory(prefix="picklefence-bench-") as tmp:
         work = Path(tmp)

@@ -15,10 +15,11 @@ use picklefence::{scan_bytes, Policy, ScanOptions, Verdict};
 
 fuzz_target!(|data: &[u8]| {
     let policy = Policy::ml_default();
-    let mut limits = picklefence::Limits::default();
-    limits.max_opcodes = 250_000;
     let options = ScanOptions {
-        limits,
+        limits: picklefence::Limits {
+            max_opcodes: 250_000,
+            ..picklefence::Limits::default()
+        },
         max_decompressed: 1 << 20,
         ratio_floor: 128 << 10,
         ..ScanOptions::default()

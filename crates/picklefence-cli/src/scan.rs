@@ -169,7 +169,8 @@ fn scan_found(found: Found, policy: &Policy, options: &ScanOptions) -> FileResul
     }
 }
 
-/// The one place a file is scanned. `scan_path` maps the file and reads only its pickles;
+/// The one place a file is scanned. `scan_path` reads a small file and maps a large one, and
+/// analyses only its pickles;
 /// what is not a regular file (a named pipe, `<(...)`) was named on the command line and is
 /// read as a stream.
 pub fn scan_file(path: &Path, policy: &Policy, options: &ScanOptions) -> Result<ScanReport, String> {
@@ -179,7 +180,9 @@ pub fn scan_file(path: &Path, policy: &Policy, options: &ScanOptions) -> Result<
             let data = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
             Ok(scan_bytes(&data, policy, options))
         }
-        Err(ScanError::Open { source, .. }) => Err(format!("cannot read: {source}")),
+        Err(ScanError::Open { source, .. } | ScanError::Read { source, .. }) => {
+            Err(format!("cannot read: {source}"))
+        }
         Err(ScanError::Map { source, .. }) => Err(format!("cannot map into memory: {source}")),
     }
 }

@@ -41,7 +41,9 @@ pub(crate) fn scan_file(py: Python<'_>, path: PathBuf, policy: &Policy) -> PyRes
     let core = policy.core();
     match py.allow_threads(|| scan_path(&path, core)) {
         Ok(report) => to_json(&report),
-        Err(ScanError::Open { source, .. } | ScanError::Map { source, .. }) => Err(PyOSError::new_err((
+        Err(
+            ScanError::Open { source, .. } | ScanError::Read { source, .. } | ScanError::Map { source, .. },
+        ) => Err(PyOSError::new_err((
             source.raw_os_error().unwrap_or(0),
             source.to_string(),
             path.display().to_string(),

@@ -813,6 +813,31 @@ fn scan_path_maps_files_and_reports_what_it_cannot_open() {
 }
 
 #[test]
+fn small_files_are_read_and_large_ones_mapped_with_the_same_result() {
+    // A malicious pickle whose bytes payload puts the file just under, at and over the 256 KiB
+    // bound between reading and mapping, and with the import after the payload.
+    let dir = tempfile::tempdir().unwrap();
+    let bound = 256 << 10;
+    for size in [bound - 1, bound, bound + 1, 4 * bound] {
+        let tail = b"cposix\nsystem\n(Vx\ntR.";
+        let head = 1 + 4;
+        let payload = size - head - 1 - tail.len();
+        let mut data = vec![b'B'];
+        data.extend((payload as u32).to_le_bytes());
+        data.resize(head + payload, b'x');
+        data.push(b'0');
+        data.extend(tail);
+        assert_eq!(data.len(), size);
+        let file = dir.path().join(format!("f{size}.pkl"));
+        std::fs::write(&file, &data).unwrap();
+        let from_file = scan_path(&file, &Policy::default(), &ScanOptions::default()).unwrap();
+        let from_bytes = scan_bytes(&data, &Policy::default(), &ScanOptions::default());
+        assert_eq!(flagged(&from_file), vec!["posix.system@"], "{size}");
+        assert_eq!(from_file.findings, from_bytes.findings, "{size}");
+    }
+}
+
+#[test]
 fn garbage_after_every_magic_never_panics() {
     let magics: [&[u8]; 14] = [
         b"PK\x03\x04",
