@@ -290,7 +290,7 @@ def _estimators() -> Dict[str, Any]:
     from sklearn.naive_bayes import GaussianNB
     from sklearn.neighbors import KNeighborsClassifier
     from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+    from sklearn.preprocessing import LabelEncoder, OneHotEncoder, StandardScaler
     from sklearn.svm import SVC
     from sklearn.tree import DecisionTreeRegressor
 
@@ -310,6 +310,10 @@ def _estimators() -> Dict[str, Any]:
         "KNeighbors": KNeighborsClassifier().fit(X, y),
         "GaussianNB": GaussianNB().fit(X, y),
         "OneHotEncoder": OneHotEncoder().fit([["a"], ["b"]]),
+        # Object-dtype arrays (categories of strings, numpy scalars): joblib writes each as a
+        # nested pickle after its wrapper.
+        "OneHotEncoderStrings": OneHotEncoder().fit(np.array([["a", "x"], ["b", "y"]], dtype=object)),
+        "LabelEncoder": LabelEncoder().fit(["cat", "dog", "bird"]),
     }
 
 
@@ -318,6 +322,10 @@ def _outputs(name: str, est: Any) -> Any:
         return est.transform(["the cat ran"]).toarray().tolist()
     if name == "OneHotEncoder":
         return est.transform([["b"]]).toarray().tolist()
+    if name == "OneHotEncoderStrings":
+        return est.transform(np.array([["b", "x"]], dtype=object)).toarray().tolist()
+    if name == "LabelEncoder":
+        return est.transform(["dog", "cat"]).tolist()
     X = np.random.RandomState(1).rand(10, 4)
     if hasattr(est, "predict"):
         return est.predict(X).tolist()
@@ -350,6 +358,36 @@ def test_sklearn_via_joblib(name: str, compress: Any, tmp_path: Path) -> None:
     with picklefence.safe_ml_environment():
         loaded = joblib.load(path)
     assert _outputs(name, loaded) == _outputs(name, est)
+
+
+@pytest.mark.parametrize("compress", [0, ("gzip", 3)], ids=lambda c: str(c[0]) if c else "none")
+@pytest.mark.parametrize("name", sorted(ESTIMATORS))
+def test_scanner_passes_what_the_guard_loads(name: str, compress: Any, tmp_path: Path) -> None:
+    # One policy, one engine: the static scan of a benign model file is clean, with no
+    # violation, however the file is written.
+    est = ESTIMATORS[name]
+    joblib_path = tmp_path / "est.joblib"
+    joblib.dump(est, joblib_path, compress=compress)
+    pickle_path = tmp_path / "est.pkl"
+    pickle_path.write_bytes(pickle.dumps(est, protocol=5))
+    for path in (joblib_path, pickle_path):
+        report = picklefence.scan_file(path)
+        assert report.is_safe, str(report)
+
+
+def test_scanner_passes_joblib_object_arrays(tmp_path: Path) -> None:
+    values = {
+        "scalars": np.array([np.float64(1.5), np.int64(2), np.bool_(True)], dtype=object),
+        "mixed": np.array([1.0, "x", None, (1, 2)], dtype=object),
+        "after": np.arange(10.0),
+    }
+    path = tmp_path / "objects.joblib"
+    joblib.dump(values, path)
+    report = picklefence.scan_file(path)
+    assert report.is_safe, str(report)
+    with picklefence.safe_ml_environment():
+        loaded = joblib.load(path)
+    assert loaded["mixed"].tolist() == values["mixed"].tolist()
 
 
 @pytest.mark.parametrize("compress", COMPRESSORS, ids=lambda c: str(c[0]) if c else "none")

@@ -661,6 +661,37 @@ fn joblib_arrays_are_skipped_and_what_follows_is_analysed() {
 }
 
 #[test]
+fn joblib_arrays_read_by_pickle_load_flag_names_known_to_run_code() {
+    // pickle.load reads an array's raw bytes as opcodes (no padding byte here to stop it).
+    let array = |ops: &[u8]| {
+        let mut data = ops.to_vec();
+        data.resize(24, b'N');
+        data
+    };
+    let evil = joblib_stream("f8", &[3], 0, false, &array(b"cposix\nsystem\n(Vx\ntR0"), b"");
+    let report = scan(&evil);
+    assert_eq!(report.format, "joblib");
+    assert_eq!(flagged(&report), vec!["posix.system@"], "{}", show(&report));
+    assert!(report
+        .findings
+        .iter()
+        .any(|f| f.finding.message.contains("read by pickle.load")));
+    // A name the policy does not list but that is not known to run code is listed as a warning:
+    // benign object arrays read this way join unrelated names of the outer pickle.
+    let odd = joblib_stream("f8", &[3], 0, false, &array(b"cnumpy\nscalar_ish\n0"), b"");
+    let report = scan(&odd);
+    assert!(report.is_safe(), "{}", show(&report));
+    assert!(report
+        .findings
+        .iter()
+        .any(|f| f.finding.severity == picklefence::Severity::Warning
+            && f.finding
+                .import
+                .as_ref()
+                .is_some_and(|i| i.to_string() == "numpy.scalar_ish")));
+}
+
+#[test]
 fn joblib_object_arrays_are_nested_pickles() {
     // Object dtype (hasobject via the state's flags, as numpy trusts them): a nested pickle.
     let nested = b"\x80\x02cbuiltins\neval\nX\x01\x00\x00\x001\x85R.";

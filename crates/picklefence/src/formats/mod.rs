@@ -470,20 +470,34 @@ fn scan_pickle_slice(ctx: &mut Ctx<'_>, data: &[u8], location: &str) -> Format {
                 f.kind,
                 FindingKind::DangerousImport | FindingKind::DisallowedImport | FindingKind::ExtensionCode
             );
-            if import_kind
-                && !report
+            if !import_kind
+                || report
                     .findings
                     .iter()
                     .any(|g| g.offset == f.offset && g.kind == f.kind)
             {
-                report.findings.push(Finding {
-                    message: format!(
-                        "read by pickle.load instead of joblib.load (array bytes taken as opcodes): {}",
-                        f.message
-                    ),
-                    ..f
-                });
+                continue;
             }
+            // For the same reason a benign file's object arrays (a OneHotEncoder's categories,
+            // numpy scalars) give imports of names joined from unrelated strings of the outer
+            // pickle (`numpy._core.multiarray.dtype`): listed, but only names known to run code
+            // are violations in this reading.
+            let (severity, note) = if f.kind == FindingKind::DisallowedImport {
+                (
+                    Severity::Warning.min(f.severity),
+                    "; a warning here: object arrays read this way join unrelated names",
+                )
+            } else {
+                (f.severity, "")
+            };
+            report.findings.push(Finding {
+                message: format!(
+                    "read by pickle.load instead of joblib.load (array bytes taken as opcodes): {}{note}",
+                    f.message
+                ),
+                severity,
+                ..f
+            });
         }
     }
     ctx.report.add_entry_as(location, format.name(), report);
