@@ -63,7 +63,6 @@ class Row:
     baseline_s: float
     measured_s: float
     target: float | None = None
-    notes: str = ""
     # Median of the per-round guarded/plain ratios (both sides timed back to back).
     paired: float | None = None
 
