@@ -59,6 +59,7 @@ fuzz_target!(|data: &[u8]| {
             &Options {
                 limits: Limits::default(),
                 mode,
+                ..Options::default()
             },
         );
     }
@@ -68,6 +69,7 @@ fuzz_target!(|data: &[u8]| {
         &Options {
             limits: tight_limits(data),
             mode: Mode::AllPickles,
+            ..Options::default()
         },
     );
 });

@@ -29,6 +29,7 @@ fuzz_target!(|data: &[u8]| {
         &Options {
             limits: stream_limits,
             mode,
+            ..Options::default()
         },
     );
     let sliced = analyze_slice(
@@ -37,6 +38,7 @@ fuzz_target!(|data: &[u8]| {
         &Options {
             limits: slice_limits,
             mode,
+            ..Options::default()
         },
     );
 

@@ -17,7 +17,7 @@ use picklefence::analyzer::run;
 use picklefence::decoder::{Decoder, Source, SourceError, StreamLimits};
 use picklefence::formats::joblib::analyze_joblib_slice;
 use picklefence::{
-    analyze_joblib_reader, analyze_slice, Arg, DecodeError, Finding, Limits, Mode, Opcode, Options,
+    analyze_joblib_reader, analyze_slice, Arg, DecodeError, Detail, Finding, Limits, Mode, Opcode, Options,
     PickleReport, Policy as CorePolicy, PolicyError as CorePolicyError,
 };
 use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
@@ -242,6 +242,7 @@ fn first_pickle_options() -> Options {
     Options {
         limits: Limits::default(),
         mode: Mode::FirstPickle,
+        detail: Detail::Verdict,
     }
 }
 
@@ -308,7 +309,11 @@ fn prefix_kind(prefix: &Bound<'_, PyBytes>) -> u8 {
     }
 }
 
-/// Bytes read ahead from a seekable file per call to its `read`.
+/// Bytes read ahead from a seekable file per call to its `read`: the first read after the
+/// start or a seek asks for `FIRST_CHUNK`, each later one for twice as much, up to `CHUNK`. The
+/// opcodes around a large payload (an array's header) are small: a large first read would
+/// mostly read payload bytes that are then skipped.
+const FIRST_CHUNK: usize = 16 << 10;
 const CHUNK: usize = 256 << 10;
 /// A skipped payload longer than this is skipped by seeking (seekable files).
 const SEEK_OVER: u64 = 1 << 20;
@@ -335,6 +340,8 @@ struct FileSource<'py> {
     pos: u64,
     eof: bool,
     frame_pending: bool,
+    /// How much the next read ahead asks for (seekable mode).
+    read_ahead: usize,
     error: Option<PyErr>,
 }
 
@@ -360,6 +367,7 @@ impl<'py> FileSource<'py> {
             pos: 0,
             eof: false,
             frame_pending: false,
+            read_ahead: FIRST_CHUNK,
             error: None,
         })
     }
@@ -421,13 +429,23 @@ impl<'py> FileSource<'py> {
         while self.avail() < n && !self.eof {
             self.compact();
             let missing = n - self.avail();
-            let want = if self.exact() { missing } else { missing.max(CHUNK) };
+            let want = if self.exact() {
+                missing
+            } else {
+                missing.max(self.next_read_ahead())
+            };
             let read = self.read.clone();
             if self.append_call(&read, Some(want))? == 0 {
                 self.eof = true;
             }
         }
         Ok(self.avail().min(n))
+    }
+
+    fn next_read_ahead(&mut self) -> usize {
+        let want = self.read_ahead;
+        self.read_ahead = (want * 2).min(CHUNK);
+        want
     }
 
     fn consume(&mut self, n: usize) {
@@ -479,7 +497,7 @@ impl<'py> FileSource<'py> {
                 Some(readline) if self.exact() => self.append_call(&readline, None)?,
                 _ => {
                     self.compact();
-                    let want = if self.exact() { 1 } else { CHUNK };
+                    let want = if self.exact() { 1 } else { self.next_read_ahead() };
                     let read = self.read.clone();
                     self.append_call(&read, Some(want))?
                 }
@@ -583,6 +601,7 @@ impl Source for FileSource<'_> {
                 let target = self.start + self.pos + left;
                 self.buf.clear();
                 self.head = 0;
+                self.read_ahead = FIRST_CHUNK;
                 self.seek_to(target - 1)?;
                 let read = self.read.clone();
                 if self.append_call(&read, Some(1))? == 1 {

@@ -62,10 +62,20 @@ pub enum Mode {
     AllPickles,
 }
 
+/// What a report lists besides its findings and imports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// Every call and persistent id too (what a scan shows).
+    Full,
+    /// Findings and imports only: all a verdict needs (the pre-scan before a load).
+    Verdict,
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
     pub limits: Limits,
     pub mode: Mode,
+    pub detail: Detail,
 }
 
 impl Default for Options {
@@ -73,6 +83,7 @@ impl Default for Options {
         Options {
             limits: Limits::default(),
             mode: Mode::AllPickles,
+            detail: Detail::Full,
         }
     }
 }
@@ -530,23 +541,24 @@ fn sparse_memo_index(key: i64, entries: usize) -> bool {
     key >= HUGE && key > i64::try_from(entries).unwrap_or(i64::MAX).saturating_mul(2)
 }
 
-/// Encoded size of an opcode that pushes a plain number or constant; 0 for any other opcode.
-fn scalar_size(byte: u8) -> usize {
-    // A table: this is looked up once per item of every list of numbers. (Indexing a constant
-    // while it is built fails the build, never a run.)
-    #[allow(clippy::indexing_slicing)]
-    const SIZES: [u8; 256] = {
-        let mut sizes = [0u8; 256];
-        sizes[b'K' as usize] = 2;
-        sizes[b'M' as usize] = 3;
-        sizes[b'J' as usize] = 5;
-        sizes[b'G' as usize] = 9;
-        sizes[b'N' as usize] = 1;
-        sizes[0x88] = 1;
-        sizes[0x89] = 1;
-        sizes
-    };
-    SIZES.get(usize::from(byte)).map_or(0, |&size| usize::from(size))
+/// The `n`-byte little-endian number at `at`.
+fn le_at(data: &[u8], at: usize, n: usize) -> Option<u64> {
+    let bytes = data.get(at..at.checked_add(n)?)?;
+    Some(bytes.iter().rev().fold(0u64, |acc, &b| (acc << 8) | u64::from(b)))
+}
+
+/// Where the frame of a FRAME opcode at `pos` ends, if the decoder reads that FRAME without
+/// error (its length is in range and the frame is all there).
+fn frame_opened_at(data: &[u8], pos: usize) -> Option<usize> {
+    if data.get(pos) != Some(&0x95) {
+        return None;
+    }
+    let declared = le_at(data, pos + 1, 8)?;
+    let body = pos + 9;
+    usize::try_from(declared)
+        .ok()
+        .filter(|&n| declared <= i64::MAX as u64 && n <= data.len().saturating_sub(body))
+        .map(|n| body + n)
 }
 
 /// The stand-in a scalar or tuple opcode at `at` pushes (the run in `append_run` checked it).
@@ -588,6 +600,7 @@ pub struct Analyzer<'p> {
     policy: &'p Policy,
     limits: Limits,
     mode: Mode,
+    detail: Detail,
     report: PickleReport,
     // Per-pickle state.
     stack: Vec<Value>,
@@ -624,6 +637,7 @@ impl<'p> Analyzer<'p> {
             policy,
             limits: options.limits,
             mode: options.mode,
+            detail: options.detail,
             report: PickleReport::default(),
             stack: Vec::new(),
             marks: Vec::new(),
@@ -800,6 +814,9 @@ impl<'p> Analyzer<'p> {
 
     fn record_call(&mut self, call: CallSite) {
         self.active = true;
+        if self.detail == Detail::Verdict {
+            return;
+        }
         if self.report.calls.len() >= self.limits.max_records {
             self.report.records_dropped += 1;
         } else {
@@ -1045,16 +1062,22 @@ impl<'p> Analyzer<'p> {
         }
     }
 
-    fn persistent(&mut self, offset: u64, pid: Sym) {
+    /// A persistent id: noted once a pickle, listed (up to `max_records`) in full detail.
+    fn persistent(&mut self, offset: u64, pid: &Value) {
         self.active = true;
-        if self.report.persistent_ids.len() < self.limits.max_records {
-            self.report.persistent_ids.push(PersistentId {
-                offset,
-                pickle: self.pickle_index(),
-                value: pid,
-            });
-        } else {
-            self.report.records_dropped += 1;
+        let listed = self.detail == Detail::Full;
+        if listed || !self.persistent_noted {
+            let pid = self.sym(pid);
+            self.persistent_finding(offset, &pid);
+            if listed && self.report.persistent_ids.len() < self.limits.max_records {
+                self.report.persistent_ids.push(PersistentId {
+                    offset,
+                    pickle: self.pickle_index(),
+                    value: pid,
+                });
+            } else if listed {
+                self.report.records_dropped += 1;
+            }
         }
         self.push(Value::Persistent);
     }
@@ -1138,28 +1161,37 @@ impl<'p> Analyzer<'p> {
     /// the effect `step` would have. It returns at the first opcode it does not handle, whose
     /// preconditions do not plainly hold, or that would cross a frame end or a limit: the general
     /// path takes that one, so every finding is still made by `step`.
+    /// `data` up to the end of the frame `pos` is in (all of it outside frames).
+    fn frame_window<'d>(&mut self, data: &'d [u8], pos: usize) -> &'d [u8] {
+        if let Some(frame_end) = self.frame_end {
+            let frame_end = usize::try_from(frame_end).unwrap_or(usize::MAX);
+            if pos < frame_end {
+                return data.get(..frame_end).unwrap_or(data);
+            }
+            self.frame_end = None;
+        }
+        data
+    }
+
+    /// Runs a FRAME at `pos`, outside any frame, as `step` would: the window of the new frame,
+    /// or None (nothing changed) when the general path must take it.
+    fn open_frame<'d>(&mut self, data: &'d [u8], pos: usize) -> Option<&'d [u8]> {
+        let end = frame_opened_at(data, pos)?;
+        self.frame_end = Some(end as u64);
+        data.get(..end)
+    }
+
     pub fn fast_forward(&mut self, data: &[u8], mut pos: usize) -> usize {
         if self.pickle_opcodes == 0 || self.broken || self.stopped {
             return pos;
         }
-        let mut end = data.len();
-        if let Some(frame_end) = self.frame_end {
-            let frame_end = usize::try_from(frame_end).unwrap_or(usize::MAX);
-            if pos < frame_end {
-                end = end.min(frame_end);
-            } else {
-                self.frame_end = None;
-            }
-        }
-        let data = data.get(..end).unwrap_or(data);
+        let full = data;
+        // What may be read from `pos` on: up to the end of the current frame.
+        let mut data = self.frame_window(full, pos);
         let budget = self.limits.max_opcodes.saturating_sub(self.opcodes);
         let (max_stack, max_marks, max_memo) =
             (self.limits.max_stack, self.limits.max_marks, self.limits.max_memo);
         let plain = self.joblib.is_none();
-        let le = |at: usize, n: usize| -> Option<u64> {
-            let bytes = data.get(at..at.checked_add(n)?)?;
-            Some(bytes.iter().rev().fold(0u64, |acc, &b| (acc << 8) | u64::from(b)))
-        };
         let mut count: u64 = 0;
         // Each arm checks that its whole opcode lies before `end` before it acts.
         macro_rules! push {
@@ -1173,8 +1205,29 @@ impl<'p> Analyzer<'p> {
             }};
         }
         while count < budget && self.stack.len() < max_stack {
-            let Some(&byte) = data.get(pos) else { break };
+            let Some(&byte) = data.get(pos) else {
+                // The end of a frame, where the next one usually starts.
+                if pos != data.len() {
+                    break;
+                }
+                match self.open_frame(full, pos) {
+                    Some(window) => {
+                        data = window;
+                        pos += 9;
+                        count += 1;
+                        continue;
+                    }
+                    None => break,
+                }
+            };
             match byte {
+                0x95 if self.frame_end.is_none() => match self.open_frame(full, pos) {
+                    Some(window) => {
+                        data = window;
+                        pos += 9;
+                    }
+                    None => break,
+                },
                 b'K' => match data.get(pos + 1) {
                     Some(&v) => push!(2, Value::Int(i64::from(v))),
                     None => break,
@@ -1198,9 +1251,9 @@ impl<'p> Analyzer<'p> {
                 b')' => push!(1, self.make_tuple(Vec::new())),
                 b'C' | b'B' | 0x8e | 0x96 => {
                     let (prefix, declared) = match byte {
-                        b'C' => (1, le(pos + 1, 1)),
-                        b'B' => (4, le(pos + 1, 4)),
-                        _ => (8, le(pos + 1, 8)),
+                        b'C' => (1, le_at(data, pos + 1, 1)),
+                        b'B' => (4, le_at(data, pos + 1, 4)),
+                        _ => (8, le_at(data, pos + 1, 8)),
                     };
                     match declared
                         .and_then(|n| usize::try_from(n).ok())
@@ -1211,17 +1264,22 @@ impl<'p> Analyzer<'p> {
                         None => break,
                     }
                 }
-                0x8c => {
-                    // SHORT_BINUNICODE, as `name_value` makes it; text that is not strict UTF-8
-                    // (surrogates, or an error) goes to the general path.
-                    let n = match data.get(pos + 1) {
-                        Some(&n) => usize::from(n),
-                        None => break,
-                    };
-                    let Some(Ok(text)) = data.get(pos + 2..pos + 2 + n).map(std::str::from_utf8) else {
+                0x8c | b'X' => {
+                    // SHORT_BINUNICODE / BINUNICODE, as `name_value` makes them; text that is
+                    // not strict UTF-8 (surrogates, or an error) or too long to be a name goes
+                    // to the general path.
+                    let prefix = if byte == 0x8c { 1 } else { 4 };
+                    let Some(n) = le_at(data, pos + 1, prefix)
+                        .and_then(|n| usize::try_from(n).ok())
+                        .filter(|&n| n <= self.limits.max_name_len)
+                    else {
                         break;
                     };
-                    push!(2 + n, self.name_of(text))
+                    let start = pos + 1 + prefix;
+                    let Some(Ok(text)) = data.get(start..start + n).map(std::str::from_utf8) else {
+                        break;
+                    };
+                    push!(1 + prefix + n, self.name_of(text))
                 }
                 b'(' => {
                     if self.marks.len() >= max_marks || pos + 1 > data.len() {
@@ -1229,9 +1287,11 @@ impl<'p> Analyzer<'p> {
                     }
                     if plain && matches!(self.stack.last(), Some(Value::List)) {
                         let room = max_stack.saturating_sub(self.stack.len());
-                        if let Some((next, ops)) = self.append_run(data, pos + 1, budget - count, room) {
+                        if let Some((next, ops)) = self.append_run(full, data, pos + 1, budget - count, room)
+                        {
                             pos = next;
                             count += ops;
+                            data = self.frame_window(full, pos);
                             continue;
                         }
                     }
@@ -1296,12 +1356,25 @@ impl<'p> Analyzer<'p> {
                     self.stack.pop();
                     pos += 1;
                 }
-                0x85..=0x87 => {
-                    let n = usize::from(byte - 0x84);
+                0x85..=0x87 | b't' => {
                     let len = self.stack.len();
                     let fence = self.marks.last().copied().unwrap_or(0);
-                    if len < fence + n || pos + 1 > data.len() {
+                    // TUPLE takes everything above its MARK; TUPLE1-3 that many above the fence.
+                    let n = if byte == b't' {
+                        let Some(&mark) = self.marks.last() else { break };
+                        len.saturating_sub(mark)
+                    } else {
+                        let n = usize::from(byte - 0x84);
+                        if len < fence + n {
+                            break;
+                        }
+                        n
+                    };
+                    if pos + 1 > data.len() {
                         break;
+                    }
+                    if byte == b't' {
+                        self.marks.pop();
                     }
                     let items = self.stack.get(len - n..).unwrap_or_default();
                     let tuple = if plain && !items.iter().any(Value::is_notable) {
@@ -1317,7 +1390,7 @@ impl<'p> Analyzer<'p> {
                     let (size, key) = match byte {
                         0x94 => (1, Some(self.memo.len() as u64)),
                         b'q' => (2, data.get(pos + 1).map(|&k| u64::from(k))),
-                        _ => (5, le(pos + 1, 4)),
+                        _ => (5, le_at(data, pos + 1, 4)),
                     };
                     let Some(key) = key.and_then(|k| i64::try_from(k).ok()) else {
                         break;
@@ -1338,7 +1411,7 @@ impl<'p> Analyzer<'p> {
                     let (size, key) = if byte == b'h' {
                         (2, data.get(pos + 1).map(|&k| u64::from(k)))
                     } else {
-                        (5, le(pos + 1, 4))
+                        (5, le_at(data, pos + 1, 4))
                     };
                     match key
                         .and_then(|k| i64::try_from(k).ok())
@@ -1389,8 +1462,16 @@ impl<'p> Analyzer<'p> {
     /// top value instead of a stack, ending after the APPENDS; `None` (with nothing changed)
     /// when the batch holds anything else, so that the general loop takes it.
     /// `start` is just past the MARK; the returned count includes MARK and APPENDS.
-    fn append_run(&mut self, data: &[u8], start: usize, budget: u64, room: usize) -> Option<(usize, u64)> {
+    fn append_run<'d>(
+        &mut self,
+        full: &'d [u8],
+        mut data: &'d [u8],
+        start: usize,
+        budget: u64,
+        room: usize,
+    ) -> Option<(usize, u64)> {
         let dense_before = self.memo.dense.len();
+        let max_memo = self.limits.max_memo;
         // With no sparse keys the memo's size is its dense part's, the next key MEMOIZE takes.
         let appendable = self.memo.sparse.is_empty();
         let mut pos = start;
@@ -1402,18 +1483,47 @@ impl<'p> Analyzer<'p> {
         let mut top_at = start;
         let mut ops: u64 = 2;
         // An opcode cut off by the end of `data` fails the next read at `pos`.
-        let outcome = loop {
-            let Some(&byte) = data.get(pos) else { break None };
-            let scalar = scalar_size(byte);
-            if scalar != 0 {
+        // A run of one scalar opcode of `$size` bytes (a list of numbers). Each opcode's size
+        // is a constant of its arm and a run is stepped over with the opcode byte only
+        // compared: the next position never waits on a load.
+        macro_rules! scalars {
+            ($byte:ident, $size:literal) => {{
+                let mut run = 1;
+                while data.get(pos + run * $size) == Some(&$byte) {
+                    run += 1;
+                }
+                pos += (run - 1) * $size;
                 top_at = pos;
-                depth += 1;
+                depth += run;
                 max_depth = max_depth.max(depth);
-                pos += scalar;
-                ops += 1;
+                pos += $size;
+                ops += run as u64;
                 continue;
-            }
+            }};
+        }
+        // The end of the last frame the batch opened (set on success only).
+        let mut opened = None;
+        let outcome = loop {
+            let Some(&byte) = data.get(pos) else {
+                // The end of a frame: batches run on into the next one. (Past the end, an
+                // opcode crossed it: the general path reports that.)
+                match frame_opened_at(full, pos).filter(|_| pos == data.len()) {
+                    Some(end) => {
+                        data = full.get(..end).unwrap_or(full);
+                        opened = Some(end);
+                        pos += 9;
+                        ops += 1;
+                        continue;
+                    }
+                    None => break None,
+                }
+            };
             match byte {
+                b'K' => scalars!(byte, 2),
+                b'M' => scalars!(byte, 3),
+                b'J' => scalars!(byte, 5),
+                b'G' => scalars!(byte, 9),
+                b'N' | 0x88 | 0x89 => scalars!(byte, 1),
                 0x85..=0x87 => {
                     let n = usize::from(byte - 0x84);
                     if depth < n {
@@ -1422,6 +1532,13 @@ impl<'p> Analyzer<'p> {
                     depth -= n - 1;
                     top_at = pos;
                     pos += 1;
+                    // Picklers memoize a tuple right after making it: take that MEMOIZE here
+                    // (the general arm below would do the same).
+                    if data.get(pos) == Some(&0x94) && appendable && self.memo.dense.len() < max_memo {
+                        self.memo.dense.push(OPAQUE_TUPLE_SLOT);
+                        pos += 1;
+                        ops += 1;
+                    }
                 }
                 0x94 | b'q' | b'r' => {
                     let (size, key) = match byte {
@@ -1435,11 +1552,7 @@ impl<'p> Analyzer<'p> {
                         ),
                     };
                     let fresh = appendable && key == Some(self.memo.dense.len() as u64);
-                    if depth == 0
-                        || !fresh
-                        || self.memo.dense.len() >= self.limits.max_memo
-                        || pos + size > data.len()
-                    {
+                    if depth == 0 || !fresh || self.memo.dense.len() >= max_memo || pos + size > data.len() {
                         break None;
                     }
                     if matches!(data.get(top_at), Some(0x85..=0x87)) {
@@ -1455,7 +1568,12 @@ impl<'p> Analyzer<'p> {
             ops += 1;
         };
         match outcome {
-            Some(next) if ops < budget && max_depth < room => Some((next, ops)),
+            Some(next) if ops < budget && max_depth < room => {
+                if let Some(end) = opened {
+                    self.frame_end = Some(end as u64);
+                }
+                Some((next, ops))
+            }
             _ => {
                 // Undo the memo stores: the general loop makes them again.
                 self.memo.truncate_dense(dense_before);
@@ -1824,20 +1942,17 @@ impl<'p> Analyzer<'p> {
             }
             Opcode::PersId => {
                 let pid = match &op.arg {
-                    Arg::Line(line) if line.is_ascii() => self.sym(&self.name_value(Some(line))),
+                    Arg::Line(line) if line.is_ascii() => self.name_value(Some(line)),
                     _ => {
                         self.break_stream(offset, "the PERSID argument is not ASCII");
-                        Sym::Other("unknown")
+                        Value::Unknown
                     }
                 };
-                self.persistent_finding(offset, &pid);
-                self.persistent(offset, pid);
+                self.persistent(offset, &pid);
             }
             Opcode::BinPersId => {
                 let pid_value = self.pop(offset, opcode);
-                let pid = self.sym(&pid_value);
-                self.persistent_finding(offset, &pid);
-                self.persistent(offset, pid);
+                self.persistent(offset, &pid_value);
                 // Legacy torch saves name a module's class as `('module', cls, file, source)`
                 // and its `persistent_load` returns `cls`: the object is that (checked) import.
                 if let Value::Tuple(items) = &pid_value {

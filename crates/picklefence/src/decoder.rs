@@ -180,6 +180,19 @@ impl<'a> SliceSource<'a> {
     fn rest(&self) -> &'a [u8] {
         self.data.get(self.pos..).unwrap_or_default()
     }
+
+    /// A read past the end takes what is left, as a short read from a file does.
+    fn short<T>(&mut self) -> Result<T, SourceError> {
+        let available = self.rest().len() as u64;
+        self.pos = self.data.len();
+        Err(SourceError::Short { available })
+    }
+
+    /// So does a line that the input ends before.
+    fn unterminated<T>(&mut self) -> Result<T, SourceError> {
+        self.pos = self.data.len();
+        Err(SourceError::NoNewline)
+    }
 }
 
 impl Source for SliceSource<'_> {
@@ -202,9 +215,7 @@ impl Source for SliceSource<'_> {
                 self.pos += n;
                 Ok(Cow::Borrowed(bytes))
             }
-            None => Err(SourceError::Short {
-                available: rest.len() as u64,
-            }),
+            None => self.short(),
         }
     }
 
@@ -215,21 +226,19 @@ impl Source for SliceSource<'_> {
                 self.pos += end + 1;
                 Ok(rest.get(..end).unwrap_or_default())
             }
-            None => Err(SourceError::NoNewline),
+            None => self.unterminated(),
         }
     }
 
     fn take_line_pair(&mut self) -> Result<(&[u8], &[u8]), SourceError> {
         let rest = self.rest();
-        let first = rest
-            .iter()
-            .position(|&b| b == b'\n')
-            .ok_or(SourceError::NoNewline)?;
+        let Some(first) = rest.iter().position(|&b| b == b'\n') else {
+            return self.unterminated();
+        };
         let after = rest.get(first + 1..).unwrap_or_default();
-        let second = after
-            .iter()
-            .position(|&b| b == b'\n')
-            .ok_or(SourceError::NoNewline)?;
+        let Some(second) = after.iter().position(|&b| b == b'\n') else {
+            return self.unterminated();
+        };
         self.pos += first + second + 2;
         Ok((
             rest.get(..first).unwrap_or_default(),
@@ -243,18 +252,16 @@ impl Source for SliceSource<'_> {
 
     fn skip(&mut self, n: u64, inspect: &mut dyn FnMut(&[u8])) -> Result<(), SourceError> {
         let rest = self.rest();
-        let len = usize::try_from(n).map_err(|_| SourceError::Short {
-            available: rest.len() as u64,
-        })?;
+        let Ok(len) = usize::try_from(n) else {
+            return self.short();
+        };
         match rest.get(..len) {
             Some(bytes) => {
                 inspect(bytes);
                 self.pos += len;
                 Ok(())
             }
-            None => Err(SourceError::Short {
-                available: rest.len() as u64,
-            }),
+            None => self.short(),
         }
     }
 

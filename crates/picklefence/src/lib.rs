@@ -15,7 +15,7 @@ pub mod text;
 
 pub use analyzer::ArrayRead;
 pub use analyzer::{
-    analyze_reader, analyze_slice, Analyzer, CallSite, Callee, Flow, Import, Limits, Mode, Options,
+    analyze_reader, analyze_slice, Analyzer, CallSite, Callee, Detail, Flow, Import, Limits, Mode, Options,
     PersistentId, PickleInfo, PickleReport, Sym,
 };
 pub use decoder::{Arg, Decoder, Op, Payload, StreamLimits};

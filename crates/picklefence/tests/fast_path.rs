@@ -5,7 +5,7 @@
 
 use picklefence::analyzer::run;
 use picklefence::formats::joblib::{analyze_joblib_reader, analyze_joblib_slice};
-use picklefence::{analyze_reader, analyze_slice, Decoder, Limits, Mode, Options, Policy};
+use picklefence::{analyze_reader, analyze_slice, Decoder, Detail, Limits, Mode, Options, Policy};
 use proptest::prelude::*;
 
 /// Opcodes (with arguments) that the fast path handles, plus some it must hand back.
@@ -42,6 +42,13 @@ fn token() -> impl Strategy<Value = Vec<u8>> {
         Just(b"\x8c\x06system".to_vec()),
         Just(b"\x8c\x0bcollections".to_vec()),
         Just(b"\x8c\x0bOrderedDict".to_vec()),
+        Just(b"X\x02\x00\x00\x00os".to_vec()),
+        Just(b"X\x06\x00\x00\x00system".to_vec()),
+        // A lone surrogate: not strict UTF-8.
+        Just(b"X\x03\x00\x00\x00\xed\xa0\x80".to_vec()),
+        Just(b"X\x05\x00\x00\x00ab".to_vec()),
+        Just(vec![b'Q']),
+        Just(b"Pid\n".to_vec()),
         Just(vec![0x93]),
         Just(vec![b'R']),
         Just(vec![b'b']),
@@ -66,8 +73,13 @@ fn options(tight: bool, mode: Mode) -> Options {
         limits.max_marks = 3;
         limits.max_memo = 4;
         limits.max_opcodes = 40;
+        limits.max_name_len = 4;
     }
-    Options { limits, mode }
+    Options {
+        limits,
+        mode,
+        ..Options::default()
+    }
 }
 
 proptest! {
@@ -85,6 +97,27 @@ proptest! {
             let from_stream = analyze_reader(&data[..], &policy, &options);
             prop_assert_eq!(fast, from_stream);
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(600))]
+
+    /// The pre-scan's reports leave out calls and persistent ids, and nothing else.
+    #[test]
+    fn verdict_detail_keeps_every_finding(data in pickle(), tight in any::<bool>()) {
+        let full = options(tight, Mode::FirstPickle);
+        let verdict = Options { detail: Detail::Verdict, ..full };
+        let policy = Policy::default();
+        let listed = analyze_slice(&data, &policy, &full);
+        let judged = analyze_slice(&data, &policy, &verdict);
+        prop_assert!(judged.calls.is_empty() && judged.persistent_ids.is_empty());
+        prop_assert_eq!(&judged.findings, &listed.findings);
+        prop_assert_eq!(&judged.imports, &listed.imports);
+        prop_assert_eq!(judged.consumed, listed.consumed);
+        prop_assert_eq!(judged.is_safe(), listed.is_safe());
+        let streamed = run(Decoder::from_slice(&data), &policy, &verdict);
+        prop_assert_eq!(judged, streamed);
     }
 }
 
@@ -192,4 +225,96 @@ fn long_append_batches_agree() {
             assert_eq!(from_slice, from_stream);
         }
     }
+}
+
+/// `body` (a protocol 4 pickle without its PROTO) cut into frames at `cuts`.
+fn framed(body: &[u8], cuts: &[usize]) -> Vec<u8> {
+    let mut out = vec![0x80, 4];
+    let (mut rest, mut start) = (body, 0);
+    for &end in cuts.iter().chain(std::iter::once(&body.len())) {
+        let (chunk, tail) = rest.split_at(end - start);
+        out.push(0x95);
+        out.extend_from_slice(&(chunk.len() as u64).to_le_bytes());
+        out.extend_from_slice(chunk);
+        (rest, start) = (tail, end);
+    }
+    out
+}
+
+#[test]
+fn batches_that_run_across_frames_agree() {
+    // A list of ints and one of int pairs, framed as CPython frames them (every ~4 KiB, between
+    // opcodes), then cut mid-opcode, then with an empty frame, a frame that runs past the
+    // input and a FRAME inside a frame.
+    let mut ints = vec![b']', 0x94];
+    let mut pairs = vec![b']', 0x94];
+    let (mut int_cuts, mut pair_cuts) = (Vec::new(), Vec::new());
+    for batch in 0..6u32 {
+        ints.push(b'(');
+        pairs.push(b'(');
+        for i in 0..1000u32 {
+            let v = batch * 100_000 + i * 97;
+            if ints.len() >= 4096 * (int_cuts.len() + 1) {
+                int_cuts.push(ints.len());
+            }
+            if pairs.len() >= 4096 * (pair_cuts.len() + 1) {
+                pair_cuts.push(pairs.len());
+            }
+            ints.push(b'J');
+            ints.extend_from_slice(&v.to_le_bytes());
+            pairs.extend_from_slice(&[b'M', (v % 256) as u8, 1, b'J']);
+            pairs.extend_from_slice(&v.to_le_bytes());
+            pairs.extend_from_slice(&[0x86, 0x94]);
+        }
+        ints.push(b'e');
+        pairs.push(b'e');
+    }
+    ints.push(b'.');
+    pairs.extend_from_slice(b"\x8c\x05posix\x8c\x06system\x93.");
+    let every = |n: usize, len: usize| (1..len / n).map(|i| i * n).collect::<Vec<_>>();
+    let mut cases = vec![
+        framed(&ints, &int_cuts),
+        framed(&pairs, &pair_cuts),
+        framed(&ints, &every(4093, ints.len())),
+        framed(&pairs, &every(1000, pairs.len())),
+    ];
+    let mut with_empty = int_cuts.clone();
+    with_empty.insert(1, int_cuts[1]);
+    cases.push(framed(&ints, &with_empty));
+    let mut overlong = framed(&pairs, &pair_cuts);
+    // The last frame's length field: after PROTO, the frames before it, and its opcode.
+    let length_at = 2 + 9 * pair_cuts.len() + pair_cuts.last().copied().unwrap_or(0) + 1;
+    overlong[length_at] = overlong[length_at].wrapping_add(9);
+    cases.push(overlong);
+    let mut nested = framed(&ints, &int_cuts);
+    nested.splice(20..20, *b"\x95\x00\x00\x00\x00\x00\x00\x00\x00");
+    cases.push(nested);
+    // A K whose argument byte is the next FRAME's opcode. Read on from just past that K, the
+    // bytes look like an empty frame and then a frame holding the rest of the batch: only the
+    // general path may take this (it reports the K crossing its frame's end).
+    let mut straddling = framed(b"]\x94(K", &[]);
+    let mut inner = vec![b'N'];
+    inner.extend([b'K', 1].repeat(68));
+    inner.extend(b"e.");
+    let mut chunk = vec![0, 0x95];
+    chunk.extend_from_slice(&(inner.len() as u64).to_le_bytes());
+    chunk.extend(inner);
+    straddling.push(0x95);
+    straddling.extend_from_slice(&(chunk.len() as u64).to_le_bytes());
+    straddling.extend(chunk);
+    assert_eq!(straddling[15..17], [0x95, 0x95]);
+    cases.push(straddling);
+    let policy = Policy::default();
+    for (index, data) in cases.iter().enumerate() {
+        for mode in [Mode::FirstPickle, Mode::AllPickles] {
+            let options = options(false, mode);
+            let fast = analyze_slice(data, &policy, &options);
+            let general = run(Decoder::from_slice(data), &policy, &options);
+            assert_eq!(fast, general, "case {index}");
+        }
+    }
+    let clean = analyze_slice(&cases[0], &policy, &options(false, Mode::AllPickles));
+    assert!(clean.findings.is_empty(), "{:?}", clean.findings);
+    let unsafe_pairs = analyze_slice(&cases[1], &policy, &options(false, Mode::AllPickles));
+    assert!(!unsafe_pairs.is_safe());
 }

@@ -1002,6 +1002,7 @@ fn every_limit_names_itself() {
         let options = Options {
             limits: small,
             mode: Mode::AllPickles,
+            ..Options::default()
         };
         let report = analyze_slice(data, &Policy::default(), &options);
         assert!(has_limit(&report, needle), "{needle}: {:?}", report.findings);
@@ -1013,6 +1014,7 @@ fn every_limit_names_itself() {
     let options = Options {
         limits: small,
         mode: Mode::AllPickles,
+        ..Options::default()
     };
     let report = analyze_slice(
         b"\x80\x04\x8c\x0bcollections\x8c\x0bOrderedDict\x93.",

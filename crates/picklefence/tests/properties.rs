@@ -309,6 +309,7 @@ fn compare_slice_and_stream(data: &[u8], seed: u64, max_chunk: usize, keep: usiz
         &Options {
             limits: slice_limits,
             mode,
+            ..Options::default()
         },
     );
     let reader = ShortReads::new(data, seed, max_chunk, seed.is_multiple_of(3));
@@ -318,6 +319,7 @@ fn compare_slice_and_stream(data: &[u8], seed: u64, max_chunk: usize, keep: usiz
         &Options {
             limits: stream_limits,
             mode,
+            ..Options::default()
         },
     );
     assert_same_report(&sliced, &streamed);

@@ -244,6 +244,7 @@ impl<'a> Ctx<'a> {
         Options {
             limits: self.options.limits,
             mode,
+            ..Options::default()
         }
     }
 
