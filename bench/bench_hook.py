@@ -1,6 +1,6 @@
 """Cost of the safe ML environment: guarded vs plain loading, side by side in one run.
 
-    python bench/bench_hook.py [--rounds N] [--quick] [--json FILE]
+    python bench/bench_hook.py [--rounds N] [--min-seconds S] [--quick] [--json FILE]
 
 Each round times the case without and with the guard, back to back (the order flips every
 round). The ratio checked against the target is the median of the rounds' ratios ("paired"): on
@@ -138,8 +138,9 @@ class Timing:
         return self.guarded_best / self.plain_best
 
 
-def measure(run: Callable[[], Any], rounds: int) -> Timing:
-    """Times ``run`` ``rounds`` times without and with the guard, alternating."""
+def measure(run: Callable[[], Any], rounds: int, min_seconds: float = 0.0) -> Timing:
+    """Times ``run`` without and with the guard, alternating: ``rounds`` rounds, and more (up to
+    8 times as many) until ``min_seconds`` have passed, so that quick loads get more samples."""
     plain: List[float] = []
     guarded: List[float] = []
     run()  # warm up (imports, caches, page cache)
@@ -147,8 +148,11 @@ def measure(run: Callable[[], Any], rounds: int) -> Timing:
         run()
     # One untimed run after each switch: users activate the guard once per process, and
     # switching it changes classes the interpreter has specialised code for.
-    for index in range(rounds):
+    started = time.perf_counter()
+    index = 0
+    while index < rounds or (time.perf_counter() - started < min_seconds and index < 8 * rounds):
         order = (False, True) if index % 2 == 0 else (True, False)
+        index += 1
         for guard in order:
             if guard:
                 with picklefence.safe_ml_environment():
@@ -164,7 +168,10 @@ def main(argv: List[str]) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rounds", type=int, default=31)
+    parser.add_argument("--rounds", type=int, default=31, help="rounds per case, at least")
+    parser.add_argument(
+        "--min-seconds", type=float, default=20.0, help="more rounds until a case took this long"
+    )
     parser.add_argument("--only", help="run only the cases whose name contains this text")
     parser.add_argument("--quick", action="store_true", help="smaller inputs")
     parser.add_argument("--json", help="also write the results to this file")
@@ -178,7 +185,7 @@ def main(argv: List[str]) -> int:
             f" {'medians':>7} {'best':>7} {'target':>7}"
         )
         for name, target, run in cases:
-            timing = measure(run, args.rounds)
+            timing = measure(run, args.rounds, 0.0 if args.quick else args.min_seconds)
             ok = timing.ratio <= target
             results.append(
                 {

@@ -199,6 +199,8 @@ def measure_overhead(files: dict[str, Path], runs: int, results: Results, quick:
     import torch
 
     label = "100k" if quick else "1M"
+    # Quick loads get more rounds (see bench_hook.measure).
+    min_seconds = 0.0 if quick else 20.0
     cases = [
         (f"{label} small ints (pickle.loads)", "ints"),
         (f"{label} 2-tuples (pickle.loads)", "tuples"),
@@ -206,17 +208,17 @@ def measure_overhead(files: dict[str, Path], runs: int, results: Results, quick:
     ]
     for name, key in cases:
         data = files[key].read_bytes()
-        timing = measure(lambda data=data: pickle.loads(data), runs)
+        timing = measure(lambda data=data: pickle.loads(data), runs, min_seconds)
         target = TARGETS.get(name.replace("100k", "1M").replace("5 MB", "50 MB"))
         results.overhead.append(overhead_row(name, timing, target))
 
     path = files["state_dict"]
     name = "torch state_dict (torch.load)"
-    timing = measure(lambda: torch.load(path, weights_only=False), runs)
+    timing = measure(lambda: torch.load(path, weights_only=False), runs, min_seconds)
     results.overhead.append(overhead_row(name, timing, TARGETS[name]))
     path = files["forest"]
     name = "RandomForest (joblib.load)"
-    timing = measure(lambda: joblib.load(path), runs)
+    timing = measure(lambda: joblib.load(path), runs, min_seconds)
     results.overhead.append(overhead_row(name, timing, TARGETS[name]))
 
     # weights_only=True is torch's own restricted unpickler; compare it with the guarded default path.
