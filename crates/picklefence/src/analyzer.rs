@@ -2080,6 +2080,12 @@ impl<'p> Analyzer<'p> {
     }
 
     /// The value the last completed pickle returned (what its STOP popped), as far as kept.
+    /// Where the frame the last opcode ran in ends, while one is open (cleared lazily: an
+    /// opcode ending at or after it is outside).
+    pub(crate) fn frame_end(&self) -> Option<u64> {
+        self.frame_end
+    }
+
     pub fn last_result(&self) -> Option<&Sym> {
         self.last_result.as_ref()
     }

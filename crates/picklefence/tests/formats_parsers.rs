@@ -661,6 +661,43 @@ fn joblib_arrays_are_skipped_and_what_follows_is_analysed() {
 }
 
 #[test]
+fn joblib_arrays_after_a_build_inside_a_frame_are_ambiguous_as_slice_and_stream() {
+    let data = [0u8; 24];
+    let plain = joblib_stream("f8", &[3], 0, true, &data, b"");
+    // The wrapper's BUILD ends before the padding byte, the array data and "a.".
+    let build_end = plain.len() - (4 + data.len() + 2);
+    assert_eq!(plain[build_end - 1], b'b');
+    let framed = |frame_end: usize| {
+        let mut out = plain[..2].to_vec();
+        out.push(0x95);
+        out.extend_from_slice(&((frame_end - 2) as u64).to_le_bytes());
+        out.extend_from_slice(&plain[2..]);
+        out
+    };
+    let ambiguous = |report: &picklefence::PickleReport| {
+        report
+            .findings
+            .iter()
+            .any(|f| f.kind == FindingKind::AmbiguousFraming && f.message.contains("joblib reads an array"))
+    };
+    let (policy, options) = (Policy::default(), Options::default());
+    // A frame holding everything: joblib reads the array from after the frame, the unpickler
+    // goes on inside it. The fast path runs that FRAME; the finding must not depend on it.
+    let inside = framed(plain.len());
+    let sliced = analyze_joblib_slice(&inside, &policy, &options);
+    let streamed = analyze_joblib_reader(&inside[..], &policy, &options);
+    assert!(ambiguous(&sliced), "{:?}", sliced.findings);
+    assert!(ambiguous(&streamed), "{:?}", streamed.findings);
+    assert!(!sliced.is_safe() && !streamed.is_safe());
+    // A frame ending with the BUILD: the array follows it, as joblib writes it.
+    let after = framed(build_end);
+    let sliced = analyze_joblib_slice(&after, &policy, &options);
+    let streamed = analyze_joblib_reader(&after[..], &policy, &options);
+    assert!(sliced.is_safe(), "{:?}", sliced.findings);
+    assert_eq!(sliced.findings, streamed.findings);
+}
+
+#[test]
 fn joblib_arrays_read_by_pickle_load_flag_names_known_to_run_code() {
     // pickle.load reads an array's raw bytes as opcodes (no padding byte here to stop it).
     let array = |ops: &[u8]| {

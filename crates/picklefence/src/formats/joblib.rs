@@ -8,7 +8,7 @@
 use std::io::Read;
 
 use crate::analyzer::{Analyzer, ArrayRead, Flow, Mode, Options, PickleReport};
-use crate::decoder::{Arg, Decoder, Op, Source, SourceError};
+use crate::decoder::{Decoder, Op, Source, SourceError};
 use crate::findings::{Finding, FindingKind, Severity};
 use crate::opcodes::Opcode;
 use crate::policy::Policy;
@@ -117,7 +117,6 @@ pub(crate) fn drive<S: Source>(
     let mut extra: Vec<Finding> = Vec::new();
     let mut nested: Vec<PickleReport> = Vec::new();
     let mut arrays = 0u64;
-    let mut frame_end: Option<u64> = None;
     let mut complete = false;
     loop {
         if observe.is_none() {
@@ -136,9 +135,6 @@ pub(crate) fn drive<S: Source>(
                 if let Some(observe) = observe.as_mut() {
                     observe(&op);
                 }
-                if let (Opcode::Frame, Arg::U64(len)) = (op.opcode, &op.arg) {
-                    frame_end = Some(op.end().saturating_add(*len));
-                }
                 complete = op.opcode == Opcode::Stop;
                 (machine.step(&op), op.end())
             }
@@ -152,13 +148,11 @@ pub(crate) fn drive<S: Source>(
                 break;
             }
         };
-        if frame_end.is_some_and(|end| op_end >= end) {
-            frame_end = None;
-        }
         if let Some(read) = machine.take_array_read() {
             arrays += 1;
             complete = false;
-            if let Some(end) = frame_end {
+            // The analyzer's frame state: the fast path runs FRAME opcodes this loop never sees.
+            if let Some(end) = machine.frame_end().filter(|&end| op_end < end) {
                 extra.push(Finding {
                     kind: FindingKind::AmbiguousFraming,
                     severity: Severity::High,
