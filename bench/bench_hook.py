@@ -37,6 +37,9 @@ import picklefence
 
 Case = Tuple[str, float, Callable[[], Any]]
 
+# A full run keeps adding rounds until a case has taken this long: quick loads get more samples.
+MIN_SECONDS = 20.0
+
 
 def _cases(tmp: Path, quick: bool) -> List[Case]:
     import numpy as np
@@ -170,7 +173,7 @@ def main(argv: List[str]) -> int:
     )
     parser.add_argument("--rounds", type=int, default=31, help="rounds per case, at least")
     parser.add_argument(
-        "--min-seconds", type=float, default=20.0, help="more rounds until a case took this long"
+        "--min-seconds", type=float, default=MIN_SECONDS, help="more rounds until a case took this long"
     )
     parser.add_argument("--only", help="run only the cases whose name contains this text")
     parser.add_argument("--quick", action="store_true", help="smaller inputs")

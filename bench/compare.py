@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench_hook import Timing, measure
+from bench_hook import MIN_SECONDS, Timing, measure
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -199,8 +199,7 @@ def measure_overhead(files: dict[str, Path], runs: int, results: Results, quick:
     import torch
 
     label = "100k" if quick else "1M"
-    # Quick loads get more rounds (see bench_hook.measure).
-    min_seconds = 0.0 if quick else 20.0
+    min_seconds = 0.0 if quick else MIN_SECONDS
     cases = [
         (f"{label} small ints (pickle.loads)", "ints"),
         (f"{label} 2-tuples (pickle.loads)", "tuples"),

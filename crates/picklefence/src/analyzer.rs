@@ -1156,11 +1156,6 @@ impl<'p> Analyzer<'p> {
         }
     }
 
-    /// Runs, straight from the bytes, the opcodes that make up the bulk of data pickles (numbers,
-    /// empty containers, marks, appends, small tuples, memo traffic, byte payloads), with exactly
-    /// the effect `step` would have. It returns at the first opcode it does not handle, whose
-    /// preconditions do not plainly hold, or that would cross a frame end or a limit: the general
-    /// path takes that one, so every finding is still made by `step`.
     /// `data` up to the end of the frame `pos` is in (all of it outside frames).
     fn frame_window<'d>(&mut self, data: &'d [u8], pos: usize) -> &'d [u8] {
         if let Some(frame_end) = self.frame_end {
@@ -1181,6 +1176,11 @@ impl<'p> Analyzer<'p> {
         data.get(..end)
     }
 
+    /// Runs, straight from the bytes, the opcodes that make up the bulk of data pickles (numbers,
+    /// empty containers, marks, appends, small tuples, memo traffic, byte payloads), with exactly
+    /// the effect `step` would have. It returns at the first opcode it does not handle, whose
+    /// preconditions do not plainly hold, or that would cross a frame end or a limit: the general
+    /// path takes that one, so every finding is still made by `step`.
     pub fn fast_forward(&mut self, data: &[u8], mut pos: usize) -> usize {
         if self.pickle_opcodes == 0 || self.broken || self.stopped {
             return pos;
@@ -1193,7 +1193,7 @@ impl<'p> Analyzer<'p> {
             (self.limits.max_stack, self.limits.max_marks, self.limits.max_memo);
         let plain = self.joblib.is_none();
         let mut count: u64 = 0;
-        // Each arm checks that its whole opcode lies before `end` before it acts.
+        // Each arm checks that its whole opcode lies within `data` (the frame) before it acts.
         macro_rules! push {
             ($size:expr, $value:expr) => {{
                 let size: usize = $size;
@@ -1206,19 +1206,13 @@ impl<'p> Analyzer<'p> {
         }
         while count < budget && self.stack.len() < max_stack {
             let Some(&byte) = data.get(pos) else {
-                // The end of a frame, where the next one usually starts.
-                if pos != data.len() {
+                // The end of a frame: read on outside it (the next FRAME, as a rule, opens the
+                // next one), as `step` does.
+                if pos != data.len() || data.len() == full.len() {
                     break;
                 }
-                match self.open_frame(full, pos) {
-                    Some(window) => {
-                        data = window;
-                        pos += 9;
-                        count += 1;
-                        continue;
-                    }
-                    None => break,
-                }
+                data = self.frame_window(full, pos);
+                continue;
             };
             match byte {
                 0x95 if self.frame_end.is_none() => match self.open_frame(full, pos) {
@@ -2079,13 +2073,13 @@ impl<'p> Analyzer<'p> {
         }
     }
 
-    /// The value the last completed pickle returned (what its STOP popped), as far as kept.
     /// Where the frame the last opcode ran in ends, while one is open (cleared lazily: an
     /// opcode ending at or after it is outside).
     pub(crate) fn frame_end(&self) -> Option<u64> {
         self.frame_end
     }
 
+    /// The value the last completed pickle returned (what its STOP popped), as far as kept.
     pub fn last_result(&self) -> Option<&Sym> {
         self.last_result.as_ref()
     }
