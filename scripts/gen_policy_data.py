@@ -87,6 +87,8 @@ COMPANIONS = {
         "dateutil.tz.tz:tzutc",
         "dateutil.tz.tz:tzoffset",
         "dateutil.tz.tz:tzlocal",
+        "dateutil.tz.tz:_ttinfo",  # a tzfile's transitions (tzfile itself is a call: calls.txt)
+        "dateutil.tz._common:_ttinfo",
     },
 }
 # Deliberately left out although pandas' samples may reference them:
@@ -110,12 +112,32 @@ FAMILY_FILES = {
 }
 CURATED_FILES = [
     "builtins.txt",
+    "calls.txt",
     "joblib.txt",
     "transformers.txt",
     "xgboost.txt",
     "lightgbm.txt",
     "catboost.txt",
 ]
+
+
+def trace_torch_file(data: bytes, zipped: bool) -> None:
+    """Traces every pickle of a torch.save file (zip members, or the legacy sequence)."""
+    import zipfile as zf
+
+    if zipped:
+        with zf.ZipFile(io.BytesIO(data)) as archive:
+            for member in archive.namelist():
+                if member.endswith(".pkl"):
+                    TRACER.trace(archive.read(member))
+        return
+    stream = io.BytesIO(data)
+    try:
+        for _ in range(3):  # magic number, protocol version, sys info
+            pickle.load(stream)
+    except Exception:
+        return
+    TRACER.trace(stream.read())
 
 
 def fix_import(module: str, name: str) -> tuple[str, str]:
@@ -213,6 +235,341 @@ def resolve(module: str, qualname: str):
 
 
 # --------------------------------------------------------------------------------------
+# Recording how pickles use each name (its role)
+# --------------------------------------------------------------------------------------
+
+# Functions that reconstruct an instance of the class in these argument slots: the class is
+# used as a reconstructed class there (cls.__new__), never called.
+RECONSTRUCTORS = {
+    "copyreg:_reconstructor": (0,),
+    "copyreg:__newobj__": (0,),
+    "copyreg:__newobj_ex__": (0,),
+    "numpy.core.multiarray:_reconstruct": (0,),
+    "numpy._core.multiarray:_reconstruct": (0,),
+    "numpy.ma.core:_mareconstruct": (0, 1),
+    "sklearn.metrics._dist_metrics:newObj": (0,),
+    "sklearn.neighbors._ball_tree:newObj": (0,),
+    "sklearn.neighbors._kd_tree:newObj": (0,),
+    "pandas._libs.arrays:__pyx_unpickle_NDArrayBacked": (0,),
+    "pandas._libs.interval:__pyx_unpickle_IntervalMixin": (0,),
+    "numpy.random.bit_generator:__pyx_unpickle_SeedSequence": (0,),
+}
+# Reconstructors whose schema in calls.txt gives the state their objects take: a non-dict
+# state after them says nothing about the class's own role.
+STATE_BY_SCHEMA = {
+    "numpy.core.multiarray:_reconstruct",
+    "numpy._core.multiarray:_reconstruct",
+    "numpy.ma.core:_mareconstruct",
+    "pandas._libs.arrays:__pyx_unpickle_NDArrayBacked",
+    "numpy.random.bit_generator:__pyx_unpickle_SeedSequence",
+}
+# Values found by what they are, not by a sample: numpy ufuncs and abstract scalar types and
+# scikit-learn's metric functions are pure computations over the arrays they are given
+# (FunctionTransformer(func=np.log1p), make_column_selector(dtype_include=np.number),
+# make_scorer(fbeta_score)). Reviewed: none reads files, starts processes or calls arguments.
+PURE_NUMPY_FUNCTIONS = (
+    "clip",
+    "mean",
+    "median",
+    "sum",
+    "prod",
+    "std",
+    "var",
+    "min",
+    "max",
+    "amin",
+    "amax",
+    "nanmean",
+    "nanmedian",
+    "nansum",
+    "nanstd",
+    "nanvar",
+    "nanmin",
+    "nanmax",
+    "average",
+    "round",
+    "around",
+    "cumsum",
+    "cumprod",
+    "diff",
+    "sort",
+    "argsort",
+    "ravel",
+    "transpose",
+    "asarray",
+    "array",
+    "zeros_like",
+    "ones_like",
+    "percentile",
+    "quantile",
+    "nanpercentile",
+    "nanquantile",
+    "ptp",
+    "argmax",
+    "argmin",
+    "all",
+    "any",
+    "where",
+    "column_stack",
+    "hstack",
+)
+NUMPY_ABSTRACT_TYPES = (
+    "number",
+    "integer",
+    "signedinteger",
+    "unsignedinteger",
+    "floating",
+    "complexfloating",
+    "inexact",
+    "generic",
+    "flexible",
+    "character",
+)
+# A value the library calls with arguments it computes itself, but that is unsafe with any
+# other arguments (compiled code over unchecked arrays): storable only under these keys.
+KEYED_VALUES = {
+    "sklearn.cluster._kmeans:_kmeans_single_lloyd": ("_kmeans_single",),
+    "sklearn.cluster._kmeans:_kmeans_single_elkan": ("_kmeans_single",),
+    # joblib's NumpyArrayWrapper names the array class under "subclass" (it only builds
+    # arrays of it).
+    "numpy:matrix": ("subclass",),
+    "numpy.matrixlib.defmatrix:matrix": ("subclass",),
+    "numpy:recarray": ("subclass",),
+    "numpy.rec:recarray": ("subclass",),
+    "numpy._core.records:recarray": ("subclass",),
+    "numpy.ma.core:MaskedArray": ("subclass",),
+    "numpy.ma:MaskedArray": ("subclass",),
+}
+
+
+class Usage:
+    """How the sample pickles use one name."""
+
+    def __init__(self) -> None:
+        self.reconstructed = False
+        self.called = False
+        self.stored = False
+        self.argument = False
+        self.nondict_state = False
+        self.items = False
+        self.newargs = False
+        self.call_signatures: set[str] = set()
+
+
+class UsageTracer:
+    """A symbolic run of each sample pickle (pickletools opcodes) that records, per imported
+    name, whether it is called, reconstructed, stored as a value or only passed to a call
+    that names it. The roles in the generated files come from these records; the analyzer
+    enforces them."""
+
+    def __init__(self) -> None:
+        self.uses: dict[str, Usage] = collections.defaultdict(Usage)
+
+    def trace(self, data: bytes) -> None:
+        import pickletools
+
+        stream = io.BytesIO(data)
+        try:
+            self._run(pickletools.genops(stream))
+        except Exception:  # not a whole pickle (the tracer is best effort; the analyzer judges)
+            pass
+
+    def _name(self, module: str, name: str, proto: int) -> str:
+        if proto < 3:
+            module, name = fix_import(module, name)
+        return key(module, name)
+
+    def _store(self, value, key_name=None, depth=0) -> None:
+        if depth > 8:
+            return
+        if value[0] == "G":
+            self.uses[value[1]].stored = True
+        elif value[0] == "T":
+            for item in value[1]:
+                self._store(item, None, depth + 1)
+
+    def _run(self, ops) -> None:
+        stack: list = []
+        marks: list = []
+        memo: dict = {}
+        proto = 0
+        made: dict = {}  # object id -> class name it reconstructs (None: a call result)
+
+        def pop_mark():
+            m = marks.pop()
+            items = stack[m:]
+            del stack[m:]
+            return items
+
+        def new_obj(cls, creator=None):
+            obj = ("O", len(made), cls, creator)
+            made[obj[1]] = cls
+            return obj
+
+        for op, arg, _pos in ops:
+            n = op.name
+            if n == "PROTO":
+                proto = arg
+            elif n in ("FRAME",):
+                pass
+            elif n == "STOP":
+                if stack:
+                    self._store(stack[-1])
+                return
+            elif n in ("GLOBAL", "INST"):
+                module, name = arg.split(" ", 1)
+                g = ("G", self._name(module, name, proto))
+                if n == "INST":
+                    items = pop_mark()
+                    self._call(g, items, new_obj)
+                    stack.append(new_obj(g[1] if not items else None))
+                    if not items:
+                        self.uses[g[1]].reconstructed = True
+                else:
+                    stack.append(g)
+            elif n == "STACK_GLOBAL":
+                name = stack.pop()
+                module = stack.pop()
+                if module[0] == "S" and name[0] == "S":
+                    stack.append(("G", self._name(module[1], name[1], 4)))
+                else:
+                    stack.append(("?",))
+            elif n in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
+                stack.append(("S", arg))
+            elif n in ("SHORT_BINSTRING", "BINSTRING", "STRING"):
+                stack.append(("S", arg if isinstance(arg, str) else str(arg)))
+            elif n == "EMPTY_TUPLE":
+                stack.append(("T", []))
+            elif n == "MARK":
+                marks.append(len(stack))
+            elif n == "TUPLE":
+                stack.append(("T", pop_mark()))
+            elif n in ("TUPLE1", "TUPLE2", "TUPLE3"):
+                k = int(n[-1])
+                items = stack[-k:]
+                del stack[-k:]
+                stack.append(("T", items))
+            elif n in ("LIST", "DICT", "FROZENSET"):
+                for item in pop_mark():
+                    self._store(item)
+                stack.append(("C",))
+            elif n in ("APPENDS", "SETITEMS", "ADDITEMS"):
+                items = pop_mark()
+                for item in items:
+                    self._store(item)
+                self._items(stack[-1] if stack else ("?",), made)
+            elif n == "APPEND":
+                self._store(stack.pop())
+                self._items(stack[-1] if stack else ("?",), made)
+            elif n == "SETITEM":
+                self._store(stack.pop())
+                self._store(stack.pop())
+                self._items(stack[-1] if stack else ("?",), made)
+            elif n in ("PUT", "BINPUT", "LONG_BINPUT"):
+                memo[arg] = stack[-1]
+            elif n == "MEMOIZE":
+                memo[len(memo)] = stack[-1]
+            elif n in ("GET", "BINGET", "LONG_BINGET"):
+                stack.append(memo[arg])
+            elif n == "POP":
+                if marks and marks[-1] == len(stack):
+                    marks.pop()
+                else:
+                    stack.pop()
+            elif n == "POP_MARK":
+                pop_mark()
+            elif n == "DUP":
+                stack.append(stack[-1])
+            elif n == "REDUCE":
+                args = stack.pop()
+                func = stack.pop()
+                items = args[1] if args[0] == "T" else []
+                stack.append(self._call(func, items, new_obj))
+            elif n in ("NEWOBJ", "NEWOBJ_EX"):
+                if n == "NEWOBJ_EX":
+                    stack.pop()
+                args = stack.pop()
+                cls = stack.pop()
+                if cls[0] == "G":
+                    use = self.uses[cls[1]]
+                    use.reconstructed = True
+                    if args[0] == "T" and args[1]:
+                        use.newargs = True
+                        for item in args[1]:
+                            self._store(item)
+                stack.append(new_obj(cls[1] if cls[0] == "G" else None))
+            elif n == "OBJ":
+                items = pop_mark()
+                cls, rest = items[0], items[1:]
+                if not rest and cls[0] == "G":
+                    self.uses[cls[1]].reconstructed = True
+                    stack.append(new_obj(cls[1]))
+                else:
+                    stack.append(self._call(cls, rest, new_obj))
+            elif n == "BUILD":
+                state = stack.pop()
+                target = stack[-1] if stack else ("?",)
+                self._store(state)
+                if target[0] == "O" and target[2] is not None and target[3] not in STATE_BY_SCHEMA:
+                    if state[0] != "D" and not (state[0] == "T" and len(state[1]) == 2):
+                        # A dict state is ("C",) here too: only tuples and others mark non-dict.
+                        if state[0] != "C":
+                            self.uses[target[2]].nondict_state = True
+            elif n == "BINPERSID":
+                pid = stack.pop()
+                # Legacy torch: ('module', cls, path, source) stands for the class itself.
+                if pid[0] == "T" and pid[1] and pid[1][0] == ("S", "module") and len(pid[1]) > 1:
+                    cls = pid[1][1]
+                    if cls[0] == "G":
+                        stack.append(cls)
+                        continue
+                for item in pid[1] if pid[0] == "T" else ():
+                    if item[0] == "G":
+                        self.uses[item[1]].argument = True
+                stack.append(("P",))
+            elif n == "PERSID":
+                stack.append(("P",))
+            elif n in ("EMPTY_DICT",):
+                stack.append(("C",))
+            elif n in ("EMPTY_LIST", "EMPTY_SET"):
+                stack.append(("C",))
+            else:
+                stack.append(("X", n))
+
+    def _items(self, target, made) -> None:
+        if target[0] == "O" and target[2] is not None:
+            self.uses[target[2]].items = True
+
+    def _call(self, func, args, new_obj):
+        if func[0] != "G":
+            return new_obj(None)
+        name = func[1]
+        use = self.uses[name]
+        use.called = True
+        if len(use.call_signatures) < 20:
+            use.call_signatures.add(",".join(a[0] for a in args))
+        slots = RECONSTRUCTORS.get(name, ())
+        if not slots and name.split(":", 1)[1].startswith("__pyx_unpickle_"):
+            slots = (0,)
+        for i, arg in enumerate(args):
+            if arg[0] == "G":
+                if i in slots:
+                    self.uses[arg[1]].reconstructed = True
+                else:
+                    self.uses[arg[1]].argument = True
+            elif arg[0] == "T":
+                for item in arg[1]:
+                    if item[0] == "G":
+                        self.uses[item[1]].argument = True
+        if slots and args and args[0][0] == "G":
+            return new_obj(args[0][1], name)
+        return new_obj(None)
+
+
+TRACER = UsageTracer()
+
+
+# --------------------------------------------------------------------------------------
 # Recording what pickles reference
 # --------------------------------------------------------------------------------------
 
@@ -254,6 +611,7 @@ class Recorder:
                 data = pickle.dumps(obj, protocol=proto)
             except Exception:  # some objects cannot use old protocols
                 continue
+            TRACER.trace(data)
             with self.recording(label, proto):
                 try:
                     pickle.loads(data)
@@ -270,6 +628,7 @@ class Recorder:
             except Exception as exc:
                 self.failures.append(f"{label}: torch.save failed: {exc!r}")
                 continue
+            trace_torch_file(buf.getvalue(), zipfile)
             buf.seek(0)
             with self.recording(label, 2):
                 try:
@@ -287,6 +646,9 @@ class Recorder:
             except Exception as exc:
                 self.failures.append(f"{label}: joblib.dump failed: {exc!r}")
                 continue
+            if compress == 0:
+                # Up to the first array's raw bytes (the wrappers' states come before them).
+                TRACER.trace(buf.getvalue())
             buf.seek(0)
             with self.recording(label, pickle.HIGHEST_PROTOCOL):
                 try:
@@ -321,6 +683,13 @@ def numpy_samples(rec: Recorder) -> set[str]:
     for legacy in ("bool_", "object_", "str_", "bytes_", "int_", "intc", "uint", "longlong"):
         if hasattr(np, legacy):
             introspected.add(key("numpy", legacy))
+    # ufuncs, pure functions and abstract types: stored as values (see PURE_NUMPY_FUNCTIONS).
+    for name in dir(np):
+        if isinstance(getattr(np, name, None), np.ufunc):
+            introspected.add(key("numpy", name))
+    for name in PURE_NUMPY_FUNCTIONS + NUMPY_ABSTRACT_TYPES:
+        if hasattr(np, name):
+            introspected.add(key("numpy", name))
     # matrix is defined in numpy.matrixlib.defmatrix; 1.x and 2.x pickles say numpy.
     introspected |= {key("numpy", "matrix"), key("numpy.matrixlib.defmatrix", "matrix")}
     # 1.x names: recarray lived in numpy, MaskedArray in numpy.ma.core.
@@ -488,6 +857,14 @@ def torch_samples(rec: Recorder) -> set[str]:
         rec.torch_roundtrip(f"torch state_dict {label}", mod.state_dict())
     opt = torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1)
     rec.torch_roundtrip("optimizer state_dict", opt.state_dict())
+    rec.torch_roundtrip("checkpoint with torch.__version__", {"version": torch.__version__})
+    rec.torch_roundtrip("topk result", torch.topk(torch.arange(4.0), 2))
+    lin = nn.Linear(2, 2)
+    nn.utils.weight_norm(lin)
+    rec.torch_roundtrip("weight_norm module", lin)
+    lin2 = nn.Linear(2, 2)
+    nn.utils.spectral_norm(lin2)
+    rec.torch_roundtrip("spectral_norm module", lin2)
     return introspected
 
 
@@ -604,6 +981,13 @@ def sklearn_samples(rec: Recorder) -> set[str]:
         introspected.add(key(type(scorer).__module__, type(scorer).__qualname__))
         func = scorer._score_func
         introspected.add(key(func.__module__, func.__qualname__))
+    # Every public metric function (make_scorer(fbeta_score), custom scoring): pure.
+    import sklearn.metrics as metrics
+
+    for name in metrics.__all__:
+        func = getattr(metrics, name, None)
+        if inspect.isfunction(func) and not name.endswith(("_curve_display", "Display")):
+            introspected.add(key(func.__module__, func.__qualname__))
     # Default and common score functions of the univariate feature selectors.
     import sklearn.feature_selection._mutual_info as mutual_info
     import sklearn.feature_selection._univariate_selection as univariate
@@ -862,6 +1246,33 @@ def _sklearn_extras(rec, X, y_bin, y_multi, y_reg, Xdf):
             except Exception:  # not every metric suits every tree
                 continue
     rec.pickle_roundtrip("Bunch", Bunch(a=1, b=np.zeros(2)))
+    # Multiclass fits pickle multinomial internals the binary fits do not.
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    y3 = np.array([0, 1, 2, 3] * 10)
+    for label, est in (
+        ("GB multiclass", GradientBoostingClassifier(n_estimators=2)),
+        ("HGB multiclass", HistGradientBoostingClassifier(max_iter=2)),
+        ("LogReg multiclass", LogisticRegression()),
+    ):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                est.fit(X, y3)
+        except Exception as exc:
+            rec.failures.append(f"sklearn extra {label}: {exc!r}")
+            continue
+        rec.pickle_roundtrip(label, est)
+        rec.joblib_roundtrip(label, est)
+    try:
+        from sklearn.experimental import enable_iterative_imputer  # noqa: F401
+        from sklearn.impute import IterativeImputer
+
+        imputer = IterativeImputer(max_iter=2).fit(np.where(X > 1.5, np.nan, X))
+        rec.pickle_roundtrip("IterativeImputer", imputer)
+        rec.joblib_roundtrip("IterativeImputer", imputer)
+    except Exception as exc:
+        rec.failures.append(f"sklearn extra IterativeImputer: {exc!r}")
 
 
 def pandas_samples(rec: Recorder) -> set[str]:
@@ -898,8 +1309,10 @@ def pandas_samples(rec: Recorder) -> set[str]:
         "interval_l": pd.IntervalIndex.from_breaks(np.arange(n + 1.0), closed="left"),
         "sparse": pd.arrays.SparseArray([0, 0, 1, 0]),
         "sparse_f": pd.arrays.SparseArray([0.0, np.nan, 1.0, 0.0]),
-        "Int64": pd.array([1, None, 3, 4], dtype="Int64"),
-        "UInt8": pd.array([1, None, 3, 4], dtype="UInt8"),
+        **{
+            name: pd.array([1, None, 3, 4], dtype=name)
+            for name in ("Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64")
+        },
         "Float32": pd.array([1.0, None, 3.0, 4.0], dtype="Float32"),
         "boolean": pd.array([True, None, False, True], dtype="boolean"),
         "bytes": np.array([b"a", b"b", b"c", b"d"], dtype=object),
@@ -908,8 +1321,22 @@ def pandas_samples(rec: Recorder) -> set[str]:
         import dateutil.tz
 
         columns["dt_dateutil"] = pd.date_range("2020-01-01", periods=n, tz=dateutil.tz.tzutc())
+        columns["dt_dateutil_file"] = pd.date_range(
+            "2020-01-01", periods=n, tz=dateutil.tz.gettz("America/New_York")
+        )
+        columns["dt_dateutil_offset"] = pd.date_range(
+            "2020-01-01", periods=n, tz=dateutil.tz.tzoffset("X", 3600)
+        )
     except Exception as exc:
         rec.failures.append(f"pandas dateutil tz: {exc!r}")
+    try:
+        import pytz
+
+        columns["dt_pytz"] = pd.date_range("2020-01-01", periods=n, tz=pytz.timezone("Asia/Tokyo"))
+        columns["dt_pytz_fixed"] = pd.date_range("2020-01-01", periods=n, tz=pytz.FixedOffset(60))
+        columns["dt_pytz_utc"] = pd.date_range("2020-01-01", periods=n, tz=pytz.utc)
+    except Exception as exc:
+        rec.failures.append(f"pandas pytz tz: {exc!r}")
     df = pd.DataFrame(columns)
     df.attrs["source"] = "gen"
     rec.pickle_roundtrip("pandas DataFrame all dtypes", df)
@@ -1030,25 +1457,121 @@ def versions() -> str:
 
 
 def read_entries(path: Path) -> set[str]:
+    """The names of a policy data file (`module:name ROLE  # comment` lines)."""
     out = set()
     for line in path.read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if line:
-            out.add(line)
+            out.add(line.split()[0])
     return out
 
 
-def render(family: str, how: str, entries: set[str], vers: str) -> str:
+def instances_are_callable(cls) -> bool:
+    return any("__call__" in vars(k) for k in cls.__mro__ if k is not object and k is not type)
+
+
+def fresh_problem(cls) -> str | None:
+    """Why NEWOBJ of `cls` would not give a fresh object (a singleton, shared attributes)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            a = cls.__new__(cls)
+            b = cls.__new__(cls)
+    except Exception:
+        return None  # __new__ needs arguments: NEWOBJ without them fails, nothing is shared
+    if a is b:
+        return "__new__ returns a singleton"
+    da, db = getattr(a, "__dict__", None), getattr(b, "__dict__", None)
+    if da is not None and da is db:
+        return "instances share one __dict__"
+    return None
+
+
+def legacy_torch_value(e: str) -> bool:
+    """Storage and tensor-type classes: the legacy torch tar format stores them as values in
+    its `storages` and `tensors` pickles (no sample can write that format any more)."""
+    module, name = e.split(":", 1)
+    return module in ("torch", "torch.cuda", "torch.sparse", "torch.cuda.sparse") and (
+        name.endswith("Storage") or name.endswith("Tensor")
+    )
+
+
+def derive_roles(entries, call_names, aliases):
+    """The roles of every generated entry, from how the sample pickles used it (TRACER), or for
+    names no sample used (introspected, legacy), from what the name is. `call` roles live in the
+    curated calls.txt; a name the samples call that has no schema there is reported."""
+    roles: dict[str, list[str]] = {}
+    notes: dict[str, list[str]] = collections.defaultdict(list)
+    for names in entries.values():
+        for e in sorted(names):
+            source = aliases.get(e, e)
+            use = TRACER.uses.get(source) or TRACER.uses.get(e)
+            module, qual = source.split(":", 1)
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    obj = resolve(module, qual)
+            except Exception:
+                obj = None
+            out: list[str] = []
+            reconstructed = use.reconstructed if use else False
+            stored = use.stored if use else False
+            if use is None or not (use.reconstructed or use.stored or use.called or use.argument):
+                # Never seen in a sample: classes are reconstructed, anything else stored.
+                if isinstance(obj, type):
+                    reconstructed = True
+                elif e not in call_names:
+                    stored = True
+            if reconstructed and isinstance(obj, type):
+                problem = fresh_problem(obj)
+                if problem:
+                    notes["not reconstructable"].append(f"{e}: {problem}")
+                else:
+                    opts = []
+                    if use and use.nondict_state:
+                        opts.append("state=any")
+                    if use and use.items:
+                        opts.append("items")
+                    if use and use.newargs:
+                        opts.append("newargs")
+                    if instances_are_callable(obj):
+                        opts.append("callable")
+                    out.append(f"reconstruct({', '.join(opts)})" if opts else "reconstruct")
+            elif reconstructed:
+                out.append("reconstruct")  # a legacy name that no longer resolves
+            if isinstance(obj, type) and e.startswith("numpy:") and qual in NUMPY_ABSTRACT_TYPES:
+                out = []  # abstract scalar types: values only (np.number() cannot be made)
+                reconstructed = False
+                stored = True
+            if stored or legacy_torch_value(e) or e in KEYED_VALUES:
+                keys = KEYED_VALUES.get(e)
+                out.append(f"value(key={'|'.join(keys)})" if keys else "value")
+            if use and use.called and e not in call_names:
+                notes["called by samples but without a schema in calls.txt"].append(
+                    f"{e}: {sorted(use.call_signatures)[:4]}"
+                )
+            if not out and e not in call_names:
+                out.append("argument")
+            roles[e] = out
+    return roles, notes
+
+
+def render(family: str, how: str, entries: set[str], vers: str, roles: dict[str, list[str]]) -> str:
     lines = [
         f"# picklefence default policy: {family}",
         "# GENERATED by scripts/gen_policy_data.py -- do not edit by hand: change the script",
         "# (its EXCLUDE list or sample objects) and re-run it.",
         f"# Produced with: {vers}",
         *textwrap.wrap(f"How: {how}", width=88, initial_indent="# ", subsequent_indent="#   "),
-        "# Format: one `module:qualified.name` per line; exact matches only.",
+        "# Format: `module:qualified.name ROLE` per line (exact matches; one line per role). Roles",
+        "# come from how the sample pickles used each name: reconstruct (NEWOBJ and reconstructor",
+        "# functions), value (stored), argument (only passed to a call that names it). Names the",
+        "# samples call have their argument schema in calls.txt.",
         "",
     ]
-    lines += sorted(entries)
+    for e in sorted(entries):
+        for role in roles.get(e, []):
+            lines.append(f"{e} {role}")
     return "\n".join(lines) + "\n"
 
 
@@ -1131,9 +1654,12 @@ def main() -> int:
         entries[family] |= {e for e in extra if e in rec.seen}
     for family, extra in LEGACY.items():
         entries[family] |= extra
+    aliases: dict[str, str] = {}  # an older name -> the name pickles write today
     for family in ("numpy", "pandas"):  # the libraries that re-homed public classes
         for e in sorted(entries[family]):
-            entries[family] |= defining_aliases(e)
+            for alias in defining_aliases(e):
+                aliases.setdefault(alias, e)
+                entries[family].add(alias)
     for family in entries:
         for e in sorted(entries[family]):
             reason = is_excluded(e) or ("path through a module namespace" if through_module(e) else None)
@@ -1170,8 +1696,10 @@ def main() -> int:
                     origin = f"pickled by {len(srcs)}: {srcs[:2]}" if srcs else "introspected"
                     fh.write(f"{e}\t{kind}\t{origin}\n")
 
+    call_names = read_entries(POLICY_DIR / "calls.txt")
+    roles, role_notes = derive_roles(entries, call_names, aliases)
     vers = versions()
-    outputs = {f"{f}.txt": render(f, HOW[f], entries[f], vers) for f in FAMILY_FILES}
+    outputs = {f"{f}.txt": render(f, HOW[f], entries[f], vers, roles) for f in FAMILY_FILES}
     outputs["compat_pickle.txt"] = render_compat(vers)
 
     changed = []
@@ -1215,6 +1743,10 @@ def main() -> int:
     print("\nDROPPED (reviewed exclusions):", file=report)
     for e, reason in sorted(dropped.items()):
         print(f"  {e}: {reason}", file=report)
+    for title, items in sorted(role_notes.items()):
+        print(f"\nROLES -- {title}:", file=report)
+        for item in items:
+            print(f"  {item}", file=report)
     print("\nNOT ALLOWED (referenced by a sample pickle, on no list -- review):", file=report)
     for e, srcs in sorted(not_allowed.items()):
         print(f"  {e}   <- {sorted(srcs)[:3]}", file=report)

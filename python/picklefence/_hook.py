@@ -4,10 +4,16 @@ While active, every pickle loaded through ``pickle`` / ``_pickle`` passes:
 
 1. the pre-scan: before the unpickler runs a single opcode, the Rust analyzer reads the pickle
    (exactly up to its STOP) and refuses it, listing every violation, if it imports anything the
-   policy does not allow;
+   policy does not allow or uses an allowed name against its role;
 2. the ``find_class`` check of the patched unpickler classes, as CPython resolves each import;
 3. a PEP 578 audit hook on ``pickle.find_class``, which covers every unpickler in the process,
    including references bound before activation (``from pickle import loads``).
+
+Layers 2 and 3 see names only. While a pre-scanned load runs on a thread, they allow every
+name of the policy (the pre-scan checked every use); otherwise (a reference bound before
+activation, an unpickler the pre-scan could not follow to its end) they refuse the names that
+the policy allows only as verified calls (``builtins.getattr`` of one attribute of one class,
+``functools.partial`` of one function, ``torch.storage._load_from_bytes``).
 
 Activation is process-wide, thread-safe and reference-counted; the policy of the most recent
 activation still in force is the one applied.
@@ -62,6 +68,8 @@ _NAME_MAPPING: Dict[Tuple[str, str], Tuple[str, str]] = _compat_pickle.NAME_MAPP
 _IMPORT_MAPPING: Dict[str, str] = _compat_pickle.IMPORT_MAPPING
 
 _lock = threading.RLock()
+# Per thread: how many pre-scanned loads are running (their every use of a name was checked).
+_verified = threading.local()
 # The activations in force, oldest first; the last one's policy applies.
 _activations: List[_Activation] = []
 # The policy in force (None: inactive). Read without the lock by the hot paths.
@@ -102,10 +110,16 @@ def default_policy() -> Policy:
     return _default_policy
 
 
-def resolve_policy(also_allow: Optional[Iterable[str]] = None, policy: Optional[Policy] = None) -> Policy:
+def resolve_policy(
+    also_allow: Optional[Iterable[str]] = None,
+    policy: Optional[Policy] = None,
+    allow_dangerous: bool = False,
+) -> Policy:
     """The policy ``policy`` (default: the ML allowlist) extended by ``also_allow``.
 
-    Extending builds a new policy: neither ``policy`` nor the default ever changes.
+    Extending builds a new policy: neither ``policy`` nor the default ever changes. A name that
+    reaches code, files, processes, the network, imports, attribute lookup or nested unpickling
+    is refused (``PolicyError``) unless ``allow_dangerous`` is true.
     """
     if policy is None:
         base = default_policy()
@@ -128,7 +142,7 @@ def resolve_policy(also_allow: Optional[Iterable[str]] = None, policy: Optional[
             )
     if not entries:
         return base
-    return base.with_allowed(entries)
+    return base.with_allowed(entries, allow_dangerous=allow_dangerous)
 
 
 # Policies extended by the copyreg extension codes whose registered names they allow.
@@ -149,7 +163,7 @@ def _with_ext_codes(policy: Policy) -> Policy:
     cached = _ext_cache.get(id(policy))
     if cached is not None and cached[0] is policy and cached[1] == snapshot:
         return cached[2]
-    codes = [code for code, (module, name) in snapshot if _allows(policy, module, name, True)]
+    codes = [code for code, (module, name) in snapshot if _allows(policy, module, name, True, False)]
     derived = policy.with_allowed_ext_codes(codes) if codes else policy
     if len(_ext_cache) > 64:
         _ext_cache.clear()
@@ -172,12 +186,30 @@ def _mapped(module: str, name: str) -> Tuple[str, str]:
     return module, name
 
 
-def _allows(policy: Policy, module: Any, name: Any, fix_imports: bool) -> bool:
+def _allows(policy: Policy, module: Any, name: Any, fix_imports: bool, verified: bool) -> bool:
+    """Whether ``find_class`` may resolve the name: any allowed name during a load whose every
+    use the pre-scan checked (``verified``), else the names allowed by name alone."""
     if not isinstance(module, str) or not isinstance(name, str):
         return False
     if fix_imports:
         module, name = _mapped(module, name)
-    return policy.is_allowed(module, name)
+    if verified:
+        return policy.is_allowed(module, name)
+    return policy.is_allowed_by_name(module, name)
+
+
+def _in_verified_load() -> bool:
+    return getattr(_verified, "depth", 0) > 0
+
+
+@contextlib.contextmanager
+def _verified_load() -> Iterator[None]:
+    """Marks this thread as running a load whose every opcode the pre-scan checked."""
+    _verified.depth = getattr(_verified, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _verified.depth -= 1
 
 
 def _refuse_import(
@@ -187,7 +219,13 @@ def _refuse_import(
         if fix_imports:
             module, name = _mapped(module, name)
         reason = _native.danger_reason(module, name)
-        if reason is not None:
+        if reason is not None and policy_allows_verified(module, name):
+            kind, message = (
+                "dangerous-import",
+                f"find_class imports {module}.{name}, which {reason}; the policy allows it only as a "
+                "call the pre-scan verified, and this load was not pre-scanned",
+            )
+        elif reason is not None:
             kind, message = "dangerous-import", f"find_class imports {module}.{name}, which {reason}"
         else:
             kind, message = (
@@ -207,9 +245,10 @@ def _refuse_import(
     return UnsafeFileError([violation], filepath=filepath)
 
 
-def _check(policy: Policy, module: Any, name: Any, fix_imports: bool) -> None:
-    if not _allows(policy, module, name, fix_imports):
-        raise _refuse_import(module, name, fix_imports)
+def policy_allows_verified(module: str, name: str) -> bool:
+    """The policy in force allows the name, but only as a verified call."""
+    policy = _policy
+    return policy is not None and policy.is_allowed(module, name)
 
 
 def _audit_hook(event: str, args: Tuple[Any, ...]) -> None:
@@ -218,7 +257,7 @@ def _audit_hook(event: str, args: Tuple[Any, ...]) -> None:
     # the protocol is not known here: map the names that are mapping keys.
     if event == "pickle.find_class":
         policy = _policy
-        if policy is not None and not _allows(policy, args[0], args[1], True):
+        if policy is not None and not _allows(policy, args[0], args[1], True, _in_verified_load()):
             raise _refuse_import(args[0], args[1], True)
 
 
@@ -357,19 +396,20 @@ def _is_joblib_layout_unknown(violation: Tuple[Any, ...]) -> bool:
     return violation[0] == "container" and "joblib reads array data" in violation[5]
 
 
-def _judge(raw: Sequence[Tuple[Any, ...]], filepath: Optional[str], joblib: bool = False) -> None:
+def _judge(raw: Sequence[Tuple[Any, ...]], filepath: Optional[str], joblib: bool = False) -> bool:
     """Raises UnsafeFileError listing every violation, unless there are none, or the only ones
     are ``malformed-pickle``: a truncated or broken stream whose opcodes before the break are all
-    allowed. CPython raises its own error there (and EOFError for an empty input).
+    allowed. CPython raises its own error there (and EOFError for an empty input). Returns
+    whether the pre-scan checked the whole pickle (not so after the joblib branch below).
 
     JOBLIB BRANCH: when the joblib-aware pre-scan stops at an array whose layout it cannot
     recover, what it analysed before that point was allowed; the rest is left to layers 2 and 3
     (find_class and the audit hook), as for any unpickler that is not pre-scanned.
     """
     if not raw:
-        return
+        return True
     if all(v[0] == "malformed-pickle" or (joblib and _is_joblib_layout_unknown(v)) for v in raw):
-        return
+        return not any(joblib and _is_joblib_layout_unknown(v) for v in raw)
     raise UnsafeFileError(_violations(raw), filepath=filepath)
 
 
@@ -379,12 +419,23 @@ def prescan_bytes(data: bytes, policy: Policy, filepath: Optional[str] = None) -
     _judge(raw, filepath)
 
 
+class Prescanned:
+    """What ``prescan_stream`` found: the bytes to unpickle from (None: the file itself, which
+    was left where it was), and whether the pre-scan checked the whole pickle."""
+
+    __slots__ = ("copy", "verified")
+
+    def __init__(self, copy: Optional[bytes], verified: bool) -> None:
+        self.copy = copy
+        self.verified = verified
+
+
 def prescan_stream(
     file: Any, policy: Policy, filepath: Optional[str] = None, *, joblib: bool = False
-) -> Optional[bytes]:
+) -> Prescanned:
     """Pre-scans the first pickle of a file object, from its current position.
 
-    Seekable (and cheaply so): the file is left where it was, None is returned, and the
+    Seekable (and cheaply so): the file is left where it was, ``copy`` is None, and the
     unpickler reads the pickle again. Otherwise exactly the bytes of the pickle are read (the
     file ends up where CPython's unpickler would leave it) and returned, to be unpickled from.
     With ``joblib``, the stream is read the way joblib's NumpyUnpickler reads it (the raw array
@@ -403,11 +454,10 @@ def prescan_stream(
                 _, _, raw, _ = _call_native(scan, file, policy, start)
         finally:
             file.seek(start)
-        _judge(raw, filepath, joblib)
-        return None
+        return Prescanned(None, _judge(raw, filepath, joblib))
     _, _, raw, copy = _call_native(scan, file, policy, None)
-    _judge(raw, filepath, joblib)
-    return bytes(copy) if copy is not None else b""
+    verified = _judge(raw, filepath, joblib)
+    return Prescanned(bytes(copy) if copy is not None else b"", verified)
 
 
 # --------------------------------------------------------------------------------------------
@@ -483,10 +533,12 @@ class _SafeUnpicklerMixin:
     _pf_policy: Optional[Policy]
     _pf_fix_imports: bool
     _pf_proxy: Optional[_ReplayableFile]
+    _pf_verified: bool
 
     def __init__(self, file: Any, *args: Any, **kwargs: Any) -> None:
         self._pf_file = file
         self._pf_policy = None
+        self._pf_verified = False
         self._pf_fix_imports = bool(kwargs.get("fix_imports", True))
         proxy = None
         if _seek_start(file) is None and hasattr(file, "read"):
@@ -501,7 +553,8 @@ class _SafeUnpicklerMixin:
             policy = _policy
         if policy is not None:
             fix_imports = state.get("_pf_fix_imports", True)
-            if not _allows(policy, module, name, fix_imports):
+            verified = bool(state.get("_pf_verified"))
+            if not _allows(policy, module, name, fix_imports, verified):
                 raise _refuse_import(module, name, fix_imports, _filepath(state.get("_pf_file")))
         return super().find_class(module, name)  # type: ignore[misc]
 
@@ -514,17 +567,19 @@ class _SafeUnpicklerMixin:
         try:
             proxy = self._pf_proxy
             joblib = _is_joblib_unpickler(self)
-            if proxy is None:
-                prescan_stream(file, policy, _filepath(file), joblib=joblib)
-                return super().load()  # type: ignore[misc]
-            copy = prescan_stream(file, policy, _filepath(file), joblib=joblib)
-            proxy.target = _Replay(copy or b"", file)
-            try:
-                return super().load()  # type: ignore[misc]
-            finally:
-                proxy.target = file
+            found = prescan_stream(file, policy, _filepath(file), joblib=joblib)
+            self._pf_verified = found.verified
+            with _verified_load() if found.verified else contextlib.nullcontext():
+                if proxy is None:
+                    return super().load()  # type: ignore[misc]
+                proxy.target = _Replay(found.copy or b"", file)
+                try:
+                    return super().load()  # type: ignore[misc]
+                finally:
+                    proxy.target = file
         finally:
             self._pf_policy = None
+            self._pf_verified = False
 
 
 _safe_classes: Dict[type, type] = {}
@@ -570,7 +625,8 @@ def _loads(data: Any, /, *args: Any, **kwargs: Any) -> Any:
             # Scan and load one immutable copy: a mutable buffer could change in between.
             data = view.tobytes()
     prescan_bytes(data, policy)
-    return _C_LOADS(data, *args, **kwargs)
+    with _verified_load():
+        return _C_LOADS(data, *args, **kwargs)
 
 
 _loads.__doc__ = _pickle.loads.__doc__
@@ -578,9 +634,10 @@ _loads.__module__ = "_pickle"
 _loads.__qualname__ = "loads"
 
 
-# The policy of each pure-Python unpickler's load in progress, by id(unpickler): the load is
-# checked to its end with the policy it started with, even if the guard is deactivated meanwhile.
-_py_load_policies: Dict[int, Policy] = {}
+# The policy of each pure-Python unpickler's load in progress, by id(unpickler), and whether the
+# pre-scan checked its whole pickle: the load is checked to its end with the policy it started
+# with, even if the guard is deactivated meanwhile.
+_py_load_policies: Dict[int, Tuple[Policy, bool]] = {}
 
 
 def _py_unpickler_load(self: Any) -> Any:
@@ -593,7 +650,7 @@ def _py_unpickler_load(self: Any) -> Any:
     # pure-Python unpickler from shared-key to ordinary, and slow every opcode of its loop.
     key = id(self)
     outer = _py_load_policies.get(key)
-    _py_load_policies[key] = policy
+    _py_load_policies[key] = (policy, False)
     try:
         file_read = getattr(self, "_file_read", None)
         if file_read is None:
@@ -604,10 +661,13 @@ def _py_unpickler_load(self: Any) -> Any:
             file = getattr(file_read, "__self__", None)
         if file is None or getattr(file, "read", None) != file_read:
             file = _ReadOnlyFile(file_read, self._file_readline)
-        copy = prescan_stream(file, policy, _filepath(file), joblib=joblib)
-        if copy is None:
-            return _PY_LOAD(self)
-        replay = _Replay(copy, file)
+        found = prescan_stream(file, policy, _filepath(file), joblib=joblib)
+        _py_load_policies[key] = (policy, found.verified)
+        verified = _verified_load() if found.verified else contextlib.nullcontext()
+        if found.copy is None:
+            with verified:
+                return _PY_LOAD(self)
+        replay = _Replay(found.copy, file)
         saved = self._file_read, self._file_readline
         self._file_read, self._file_readline = replay.read, replay.readline
         # joblib reads its arrays from `file_handle` itself.
@@ -615,7 +675,8 @@ def _py_unpickler_load(self: Any) -> Any:
         if saved_handle is not _MISSING:
             self.file_handle = replay
         try:
-            return _PY_LOAD(self)
+            with verified:
+                return _PY_LOAD(self)
         finally:
             self._file_read, self._file_readline = saved
             if saved_handle is not _MISSING:
@@ -629,12 +690,10 @@ def _py_unpickler_load(self: Any) -> Any:
 
 def _py_unpickler_find_class(self: Any, module: str, name: str) -> Any:
     """``pickle._Unpickler.find_class``, patched in place."""
-    policy = _py_load_policies.get(id(self))
-    if policy is None:
-        policy = _policy
+    policy, verified = _py_load_policies.get(id(self), (_policy, False))
     if policy is not None:
         fix_imports = getattr(self, "proto", 0) < 3 and getattr(self, "fix_imports", True)
-        if not _allows(policy, module, name, fix_imports):
+        if not _allows(policy, module, name, fix_imports, verified):
             raise _refuse_import(module, name, fix_imports)
     return _PY_FIND_CLASS(self, module, name)
 
@@ -643,12 +702,10 @@ def _py_unpickler_get_extension(self: Any, code: int) -> Any:
     """``pickle._Unpickler.get_extension``, patched in place: EXT codes are checked like imports
     even when ``copyreg._extension_cache`` would skip ``find_class`` (this matters for the
     unpicklers that are not pre-scanned, see ``_is_joblib_unpickler``)."""
-    policy = _py_load_policies.get(id(self))
-    if policy is None:
-        policy = _policy
+    policy, verified = _py_load_policies.get(id(self), (_policy, False))
     if policy is not None:
         key = copyreg._inverted_registry.get(code)  # type: ignore[attr-defined]
-        if key is not None and not _allows(policy, key[0], key[1], False):
+        if key is not None and not _allows(policy, key[0], key[1], False, verified):
             raise _refuse_import(key[0], key[1], False)
     return _PY_GET_EXTENSION(self, code)
 
@@ -768,7 +825,10 @@ def _deactivate(activation: Optional[_Activation]) -> None:
 
 
 def activate_safe_ml_environment(
-    also_allow: Optional[Iterable[str]] = None, *, policy: Optional[Policy] = None
+    also_allow: Optional[Iterable[str]] = None,
+    *,
+    policy: Optional[Policy] = None,
+    allow_dangerous: bool = False,
 ) -> None:
     """Guard every pickle load in this process with ``policy`` (default: the ML allowlist),
     extended by ``also_allow`` (``"module.name"`` strings).
@@ -776,8 +836,13 @@ def activate_safe_ml_environment(
     Reference-counted: each call needs one ``deactivate_safe_ml_environment()``. While several
     activations are in force, the most recent one's policy applies. A malformed ``also_allow``
     entry raises ``PolicyError`` (a ``ValueError``) naming it, and changes nothing.
+
+    ``also_allow`` entries are ``"module.name"`` (trusted: any use) or ``"module.name=ROLE"``
+    (``reconstruct``, ``value``, ``call(...) -> ...``; see the README's roles). A name that
+    reaches code execution, files, processes, the network, imports, attribute lookup or nested
+    unpickling is refused unless ``allow_dangerous=True``.
     """
-    _activate(resolve_policy(also_allow, policy))
+    _activate(resolve_policy(also_allow, policy, allow_dangerous))
 
 
 def deactivate_safe_ml_environment() -> None:
@@ -789,11 +854,14 @@ def deactivate_safe_ml_environment() -> None:
 
 @contextlib.contextmanager
 def safe_ml_environment(
-    also_allow: Optional[Iterable[str]] = None, *, policy: Optional[Policy] = None
+    also_allow: Optional[Iterable[str]] = None,
+    *,
+    policy: Optional[Policy] = None,
+    allow_dangerous: bool = False,
 ) -> Iterator[Policy]:
     """``with safe_ml_environment(also_allow=[...]): ...`` — activation for the block; yields
     the policy in force for it."""
-    resolved = resolve_policy(also_allow, policy)
+    resolved = resolve_policy(also_allow, policy, allow_dangerous)
     activation = _activate(resolved)
     try:
         yield resolved

@@ -43,8 +43,10 @@ class Violation:
 
     kind: str
     """What was found: ``dangerous-import``, ``disallowed-import``, ``unresolvable-import``,
-    ``extension-code``, ``indirect-call``, ``state-injection``, ``unsafe-build``,
-    ``limit-exceeded``, ``malformed-pickle``, ..."""
+    ``extension-code`` (imports); ``role-violation``, ``argument-violation``,
+    ``build-violation``, ``state-violation`` (an allowed name used against its role);
+    ``indirect-call``, ``state-injection``, ``unsafe-build``, ``limit-exceeded``,
+    ``malformed-pickle``, ..."""
     module: Optional[str]
     name: Optional[str]
     offset: Optional[int]
@@ -69,6 +71,11 @@ _UNSAFE_NOTE = (
     "it with arbitrary arguments, which runs code if it is a function or a class that does "
     "anything beyond storing data."
 )
+
+
+# Kinds that mean "the policy does not allow this name" (the others: a use of an allowed name).
+_IMPORT_KINDS = ("disallowed-import", "dangerous-import", "unresolvable-import", "extension-code")
+_ROLE_KINDS = ("role-violation", "argument-violation", "build-violation", "state-violation")
 
 
 def _describe(violations: Sequence[Violation]) -> Tuple[Optional[str], Optional[str]]:
@@ -115,11 +122,16 @@ class UnsafeFileError(PicklefenceError, pickle.UnpicklingError):
         source = f"file {filepath!r}" if filepath else "this pickle"
         module, name = _describe(violations)
         lines = []
-        if module is not None and name is not None:
-            first = next(v for v in violations if v.module == module and v.name == name)
+        first = next((v for v in violations if v.module == module and v.name == name), violations[0])
+        if module is not None and name is not None and first.kind in _IMPORT_KINDS:
             lines.append(
                 f"picklefence refused to load {source}: it imports {module}.{name} "
                 f"({first.kind}), which the policy does not allow."
+            )
+        elif module is not None and name is not None:
+            lines.append(
+                f"picklefence refused to load {source}: it uses {module}.{name} in a way its role "
+                f"does not allow ({first.kind})."
             )
         else:
             lines.append(f"picklefence refused to load {source}: {violations[0].message}.")
@@ -131,8 +143,20 @@ class UnsafeFileError(PicklefenceError, pickle.UnpicklingError):
         names = []
         for v in violations:
             qualified = v.qualified_name
-            if qualified is not None and qualified not in names:
+            if qualified is not None and v.kind in _IMPORT_KINDS and qualified not in names:
                 names.append(qualified)
+        role_names = []
+        for v in violations:
+            qualified = v.qualified_name
+            if qualified is not None and v.kind in _ROLE_KINDS and qualified not in role_names:
+                role_names.append(qualified)
+        if role_names and not names:
+            shown = ", ".join(f'"{n}=trusted"' for n in role_names)
+            lines.append(
+                "These names are allowed only in the way real files use them; this file uses them "
+                "otherwise, which is how attacks through allowed names work. Only if you trust the "
+                f"file, allow any use explicitly: also_allow=[{shown}]."
+            )
         if names:
             shown = ", ".join(f'"{n}"' for n in names)
             lines.append(

@@ -78,6 +78,26 @@ fn rule(kind: FindingKind) -> Rule {
             "BUILD sets state on a value that no call produced, which data pickles never do.",
             Severity::High,
         ),
+        FindingKind::RoleViolation => (
+            "Allowed name used against its role",
+            "Every allowed name has a role: a class the pickle may only reconstruct (NEWOBJ + one BUILD), a function it may call with checked arguments, or a value it may only store. This pickle calls, constructs or stores the name in another way, which is how gadget chains through allowed names run code, read files or corrupt memory. Do not load the file.",
+            Severity::Critical,
+        ),
+        FindingKind::ArgumentViolation => (
+            "Call with arguments outside its schema",
+            "An allowed function is called with arguments its real pickles never have: the wrong kinds, sizes beyond its bounds, a callable not on its short list, or a tensor view outside its storage. Such calls allocate without bound, read out of bounds or reach other code.",
+            Severity::Critical,
+        ),
+        FindingKind::BuildViolation => (
+            "BUILD or items on an object that may not receive them",
+            "BUILD targets a shared object (a singleton or cached instance, whose state would change for the whole process), or an object already built once (the second BUILD calls a __setstate__ the first may have planted), or items are added to an object that takes none.",
+            Severity::Critical,
+        ),
+        FindingKind::StateViolation => (
+            "Object state that breaks a state rule",
+            "The state given to an object sets a special attribute (__setstate__, __reduce_ex__...), a dispatch string outside its allowed set (a scorer's response method, a vectorizer's input), non-empty hooks, or a callable under a method name: things the library later calls during normal use.",
+            Severity::Critical,
+        ),
         FindingKind::MalformedPickle => (
             "Malformed or truncated pickle",
             "The pickle breaks (bad opcode, truncation, stack underflow, missing memo entry, no STOP). CPython would have run every opcode before the break, so the file is rejected.",

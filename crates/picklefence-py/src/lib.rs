@@ -134,10 +134,14 @@ impl Policy {
     }
 
     /// A new policy that also allows `entries` ("module.name", split at the last dot, or
-    /// "module:qual.name"). A malformed entry raises `PolicyError` (a `ValueError`) naming it.
-    fn with_allowed(&self, py: Python<'_>, entries: Vec<String>) -> PyResult<Self> {
+    /// "module:qual.name"; "=ROLE" after it gives the role, otherwise the entry is trusted: any
+    /// use). A malformed entry, or a name that reaches code, files, processes, the network,
+    /// imports, attribute lookup or nested unpickling without `allow_dangerous=True`, raises
+    /// `PolicyError` (a `ValueError`) naming it.
+    #[pyo3(signature = (entries, *, allow_dangerous = false))]
+    fn with_allowed(&self, py: Python<'_>, entries: Vec<String>, allow_dangerous: bool) -> PyResult<Self> {
         self.inner
-            .with_allowed(entries)
+            .extend(entries, allow_dangerous)
             .map(Policy::wrap)
             .map_err(|e| policy_error(py, &e))
     }
@@ -150,6 +154,18 @@ impl Policy {
     /// Whether the policy allows importing `name` from `module` (exact match).
     fn is_allowed(&self, module: Cow<'_, str>, name: Cow<'_, str>) -> bool {
         self.inner.is_allowed(&module, &name)
+    }
+
+    /// Whether the name is allowed where only names are seen (an unpickler that was not
+    /// pre-scanned): names allowed only as verified calls (`builtins.getattr`...) are not.
+    fn is_allowed_by_name(&self, module: Cow<'_, str>, name: Cow<'_, str>) -> bool {
+        self.inner.is_allowed_by_name(&module, &name)
+    }
+
+    /// The roles of an allowed name, as policy-file lines (`["reconstruct"]`,
+    /// `["call(str<=64) -> value"]`), or None when it is not allowed.
+    fn roles(&self, module: Cow<'_, str>, name: Cow<'_, str>) -> Option<Vec<String>> {
+        self.inner.roles(&module, &name).map(|roles| roles.lines())
     }
 
     /// Whether the policy allows the `copyreg` extension code `code`.

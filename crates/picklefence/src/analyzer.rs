@@ -13,11 +13,13 @@ use crate::decoder::{Arg, Decoder, Op, Source, StreamLimits};
 use crate::error::DecodeError;
 use crate::findings::{Finding, FindingKind, ImportName, Severity};
 use crate::opcodes::Opcode;
-use crate::policy::{danger_reason, Policy};
+use crate::policy::{danger_reason, Policy, Roles};
 
 mod joblib;
+mod roles;
 pub use joblib::ArrayRead;
 use joblib::CallArgs;
+use roles::Tables;
 
 /// Bounds on analysis. Hitting one ends analysis with a `LimitExceeded` violation.
 #[derive(Debug, Clone, Copy)]
@@ -200,6 +202,24 @@ pub struct PickleReport {
     pub records_dropped: u64,
     /// Findings not listed (over `Limits::max_findings`); the report holds a note of it.
     pub findings_dropped: u64,
+    /// Files held in bytes constants that a call turns into objects (`torch.storage.
+    /// _load_from_bytes`): a scanner analyses each as a nested file.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nested: Vec<NestedFile>,
+}
+
+/// A file nested in a bytes constant of the pickle.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NestedFile {
+    /// The call that loads it.
+    pub offset: u64,
+    /// Where its bytes lie in the stream (`u64::MAX`: not known).
+    pub at: u64,
+    pub len: u64,
+    /// The bytes are written as a latin-1 str (`_codecs.encode(str, 'latin1')`, protocol < 3):
+    /// the stream holds the UTF-8 of that str.
+    pub latin1_text: bool,
+    pub pickle: usize,
 }
 
 impl PickleReport {
@@ -258,30 +278,49 @@ enum Value {
     /// Any other text: Python 2 `str` (its meaning depends on the unpickler's encoding),
     /// too long, or holding surrogates.
     Text,
-    Bytes,
+    /// A str constant too long to be a name: where its UTF-8 payload lies in the stream.
+    TextAt {
+        at: u64,
+        len: u64,
+    },
+    /// A bytes constant: where its payload starts in the stream, and its length.
+    Bytes {
+        at: u64,
+        len: u64,
+    },
     Int(i64),
-    Number,
-    Float,
-    Bool,
+    /// An int too large for `i64`: its two's-complement size in bytes.
+    Long(u64),
+    Float(f64),
+    Bool(bool),
     None,
-    List,
-    Dict,
-    /// A dict whose str-keyed entries are tracked (joblib wrapper state); index into the tracker.
-    TrackedDict(u32),
+    /// A list / dict the pickle made; index into the machine's list / dict table.
+    List(u32),
+    Dict(u32),
     Set,
     FrozenSet,
     Buffer,
-    Tuple(Rc<[Value]>),
+    Tuple(Rc<[Value]>, TupleMeta),
+    EmptyTuple,
+    /// A tuple of plain constants, kept as a count only (datasets of tuples cost nothing).
     OpaqueTuple,
     /// An imported object; index into the machine's import table.
     Import(u32),
-    /// The result of a call made at `offset`.
-    Call {
-        offset: u64,
-    },
+    /// What a call or a reconstruction returned; index into the machine's object table.
+    Obj(u32),
     Persistent,
+    /// A persistent id that names a torch storage of `numel` elements.
+    Storage(u64),
     /// What is left after CPython would already have raised.
     Unknown,
+}
+
+/// What a kept tuple holds, computed once when it is made.
+#[derive(Debug, Clone, Copy)]
+struct TupleMeta {
+    depth: u8,
+    /// Every import inside (at any depth) may be stored as a plain value.
+    storable: bool,
 }
 
 /// A str of at most `ShortName::CAPACITY` bytes, stored inline; `Value` stays 24 bytes.
@@ -312,28 +351,30 @@ impl ShortName {
 
 const _: () = assert!(std::mem::size_of::<Value>() == 24);
 
-/// Tuples keep their items only when small and shallow: enough to show persistent ids.
-const KEPT_TUPLE_LEN: usize = 16;
-const KEPT_TUPLE_DEPTH: usize = 4;
+/// Tuples keep their items only when small and shallow: call arguments, shapes, persistent
+/// ids. Larger ones are opaque; one holding an import that may not be stored is refused when
+/// it is made.
+const KEPT_TUPLE_LEN: usize = 256;
+const KEPT_TUPLE_DEPTH: u8 = 8;
 
 impl Value {
     fn what(&self) -> &'static str {
         match self {
-            Value::Name(_) | Value::ShortName(_) | Value::Text => "str",
-            Value::Bytes => "bytes",
-            Value::Int(_) | Value::Number => "int",
-            Value::Float => "float",
-            Value::Bool => "bool",
+            Value::Name(_) | Value::ShortName(_) | Value::Text | Value::TextAt { .. } => "str",
+            Value::Bytes { .. } => "bytes",
+            Value::Int(_) | Value::Long(_) => "int",
+            Value::Float(_) => "float",
+            Value::Bool(_) => "bool",
             Value::None => "None",
-            Value::List => "list",
-            Value::Dict | Value::TrackedDict(_) => "dict",
+            Value::List(_) => "list",
+            Value::Dict(_) => "dict",
             Value::Set => "set",
             Value::FrozenSet => "frozenset",
             Value::Buffer => "buffer",
-            Value::Tuple(_) | Value::OpaqueTuple => "tuple",
+            Value::Tuple(..) | Value::EmptyTuple | Value::OpaqueTuple => "tuple",
             Value::Import(_) => "import",
-            Value::Call { .. } => "call result",
-            Value::Persistent => "persistent object",
+            Value::Obj(_) => "call result",
+            Value::Persistent | Value::Storage(_) => "persistent object",
             Value::Unknown => "unknown",
         }
     }
@@ -356,37 +397,45 @@ impl Value {
         }
     }
 
-    fn depth(&self) -> usize {
+    fn depth(&self) -> u8 {
         match self {
-            Value::Tuple(items) => 1 + items.iter().map(Value::depth).max().unwrap_or(0),
+            Value::Tuple(_, meta) => meta.depth,
             _ => 0,
         }
     }
 
-    /// What makes a tuple worth keeping: an import or a kept tuple. Persistent ids name the
-    /// class of what they stand for (torch's `('storage', torch.FloatStorage, ...)`); tuples
-    /// of plain data (a dataset's rows of numbers and strings) cost nothing kept opaque.
-    fn is_notable(&self) -> bool {
-        matches!(self, Value::Import(_) | Value::Tuple(_))
+    /// Plain constants: a tuple of only these may stay opaque.
+    fn is_scalar(&self) -> bool {
+        matches!(
+            self,
+            Value::Name(_)
+                | Value::ShortName(_)
+                | Value::Text
+                | Value::TextAt { .. }
+                | Value::Int(_)
+                | Value::Long(_)
+                | Value::Float(_)
+                | Value::Bool(_)
+                | Value::None
+                | Value::EmptyTuple
+                | Value::OpaqueTuple
+        )
     }
 }
 
 /// The values without a payload, stored once each at the start of `Memo::values`.
-const PLAIN_VALUES: [Value; 14] = [
+const PLAIN_VALUES: [Value; 11] = [
     Value::Text,
-    Value::Bytes,
-    Value::Number,
-    Value::Float,
-    Value::Bool,
+    Value::Bool(false),
+    Value::Bool(true),
     Value::None,
-    Value::List,
-    Value::Dict,
     Value::Set,
     Value::FrozenSet,
     Value::Buffer,
     Value::OpaqueTuple,
     Value::Persistent,
     Value::Unknown,
+    Value::EmptyTuple,
 ];
 
 /// Where `Value::OpaqueTuple` is in `PLAIN_VALUES`.
@@ -399,19 +448,16 @@ const OPAQUE_TUPLE_SLOT: u32 = match plain_index(&Value::OpaqueTuple) {
 const fn plain_index(value: &Value) -> Option<u32> {
     let index = match value {
         Value::Text => 0,
-        Value::Bytes => 1,
-        Value::Number => 2,
-        Value::Float => 3,
-        Value::Bool => 4,
-        Value::None => 5,
-        Value::List => 6,
-        Value::Dict => 7,
-        Value::Set => 8,
-        Value::FrozenSet => 9,
-        Value::Buffer => 10,
-        Value::OpaqueTuple => 11,
-        Value::Persistent => 12,
-        Value::Unknown => 13,
+        Value::Bool(false) => 1,
+        Value::Bool(true) => 2,
+        Value::None => 3,
+        Value::Set => 4,
+        Value::FrozenSet => 5,
+        Value::Buffer => 6,
+        Value::OpaqueTuple => 7,
+        Value::Persistent => 8,
+        Value::Unknown => 9,
+        Value::EmptyTuple => 10,
         _ => return None,
     };
     Some(index)
@@ -541,6 +587,28 @@ fn sparse_memo_index(key: i64, entries: usize) -> bool {
     key >= HUGE && key > i64::try_from(entries).unwrap_or(i64::MAX).saturating_mul(2)
 }
 
+/// An INT or LONG written in decimal: its value, or its size when it does not fit `i64`.
+fn decimal_int(text: &[u8]) -> Value {
+    match crate::text::parse_python_int(text, 0) {
+        Some(v) => Value::Int(v),
+        None => Value::Long((text.len() as u64).div_ceil(2)),
+    }
+}
+
+/// A LONG1/LONG4 payload (little-endian two's complement) that fits `i64`.
+fn le_signed(bytes: &[u8]) -> Option<i64> {
+    if bytes.is_empty() {
+        return Some(0);
+    }
+    if bytes.len() > 8 {
+        return None;
+    }
+    let negative = bytes.last().is_some_and(|b| b & 0x80 != 0);
+    let mut buf = if negative { [0xff; 8] } else { [0; 8] };
+    buf.get_mut(..bytes.len())?.copy_from_slice(bytes);
+    Some(i64::from_le_bytes(buf))
+}
+
 /// The `n`-byte little-endian number at `at`.
 fn le_at(data: &[u8], at: usize, n: usize) -> Option<u64> {
     let bytes = data.get(at..at.checked_add(n)?)?;
@@ -572,9 +640,13 @@ fn scalar_value(data: &[u8], at: usize) -> Value {
         Some(b'K') => Value::Int(arg(1) as i64),
         Some(b'M') => Value::Int(arg(2) as i64),
         Some(b'J') => Value::Int(i64::from(arg(4) as u32 as i32)),
-        Some(b'G') => Value::Float,
+        Some(b'G') => Value::Float(f64::from_bits(
+            data.get(at + 1..at + 9)
+                .map_or(0, |b| b.iter().fold(0u64, |acc, &x| (acc << 8) | u64::from(x))),
+        )),
         Some(b'N') => Value::None,
-        Some(0x88 | 0x89) => Value::Bool,
+        Some(0x88) => Value::Bool(true),
+        Some(0x89) => Value::Bool(false),
         _ => Value::OpaqueTuple,
     }
 }
@@ -588,10 +660,12 @@ pub enum Flow {
 
 /// One import table entry: what it names and whether the policy allows it.
 #[derive(Debug, Clone)]
-struct ImportEntry {
+struct ImportEntry<'p> {
     target: Option<ImportName>,
     ext_code: Option<i64>,
     allowed: bool,
+    /// How the policy lets it be used (`None` for an allowed EXT code: any use).
+    roles: Option<&'p Roles>,
 }
 
 /// The stack machine, for callers that drive the decoder themselves (container readers that
@@ -616,8 +690,12 @@ pub struct Analyzer<'p> {
     active: bool,
     persistent_noted: bool,
     buffers_noted: bool,
+    /// Objects, dicts and lists this pickle made.
+    tables: Tables,
+    /// This pickle imported something: tuples keep their items (call arguments are checked).
+    keep_tuples: bool,
     // Whole-stream state.
-    table: Vec<ImportEntry>,
+    table: Vec<ImportEntry<'p>>,
     /// module → name → index into `table`; two levels so a lookup needs no allocation.
     interned: HashMap<Arc<str>, HashMap<Arc<str>, u32>>,
     opcodes: u64,
@@ -650,6 +728,8 @@ impl<'p> Analyzer<'p> {
             active: false,
             persistent_noted: false,
             buffers_noted: false,
+            tables: Tables::default(),
+            keep_tuples: false,
             table: Vec::new(),
             interned: HashMap::default(),
             opcodes: 0,
@@ -780,25 +860,6 @@ impl<'p> Analyzer<'p> {
         }
     }
 
-    fn check_mutation_target(&mut self, target: &Value, offset: u64, opcode: Opcode) {
-        if let Value::Import(index) = target {
-            let name = self.import_name(*index);
-            let shown = name
-                .as_ref()
-                .map_or_else(|| "an extension-code import".to_string(), |n| n.to_string());
-            self.finding(
-                FindingKind::StateInjection,
-                Severity::Critical,
-                offset,
-                name,
-                format!(
-                    "{} at offset {offset} modifies the imported object {shown} (state injection)",
-                    opcode.name()
-                ),
-            );
-        }
-    }
-
     fn import_name(&self, index: u32) -> Option<ImportName> {
         self.table.get(index as usize).and_then(|e| e.target.clone())
     }
@@ -851,7 +912,8 @@ impl<'p> Analyzer<'p> {
                     module: mapped_module.as_ref().into(),
                     name: mapped_name.as_ref().into(),
                 };
-                let allowed = self.policy.is_allowed(&target.module, &target.name);
+                let roles = self.policy.roles(&target.module, &target.name);
+                let allowed = roles.is_some();
                 self.interned
                     .entry(target.module.clone())
                     .or_default()
@@ -860,10 +922,12 @@ impl<'p> Analyzer<'p> {
                     target: Some(target),
                     ext_code: None,
                     allowed,
+                    roles,
                 });
                 index
             }
         };
+        self.keep_tuples = true;
         let (target, allowed) = match self.table.get(index as usize) {
             Some(ImportEntry {
                 target: Some(target),
@@ -980,7 +1044,9 @@ impl<'p> Analyzer<'p> {
             target: None,
             ext_code: Some(code),
             allowed,
+            roles: None,
         });
+        self.keep_tuples = true;
         Value::Import(index)
     }
 
@@ -997,14 +1063,24 @@ impl<'p> Analyzer<'p> {
                 }) => Callee::ExtCode { code: *code },
                 _ => Callee::Unresolved,
             },
-            Value::Call { offset } => Callee::CallResult { offset: *offset },
+            Value::Obj(id) => Callee::CallResult {
+                offset: self.tables.objects.get(*id as usize).map_or(0, |o| o.offset),
+            },
             Value::Unknown => Callee::Unresolved,
             other => Callee::Other { what: other.what() },
         }
     }
 
-    /// Records a call of `callable` and returns its result.
-    fn call(&mut self, offset: u64, opcode: Opcode, callable: &Value) -> Value {
+    /// Records a call of `callable`, reports calls of what is not an import, then checks the
+    /// call against the callee's role and returns its result.
+    fn call(
+        &mut self,
+        offset: u64,
+        opcode: Opcode,
+        callable: &Value,
+        args: CallArgs<'_>,
+        kwargs: Option<&Value>,
+    ) -> Value {
         let callee = self.callee(callable);
         match &callee {
             Callee::Import { .. } | Callee::ExtCode { .. } | Callee::Unresolved => {}
@@ -1043,7 +1119,9 @@ impl<'p> Analyzer<'p> {
             callee,
             pickle: self.pickle_index(),
         });
-        Value::Call { offset }
+        let result = self.call_op(offset, opcode, callable, args, kwargs);
+        self.track_call(&result, callable, args);
+        result
     }
 
     fn sym(&self, value: &Value) -> Sym {
@@ -1057,7 +1135,8 @@ impl<'p> Analyzer<'p> {
                 Some(name) => Sym::Import(name),
                 None => Sym::Other("extension-code import"),
             },
-            Value::Tuple(items) => Sym::Tuple(items.iter().map(|v| self.sym(v)).collect()),
+            Value::Tuple(items, _) => Sym::Tuple(items.iter().map(|v| self.sym(v)).collect()),
+            Value::EmptyTuple => Sym::Tuple(Vec::new()),
             other => Sym::Other(other.what()),
         }
     }
@@ -1079,7 +1158,18 @@ impl<'p> Analyzer<'p> {
                 self.report.records_dropped += 1;
             }
         }
-        self.push(Value::Persistent);
+        // torch's `('storage', StorageClass, key, location, numel, ...)`: the storage's size
+        // bounds the tensor views made over it.
+        let storage = match pid {
+            Value::Tuple(items, _) if items.first().and_then(Value::as_name) == Some("storage") => {
+                match items.get(4) {
+                    Some(Value::Int(numel)) if *numel >= 0 => Some(*numel as u64),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        self.push(storage.map_or(Value::Persistent, Value::Storage));
     }
 
     fn name_value(&self, payload_text: Option<&[u8]>) -> Value {
@@ -1125,19 +1215,6 @@ impl<'p> Analyzer<'p> {
         }
         self.memo.insert(key, value);
         Flow::Continue
-    }
-
-    /// A tuple's stand-in: items are kept when small and shallow and worth showing (or when
-    /// joblib tracking needs shapes); anything else is an opaque tuple, at no allocation.
-    fn make_tuple(&self, items: Vec<Value>) -> Value {
-        let keep = items.len() <= KEPT_TUPLE_LEN
-            && (self.joblib.is_some() || items.iter().any(Value::is_notable))
-            && items.iter().all(|v| v.depth() < KEPT_TUPLE_DEPTH);
-        if keep {
-            Value::Tuple(items.into())
-        } else {
-            Value::OpaqueTuple
-        }
     }
 
     /// Decodes and runs one opcode; `Flow::Stop` once analysis is over.
@@ -1234,15 +1311,31 @@ impl<'p> Analyzer<'p> {
                     Some(&[a, b, c, d]) => push!(5, Value::Int(i64::from(i32::from_le_bytes([a, b, c, d])))),
                     _ => break,
                 },
-                b'G' => push!(9, Value::Float),
+                b'G' => match data.get(pos + 1..pos + 9) {
+                    Some(&[a, b, c, d, e, f, g, h]) => {
+                        push!(9, Value::Float(f64::from_be_bytes([a, b, c, d, e, f, g, h])))
+                    }
+                    _ => break,
+                },
                 b'N' => push!(1, Value::None),
-                0x88 | 0x89 => push!(1, Value::Bool),
-                b']' => push!(1, Value::List),
+                0x88 => push!(1, Value::Bool(true)),
+                0x89 => push!(1, Value::Bool(false)),
+                b']' => {
+                    // At the table bound the general path reports the limit.
+                    if self.tables.lists.len() >= max_memo || pos + 1 > data.len() {
+                        break;
+                    }
+                    let list = self.new_list(pos as u64);
+                    push!(1, list)
+                }
                 b'}' => {
-                    let dict = self.new_dict(&[]);
+                    if self.tables.dicts.len() >= max_memo || pos + 1 > data.len() {
+                        break;
+                    }
+                    let dict = self.new_dict(pos as u64, &[]);
                     push!(1, dict)
                 }
-                b')' => push!(1, self.make_tuple(Vec::new())),
+                b')' => push!(1, Value::EmptyTuple),
                 b'C' | b'B' | 0x8e | 0x96 => {
                     let (prefix, declared) = match byte {
                         b'C' => (1, le_at(data, pos + 1, 1)),
@@ -1254,7 +1347,13 @@ impl<'p> Analyzer<'p> {
                         .and_then(|n| n.checked_add(1 + prefix))
                         .filter(|size| pos.checked_add(*size).is_some())
                     {
-                        Some(size) => push!(size, Value::Bytes),
+                        Some(size) => push!(
+                            size,
+                            Value::Bytes {
+                                at: (pos + 1 + prefix) as u64,
+                                len: (size - 1 - prefix) as u64,
+                            }
+                        ),
                         None => break,
                     }
                 }
@@ -1279,10 +1378,12 @@ impl<'p> Analyzer<'p> {
                     if self.marks.len() >= max_marks || pos + 1 > data.len() {
                         break;
                     }
-                    if plain && matches!(self.stack.last(), Some(Value::List)) {
+                    if let (true, Some(&Value::List(list))) = (plain, self.stack.last()) {
                         let room = max_stack.saturating_sub(self.stack.len());
-                        if let Some((next, ops)) = self.append_run(full, data, pos + 1, budget - count, room)
+                        if let Some((next, ops, items)) =
+                            self.append_run(full, data, pos + 1, budget - count, room)
                         {
+                            self.list_grow(list, items);
                             pos = next;
                             count += ops;
                             data = self.frame_window(full, pos);
@@ -1293,61 +1394,60 @@ impl<'p> Analyzer<'p> {
                     pos += 1;
                 }
                 b'e' | b'u' => {
-                    // APPENDS onto a list / SETITEMS into a dict, both made by the pickle.
+                    // APPENDS onto a list / SETITEMS into a dict, both made by the pickle; an
+                    // item that may need a finding goes to the general path.
                     let Some(&mark) = self.marks.last() else { break };
                     let len = self.stack.len();
                     let target = match (byte, mark.checked_sub(1).and_then(|i| self.stack.get(i))) {
-                        (b'e', Some(Value::List)) => None,
-                        (b'u', Some(Value::Dict)) if len.saturating_sub(mark).is_multiple_of(2) => None,
-                        (b'u', Some(Value::TrackedDict(id)))
-                            if len.saturating_sub(mark).is_multiple_of(2) =>
-                        {
-                            Some(*id)
+                        (b'e', Some(&Value::List(id))) => Value::List(id),
+                        (b'u', Some(&Value::Dict(id))) if len.saturating_sub(mark).is_multiple_of(2) => {
+                            Value::Dict(id)
                         }
                         _ => break,
                     };
-                    if pos + 1 > data.len() {
+                    let items = self.stack.get(mark..).unwrap_or_default();
+                    if pos + 1 > data.len() || items.iter().any(|v| self.needs_store_check(v)) {
                         break;
                     }
-                    if let (Some(id), Some(tracker)) = (target, self.joblib.as_mut()) {
-                        tracker.dict_set(id, self.stack.get(mark..).unwrap_or_default());
+                    // The items are read from the stack while the tables change.
+                    let stack = std::mem::take(&mut self.stack);
+                    let items = stack.get(mark..).unwrap_or_default();
+                    match target {
+                        Value::List(id) => self.list_extend(id, items),
+                        Value::Dict(id) => self.dict_set(id, items),
+                        _ => {}
                     }
+                    self.stack = stack;
                     self.stack.truncate(mark);
                     self.marks.pop();
                     pos += 1;
                 }
-                b's' => {
-                    // SETITEM into a dict made by the pickle.
+                b's' | b'a' => {
+                    // SETITEM into a dict / APPEND onto a list made by the pickle.
+                    let n = if byte == b's' { 2 } else { 1 };
                     let len = self.stack.len();
                     let fence = self.marks.last().copied().unwrap_or(0);
-                    if len < fence + 3 || pos + 1 > data.len() {
+                    if len < fence + n + 1 || pos + 1 > data.len() {
                         break;
                     }
-                    match self.stack.get(len - 3) {
-                        Some(Value::Dict) => {}
-                        Some(Value::TrackedDict(id)) => {
-                            let id = *id;
-                            if let Some(tracker) = self.joblib.as_mut() {
-                                tracker.dict_set(id, self.stack.get(len - 2..).unwrap_or_default());
-                            }
-                        }
+                    let target = match (byte, self.stack.get(len - n - 1)) {
+                        (b's', Some(&Value::Dict(id))) => Value::Dict(id),
+                        (b'a', Some(&Value::List(id))) => Value::List(id),
                         _ => break,
-                    }
-                    self.stack.truncate(len - 2);
-                    pos += 1;
-                }
-                b'a' => {
-                    let len = self.stack.len();
-                    let fence = self.marks.last().copied().unwrap_or(0);
-                    let target_ok = len >= fence + 2
-                        && matches!(
-                            len.checked_sub(2).and_then(|i| self.stack.get(i)),
-                            Some(Value::List)
-                        );
-                    if !target_ok || pos + 1 > data.len() {
+                    };
+                    let items = self.stack.get(len - n..).unwrap_or_default();
+                    if items.iter().any(|v| self.needs_store_check(v)) {
                         break;
                     }
-                    self.stack.pop();
+                    let stack = std::mem::take(&mut self.stack);
+                    let items = stack.get(len - n..).unwrap_or_default();
+                    match target {
+                        Value::List(id) => self.list_extend(id, items),
+                        Value::Dict(id) => self.dict_set(id, items),
+                        _ => {}
+                    }
+                    self.stack = stack;
+                    self.stack.truncate(len - n);
                     pos += 1;
                 }
                 0x85..=0x87 | b't' => {
@@ -1367,16 +1467,24 @@ impl<'p> Analyzer<'p> {
                     if pos + 1 > data.len() {
                         break;
                     }
+                    let items = self.stack.get(len - n..).unwrap_or_default();
+                    let opaque = plain && !self.keep_tuples && items.iter().all(Value::is_scalar);
+                    // Tuples too large or deep to keep go the general way (they may need a finding).
+                    if !opaque && (n > KEPT_TUPLE_LEN || items.iter().any(|v| v.depth() >= KEPT_TUPLE_DEPTH))
+                    {
+                        break;
+                    }
                     if byte == b't' {
                         self.marks.pop();
                     }
-                    let items = self.stack.get(len - n..).unwrap_or_default();
-                    let tuple = if plain && !items.iter().any(Value::is_notable) {
+                    let tuple = if n == 0 {
+                        Value::EmptyTuple
+                    } else if opaque {
                         self.stack.truncate(len - n);
                         Value::OpaqueTuple
                     } else {
                         let items = self.stack.split_off(len - n);
-                        self.make_tuple(items)
+                        self.tuple_value(items)
                     };
                     push!(1, tuple);
                 }
@@ -1455,7 +1563,8 @@ impl<'p> Analyzer<'p> {
     /// of numbers or of number tuples is pickled in. Runs the batch over a depth count and the
     /// top value instead of a stack, ending after the APPENDS; `None` (with nothing changed)
     /// when the batch holds anything else, so that the general loop takes it.
-    /// `start` is just past the MARK; the returned count includes MARK and APPENDS.
+    /// `start` is just past the MARK; returns where the batch ends, the opcode count (MARK and
+    /// APPENDS included) and the number of items appended.
     fn append_run<'d>(
         &mut self,
         full: &'d [u8],
@@ -1463,7 +1572,7 @@ impl<'p> Analyzer<'p> {
         start: usize,
         budget: u64,
         room: usize,
-    ) -> Option<(usize, u64)> {
+    ) -> Option<(usize, u64, usize)> {
         let dense_before = self.memo.dense.len();
         let max_memo = self.limits.max_memo;
         // With no sparse keys the memo's size is its dense part's, the next key MEMOIZE takes.
@@ -1520,7 +1629,8 @@ impl<'p> Analyzer<'p> {
                 b'N' | 0x88 | 0x89 => scalars!(byte, 1),
                 0x85..=0x87 => {
                     let n = usize::from(byte - 0x84);
-                    if depth < n {
+                    // Once the pickle imports anything its tuples are kept (the general path).
+                    if depth < n || self.keep_tuples {
                         break None;
                     }
                     depth -= n - 1;
@@ -1556,17 +1666,17 @@ impl<'p> Analyzer<'p> {
                     }
                     pos += size;
                 }
-                b'e' => break Some(pos + 1),
+                b'e' => break Some((pos + 1, depth)),
                 _ => break None,
             }
             ops += 1;
         };
         match outcome {
-            Some(next) if ops < budget && max_depth < room => {
+            Some((next, items)) if ops < budget && max_depth < room => {
                 if let Some(end) = opened {
                     self.frame_end = Some(end as u64);
                 }
-                Some((next, ops))
+                Some((next, ops, items))
             }
             _ => {
                 // Undo the memo stores: the general loop makes them again.
@@ -1673,23 +1783,41 @@ impl<'p> Analyzer<'p> {
             }
             Opcode::Stop => {
                 let value = self.pop(offset, opcode);
+                self.store(offset, &value, None);
                 self.last_result = Some(self.sym(&value));
                 return self.end_pickle(op.end());
             }
             Opcode::Int | Opcode::BinInt | Opcode::BinInt1 | Opcode::BinInt2 => {
                 let value = match &op.arg {
                     Arg::Int(v) => Value::Int(*v),
-                    Arg::Bool(_) => Value::Bool,
-                    Arg::Decimal(text) => match crate::text::parse_python_int(text, 0) {
-                        Some(v) => Value::Int(v),
-                        None => Value::Number,
-                    },
-                    _ => Value::Number,
+                    Arg::Bool(b) => Value::Bool(*b),
+                    Arg::Decimal(text) => decimal_int(text),
+                    _ => Value::Long(0),
                 };
                 self.push(value);
             }
-            Opcode::Long | Opcode::Long1 | Opcode::Long4 => self.push(Value::Number),
-            Opcode::Float | Opcode::BinFloat => self.push(Value::Float),
+            Opcode::Long | Opcode::Long1 | Opcode::Long4 => {
+                let value = match &op.arg {
+                    Arg::Decimal(text) => decimal_int(text.strip_suffix(b"L").unwrap_or(text)),
+                    Arg::Long(payload) => match payload.bytes() {
+                        Some(bytes) => le_signed(bytes).map_or(Value::Long(payload.len), Value::Int),
+                        None => Value::Long(payload.len),
+                    },
+                    _ => Value::Long(0),
+                };
+                self.push(value);
+            }
+            Opcode::Float | Opcode::BinFloat => {
+                let value = match &op.arg {
+                    Arg::Float(v) => *v,
+                    Arg::FloatText(text) => std::str::from_utf8(text)
+                        .ok()
+                        .and_then(|t| t.trim().parse().ok())
+                        .unwrap_or(f64::NAN),
+                    _ => f64::NAN,
+                };
+                self.push(Value::Float(value));
+            }
             Opcode::String | Opcode::BinString | Opcode::ShortBinString => {
                 if let Arg::BadStr(_) = op.arg {
                     self.break_stream(
@@ -1702,11 +1830,25 @@ impl<'p> Analyzer<'p> {
                 }
             }
             Opcode::BinBytes | Opcode::ShortBinBytes | Opcode::BinBytes8 | Opcode::ByteArray8 => {
-                self.push(Value::Bytes)
+                let len = match &op.arg {
+                    Arg::Bytes(payload) => payload.len,
+                    _ => 0,
+                };
+                self.push(Value::Bytes {
+                    at: op.end().saturating_sub(len),
+                    len,
+                })
             }
             Opcode::Unicode | Opcode::ShortBinUnicode | Opcode::BinUnicode | Opcode::BinUnicode8 => {
                 let value = match &op.arg {
-                    Arg::Unicode(payload) => self.name_value(payload.bytes()),
+                    Arg::Unicode(payload) => match self.name_value(payload.bytes()) {
+                        // A long str keeps where it lies (the latin-1 text of nested bytes).
+                        Value::Text if opcode != Opcode::Unicode => Value::TextAt {
+                            at: op.end().saturating_sub(payload.len),
+                            len: payload.len,
+                        },
+                        value => value,
+                    },
                     _ => {
                         self.break_stream(offset, "the string is not valid UTF-8");
                         Value::Unknown
@@ -1732,58 +1874,61 @@ impl<'p> Analyzer<'p> {
                 self.push(value);
             }
             Opcode::None => self.push(Value::None),
-            Opcode::NewTrue | Opcode::NewFalse => self.push(Value::Bool),
-            Opcode::EmptyList => self.push(Value::List),
+            Opcode::NewTrue => self.push(Value::Bool(true)),
+            Opcode::NewFalse => self.push(Value::Bool(false)),
+            Opcode::EmptyList => {
+                let value = self.new_list(offset);
+                self.push(value);
+            }
             Opcode::EmptyDict => {
-                let value = self.new_dict(&[]);
+                let value = self.new_dict(offset, &[]);
                 self.push(value);
             }
             Opcode::EmptySet => self.push(Value::Set),
-            Opcode::EmptyTuple => {
-                let value = self.make_tuple(Vec::new());
-                self.push(value);
-            }
+            Opcode::EmptyTuple => self.push(Value::EmptyTuple),
             Opcode::Append => {
-                let _value = self.pop(offset, opcode);
+                let value = self.pop(offset, opcode);
                 let target = self.top(offset, opcode);
-                self.check_mutation_target(&target, offset, opcode);
+                self.add_items(offset, opcode, &target, std::slice::from_ref(&value));
             }
             Opcode::SetItem => {
                 let value = self.pop(offset, opcode);
                 let key = self.pop(offset, opcode);
                 let target = self.top(offset, opcode);
-                self.check_mutation_target(&target, offset, opcode);
-                self.dict_set(&target, &[key, value]);
+                self.add_items(offset, opcode, &target, &[key, value]);
             }
             Opcode::Appends | Opcode::SetItems | Opcode::AddItems => {
                 let (target, items) = self.mark_target(offset, opcode);
                 if opcode == Opcode::SetItems && !items.len().is_multiple_of(2) {
                     self.break_stream(offset, "SETITEMS has an odd number of items");
                 }
-                self.check_mutation_target(&target, offset, opcode);
-                if opcode == Opcode::SetItems {
-                    self.dict_set(&target, &items);
-                }
+                self.add_items(offset, opcode, &target, &items);
             }
             Opcode::List => {
-                self.pop_mark(offset, opcode);
-                self.push(Value::List);
+                let items = self.pop_mark(offset, opcode);
+                let list = self.new_list(offset);
+                self.add_items(offset, Opcode::Appends, &list, &items);
+                self.push(list);
             }
             Opcode::Dict => {
                 let items = self.pop_mark(offset, opcode);
                 if !items.len().is_multiple_of(2) {
                     self.break_stream(offset, "DICT has an odd number of items");
                 }
-                let value = self.new_dict(&items);
-                self.push(value);
+                let dict = self.new_dict(offset, &[]);
+                self.add_items(offset, Opcode::SetItems, &dict, &items);
+                self.push(dict);
             }
             Opcode::FrozenSet => {
-                self.pop_mark(offset, opcode);
+                let items = self.pop_mark(offset, opcode);
+                for item in &items {
+                    self.store(offset, item, None);
+                }
                 self.push(Value::FrozenSet);
             }
             Opcode::Tuple => {
                 let items = self.pop_mark(offset, opcode);
-                let value = self.make_tuple(items);
+                let value = self.make_tuple(offset, items);
                 self.push(value);
             }
             Opcode::Tuple1 | Opcode::Tuple2 | Opcode::Tuple3 => {
@@ -1794,7 +1939,7 @@ impl<'p> Analyzer<'p> {
                 };
                 let mut items: Vec<Value> = (0..n).map(|_| self.pop(offset, opcode)).collect();
                 items.reverse();
-                let value = self.make_tuple(items);
+                let value = self.make_tuple(offset, items);
                 self.push(value);
             }
             Opcode::Pop => {
@@ -1865,8 +2010,7 @@ impl<'p> Analyzer<'p> {
                 };
                 if opcode == Opcode::Inst {
                     let items = self.pop_mark(offset, opcode);
-                    let result = self.call(offset, opcode, &value);
-                    self.track_call(offset, &value, CallArgs::Items(&items));
+                    let result = self.call(offset, opcode, &value, CallArgs::Items(&items), None);
                     self.push(result);
                 } else {
                     self.push(value);
@@ -1892,23 +2036,20 @@ impl<'p> Analyzer<'p> {
             Opcode::Reduce => {
                 let args = self.pop(offset, opcode);
                 let callable = self.pop(offset, opcode);
-                let result = self.call(offset, opcode, &callable);
-                self.track_call(offset, &callable, CallArgs::Reduce(&args));
+                let result = self.call(offset, opcode, &callable, CallArgs::Reduce(&args), None);
                 self.push(result);
             }
             Opcode::NewObj => {
                 let args = self.pop(offset, opcode);
                 let class = self.pop(offset, opcode);
-                let result = self.call(offset, opcode, &class);
-                self.track_call(offset, &class, CallArgs::New(&args));
+                let result = self.call(offset, opcode, &class, CallArgs::New(&args), None);
                 self.push(result);
             }
             Opcode::NewObjEx => {
-                let _kwargs = self.pop(offset, opcode);
+                let kwargs = self.pop(offset, opcode);
                 let args = self.pop(offset, opcode);
                 let class = self.pop(offset, opcode);
-                let result = self.call(offset, opcode, &class);
-                self.track_call(offset, &class, CallArgs::New(&args));
+                let result = self.call(offset, opcode, &class, CallArgs::New(&args), Some(&kwargs));
                 self.push(result);
             }
             Opcode::Obj => {
@@ -1920,18 +2061,15 @@ impl<'p> Analyzer<'p> {
                         Value::Unknown
                     }
                 };
-                let result = self.call(offset, opcode, &class);
-                self.track_call(
-                    offset,
-                    &class,
-                    CallArgs::Items(items.get(1..).unwrap_or_default()),
-                );
+                let args = items.get(1..).unwrap_or_default();
+                let result = self.call(offset, opcode, &class, CallArgs::Items(args), None);
                 self.push(result);
             }
             Opcode::Build => {
                 let state = self.pop(offset, opcode);
                 let target = self.top(offset, opcode);
-                self.build(offset, &target);
+                self.store(offset, &state, None);
+                self.build_op(offset, &target, &state);
                 self.track_build(&target, &state);
             }
             Opcode::PersId => {
@@ -1949,7 +2087,7 @@ impl<'p> Analyzer<'p> {
                 self.persistent(offset, &pid_value);
                 // Legacy torch saves name a module's class as `('module', cls, file, source)`
                 // and its `persistent_load` returns `cls`: the object is that (checked) import.
-                if let Value::Tuple(items) = &pid_value {
+                if let Value::Tuple(items, _) = &pid_value {
                     if let (Some(tag), Some(Value::Import(class))) =
                         (items.first().and_then(Value::as_name), items.get(1))
                     {
@@ -1990,37 +2128,9 @@ impl<'p> Analyzer<'p> {
         );
     }
 
-    fn build(&mut self, offset: u64, target: &Value) {
-        match target {
-            Value::Call { .. } => {}
-            Value::Import(index) => {
-                let name = self.import_name(*index);
-                let shown = name
-                    .as_ref()
-                    .map_or_else(|| "an extension-code import".to_string(), |n| n.to_string());
-                self.finding(
-                    FindingKind::StateInjection,
-                    Severity::Critical,
-                    offset,
-                    name,
-                    format!("BUILD at offset {offset} sets the state of the imported object {shown} (state injection)"),
-                );
-            }
-            Value::Unknown => {}
-            other => {
-                let what = other.what();
-                self.finding(
-                    FindingKind::UnsafeBuild,
-                    Severity::High,
-                    offset,
-                    None,
-                    format!("BUILD at offset {offset} sets the state of a {what}, which the pickle did not make by a call"),
-                );
-            }
-        }
-    }
-
     fn reset_pickle(&mut self) {
+        self.tables.clear();
+        self.keep_tuples = false;
         self.stack.clear();
         self.marks.clear();
         self.memo.clear();

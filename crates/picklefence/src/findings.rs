@@ -46,6 +46,14 @@ pub enum FindingKind {
     StateInjection,
     /// BUILD on something the pickle did not produce by a call.
     UnsafeBuild,
+    /// An allowed import used in a way its role forbids (called, constructed or stored).
+    RoleViolation,
+    /// A call whose arguments break the callee's argument schema (kinds, bounds, callables).
+    ArgumentViolation,
+    /// BUILD or items on an object that may not receive them (shared, or built already).
+    BuildViolation,
+    /// An object state that breaks a state rule (special keys, dispatch strings, hooks).
+    StateViolation,
     /// The stream breaks (bad opcode, truncation, stack underflow, missing memo key, no STOP):
     /// CPython has run everything before the break.
     MalformedPickle,
@@ -79,6 +87,10 @@ impl FindingKind {
             FindingKind::IndirectCall => "indirect-call",
             FindingKind::StateInjection => "state-injection",
             FindingKind::UnsafeBuild => "unsafe-build",
+            FindingKind::RoleViolation => "role-violation",
+            FindingKind::ArgumentViolation => "argument-violation",
+            FindingKind::BuildViolation => "build-violation",
+            FindingKind::StateViolation => "state-violation",
             FindingKind::MalformedPickle => "malformed-pickle",
             FindingKind::AmbiguousFraming => "ambiguous-framing",
             FindingKind::TrailingData => "trailing-data",

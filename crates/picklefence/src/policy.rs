@@ -1,14 +1,22 @@
-//! The allowlist: an immutable set of exact `(module, qualified name)` pairs and EXT codes.
+//! The allowlist: an immutable map of exact `(module, qualified name)` pairs to their roles
+//! (how a pickle may use each, see [`roles`]), EXT codes, and the state rules.
 //!
 //! The default ML allowlist is data (`policies/*.txt`, compiled in and parsed once), never
 //! code. Extending a policy builds a new one; nothing mutates the default.
-//! [`danger_reason`] only explains why a *refused* import is dangerous; it never allows.
+//! [`danger_reason`] explains why an import is dangerous; names it knows are never added by
+//! a user without an explicit `allow_dangerous` opt-in.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 use serde::Deserialize;
+
+pub mod roles;
+pub mod state_rules;
+
+pub use roles::{parse_role, CallSchema, Roles};
+pub use state_rules::{StateRule, StateRules};
 
 /// The files of the default ML allowlist, as `(family, text)`.
 pub const DEFAULT_POLICY_FILES: &[(&str, &str)] = &[
@@ -20,6 +28,7 @@ pub const DEFAULT_POLICY_FILES: &[(&str, &str)] = &[
     ("pandas", include_str!("../policies/pandas.txt")),
     ("scipy", include_str!("../policies/scipy.txt")),
     ("transformers", include_str!("../policies/transformers.txt")),
+    ("calls", include_str!("../policies/calls.txt")),
 ];
 
 /// Named policies beyond the default: each is the default plus the entries of its file.
@@ -40,9 +49,20 @@ pub enum PolicyError {
     /// An allowlist entry that is not `module.name` or `module:qualified.name`.
     #[error(
         "malformed allowlist entry {entry:?}: {reason} \
-         (expected \"module.name\" or \"module:qualified.name\")"
+         (expected \"module.name\" or \"module:qualified.name\", optionally \"=role\")"
     )]
     MalformedEntry { entry: String, reason: &'static str },
+    /// An entry whose role does not parse.
+    #[error("allowlist entry {entry:?} has an invalid role: {error}")]
+    MalformedRole { entry: String, error: roles::RoleError },
+    /// A user entry that reaches code execution, files, processes, the network, imports,
+    /// attribute lookup or nested unpickling, added without `allow_dangerous`.
+    #[error(
+        "refusing to allow {entry:?}: it {reason}; a policy extension may add such a name only \
+         with an explicit allow_dangerous=True (--allow-dangerous), and only if every file it \
+         loads is trusted"
+    )]
+    Dangerous { entry: String, reason: &'static str },
     /// A named policy that does not exist.
     #[error("unknown named policy {name:?}; known policies: {}", known.join(", "))]
     UnknownPolicy { name: String, known: Vec<&'static str> },
@@ -75,18 +95,18 @@ impl fmt::Display for TomlLocation<'_> {
     }
 }
 
-type Entries = HashMap<Box<str>, HashSet<Box<str>>>;
+type Entries = HashMap<Box<str>, HashMap<Box<str>, Roles>>;
 
 #[derive(Debug)]
 struct Inner {
     name: String,
-    /// Module -> qualified names: one borrowed-key lookup per question, no allocation.
+    /// Module -> qualified names -> roles: one borrowed-key lookup per question, no allocation.
     allowed: Entries,
     ext_codes: BTreeSet<u32>,
 }
 
-/// An immutable allowlist of exact `(module, qualified name)` imports and EXT codes.
-/// Cloning is cheap (shared, reference-counted); every "change" returns a new policy.
+/// An immutable allowlist of exact `(module, qualified name)` imports with their roles, and
+/// EXT codes. Cloning is cheap (shared, reference-counted); every "change" returns a new policy.
 #[derive(Clone, Debug)]
 pub struct Policy {
     inner: Arc<Inner>,
@@ -99,7 +119,7 @@ impl Default for Policy {
 }
 
 impl PartialEq for Policy {
-    /// Same entries and EXT codes (names aside).
+    /// Same entries, roles and EXT codes (names aside).
     fn eq(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)
             || (self.inner.allowed == other.inner.allowed && self.inner.ext_codes == other.inner.ext_codes)
@@ -108,20 +128,72 @@ impl PartialEq for Policy {
 
 impl Eq for Policy {}
 
-/// The lines of a data file that carry entries (`#` starts a comment).
-fn data_lines(text: &str) -> impl Iterator<Item = &str> {
-    text.lines()
-        .map(|line| line.split('#').next().unwrap_or_default().trim())
-        .filter(|line| !line.is_empty())
+/// One line of a policy data file: an entry and one of its roles.
+#[derive(Debug, Clone)]
+pub struct DataLine {
+    pub line: usize,
+    pub module: String,
+    pub name: String,
+    pub roles: Roles,
 }
 
-/// Adds a data file's entries. A malformed line is skipped, which can only make the
-/// policy stricter; the tests require every line of every shipped file to parse.
+/// Why a line of a policy data file does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {error}")]
+pub struct DataError {
+    pub line: usize,
+    pub error: PolicyError,
+}
+
+/// The entries of a data file: `module:qualified.name ROLE  # comment` per line (the comment
+/// of a `call` line is its reviewed reason). An entry may have several lines, one per role.
+pub fn parse_data(text: &str) -> Vec<Result<DataLine, DataError>> {
+    text.lines()
+        .enumerate()
+        .filter_map(|(index, raw)| {
+            let (body, comment) = match raw.split_once('#') {
+                Some((body, comment)) => (body.trim(), comment.trim()),
+                None => (raw.trim(), ""),
+            };
+            if body.is_empty() {
+                return None;
+            }
+            let line = index + 1;
+            let fail = |error| Some(Err(DataError { line, error }));
+            let (entry, role) = match body.split_once(char::is_whitespace) {
+                Some((entry, role)) => (entry, role.trim()),
+                None => (body, ""),
+            };
+            let (module, name) = match parse_entry(entry) {
+                Ok(pair) => pair,
+                Err(error) => return fail(error),
+            };
+            match parse_role(role, comment) {
+                Ok(roles) => Some(Ok(DataLine {
+                    line,
+                    module,
+                    name,
+                    roles,
+                })),
+                Err(error) => fail(PolicyError::MalformedRole {
+                    entry: entry.to_string(),
+                    error,
+                }),
+            }
+        })
+        .collect()
+}
+
+/// Adds a data file's entries. A malformed line is skipped, which can only make the policy
+/// stricter; the tests require every line of every shipped file to parse.
 fn add_data(allowed: &mut Entries, text: &str) {
-    for line in data_lines(text) {
-        if let Ok((module, name)) = parse_entry(line) {
-            allowed.entry(module.into()).or_default().insert(name.into());
-        }
+    for line in parse_data(text).into_iter().flatten() {
+        allowed
+            .entry(line.module.into())
+            .or_default()
+            .entry(line.name.into())
+            .or_default()
+            .merge(line.roles);
     }
 }
 
@@ -180,6 +252,30 @@ pub fn parse_entry(entry: &str) -> Result<(String, String), PolicyError> {
     Ok((module.to_string(), name.to_string()))
 }
 
+/// A user's entry: `module.name` (trusted: any use) or `module.name=ROLE`.
+pub fn parse_user_entry(entry: &str, reason: &str) -> Result<(String, String, Roles), PolicyError> {
+    let (name_part, role) = match entry.split_once('=') {
+        Some((name, role)) => (name.trim(), Some(role.trim())),
+        None => (entry, None),
+    };
+    let (module, name) = parse_entry(name_part)?;
+    let roles = match role {
+        None => Roles::trusted(),
+        Some(role) => {
+            let reason = if reason.is_empty() {
+                "added by the user"
+            } else {
+                reason
+            };
+            parse_role(role, reason).map_err(|error| PolicyError::MalformedRole {
+                entry: entry.to_string(),
+                error,
+            })?
+        }
+    };
+    Ok((module, name, roles))
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PolicyFile {
@@ -187,7 +283,21 @@ struct PolicyFile {
     #[serde(default)]
     allow: Vec<String>,
     #[serde(default)]
+    entry: Vec<PolicyFileEntry>,
+    #[serde(default)]
     allow_ext_codes: Vec<i64>,
+    #[serde(default)]
+    allow_dangerous: bool,
+}
+
+/// `[[entry]] name = "module:Class"  role = "reconstruct"  reason = "..."`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFileEntry {
+    name: String,
+    role: String,
+    #[serde(default)]
+    reason: String,
 }
 
 /// 1-based line and character column of a byte offset.
@@ -275,28 +385,85 @@ impl Policy {
     }
 
     /// A new policy: this one plus `entries` (`module.name`, split at the last dot, or
-    /// `module:qualified.name` for dotted qualified names). Fails on the first malformed
-    /// entry, naming it; `self` and the default are never changed.
+    /// `module:qualified.name`; `=ROLE` after it gives the role, otherwise the entry is
+    /// trusted: any use). Fails on the first malformed entry, naming it, and on a name that
+    /// [`danger_reason`] knows (see [`Policy::with_allowed_dangerous`]). `self` and the
+    /// default are never changed.
     pub fn with_allowed<I, S>(&self, entries: I) -> Result<Policy, PolicyError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.extend(entries, false)
+    }
+
+    /// [`Policy::with_allowed`], also accepting names that reach code execution, files,
+    /// processes, the network, imports, attribute lookup or nested unpickling: the explicit
+    /// opt-in for a user who trusts every file the policy will load.
+    pub fn with_allowed_dangerous<I, S>(&self, entries: I) -> Result<Policy, PolicyError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.extend(entries, true)
+    }
+
+    /// `with_allowed` or `with_allowed_dangerous`.
+    pub fn extend<I, S>(&self, entries: I, allow_dangerous: bool) -> Result<Policy, PolicyError>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
         let parsed = entries
             .into_iter()
-            .map(|entry| parse_entry(entry.as_ref()))
+            .map(|entry| parse_user_entry(entry.as_ref(), ""))
             .collect::<Result<Vec<_>, _>>()?;
-        let new: BTreeSet<(String, String)> = parsed
-            .into_iter()
-            .filter(|(module, name)| !self.is_allowed(module, name))
-            .collect();
-        if new.is_empty() {
-            return Ok(self.clone());
+        self.extend_parsed(parsed, allow_dangerous)
+    }
+
+    fn extend_parsed(
+        &self,
+        parsed: Vec<(String, String, Roles)>,
+        allow_dangerous: bool,
+    ) -> Result<Policy, PolicyError> {
+        if !allow_dangerous {
+            for (module, name, _) in &parsed {
+                if let Some(reason) = danger_reason(module, name) {
+                    return Err(PolicyError::Dangerous {
+                        entry: format!("{module}:{name}"),
+                        reason,
+                    });
+                }
+            }
         }
         let mut allowed = self.inner.allowed.clone();
-        let count = new.len();
-        for (module, name) in new {
-            allowed.entry(module.into()).or_default().insert(name.into());
+        let mut count = 0;
+        for (module, name, roles) in parsed {
+            let current = allowed.get(module.as_str()).and_then(|n| n.get(name.as_str()));
+            // A bare name already allowed keeps its roles; an explicit role is added.
+            let changes = match current {
+                None => true,
+                Some(existing) => {
+                    !roles.trusted && {
+                        let mut merged = existing.clone();
+                        merged.merge(roles.clone());
+                        &merged != existing
+                    }
+                }
+            };
+            if !changes {
+                continue;
+            }
+            count += 1;
+            allowed
+                .entry(module.into())
+                .or_default()
+                .entry(name.into())
+                .or_default()
+                .merge(roles);
+        }
+        if count == 0 {
+            return Ok(self.clone());
         }
         // "+N entries" even for one: the CLI's snapshots spell it so.
         let name = format!("{}+{count} entries", self.inner.name);
@@ -323,8 +490,14 @@ impl Policy {
     ///
     /// ```toml
     /// base = "default"            # or "empty"/"none", or any named policy; default "default"
-    /// allow = ["mypkg.models.Net", "mypkg:Outer.Inner"]
+    /// allow = ["mypkg.models.Net", "mypkg:Outer.Inner=reconstruct"]
     /// allow_ext_codes = [240]
+    /// allow_dangerous = false     # true: names that reach code/files/processes may be added
+    ///
+    /// [[entry]]
+    /// name = "mypkg.models:make_net"
+    /// role = "call(str<=64, int[1..64]) -> fresh"
+    /// reason = "builds a Net from a config name and a layer count"
     /// ```
     ///
     /// Unknown keys are an error.
@@ -355,7 +528,27 @@ impl Policy {
             .collect::<Result<Vec<u32>, _>>()?;
         let base_name = file.base.as_deref().unwrap_or("default");
         let base = Policy::named(base_name)?;
-        let extended = base.with_allowed(&file.allow)?.with_allowed_ext_codes(codes);
+        let mut parsed = file
+            .allow
+            .iter()
+            .map(|entry| parse_user_entry(entry, ""))
+            .collect::<Result<Vec<_>, _>>()?;
+        for entry in &file.entry {
+            let (module, name) = parse_entry(&entry.name)?;
+            let reason = if entry.reason.trim().is_empty() {
+                "added by the policy file"
+            } else {
+                entry.reason.as_str()
+            };
+            let roles = parse_role(&entry.role, reason).map_err(|error| PolicyError::MalformedRole {
+                entry: entry.name.clone(),
+                error,
+            })?;
+            parsed.push((module, name, roles));
+        }
+        let extended = base
+            .extend_parsed(parsed, file.allow_dangerous)?
+            .with_allowed_ext_codes(codes);
         Ok(Policy::build(
             format!("custom (base {})", base.name()),
             extended.inner.allowed.clone(),
@@ -363,15 +556,28 @@ impl Policy {
         ))
     }
 
-    /// Whether `module` + `name` is allowed: an exact match of the module and the full
-    /// qualified name, nothing else (no prefixes, no wildcards, no attribute paths unless
-    /// listed in full).
+    /// Whether `module` + `name` is allowed in some role: an exact match of the module and
+    /// the full qualified name, nothing else (no prefixes, no wildcards, no attribute paths
+    /// unless listed in full). This is the whole check where only names are seen (the
+    /// `find_class` layers); the analyzer also checks each use against [`Policy::roles`].
     #[inline]
     pub fn is_allowed(&self, module: &str, name: &str) -> bool {
-        self.inner
-            .allowed
-            .get(module)
-            .is_some_and(|names| names.contains(name))
+        self.roles(module, name).is_some()
+    }
+
+    /// Whether a name is allowed where only names are seen (the `find_class` layers, for an
+    /// unpickler whose stream was not pre-scanned): every allowed name except those that reach
+    /// code, files or attribute lookup and are allowed only as a call whose arguments the
+    /// analyzer verified (`builtins.getattr` of one attribute of one class, for example).
+    pub fn is_allowed_by_name(&self, module: &str, name: &str) -> bool {
+        self.roles(module, name)
+            .is_some_and(|roles| roles.trusted || danger_reason(module, name).is_none())
+    }
+
+    /// The roles of an allowed name.
+    #[inline]
+    pub fn roles(&self, module: &str, name: &str) -> Option<&Roles> {
+        self.inner.allowed.get(module).and_then(|names| names.get(name))
     }
 
     /// Whether `copyreg` extension code `code` may be used.
@@ -382,33 +588,46 @@ impl Policy {
 
     /// Every allowed `(module, qualified name)`, sorted.
     pub fn entries(&self) -> Vec<(String, String)> {
-        let mut entries: Vec<(String, String)> = self
+        self.entries_with_roles()
+            .into_iter()
+            .map(|(module, name, _)| (module, name))
+            .collect()
+    }
+
+    /// Every allowed `(module, qualified name, roles)`, sorted by name.
+    pub fn entries_with_roles(&self) -> Vec<(String, String, Roles)> {
+        let mut entries: Vec<(String, String, Roles)> = self
             .inner
             .allowed
             .iter()
             .flat_map(|(module, names)| {
                 names
                     .iter()
-                    .map(move |name| (module.to_string(), name.to_string()))
+                    .map(move |(name, roles)| (module.to_string(), name.to_string(), roles.clone()))
             })
             .collect();
-        entries.sort();
+        entries.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
         entries
     }
 
     /// Number of allowed `(module, qualified name)` pairs.
     pub fn len(&self) -> usize {
-        self.inner.allowed.values().map(HashSet::len).sum()
+        self.inner.allowed.values().map(HashMap::len).sum()
     }
 
     /// Whether no import at all is allowed.
     pub fn is_empty(&self) -> bool {
-        self.inner.allowed.values().all(HashSet::is_empty)
+        self.inner.allowed.values().all(HashMap::is_empty)
     }
 
     /// Allowed extension codes, sorted.
     pub fn ext_codes(&self) -> Vec<u32> {
         self.inner.ext_codes.iter().copied().collect()
+    }
+
+    /// The rules every object state is checked against (shared by all policies).
+    pub fn state_rules(&self) -> &'static StateRules {
+        StateRules::shipped()
     }
 }
 

@@ -13,6 +13,7 @@ use foldhash::{HashMap, HashSet};
 
 use serde::Serialize;
 
+use super::roles::shape_numel;
 use super::{Analyzer, Value};
 use crate::findings::ImportName;
 
@@ -111,7 +112,8 @@ enum Tracked {
 pub(super) struct Tracker {
     wrapper_imports: HashSet<u32>,
     dtype_imports: HashSet<u32>,
-    dicts: Vec<DictTrack>,
+    /// By the analyzer's dict id; only dicts made once the wrapper class was imported.
+    dicts: HashMap<u32, DictTrack>,
     objects: HashMap<u64, Tracked>,
     /// Call results that may be wrappers made some other way (e.g. `copyreg._reconstructor`).
     suspects: HashSet<u64>,
@@ -120,8 +122,8 @@ pub(super) struct Tracker {
 
 impl Tracker {
     /// Items set into tracked dict `id`: key, value, key, value...
-    pub(super) fn dict_set(&mut self, id: u32, items: &[Value]) {
-        let Some(dict) = self.dicts.get_mut(id as usize) else {
+    fn dict_set(&mut self, id: u32, items: &[Value]) {
+        let Some(dict) = self.dicts.get_mut(&id) else {
             return;
         };
         let pairs = items.chunks_exact(2);
@@ -145,6 +147,7 @@ impl Tracker {
 }
 
 /// The arguments a call opcode passed, as far as they matter for `__init__`.
+#[derive(Clone, Copy)]
 pub(super) enum CallArgs<'v> {
     /// REDUCE: `callable(*args)`.
     Reduce(&'v Value),
@@ -158,7 +161,7 @@ pub(super) enum CallArgs<'v> {
 fn mentions(value: &Value, wrappers: &HashSet<u32>) -> bool {
     match value {
         Value::Import(index) => wrappers.contains(index),
-        Value::Tuple(items) => items.iter().any(|v| mentions(v, wrappers)),
+        Value::Tuple(items, _) => items.iter().any(|v| mentions(v, wrappers)),
         _ => false,
     }
 }
@@ -195,7 +198,7 @@ fn dtype_layout(descr: &str, state: Option<&Value>) -> Result<(i64, bool), Strin
     };
     let mut hasobject = kind == 'O';
     if let Some(state) = state {
-        let Value::Tuple(items) = state else {
+        let Value::Tuple(items, _) = state else {
             return Err(format!("the dtype state is a {}, not a tuple", state.what()));
         };
         let int = |i: usize| match items.get(i) {
@@ -246,33 +249,40 @@ impl Analyzer<'_> {
         }
     }
 
-    /// The value an EMPTY_DICT or DICT pushes.
-    pub(super) fn new_dict(&mut self, items: &[Value]) -> Value {
+    /// The analyzer made dict `id`: tracked once the stream has imported the wrapper class.
+    pub(super) fn joblib_new_dict(&mut self, id: u32) {
         let Some(tracker) = self.joblib.as_mut() else {
-            return Value::Dict;
+            return;
         };
         if tracker.wrapper_imports.is_empty() || tracker.dicts.len() >= MAX_DICTS {
-            return Value::Dict;
+            return;
         }
-        let id = u32::try_from(tracker.dicts.len()).unwrap_or(u32::MAX);
-        tracker.dicts.push(DictTrack {
-            attrs: None,
-            known: true,
-        });
-        let value = Value::TrackedDict(id);
-        self.dict_set(&value, items);
-        value
+        tracker.dicts.insert(
+            id,
+            DictTrack {
+                attrs: None,
+                known: true,
+            },
+        );
     }
 
-    /// SETITEM / SETITEMS / DICT: `items` are key, value, key, value...
-    pub(super) fn dict_set(&mut self, target: &Value, items: &[Value]) {
-        if let (Some(tracker), Value::TrackedDict(id)) = (self.joblib.as_mut(), target) {
-            tracker.dict_set(*id, items);
+    /// SETITEM / SETITEMS / DICT set `items` (key, value, key, value...) in dict `id`.
+    pub(super) fn joblib_dict_set(&mut self, id: u32, items: &[Value]) {
+        if let Some(tracker) = self.joblib.as_mut() {
+            tracker.dict_set(id, items);
         }
     }
 
-    /// A call opcode made `Value::Call { offset }`.
-    pub(super) fn track_call(&mut self, offset: u64, callable: &Value, args: CallArgs<'_>) {
+    /// A call opcode made `result`.
+    pub(super) fn track_call(&mut self, result: &Value, callable: &Value, args: CallArgs<'_>) {
+        let offset = match result {
+            Value::Obj(id) => self
+                .tables
+                .objects
+                .get(*id as usize)
+                .map_or(u64::MAX, |o| o.offset),
+            _ => return,
+        };
         let Some(tracker) = self.joblib.as_mut() else {
             return;
         };
@@ -290,7 +300,8 @@ impl Analyzer<'_> {
         }
         if callee.is_some_and(|i| tracker.wrapper_imports.contains(&i)) {
             let positional: Option<&[Value]> = match args {
-                CallArgs::Reduce(Value::Tuple(items)) => Some(items),
+                CallArgs::Reduce(Value::Tuple(items, _)) => Some(items),
+                CallArgs::Reduce(Value::EmptyTuple) => Some(&[]),
                 CallArgs::Reduce(_) => None,
                 CallArgs::Items(items) => Some(items),
                 CallArgs::New(_) => Some(&[]),
@@ -323,7 +334,9 @@ impl Analyzer<'_> {
         }
         if callee.is_some_and(|i| tracker.dtype_imports.contains(&i)) {
             let descr = match args {
-                CallArgs::Reduce(Value::Tuple(items)) => items.first().and_then(Value::as_name).map(Rc::from),
+                CallArgs::Reduce(Value::Tuple(items, _)) => {
+                    items.first().and_then(Value::as_name).map(Rc::from)
+                }
                 _ => None,
             };
             tracker
@@ -333,7 +346,7 @@ impl Analyzer<'_> {
         }
         let seen_into = match args {
             CallArgs::Reduce(value) | CallArgs::New(value) => match value {
-                Value::Tuple(_) => !mentions(value, &tracker.wrapper_imports),
+                Value::Tuple(..) | Value::EmptyTuple => !mentions(value, &tracker.wrapper_imports),
                 _ => false,
             },
             CallArgs::Items(items) => !items.iter().any(|v| mentions(v, &tracker.wrapper_imports)),
@@ -345,9 +358,14 @@ impl Analyzer<'_> {
 
     /// BUILD applied `state` to `target`.
     pub(super) fn track_build(&mut self, target: &Value, state: &Value) {
-        let Value::Call { offset } = target else {
-            return;
+        let offset = match target {
+            Value::Obj(id) => match self.tables.objects.get(*id as usize) {
+                Some(obj) => obj.offset,
+                None => return,
+            },
+            _ => return,
         };
+        let offset = &offset;
         let Some(tracker) = self.joblib.as_mut() else {
             return;
         };
@@ -375,15 +393,15 @@ impl Analyzer<'_> {
         let dict_attrs = |value: &Value| -> Option<Attrs> {
             match value {
                 Value::None => Some(Attrs::default()),
-                Value::TrackedDict(id) => dicts
-                    .get(*id as usize)
+                Value::Dict(id) => dicts
+                    .get(id)
                     .filter(|d| d.known)
                     .map(|d| d.attrs.as_deref().cloned().unwrap_or_default()),
                 _ => None,
             }
         };
         let update = match state {
-            Value::Tuple(pair) if pair.len() == 2 => match (pair.first(), pair.get(1)) {
+            Value::Tuple(pair, _) if pair.len() == 2 => match (pair.first(), pair.get(1)) {
                 (Some(a), Some(b)) => dict_attrs(a).zip(dict_attrs(b)).map(|(mut a, b)| {
                     a.update(&b);
                     a
@@ -399,9 +417,23 @@ impl Analyzer<'_> {
             }
         }
         let read = self.array_read(*offset);
+        // The array that replaces the wrapper: its element count, for checks that need it.
+        let numel = self.wrapper_count(*offset);
+        if let (Value::Obj(id), Some(numel)) = (target, numel) {
+            self.set_numel(*id, numel);
+        }
         if let Some(tracker) = self.joblib.as_mut() {
             tracker.pending = Some(read);
         }
+    }
+
+    /// The element count of a wrapper's array, when its shape is plain constants.
+    fn wrapper_count(&self, wrapper: u64) -> Option<u64> {
+        let tracker = self.joblib.as_ref()?;
+        let Some(Tracked::Wrapper { attrs, known: true }) = tracker.objects.get(&wrapper) else {
+            return None;
+        };
+        attrs.get(SHAPE).and_then(shape_numel)
     }
 
     fn array_read(&self, wrapper: u64) -> ArrayRead {
@@ -416,7 +448,11 @@ impl Analyzer<'_> {
             return unknown("the wrapper's attributes are not plain constants the scanner can follow".into());
         }
         let dtype = match attrs.get(DTYPE) {
-            Some(Value::Call { offset }) => tracker.objects.get(offset),
+            Some(Value::Obj(id)) => self
+                .tables
+                .objects
+                .get(*id as usize)
+                .and_then(|obj| tracker.objects.get(&obj.offset)),
             _ => None,
         };
         let Some(Tracked::Dtype {
@@ -433,14 +469,11 @@ impl Analyzer<'_> {
         if hasobject {
             return ArrayRead::Pickled;
         }
-        let count = match attrs.get(SHAPE) {
-            Some(Value::Tuple(dims)) => dims.iter().try_fold(1i64, |acc, d| match d {
-                Value::Int(n) if *n >= 0 => acc.checked_mul(*n),
-                _ => None,
-            }),
-            _ => None,
-        };
-        let Some(count) = count else {
+        let Some(count) = attrs
+            .get(SHAPE)
+            .and_then(shape_numel)
+            .and_then(|n| i64::try_from(n).ok())
+        else {
             return unknown("the wrapper's shape is not a tuple of non-negative int constants".into());
         };
         if itemsize <= 0 {

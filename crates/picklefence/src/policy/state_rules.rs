@@ -1,0 +1,197 @@
+//! State rules: what an object's state may hold under a given attribute name.
+//!
+//! A BUILD state becomes the object's attributes. Some attributes steer what the library
+//! later does with the object: a scorer calls `getattr(estimator, _response_method)(X)`, a
+//! torch module calls every hook in `_forward_hooks`, `model.predict(X)` finds an instance
+//! attribute `predict` before the method. The rules are data (`policies/state.txt`); names
+//! starting with `__` are refused everywhere by the analyzer itself.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+/// The shipped rules file.
+pub const STATE_RULES_FILE: &str = include_str!("../../policies/state.txt");
+
+/// What the value under a key must be.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StateRule {
+    /// A str constant from this set, None, or a list/tuple of such str constants.
+    OneOf(Vec<Box<str>>),
+    /// None, or an empty dict / list / set / `OrderedDict()` the pickle made.
+    Empty,
+    /// None only.
+    NoneOnly,
+    /// Plain data only: no import and no object the pickle made (nothing callable).
+    NoCallable,
+    /// A str constant naming attributes (`a.b_`), none of them private or special, or None.
+    AttributePath,
+    /// A number (or a tuple of numbers) of at most this magnitude, or None: sizes the library
+    /// allocates from when the object is used.
+    Bounded(f64),
+    /// A time zone object, None, or a zone name that names no file (pandas opens
+    /// `dateutil/<path>`).
+    TzName,
+    /// None, or a hook container that is empty or holds only objects of these classes
+    /// (`module:Class`), whose calls are known.
+    Hooks(Vec<Box<str>>),
+}
+
+#[derive(Debug, Clone)]
+pub struct KeyRule {
+    pub rule: StateRule,
+    /// Why the key is watched (the line's comment).
+    pub reason: String,
+}
+
+/// Rules by attribute name.
+#[derive(Debug, Clone, Default)]
+pub struct StateRules {
+    by_key: HashMap<Box<str>, KeyRule>,
+    /// The longest watched key: longer keys need no lookup.
+    longest: usize,
+    /// Every class a `hooks` rule names.
+    hook_classes: Vec<Box<str>>,
+}
+
+/// Why a line of the rules file does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("state rules line {line}: {message}")]
+pub struct StateRuleError {
+    pub line: usize,
+    pub message: String,
+}
+
+impl StateRules {
+    /// The rules of `policies/state.txt`, parsed once.
+    pub fn shipped() -> &'static StateRules {
+        static RULES: OnceLock<StateRules> = OnceLock::new();
+        RULES.get_or_init(|| {
+            // A malformed line is skipped (the tests require every line to parse).
+            StateRules::parse(STATE_RULES_FILE).unwrap_or_else(|(rules, _)| rules)
+        })
+    }
+
+    /// Parses a rules file: `KEY RULE [ARG...]  # why` per line. On errors, the rules that
+    /// did parse and every error.
+    pub fn parse(text: &str) -> Result<StateRules, (StateRules, Vec<StateRuleError>)> {
+        let mut rules = StateRules::default();
+        let mut errors = Vec::new();
+        for (index, raw) in text.lines().enumerate() {
+            let line = index + 1;
+            let (body, comment) = match raw.split_once('#') {
+                Some((body, comment)) => (body.trim(), comment.trim()),
+                None => (raw.trim(), ""),
+            };
+            if body.is_empty() {
+                continue;
+            }
+            let mut words = body.split_whitespace();
+            let (Some(key), Some(rule)) = (words.next(), words.next()) else {
+                errors.push(StateRuleError {
+                    line,
+                    message: "expected KEY RULE".into(),
+                });
+                continue;
+            };
+            let args: Vec<Box<str>> = words.map(Box::from).collect();
+            let rule = match (rule, args.is_empty()) {
+                ("one-of", false) => StateRule::OneOf(args),
+                ("hooks", _) => {
+                    rules.hook_classes.extend(args.iter().cloned());
+                    StateRule::Hooks(args)
+                }
+                ("bounded", false) => match args.first().and_then(|a| a.parse::<f64>().ok()) {
+                    Some(max) if args.len() == 1 => StateRule::Bounded(max),
+                    _ => {
+                        errors.push(StateRuleError {
+                            line,
+                            message: "bounded takes one number".into(),
+                        });
+                        continue;
+                    }
+                },
+                ("tz-name", true) => StateRule::TzName,
+                ("empty", true) => StateRule::Empty,
+                ("none", true) => StateRule::NoneOnly,
+                ("no-callable", true) => StateRule::NoCallable,
+                ("attribute-path", true) => StateRule::AttributePath,
+                _ => {
+                    errors.push(StateRuleError {
+                        line,
+                        message: format!(
+                            "unknown rule {rule:?} (one-of A B..., empty, none, no-callable, attribute-path, \
+                             bounded N, tz-name, hooks CLASS...)"
+                        ),
+                    });
+                    continue;
+                }
+            };
+            if comment.is_empty() {
+                errors.push(StateRuleError {
+                    line,
+                    message: format!("the rule for {key:?} needs its reason as the line's comment"),
+                });
+                continue;
+            }
+            rules.longest = rules.longest.max(key.len());
+            rules.by_key.insert(
+                key.into(),
+                KeyRule {
+                    rule,
+                    reason: comment.to_string(),
+                },
+            );
+        }
+        if errors.is_empty() {
+            Ok(rules)
+        } else {
+            Err((rules, errors))
+        }
+    }
+
+    /// The rule for an attribute name.
+    #[inline]
+    pub fn get(&self, key: &[u8]) -> Option<&KeyRule> {
+        if key.len() > self.longest {
+            return None;
+        }
+        let key = std::str::from_utf8(key).ok()?;
+        self.by_key.get(key)
+    }
+
+    /// Whether `module:name` is a class some `hooks` rule accepts in a hook container.
+    pub fn is_hook_class(&self, module: &str, name: &str) -> bool {
+        self.hook_classes
+            .iter()
+            .any(|c| c.split_once(':').is_some_and(|(m, n)| m == module && n == name))
+    }
+
+    /// Every rule, sorted by key.
+    pub fn entries(&self) -> Vec<(&str, &KeyRule)> {
+        let mut entries: Vec<(&str, &KeyRule)> = self.by_key.iter().map(|(k, r)| (&**k, r)).collect();
+        entries.sort_by_key(|(k, _)| *k);
+        entries
+    }
+}
+
+/// A dict key that the analyzer refuses in any state: special names (`__setstate__`,
+/// `__reduce_ex__`, `__deepcopy__`...) are looked up on the instance by pickle and copy.
+#[inline]
+pub fn is_special_key(key: &[u8]) -> bool {
+    key.starts_with(b"__")
+}
+
+impl std::fmt::Display for StateRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StateRule::OneOf(set) => write!(f, "one of {}", set.join(", ")),
+            StateRule::Empty => write!(f, "empty"),
+            StateRule::NoneOnly => write!(f, "None"),
+            StateRule::NoCallable => write!(f, "plain data (nothing callable)"),
+            StateRule::AttributePath => write!(f, "a public attribute path"),
+            StateRule::Bounded(max) => write!(f, "a number of at most {max}"),
+            StateRule::TzName => write!(f, "a time zone object or a zone name that names no file"),
+            StateRule::Hooks(classes) => write!(f, "empty, or holding only {}", classes.join(", ")),
+        }
+    }
+}

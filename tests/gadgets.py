@@ -1,0 +1,2309 @@
+"""A catalogue of pickle gadgets that use ONLY names on picklefence's pre-roles default allowlist.
+
+Every gadget here imports nothing but names `Policy.ml_default()` allowed before roles existed
+(recorded in `BASELINE_ALLOWED`), and still reads files into the loaded object, writes or deletes
+files, creates directories, starts worker processes, corrupts the heap, rewrites process-wide
+state, exhausts memory or CPU, or plants callables that run on first ordinary use. They are the
+test corpus for roles (tests/test_gadgets.py): each must be refused by the guard and reported by
+the scanner with one of its `expected_kinds`.
+
+Every effect is harmless: it happens inside a per-gadget pytest tmp dir, inside the subprocess
+that loads the file (process-wide values), or is bounded by resource limits (CPU seconds, address
+space) so that a denial of service shows as a limit hit instead of a hung or swapping machine.
+
+The file is also the harness: `runner_main()` is run in a subprocess by the tests; it imports the
+libraries once and forks one child per gadget (limits set in the child), so a crash, a hang or a
+process-wide rewrite stays in that child.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import pickletools
+import resource
+import signal
+import struct
+import sys
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, FrozenSet, List, Optional, Set, Tuple, Union
+
+# ============================================================================================
+# A tiny opcode assembler. Expressions are trees of the node classes below and plain Python
+# data (None, bool, int, float, str, bytes, tuple, list, dict); `dumps` turns one into a pickle.
+# The names every G node (and every Lit fragment) imports are recorded on the result.
+
+
+class G:
+    """An import: GLOBAL at protocol < 4, SHORT_BINUNICODE x2 + STACK_GLOBAL at protocol 4."""
+
+    def __init__(self, module: str, qualname: str) -> None:
+        self.module, self.qualname = module, qualname
+
+
+class Call:
+    """f(*args) by REDUCE."""
+
+    def __init__(self, f: Any, *args: Any) -> None:
+        self.f, self.args = f, args
+
+
+class New:
+    """cls.__new__(cls, *args) by NEWOBJ (no constructor runs)."""
+
+    def __init__(self, cls: Any, *args: Any) -> None:
+        self.cls, self.args = cls, args
+
+
+class Build:
+    """obj, state, BUILD."""
+
+    def __init__(self, obj: Any, state: Any) -> None:
+        self.obj, self.state = obj, state
+
+
+class Put:
+    """Emit `expr` and memoize it under `key` (BINPUT/LONG_BINPUT)."""
+
+    def __init__(self, key: str, expr: Any) -> None:
+        self.key, self.expr = key, expr
+
+
+class Ref:
+    """The memoized object `key` (LONG_BINGET)."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+class Lit:
+    """A real Python object, pickled at protocol 2 in fast mode (no memo) and spliced in."""
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+
+
+class Pid:
+    """A persistent id (BINPERSID), e.g. a torch storage record."""
+
+    def __init__(self, pid: Any) -> None:
+        self.pid = pid
+
+
+class JoblibArray:
+    """A joblib NumpyArrayWrapper followed by its raw array bytes, as joblib.dump writes them."""
+
+    def __init__(self, array: Any) -> None:
+        self.array = array
+
+
+class Pickled(bytes):
+    """Pickle bytes that remember which (module, qualname) they import."""
+
+    names: FrozenSet[Tuple[str, str]] = frozenset()
+
+
+def _fragment(obj: Any) -> Tuple[bytes, Set[Tuple[str, str]]]:
+    buf = io.BytesIO()
+    p = pickle.Pickler(buf, protocol=2, fix_imports=False)
+    p.fast = True
+    p.dump(obj)
+    data = buf.getvalue()
+    assert data[:2] == b"\x80\x02" and data[-1:] == b"."
+    return data[2:-1], names_in_pickle(data)
+
+
+class Asm:
+    def __init__(self, proto: int) -> None:
+        self.proto = proto
+        self.out = bytearray(b"\x80" + bytes([proto]))
+        self.memo: Dict[str, int] = {}
+        self.names: Set[Tuple[str, str]] = set()
+
+    def text(self, s: str) -> None:
+        b = s.encode("utf-8")
+        if self.proto >= 4 and len(b) < 256:
+            self.out += b"\x8c" + bytes([len(b)]) + b
+        else:
+            self.out += b"X" + struct.pack("<I", len(b)) + b
+
+    def emit(self, x: Any) -> None:
+        o = self.out
+        if isinstance(x, G):
+            self.names.add((x.module, x.qualname))
+            if self.proto >= 4:
+                self.text(x.module)
+                self.text(x.qualname)
+                o += b"\x93"
+            else:
+                o += b"c" + x.module.encode() + b"\n" + x.qualname.encode() + b"\n"
+        elif isinstance(x, Call):
+            self.emit(x.f)
+            self.emit(tuple(x.args))
+            o += b"R"
+        elif isinstance(x, New):
+            self.emit(x.cls)
+            self.emit(tuple(x.args))
+            o += b"\x81"
+        elif isinstance(x, Build):
+            self.emit(x.obj)
+            self.emit(x.state)
+            o += b"b"
+        elif isinstance(x, Put):
+            self.emit(x.expr)
+            idx = self.memo.setdefault(x.key, len(self.memo))
+            o += b"r" + struct.pack("<I", idx)
+        elif isinstance(x, Ref):
+            o += b"j" + struct.pack("<I", self.memo[x.key])
+        elif isinstance(x, Lit):
+            frag, names = _fragment(x.obj)
+            self.names |= names
+            o += frag
+        elif isinstance(x, Pid):
+            self.emit(x.pid)
+            o += b"Q"
+        elif isinstance(x, JoblibArray):
+            self.joblib_array(x.array)
+        elif x is None:
+            o += b"N"
+        elif x is True:
+            o += b"\x88"
+        elif x is False:
+            o += b"\x89"
+        elif isinstance(x, int):
+            if 0 <= x < 256:
+                o += b"K" + bytes([x])
+            elif -(2**31) <= x < 2**31:
+                o += b"J" + struct.pack("<i", x)
+            else:
+                n = x.to_bytes((x.bit_length() + 8) // 8, "little", signed=True)
+                o += b"\x8a" + bytes([len(n)]) + n
+        elif isinstance(x, float):
+            o += b"G" + struct.pack(">d", x)
+        elif isinstance(x, str):
+            self.text(x)
+        elif isinstance(x, bytes):
+            o += b"B" + struct.pack("<I", len(x)) + x
+        elif isinstance(x, tuple):
+            if not x:
+                o += b")"
+            else:
+                o += b"("
+                for item in x:
+                    self.emit(item)
+                o += b"t"
+        elif isinstance(x, list):
+            o += b"]"
+            if x:
+                o += b"("
+                for item in x:
+                    self.emit(item)
+                o += b"e"
+        elif isinstance(x, dict):
+            o += b"}"
+            if x:
+                o += b"("
+                for k, v in x.items():
+                    self.emit(k)
+                    self.emit(v)
+                o += b"u"
+        else:
+            raise TypeError(f"cannot assemble {type(x).__name__}")
+
+    def joblib_array(self, array: Any) -> None:
+        dtype = Build(
+            Call(G("numpy", "dtype"), array.dtype.str[1:], False, True), Lit(array.dtype.__reduce__()[2])
+        )
+        state = {
+            "subclass": G("numpy", "ndarray"),
+            "shape": tuple(array.shape),
+            "order": "C",
+            "dtype": dtype,
+            "allow_mmap": True,
+            "numpy_array_alignment_bytes": 16,
+        }
+        self.emit(Build(New(G("joblib.numpy_pickle", "NumpyArrayWrapper")), state))
+        pos_after_padding_byte = len(self.out) + 1
+        pad = 16 - (pos_after_padding_byte % 16)
+        self.out += bytes([pad]) + b"\xff" * pad + array.tobytes()
+
+
+def dumps(x: Any, proto: int = 2) -> Pickled:
+    asm = Asm(proto)
+    asm.emit(x)
+    asm.out += b"."
+    out = Pickled(bytes(asm.out))
+    out.names = frozenset(asm.names)
+    return out
+
+
+def names_in_pickle(data: bytes) -> Set[Tuple[str, str]]:
+    """Every (module, qualname) a pickle imports by GLOBAL/INST or STACK_GLOBAL of constants."""
+    names: Set[Tuple[str, str]] = set()
+    strings: List[str] = []
+    for op, arg, _pos in pickletools.genops(data):
+        if op.name in ("GLOBAL", "INST"):
+            module, _, qualname = str(arg).partition(" ")
+            names.add((module, qualname))
+        elif op.name == "STACK_GLOBAL":
+            names.add((strings[-2], strings[-1]))
+        if isinstance(arg, str) and op.name.endswith("UNICODE"):
+            strings.append(arg)
+    return names
+
+
+# ============================================================================================
+# Containers
+
+
+def torch_zip(pkl: Pickled, storages: Optional[Dict[str, bytes]] = None) -> Pickled:
+    """A torch.save-style zip (every member torch.save writes) whose data.pkl is `pkl`."""
+    import torch
+
+    template = io.BytesIO()
+    torch.save({}, template)
+    src = zipfile.ZipFile(io.BytesIO(template.getvalue()))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("archive/data.pkl", bytes(pkl))
+        for info in src.infolist():
+            if info.filename == "archive/data.pkl" or info.filename.startswith("archive/data/"):
+                continue
+            z.writestr(info.filename, src.read(info.filename))
+        for key, raw in (storages or {}).items():
+            z.writestr(f"archive/data/{key}", raw)
+    result = Pickled(out.getvalue())
+    result.names = pkl.names
+    return result
+
+
+def joblib_file(body: Any) -> Pickled:
+    """A joblib file: a real NumpyArrayWrapper with its array bytes next to the gadget."""
+    import numpy as np
+
+    return dumps({"weights": JoblibArray(np.arange(16, dtype=np.float64)), "model": body})
+
+
+# ============================================================================================
+# The catalogue entry
+
+
+@dataclass
+class Gadget:
+    name: str
+    klass: int
+    describe: str
+    build: Callable[[Path], Union[bytes, Path]]
+    effect: Callable[[Path], bool]
+    container: str  # "pickle" | "torch-zip" | "joblib"
+    expected_kinds: Tuple[str, ...]
+    use: Optional[Callable[[Any, Path], Any]] = None
+    probe: Optional[Callable[[Any, Path], Dict[str, Any]]] = None  # in the loading process
+    chain: str = ""
+    shows: str = ""
+    requires: Tuple[str, ...] = ()
+    cpu_seconds: int = 30
+    wall_seconds: int = 60
+    mem_budget_mb: int = 1536
+
+    @property
+    def suffix(self) -> str:
+        return {"pickle": ".pkl", "torch-zip": ".pt", "joblib": ".joblib"}[self.container]
+
+
+# Finding kinds.
+ROLE = "role-violation"
+ARG = "argument-violation"
+BUILDV = "build-violation"
+STATE = "state-violation"
+INDIRECT = "indirect-call"
+UNSAFE_BUILD = "unsafe-build"
+INJECTION = "state-injection"
+
+SECRET = "picklefence_secret_token_7f3a"
+WRITTEN = "written by a pickle"
+
+# ============================================================================================
+# Evidence: the child writes _child.json (load/use outcome) and _probe.json (what the probe saw);
+# the runner writes _outcome.json (exit status, signal, time, peak memory). Effects read them.
+
+
+def _read_json(path: Path) -> Dict[str, Any]:
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
+def outcome(tmp: Path) -> Dict[str, Any]:
+    out = _read_json(tmp / "_child.json")
+    out.update(_read_json(tmp / "_outcome.json"))
+    return out
+
+
+def probe_of(tmp: Path) -> Dict[str, Any]:
+    return _read_json(tmp / "_probe.json")
+
+
+CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS, signal.SIGILL, signal.SIGFPE}
+EXHAUSTION_TEXT = (
+    "MemoryError",
+    "can't allocate memory",
+    "Cannot allocate memory",
+    "bad_alloc",
+    "not enough memory",
+    "Unable to allocate",
+)
+
+
+def crashed(tmp: Path) -> bool:
+    """The loading process died of a memory-safety signal (heap corruption, wild pointer)."""
+    o = outcome(tmp)
+    return o.get("signal") in CRASH_SIGNALS
+
+
+def exhausted(tmp: Path) -> bool:
+    """The load (or use) ran into the CPU or address-space budget, or past the wall clock."""
+    o = outcome(tmp)
+    if o.get("unsafe"):
+        return False
+    if o.get("timed_out") or o.get("signal") in (signal.SIGXCPU, signal.SIGKILL):
+        return True
+    text = f"{o.get('error', '')} {o.get('use', '')}"
+    return any(t in text for t in EXHAUSTION_TEXT)
+
+
+def peak_growth(mb: int) -> Callable[[Path], bool]:
+    def effect(tmp: Path) -> bool:
+        o = outcome(tmp)
+        return not o.get("unsafe") and float(o.get("peak_growth_mb", 0)) >= mb
+
+    return effect
+
+
+def probe_true(key: str) -> Callable[[Path], bool]:
+    return lambda tmp: bool(probe_of(tmp).get(key))
+
+
+def file_contains(rel: str, text: str) -> Callable[[Path], bool]:
+    def effect(tmp: Path) -> bool:
+        try:
+            return text in (tmp / rel).read_text()
+        except OSError:
+            return False
+
+    return effect
+
+
+def dir_exists(rel: str) -> Callable[[Path], bool]:
+    return lambda tmp: (tmp / rel).is_dir()
+
+
+def file_gone(rel: str) -> Callable[[Path], bool]:
+    return lambda tmp: not (tmp / rel).exists() and (tmp / "_child.json").exists()
+
+
+def any_of(*effects: Callable[[Path], bool]) -> Callable[[Path], bool]:
+    return lambda tmp: any(e(tmp) for e in effects)
+
+
+# ---- probes (run in the loading child after load and use)
+
+
+def _children() -> List[str]:
+    me = str(os.getpid())
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            ppid = stat.rsplit(")", 1)[1].split()[1]
+            if ppid == me:
+                cmd = (
+                    Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                )
+                found.append(f"{entry} {cmd[:200]}")
+        except (OSError, IndexError):
+            continue
+    return found
+
+
+def probe_workers(obj: Any, tmp: Path) -> Dict[str, Any]:
+    kids = _children()
+    return {"children": kids, "workers": any("loky" in k or "joblib" in k for k in kids)}
+
+
+def probe_partial_state(obj: Any, tmp: Path) -> Dict[str, Any]:
+    from accelerate.state import PartialState
+
+    shared = dict(PartialState._shared_state)
+    return {"partial_state_initialized": bool(shared), "keys": sorted(shared)}
+
+
+def probe_tzutc(obj: Any, tmp: Path) -> Dict[str, Any]:
+    import datetime
+
+    from dateutil.tz.tz import tzutc
+
+    name = datetime.datetime(2020, 1, 1, tzinfo=tzutc()).tzname()
+    return {"tzname": name, "rewritten": name != "UTC"}
+
+
+def probe_rss(obj: Any, tmp: Path) -> Dict[str, Any]:
+    return {"type": type(obj).__name__}
+
+
+def _params(obj: Any) -> int:
+    return int(sum(p.numel() for p in obj.parameters())) if hasattr(obj, "parameters") else 0
+
+
+# ============================================================================================
+# Building blocks (all names below are on the pre-roles default policy)
+
+STR = G("builtins", "str")
+NEWOBJ_FN = G("copyreg", "__newobj__")
+REBUILD_FROM_TYPE = G("torch._tensor", "_rebuild_from_type_v2")
+SCORER = G("sklearn.metrics._scorer", "_Scorer")
+ARGNS = G("argparse", "Namespace")
+POSIX_PATH = G("pathlib", "PosixPath")
+GEN_CTOR = G("numpy.random._pickle", "__generator_ctor")
+BITGEN_CTOR = G("numpy.random._pickle", "__bit_generator_ctor")
+RS_CTOR = G("numpy.random._pickle", "__randomstate_ctor")
+TRANSFORMER = G("torch.nn.modules.transformer", "Transformer")
+PARTIAL_STATE = G("accelerate.state", "PartialState")
+ODICT = G("collections", "OrderedDict")
+NP_MEAN = G("numpy", "mean")
+
+
+def scorer(method: Any) -> Build:
+    """A sklearn _Scorer, NEWOBJ + BUILD as real scorers pickle: scorer(est, X, y) calls
+    getattr(est, method)(X), then copyreg.__newobj__(y, result) == str(result) when y is str."""
+    state = {"_score_func": NEWOBJ_FN, "_sign": 1, "_kwargs": {}, "_response_method": method}
+    return Build(New(SCORER), state)
+
+
+def call_object(func: Any, args: Tuple[Any, ...], result_type: Any = STR) -> Call:
+    """torch._tensor._rebuild_from_type_v2(func, result_type, args, {}) == func(*args): calls a
+    value taken from the stack (any object the pickle built) with any arguments."""
+    return Call(REBUILD_FROM_TYPE, func, result_type, tuple(args), {})
+
+
+def dispatch(method: str, estimator: Any, x: Any) -> Call:
+    """estimator.<method>(x) at load time: a scorer called through _rebuild_from_type_v2."""
+    return call_object(scorer(method), (estimator, x, STR))
+
+
+def estimator(module: str, name: str, state: Dict[str, Any], **override: Any) -> Build:
+    """An estimator as real pickles write it (NEWOBJ + BUILD of its __dict__), some keys replaced."""
+    full: Dict[str, Any] = {k: Lit(v) for k, v in state.items()}
+    full.update(override)
+    return Build(New(G(module, name)), full)
+
+
+def posix_path(p: Path) -> Call:
+    return Call(POSIX_PATH, str(p))
+
+
+def namespace(**attrs: Any) -> Build:
+    """An argparse.Namespace (pickled as NEWOBJ + BUILD of its attributes) with chosen attributes."""
+    return Build(New(ARGNS), dict(attrs))
+
+
+def wild_pointer_namespace(**more: Any) -> Build:
+    """A namespace whose __array_interface__ says: 64 KiB of float64 at address 0x10000."""
+    interface = {"version": 3, "shape": (1 << 13,), "typestr": "<f8", "data": (0x10000, False)}
+    return namespace(__array_interface__=interface, **more)
+
+
+def _fit_data() -> Tuple[Any, Any]:
+    import numpy as np
+
+    x = np.array(
+        [[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [1.0, 1.0, 1.0], [2.0, 2.0, 0.0], [2.0, 3.0, 1.0]]
+    )
+    y = np.array([0, 0, 0, 1, 1, 1])
+    return x, y
+
+
+def _model(obj: Any) -> Any:
+    """The model of a joblib_file() container (a dict next to real array weights), else obj."""
+    return obj["model"] if isinstance(obj, dict) and "model" in obj else obj
+
+
+def _state(obj: Any) -> Dict[str, Any]:
+    return dict(obj.__getstate__())
+
+
+def _quiet() -> None:
+    import warnings
+
+    warnings.filterwarnings("ignore")
+
+
+# ============================================================================================
+# Class 1: higher-order entries call a value taken from the stack
+
+
+def b_rebuild_scorer_reads_file(tmp: Path) -> bytes:
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    secret = tmp / "secret.txt"
+    secret.write_text(f"{SECRET} hunter2\n")
+    vec = Put(
+        "vec",
+        estimator(
+            "sklearn.feature_extraction.text", "CountVectorizer", _state(CountVectorizer(input="filename"))
+        ),
+    )
+    return dumps({"model": vec, "score": dispatch("fit", Ref("vec"), [str(secret)])})
+
+
+def p_vocabulary(obj: Any, tmp: Path) -> Dict[str, Any]:
+    vocab = getattr(obj["model"], "vocabulary_", {})
+    return {"vocabulary": sorted(vocab), "secret_read": SECRET in vocab}
+
+
+def b_rebuild_scorer_memory_mkdir(tmp: Path) -> bytes:
+    from sklearn.cluster import AgglomerativeClustering
+
+    est = estimator(
+        "sklearn.cluster._agglomerative",
+        "AgglomerativeClustering",
+        _state(AgglomerativeClustering(n_clusters=2, memory=str(tmp / "cache_tree"))),
+    )
+    x = [[0.0, 0.0], [0.0, 1.0], [5.0, 5.0], [5.0, 6.0]]
+    return torch_zip(dumps({"state_dict": {}, "eval": dispatch("fit", est, x)}))
+
+
+def b_generator_ctor_partial_state(tmp: Path) -> bytes:
+    return dumps({"rng": Call(GEN_CTOR, True, PARTIAL_STATE)})
+
+
+def b_bit_generator_ctor_transformer(tmp: Path) -> bytes:
+    return dumps({"rng": Call(BITGEN_CTOR, TRANSFORMER)})
+
+
+def p_transformer(obj: Any, tmp: Path) -> Dict[str, Any]:
+    rng = obj["rng"]
+    return {"type": type(rng).__name__, "params": _params(rng), "allocated": _params(rng) > 40_000_000}
+
+
+def b_randomstate_ctor_fraction(tmp: Path) -> bytes:
+    return dumps({"rng": Call(RS_CTOR, "1e1000000000", G("fractions", "Fraction"))})
+
+
+def b_setstate_namespace(tmp: Path) -> bytes:
+    ns = Build(Build(New(ARGNS), {"__setstate__": BITGEN_CTOR, "lr": 0.001}), TRANSFORMER)
+    return dumps({"hparams": ns})
+
+
+def b_setstate_estimator_partial_state(tmp: Path) -> bytes:
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = _fit_data()
+    lr = estimator(
+        "sklearn.linear_model._logistic",
+        "LogisticRegression",
+        _state(LogisticRegression().fit(x, y)),
+        __setstate__=PARTIAL_STATE,
+    )
+    return dumps(Build(lr, True))
+
+
+def p_partial_state_and_type(obj: Any, tmp: Path) -> Dict[str, Any]:
+    out = probe_partial_state(obj, tmp)
+    out["type"] = type(obj).__name__
+    return out
+
+
+def b_newobj_attribute_dispatch(tmp: Path) -> bytes:
+    return dumps(
+        {"metric": Call(G("sklearn.neighbors._kd_tree", "newObj"), wild_pointer_namespace(__new__=NP_MEAN))}
+    )
+
+
+def b_reconstructor_base_dispatch(tmp: Path) -> bytes:
+    base = namespace(__new__=GEN_CTOR)
+    return dumps({"buf": Call(G("copyreg", "_reconstructor"), 12 * 2**30, base, G("builtins", "bytearray"))})
+
+
+# ============================================================================================
+# Class 2: methods that dispatch on strings in their state
+
+
+def _stacking_state() -> Dict[str, Any]:
+    from sklearn.ensemble import StackingClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = _fit_data()
+    sc = StackingClassifier([("lr", LogisticRegression())], final_estimator=LogisticRegression(), cv=2)
+    return _state(sc.fit(x, y))
+
+
+def stacking(estimators: List[Any], methods: List[str]) -> Build:
+    state = {k: v for k, v in _stacking_state().items() if k not in ("estimators_", "stack_method_")}
+    return estimator(
+        "sklearn.ensemble._stacking",
+        "StackingClassifier",
+        state,
+        estimators_=estimators,
+        stack_method_=methods,
+    )
+
+
+def b_stacking_write_text(tmp: Path) -> bytes:
+    target = posix_path(tmp / "written.txt")
+    return dumps({"model": dispatch("transform", stacking([target], ["write_text"]), WRITTEN)})
+
+
+def b_stacking_unlink(tmp: Path) -> bytes:
+    (tmp / "victim.txt").write_text("a file the pickle deletes\n")
+    target = posix_path(tmp / "victim.txt")
+    return joblib_file(dispatch("predict", stacking([target], ["unlink"]), False))
+
+
+def b_scorer_gridsearch_spawns(tmp: Path) -> bytes:
+    from sklearn.cluster import KMeans
+    from sklearn.model_selection import GridSearchCV
+
+    grid = GridSearchCV(KMeans(n_clusters=2, n_init=1, random_state=0), {"n_clusters": [2]}, cv=2, n_jobs=2)
+    est = estimator("sklearn.model_selection._search", "GridSearchCV", _state(grid))
+    x = [[0.0, 0.0], [0.0, 1.0], [5.0, 5.0], [5.0, 6.0], [0.5, 0.5], [5.5, 5.5]]
+    return dumps({"search": dispatch("fit", est, x)})
+
+
+def b_stacking_memory_use(tmp: Path) -> bytes:
+    from sklearn.cluster import AgglomerativeClustering
+
+    agg = Lit(AgglomerativeClustering(n_clusters=2, memory=str(tmp / "cache_tree")))
+    return dumps(stacking([agg], ["fit"]))
+
+
+def u_predict(obj: Any, tmp: Path) -> Any:
+    import numpy as np
+
+    return _model(obj).predict(np.random.RandomState(0).rand(6, 3))
+
+
+def b_chain_method_spawn_use(tmp: Path) -> bytes:
+    import numpy as np
+    from sklearn.cluster import KMeans
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.multioutput import ClassifierChain
+
+    x, y = _fit_data()
+    chain = ClassifierChain(LogisticRegression(), order=[0, 1]).fit(x, np.stack([y, 1 - y], axis=1))
+    grid = GridSearchCV(KMeans(n_clusters=2, n_init=1, random_state=0), {"n_clusters": [2]}, cv=2, n_jobs=2)
+    state = {k: v for k, v in _state(chain).items() if k not in ("estimators_", "chain_method_")}
+    return joblib_file(
+        estimator(
+            "sklearn.multioutput", "ClassifierChain", state, estimators_=[Lit(grid)], chain_method_="fit"
+        )
+    )
+
+
+def b_fixed_threshold_memory_use(tmp: Path) -> bytes:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import FixedThresholdClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = _fit_data()
+    fixed = FixedThresholdClassifier(LogisticRegression(), threshold=0.5).fit(x, y)
+    pipe = Pipeline([("scale", StandardScaler()), ("clf", LogisticRegression())]).fit(x, y)
+    pipe.memory = str(tmp / "cache_tree")
+    state = {k: v for k, v in _state(fixed).items() if k not in ("estimator_", "response_method")}
+    return dumps(
+        estimator(
+            "sklearn.model_selection._classification_threshold",
+            "FixedThresholdClassifier",
+            state,
+            estimator_=Lit(pipe),
+            response_method="fit",
+        )
+    )
+
+
+def b_select_from_model_getter_use(tmp: Path) -> bytes:
+    from sklearn.feature_selection import SelectFromModel
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = _fit_data()
+    sfm = SelectFromModel(LogisticRegression()).fit(x, y)
+    state = {k: v for k, v in _state(sfm).items() if k not in ("estimator_", "importance_getter")}
+    return dumps(
+        estimator(
+            "sklearn.feature_selection._from_model",
+            "SelectFromModel",
+            state,
+            estimator_="1e1000000000",
+            importance_getter=G("fractions", "Fraction"),
+        )
+    )
+
+
+def u_transform_3(obj: Any, tmp: Path) -> Any:
+    import numpy as np
+
+    return _model(obj).transform(np.random.RandomState(0).rand(4, 3))
+
+
+# ============================================================================================
+# Class 3: classes called by REDUCE with chosen arguments (their pickles are NEWOBJ + BUILD)
+
+
+def tzif(abbr: bytes = b"PWND", offset: int = 5 * 3600) -> bytes:
+    """A minimal TZif v1 file with one zone type."""
+    chars = abbr + b"\0"
+    header = b"TZif" + b"\0" + b"\0" * 15 + struct.pack(">6l", 0, 0, 0, 0, 1, len(chars))
+    return header + struct.pack(">lBB", offset, 0, 0) + chars
+
+
+def b_datetimetz_dtype_reads(tmp: Path) -> bytes:
+    (tmp / "zone.tzif").write_bytes(tzif())
+    dtype = Call(G("pandas.core.dtypes.dtypes", "DatetimeTZDtype"), "ns", f"dateutil/{tmp / 'zone.tzif'}")
+    return dumps({"dtype": dtype})
+
+
+def p_zone_from_file(obj: Any, tmp: Path) -> Dict[str, Any]:
+    import datetime
+
+    tz = obj["dtype"].tz if "dtype" in obj else obj["index"].tz
+    name = tz.tzname(datetime.datetime(2020, 1, 1))
+    return {"tz": repr(tz), "tzname": name, "read": name == "PWND"}
+
+
+def b_new_datetimeindex_reads(tmp: Path) -> bytes:
+    import numpy as np
+
+    (tmp / "zone.tzif").write_bytes(tzif())
+    d = {
+        "data": Lit(np.array([0], "M8[ns]")),
+        "tz": f"dateutil/{tmp / 'zone.tzif'}",
+        "freq": None,
+        "name": None,
+    }
+    idx = Call(
+        G("pandas.core.indexes.datetimes", "_new_DatetimeIndex"),
+        G("pandas.core.indexes.datetimes", "DatetimeIndex"),
+        d,
+    )
+    return joblib_file({"index": idx})
+
+
+def p_zone_joblib(obj: Any, tmp: Path) -> Dict[str, Any]:
+    return p_zone_from_file(obj["model"], tmp)
+
+
+def b_new_index_dtype_string(tmp: Path) -> bytes:
+    (tmp / "zone.tzif").write_bytes(tzif())
+    d = {"data": [0], "dtype": f"datetime64[ns, dateutil/{tmp / 'zone.tzif'}]"}
+    idx = Call(G("pandas.core.indexes.base", "_new_Index"), G("pandas.core.indexes.base", "Index"), d)
+    return dumps({"index": idx})
+
+
+def b_linear_allocates(tmp: Path) -> bytes:
+    return torch_zip(dumps({"head": Call(G("torch.nn.modules.linear", "Linear"), 60000, 60000)}))
+
+
+def b_transformer_encoder_copies(tmp: Path) -> bytes:
+    layer = Call(G("torch.nn.modules.transformer", "TransformerEncoderLayer"), 512, 8)
+    return dumps({"encoder": Call(G("torch.nn.modules.transformer", "TransformerEncoder"), layer, 100000)})
+
+
+def b_lil_matrix_rows(tmp: Path) -> bytes:
+    return dumps({"adjacency": Call(G("scipy.sparse._lil", "lil_matrix"), (10**9, 10))})
+
+
+def b_dataframe_fill(tmp: Path) -> bytes:
+    frame = Call(G("pandas.core.frame", "DataFrame"), 0.0, Call(G("builtins", "range"), 2 * 10**9), [0])
+    return joblib_file({"frame": frame})
+
+
+# ============================================================================================
+# Class 4: plain-data constructors as denial of service
+
+RANGE = G("builtins", "range")
+
+
+def b_set_range(tmp: Path) -> bytes:
+    return dumps({"vocab": Call(G("builtins", "set"), Call(RANGE, 10**10))})
+
+
+def b_deque_range(tmp: Path) -> bytes:
+    return dumps({"buffer": Call(G("collections", "deque"), Call(RANGE, 10**18), 0)})
+
+
+def b_frozenset_range(tmp: Path) -> bytes:
+    return joblib_file({"classes": Call(G("builtins", "frozenset"), Call(RANGE, 10**10))})
+
+
+def b_bytearray_size(tmp: Path) -> bytes:
+    return torch_zip(dumps({"buffer": Call(G("builtins", "bytearray"), 12 * 2**30)}))
+
+
+def b_fraction_exponent(tmp: Path) -> bytes:
+    return dumps({"lr": Call(G("fractions", "Fraction"), "1e1000000000")})
+
+
+def b_decimal_int(tmp: Path) -> bytes:
+    return dumps({"steps": Call(G("builtins", "int"), Call(G("decimal", "Decimal"), "1e999999999"))})
+
+
+def b_object_array_shape(tmp: Path) -> bytes:
+    import numpy as np
+
+    arr = Call(G("numpy._core.multiarray", "_reconstruct"), G("numpy", "ndarray"), (0,), b"b")
+    dtype = Build(Call(G("numpy", "dtype"), "O", False, True), Lit(np.dtype("O").__reduce__()[2]))
+    return dumps({"labels": Build(arr, (1, (2 * 10**9,), dtype, False, []))})
+
+
+def b_counter_range(tmp: Path) -> bytes:
+    return torch_zip(dumps({"counts": Call(G("collections", "Counter"), Call(RANGE, 10**10))}))
+
+
+def b_dummy_n_outputs(tmp: Path) -> bytes:
+    from sklearn.dummy import DummyRegressor
+
+    x, y = _fit_data()
+    return dumps(
+        estimator("sklearn.dummy", "DummyRegressor", _state(DummyRegressor().fit(x, y)), n_outputs_=3 * 10**8)
+    )
+
+
+def b_upsample_scale(tmp: Path) -> bytes:
+    import torch
+
+    up = torch.nn.Upsample(scale_factor=2.0, mode="nearest")
+    return torch_zip(dumps(_torch_module(up, scale_factor=20000.0)))
+
+
+def u_forward_image(obj: Any, tmp: Path) -> Any:
+    import torch
+
+    return obj(torch.ones(1, 1, 4, 4))
+
+
+def b_newobj_ndarray(tmp: Path) -> bytes:
+    return dumps({"labels": New(G("numpy", "ndarray"), (2 * 10**9,), "O")})
+
+
+def b_torch_size_range(tmp: Path) -> bytes:
+    return torch_zip(dumps({"shape": Call(G("torch", "Size"), Call(RANGE, 10**9))}))
+
+
+def b_list_range(tmp: Path) -> bytes:
+    return joblib_file({"ids": Call(G("builtins", "list"), Call(RANGE, 10**9))})
+
+
+# ============================================================================================
+# Class 5: BUILD (or set state) on something that is not fresh
+
+
+def b_tzutc_singleton(tmp: Path) -> bytes:
+    return dumps({"tz": Build(Call(G("dateutil.tz.tz", "tzutc")), {"tzname": STR})})
+
+
+def b_tzutc_setattr_rebuild(tmp: Path) -> bytes:
+    tzutc = G("dateutil.tz.tz", "tzutc")
+    return torch_zip(dumps({"tz": Call(REBUILD_FROM_TYPE, tzutc, tzutc, (), {"tzname": STR})}))
+
+
+def b_masked_constant(tmp: Path) -> bytes:
+    import numpy as np
+
+    state = (1, (3,), np.dtype("f8"), False, b"\x01" * 24, b"\x00\x00\x00", None)
+    return dumps({"fill": Build(Call(G("numpy.ma.core", "MaskedConstant")), Lit(state))})
+
+
+def p_masked(obj: Any, tmp: Path) -> Dict[str, Any]:
+    import numpy as np
+
+    return {"shape": list(np.ma.masked.shape), "rewritten": np.ma.masked.shape != ()}
+
+
+def b_distributed_type_enum(tmp: Path) -> bytes:
+    member = Call(G("accelerate.utils.dataclasses", "DistributedType"), "NO")
+    return joblib_file({"distributed_type": Build(member, {"_value_": "MULTI_GPU", "_name_": "MULTI_GPU"})})
+
+
+def p_distributed_type(obj: Any, tmp: Path) -> Dict[str, Any]:
+    from accelerate.utils.dataclasses import DistributedType
+
+    return {"NO.value": DistributedType.NO.value, "rewritten": DistributedType.NO.value != "NO"}
+
+
+# ============================================================================================
+# Class 6 (first half): compiled internals trusting indices and pointers from the pickle
+
+
+def _kmeans_call(fn: str) -> Call:
+    """A private k-means helper with 1-feature centres for a 10**5-feature X: the Cython loop
+    takes n_features from X and zeroes n_clusters * n_features doubles from the centres' buffer
+    (8 GB past an 80 KB allocation)."""
+    import numpy as np
+
+    x, centers = np.zeros((1, 10**5)), np.zeros((10**4, 1))
+    return Call(G("sklearn.cluster._kmeans", fn), Lit(x), Lit(np.ones(1)), Lit(centers), 3, False, 0.0, 1)
+
+
+def b_kmeans_lloyd(tmp: Path) -> bytes:
+    return dumps({"clusters": _kmeans_call("_kmeans_single_lloyd")})
+
+
+def b_kmeans_elkan(tmp: Path) -> bytes:
+    return joblib_file({"clusters": _kmeans_call("_kmeans_single_elkan")})
+
+
+def b_array_interface_mean(tmp: Path) -> bytes:
+    return dumps({"mean": Call(NP_MEAN, wild_pointer_namespace())})
+
+
+def b_tensor_from_wild_pointer(tmp: Path) -> bytes:
+    import torch  # noqa: F401 - torch.device below is a name, torch must merely exist
+
+    arr = Call(G("scipy._lib.array_api_compat.numpy._aliases", "asarray"), wild_pointer_namespace())
+    tensor = Call(
+        G("torch._utils", "_rebuild_device_tensor_from_numpy"),
+        arr,
+        G("torch", "float32"),
+        Call(G("torch", "device"), "cpu"),
+        False,
+    )
+    return torch_zip(dumps({"weight": tensor}))
+
+
+def b_tensor_view_resizes_storage(tmp: Path) -> bytes:
+    storage = Call(G("torch.storage", "TypedStorage"), 0)
+    view = Call(G("torch._utils", "_rebuild_tensor_v2"), storage, 0, (4 * 2**30,), (1,), False, Call(ODICT))
+    return torch_zip(dumps({"weight": view}))
+
+
+def b_tensor_view_stale_heap(tmp: Path) -> bytes:
+    views = {}
+    for i in range(8):
+        storage = Call(G("torch.storage", "TypedStorage"), 0)
+        views[f"layer{i}.weight"] = Call(
+            G("torch._utils", "_rebuild_tensor_v2"), storage, 0, (4096,), (1,), False, Call(ODICT)
+        )
+    return torch_zip(dumps(views))
+
+
+def p_stale_heap(obj: Any, tmp: Path) -> Dict[str, Any]:
+    raw = b"".join(t.detach().numpy().tobytes() for t in obj.values())
+    printable = bytes(c for c in raw if 32 <= c < 127)
+    return {"nonzero_bytes": sum(1 for c in raw if c), "of": len(raw), "sample": printable[:120].decode()}
+
+
+# ============================================================================================
+# Class 7: callables in the state, run at use time
+
+
+def _torch_module(instance: Any, params: Optional[Dict[str, Any]] = None, **override: Any) -> Build:
+    """An nn.Module as torch.save writes it: NEWOBJ + BUILD of its __dict__ (hook containers
+    empty OrderedDicts, parameters rebuilt from persistent storages), some keys replaced."""
+    state: Dict[str, Any] = {}
+    for k, v in instance.__dict__.items():
+        if k in ("_parameters", "_buffers", "_modules"):
+            continue
+        state[k] = Call(ODICT) if k.startswith("_") and isinstance(v, dict) else Lit(v)
+    state["_parameters"] = Call(ODICT, list((params or {}).items()))
+    state["_buffers"] = Call(ODICT)
+    state["_modules"] = Call(ODICT)
+    state.update(override)
+    cls = type(instance)
+    return Build(New(G(cls.__module__, cls.__qualname__)), state)
+
+
+def _module(name: str, params: Optional[Dict[str, Any]] = None, **override: Any) -> Build:
+    """A Linear(4, 2) whose weight and bias are the zip's storages "w" and "b"."""
+    import torch
+
+    if params is None:
+        params = {"weight": _param("w", (2, 4), (4, 1)), "bias": _param("b", (2,), (1,))}
+    return _torch_module(torch.nn.Linear(4, 2), params, **override)
+
+
+def _storage(key: str, numel: int) -> Pid:
+    return Pid(("storage", G("torch", "FloatStorage"), key, "cpu", numel))
+
+
+def _tensor(
+    key: str, size: Tuple[int, ...], stride: Tuple[int, ...], grad: bool = False, hooks: Any = None
+) -> Call:
+    numel = 1
+    for s in size:
+        numel *= s
+    return Call(
+        G("torch._utils", "_rebuild_tensor_v2"),
+        _storage(key, numel),
+        0,
+        size,
+        stride,
+        grad,
+        hooks if hooks is not None else Call(ODICT),
+    )
+
+
+def _param(key: str, size: Tuple[int, ...], stride: Tuple[int, ...], hooks: Any = None) -> Call:
+    return Call(
+        G("torch._utils", "_rebuild_parameter"), _tensor(key, size, stride), True, hooks or Call(ODICT)
+    )
+
+
+def _module_zip(body: Any) -> bytes:
+    storages = {"w": struct.pack("<8f", *[0.1] * 8), "b": struct.pack("<2f", 0.0, 0.0)}
+    return torch_zip(dumps(body), storages)
+
+
+def b_module_forward_pre_hook(tmp: Path) -> bytes:
+    interface = {"version": 3, "shape": (1 << 13,), "typestr": "<f8", "data": (0x10000, False)}
+    hooks = Call(ODICT, [(0, G("sklearn.utils.validation", "check_array"))])
+    return _module_zip(_module("Linear", _forward_pre_hooks=hooks, __array_interface__=interface))
+
+
+def u_forward(obj: Any, tmp: Path) -> Any:
+    import torch
+
+    return obj(torch.ones(1, 4))
+
+
+def b_tensor_backward_hooks(tmp: Path) -> bytes:
+    hooks = Call(ODICT, [(0, G("torch.nn.functional", "relu"))])
+    storages = {"w": struct.pack("<4f", 1.0, 2.0, 3.0, 4.0)}
+    return torch_zip(dumps({"w": _tensor("w", (4,), (1,), grad=True, hooks=hooks)}), storages)
+
+
+def u_backward(obj: Any, tmp: Path) -> Any:
+    w = obj["w"] if isinstance(obj, dict) else obj.weight
+    (w * -1.0).sum().backward()
+    return w.grad
+
+
+def p_grad(obj: Any, tmp: Path) -> Dict[str, Any]:
+    w = obj["w"] if isinstance(obj, dict) else obj.weight
+    grad = None if w.grad is None else [float(v) for v in w.grad.flatten()]
+    return {"grad": grad, "tampered": grad is not None and any(v != -1.0 for v in grad)}
+
+
+def b_parameter_backward_hooks(tmp: Path) -> bytes:
+    hooks = Call(ODICT, [(0, G("torch._C._nn", "gelu"))])
+    params = {"weight": _param("w", (2, 4), (4, 1), hooks=hooks), "bias": _param("b", (2,), (1,))}
+    return _module_zip(_module("Linear", params))
+
+
+def b_defaultdict_factory(tmp: Path) -> bytes:
+    return dumps({"vocab": Call(G("collections", "defaultdict"), TRANSFORMER)})
+
+
+def u_missing_key(obj: Any, tmp: Path) -> Any:
+    return obj["vocab"]["a token the vocabulary has not seen"]
+
+
+def p_defaultdict(obj: Any, tmp: Path) -> Dict[str, Any]:
+    values = list(obj["vocab"].values())
+    n = _params(values[0]) if values else 0
+    return {
+        "value_type": type(values[0]).__name__ if values else None,
+        "params": n,
+        "allocated": n > 40_000_000,
+    }
+
+
+def b_estimator_predict_attr(tmp: Path) -> bytes:
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = _fit_data()
+    return dumps(
+        estimator(
+            "sklearn.linear_model._logistic",
+            "LogisticRegression",
+            _state(LogisticRegression().fit(x, y)),
+            predict=PARTIAL_STATE,
+        )
+    )
+
+
+def b_function_transformer_lloyd(tmp: Path) -> bytes:
+    import numpy as np
+    from sklearn.preprocessing import FunctionTransformer
+
+    kw = {
+        "sample_weight": Lit(np.ones(4)),
+        "centers_init": Lit(np.zeros((10**5, 1))),
+        "max_iter": 3,
+        "tol": 0.0,
+        "n_threads": 1,
+    }
+    state = {
+        k: v for k, v in _state(FunctionTransformer(validate=False)).items() if k not in ("func", "kw_args")
+    }
+    ft = estimator(
+        "sklearn.preprocessing._function_transformer",
+        "FunctionTransformer",
+        state,
+        func=G("sklearn.cluster._kmeans", "_kmeans_single_lloyd"),
+        kw_args=kw,
+    )
+    return joblib_file(ft)
+
+
+def u_transform_wide(obj: Any, tmp: Path) -> Any:
+    import numpy as np
+
+    return _model(obj).transform(np.ones((4, 20000)))
+
+
+def b_module_forward_attr(tmp: Path) -> bytes:
+    return _module_zip(_module("Linear", forward=PARTIAL_STATE))
+
+
+# ============================================================================================
+# Class 8: the transformers / accelerate block
+
+
+def _ds_config(tmp: Path) -> Path:
+    path = tmp / "ds_config.json"
+    path.write_text(json.dumps({"zero_optimization": {"stage": 2}, "stolen": SECRET}))
+    return path
+
+
+def b_hf_deepspeed_config(tmp: Path) -> bytes:
+    return dumps(
+        {
+            "hf_deepspeed_config": Call(
+                G("accelerate.utils.deepspeed", "HfDeepSpeedConfig"), str(_ds_config(tmp))
+            )
+        }
+    )
+
+
+def p_ds_config(obj: Any, tmp: Path) -> Dict[str, Any]:
+    cfg = obj["hf_deepspeed_config"] if "hf_deepspeed_config" in obj else obj["model"]["plugin"].hf_ds_config
+    return {"config": cfg.config, "secret_read": cfg.config.get("stolen") == SECRET}
+
+
+def b_deepspeed_plugin(tmp: Path) -> bytes:
+    return joblib_file(
+        {"plugin": Call(G("accelerate.utils.dataclasses", "DeepSpeedPlugin"), str(_ds_config(tmp)))}
+    )
+
+
+def b_training_args_accelerator_config(tmp: Path) -> bytes:
+    from sklearn.preprocessing import FunctionTransformer
+
+    acc = tmp / "accelerator_config.json"
+    acc.write_text(json.dumps({"split_batches": False, "gradient_accumulation_kwargs": {"stolen": SECRET}}))
+    state = {
+        k: v for k, v in _state(FunctionTransformer(validate=False)).items() if k not in ("func", "kw_args")
+    }
+    ft = estimator(
+        "sklearn.preprocessing._function_transformer",
+        "FunctionTransformer",
+        state,
+        func=G("transformers.training_args", "TrainingArguments"),
+        kw_args={"accelerator_config": str(acc), "report_to": "none", "use_cpu": True},
+    )
+    return dumps({"args": dispatch("transform", ft, str(tmp / "out"))})
+
+
+def p_training_args(obj: Any, tmp: Path) -> Dict[str, Any]:
+    out = probe_partial_state(obj, tmp)
+    out["secret_read"] = SECRET in str(obj.get("args", ""))
+    return out
+
+
+def b_partial_state_reduce(tmp: Path) -> bytes:
+    return dumps({"distributed_state": Call(PARTIAL_STATE, True)})
+
+
+def b_partial_state_shared_build(tmp: Path) -> bytes:
+    state = {"num_processes": 8, "process_index": 3, "local_process_index": 3}
+    return torch_zip(dumps({"distributed_state": Build(Call(PARTIAL_STATE, True), state)}))
+
+
+def p_partial_state_rank(obj: Any, tmp: Path) -> Dict[str, Any]:
+    from accelerate.state import PartialState
+
+    s = PartialState()
+    return {
+        "num_processes": s.num_processes,
+        "is_main_process": s.is_main_process,
+        "rewritten": not s.is_main_process,
+    }
+
+
+def b_interval_strategy_enum(tmp: Path) -> bytes:
+    member = Call(G("transformers.trainer_utils", "IntervalStrategy"), "steps")
+    return dumps({"save_strategy": Build(member, {"_value_": "no"})})
+
+
+def p_interval_strategy(obj: Any, tmp: Path) -> Dict[str, Any]:
+    from transformers.trainer_utils import IntervalStrategy
+
+    return {"STEPS.value": IntervalStrategy.STEPS.value, "rewritten": IntervalStrategy.STEPS.value != "steps"}
+
+
+# ============================================================================================
+# The catalogue
+
+DOS = {"cpu_seconds": 4, "wall_seconds": 15, "mem_budget_mb": 1024}
+ACC = ("accelerate",)
+TRF = ("transformers", "accelerate")
+
+CATALOGUE: List[Gadget] = [
+    # ---- class 1
+    Gadget(
+        "rebuild_from_type_scorer_reads_file",
+        1,
+        "torch's _rebuild_from_type_v2 calls a _Scorer the pickle built; the scorer calls "
+        "CountVectorizer(input='filename').fit([PATH]): the file's words land in vocabulary_",
+        b_rebuild_scorer_reads_file,
+        probe_true("secret_read"),
+        "pickle",
+        (ARG, STATE, ROLE, INDIRECT),
+        probe=p_vocabulary,
+        chain="_rebuild_from_type_v2(_Scorer{_response_method:'fit', _score_func:copyreg.__newobj__}, str, "
+        "(CountVectorizer{input:'filename'}, [PATH], str), {})",
+        shows="secret file's tokens in the loaded vectorizer's vocabulary_",
+    ),
+    Gadget(
+        "rebuild_from_type_scorer_memory_mkdir",
+        1,
+        "the same call primitive in a torch zip: AgglomerativeClustering(memory=DIR).fit(X) writes a "
+        "joblib cache tree under DIR while torch.load runs",
+        b_rebuild_scorer_memory_mkdir,
+        dir_exists("cache_tree"),
+        "torch-zip",
+        (ARG, STATE, ROLE, INDIRECT),
+        chain="_rebuild_from_type_v2(_Scorer{'fit'}, str, (AgglomerativeClustering{memory:DIR}, X, str), {})",
+        shows="directory tree created at DIR",
+    ),
+    Gadget(
+        "generator_ctor_calls_partial_state",
+        1,
+        "numpy.random._pickle.__generator_ctor(name, ctor) calls ctor(name): here "
+        "accelerate.state.PartialState(True), which sets up process-wide distributed state",
+        b_generator_ctor_partial_state,
+        probe_true("partial_state_initialized"),
+        "pickle",
+        (ARG, ROLE),
+        probe=probe_partial_state,
+        requires=ACC,
+        chain="__generator_ctor(True, accelerate.state.PartialState)",
+        shows="PartialState._shared_state populated (then Generator() raises)",
+    ),
+    Gadget(
+        "bit_generator_ctor_builds_transformer",
+        1,
+        "__bit_generator_ctor(cls) calls any class with no arguments: torch.nn.Transformer() "
+        "allocates and initialises 44M weights during the load",
+        b_bit_generator_ctor_transformer,
+        probe_true("allocated"),
+        "pickle",
+        (ARG, ROLE),
+        probe=p_transformer,
+        chain="__bit_generator_ctor(torch.nn.modules.transformer.Transformer)",
+        shows="a 44M-parameter Transformer allocated and initialised at load",
+    ),
+    Gadget(
+        "randomstate_ctor_calls_fraction",
+        1,
+        "__randomstate_ctor(name, ctor) calls ctor(name): fractions.Fraction('1e1000000000') "
+        "computes 10**1000000000",
+        b_randomstate_ctor_fraction,
+        exhausted,
+        "pickle",
+        (ARG, ROLE),
+        chain="__randomstate_ctor('1e1000000000', fractions.Fraction)",
+        shows="CPU budget exhausted",
+        **DOS,
+    ),
+    Gadget(
+        "build_setstate_namespace",
+        1,
+        "BUILD #1 stores __setstate__ in a Namespace's dict, BUILD #2 makes pickle call it: "
+        "__bit_generator_ctor(Transformer) allocates a Transformer",
+        b_setstate_namespace,
+        peak_growth(120),
+        "pickle",
+        (STATE, BUILDV, INJECTION, ROLE),
+        chain="NEWOBJ argparse.Namespace; BUILD {'__setstate__': __bit_generator_ctor}; BUILD Transformer",
+        shows="peak memory +170 MB: a Transformer built by a BUILD",
+    ),
+    Gadget(
+        "build_setstate_estimator_partial_state",
+        1,
+        "a fitted LogisticRegression whose BUILD state carries __setstate__=PartialState (BaseEstimator."
+        "__setstate__ copies it into the instance dict); a second BUILD calls PartialState(True)",
+        b_setstate_estimator_partial_state,
+        probe_true("partial_state_initialized"),
+        "pickle",
+        (STATE, BUILDV, INJECTION, ROLE),
+        probe=p_partial_state_and_type,
+        requires=ACC,
+        chain="NEWOBJ LogisticRegression; BUILD {..., '__setstate__': PartialState}; BUILD True",
+        shows="PartialState initialised; the model still loads as a LogisticRegression",
+    ),
+    Gadget(
+        "newobj_attribute_dispatch_wild_pointer",
+        1,
+        "sklearn's Cython newObj(obj) calls obj.__new__(obj), an instance attribute: numpy.mean(ns) "
+        "reads the namespace's __array_interface__ pointer",
+        b_newobj_attribute_dispatch,
+        crashed,
+        "pickle",
+        (STATE, ARG, INJECTION, ROLE),
+        chain="sklearn.neighbors._kd_tree.newObj(argparse.Namespace{__new__: numpy.mean, "
+        "__array_interface__: {data: (0x10000, False)}})",
+        shows="SIGSEGV at load",
+    ),
+    Gadget(
+        "reconstructor_base_dispatch",
+        1,
+        "copyreg._reconstructor(cls, base, state) calls base.__new__(cls, state): with base a namespace "
+        "holding __generator_ctor, that calls state(cls) == bytearray(12 GiB)",
+        b_reconstructor_base_dispatch,
+        exhausted,
+        "pickle",
+        (ARG, STATE, INJECTION, ROLE),
+        chain="copyreg._reconstructor(12*2**30, Namespace{__new__: __generator_ctor}, bytearray)",
+        shows="address-space budget exhausted",
+        **DOS,
+    ),
+    # ---- class 2
+    Gadget(
+        "stacking_stack_method_write_text",
+        2,
+        "a scorer calls StackingClassifier.transform, which calls getattr(est, stack_method_)(X) "
+        "without any check: PosixPath(FILE).write_text(TEXT) writes an arbitrary file",
+        b_stacking_write_text,
+        file_contains("written.txt", WRITTEN),
+        "pickle",
+        (STATE, ARG, ROLE, INDIRECT),
+        chain="_rebuild_from_type_v2(_Scorer{'transform'}, str, (StackingClassifier{estimators_: "
+        "[PosixPath(FILE)], stack_method_: ['write_text']}, TEXT, str), {})",
+        shows="a file with chosen content written (load then raises)",
+    ),
+    Gadget(
+        "stacking_stack_method_unlink",
+        2,
+        "the same, with a benign scorer method ('predict') and stack_method_ 'unlink': deletes a file",
+        b_stacking_unlink,
+        file_gone("victim.txt"),
+        "joblib",
+        (STATE, ARG, ROLE, INDIRECT),
+        chain="_rebuild_from_type_v2(_Scorer{'predict'}, str, (StackingClassifier{estimators_: "
+        "[PosixPath(VICTIM)], stack_method_: ['unlink']}, False, str), {})",
+        shows="victim file deleted",
+    ),
+    Gadget(
+        "scorer_fit_spawns_workers",
+        2,
+        "a scorer with _response_method 'fit' fits GridSearchCV(n_jobs=2) during the load: joblib "
+        "starts loky worker processes",
+        b_scorer_gridsearch_spawns,
+        probe_true("workers"),
+        "pickle",
+        (STATE, ARG, ROLE, INDIRECT),
+        probe=probe_workers,
+        chain="_rebuild_from_type_v2(_Scorer{'fit'}, str, (GridSearchCV{KMeans, n_jobs: 2}, X, str), {})",
+        shows="loky worker processes running under the loading process",
+    ),
+    Gadget(
+        "stacking_fit_memory_at_predict",
+        2,
+        "StackingClassifier with stack_method_ ['fit'] over AgglomerativeClustering(memory=DIR): "
+        "model.predict(X) fits it and writes a cache tree",
+        b_stacking_memory_use,
+        dir_exists("cache_tree"),
+        "pickle",
+        (STATE,),
+        use=u_predict,
+        chain="StackingClassifier{estimators_: [AgglomerativeClustering{memory: DIR}], stack_method_: [fit]}",
+        shows="directory tree created at predict",
+    ),
+    Gadget(
+        "classifier_chain_method_spawns_at_predict",
+        2,
+        "ClassifierChain.chain_method_ 'fit' over GridSearchCV(n_jobs=2): predict(X) starts workers",
+        b_chain_method_spawn_use,
+        probe_true("workers"),
+        "joblib",
+        (STATE,),
+        use=u_predict,
+        probe=probe_workers,
+        chain="ClassifierChain{estimators_: [GridSearchCV{n_jobs: 2}], chain_method_: 'fit'}",
+        shows="loky worker processes after predict",
+    ),
+    Gadget(
+        "fixed_threshold_response_method_memory",
+        2,
+        "FixedThresholdClassifier.response_method 'fit' over a Pipeline(memory=DIR): predict(X) refits "
+        "the pipeline and writes a joblib cache tree",
+        b_fixed_threshold_memory_use,
+        dir_exists("cache_tree"),
+        "pickle",
+        (STATE,),
+        use=u_predict,
+        chain="FixedThresholdClassifier{response_method: 'fit', estimator_: Pipeline{memory: DIR}}",
+        shows="directory tree created at predict",
+    ),
+    Gadget(
+        "select_from_model_importance_getter",
+        2,
+        "SelectFromModel.importance_getter is called with estimator_: Fraction('1e1000000000') at transform",
+        b_select_from_model_getter_use,
+        exhausted,
+        "pickle",
+        (STATE, ROLE),
+        use=u_transform_3,
+        chain="SelectFromModel{importance_getter: fractions.Fraction, estimator_: '1e1000000000'}",
+        shows="CPU budget exhausted at transform",
+        **DOS,
+    ),
+    # ---- class 3
+    Gadget(
+        "datetimetz_dtype_reads_tz_file",
+        3,
+        "DatetimeTZDtype('ns', 'dateutil/' + PATH) opens PATH as a TZif file (dateutil.tz.gettz of an "
+        "absolute path); its zones land in the loaded dtype",
+        b_datetimetz_dtype_reads,
+        probe_true("read"),
+        "pickle",
+        (ROLE, ARG),
+        probe=p_zone_from_file,
+        chain="pandas DatetimeTZDtype('ns', 'dateutil//tmp/.../zone.tzif') by REDUCE",
+        shows="tzname 'PWND' read from a chosen file",
+    ),
+    Gadget(
+        "new_datetimeindex_tz_path",
+        3,
+        "pandas' _new_DatetimeIndex(cls, {'tz': 'dateutil/' + PATH}) reads PATH the same way",
+        b_new_datetimeindex_reads,
+        probe_true("read"),
+        "joblib",
+        (ARG,),
+        probe=p_zone_joblib,
+        chain="_new_DatetimeIndex(DatetimeIndex, {data, tz: 'dateutil/PATH', freq: None})",
+        shows="tzname 'PWND' read from a chosen file",
+    ),
+    Gadget(
+        "new_index_dtype_string_reads_tz_file",
+        3,
+        "pandas' _new_Index(Index, {'data': [0], 'dtype': 'datetime64[ns, dateutil/PATH]'}) calls "
+        "Index.__new__(**d): the dtype string names a zone file by path, which is read",
+        b_new_index_dtype_string,
+        probe_true("read"),
+        "pickle",
+        (ARG,),
+        probe=lambda obj, tmp: p_zone_from_file({"index": obj["index"]}, tmp),
+        chain="_new_Index(Index, {data: [0], dtype: 'datetime64[ns, dateutil/PATH]'})",
+        shows="tzname 'PWND' read from a chosen file",
+    ),
+    Gadget(
+        "linear_allocates_weights",
+        3,
+        "torch.nn.Linear(60000, 60000) by REDUCE allocates and initialises 14 GB of weights",
+        b_linear_allocates,
+        exhausted,
+        "torch-zip",
+        (ROLE,),
+        chain="torch.nn.modules.linear.Linear(60000, 60000)",
+        shows="address-space budget exhausted",
+        **DOS,
+    ),
+    Gadget(
+        "transformer_encoder_deepcopies",
+        3,
+        "TransformerEncoder(layer, 100000) deep-copies a 3M-parameter layer 100000 times",
+        b_transformer_encoder_copies,
+        exhausted,
+        "pickle",
+        (ROLE, ARG),
+        chain="TransformerEncoder(TransformerEncoderLayer(512, 8), 100000)",
+        shows="memory/CPU budget exhausted",
+        **DOS,
+    ),
+    Gadget(
+        "lil_matrix_rows",
+        3,
+        "scipy lil_matrix((10**9, 10)) creates a billion Python lists",
+        b_lil_matrix_rows,
+        exhausted,
+        "pickle",
+        (ROLE, ARG),
+        chain="scipy.sparse._lil.lil_matrix((10**9, 10))",
+        shows="memory/CPU budget exhausted",
+        **DOS,
+    ),
+    Gadget(
+        "dataframe_broadcast_fill",
+        3,
+        "DataFrame(0.0, range(2*10**9), [0]) broadcasts a scalar into 16 GB",
+        b_dataframe_fill,
+        exhausted,
+        "joblib",
+        (ROLE, ARG),
+        chain="pandas DataFrame(0.0, builtins.range(2*10**9), [0])",
+        shows="address-space budget exhausted",
+        **DOS,
+    ),
+    # ---- class 4
+    Gadget(
+        "set_of_range",
+        4,
+        "builtins.set(range(10**10))",
+        b_set_range,
+        exhausted,
+        "pickle",
+        (ARG,),
+        chain="set(range(10**10))",
+        shows="memory budget exhausted",
+        **DOS,
+    ),
+    Gadget(
+        "deque_of_range_maxlen0",
+        4,
+        "collections.deque(range(10**18), 0): constant memory, never ends",
+        b_deque_range,
+        exhausted,
+        "pickle",
+        (ARG,),
+        chain="deque(range(10**18), 0)",
+        shows="CPU budget exhausted",
+        **DOS,
+    ),
+    Gadget(
+        "frozenset_of_range",
+        4,
+        "builtins.frozenset(range(10**10)) in a joblib file",
+        b_frozenset_range,
+        exhausted,
+        "joblib",
+        (ARG,),
+        chain="frozenset(range(10**10))",
+        shows="memory budget exhausted",
+        **DOS,
+    ),
+    Gadget(
+        "bytearray_size",
+        4,
+        "builtins.bytearray(12 GiB) in a torch zip",
+        b_bytearray_size,
+        exhausted,
+        "torch-zip",
+        (ARG,),
+        chain="bytearray(12*2**30)",
+        shows="address-space budget exhausted",
+        **DOS,
+    ),
+    Gadget(
+        "fraction_exponent",
+        4,
+        "fractions.Fraction('1e1000000000') computes 10**1000000000",
+        b_fraction_exponent,
+        exhausted,
+        "pickle",
+        (ARG,),
+        chain="Fraction('1e1000000000')",
+        shows="CPU budget exhausted",
+        **DOS,
+    ),
+    Gadget(
+        "decimal_to_int_exponent",
+        4,
+        "int(Decimal('1e999999999')) materialises a billion-digit integer",
+        b_decimal_int,
+        exhausted,
+        "pickle",
+        (ARG, ROLE),
+        chain="int(Decimal('1e999999999'))",
+        shows="CPU/memory budget exhausted",
+        **DOS,
+    ),
+    Gadget(
+        "object_array_huge_shape",
+        4,
+        "numpy _reconstruct + BUILD with dtype object and shape (2*10**9,): numpy allocates and fills "
+        "16 GB of pointers before it looks at the (empty) item list",
+        b_object_array_shape,
+        exhausted,
+        "pickle",
+        (ARG, STATE),
+        chain="_reconstruct(ndarray, (0,), b'b'); BUILD (1, (2*10**9,), dtype('O'), False, [])",
+        shows="address-space budget exhausted",
+        **DOS,
+    ),
+    Gadget(
+        "counter_of_range",
+        4,
+        "collections.Counter(range(10**10)) in a torch zip",
+        b_counter_range,
+        exhausted,
+        "torch-zip",
+        (ARG,),
+        chain="Counter(range(10**10))",
+        shows="memory budget exhausted",
+        **DOS,
+    ),
+    Gadget(
+        "dummy_regressor_n_outputs_at_predict",
+        4,
+        "a fitted DummyRegressor whose plain-int n_outputs_ is 3*10**8: predict(X) fills a "
+        "(len(X), n_outputs_) array",
+        b_dummy_n_outputs,
+        exhausted,
+        "pickle",
+        (STATE,),
+        use=u_predict,
+        chain="DummyRegressor{..., n_outputs_: 300000000}; model.predict(X)",
+        shows="address-space budget exhausted at predict",
+        **DOS,
+    ),
+    Gadget(
+        "upsample_scale_factor_at_forward",
+        4,
+        "nn.Upsample with scale_factor 20000.0 in its state: model(x) of a 4x4 image allocates a "
+        "80000x80000 output",
+        b_upsample_scale,
+        exhausted,
+        "torch-zip",
+        (STATE,),
+        use=u_forward_image,
+        chain="Upsample{scale_factor: 20000.0, mode: 'nearest'}; model(torch.ones(1, 1, 4, 4))",
+        shows="address-space budget exhausted at forward",
+        **DOS,
+    ),
+    Gadget(
+        "newobj_ndarray_object_shape",
+        4,
+        "NEWOBJ runs cls.__new__(cls, *args): ndarray.__new__(ndarray, (2*10**9,), 'O') allocates and "
+        "fills 16 GB of pointers (real pickles NEWOBJ classes with no arguments)",
+        b_newobj_ndarray,
+        exhausted,
+        "pickle",
+        (ROLE, ARG),
+        chain="NEWOBJ numpy.ndarray ((2*10**9,), 'O')",
+        shows="address-space budget exhausted",
+        **DOS,
+    ),
+    Gadget(
+        "torch_size_of_range",
+        4,
+        "torch.Size(range(10**9)) materialises the range as a tuple (8 GB of pointers, 28 GB of ints)",
+        b_torch_size_range,
+        exhausted,
+        "torch-zip",
+        (ARG, ROLE),
+        chain="torch.Size(range(10**9))",
+        shows="memory budget exhausted",
+        **DOS,
+    ),
+    Gadget(
+        "list_of_range",
+        4,
+        "builtins.list(range(10**9)) in a joblib file",
+        b_list_range,
+        exhausted,
+        "joblib",
+        (ARG, ROLE),
+        chain="list(range(10**9))",
+        shows="memory budget exhausted",
+        **DOS,
+    ),
+    # ---- class 5
+    Gadget(
+        "tzutc_singleton_build",
+        5,
+        "dateutil's tzutc() returns the process-wide singleton; BUILD gives it an instance tzname: every "
+        "dateutil UTC datetime now reports a different zone name",
+        b_tzutc_singleton,
+        probe_true("rewritten"),
+        "pickle",
+        (ROLE, BUILDV, STATE),
+        probe=probe_tzutc,
+        chain="tzutc(); BUILD {'tzname': builtins.str}",
+        shows="datetime(..., tzinfo=tzutc()).tzname() != 'UTC'",
+    ),
+    Gadget(
+        "tzutc_setattr_through_rebuild",
+        5,
+        "_rebuild_from_type_v2(tzutc, tzutc, (), state) sets attributes on the singleton it returns",
+        b_tzutc_setattr_rebuild,
+        probe_true("rewritten"),
+        "torch-zip",
+        (ARG, BUILDV, STATE),
+        probe=probe_tzutc,
+        chain="_rebuild_from_type_v2(tzutc, tzutc, (), {'tzname': builtins.str})",
+        shows="the tzutc singleton rewritten process-wide",
+    ),
+    Gadget(
+        "masked_constant_singleton_build",
+        5,
+        "numpy.ma.core.MaskedConstant() returns np.ma.masked; BUILD runs ndarray.__setstate__ on it before "
+        "the mask check raises: the global masked constant gets a chosen shape and data",
+        b_masked_constant,
+        probe_true("rewritten"),
+        "pickle",
+        (BUILDV, ROLE),
+        probe=p_masked,
+        chain="MaskedConstant(); BUILD (1, (3,), dtype, False, DATA, MASK, None)",
+        shows="np.ma.masked.shape == (3,) in the process (load then raises)",
+    ),
+    Gadget(
+        "enum_member_rewrite_distributed_type",
+        5,
+        "DistributedType('NO') returns the enum member; BUILD rewrites its _value_ process-wide",
+        b_distributed_type_enum,
+        probe_true("rewritten"),
+        "joblib",
+        (BUILDV, STATE),
+        probe=p_distributed_type,
+        requires=ACC,
+        chain="accelerate DistributedType('NO'); BUILD {'_value_': 'MULTI_GPU', '_name_': 'MULTI_GPU'}",
+        shows="DistributedType.NO.value == 'MULTI_GPU'",
+    ),
+    # ---- class 6
+    Gadget(
+        "kmeans_lloyd_heap_overflow",
+        6,
+        "the private _kmeans_single_lloyd called with a (1, 10**5) X and (10**4, 1) centres: "
+        "lloyd_iter memsets n_clusters * n_features doubles (8 GB) from the centres' 80 KB buffer",
+        b_kmeans_lloyd,
+        crashed,
+        "pickle",
+        (ROLE, ARG),
+        chain="_kmeans_single_lloyd(zeros((1, 10**5)), ones(1), zeros((10**4, 1)), 3, False, 0.0, 1)",
+        shows="heap corruption: SIGSEGV/SIGABRT",
+    ),
+    Gadget(
+        "kmeans_elkan_heap_overflow",
+        6,
+        "the same with _kmeans_single_elkan (its bound initialisation reads and writes past the "
+        "centres), in a joblib file",
+        b_kmeans_elkan,
+        crashed,
+        "joblib",
+        (ROLE, ARG),
+        chain="_kmeans_single_elkan(zeros((1, 10**5)), ones(1), zeros((10**4, 1)), 3, False, 0.0, 1)",
+        shows="heap corruption: SIGSEGV/SIGABRT",
+    ),
+    Gadget(
+        "array_interface_wild_pointer",
+        6,
+        "numpy.mean of a namespace whose __array_interface__ (looked up on the instance) points at 0x10000",
+        b_array_interface_mean,
+        crashed,
+        "pickle",
+        (STATE, ARG, INJECTION, ROLE),
+        chain="numpy.mean(Namespace{__array_interface__: {data: (0x10000, False), shape: (8192,)}})",
+        shows="SIGSEGV at load",
+    ),
+    Gadget(
+        "tensor_from_wild_pointer",
+        6,
+        "scipy's array_api_compat asarray turns that namespace into an ndarray at 0x10000; "
+        "_rebuild_device_tensor_from_numpy copies it into a tensor",
+        b_tensor_from_wild_pointer,
+        crashed,
+        "torch-zip",
+        (ARG, STATE, INJECTION),
+        chain="_rebuild_device_tensor_from_numpy(asarray(Namespace{__array_interface__}), float32, "
+        "device('cpu'), False)",
+        shows="SIGSEGV at load",
+    ),
+    Gadget(
+        "tensor_view_beyond_storage",
+        6,
+        "_rebuild_tensor_v2 with a 4G-element view of a TypedStorage(0) the pickle made: torch resizes the "
+        "storage to the view (archive storages are checked, this one is not)",
+        b_tensor_view_resizes_storage,
+        exhausted,
+        "torch-zip",
+        (ARG, ROLE),
+        chain="_rebuild_tensor_v2(torch.storage.TypedStorage(0), 0, (4*2**30,), (1,), False, OrderedDict())",
+        shows="address-space budget exhausted",
+        **DOS,
+    ),
+    Gadget(
+        "tensor_view_reads_stale_heap",
+        6,
+        "eight 4096-element views of TypedStorage(0)s the pickle made: torch grows each storage with "
+        "malloc and never clears it, so the 'weights' are the loading process's old heap contents "
+        "(nothing in the file provides them)",
+        b_tensor_view_stale_heap,
+        lambda tmp: int(probe_of(tmp).get("nonzero_bytes", 0)) > 0,
+        "torch-zip",
+        (ARG, ROLE),
+        probe=p_stale_heap,
+        chain="{layerN.weight: _rebuild_tensor_v2(torch.storage.TypedStorage(0), 0, (4096,), (1,), False, "
+        "OrderedDict())}",
+        shows="loaded tensors hold non-zero bytes of the process heap",
+    ),
+    # ---- class 7
+    Gadget(
+        "module_forward_pre_hook",
+        7,
+        "nn.Linear with _forward_pre_hooks {0: check_array} and an __array_interface__ in its dict: "
+        "model(x) makes numpy read a wild pointer",
+        b_module_forward_pre_hook,
+        crashed,
+        "torch-zip",
+        (STATE, INJECTION, ROLE),
+        use=u_forward,
+        chain="Linear{_forward_pre_hooks: {0: sklearn...check_array}, __array_interface__: {data: 0x10000}}",
+        shows="SIGSEGV at forward",
+    ),
+    Gadget(
+        "tensor_backward_hooks",
+        7,
+        "_rebuild_tensor_v2(..., requires_grad=True, backward_hooks={0: relu}): backward() silently "
+        "replaces the gradient",
+        b_tensor_backward_hooks,
+        probe_true("tampered"),
+        "torch-zip",
+        (ARG, STATE),
+        use=u_backward,
+        probe=p_grad,
+        chain="_rebuild_tensor_v2(pid, 0, (4,), (1,), True, OrderedDict({0: torch.nn.functional.relu}))",
+        shows="gradient of -x is 0, not -1",
+    ),
+    Gadget(
+        "parameter_backward_hooks",
+        7,
+        "a Linear whose weight is _rebuild_parameter(t, True, {0: gelu}): backward() rewrites its gradient",
+        b_parameter_backward_hooks,
+        probe_true("tampered"),
+        "torch-zip",
+        (ARG, STATE),
+        use=u_backward,
+        probe=p_grad,
+        chain="Linear{_parameters: {weight: _rebuild_parameter(t, True, odict({0: torch._C._nn.gelu}))}}",
+        shows="weight gradient changed at backward",
+    ),
+    Gadget(
+        "defaultdict_factory_missing_key",
+        7,
+        "collections.defaultdict(Transformer): looking up a missing key builds a 44M-parameter model",
+        b_defaultdict_factory,
+        probe_true("allocated"),
+        "pickle",
+        (ARG,),
+        use=u_missing_key,
+        probe=p_defaultdict,
+        chain="defaultdict(torch.nn.modules.transformer.Transformer)",
+        shows="a Transformer allocated at the first missing key",
+    ),
+    Gadget(
+        "estimator_predict_instance_attribute",
+        7,
+        "a fitted LogisticRegression whose state has predict=PartialState: model.predict(X) calls "
+        "PartialState(X) (process-wide setup) instead of the method",
+        b_estimator_predict_attr,
+        probe_true("partial_state_initialized"),
+        "pickle",
+        (STATE, ROLE),
+        use=u_predict,
+        probe=probe_partial_state,
+        requires=ACC,
+        chain="LogisticRegression{..., predict: accelerate.state.PartialState}",
+        shows="PartialState initialised at predict",
+    ),
+    Gadget(
+        "function_transformer_kmeans",
+        7,
+        "FunctionTransformer(func=_kmeans_single_lloyd, kw_args={centers_init: zeros((10**5, 1))}): "
+        "transform(X) of a (4, 20000) X memsets 16 GB from the centres' buffer",
+        b_function_transformer_lloyd,
+        crashed,
+        "joblib",
+        (STATE, ROLE),
+        use=u_transform_wide,
+        chain="FunctionTransformer{func: sklearn.cluster._kmeans._kmeans_single_lloyd, kw_args: {...}}",
+        shows="heap corruption at transform",
+    ),
+    Gadget(
+        "module_forward_instance_attribute",
+        7,
+        "nn.Linear with forward=PartialState in its dict: model(x) calls PartialState(x)",
+        b_module_forward_attr,
+        probe_true("partial_state_initialized"),
+        "torch-zip",
+        (STATE, ROLE),
+        use=u_forward,
+        probe=probe_partial_state,
+        requires=ACC,
+        chain="Linear{..., forward: accelerate.state.PartialState}",
+        shows="PartialState initialised at forward",
+    ),
+    # ---- class 8
+    Gadget(
+        "hf_deepspeed_config_reads_json",
+        8,
+        "accelerate's HfDeepSpeedConfig(PATH) by REDUCE reads a JSON file into the loaded object",
+        b_hf_deepspeed_config,
+        probe_true("secret_read"),
+        "pickle",
+        (ROLE, ARG),
+        probe=p_ds_config,
+        requires=ACC,
+        chain="accelerate.utils.deepspeed.HfDeepSpeedConfig(PATH)",
+        shows="file content in .config",
+    ),
+    Gadget(
+        "deepspeed_plugin_reads_json",
+        8,
+        "DeepSpeedPlugin(PATH) by REDUCE: __post_init__ loads the DeepSpeed config file",
+        b_deepspeed_plugin,
+        probe_true("secret_read"),
+        "joblib",
+        (ROLE, ARG),
+        probe=lambda obj, tmp: p_ds_config({"model": obj["model"]}, tmp),
+        requires=ACC,
+        chain="accelerate.utils.dataclasses.DeepSpeedPlugin(PATH)",
+        shows="file content in hf_ds_config.config",
+    ),
+    Gadget(
+        "training_args_accelerator_config_file",
+        8,
+        "a scorer calls FunctionTransformer.transform, i.e. TrainingArguments(DIR, accelerator_config=PATH, "
+        "...): __post_init__ reads PATH and sets up PartialState",
+        b_training_args_accelerator_config,
+        probe_true("secret_read"),
+        "pickle",
+        (STATE, ARG, ROLE, INDIRECT),
+        probe=p_training_args,
+        requires=TRF,
+        chain="_rebuild_from_type_v2(_Scorer{'transform'}, str, (FunctionTransformer{func: "
+        "TrainingArguments, kw_args: {accelerator_config: PATH}}, DIR, str), {})",
+        shows="accelerator config file content in the loaded string; PartialState initialised",
+    ),
+    Gadget(
+        "partial_state_reduce",
+        8,
+        "PartialState(True) by REDUCE initialises accelerate's process-wide state",
+        b_partial_state_reduce,
+        probe_true("partial_state_initialized"),
+        "pickle",
+        (ROLE,),
+        probe=probe_partial_state,
+        requires=ACC,
+        chain="accelerate.state.PartialState(True)",
+        shows="PartialState._shared_state populated",
+    ),
+    Gadget(
+        "partial_state_shared_dict_build",
+        8,
+        "PartialState's __dict__ is the class-level shared dict: BUILD makes every later PartialState() "
+        "report rank 3 of 8 (so is_main_process is False and checkpoints are never saved)",
+        b_partial_state_shared_build,
+        probe_true("rewritten"),
+        "torch-zip",
+        (ROLE, BUILDV),
+        probe=p_partial_state_rank,
+        requires=ACC,
+        chain="PartialState(True); BUILD {num_processes: 8, process_index: 3, local_process_index: 3}",
+        shows="PartialState().is_main_process is False",
+    ),
+    Gadget(
+        "interval_strategy_enum_rewrite",
+        8,
+        "IntervalStrategy('steps') returns the member; BUILD sets its _value_ to 'no' process-wide",
+        b_interval_strategy_enum,
+        probe_true("rewritten"),
+        "pickle",
+        (BUILDV, STATE),
+        probe=p_interval_strategy,
+        requires=TRF,
+        chain="transformers IntervalStrategy('steps'); BUILD {'_value_': 'no'}",
+        shows="IntervalStrategy.STEPS.value == 'no'",
+    ),
+]
+
+BY_NAME: Dict[str, Gadget] = {g.name: g for g in CATALOGUE}
+
+# Every name a gadget imports, each verified allowed by picklefence's default policy as it was
+# before roles: Policy.ml_default().is_allowed of the picklefence 0.1.0 build of commit 6d8a089,
+# and the `module:qualname` lines of crates/picklefence/policies/*.txt at that commit.
+BASELINE_ALLOWED: FrozenSet[str] = frozenset(
+    {
+        "_codecs:encode",
+        "accelerate.state:PartialState",
+        "accelerate.utils.dataclasses:DeepSpeedPlugin",
+        "accelerate.utils.dataclasses:DistributedType",
+        "accelerate.utils.deepspeed:HfDeepSpeedConfig",
+        "argparse:Namespace",
+        "builtins:bytearray",
+        "builtins:frozenset",
+        "builtins:int",
+        "builtins:list",
+        "builtins:range",
+        "builtins:set",
+        "builtins:str",
+        "collections:Counter",
+        "collections:OrderedDict",
+        "collections:defaultdict",
+        "collections:deque",
+        "copyreg:__newobj__",
+        "copyreg:_reconstructor",
+        "dateutil.tz.tz:tzutc",
+        "decimal:Decimal",
+        "fractions:Fraction",
+        "joblib.numpy_pickle:NumpyArrayWrapper",
+        "numpy._core.multiarray:_reconstruct",
+        "numpy._core.multiarray:scalar",
+        "numpy.ma.core:MaskedConstant",
+        "numpy.random._pickle:__bit_generator_ctor",
+        "numpy.random._pickle:__generator_ctor",
+        "numpy.random._pickle:__randomstate_ctor",
+        "numpy:dtype",
+        "numpy:int64",
+        "numpy:mean",
+        "numpy:ndarray",
+        "pandas.core.dtypes.dtypes:DatetimeTZDtype",
+        "pandas.core.frame:DataFrame",
+        "pandas.core.indexes.base:Index",
+        "pandas.core.indexes.base:_new_Index",
+        "pandas.core.indexes.datetimes:DatetimeIndex",
+        "pandas.core.indexes.datetimes:_new_DatetimeIndex",
+        "pathlib:PosixPath",
+        "scipy._lib.array_api_compat.numpy._aliases:asarray",
+        "scipy.sparse._lil:lil_matrix",
+        "sklearn.cluster._agglomerative:AgglomerativeClustering",
+        "sklearn.cluster._kmeans:KMeans",
+        "sklearn.cluster._kmeans:_kmeans_single_elkan",
+        "sklearn.cluster._kmeans:_kmeans_single_lloyd",
+        "sklearn.dummy:DummyRegressor",
+        "sklearn.ensemble._stacking:StackingClassifier",
+        "sklearn.feature_extraction.text:CountVectorizer",
+        "sklearn.feature_selection._from_model:SelectFromModel",
+        "sklearn.linear_model._logistic:LogisticRegression",
+        "sklearn.metrics._scorer:_Scorer",
+        "sklearn.model_selection._classification_threshold:FixedThresholdClassifier",
+        "sklearn.model_selection._search:GridSearchCV",
+        "sklearn.multioutput:ClassifierChain",
+        "sklearn.neighbors._kd_tree:newObj",
+        "sklearn.pipeline:Pipeline",
+        "sklearn.preprocessing._data:StandardScaler",
+        "sklearn.preprocessing._function_transformer:FunctionTransformer",
+        "sklearn.preprocessing._label:LabelEncoder",
+        "sklearn.utils._bunch:Bunch",
+        "sklearn.utils.validation:check_array",
+        "torch._C._nn:gelu",
+        "torch._tensor:_rebuild_from_type_v2",
+        "torch._utils:_rebuild_device_tensor_from_numpy",
+        "torch._utils:_rebuild_parameter",
+        "torch._utils:_rebuild_tensor_v2",
+        "torch.nn.functional:relu",
+        "torch.nn.modules.linear:Linear",
+        "torch.nn.modules.transformer:Transformer",
+        "torch.nn.modules.transformer:TransformerEncoder",
+        "torch.nn.modules.transformer:TransformerEncoderLayer",
+        "torch.nn.modules.upsampling:Upsample",
+        "torch.storage:TypedStorage",
+        "torch:FloatStorage",
+        "torch:Size",
+        "torch:device",
+        "torch:float32",
+        "transformers.trainer_utils:IntervalStrategy",
+        "transformers.training_args:TrainingArguments",
+    }
+)
+
+# ============================================================================================
+# The harness: run in a subprocess by the tests (`runner_main`), forks one child per gadget.
+
+PREIMPORT = (
+    "numpy",
+    "scipy.sparse",
+    "pandas",
+    "joblib",
+    "torch",
+    "sklearn",
+    "sklearn.feature_extraction.text",
+    "sklearn.cluster",
+    "sklearn.model_selection",
+    "sklearn.ensemble",
+    "sklearn.linear_model",
+    "sklearn.pipeline",
+    "sklearn.preprocessing",
+    "sklearn.multioutput",
+    "sklearn.feature_selection",
+    "sklearn.metrics",
+    "dateutil.tz",
+    "accelerate.state",
+    "accelerate.utils",
+    "transformers.training_args",
+    "picklefence",
+)
+
+
+def available(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def load_file(container: str, path: str, weights_only: bool = False) -> Any:
+    if container == "pickle":
+        with open(path, "rb") as f:
+            return pickle.load(f)
+    if container == "torch-zip":
+        import torch
+
+        return torch.load(path, weights_only=weights_only)
+    if container == "joblib":
+        import joblib
+
+        return joblib.load(path)
+    raise ValueError(container)
+
+
+def _write(path: Path, data: Dict[str, Any]) -> None:
+    tmp = path.with_suffix(".part")
+    tmp.write_text(json.dumps(data, default=repr))
+    os.replace(tmp, path)
+
+
+def _child(g: Gadget, phase: str, path: str, tmp: Path) -> None:
+    os.setpgid(0, 0)
+    os.chdir(tmp)
+    _quiet()
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_CPU, (g.cpu_seconds, g.cpu_seconds + 2))
+    vm = _status_kb("VmSize") * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (vm + g.mem_budget_mb * 2**20,) * 2)
+    out: Dict[str, Any] = {"phase": phase, "load": None, "error": None, "unsafe": False, "use": None}
+    out["rss0_kb"] = _status_kb("VmRSS")
+    _write(tmp / "_child.json", out)
+    obj = None
+    if phase == "guard":
+        import picklefence
+
+        picklefence.activate_safe_ml_environment()
+    try:
+        obj = load_file(g.container, path, weights_only=(phase == "weights_only"))
+        out["load"] = "ok"
+    except BaseException as e:
+        import picklefence
+
+        out["load"] = "error"
+        out["error"] = f"{type(e).__name__}: {str(e)[:400]}"
+        out["unsafe"] = isinstance(e, picklefence.UnsafeFileError)
+    _write(tmp / "_child.json", out)
+    if phase != "weights_only":
+        if out["load"] == "ok" and g.use is not None:
+            try:
+                g.use(obj, tmp)
+                out["use"] = "ok"
+            except BaseException as e:
+                out["use"] = f"error {type(e).__name__}: {str(e)[:300]}"
+            _write(tmp / "_child.json", out)
+        if g.probe is not None:
+            try:
+                found = g.probe(obj, tmp)
+            except BaseException as e:
+                found = {"probe_error": f"{type(e).__name__}: {str(e)[:300]}"}
+            _write(tmp / "_probe.json", found)
+    for line in _children():
+        try:
+            os.kill(int(line.split()[0]), signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            pass
+    _write(tmp / "_child.json", out)
+
+
+def run_jobs(jobs: List[Dict[str, Any]], parallel: int = 2) -> Dict[str, Dict[str, Any]]:
+    """Fork one child per job (at most `parallel` at a time), enforce the wall clock, record how
+    each child ended in its tmp dir. Must be called before any thread is started."""
+    pending = list(jobs)
+    running: Dict[int, Tuple[Dict[str, Any], float]] = {}
+    results: Dict[str, Dict[str, Any]] = {}
+    while pending or running:
+        while pending and len(running) < parallel:
+            job = pending.pop(0)
+            g = BY_NAME[job["name"]]
+            tmp = Path(job["tmp"])
+            for stale in ("_child.json", "_probe.json", "_outcome.json"):
+                (tmp / stale).unlink(missing_ok=True)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            pid = os.fork()
+            if pid == 0:
+                code = 0
+                try:
+                    _child(g, job["phase"], job["path"], tmp)
+                except BaseException:
+                    code = 3
+                os._exit(code)
+            running[pid] = (job, time.monotonic())
+        time.sleep(0.02)
+        for pid, (job, start) in list(running.items()):
+            g = BY_NAME[job["name"]]
+            done, status, usage = os.wait4(pid, os.WNOHANG)
+            elapsed = time.monotonic() - start
+            timed_out = False
+            if done == 0:
+                if elapsed < g.wall_seconds:
+                    continue
+                timed_out = True
+                for kill in (os.killpg, os.kill):
+                    try:
+                        kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                done, status, usage = os.wait4(pid, 0)
+            try:
+                os.killpg(pid, signal.SIGKILL)  # stragglers of the child's own process group
+            except (ProcessLookupError, PermissionError):
+                pass
+            del running[pid]
+            tmp = Path(job["tmp"])
+            child = _read_json(tmp / "_child.json")
+            rec: Dict[str, Any] = {
+                "exit": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+                "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+                "timed_out": timed_out,
+                "elapsed": round(elapsed, 2),
+                "maxrss_kb": usage.ru_maxrss,
+                "peak_growth_mb": round(
+                    (usage.ru_maxrss - int(child.get("rss0_kb", usage.ru_maxrss))) / 1024, 1
+                ),
+            }
+            _write(tmp / "_outcome.json", rec)
+            rec.update(child)
+            results[job["name"]] = rec
+    return results
+
+
+def runner_main() -> None:
+    """stdin: {"jobs": [...], "result": PATH}; writes {name: outcome} to PATH."""
+    import importlib
+
+    spec = json.load(sys.stdin)
+    _quiet()
+    for module in PREIMPORT:
+        try:
+            importlib.import_module(module)
+        except Exception:
+            pass
+    results = run_jobs(spec["jobs"], int(spec.get("parallel", 2)))
+    Path(spec["result"]).write_text(json.dumps(results, default=repr))
