@@ -102,6 +102,12 @@ LEGACY = {
     },
 }
 
+# Roles of names older releases used that today's samples cannot show (reviewed by hand).
+LEGACY_ROLES = {
+    # pandas < 2 pickled the manager as NEWOBJ + BUILD of a tuple state.
+    "pandas.core.internals.managers:BlockManager": ["reconstruct(state=any)"],
+}
+
 # Which generated file a collected module belongs to (by top-level package).
 FAMILY_FILES = {
     "numpy": "numpy.txt",
@@ -971,6 +977,8 @@ def sklearn_samples(rec: Recorder) -> set[str]:
         _construct_instances = None
 
     introspected: set[str] = set()
+    # Helper classes some fits pickle (OneVsRest over a constant column).
+    introspected.add(key("sklearn.multiclass", "_ConstantPredictor"))
     estimators = all_estimators()
     for _, cls in estimators:
         introspected.add(key(cls.__module__, cls.__qualname__))
@@ -1502,9 +1510,27 @@ def derive_roles(entries, call_names, aliases):
     curated calls.txt; a name the samples call that has no schema there is reported."""
     roles: dict[str, list[str]] = {}
     notes: dict[str, list[str]] = collections.defaultdict(list)
+    # An old name that no longer resolves takes the roles of the name its class has now.
+    by_qualname: dict[str, str] = {}
+    for names in entries.values():
+        for e in sorted(names):
+            module, qual = e.split(":", 1)
+            with contextlib.suppress(Exception), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                resolve(module, qual)
+                by_qualname.setdefault(f"{module.split('.', 1)[0]}:{qual}", e)
     for names in entries.values():
         for e in sorted(names):
             source = aliases.get(e, e)
+            module, qual = e.split(":", 1)
+            current = by_qualname.get(f"{module.split('.', 1)[0]}:{qual}")
+            if current and current != e and e not in aliases:
+                with contextlib.suppress(Exception), warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    resolve(module, qual)
+                    current = None  # it resolves: judged by itself
+                if current:
+                    source = current
             use = TRACER.uses.get(source) or TRACER.uses.get(e)
             module, qual = source.split(":", 1)
             try:
@@ -1550,6 +1576,12 @@ def derive_roles(entries, call_names, aliases):
                 notes["called by samples but without a schema in calls.txt"].append(
                     f"{e}: {sorted(use.call_signatures)[:4]}"
                 )
+            if obj is None and use is None and not (reconstructed and source != e):
+                # Neither a sample nor a current name says how it is used: only as an argument.
+                out = [r for r in out if not r.startswith("value")] or (
+                    [] if e in call_names else ["argument"]
+                )
+            out += [r for r in LEGACY_ROLES.get(e, []) if r not in out]
             if not out and e not in call_names:
                 out.append("argument")
             roles[e] = out

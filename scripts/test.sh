@@ -22,6 +22,7 @@ echo "== python package (maturin, release)"
 "$PYTHON" -m ruff format --check python tests bench scripts examples
 "$PYTHON" -m ruff check python tests bench
 "$PYTHON" -m mypy python/picklefence
+"$PYTHON" scripts/roles_table.py --check
 
 echo "== pytest"
 "$PYTHON" -m pytest -q tests

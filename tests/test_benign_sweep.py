@@ -580,3 +580,13 @@ def test_scipy_distribution_search_is_refused(tmp_path: Path) -> None:
         with pytest.raises(picklefence.UnsafeFileError) as refused:
             joblib.load(path)
     assert "numpy.vectorize" in str(refused.value)
+
+
+def test_torch_memory_formats_are_refused() -> None:
+    """A documented refusal: a memory format pickles as a dotted name through whatever module
+    ``pickle.whichmodule`` finds first (``torch._utils:torch.channels_last``, or ``__main__``), a
+    path through a module namespace, never a stable name to allow."""
+    data = pickle.dumps([torch.channels_last], protocol=4)
+    with picklefence.safe_ml_environment():
+        with pytest.raises(picklefence.UnsafeFileError, match="channels_last"):
+            pickle.loads(data)

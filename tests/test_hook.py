@@ -726,3 +726,55 @@ def test_dense_and_small_pickles_before_large_data(wrap: str, tmp_path: Path, ma
             pickle.load(make(evil))
         assert info.value.violations[0].offset is not None
     assert not marker.exists()
+
+
+# --------------------------------------------------------------------------------------------
+# Roles at the Python layer: the hard floor, roles in also_allow, verified-call names
+
+
+def test_also_allow_of_a_dangerous_name_needs_the_opt_in() -> None:
+    for entry in ("builtins.getattr", "os.system", "subprocess.run=call(str) -> value"):
+        with pytest.raises(picklefence.PolicyError, match="allow_dangerous"):
+            picklefence.activate_safe_ml_environment(also_allow=[entry])
+        assert not picklefence.is_active()
+    with picklefence.safe_ml_environment(also_allow=["os.system"], allow_dangerous=True) as policy:
+        assert policy.is_allowed("os", "system")
+    assert not picklefence.Policy.ml_default().is_allowed("os", "system")
+
+
+def test_also_allow_takes_roles() -> None:
+    with picklefence.safe_ml_environment(
+        also_allow=["mymod.Thing=reconstruct", "mymod:make=call(str<=10) -> fresh", "mymod.any_use"]
+    ) as policy:
+        assert policy.roles("mymod", "Thing") == ["reconstruct"]
+        assert policy.roles("mymod", "make") == ["call(str<=10) -> fresh"]
+        assert policy.roles("mymod", "any_use") == ["trusted"]
+    with pytest.raises(picklefence.PolicyError, match="role"):
+        picklefence.activate_safe_ml_environment(also_allow=["mymod.Thing=sometimes"])
+    assert not picklefence.is_active()
+
+
+def test_verified_call_names_are_allowed_only_during_a_prescanned_load() -> None:
+    zoneinfo = pytest.importorskip("zoneinfo")
+    zone = zoneinfo.ZoneInfo("Europe/London")
+    data = pickle.dumps(zone)  # getattr(ZoneInfo, "_unpickle")("Europe/London", 1)
+    raw_loads = _pickle.loads  # bound before activation: the audit hook sees names only
+    with picklefence.safe_ml_environment():
+        assert pickle.loads(data) is zone  # pre-scanned: the getattr call was verified
+        with pytest.raises(UnsafeFileError, match=r"builtins\.getattr"):
+            raw_loads(data)
+    assert raw_loads(data) is zone
+
+
+def test_role_violation_message_names_the_rule(tmp_path: Path) -> None:
+    pd = pytest.importorskip("pandas")
+    # REDUCE of a class whose real pickles only reconstruct it (NEWOBJ + BUILD).
+    data = b"\x80\x04\x8c\x06pandas\x8c\x0fDatetimeTZDtype\x93\x8c\x02ns\x8c\x03UTC\x86R."
+    assert pd.DatetimeTZDtype  # the class exists in this pandas
+    with picklefence.safe_ml_environment():
+        with pytest.raises(UnsafeFileError) as refused:
+            pickle.loads(data)
+    error = refused.value
+    assert error.violations[0].kind == "role-violation"
+    assert "allows only as a reconstructed class" in str(error)
+    assert "pandas.DatetimeTZDtype=trusted" in str(error)

@@ -553,3 +553,40 @@ def test_joblib_estimator_streams(wrap: str, name: str) -> None:
     with picklefence.safe_ml_environment():
         guarded = run()
     assert guarded == plain and plain[1] == b"TRAILER"
+
+
+# --------------------------------------------------------------------------------------------
+# Tensors pickled without torch.save: torch.storage._load_from_bytes(<a nested torch file>)
+
+
+class _NestedTorchFile:
+    """Pickles as torch.storage._load_from_bytes(data)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __reduce__(self) -> Any:
+        return (torch.storage._load_from_bytes, (self.data,))
+
+
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_pickled_tensor_nested_file_is_scanned(protocol: int, tmp_path: Path, marker: Path) -> None:
+    benign = pickle.dumps(torch.arange(4.0), protocol=protocol)
+    report = picklefence.scan_bytes(benign)
+    assert report.is_safe, report.findings
+    assert any("<nested torch file" in f.location for f in report.findings), report.findings
+    with picklefence.safe_ml_environment():
+        assert torch.equal(pickle.loads(benign), torch.arange(4.0))
+
+    nested = io.BytesIO()
+    torch.save(SystemPayload(marker), nested, _use_new_zipfile_serialization=False)
+    evil = pickle.dumps(_NestedTorchFile(nested.getvalue()), protocol=protocol)
+    report = picklefence.scan_bytes(evil)
+    assert not report.is_safe
+    assert any(
+        f.kind == "dangerous-import" and "<nested torch file" in f.location for f in report.findings
+    ), report.findings
+    with picklefence.safe_ml_environment():
+        with pytest.raises(picklefence.UnsafeFileError):
+            pickle.loads(evil)
+    assert not marker.exists()

@@ -40,8 +40,11 @@ marked allowed or BLOCKED with the reason; findings are marked with `!!` at thei
 Exit status: 0 when the file is clean, 1 when it is unsafe, 2 on usage or read errors.";
 
 const POLICY_AFTER: &str = "\
-Each line is one allowed import. Entries whose qualified name contains a dot are written
-`module:qual.name`, so every line can be passed back to --allow as it is.";
+Each line is one allowed import and one of its roles, `ENTRY=ROLE`: reconstruct (a class made
+by NEWOBJ and one BUILD of plain state), value (stored, never called), argument (passed only
+to a call that names it), call(ARGS) -> RESULT (called with arguments of those kinds). Entries
+whose qualified name contains a dot are written `module:qual.name`, so every line can be
+passed back to --allow as it is.";
 
 #[derive(Debug, Parser)]
 #[command(name = "picklefence", version, about = ABOUT, long_about = LONG_ABOUT)]
@@ -72,9 +75,15 @@ pub struct PolicyOpts {
     #[arg(long, value_name = "NAME|FILE")]
     pub policy: Option<String>,
 
-    /// Also allow this import, written `module.name` or `module:qual.name` (repeatable)
-    #[arg(long = "allow", value_name = "IMPORT")]
+    /// Also allow this import, written `module.name` or `module:qual.name` (any use: the
+    /// file is trusted), or `module.name=ROLE` for one role (repeatable)
+    #[arg(long = "allow", value_name = "IMPORT[=ROLE]")]
     pub allow: Vec<String>,
+
+    /// Let --allow add names that reach code execution, files, processes, the network,
+    /// imports, attribute lookup or nested unpickling (only for files you trust)
+    #[arg(long = "allow-dangerous")]
+    pub allow_dangerous: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -18,7 +18,7 @@ pub fn load(opts: &PolicyOpts) -> Result<Policy, String> {
             Err(_) => from_file(value)?,
         },
     };
-    base.with_allowed(&opts.allow)
+    base.extend(&opts.allow, opts.allow_dangerous)
         .map_err(|e| format!("--allow: {e}"))
 }
 
@@ -72,10 +72,16 @@ fn write_list(w: &mut dyn Write, format: ListFormat) -> io::Result<()> {
 }
 
 fn write_policy(w: &mut dyn Write, policy: &Policy, format: ListFormat) -> io::Result<()> {
-    let mut lines: Vec<String> = policy
-        .entries()
+    let entries = policy.entries_with_roles();
+    let mut lines: Vec<String> = entries
         .iter()
-        .map(|(module, name)| entry_text(module, name))
+        .flat_map(|(module, name, roles)| {
+            let entry = entry_text(module, name);
+            roles
+                .lines()
+                .into_iter()
+                .map(move |role| format!("{entry}={role}"))
+        })
         .collect();
     lines.sort();
     let codes = policy.ext_codes();
@@ -85,7 +91,7 @@ fn write_policy(w: &mut dyn Write, policy: &Policy, format: ListFormat) -> io::R
                 w,
                 "# policy {}: {} allowed, {}",
                 policy.name(),
-                plural(lines.len(), "import", "imports"),
+                plural(entries.len(), "import", "imports"),
                 plural(codes.len(), "extension code", "extension codes")
             )?;
             for line in &lines {
@@ -97,10 +103,18 @@ fn write_policy(w: &mut dyn Write, policy: &Policy, format: ListFormat) -> io::R
             Ok(())
         }
         ListFormat::Json => {
-            let entries: Vec<_> = policy
-                .entries()
+            let entries: Vec<_> = entries
                 .into_iter()
-                .map(|(module, name)| json!({"entry": entry_text(&module, &name), "module": module, "name": name}))
+                .map(|(module, name, roles)| {
+                    let reasons: Vec<&str> = roles.call.iter().map(|c| c.reason.as_str()).collect();
+                    json!({
+                        "entry": entry_text(&module, &name),
+                        "module": module,
+                        "name": name,
+                        "roles": roles.lines(),
+                        "call_reason": reasons.first(),
+                    })
+                })
                 .collect();
             let document = json!({
                 "policy": policy.name(),

@@ -14,7 +14,7 @@ const SCHEMA: &str =
 const SRCROOT: &str = "%SRCROOT%";
 
 /// Every finding kind, in rule-index order.
-pub const KINDS: [FindingKind; 17] = [
+pub const KINDS: [FindingKind; 21] = [
     FindingKind::DangerousImport,
     FindingKind::DisallowedImport,
     FindingKind::UnresolvableImport,
@@ -32,6 +32,10 @@ pub const KINDS: [FindingKind; 17] = [
     FindingKind::EmbeddedCode,
     FindingKind::NonPickleFormat,
     FindingKind::Unsupported,
+    FindingKind::RoleViolation,
+    FindingKind::ArgumentViolation,
+    FindingKind::BuildViolation,
+    FindingKind::StateViolation,
 ];
 
 struct Rule {

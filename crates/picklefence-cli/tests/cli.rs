@@ -268,10 +268,19 @@ fn policy_text_lists_sorted_entries() {
     assert_eq!(out.code, EXIT_CLEAN);
     let lines: Vec<&str> = out.stdout.lines().collect();
     let entries = &lines[1..];
-    let expected = picklefence::Policy::default().entries().len();
-    assert_eq!(entries.len(), expected);
+    let policy = picklefence::Policy::default();
+    let expected = policy.entries().len();
+    let role_lines: usize = policy
+        .entries_with_roles()
+        .iter()
+        .map(|(_, _, roles)| roles.lines().len())
+        .sum();
+    assert_eq!(entries.len(), role_lines);
     assert!(entries.windows(2).all(|w| w[0] < w[1]), "sorted and unique");
-    assert!(entries.contains(&"collections.OrderedDict"));
+    assert!(entries.contains(&"collections.OrderedDict=value"));
+    assert!(entries
+        .iter()
+        .any(|e| e.starts_with("collections.OrderedDict=call(")));
     assert!(!entries
         .iter()
         .any(|e| e.starts_with("os.") || e.starts_with("posix.")));

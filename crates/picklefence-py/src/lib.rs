@@ -168,6 +168,19 @@ impl Policy {
         self.inner.roles(&module, &name).map(|roles| roles.lines())
     }
 
+    /// Every allowed name with its roles (policy-file lines) and, for a call, the reviewed
+    /// reason it is safe: `(module, name, roles, reason)`, sorted.
+    fn entries_with_roles(&self) -> Vec<(String, String, Vec<String>, Option<String>)> {
+        self.inner
+            .entries_with_roles()
+            .into_iter()
+            .map(|(module, name, roles)| {
+                let reason = roles.call.as_ref().map(|c| c.reason.clone());
+                (module, name, roles.lines(), reason)
+            })
+            .collect()
+    }
+
     /// Whether the policy allows the `copyreg` extension code `code`.
     fn is_ext_code_allowed(&self, code: u32) -> bool {
         self.inner.is_ext_code_allowed(code)

@@ -220,6 +220,10 @@ pub struct NestedFile {
     /// the stream holds the UTF-8 of that str.
     pub latin1_text: bool,
     pub pickle: usize,
+    /// The bytes themselves, when short enough to be kept while analysing (a short latin-1
+    /// str has no position kept).
+    #[serde(skip)]
+    pub inline: Option<Vec<u8>>,
 }
 
 impl PickleReport {
@@ -691,7 +695,7 @@ pub struct Analyzer<'p> {
     persistent_noted: bool,
     buffers_noted: bool,
     /// Objects, dicts and lists this pickle made.
-    tables: Tables,
+    tables: Tables<'p>,
     /// This pickle imported something: tuples keep their items (call arguments are checked).
     keep_tuples: bool,
     // Whole-stream state.
@@ -1161,7 +1165,7 @@ impl<'p> Analyzer<'p> {
         // torch's `('storage', StorageClass, key, location, numel, ...)`: the storage's size
         // bounds the tensor views made over it.
         let storage = match pid {
-            Value::Tuple(items, _) if items.first().and_then(Value::as_name) == Some("storage") => {
+            Value::Tuple(items, _) if items.first().and_then(Value::name_bytes) == Some(b"storage") => {
                 match items.get(4) {
                     Some(Value::Int(numel)) if *numel >= 0 => Some(*numel as u64),
                     _ => None,
@@ -1379,6 +1383,9 @@ impl<'p> Analyzer<'p> {
                         break;
                     }
                     if let (true, Some(&Value::List(list))) = (plain, self.stack.last()) {
+                        if self.is_frozen(&Value::List(list)) {
+                            break;
+                        }
                         let room = max_stack.saturating_sub(self.stack.len());
                         if let Some((next, ops, items)) =
                             self.append_run(full, data, pos + 1, budget - count, room)
@@ -1406,7 +1413,10 @@ impl<'p> Analyzer<'p> {
                         _ => break,
                     };
                     let items = self.stack.get(mark..).unwrap_or_default();
-                    if pos + 1 > data.len() || items.iter().any(|v| self.needs_store_check(v)) {
+                    if pos + 1 > data.len()
+                        || self.is_frozen(&target)
+                        || items.iter().any(|v| self.needs_store_check(v))
+                    {
                         break;
                     }
                     // The items are read from the stack while the tables change.
@@ -1436,7 +1446,7 @@ impl<'p> Analyzer<'p> {
                         _ => break,
                     };
                     let items = self.stack.get(len - n..).unwrap_or_default();
-                    if items.iter().any(|v| self.needs_store_check(v)) {
+                    if self.is_frozen(&target) || items.iter().any(|v| self.needs_store_check(v)) {
                         break;
                     }
                     let stack = std::mem::take(&mut self.stack);

@@ -8,7 +8,6 @@
 //! too, just enough to judge them as state (special and watched keys, emptiness).
 
 use std::rc::Rc;
-use std::sync::Arc;
 
 use foldhash::HashMap;
 
@@ -25,7 +24,7 @@ pub(super) const NO_CLASS: u32 = u32::MAX;
 
 /// An object made by a call or a reconstruction.
 #[derive(Debug, Clone)]
-pub(super) struct Obj {
+pub(super) struct Obj<'p> {
     /// Where the call was made.
     pub offset: u64,
     /// The import called, or the class reconstructed (`NO_CLASS` when unknown).
@@ -33,20 +32,25 @@ pub(super) struct Obj {
     /// The reconstructor function that made it, when not the class itself (`NO_CLASS`).
     maker: u32,
     /// The schema of the call that made it (its result spec says what the object may receive).
-    schema: Option<Arc<CallSchema>>,
+    schema: Option<&'p CallSchema>,
     /// How a reconstructed object may be built (from its class's role).
     reconstruct: Option<Reconstruct>,
     flags: u16,
-    /// Where the str made into bytes by `_codecs.encode` lies, and its length.
-    text_at: u64,
-    text_len: u64,
-    /// The first str argument of the call (a `numpy.dtype`'s kind and size).
-    note: Option<Rc<str>>,
-    /// An array's element count, once its state was checked.
-    numel: Option<u64>,
+    /// An array's element count, once known (`u64::MAX`: not known).
+    numel: u64,
 }
 
-impl Obj {
+/// The text behind an object, kept aside (few objects have one): where the str that
+/// `_codecs.encode` made into bytes lies and its length, or a call's first str argument (a
+/// `numpy.dtype`'s kind and size).
+#[derive(Debug, Clone, Default)]
+struct ObjText {
+    at: Option<u64>,
+    len: u64,
+    text: Option<Rc<str>>,
+}
+
+impl Obj<'_> {
     const BUILT: u16 = 1;
     const HAS_ITEMS: u16 = 1 << 1;
     const MAY_BUILD: u16 = 1 << 2;
@@ -60,8 +64,10 @@ impl Obj {
     const TRUSTED: u16 = 1 << 7;
     /// Every item it received is an object of a class a `hooks` state rule names.
     const HOOK_ITEMS: u16 = 1 << 8;
+    /// Judged as part of an object's state: it may not change any more.
+    const FROZEN: u16 = 1 << 9;
 
-    fn new(offset: u64, class: u32, flags: u16) -> Obj {
+    fn new(offset: u64, class: u32, flags: u16) -> Self {
         Obj {
             offset,
             class,
@@ -69,18 +75,38 @@ impl Obj {
             schema: None,
             reconstruct: None,
             flags,
-            text_at: u64::MAX,
-            text_len: 0,
-            note: None,
-            numel: None,
+            numel: u64::MAX,
         }
     }
 }
 
 /// A dict the pickle made.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub(super) struct DictInfo {
     flags: u8,
+    /// Its last watched entry in `Tables::watched` (`NO_ENTRY`: none); entries link backwards.
+    last_watched: u32,
+}
+
+impl Default for DictInfo {
+    fn default() -> Self {
+        DictInfo {
+            flags: 0,
+            last_watched: NO_ENTRY,
+        }
+    }
+}
+
+/// No entry of `Tables::watched`.
+const NO_ENTRY: u32 = u32::MAX;
+
+/// A watched key set in a dict: the rule's key (shipped, so `'static`), the value, and the
+/// dict's previous watched entry.
+#[derive(Debug, Clone)]
+struct Watched {
+    key: &'static str,
+    value: Value,
+    previous: u32,
 }
 
 impl DictInfo {
@@ -91,6 +117,8 @@ impl DictInfo {
     const OPAQUE_KEY: u8 = 1 << 2;
     /// A key that has a state rule (recorded in `watched`).
     const WATCHED: u8 = 1 << 3;
+    /// Judged as an object's state: it may not change any more.
+    const FROZEN: u8 = 1 << 4;
 }
 
 /// A list the pickle made.
@@ -99,6 +127,8 @@ pub(super) struct ListInfo {
     len: u32,
     /// Its items are all str constants, kept in `list_strs` (short lists only).
     strs: bool,
+    /// Judged as a value of an object's state: it may not change any more.
+    frozen: bool,
 }
 
 /// How many short lists of str constants keep their items (dispatch lists such as
@@ -110,26 +140,27 @@ const MAX_WATCHED: usize = 1 << 20;
 
 /// The tables behind `Value::Obj`, `Value::Dict` and `Value::List`.
 #[derive(Debug, Default)]
-pub(super) struct Tables {
-    pub objects: Vec<Obj>,
+pub(super) struct Tables<'p> {
+    pub objects: Vec<Obj<'p>>,
     pub dicts: Vec<DictInfo>,
     pub lists: Vec<ListInfo>,
     list_strs: HashMap<u32, Vec<Value>>,
-    /// dict id -> (key, value) of its watched keys.
-    watched: HashMap<u32, Vec<(Box<str>, Value)>>,
-    watched_count: usize,
+    /// The text behind some objects, by object id.
+    texts: HashMap<u32, ObjText>,
+    /// Watched keys set in dicts, linked per dict from `DictInfo::last_watched`.
+    watched: Vec<Watched>,
     /// dict id -> its first special key.
     special: HashMap<u32, Box<str>>,
 }
 
-impl Tables {
+impl Tables<'_> {
     pub fn clear(&mut self) {
         self.objects.clear();
         self.dicts.clear();
         self.lists.clear();
         self.list_strs.clear();
         self.watched.clear();
-        self.watched_count = 0;
+        self.texts.clear();
         self.special.clear();
     }
 }
@@ -202,6 +233,20 @@ pub(super) fn shape_numel(shape: &Value) -> Option<u64> {
     }
 }
 
+/// Whether a value is of a kind `rule` could refuse (a dtype object under `tz-name`, a number
+/// under `one-of`... never are).
+fn could_break(rule: &StateRule, value: &Value) -> bool {
+    match rule {
+        StateRule::TzName => matches!(
+            value,
+            Value::Name(_) | Value::ShortName(_) | Value::Text | Value::TextAt { .. }
+        ),
+        StateRule::Bounded(_) => !matches!(value, Value::None | Value::Bool(_)),
+        StateRule::NoneOnly => !matches!(value, Value::None),
+        _ => true,
+    }
+}
+
 /// A time zone name or dtype string that names no file: pandas resolves `dateutil/<path>` by
 /// opening that path.
 fn is_safe_tz_name(text: &str) -> bool {
@@ -230,7 +275,7 @@ impl<'p> Analyzer<'p> {
         true
     }
 
-    pub(super) fn new_obj(&mut self, obj: Obj) -> Value {
+    pub(super) fn new_obj(&mut self, obj: Obj<'p>) -> Value {
         if self.table_limit(obj.offset, self.tables.objects.len(), "objects") {
             return Value::Unknown;
         }
@@ -249,7 +294,11 @@ impl<'p> Analyzer<'p> {
             return Value::Unknown;
         }
         let id = u32::try_from(self.tables.lists.len()).unwrap_or(u32::MAX);
-        self.tables.lists.push(ListInfo { len: 0, strs: true });
+        self.tables.lists.push(ListInfo {
+            len: 0,
+            strs: true,
+            frozen: false,
+        });
         Value::List(id)
     }
 
@@ -287,19 +336,33 @@ impl<'p> Analyzer<'p> {
                     self.tables.special.entry(id).or_insert(key);
                 }
                 flags |= DictInfo::SPECIAL_KEY;
-            } else if rules.get(name).is_some() {
+            } else if let Some((key, rule)) = rules.get_entry(name) {
+                // Only what the rule could refuse is kept for the state check.
+                if !could_break(&rule.rule, value) {
+                    continue;
+                }
                 flags |= DictInfo::WATCHED;
-                if self.tables.watched_count < MAX_WATCHED {
-                    self.tables.watched_count += 1;
-                    let key: Box<str> = String::from_utf8_lossy(name).into();
-                    self.tables
-                        .watched
-                        .entry(id)
-                        .or_default()
-                        .push((key, value.clone()));
-                } else {
+                let previous = self
+                    .tables
+                    .dicts
+                    .get(id as usize)
+                    .map_or(NO_ENTRY, |d| d.last_watched);
+                match u32::try_from(self.tables.watched.len())
+                    .ok()
+                    .filter(|_| self.tables.watched.len() < MAX_WATCHED)
+                {
+                    Some(entry) => {
+                        self.tables.watched.push(Watched {
+                            key,
+                            value: value.clone(),
+                            previous,
+                        });
+                        if let Some(dict) = self.tables.dicts.get_mut(id as usize) {
+                            dict.last_watched = entry;
+                        }
+                    }
                     // Past the bound a watched key cannot be judged: treat it as unreadable.
-                    flags |= DictInfo::OPAQUE_KEY;
+                    None => flags |= DictInfo::OPAQUE_KEY,
                 }
             }
         }
@@ -436,6 +499,83 @@ impl<'p> Analyzer<'p> {
         self.tuple_value(items)
     }
 
+    /// The watched entries of dict `id`, the last set first.
+    fn watched_of(&self, id: u32) -> impl Iterator<Item = &Watched> {
+        let mut next = self
+            .tables
+            .dicts
+            .get(id as usize)
+            .map_or(NO_ENTRY, |d| d.last_watched);
+        std::iter::from_fn(move || {
+            let entry = self.tables.watched.get(next as usize)?;
+            next = entry.previous;
+            Some(entry)
+        })
+    }
+
+    /// Whether a container was judged as (part of) an object's state and may not change.
+    pub(super) fn is_frozen(&self, value: &Value) -> bool {
+        match value {
+            Value::Dict(id) => self
+                .tables
+                .dicts
+                .get(*id as usize)
+                .is_some_and(|d| d.flags & DictInfo::FROZEN != 0),
+            Value::List(id) => self.tables.lists.get(*id as usize).is_some_and(|l| l.frozen),
+            Value::Obj(id) => self
+                .tables
+                .objects
+                .get(*id as usize)
+                .is_some_and(|o| o.flags & Obj::FROZEN != 0),
+            _ => false,
+        }
+    }
+
+    /// Freezes what a state check judged: the state's dicts and the values of their watched
+    /// keys (a hook container, a dispatch list). A class may keep them, so later items would
+    /// change what was judged.
+    fn freeze_state(&mut self, state: &Value) {
+        let mut dicts = Vec::new();
+        match state {
+            Value::Dict(id) => dicts.push(*id),
+            Value::Tuple(items, _) => dicts.extend(items.iter().filter_map(|v| match v {
+                Value::Dict(id) => Some(*id),
+                _ => None,
+            })),
+            _ => {}
+        }
+        for id in dicts {
+            let Some(dict) = self.tables.dicts.get_mut(id as usize) else {
+                continue;
+            };
+            dict.flags |= DictInfo::FROZEN;
+            if dict.flags & DictInfo::WATCHED == 0 {
+                continue;
+            }
+            let values: Vec<Value> = self.watched_of(id).map(|w| w.value.clone()).collect();
+            for value in values {
+                match value {
+                    Value::Dict(d) => {
+                        if let Some(dict) = self.tables.dicts.get_mut(d as usize) {
+                            dict.flags |= DictInfo::FROZEN;
+                        }
+                    }
+                    Value::List(l) => {
+                        if let Some(list) = self.tables.lists.get_mut(l as usize) {
+                            list.frozen = true;
+                        }
+                    }
+                    Value::Obj(o) => {
+                        if let Some(obj) = self.tables.objects.get_mut(o as usize) {
+                            obj.flags |= Obj::FROZEN;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
     // -----------------------------------------------------------------------------------
     // Storing
 
@@ -525,6 +665,21 @@ impl<'p> Analyzer<'p> {
             for item in items {
                 self.store(offset, item, None);
             }
+        }
+        if self.is_frozen(target) {
+            self.finding(
+                FindingKind::BuildViolation,
+                Severity::Critical,
+                offset,
+                None,
+                format!(
+                    "{} at offset {offset} changes a {} after it was judged as an object's state (the object may \
+                     hold it, so the change would bypass the state rules)",
+                    opcode.name(),
+                    target.what()
+                ),
+            );
+            return;
         }
         match target {
             Value::Import(index) => {
@@ -624,8 +779,12 @@ impl<'p> Analyzer<'p> {
 
     pub(super) fn set_numel(&mut self, id: u32, numel: u64) {
         if let Some(obj) = self.tables.objects.get_mut(id as usize) {
-            obj.numel = Some(numel);
+            obj.numel = numel;
         }
+    }
+
+    fn obj_text(&self, id: u32) -> Option<&ObjText> {
+        self.tables.texts.get(&id)
     }
 
     fn poison(&mut self, id: u32) {
@@ -672,16 +831,14 @@ impl<'p> Analyzer<'p> {
             CallArgs::Items(items) => items.is_empty(),
             CallArgs::Reduce(_) => false,
         };
-        let positional: Option<Vec<Value>> = match args {
-            CallArgs::Reduce(Value::Tuple(items, _)) | CallArgs::New(Value::Tuple(items, _)) => {
-                Some(items.to_vec())
-            }
-            CallArgs::Reduce(Value::EmptyTuple) | CallArgs::New(Value::EmptyTuple) => Some(Vec::new()),
+        let positional: Option<&[Value]> = match args {
+            CallArgs::Reduce(Value::Tuple(items, _)) | CallArgs::New(Value::Tuple(items, _)) => Some(items),
+            CallArgs::Reduce(Value::EmptyTuple) | CallArgs::New(Value::EmptyTuple) => Some(&[]),
             CallArgs::Reduce(_) | CallArgs::New(_) => None,
-            CallArgs::Items(items) => Some(items.to_vec()),
+            CallArgs::Items(items) => Some(items),
         };
         if self.is_trusted(index) {
-            for arg in positional.iter().flatten() {
+            for arg in positional.into_iter().flatten() {
                 self.store(offset, arg, None);
             }
             let flags = Obj::MAY_BUILD | Obj::MAY_ITEMS | Obj::CALLABLE | Obj::TRUSTED;
@@ -692,7 +849,7 @@ impl<'p> Analyzer<'p> {
         };
         if new_object {
             if let Some(role) = roles.reconstruct {
-                return self.construct(offset, opcode, index, role, positional.as_deref(), kwargs);
+                return self.construct(offset, opcode, index, role, positional, kwargs);
             }
             if opcode == Opcode::NewObj || opcode == Opcode::NewObjEx {
                 let message = format!(
@@ -705,7 +862,7 @@ impl<'p> Analyzer<'p> {
                 return self.poisoned(offset, index);
             }
         }
-        let Some(schema) = roles.call.clone() else {
+        let Some(schema) = roles.call.as_deref() else {
             let message = format!(
                 "{} at offset {offset} calls {}, which the policy allows only as {}",
                 opcode.name(),
@@ -724,8 +881,8 @@ impl<'p> Analyzer<'p> {
             );
             return self.poisoned(offset, index);
         };
-        match self.check_call(offset, opcode, index, &schema, &args) {
-            Ok(()) => self.call_result(offset, index, &schema, &args),
+        match self.check_call(offset, opcode, index, schema, args) {
+            Ok(()) => self.call_result(offset, index, schema, args),
             Err(()) => self.poisoned(offset, index),
         }
     }
@@ -901,7 +1058,12 @@ impl<'p> Analyzer<'p> {
             _ => return Err("n_outputs is not an int".into()),
         };
         let numel = match args.get(1) {
-            Some(Value::Obj(id)) => self.tables.objects.get(*id as usize).and_then(|o| o.numel),
+            Some(Value::Obj(id)) => self
+                .tables
+                .objects
+                .get(*id as usize)
+                .map(|o| o.numel)
+                .filter(|n| *n != u64::MAX),
             _ => None,
         };
         match numel {
@@ -983,9 +1145,9 @@ impl<'p> Analyzer<'p> {
     fn match_kind(&mut self, offset: u64, kind: &Kind, value: &Value, args: &[Value]) -> Result<(), Misfit> {
         let shape = |this: &Self| Err(Misfit::Shape(this.describe_value(value)));
         match kind {
-            Kind::Str { max, one_of } => match value.as_name() {
+            Kind::Str { max, one_of } => match value.name_bytes() {
                 Some(text) if text.len() <= *max => match one_of {
-                    Some(set) if !set.iter().any(|s| &**s == text) => shape(self),
+                    Some(set) if !set.iter().any(|s| s.as_bytes() == text) => shape(self),
                     _ => Ok(()),
                 },
                 _ => shape(self),
@@ -993,11 +1155,7 @@ impl<'p> Analyzer<'p> {
             Kind::Bytes { max } => match value {
                 Value::Bytes { len, .. } if len <= max => Ok(()),
                 Value::Obj(id) if self.obj_class_is(*id, "_codecs", "encode") => {
-                    let len = self
-                        .tables
-                        .objects
-                        .get(*id as usize)
-                        .map_or(u64::MAX, |o| o.text_len);
+                    let len = self.obj_text(*id).map_or(u64::MAX, |t| t.len);
                     if len <= *max {
                         Ok(())
                     } else {
@@ -1012,7 +1170,7 @@ impl<'p> Analyzer<'p> {
                 _ => shape(self),
             },
             Kind::Text => match value {
-                Value::Name(_) | Value::ShortName(_) | Value::TextAt { .. } => Ok(()),
+                Value::Name(_) | Value::ShortName(_) | Value::Text | Value::TextAt { .. } => Ok(()),
                 _ => shape(self),
             },
             Kind::FractionStr => match value.as_name() {
@@ -1111,9 +1269,13 @@ impl<'p> Analyzer<'p> {
                 Value::Obj(_) => Ok(()),
                 _ => shape(self),
             },
-            Kind::State => self
-                .state_problem(value, StateShape::Any)
-                .map_or(Ok(()), |p| Err(Misfit::Shape(p))),
+            Kind::State => match self.state_problem(value, StateShape::Any) {
+                Some(problem) => Err(Misfit::Shape(problem)),
+                None => {
+                    self.freeze_state(value);
+                    Ok(())
+                }
+            },
             Kind::Pid => match value {
                 Value::Persistent | Value::Storage(_) => Ok(()),
                 _ => shape(self),
@@ -1172,7 +1334,7 @@ impl<'p> Analyzer<'p> {
                 if self.is_trusted(callee) {
                     return items.iter().try_for_each(|v| self.match_data(v));
                 }
-                let Some(schema) = self.roles_of(callee).and_then(|r| r.call.clone()) else {
+                let Some(schema) = self.roles_of(callee).and_then(|r| r.call.as_deref()) else {
                     return Err(Misfit::Role(callee, "to be called by it"));
                 };
                 self.match_args(offset, &schema.args, &items, &schema.checks)
@@ -1194,16 +1356,17 @@ impl<'p> Analyzer<'p> {
             }
             Kind::TorchFile => match value {
                 Value::Bytes { at, len } => {
-                    self.note_nested(offset, *at, *len, false);
+                    self.note_nested(offset, *at, *len, false, None);
                     Ok(())
                 }
                 Value::Obj(id) if self.obj_class_is(*id, "_codecs", "encode") => {
-                    let (at, len) = self
-                        .tables
-                        .objects
-                        .get(*id as usize)
-                        .map_or((u64::MAX, 0), |o| (o.text_at, o.text_len));
-                    self.note_nested(offset, at, len, true);
+                    let (at, len, text) = self.obj_text(*id).map_or((u64::MAX, 0, None), |t| {
+                        (t.at.unwrap_or(u64::MAX), t.len, t.text.clone())
+                    });
+                    // A short str has no position kept, but its text.
+                    let inline =
+                        text.and_then(|t| t.chars().map(|c| u8::try_from(u32::from(c)).ok()).collect());
+                    self.note_nested(offset, at, len, true, inline);
                     Ok(())
                 }
                 _ => shape(self),
@@ -1286,7 +1449,7 @@ impl<'p> Analyzer<'p> {
         }
     }
 
-    fn call_result(&mut self, offset: u64, index: u32, schema: &Arc<CallSchema>, args: &[Value]) -> Value {
+    fn call_result(&mut self, offset: u64, index: u32, schema: &'p CallSchema, args: &[Value]) -> Value {
         let result = self.call_result_object(offset, index, schema, args);
         for check in &schema.checks {
             if let (Check::ShapeOf(slot), Value::Obj(id)) = (check, &result) {
@@ -1302,23 +1465,33 @@ impl<'p> Analyzer<'p> {
         &mut self,
         offset: u64,
         index: u32,
-        schema: &Arc<CallSchema>,
+        schema: &'p CallSchema,
         args: &[Value],
     ) -> Value {
         let callable = if schema.callable_result { Obj::CALLABLE } else { 0 };
         match &schema.result {
             ResultSpec::Value => {
                 let mut obj = Obj::new(offset, index, callable);
-                obj.schema = Some(Arc::clone(schema));
-                if self.import_is_named(index, "_codecs", "encode") {
-                    if let Some(Value::TextAt { at, len }) = args.first() {
-                        obj.text_at = *at;
-                        obj.text_len = *len;
-                    } else if let Some(text) = args.first().and_then(Value::as_name) {
-                        obj.text_len = text.chars().count() as u64;
-                    }
+                obj.schema = Some(schema);
+                let text = match args.first() {
+                    _ if !self.import_is_named(index, "_codecs", "encode") => None,
+                    Some(Value::TextAt { at, len }) => Some(ObjText {
+                        at: Some(*at),
+                        len: *len,
+                        text: None,
+                    }),
+                    Some(other) => other.as_name().map(|text| ObjText {
+                        at: None,
+                        len: text.chars().count() as u64,
+                        text: Some(Rc::from(text)),
+                    }),
+                    None => None,
+                };
+                let value = self.new_obj(obj);
+                if let (Some(text), Value::Obj(id)) = (text, &value) {
+                    self.tables.texts.insert(*id, text);
                 }
-                self.new_obj(obj)
+                value
             }
             ResultSpec::Fresh { items, .. } => {
                 let mut flags = Obj::MAY_BUILD | callable;
@@ -1329,9 +1502,16 @@ impl<'p> Analyzer<'p> {
                     flags |= Obj::EMPTY_ODICT;
                 }
                 let mut obj = Obj::new(offset, index, flags);
-                obj.schema = Some(Arc::clone(schema));
-                obj.note = args.first().and_then(Value::as_name).map(Rc::from);
-                self.new_obj(obj)
+                obj.schema = Some(schema);
+                let text = args.first().and_then(Value::as_name).map(|text| ObjText {
+                    text: Some(Rc::from(text)),
+                    ..ObjText::default()
+                });
+                let value = self.new_obj(obj);
+                if let (Some(text), Value::Obj(id)) = (text, &value) {
+                    self.tables.texts.insert(*id, text);
+                }
+                value
             }
             ResultSpec::New { slot, .. } => {
                 let class = match args.get(*slot) {
@@ -1352,7 +1532,7 @@ impl<'p> Analyzer<'p> {
                 }
                 let mut obj = Obj::new(offset, class, flags);
                 obj.maker = index;
-                obj.schema = Some(Arc::clone(schema));
+                obj.schema = Some(schema);
                 obj.reconstruct = role;
                 self.new_obj(obj)
             }
@@ -1417,17 +1597,22 @@ impl<'p> Analyzer<'p> {
         if obj.flags & Obj::POISONED != 0 {
             return;
         }
-        let made_by = self.made_by(obj.class);
-        let name = (obj.class != NO_CLASS)
-            .then(|| self.import_name(obj.class))
-            .flatten();
+        // Names for messages, made only when there is something to report.
+        let made_by = |this: &Self| this.made_by(obj.class);
+        let name = |this: &Self| {
+            (obj.class != NO_CLASS)
+                .then(|| this.import_name(obj.class))
+                .flatten()
+        };
         let problem = if obj.flags & Obj::BUILT != 0 {
+            let made_by = made_by(self);
             Some(format!(
                 "a second BUILD of the object made by {made_by} at offset {}: after the first, BUILD calls a \
                  __setstate__ the state may have put on the instance",
                 obj.offset
             ))
         } else if obj.flags & Obj::MAY_BUILD == 0 {
+            let made_by = made_by(self);
             Some(format!(
                 "BUILD of the result of {made_by} at offset {}, which may be a shared object (a singleton or \
                  cached instance): its state would change for the whole process",
@@ -1437,6 +1622,7 @@ impl<'p> Analyzer<'p> {
             None
         };
         if let Some(problem) = problem {
+            let name = name(self);
             self.finding(
                 FindingKind::BuildViolation,
                 Severity::Critical,
@@ -1451,7 +1637,7 @@ impl<'p> Analyzer<'p> {
             o.flags |= Obj::BUILT;
         }
         // The state the object may receive: the call's result spec, else its class's role.
-        let spec = obj.schema.as_ref().and_then(|s| match &s.result {
+        let spec = obj.schema.and_then(|s| match &s.result {
             ResultSpec::Fresh { state, .. } | ResultSpec::New { state, .. } => state.clone(),
             _ => None,
         });
@@ -1463,7 +1649,7 @@ impl<'p> Analyzer<'p> {
         });
         let problem = match (special, spec) {
             (Some(Kind::NdarrayState), _) => self.ndarray_state(id, state).err(),
-            (Some(_), _) => self.dtype_state(&obj, state).err(),
+            (Some(_), _) => self.dtype_state(id, state).err(),
             (None, Some(spec)) => match self.match_arg(offset, &spec, state, &[]) {
                 Ok(()) => self.state_problem(state, StateShape::Any),
                 Err(Misfit::Shape(why)) => Some(format!("the state is {why}; expected {spec}")),
@@ -1483,6 +1669,7 @@ impl<'p> Analyzer<'p> {
             }
         };
         if let Some(problem) = problem {
+            let (name, made_by) = (name(self), made_by(self));
             self.finding(
                 FindingKind::StateViolation,
                 Severity::Critical,
@@ -1495,6 +1682,8 @@ impl<'p> Analyzer<'p> {
                 ),
             );
             self.poison(id);
+        } else {
+            self.freeze_state(state);
         }
     }
 
@@ -1553,18 +1742,18 @@ impl<'p> Analyzer<'p> {
                 .map_or(0, |l| u64::from(l.len));
             if len != numel {
                 return Err(format!(
-                    "the array of shape {shape:?} ({numel} elements) is given {len} objects: numpy reads past                      the list (memory corruption)"
+                    "the array of shape {shape:?} ({numel} elements) is given {len} objects: numpy reads past the list (memory corruption)"
                 ));
             }
         }
         if let Some(obj) = self.tables.objects.get_mut(id as usize) {
-            obj.numel = Some(numel);
+            obj.numel = numel;
         }
         Ok(())
     }
 
     /// numpy's `dtype.__setstate__`: the flags must be the ones numpy writes for the kind.
-    fn dtype_state(&self, obj: &Obj, state: &Value) -> Result<(), String> {
+    fn dtype_state(&self, id: u32, state: &Value) -> Result<(), String> {
         let Value::Tuple(items, _) = state else {
             return Err(format!(
                 "{}, not numpy's dtype state tuple",
@@ -1586,7 +1775,7 @@ impl<'p> Analyzer<'p> {
         let Some(flags) = int(7) else {
             return Err("the dtype flags are not an int".into());
         };
-        let descr = obj.note.as_deref().unwrap_or("");
+        let descr = self.obj_text(id).and_then(|t| t.text.as_deref()).unwrap_or("");
         let has_fields = !matches!(items.get(4), Some(Value::None));
         if dtype_flags_ok(descr, flags, has_fields) {
             Ok(())
@@ -1653,7 +1842,7 @@ impl<'p> Analyzer<'p> {
             return None;
         }
         let rules = self.policy.state_rules();
-        for (key, value) in self.tables.watched.get(&id).into_iter().flatten() {
+        for Watched { key, value, .. } in self.watched_of(id) {
             let Some(rule) = rules.get(key.as_bytes()) else {
                 continue;
             };
@@ -1671,7 +1860,10 @@ impl<'p> Analyzer<'p> {
         let ok = match rule {
             StateRule::NoneOnly => matches!(value, Value::None),
             StateRule::OneOf(set) => {
-                let in_set = |v: &Value| v.as_name().is_some_and(|t| set.iter().any(|s| &**s == t));
+                let in_set = |v: &Value| {
+                    v.name_bytes()
+                        .is_some_and(|t| set.iter().any(|s| s.as_bytes() == t))
+                };
                 match value {
                     Value::None => true,
                     Value::Tuple(items, _) => items.iter().all(in_set),
@@ -1775,7 +1967,7 @@ impl<'p> Analyzer<'p> {
     // -----------------------------------------------------------------------------------
     // Nested files
 
-    fn note_nested(&mut self, offset: u64, at: u64, len: u64, latin1_text: bool) {
+    fn note_nested(&mut self, offset: u64, at: u64, len: u64, latin1_text: bool, inline: Option<Vec<u8>>) {
         if self.report.nested.len() < self.limits.max_records {
             self.report.nested.push(super::NestedFile {
                 offset,
@@ -1783,6 +1975,7 @@ impl<'p> Analyzer<'p> {
                 len,
                 latin1_text,
                 pickle: self.pickle_index(),
+                inline,
             });
         }
     }

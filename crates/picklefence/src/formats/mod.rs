@@ -17,7 +17,7 @@ use std::io::{Cursor, Read};
 
 use serde::Serialize;
 
-use crate::analyzer::{Mode, Options};
+use crate::analyzer::{Mode, NestedFile, Options, PickleReport};
 use crate::decoder::{Decoder, SliceSource, Source};
 use crate::findings::{Finding, FindingKind, Severity};
 use crate::policy::Policy;
@@ -281,6 +281,43 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// Adds a pickle's report, then scans each file nested in its bytes constants
+    /// (`torch.storage._load_from_bytes`) as a file of its own, from `data` (the bytes the
+    /// report's offsets point into). Without them (a stream) a nested file is a finding: it was
+    /// not analysed.
+    pub fn add_pickle(
+        &mut self,
+        location: &str,
+        format: &str,
+        report: PickleReport,
+        data: Option<&[u8]>,
+        depth: usize,
+    ) {
+        let nested = report.nested.clone();
+        self.report.add_entry_as(location, format, report);
+        for file in nested {
+            let at = join(
+                location,
+                &format!("<nested torch file at offset {}>", file.offset),
+            );
+            match nested_bytes(data.unwrap_or_default(), &file) {
+                Some(bytes) => {
+                    scan_slice(self, &bytes, &at, depth + 1);
+                }
+                None => self.finding(
+                    location,
+                    FindingKind::Container,
+                    Severity::High,
+                    file.offset,
+                    format!(
+                        "the call at offset {} loads a nested torch file ({} bytes) that the scanner could not read back from this stream, so it was not analysed",
+                        file.offset, file.len
+                    ),
+                ),
+            }
+        }
+    }
+
     fn too_deep(&mut self, location: &str, depth: usize) -> bool {
         if depth <= self.options.max_depth {
             return false;
@@ -295,6 +332,24 @@ impl<'a> Ctx<'a> {
         );
         true
     }
+}
+
+/// The bytes of a nested file: the constant as written, or the latin-1 text it was written as.
+fn nested_bytes<'d>(data: &'d [u8], file: &'d NestedFile) -> Option<std::borrow::Cow<'d, [u8]>> {
+    if let Some(inline) = &file.inline {
+        return Some(std::borrow::Cow::Borrowed(inline));
+    }
+    let start = usize::try_from(file.at).ok()?;
+    let end = start.checked_add(usize::try_from(file.len).ok()?)?;
+    let raw = data.get(start..end)?;
+    if !file.latin1_text {
+        return Some(std::borrow::Cow::Borrowed(raw));
+    }
+    let text = std::str::from_utf8(raw).ok()?;
+    text.chars()
+        .map(|c| u8::try_from(u32::from(c)).ok())
+        .collect::<Option<Vec<u8>>>()
+        .map(std::borrow::Cow::Owned)
 }
 
 /// A decoder over `data` starting at `start`, reporting offsets from the start of `data`.
@@ -312,7 +367,7 @@ pub(crate) fn scan_slice(ctx: &mut Ctx<'_>, data: &[u8], location: &str, depth: 
     let format = identify(data);
     match format {
         Format::Pickle | Format::Joblib => {
-            let found = scan_pickle_slice(ctx, data, location);
+            let found = scan_pickle_slice(ctx, data, location, depth);
             appended_archive(ctx, data, location, depth);
             return found;
         }
@@ -322,14 +377,14 @@ pub(crate) fn scan_slice(ctx: &mut Ctx<'_>, data: &[u8], location: &str, depth: 
                 ctx.policy,
                 &ctx.analysis(Mode::FirstPickle),
             );
-            ctx.report.add_entry_as(location, format.name(), report);
+            ctx.add_pickle(location, format.name(), report, Some(data), depth);
             appended_archive(ctx, data, location, depth);
         }
         Format::PytorchZip | Format::TorchScript | Format::Npz | Format::Zip | Format::Keras => {
             archive::scan_zip(ctx, data, location, depth, format);
         }
         Format::PytorchTar | Format::Tar => archive::scan_tar(ctx, data, location, depth, format),
-        Format::Npy => scan_npy_slice(ctx, data, location),
+        Format::Npy => scan_npy_slice(ctx, data, location, depth),
         Format::Compressed(codec) => scan_compressed(ctx, codec, data, location, depth),
         Format::UnsupportedArchive(name) => ctx.finding(
             location,
@@ -435,7 +490,7 @@ fn appended_archive(ctx: &mut Ctx<'_>, data: &[u8], location: &str, depth: usize
     );
 }
 
-fn scan_pickle_slice(ctx: &mut Ctx<'_>, data: &[u8], location: &str) -> Format {
+fn scan_pickle_slice(ctx: &mut Ctx<'_>, data: &[u8], location: &str, depth: usize) -> Format {
     let options = ctx.analysis(Mode::AllPickles);
     // Most pickles never import joblib's array wrapper: for them the fast slice analysis is the
     // whole answer (array tracking only starts at that import). Anything that might reach the
@@ -450,7 +505,7 @@ fn scan_pickle_slice(ctx: &mut Ctx<'_>, data: &[u8], location: &str) -> Format {
                     .is_some_and(|t| &*t.module == "joblib.numpy_pickle" && &*t.name == "NumpyArrayWrapper")
         });
     if !may_hold_arrays {
-        ctx.report.add_entry_as(location, Format::Pickle.name(), quick);
+        ctx.add_pickle(location, Format::Pickle.name(), quick, Some(data), depth);
         return Format::Pickle;
     }
     let (analysis, _) = joblib::drive(Decoder::from_slice(data), ctx.policy, &options, true, None);
@@ -501,7 +556,7 @@ fn scan_pickle_slice(ctx: &mut Ctx<'_>, data: &[u8], location: &str) -> Format {
             });
         }
     }
-    ctx.report.add_entry_as(location, format.name(), report);
+    ctx.add_pickle(location, format.name(), report, Some(data), depth);
     format
 }
 
@@ -526,13 +581,13 @@ fn npy_pickle(ctx: &Ctx<'_>, data: &[u8], offset: u64) -> crate::analyzer::Pickl
     .report
 }
 
-fn scan_npy_slice(ctx: &mut Ctx<'_>, data: &[u8], location: &str) {
+fn scan_npy_slice(ctx: &mut Ctx<'_>, data: &[u8], location: &str, depth: usize) {
     match npy::parse_header(data) {
         Ok(header) => match header.payload {
             npy::Payload::Raw => {}
             npy::Payload::Pickle => {
                 let report = npy_pickle(ctx, data, header.data_offset);
-                ctx.report.add_entry_as(location, "npy", report);
+                ctx.add_pickle(location, "npy", report, Some(data), depth);
             }
             npy::Payload::Unknown(why) => {
                 ctx.finding(location, FindingKind::Container, Severity::Warning, 8, format!("the .npy dtype is not one the scanner knows ({why}); the data is analysed if it is a pickle"));
@@ -542,7 +597,7 @@ fn scan_npy_slice(ctx: &mut Ctx<'_>, data: &[u8], location: &str) {
                     .unwrap_or_default();
                 if looks_like_pickle(rest, true) {
                     let report = npy_pickle(ctx, data, header.data_offset);
-                    ctx.report.add_entry_as(location, "npy", report);
+                    ctx.add_pickle(location, "npy", report, Some(data), depth);
                 }
             }
         },
@@ -621,7 +676,7 @@ pub(crate) fn scan_reader(ctx: &mut Ctx<'_>, reader: impl Read, location: &str, 
             } else {
                 Format::Pickle
             };
-            ctx.report.add_entry_as(location, format.name(), analysis.report);
+            ctx.add_pickle(location, format.name(), analysis.report, None, depth);
             ctx.note_budget(location);
             format
         }
@@ -632,12 +687,12 @@ pub(crate) fn scan_reader(ctx: &mut Ctx<'_>, reader: impl Read, location: &str, 
                 ctx.policy,
                 &options,
             );
-            ctx.report.add_entry_as(location, format.name(), report);
+            ctx.add_pickle(location, format.name(), report, None, depth);
             ctx.note_budget(location);
             format
         }
         Format::Npy => {
-            scan_npy_stream(ctx, chained, location);
+            scan_npy_stream(ctx, chained, location, depth);
             format
         }
         Format::Compressed(codec) => {
@@ -672,7 +727,7 @@ pub(crate) fn scan_reader(ctx: &mut Ctx<'_>, reader: impl Read, location: &str, 
     }
 }
 
-fn scan_npy_stream(ctx: &mut Ctx<'_>, mut reader: impl Read, location: &str) {
+fn scan_npy_stream(ctx: &mut Ctx<'_>, mut reader: impl Read, location: &str, depth: usize) {
     let mut head = vec![0u8; 12];
     if reader.read_exact(&mut head).is_err() {
         ctx.finding(
@@ -753,6 +808,6 @@ fn scan_npy_stream(ctx: &mut Ctx<'_>, mut reader: impl Read, location: &str) {
     if matches!(payload, npy::Payload::Unknown(_)) && report.imports.is_empty() && report.calls.is_empty() {
         report.findings.retain(|f| f.kind != FindingKind::MalformedPickle);
     }
-    ctx.report.add_entry_as(location, "npy", report);
+    ctx.add_pickle(location, "npy", report, None, depth);
     ctx.note_budget(location);
 }

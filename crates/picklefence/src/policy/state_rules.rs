@@ -6,8 +6,9 @@
 //! attribute `predict` before the method. The rules are data (`policies/state.txt`); names
 //! starting with `__` are refused everywhere by the analyzer itself.
 
-use std::collections::HashMap;
 use std::sync::OnceLock;
+
+use foldhash::HashMap;
 
 /// The shipped rules file.
 pub const STATE_RULES_FILE: &str = include_str!("../../policies/state.txt");
@@ -46,9 +47,10 @@ pub struct KeyRule {
 /// Rules by attribute name.
 #[derive(Debug, Clone, Default)]
 pub struct StateRules {
-    by_key: HashMap<Box<str>, KeyRule>,
-    /// The longest watched key: longer keys need no lookup.
-    longest: usize,
+    by_key: HashMap<Box<[u8]>, KeyRule>,
+    /// A 4096-bit filter over (first byte, last byte, length) of the watched keys: every dict
+    /// key of every pickle is asked about, and almost all are answered by one bit.
+    filter: Vec<u64>,
     /// Every class a `hooks` rule names.
     hook_classes: Vec<Box<str>>,
 }
@@ -133,9 +135,22 @@ impl StateRules {
                 });
                 continue;
             }
-            rules.longest = rules.longest.max(key.len());
+            if key.len() >= 64 {
+                errors.push(StateRuleError {
+                    line,
+                    message: format!("the key {key:?} is longer than 63 bytes"),
+                });
+                continue;
+            }
+            if rules.filter.is_empty() {
+                rules.filter = vec![0; 64];
+            }
+            let bit = filter_bit(key.as_bytes());
+            if let Some(word) = rules.filter.get_mut(bit / 64) {
+                *word |= 1 << (bit % 64);
+            }
             rules.by_key.insert(
-                key.into(),
+                key.as_bytes().into(),
                 KeyRule {
                     rule,
                     reason: comment.to_string(),
@@ -152,11 +167,31 @@ impl StateRules {
     /// The rule for an attribute name.
     #[inline]
     pub fn get(&self, key: &[u8]) -> Option<&KeyRule> {
-        if key.len() > self.longest {
+        if !self.may_have(key) {
             return None;
         }
-        let key = std::str::from_utf8(key).ok()?;
         self.by_key.get(key)
+    }
+
+    /// The rule for an attribute name, with the key as the rules store it.
+    #[inline]
+    pub fn get_entry(&self, key: &[u8]) -> Option<(&str, &KeyRule)> {
+        if !self.may_have(key) {
+            return None;
+        }
+        self.by_key
+            .get_key_value(key)
+            .and_then(|(k, rule)| std::str::from_utf8(k).ok().map(|k| (k, rule)))
+    }
+
+    #[inline]
+    fn may_have(&self, key: &[u8]) -> bool {
+        let bit = filter_bit(key);
+        key.len() < 64
+            && self
+                .filter
+                .get(bit / 64)
+                .is_some_and(|word| word & (1 << (bit % 64)) != 0)
     }
 
     /// Whether `module:name` is a class some `hooks` rule accepts in a hook container.
@@ -168,10 +203,22 @@ impl StateRules {
 
     /// Every rule, sorted by key.
     pub fn entries(&self) -> Vec<(&str, &KeyRule)> {
-        let mut entries: Vec<(&str, &KeyRule)> = self.by_key.iter().map(|(k, r)| (&**k, r)).collect();
+        let mut entries: Vec<(&str, &KeyRule)> = self
+            .by_key
+            .iter()
+            .filter_map(|(k, r)| std::str::from_utf8(k).ok().map(|k| (k, r)))
+            .collect();
         entries.sort_by_key(|(k, _)| *k);
         entries
     }
+}
+
+/// The filter bit of a key: its first and last bytes and its length.
+#[inline]
+fn filter_bit(key: &[u8]) -> usize {
+    let first = usize::from(key.first().copied().unwrap_or(0));
+    let last = usize::from(key.last().copied().unwrap_or(0));
+    (first.wrapping_mul(31) ^ last.wrapping_mul(131) ^ key.len().wrapping_mul(2053)) & 4095
 }
 
 /// A dict key that the analyzer refuses in any state: special names (`__setstate__`,
