@@ -37,6 +37,7 @@ import inspect
 import io
 import pickle
 import pkgutil
+import re
 import platform
 import sys
 import textwrap
@@ -272,7 +273,10 @@ STATE_BY_SCHEMA = {
 # Values found by what they are, not by a sample: numpy ufuncs and abstract scalar types and
 # scikit-learn's metric functions are pure computations over the arrays they are given
 # (FunctionTransformer(func=np.log1p), make_column_selector(dtype_include=np.number),
-# make_scorer(fbeta_score)). Reviewed: none reads files, starts processes or calls arguments.
+# make_scorer(fbeta_score)). Reviewed: none reads files, starts processes or calls arguments,
+# and none takes an argument that sizes an allocation or a loop (so not ones_like/zeros_like
+# `shape=`, diff `n=`, array/asarray/hstack `dtype='V<huge>'`): the library calls them with
+# keyword arguments from the state.
 PURE_NUMPY_FUNCTIONS = (
     "clip",
     "mean",
@@ -297,15 +301,10 @@ PURE_NUMPY_FUNCTIONS = (
     "around",
     "cumsum",
     "cumprod",
-    "diff",
     "sort",
     "argsort",
     "ravel",
     "transpose",
-    "asarray",
-    "array",
-    "zeros_like",
-    "ones_like",
     "percentile",
     "quantile",
     "nanpercentile",
@@ -317,7 +316,6 @@ PURE_NUMPY_FUNCTIONS = (
     "any",
     "where",
     "column_stack",
-    "hstack",
 )
 NUMPY_ABSTRACT_TYPES = (
     "number",
@@ -1492,7 +1490,29 @@ def fresh_problem(cls) -> str | None:
     da, db = getattr(a, "__dict__", None), getattr(b, "__dict__", None)
     if da is not None and da is db:
         return "instances share one __dict__"
+    written = class_attributes_set_by_setstate(cls)
+    if written:
+        return f"__setstate__ writes the class attribute {written} (process-wide state)"
     return None
+
+
+# An assignment to an attribute of a class (or a global) in a __setstate__'s source:
+# `RemovableHandle.next_id = ...`, `type(self).x = ...`, `self.__class__.x = ...`, `global x`.
+CLASS_WRITE = re.compile(
+    r"\b([A-Z]\w*\.\w+)\s*[-+*]?=(?!=)|type\(self\)\.(\w+)\s*=(?!=)|self\.__class__\.(\w+)\s*=(?!=)|\bglobal\s+(\w+)"
+)
+
+
+def class_attributes_set_by_setstate(cls) -> str | None:
+    """What `cls.__setstate__` writes outside the instance, found in its source (None when it
+    writes nothing there, or its source is not Python)."""
+    setstate = getattr(cls, "__setstate__", None)
+    try:
+        source = inspect.getsource(setstate)
+    except (TypeError, OSError):
+        return None
+    match = CLASS_WRITE.search(source)
+    return next((g for g in match.groups() if g), None) if match else None
 
 
 def legacy_torch_value(e: str) -> bool:

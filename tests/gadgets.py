@@ -7,6 +7,12 @@ state, exhausts memory or CPU, or plants callables that run on first ordinary us
 test corpus for roles (tests/test_gadgets.py): each must be refused by the guard and reported by
 the scanner with one of its `expected_kinds`.
 
+The red-team block at the end (classes 4, 5, 6 and 9 after "found by red-teaming") was found
+against the roles build (9b96550): those gadgets load under the guard and scan clean there, so
+their guard and scanner tests fail until the checker is fixed. Two of their names were added to
+the policy only with roles (`ROLES_ERA_ALLOWED`); one gadget is a stream of two pickles read by one
+Unpickler (container "pickle-stream").
+
 Every effect is harmless: it happens inside a per-gadget pytest tmp dir, inside the subprocess
 that loads the file (process-wide values), or is bounded by resource limits (CPU seconds, address
 space) so that a denial of service shows as a limit hit instead of a hung or swapping machine.
@@ -300,7 +306,7 @@ class Gadget:
     describe: str
     build: Callable[[Path], Union[bytes, Path]]
     effect: Callable[[Path], bool]
-    container: str  # "pickle" | "torch-zip" | "joblib"
+    container: str  # "pickle" | "pickle-stream" (two load() calls of one Unpickler) | "torch-zip" | "joblib"
     expected_kinds: Tuple[str, ...]
     use: Optional[Callable[[Any, Path], Any]] = None
     probe: Optional[Callable[[Any, Path], Dict[str, Any]]] = None  # in the loading process
@@ -313,7 +319,9 @@ class Gadget:
 
     @property
     def suffix(self) -> str:
-        return {"pickle": ".pkl", "torch-zip": ".pt", "joblib": ".joblib"}[self.container]
+        return {"pickle": ".pkl", "pickle-stream": ".pkl", "torch-zip": ".pt", "joblib": ".joblib"}[
+            self.container
+        ]
 
 
 # Finding kinds.
@@ -1252,6 +1260,340 @@ def p_interval_strategy(obj: Any, tmp: Path) -> Dict[str, Any]:
 
 
 # ============================================================================================
+# Found by red-teaming the roles checker (everything below loads under the guard and scans
+# clean with the roles build of 9b96550). Classes: 4 (use-time DoS), 5 (process-wide state),
+# 6 (compiled internals trusting indices from the state, at use), 9 (checker-level bypasses:
+# the analyzer's model of a value differs from what the loader does with it).
+
+
+def _tz_path(tmp: Path) -> Path:
+    (tmp / "zone.tzif").write_bytes(tzif())
+    return tmp / "zone.tzif"
+
+
+def b_odict_state_new_index(tmp: Path) -> bytes:
+    """_new_Index(Index, STATE) where STATE is an OrderedDict *object*, not a dict literal: the
+    `state` argument kind accepts any call result as plain data, so the `dtype` tz-name rule (and
+    every other key rule) is never applied; Index.__new__(**state) still gets the keywords."""
+    kwargs = Call(ODICT, [("data", [0]), ("dtype", f"datetime64[ns, dateutil/{_tz_path(tmp)}]")])
+    idx = Call(G("pandas.core.indexes.base", "_new_Index"), G("pandas.core.indexes.base", "Index"), kwargs)
+    return dumps({"index": idx})
+
+
+def b_odict_state_parameter_hooks(tmp: Path) -> bytes:
+    """_rebuild_parameter_with_state(t, True, OrderedDict(), STATE): the empty-hooks argument is
+    checked, but STATE (an OrderedDict object) sets `_backward_hooks` again through
+    torch._utils._set_obj_state, and the `_backward_hooks: empty` state rule is never applied."""
+    hooks = Call(ODICT, [(0, G("torch.nn.functional", "relu"))])
+    state = Call(ODICT, [("_backward_hooks", hooks)])
+    param = Call(
+        G("torch._utils", "_rebuild_parameter_with_state"), _tensor("w", (4,), (1,)), True, Call(ODICT), state
+    )
+    return torch_zip(dumps({"w": param}), {"w": struct.pack("<4f", 1.0, 2.0, 3.0, 4.0)})
+
+
+def b_odict_state_rebuild_from_type_hooks(tmp: Path) -> bytes:
+    """The same through _rebuild_from_type_v2's `state` argument (a plain torch.Tensor)."""
+    hooks = Call(ODICT, [(0, G("torch.nn.functional", "relu"))])
+    args = (_storage("w", 4), 0, (4,), (1,), True, Call(ODICT))
+    tensor = Call(
+        REBUILD_FROM_TYPE,
+        G("torch._utils", "_rebuild_tensor_v2"),
+        G("torch", "Tensor"),
+        args,
+        Call(ODICT, [("_backward_hooks", hooks)]),
+    )
+    return torch_zip(dumps({"w": tensor}), {"w": struct.pack("<4f", 1.0, 2.0, 3.0, 4.0)})
+
+
+def b_memo_aliased_empty_hooks(tmp: Path) -> bytes:
+    """_rebuild_tensor_v2(..., hooks=OrderedDict()) with the OrderedDict memoized: the argument is
+    empty when the call is checked; a later SETITEMS through the memo fills it. torch keeps the
+    very dict as tensor._backward_hooks, so backward() runs the planted hook."""
+    asm = Asm(2)
+    asm.out += b"}"
+    asm.emit("w")
+    hooks = Put("hooks", Call(ODICT))
+    asm.emit(Call(G("torch._utils", "_rebuild_tensor_v2"), _storage("w", 4), 0, (4,), (1,), True, hooks))
+    asm.out += b"s"
+    asm.emit(Ref("hooks"))
+    asm.out += b"("
+    asm.emit(0)
+    asm.emit(G("torch.nn.functional", "relu"))
+    asm.out += b"u0."  # SETITEMS into the memoized OrderedDict, POP it, STOP (the dict is the result)
+    pkl = Pickled(bytes(asm.out))
+    pkl.names = frozenset(asm.names)
+    return torch_zip(pkl, {"w": struct.pack("<4f", 1.0, 2.0, 3.0, 4.0)})
+
+
+def _np_str(text: str) -> Call:
+    """numpy.str_(text), made as numpy pickles a str scalar: scalar(dtype('<U<n>'), UTF-32 bytes).
+    A str subclass the analyzer sees as a call result, not a str constant."""
+    dtype = Call(G("numpy", "dtype"), f"<U{len(text)}", False, True)
+    return Call(G("numpy._core.multiarray", "scalar"), dtype, text.encode("utf-32-le"))
+
+
+def b_npstr_dtype_string(tmp: Path) -> bytes:
+    """_new_Index(Index, {'data': [0], 'dtype': numpy.str_('datetime64[ns, dateutil/PATH]')}): the
+    key is watched, but `could_break(tz-name, <call result>)` is false, so it is never judged;
+    pandas takes the str subclass as a dtype string and opens PATH."""
+    d = {"data": [0], "dtype": _np_str(f"datetime64[ns, dateutil/{_tz_path(tmp)}]")}
+    idx = Call(G("pandas.core.indexes.base", "_new_Index"), G("pandas.core.indexes.base", "Index"), d)
+    return dumps({"index": idx})
+
+
+def b_reconstructor_tuple_range(tmp: Path) -> bytes:
+    """copyreg._reconstructor(Hyperparameter, tuple, range(10**10)): base.__new__(cls, state) is
+    tuple.__new__(cls, range(10**10)), which materialises the range (the kernel Hyperparameter is a
+    namedtuple, so tuple.__new__ accepts it; `data` admits the lazy range)."""
+    hyper = Call(
+        G("copyreg", "_reconstructor"),
+        G("sklearn.gaussian_process.kernels", "Hyperparameter"),
+        G("builtins", "tuple"),
+        Call(RANGE, 10**10),
+    )
+    return dumps({"hyperparameter_length_scale": hyper})
+
+
+def _wild_object_array(dtype: Any) -> Build:
+    arr = Call(G("numpy._core.multiarray", "_reconstruct"), G("numpy", "ndarray"), (0,), b"b")
+    return Build(arr, (1, (2,), dtype, False, struct.pack("<QQ", 0x10000, 0x10008)))
+
+
+def b_dtype_object_spelled(tmp: Path) -> bytes:
+    """numpy.dtype('object', False, True) with flags 0: the flags rule keys on the descr's first
+    character ('O' -> 63), so 'object' (or '|O', or numpy.object_) gets the rule of a plain kind;
+    the array's raw bytes become PyObject pointers."""
+    dtype = Build(Call(G("numpy", "dtype"), "object", False, True), (3, "|", None, None, None, -1, -1, 0))
+    return dumps({"labels": _wild_object_array(dtype)})
+
+
+def b_dtype_structured_object_field(tmp: Path) -> bytes:
+    """A structured 'V8' dtype with one object field and flags 0: structured dtypes may carry any
+    flags, so numpy copies the raw bytes into the object field."""
+    field = Call(G("numpy", "dtype"), "O8", False, True)
+    dtype = Build(
+        Call(G("numpy", "dtype"), "V8", False, True), (3, "|", None, ("a",), {"a": (field, 0)}, 8, 1, 0)
+    )
+    arr = Call(G("numpy._core.multiarray", "_reconstruct"), G("numpy", "ndarray"), (0,), b"b")
+    return dumps({"table": Build(arr, (1, (1,), dtype, False, struct.pack("<Q", 0x10000)))})
+
+
+def u_repr(obj: Any, tmp: Path) -> Any:
+    return repr(obj)
+
+
+def b_memo_across_loads(tmp: Path) -> bytes:
+    """Two pickles read by one Unpickler (a stream of records): the memo outlives load(). Pickle 1
+    memoizes DatetimeTZDtype (allowed only as reconstructed) and pops it; pickle 2 BINGETs it
+    and calls it. The pre-scan of load #2 starts with an empty memo: 'memo key 0 was never
+    stored' is only malformed-pickle, which the guard tolerates, and the callee is Unknown."""
+    first = Asm(2)
+    first.emit(Put("cls", G("pandas.core.dtypes.dtypes", "DatetimeTZDtype")))
+    first.out += b"0N."
+    second = Asm(2)
+    second.out += b"}"
+    second.emit("dtype")
+    second.out += b"j" + struct.pack("<I", 0)
+    second.emit(("ns", f"dateutil/{_tz_path(tmp)}"))
+    second.out += b"Rs."
+    out = Pickled(bytes(first.out) + bytes(second.out))
+    out.names = frozenset(first.names)
+    return out
+
+
+def b_tree_node_children(tmp: Path) -> bytes:
+    """A fitted DecisionTreeClassifier whose root's children are 10**9: Tree.__setstate__ checks
+    the node array's dtype and shape only, and apply() follows node indices unchecked."""
+    from sklearn.tree import DecisionTreeClassifier
+
+    x, y = _fit_data()
+    clf = DecisionTreeClassifier(random_state=0).fit(x, y)
+    state = clf.tree_.__getstate__()
+    nodes = state["nodes"].copy()
+    nodes["left_child"][0] = nodes["right_child"][0] = 10**9
+    state["nodes"] = nodes
+    clf.tree_.__setstate__(state)
+    return dumps(Lit(clf))
+
+
+def b_kdtree_indices(tmp: Path) -> bytes:
+    """KNeighborsClassifier(kd_tree) whose KDTree idx_array holds 10**12: the Cython query reads
+    data[idx_array[i]] unchecked (reconstruct(state=any): the state tuple's arrays are data)."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    x, y = _fit_data()
+    knn = KNeighborsClassifier(n_neighbors=1, algorithm="kd_tree").fit(x, y)
+    state = list(knn._tree.__getstate__())
+    state[1] = state[1].copy()
+    state[1][:] = 10**12
+    knn._tree.__setstate__(tuple(state))
+    return joblib_file(Lit(knn))
+
+
+def b_dataframe_block_placement(tmp: Path) -> bytes:
+    """A one-column DataFrame whose block placement is slice(2**40, 2**40 + 1): BlockManager only
+    checks the count of placed items; _rebuild_blknos_and_blklocs (boundscheck off) writes at
+    index 2**40 of a 1-element array on the first column access or print."""
+    import numpy as np
+    import pandas as pd
+
+    big = 1 << 40
+    block = Call(
+        G("pandas._libs.internals", "_unpickle_block"),
+        Lit(np.array([[1.0, 2.0]])),
+        Call(G("builtins", "slice"), big, big + 1, 1),
+        2,
+    )
+    mgr = Call(
+        G("pandas.core.internals.managers", "BlockManager"),
+        (block,),
+        [Lit(pd.Index(["a"], dtype=object)), Lit(pd.RangeIndex(2))],
+    )
+    state = {
+        "_mgr": mgr,
+        "_typ": "dataframe",
+        "_metadata": [],
+        "attrs": {},
+        "_flags": {"allows_duplicate_labels": True},
+    }
+    return dumps({"frame": Build(New(G("pandas.core.frame", "DataFrame")), state)})
+
+
+def b_sparse_unvalidated(tmp: Path) -> bytes:
+    """_rebuild_sparse_tensor(sparse_coo, (indices, values, size)) in a plain pickle: torch builds
+    it with check_invariants=False and validates only at the end of torch.load, which a plain
+    pickle.load never reaches; to_dense() writes at index 2**40."""
+    import numpy as np
+
+    def tensor(arr: Any, dtype: str) -> Call:
+        return Call(
+            G("torch._utils", "_rebuild_device_tensor_from_numpy"), Lit(arr), G("torch", dtype), "cpu", False
+        )
+
+    indices = tensor(np.array([[1 << 40]], dtype=np.int64), "int64")
+    values = tensor(np.array([1.0], dtype=np.float32), "float32")
+    layout = Call(G("torch.serialization", "_get_layout"), "torch.sparse_coo")
+    sparse = Call(
+        G("torch._utils", "_rebuild_sparse_tensor"), layout, (indices, values, Call(G("torch", "Size"), (4,)))
+    )
+    return dumps({"embedding_grad": sparse})
+
+
+def u_to_dense(obj: Any, tmp: Path) -> Any:
+    return obj["embedding_grad"].to_dense()
+
+
+class SetItems:
+    """obj, MARK, key, value..., SETITEMS: items added to an object after it was made (as pickle
+    writes an OrderedDict: OrderedDict() by REDUCE, then its items)."""
+
+    def __init__(self, obj: Any, items: List[Tuple[Any, Any]]) -> None:
+        self.obj, self.items = obj, items
+
+
+class _ItemsAsm(Asm):
+    def emit(self, x: Any) -> None:
+        if isinstance(x, SetItems):
+            self.emit(x.obj)
+            self.out += b"("
+            for key, value in x.items:
+                self.emit(key)
+                self.emit(value)
+            self.out += b"u"
+        else:
+            super().emit(x)
+
+
+def dumps_items(x: Any, proto: int = 2) -> Pickled:
+    """`dumps` with SetItems nodes."""
+    asm = _ItemsAsm(proto)
+    asm.emit(x)
+    asm.out += b"."
+    out = Pickled(bytes(asm.out))
+    out.names = frozenset(asm.names)
+    return out
+
+
+def b_spectral_norm_iterations(tmp: Path) -> bytes:
+    """A Linear with a spectral_norm pre-forward hook as torch.save writes it (the hook container
+    an OrderedDict() given its items by SETITEMS; SpectralNorm is an allowed hook class) whose
+    n_power_iterations is 10**12: every training-mode forward runs that many power iterations."""
+    import torch
+
+    hook = Build(
+        New(G("torch.nn.utils.spectral_norm", "SpectralNorm")),
+        {"name": "weight", "dim": 0, "n_power_iterations": 10**12, "eps": 1e-12},
+    )
+    params = {"weight_orig": _param("w", (2, 4), (4, 1)), "bias": _param("b", (2,), (1,))}
+    module = _torch_module(
+        torch.nn.Linear(4, 2),
+        params,
+        _forward_pre_hooks=SetItems(Call(ODICT), [(0, hook)]),
+        weight_u=_tensor("u", (2,), (1,)),
+        weight_v=_tensor("v", (4,), (1,)),
+        weight=_tensor("w", (2, 4), (4, 1)),
+    )
+    storages = {
+        "w": struct.pack("<8f", *[0.1] * 8),
+        "b": struct.pack("<2f", 0.0, 0.0),
+        "u": struct.pack("<2f", 0.6, 0.8),
+        "v": struct.pack("<4f", 0.5, 0.5, 0.5, 0.5),
+    }
+    return torch_zip(dumps_items(module), storages)
+
+
+def b_upsample_size(tmp: Path) -> bytes:
+    """nn.Upsample with size=(60000, 60000) in its state: `scale_factor` is bounded, `size` is not."""
+    import torch
+
+    up = torch.nn.Upsample(size=(4, 4), mode="nearest")
+    return torch_zip(dumps(_torch_module(up, size=(60000, 60000))))
+
+
+def b_function_transformer_ones_like(tmp: Path) -> bytes:
+    """FunctionTransformer{func: numpy.ones_like, kw_args: {shape: (60000, 60000)}}: a `value`
+    function the library calls with keyword arguments from the state; transform(X) fills 28 GB."""
+    from sklearn.preprocessing import FunctionTransformer
+
+    state = {
+        k: v for k, v in _state(FunctionTransformer(validate=False)).items() if k not in ("func", "kw_args")
+    }
+    ft = estimator(
+        "sklearn.preprocessing._function_transformer",
+        "FunctionTransformer",
+        state,
+        func=G("numpy", "ones_like"),
+        kw_args={"shape": (60000, 60000)},
+    )
+    return joblib_file(ft)
+
+
+def b_removable_handle_next_id(tmp: Path) -> bytes:
+    """A RemovableHandle with state (None, 1e300): __setstate__ sets the class attribute
+    RemovableHandle.next_id = max(next_id, id + 1) = 1e300, where +1 no longer changes it: every hook
+    registered later in the process gets the same id and replaces the previous one."""
+    handle = Build(New(G("torch.utils.hooks", "RemovableHandle")), (None, 1e300))
+    return torch_zip(dumps({"state_dict": {}, "hook_handle": handle}))
+
+
+def p_hook_ids(obj: Any, tmp: Path) -> Dict[str, Any]:
+    import torch
+    from torch.utils.hooks import RemovableHandle
+
+    module = torch.nn.Linear(2, 2)
+    calls: List[str] = []
+    module.register_forward_hook(lambda *a: calls.append("logger"))
+    module.register_forward_hook(lambda *a: calls.append("monitor"))
+    module(torch.ones(1, 2))
+    return {
+        "next_id": repr(RemovableHandle.next_id),
+        "calls": calls,
+        "hook_lost": calls != ["logger", "monitor"],
+    }
+
+
+# ============================================================================================
 # The catalogue
 
 DOS = {"cpu_seconds": 4, "wall_seconds": 15, "mem_budget_mb": 1024}
@@ -2026,6 +2368,266 @@ CATALOGUE: List[Gadget] = [
         chain="transformers IntervalStrategy('steps'); BUILD {'_value_': 'no'}",
         shows="IntervalStrategy.STEPS.value == 'no'",
     ),
+    # ---- found by red-teaming the roles checker (9b96550): load under the guard, scan clean
+    # class 9: checker-level bypasses
+    Gadget(
+        "odict_state_new_index_reads_tz_file",
+        9,
+        "_new_Index(Index, OrderedDict([('data', [0]), ('dtype', 'datetime64[ns, dateutil/PATH]')])): the "
+        "`state` argument kind accepts an OrderedDict object as plain data, so no key rule (tz-name, "
+        "special names) is applied; pandas opens PATH as a zone file",
+        b_odict_state_new_index,
+        probe_true("read"),
+        "pickle",
+        (ARG, STATE),
+        probe=p_zone_from_file,
+        chain="_new_Index(Index, collections.OrderedDict([('data', [0]), ('dtype', 'datetime64[ns, "
+        "dateutil/PATH]')]))",
+        shows="tzname 'PWND' read from a chosen file",
+    ),
+    Gadget(
+        "odict_state_parameter_backward_hooks",
+        9,
+        "_rebuild_parameter_with_state(t, True, OrderedDict(), OrderedDict([('_backward_hooks', {0: "
+        "relu})])): "
+        "the state object re-sets the hooks the empty-odict argument was checked for",
+        b_odict_state_parameter_hooks,
+        probe_true("tampered"),
+        "torch-zip",
+        (ARG, STATE),
+        use=u_backward,
+        probe=p_grad,
+        chain="_rebuild_parameter_with_state(_rebuild_tensor_v2(pid, ...), True, OrderedDict(), "
+        "OrderedDict([('_backward_hooks', OrderedDict([(0, torch.nn.functional.relu)]))]))",
+        shows="gradient of -x is 0, not -1",
+    ),
+    Gadget(
+        "odict_state_rebuild_from_type_backward_hooks",
+        9,
+        "_rebuild_from_type_v2(_rebuild_tensor_v2, Tensor, args, OrderedDict([('_backward_hooks', {0: "
+        "relu})])): "
+        "torch._utils._set_obj_state setattr()s every key of the state object",
+        b_odict_state_rebuild_from_type_hooks,
+        probe_true("tampered"),
+        "torch-zip",
+        (ARG, STATE),
+        use=u_backward,
+        probe=p_grad,
+        chain="_rebuild_from_type_v2(_rebuild_tensor_v2, torch.Tensor, (pid, 0, (4,), (1,), True, "
+        "OrderedDict()), "
+        "OrderedDict([('_backward_hooks', OrderedDict([(0, relu)]))]))",
+        shows="gradient of -x is 0, not -1",
+    ),
+    Gadget(
+        "memo_aliased_empty_hooks",
+        9,
+        "_rebuild_tensor_v2(..., hooks=<memoized OrderedDict()>): empty when the call is checked, filled by "
+        "a "
+        "SETITEMS through the memo afterwards; torch keeps that very dict as the tensor's backward hooks",
+        b_memo_aliased_empty_hooks,
+        probe_true("tampered"),
+        "torch-zip",
+        (BUILDV, ARG),
+        use=u_backward,
+        probe=p_grad,
+        chain="{'w': _rebuild_tensor_v2(pid, 0, (4,), (1,), True, PUT h OrderedDict())}; GET h; MARK 0 relu "
+        "SETITEMS",
+        shows="gradient of -x is 0, not -1",
+    ),
+    Gadget(
+        "npstr_dtype_string_reads_tz_file",
+        9,
+        "_new_Index(Index, {'data': [0], 'dtype': numpy.str_('datetime64[ns, dateutil/PATH]')}): the watched "
+        "`dtype` key holds a call result (a str subclass made by numpy's scalar()), which the tz-name rule "
+        "never judges; pandas opens PATH",
+        b_npstr_dtype_string,
+        probe_true("read"),
+        "pickle",
+        (STATE, ARG),
+        probe=p_zone_from_file,
+        chain="_new_Index(Index, {data: [0], dtype: numpy._core.multiarray.scalar(numpy.dtype('<U..'), "
+        "UTF-32 "
+        "bytes of 'datetime64[ns, dateutil/PATH]')})",
+        shows="tzname 'PWND' read from a chosen file",
+    ),
+    Gadget(
+        "reconstructor_tuple_materialises_range",
+        9,
+        "copyreg._reconstructor(Hyperparameter, tuple, range(10**10)) runs tuple.__new__(cls, "
+        "range(10**10)): "
+        "the lazy range passes as `data` and is materialised",
+        b_reconstructor_tuple_range,
+        exhausted,
+        "pickle",
+        (ARG, ROLE),
+        chain="copyreg._reconstructor(sklearn.gaussian_process.kernels.Hyperparameter, builtins.tuple, "
+        "range(10**10))",
+        shows="memory budget exhausted",
+        **DOS,
+    ),
+    Gadget(
+        "dtype_object_spelled_flags_zero",
+        9,
+        "numpy.dtype('object', False, True) BUILT with flags 0: the flags rule looks only at the descr's "
+        "first "
+        "character ('O'), so an object dtype spelled 'object' may drop its object flags; the array's raw "
+        "bytes become PyObject pointers, dereferenced by repr()",
+        b_dtype_object_spelled,
+        crashed,
+        "pickle",
+        (STATE,),
+        use=u_repr,
+        chain="_reconstruct(ndarray, (0,), b'b'); BUILD (1, (2,), dtype('object'){flags: 0}, False, "
+        "pack('<QQ', 0x10000, 0x10008))",
+        shows="SIGSEGV at repr()",
+    ),
+    Gadget(
+        "dtype_structured_object_field_flags_zero",
+        9,
+        "a 'V8' dtype with one object field and flags 0 (structured dtypes may carry any flags): numpy "
+        "copies raw bytes into the object field",
+        b_dtype_structured_object_field,
+        crashed,
+        "pickle",
+        (STATE,),
+        use=u_repr,
+        chain="_reconstruct(ndarray, ...); BUILD (1, (1,), dtype('V8'){fields: {a: (dtype('O8'), 0)}, "
+        "flags: 0}, "
+        "False, pack('<Q', 0x10000))",
+        shows="SIGSEGV at repr()",
+    ),
+    Gadget(
+        "memo_shared_across_loads",
+        9,
+        "two pickles read by one Unpickler: #1 memoizes DatetimeTZDtype and pops it, #2 BINGETs it and calls "
+        "DatetimeTZDtype('ns', 'dateutil/PATH'); the pre-scan of load #2 sees an unknown memo key "
+        "(malformed-pickle, tolerated by the guard) and an Unknown callee",
+        b_memo_across_loads,
+        probe_true("read"),
+        "pickle-stream",
+        ("earlier-memo",),
+        probe=p_zone_from_file,
+        chain="pickle 1: PUT 0 DatetimeTZDtype; POP; None.  pickle 2: {'dtype': GET 0 ('ns', "
+        "'dateutil/PATH') REDUCE}",
+        shows="tzname 'PWND' read from a chosen file",
+    ),
+    # class 6: compiled internals trusting indices in the state, at first use
+    Gadget(
+        "tree_node_children_out_of_bounds",
+        6,
+        "a fitted DecisionTreeClassifier whose root's children are 10**9: predict(X) follows them past the "
+        "node array (Tree checks the node array's dtype and shape, not its indices)",
+        b_tree_node_children,
+        crashed,
+        "pickle",
+        (STATE,),
+        use=u_predict,
+        chain="DecisionTreeClassifier{tree_: Tree(3, n_classes, 1){nodes: [root{left_child: 10**9, "
+        "right_child: "
+        "10**9}, ...]}}; model.predict(X)",
+        shows="SIGSEGV at predict",
+    ),
+    Gadget(
+        "kdtree_indices_out_of_bounds",
+        6,
+        "KNeighborsClassifier(kd_tree) whose KDTree idx_array holds 10**12: predict(X) reads data[10**12] "
+        "(KDTree is reconstruct(state=any): its arrays are plain data to the scanner)",
+        b_kdtree_indices,
+        crashed,
+        "joblib",
+        (STATE,),
+        use=u_predict,
+        chain="KNeighborsClassifier{_tree: KDTree{state: (data, idx_array=[10**12]*6, ...)}}; "
+        "model.predict(X)",
+        shows="SIGSEGV at predict",
+    ),
+    Gadget(
+        "dataframe_block_placement_oob_write",
+        6,
+        "a DataFrame block placed at slice(2**40, 2**40 + 1): BlockManager checks the item count only; "
+        "the first column access or print writes blkno at index 2**40 (Cython, boundscheck off)",
+        b_dataframe_block_placement,
+        crashed,
+        "pickle",
+        (ARG,),
+        use=u_repr,
+        chain="DataFrame{_mgr: BlockManager((_unpickle_block(values, slice(2**40, 2**40+1, 1), 2),), "
+        "axes)}; repr",
+        shows="SIGSEGV at repr()",
+    ),
+    Gadget(
+        "sparse_tensor_unvalidated_indices",
+        6,
+        "_rebuild_sparse_tensor in a plain pickle: torch defers the invariant check to the end of "
+        "torch.load, "
+        "which pickle.load never reaches; to_dense() writes at index 2**40",
+        b_sparse_unvalidated,
+        crashed,
+        "pickle",
+        (ARG,),
+        use=u_to_dense,
+        chain="_rebuild_sparse_tensor(_get_layout('torch.sparse_coo'), (from_numpy([[2**40]]), "
+        "from_numpy([1.0]), "
+        "torch.Size((4,))))",
+        shows="SIGSEGV at to_dense()",
+    ),
+    # class 4: sizes and loop counts in the state, at first use
+    Gadget(
+        "spectral_norm_power_iterations_at_forward",
+        4,
+        "a torch.save'd Linear with a real spectral_norm hook (an allowed hook class) whose "
+        "n_power_iterations is 10**12: model(x) never returns",
+        b_spectral_norm_iterations,
+        exhausted,
+        "torch-zip",
+        (STATE,),
+        use=u_forward,
+        chain="Linear{_forward_pre_hooks: {0: SpectralNorm{n_power_iterations: 10**12}}}; model(x)",
+        shows="CPU budget exhausted at forward",
+        **DOS,
+    ),
+    Gadget(
+        "upsample_size_at_forward",
+        4,
+        "nn.Upsample with size=(60000, 60000): scale_factor is bounded, size is not",
+        b_upsample_size,
+        exhausted,
+        "torch-zip",
+        (STATE,),
+        use=u_forward_image,
+        chain="Upsample{size: (60000, 60000), mode: 'nearest'}; model(torch.ones(1, 1, 4, 4))",
+        shows="address-space budget exhausted at forward",
+        **DOS,
+    ),
+    Gadget(
+        "function_transformer_ones_like_shape",
+        4,
+        "FunctionTransformer{func: numpy.ones_like, kw_args: {shape: (60000, 60000)}}: a `value` function "
+        "called with keyword arguments from the state; transform(X) fills 28 GB",
+        b_function_transformer_ones_like,
+        exhausted,
+        "joblib",
+        (STATE, ROLE, "disallowed-import"),
+        use=u_transform_3,
+        chain="FunctionTransformer{func: numpy.ones_like, kw_args: {shape: (60000, 60000)}}; transform(X)",
+        shows="address-space budget exhausted at transform",
+        **DOS,
+    ),
+    # class 5: process-wide state
+    Gadget(
+        "removable_handle_next_id_process_wide",
+        5,
+        "RemovableHandle BUILD (None, 1e300) sets the class attribute next_id to 1e300 (+1 is a no-op "
+        "there): "
+        "every hook registered later in the process gets the same id and replaces the one before",
+        b_removable_handle_next_id,
+        probe_true("hook_lost"),
+        "torch-zip",
+        (STATE, ROLE),
+        probe=p_hook_ids,
+        chain="NEWOBJ torch.utils.hooks.RemovableHandle; BUILD (None, 1e300)",
+        shows="of two forward hooks registered after the load, only the last runs",
+    ),
 ]
 
 BY_NAME: Dict[str, Gadget] = {g.name: g for g in CATALOGUE}
@@ -2115,8 +2717,41 @@ BASELINE_ALLOWED: FrozenSet[str] = frozenset(
         "torch:float32",
         "transformers.trainer_utils:IntervalStrategy",
         "transformers.training_args:TrainingArguments",
+        # Added with the red-team gadgets; each checked against the `module:qualname` lines of
+        # crates/picklefence/policies/*.txt at commit 6d8a089 (git show 6d8a089:...).
+        "builtins:slice",
+        "builtins:tuple",
+        "pandas._libs.internals:_unpickle_block",
+        "pandas.core.internals.managers:BlockManager",
+        "pandas:Index",
+        "pandas:RangeIndex",
+        "sklearn.gaussian_process.kernels:Hyperparameter",
+        "sklearn.metrics._dist_metrics:EuclideanDistance64",
+        "sklearn.metrics._dist_metrics:newObj",
+        "sklearn.neighbors._classification:KNeighborsClassifier",
+        "sklearn.neighbors._kd_tree:KDTree",
+        "sklearn.tree._classes:DecisionTreeClassifier",
+        "sklearn.tree._tree:Tree",
+        "torch._utils:_rebuild_parameter_with_state",
+        "torch._utils:_rebuild_sparse_tensor",
+        "torch.serialization:_get_layout",
+        "torch.utils.hooks:RemovableHandle",
+        "torch:Tensor",
+        "torch:int64",
     }
 )
+
+# Names the red-team gadgets use that the default policy allows only since roles (commit 9b96550
+# added them, with a role): not in BASELINE_ALLOWED, checked against the current policy instead.
+ROLES_ERA_ALLOWED: FrozenSet[str] = frozenset(
+    {
+        "torch.nn.utils.spectral_norm:SpectralNorm",
+    }
+)
+
+# Names the roles commit allowed and red-teaming then withdrew: value functions with a keyword
+# that sizes an allocation (the gadget that uses it is now refused by name as well).
+WITHDRAWN: FrozenSet[str] = frozenset({"numpy:ones_like"})
 
 # ============================================================================================
 # The harness: run in a subprocess by the tests (`runner_main`), forks one child per gadget.
@@ -2166,6 +2801,12 @@ def load_file(container: str, path: str, weights_only: bool = False) -> Any:
     if container == "pickle":
         with open(path, "rb") as f:
             return pickle.load(f)
+    if container == "pickle-stream":
+        # A stream of records read by one Unpickler (its memo lives across load() calls).
+        with open(path, "rb") as f:
+            unpickler = pickle.Unpickler(f)
+            unpickler.load()
+            return unpickler.load()
     if container == "torch-zip":
         import torch
 

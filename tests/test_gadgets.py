@@ -23,7 +23,7 @@ import sys
 import zipfile
 from collections import Counter
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Set, Tuple
 
 import pytest
 
@@ -36,6 +36,32 @@ PARALLEL = 2
 
 def _ids(g: Gadget) -> str:
     return f"c{g.klass}-{g.name}"
+
+
+# Class 6, second half: compiled code trusting indices in a state, at first use. Validating
+# those indices is issue 13; until then the guard and the scanner let these through, and the
+# tests below say so (strict: they fail once the indices are checked).
+NATIVE_STATE = {
+    "tree_node_children_out_of_bounds",
+    "kdtree_indices_out_of_bounds",
+    "dataframe_block_placement_oob_write",
+}
+# The guard checks sparse tensors after a load (torch's own invariant check); the scanner cannot
+# read tensor contents, and flags bad indices only with issue 13.
+NATIVE_STATE_SCAN = NATIVE_STATE | {"sparse_tensor_unvalidated_indices"}
+
+
+def _refused_cases(native_state: Set[str]) -> List[Any]:
+    return [
+        pytest.param(
+            g,
+            id=_ids(g),
+            marks=pytest.mark.xfail(strict=True, reason="native state indices are validated by issue 13"),
+        )
+        if g.name in native_state
+        else pytest.param(g, id=_ids(g))
+        for g in CATALOGUE
+    ]
 
 
 def _missing(g: Gadget) -> List[str]:
@@ -135,7 +161,7 @@ def test_unprotected_load_has_the_effect(
     assert g.effect(tmp), f"{g.name}: no effect without picklefence ({g.shows}): {_explain(tmp)}"
 
 
-@pytest.mark.parametrize("g", CATALOGUE, ids=_ids)
+@pytest.mark.parametrize("g", _refused_cases(NATIVE_STATE))
 def test_guard_refuses_before_the_effect(g: Gadget, guarded: Dict[str, Tuple[Path, Dict[str, Any]]]) -> None:
     _skip_if_missing(g)
     tmp, _ = guarded[g.name]
@@ -147,7 +173,7 @@ def test_guard_refuses_before_the_effect(g: Gadget, guarded: Dict[str, Tuple[Pat
     )
 
 
-@pytest.mark.parametrize("g", CATALOGUE, ids=_ids)
+@pytest.mark.parametrize("g", _refused_cases(NATIVE_STATE_SCAN))
 def test_scanner_reports_an_expected_kind(g: Gadget, scanned: Dict[str, Dict[str, Any]]) -> None:
     entry = scanned[g.name]
     kinds = sorted({f["kind"] for f in entry.get("findings", []) if f.get("violation", True)})
@@ -200,7 +226,8 @@ def test_gadget_imports_only_names_the_old_policy_allowed(g: Gadget, tmp_path: P
 
             raw = zipfile.ZipFile(io.BytesIO(raw)).read("archive/data.pkl")
         assert gadgets.names_in_pickle(raw) == names
-    outside = sorted(f"{m}:{q}" for m, q in names if f"{m}:{q}" not in gadgets.BASELINE_ALLOWED)
+    allowed = gadgets.BASELINE_ALLOWED | gadgets.ROLES_ERA_ALLOWED | gadgets.WITHDRAWN
+    outside = sorted(f"{m}:{q}" for m, q in names if f"{m}:{q}" not in allowed)
     assert not outside, f"not on the pre-roles default policy: {outside}"
 
 
@@ -215,13 +242,31 @@ def test_baseline_names_were_allowed() -> None:
         pytest.skip(f"the current policy no longer lists {dropped} (the gadgets then fail by name)")
 
 
+def test_roles_era_names_are_allowed() -> None:
+    """The few names red-team gadgets use that only the roles policy added: the current default
+    policy must allow them (with some role), or those gadgets would be refused by name."""
+    from picklefence._native import Policy
+
+    policy = Policy.ml_default()
+    missing = sorted(n for n in gadgets.ROLES_ERA_ALLOWED if not policy.is_allowed(*n.split(":", 1)))
+    assert not missing, f"no longer allowed: {missing}"
+
+
+def test_withdrawn_names_stay_withdrawn() -> None:
+    from picklefence._native import Policy
+
+    policy = Policy.ml_default()
+    back = sorted(n for n in gadgets.WITHDRAWN if policy.is_allowed(*n.split(":", 1)))
+    assert not back, f"allowed again: {back}"
+
+
 def test_catalogue_shape() -> None:
     assert len(CATALOGUE) >= 45
     assert len({g.name for g in CATALOGUE}) == len(CATALOGUE)
     per_class = Counter(g.klass for g in CATALOGUE)
-    assert all(per_class[k] >= 3 for k in range(1, 9)), per_class
-    assert all(per_class[k] >= 5 for k in (1, 3, 4, 7)), per_class
-    assert {g.container for g in CATALOGUE} == {"pickle", "torch-zip", "joblib"}
+    assert all(per_class[k] >= 3 for k in range(1, 10)), per_class
+    assert all(per_class[k] >= 5 for k in (1, 3, 4, 7, 9)), per_class
+    assert {g.container for g in CATALOGUE} == {"pickle", "pickle-stream", "torch-zip", "joblib"}
     known = {
         "role-violation",
         "argument-violation",
@@ -232,11 +277,14 @@ def test_catalogue_shape() -> None:
         "state-injection",
         "unsafe-build",
         "indirect-call",
+        "earlier-memo",
     }
     for g in CATALOGUE:
-        assert g.container in ("pickle", "torch-zip", "joblib")
+        assert g.container in ("pickle", "pickle-stream", "torch-zip", "joblib")
         assert g.expected_kinds and set(g.expected_kinds) <= known, g.name
-        assert g.use is None or g.klass in (2, 4, 7), g.name
+        # Use-time gadgets: dispatch (2), sizes (4), compiled internals (6), callables (7), and
+        # the red-team checker bypasses whose effect shows at use (9).
+        assert g.use is None or g.klass in (2, 4, 6, 7, 9), g.name
 
 
 if __name__ == "__main__":  # pragma: no cover - a quick table of the unprotected phase

@@ -149,6 +149,41 @@ def test_torch_weights_only_keeps_torchs_own_unpickler(tmp_path: Path, marker: P
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("zipfile", [True, False], ids=["zip", "legacy"])
+@pytest.mark.parametrize("layout", ["coo", "csr"])
+def test_torch_sparse_indices_are_checked_in_every_format(zipfile: bool, layout: str, tmp_path: Path) -> None:
+    """torch validates loaded sparse tensors only under weights_only=True; the guard checks them
+    for every load (the legacy format fills storages after the pickle: checked at its end)."""
+    good = torch.tensor([[0, 1.5, 0], [2.0, 0, 3.0]])
+    if layout == "coo":
+        good = good.to_sparse()
+        bad = torch.sparse_coo_tensor(
+            torch.tensor([[0, 1 << 20]]), torch.tensor([1.0, 2.0]), (2,), check_invariants=False
+        )
+    else:
+        good = good.to_sparse_csr()
+        bad = torch.sparse_csr_tensor(
+            torch.tensor([0, 1, 2]),
+            torch.tensor([0, 1 << 20]),
+            torch.tensor([1.0, 2.0]),
+            (2, 2),
+            check_invariants=False,
+        )
+    good_path, bad_path = tmp_path / "good.pt", tmp_path / "bad.pt"
+    torch.save(good, good_path, _use_new_zipfile_serialization=zipfile)
+    torch.save(bad, bad_path, _use_new_zipfile_serialization=zipfile)
+    original = torch._utils._validate_loaded_sparse_tensors
+    with picklefence.safe_ml_environment():
+        assert torch.equal(torch.load(good_path, weights_only=False).to_dense(), good.to_dense())
+        with pytest.raises(UnsafeFileError, match="_rebuild_sparse_tensor") as info:
+            torch.load(bad_path, weights_only=False)
+        assert "indices break its invariants" in str(info.value)
+        assert not torch._utils._get_sparse_tensors_to_validate()
+    assert torch._utils._validate_loaded_sparse_tensors is original
+    # Without the guard the same file loads (torch does not check it).
+    assert torch.load(bad_path, weights_only=False).layout is bad.layout
+
+
 @pytest.mark.parametrize("wrap", ["seekable", "non-seekable"])
 def test_torch_legacy_stream_position(wrap: str, tmp_path: Path) -> None:
     """Two legacy checkpoints and a trailer in one stream read exactly as without the guard."""

@@ -212,6 +212,98 @@ def _verified_load() -> Iterator[None]:
         _verified.depth -= 1
 
 
+def _sparse_violation(exc: BaseException, filepath: Optional[str]) -> UnsafeFileError:
+    violation = Violation(
+        "argument-violation",
+        "torch._utils",
+        "_rebuild_sparse_tensor",
+        None,
+        f"a sparse tensor's indices break its invariants ({type(exc).__name__}: {exc}); torch rebuilds "
+        "sparse tensors unchecked and would read and write out of bounds with them",
+        "critical",
+    )
+    return UnsafeFileError([violation], filepath=filepath)
+
+
+def _validate_sparse(
+    validate: Callable[..., Any], filepath: Optional[str], *args: Any, **kwargs: Any
+) -> None:
+    """Runs torch's ``_validate_loaded_sparse_tensors`` with invariant checks on (torch >= 2.1
+    checks only with them on or with ``weights_only``; older versions always do)."""
+    sparse = getattr(sys.modules.get("torch"), "sparse", None)
+    checks_on = getattr(sparse, "check_sparse_tensor_invariants", None)
+    try:
+        with checks_on() if checks_on is not None else contextlib.nullcontext():
+            validate(*args, **kwargs)
+    except UnsafeFileError:
+        raise
+    except Exception as exc:
+        raise _sparse_violation(exc, filepath) from None
+
+
+def _in_legacy_torch_load() -> bool:
+    """Whether torch's legacy (non-zip) loader is on this thread's stack: it reads the storages'
+    bytes only after the pickle, so sparse tensors can be checked only at its end."""
+    serialization = sys.modules.get("torch.serialization")
+    legacy = getattr(getattr(serialization, "_legacy_load", None), "__code__", None)
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code is legacy:
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
+
+
+def _strict_sparse_validation(utils: Any) -> None:
+    """Makes ``torch._utils._validate_loaded_sparse_tensors``, which ``torch.load`` calls at its
+    end, check invariants while the guard is active (restored on deactivation)."""
+    with _lock:
+        if not _activations or any(p.owner is utils for p in _patches):
+            return
+        original = utils._validate_loaded_sparse_tensors
+
+        def _validate_loaded_sparse_tensors(*args: Any, **kwargs: Any) -> Any:
+            if kwargs.get("weights_only") or (args and args[0]):
+                return original(*args, **kwargs)  # torch validates these itself
+            _validate_sparse(original, None, *args, **kwargs)
+
+        _validate_loaded_sparse_tensors.__doc__ = original.__doc__
+        _patches.append(
+            _Patch(
+                utils,
+                "_validate_loaded_sparse_tensors",
+                original,
+                _validate_loaded_sparse_tensors,
+                "torch._utils._validate_loaded_sparse_tensors",
+            )
+        )
+        utils._validate_loaded_sparse_tensors = _validate_loaded_sparse_tensors
+
+
+def _validated(result: Any, filepath: Optional[str] = None) -> Any:
+    """Checks the sparse tensors the load made. torch rebuilds them unchecked and validates them
+    at the end of ``torch.load`` only with ``weights_only=True`` (or invariant checks turned on);
+    a plain ``pickle.load`` never does, and their indices are used unchecked (``to_dense()``
+    writes out of bounds). The pre-scan cannot see tensor contents, so the guard checks them
+    here, before the caller gets the result (inside torch's legacy loader: at its end)."""
+    utils = sys.modules.get("torch._utils")
+    if utils is None:
+        return result
+    pending_of = getattr(utils, "_get_sparse_tensors_to_validate", None)
+    pending = pending_of() if pending_of is not None else getattr(utils, "_sparse_tensors_to_validate", None)
+    if not pending:
+        return result
+    if _in_legacy_torch_load():
+        _strict_sparse_validation(utils)
+        return result
+    try:
+        _validate_sparse(utils._validate_loaded_sparse_tensors, filepath)
+    except UnsafeFileError:
+        del result
+        raise
+    return result
+
+
 def _refuse_import(
     module: Any, name: Any, fix_imports: bool, filepath: Optional[str] = None
 ) -> UnsafeFileError:
@@ -431,7 +523,12 @@ class Prescanned:
 
 
 def prescan_stream(
-    file: Any, policy: Policy, filepath: Optional[str] = None, *, joblib: bool = False
+    file: Any,
+    policy: Policy,
+    filepath: Optional[str] = None,
+    *,
+    joblib: bool = False,
+    memo_inherited: bool = False,
 ) -> Prescanned:
     """Pre-scans the first pickle of a file object, from its current position.
 
@@ -439,7 +536,9 @@ def prescan_stream(
     unpickler reads the pickle again. Otherwise exactly the bytes of the pickle are read (the
     file ends up where CPython's unpickler would leave it) and returned, to be unpickled from.
     With ``joblib``, the stream is read the way joblib's NumpyUnpickler reads it (the raw array
-    bytes after each NumpyArrayWrapper included).
+    bytes after each NumpyArrayWrapper included). ``memo_inherited``: the unpickler has loaded
+    before and keeps its memo, so a memo key this pickle never stored is refused (it names an
+    object of an earlier pickle, whose use cannot be checked).
     """
     policy = _with_ext_codes(policy)
     scan = _native.prescan_joblib_file if joblib else _native.prescan_file
@@ -449,13 +548,13 @@ def prescan_stream(
             data = _read_for_buffer_scan(file, start, joblib)
             if data is not None:
                 scan_bytes = _native.prescan_joblib_bytes if joblib else _native.prescan_bytes
-                _, _, raw = _call_native(scan_bytes, data, policy)
+                _, _, raw = _call_native(scan_bytes, data, policy, memo_inherited)
             else:
-                _, _, raw, _ = _call_native(scan, file, policy, start)
+                _, _, raw, _ = _call_native(scan, file, policy, start, memo_inherited)
         finally:
             file.seek(start)
         return Prescanned(None, _judge(raw, filepath, joblib))
-    _, _, raw, copy = _call_native(scan, file, policy, None)
+    _, _, raw, copy = _call_native(scan, file, policy, None, memo_inherited)
     verified = _judge(raw, filepath, joblib)
     return Prescanned(bytes(copy) if copy is not None else b"", verified)
 
@@ -534,11 +633,13 @@ class _SafeUnpicklerMixin:
     _pf_fix_imports: bool
     _pf_proxy: Optional[_ReplayableFile]
     _pf_verified: bool
+    _pf_loaded: bool
 
     def __init__(self, file: Any, *args: Any, **kwargs: Any) -> None:
         self._pf_file = file
         self._pf_policy = None
         self._pf_verified = False
+        self._pf_loaded = False
         self._pf_fix_imports = bool(kwargs.get("fix_imports", True))
         proxy = None
         if _seek_start(file) is None and hasattr(file, "read"):
@@ -567,14 +668,19 @@ class _SafeUnpicklerMixin:
         try:
             proxy = self._pf_proxy
             joblib = _is_joblib_unpickler(self)
-            found = prescan_stream(file, policy, _filepath(file), joblib=joblib)
+            # A second load() keeps the memo of the first.
+            memo_inherited = bool(self.__dict__.get("_pf_loaded"))
+            self._pf_loaded = True
+            found = prescan_stream(
+                file, policy, _filepath(file), joblib=joblib, memo_inherited=memo_inherited
+            )
             self._pf_verified = found.verified
             with _verified_load() if found.verified else contextlib.nullcontext():
                 if proxy is None:
-                    return super().load()  # type: ignore[misc]
+                    return _validated(super().load(), _filepath(file))  # type: ignore[misc]
                 proxy.target = _Replay(found.copy or b"", file)
                 try:
-                    return super().load()  # type: ignore[misc]
+                    return _validated(super().load(), _filepath(file))  # type: ignore[misc]
                 finally:
                     proxy.target = file
         finally:
@@ -626,7 +732,7 @@ def _loads(data: Any, /, *args: Any, **kwargs: Any) -> Any:
             data = view.tobytes()
     prescan_bytes(data, policy)
     with _verified_load():
-        return _C_LOADS(data, *args, **kwargs)
+        return _validated(_C_LOADS(data, *args, **kwargs))
 
 
 _loads.__doc__ = _pickle.loads.__doc__
@@ -661,12 +767,14 @@ def _py_unpickler_load(self: Any) -> Any:
             file = getattr(file_read, "__self__", None)
         if file is None or getattr(file, "read", None) != file_read:
             file = _ReadOnlyFile(file_read, self._file_readline)
-        found = prescan_stream(file, policy, _filepath(file), joblib=joblib)
+        # A second load() keeps the memo of the first.
+        memo_inherited = bool(getattr(self, "memo", None))
+        found = prescan_stream(file, policy, _filepath(file), joblib=joblib, memo_inherited=memo_inherited)
         _py_load_policies[key] = (policy, found.verified)
         verified = _verified_load() if found.verified else contextlib.nullcontext()
         if found.copy is None:
             with verified:
-                return _PY_LOAD(self)
+                return _validated(_PY_LOAD(self), _filepath(file))
         replay = _Replay(found.copy, file)
         saved = self._file_read, self._file_readline
         self._file_read, self._file_readline = replay.read, replay.readline
@@ -676,7 +784,7 @@ def _py_unpickler_load(self: Any) -> Any:
             self.file_handle = replay
         try:
             with verified:
-                return _PY_LOAD(self)
+                return _validated(_PY_LOAD(self), _filepath(file))
         finally:
             self._file_read, self._file_readline = saved
             if saved_handle is not _MISSING:

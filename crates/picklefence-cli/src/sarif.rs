@@ -14,7 +14,7 @@ const SCHEMA: &str =
 const SRCROOT: &str = "%SRCROOT%";
 
 /// Every finding kind, in rule-index order.
-pub const KINDS: [FindingKind; 21] = [
+pub const KINDS: [FindingKind; 22] = [
     FindingKind::DangerousImport,
     FindingKind::DisallowedImport,
     FindingKind::UnresolvableImport,
@@ -36,6 +36,7 @@ pub const KINDS: [FindingKind; 21] = [
     FindingKind::ArgumentViolation,
     FindingKind::BuildViolation,
     FindingKind::StateViolation,
+    FindingKind::EarlierMemo,
 ];
 
 struct Rule {
@@ -100,6 +101,11 @@ fn rule(kind: FindingKind) -> Rule {
         FindingKind::StateViolation => (
             "Object state that breaks a state rule",
             "The state given to an object sets a special attribute (__setstate__, __reduce_ex__...), a dispatch string outside its allowed set (a scorer's response method, a vectorizer's input), non-empty hooks, or a callable under a method name: things the library later calls during normal use.",
+            Severity::Critical,
+        ),
+        FindingKind::EarlierMemo => (
+            "Memo key from an earlier pickle",
+            "A pickle after the first in a stream reads a memo key it never stored. An unpickler that reads the stream keeps its memo from one load() to the next, so the key names an object of an earlier pickle, and this pickle's use of it (a call, a BUILD) cannot be checked.",
             Severity::Critical,
         ),
         FindingKind::MalformedPickle => (

@@ -267,20 +267,28 @@ fn summarize(report: &PickleReport) -> Prescan {
     (report.consumed, protocol, violations)
 }
 
-fn first_pickle_options() -> Options {
+/// `memo_inherited`: the unpickler loaded before and keeps its memo (see `Options`).
+fn first_pickle_options(memo_inherited: bool) -> Options {
     Options {
         limits: Limits::default(),
         mode: Mode::FirstPickle,
         detail: Detail::Verdict,
+        memo_inherited,
     }
 }
 
 /// Pre-scan the first pickle of a `bytes` object (zero-copy; the GIL is released for large
 /// inputs). Returns `(consumed, protocol, violations)`.
 #[pyfunction]
-fn prescan_bytes(py: Python<'_>, data: &Bound<'_, PyBytes>, policy: &Policy) -> Prescan {
+#[pyo3(signature = (data, policy, memo_inherited=false))]
+fn prescan_bytes(
+    py: Python<'_>,
+    data: &Bound<'_, PyBytes>,
+    policy: &Policy,
+    memo_inherited: bool,
+) -> Prescan {
     let bytes = data.as_bytes();
-    let options = first_pickle_options();
+    let options = first_pickle_options(memo_inherited);
     let core = policy.core();
     let report = if bytes.len() >= RELEASE_GIL_ABOVE {
         py.allow_threads(|| analyze_slice(bytes, core, &options))
@@ -293,9 +301,15 @@ fn prescan_bytes(py: Python<'_>, data: &Bound<'_, PyBytes>, policy: &Policy) -> 
 /// Pre-scan a joblib stream held in a `bytes` object (zero-copy; the GIL is released for large
 /// inputs), the way `joblib.load` reads it. Returns `(consumed, protocol, violations)`.
 #[pyfunction]
-fn prescan_joblib_bytes(py: Python<'_>, data: &Bound<'_, PyBytes>, policy: &Policy) -> Prescan {
+#[pyo3(signature = (data, policy, memo_inherited=false))]
+fn prescan_joblib_bytes(
+    py: Python<'_>,
+    data: &Bound<'_, PyBytes>,
+    policy: &Policy,
+    memo_inherited: bool,
+) -> Prescan {
     let bytes = data.as_bytes();
-    let options = first_pickle_options();
+    let options = first_pickle_options(memo_inherited);
     let core = policy.core();
     let report = if bytes.len() >= RELEASE_GIL_ABOVE {
         py.allow_threads(|| analyze_joblib_slice(bytes, core, &options))
@@ -664,19 +678,20 @@ impl Source for FileSource<'_> {
 /// reads exactly the bytes of the pickle (up to STOP, or the end of the frame holding it) and
 /// returns them as the fourth item so that the caller can unpickle from a copy.
 #[pyfunction]
-#[pyo3(signature = (file, policy, start=None))]
+#[pyo3(signature = (file, policy, start=None, memo_inherited=false))]
 fn prescan_file(
     py: Python<'_>,
     file: &Bound<'_, PyAny>,
     policy: &Policy,
     start: Option<u64>,
+    memo_inherited: bool,
 ) -> PyResult<FilePrescan> {
     let mut source = FileSource::new(file, start)?;
     let exact = source.exact();
     let report = run(
         Decoder::new(ByRef(&mut source)),
         policy.core(),
-        &first_pickle_options(),
+        &first_pickle_options(memo_inherited),
     );
     let bytes = source.into_result()?;
     let (consumed, protocol, violations) = summarize(&report);
@@ -746,12 +761,13 @@ impl std::io::Read for PyReader<'_> {
 /// With `start` (seekable), reads ahead freely and the caller seeks back to `start`; without,
 /// reads exactly the bytes joblib would read and returns them as the fourth item.
 #[pyfunction]
-#[pyo3(signature = (file, policy, start=None))]
+#[pyo3(signature = (file, policy, start=None, memo_inherited=false))]
 fn prescan_joblib_file(
     py: Python<'_>,
     file: &Bound<'_, PyAny>,
     policy: &Policy,
     start: Option<u64>,
+    memo_inherited: bool,
 ) -> PyResult<FilePrescan> {
     let exact = start.is_none();
     let mut reader = PyReader {
@@ -759,7 +775,7 @@ fn prescan_joblib_file(
         copy: exact.then(Vec::new),
         error: None,
     };
-    let options = first_pickle_options();
+    let options = first_pickle_options(memo_inherited);
     let report = if exact {
         analyze_joblib_reader(&mut reader, policy.core(), &options)
     } else {

@@ -78,6 +78,9 @@ pub struct Options {
     pub limits: Limits,
     pub mode: Mode,
     pub detail: Detail,
+    /// The unpickler has loaded before (`load()` again on one `Unpickler`): it keeps its memo,
+    /// so a memo key this pickle never stored is an object the analysis never saw.
+    pub memo_inherited: bool,
 }
 
 impl Default for Options {
@@ -86,6 +89,7 @@ impl Default for Options {
             limits: Limits::default(),
             mode: Mode::AllPickles,
             detail: Detail::Full,
+            memo_inherited: false,
         }
     }
 }
@@ -690,6 +694,9 @@ pub struct Analyzer<'p> {
     frame_end: Option<u64>,
     /// The first break of this pickle has been reported.
     broken: bool,
+    /// An unpickler reading this pickle keeps the memo of earlier ones (`Options::memo_inherited`,
+    /// or a pickle after the first in a stream).
+    memo_inherited: bool,
     /// This pickle imported or called anything (decides how a break after a pickle is judged).
     active: bool,
     persistent_noted: bool,
@@ -729,6 +736,7 @@ impl<'p> Analyzer<'p> {
             pickle_opcodes: 0,
             frame_end: None,
             broken: false,
+            memo_inherited: options.memo_inherited,
             active: false,
             persistent_noted: false,
             buffers_noted: false,
@@ -1829,15 +1837,23 @@ impl<'p> Analyzer<'p> {
                 self.push(Value::Float(value));
             }
             Opcode::String | Opcode::BinString | Opcode::ShortBinString => {
-                if let Arg::BadStr(_) = op.arg {
-                    self.break_stream(
-                        offset,
-                        "the STRING argument is not a quoted, validly escaped string",
-                    );
-                    self.push(Value::Unknown);
-                } else {
-                    self.push(Value::Text);
-                }
+                let value = match &op.arg {
+                    Arg::BadStr(_) => {
+                        self.break_stream(
+                            offset,
+                            "the STRING argument is not a quoted, validly escaped string",
+                        );
+                        Value::Unknown
+                    }
+                    // Python 2 str: ASCII reads the same under every `encoding=`, so it can be
+                    // a name (a special key in a state written by Python 2 is still one).
+                    Arg::Str(payload) => match payload.bytes() {
+                        Some(bytes) if bytes.is_ascii() => self.name_value(Some(bytes)),
+                        _ => Value::Text,
+                    },
+                    _ => Value::Text,
+                };
+                self.push(value);
             }
             Opcode::BinBytes | Opcode::ShortBinBytes | Opcode::BinBytes8 | Opcode::ByteArray8 => {
                 let len = match &op.arg {
@@ -1977,6 +1993,21 @@ impl<'p> Analyzer<'p> {
                 let value = match self.memo_key(op) {
                     Some(key) => match self.memo.get(&key) {
                         Some(value) => value.clone(),
+                        None if self.memo_inherited => {
+                            self.finding(
+                                FindingKind::EarlierMemo,
+                                Severity::Critical,
+                                offset,
+                                None,
+                                format!(
+                                    "{} at offset {offset} reads memo key {key}, which this pickle never stored: an \
+                                     unpickler that loaded before keeps its memo, so it is an object of an earlier \
+                                     pickle, whose use here cannot be checked",
+                                    opcode.name()
+                                ),
+                            );
+                            Value::Unknown
+                        }
                         None => {
                             self.break_stream(offset, &format!("memo key {key} was never stored"));
                             Value::Unknown
@@ -2160,6 +2191,8 @@ impl<'p> Analyzer<'p> {
             opcodes: self.pickle_opcodes,
         });
         self.reset_pickle();
+        // One unpickler reading on keeps its memo: keys of this pickle stay readable.
+        self.memo_inherited = true;
         match self.mode {
             Mode::FirstPickle => Flow::Stop,
             Mode::AllPickles => Flow::Continue,

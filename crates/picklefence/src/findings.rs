@@ -54,6 +54,9 @@ pub enum FindingKind {
     BuildViolation,
     /// An object state that breaks a state rule (special keys, dispatch strings, hooks).
     StateViolation,
+    /// A memo key this pickle never stored, read by an unpickler that loaded before (a stream
+    /// of pickles): it is an object of an earlier pickle, whose use here cannot be checked.
+    EarlierMemo,
     /// The stream breaks (bad opcode, truncation, stack underflow, missing memo key, no STOP):
     /// CPython has run everything before the break.
     MalformedPickle,
@@ -91,6 +94,7 @@ impl FindingKind {
             FindingKind::ArgumentViolation => "argument-violation",
             FindingKind::BuildViolation => "build-violation",
             FindingKind::StateViolation => "state-violation",
+            FindingKind::EarlierMemo => "earlier-memo",
             FindingKind::MalformedPickle => "malformed-pickle",
             FindingKind::AmbiguousFraming => "ambiguous-framing",
             FindingKind::TrailingData => "trailing-data",

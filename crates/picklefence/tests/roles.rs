@@ -479,6 +479,79 @@ fn dispatch_strings_name_only_their_methods() {
         .build()
         .stop();
     assert_kind(&stacking, FindingKind::StateViolation);
+    // One method name per estimator: long lists are followed too, to the end.
+    fn stacking_of(methods: &[&str]) -> Vec<u8> {
+        let mut p = P::new()
+            .g("sklearn.ensemble._stacking", "StackingClassifier")
+            .newobj()
+            .empty_dict()
+            .mark()
+            .s("stack_method_")
+            .op(b"]")
+            .mark();
+        for method in methods {
+            p = p.s(method);
+        }
+        p.op(b"e").op(b"u").build().stop()
+    }
+    let mut methods = vec!["predict_proba"; 40];
+    assert_clean(&stacking_of(&methods));
+    methods[33] = "unlink";
+    assert_kind(&stacking_of(&methods), FindingKind::StateViolation);
+    // Past what is followed, the list is unknown, and so refused.
+    assert_kind(&stacking_of(&vec!["predict"; 1100]), FindingKind::StateViolation);
+}
+
+#[test]
+fn item_keys_of_an_object_are_never_special_names() {
+    // A mapping class may answer attribute lookups from its items, so BUILD would find
+    // `__setstate__` among them.
+    let special = odict(P::new())
+        .mark()
+        .s("__setstate__")
+        .g("numpy", "mean")
+        .op(b"u")
+        .stop();
+    assert_kind(&special, FindingKind::BuildViolation);
+    let bunch = |key: Push| {
+        key(P::new().g("sklearn.utils._bunch", "Bunch").newobj())
+            .int(1)
+            .op(b"s")
+            .stop()
+    };
+    assert_clean(&bunch(|p| p.s("data")));
+    assert_kind(&bunch(|p| p.s("__getstate__")), FindingKind::BuildViolation);
+    // The way around: a key made at load time that compares equal to a special name (a numpy
+    // `str_` scalar from its dtype and bytes).
+    assert_kind(
+        &bunch(|p| {
+            p.g("numpy._core.multiarray", "scalar")
+                .g("numpy", "dtype")
+                .s("U12")
+                .op(b"\x85")
+                .reduce()
+                .bytes(b"__setstate__")
+                .op(b"\x86")
+                .reduce()
+        }),
+        FindingKind::BuildViolation,
+    );
+    // Python 2 STRING keys in a state dict are read as the names they are.
+    let py2 = |key: &[u8]| {
+        P::new()
+            .g("argparse", "Namespace")
+            .newobj()
+            .empty_dict()
+            .op(b"S'")
+            .op(key)
+            .op(b"'\n")
+            .int(1)
+            .op(b"s")
+            .build()
+            .stop()
+    };
+    assert_clean(&py2(b"n_features"));
+    assert_kind(&py2(b"__reduce_ex__"), FindingKind::StateViolation);
 }
 
 #[test]
@@ -618,4 +691,242 @@ fn users_extend_with_roles_and_never_past_the_hard_floor() {
         Err(PolicyError::Dangerous { .. })
     ));
     assert!(Policy::from_toml_str("allow = [\"subprocess.run\"]\nallow_dangerous = true").is_ok());
+}
+
+/// `numpy.dtype(descr, False, True)`, as numpy pickles a dtype.
+fn dtype(p: P, descr: &str) -> P {
+    p.g("numpy", "dtype").s(descr).op(b"\x89\x88\x87").reduce()
+}
+
+/// BUILD `(3, '|', subarray, names, fields, elsize, alignment, flags)`, each part pushed by `parts`.
+fn dtype_state(p: P, parts: Push, flags: i32) -> P {
+    parts(p.mark().int(3).s("|"))
+        .int(8)
+        .int(1)
+        .int(flags)
+        .tuple()
+        .build()
+}
+
+#[test]
+fn dtype_flags_follow_the_kind_however_it_is_spelled() {
+    let plain = |descr: &str, flags: i32| dtype_state(dtype(P::new(), descr), |p| p.op(b"NNN"), flags).stop();
+    assert_clean(&plain("O8", 63));
+    assert_clean(&plain("f8", 0));
+    assert_kind(&plain("O8", 0), FindingKind::StateViolation);
+    // The way around: an object dtype spelled so that its first letter is not 'O'.
+    assert_kind(&plain("object", 0), FindingKind::StateViolation);
+    assert_kind(&plain("|O", 0), FindingKind::StateViolation);
+    // A structured dtype with an object field carries the object flags (numpy writes 27).
+    fn structured(flags: i32, field_built: bool) -> Vec<u8> {
+        let mut p = dtype(P::new(), "V8").mark().int(3).s("|").op(b"N");
+        p = p.s("a").op(b"\x85").empty_dict().s("a");
+        p = if field_built {
+            dtype_state(dtype(p, "O8"), |p| p.op(b"NNN"), 63)
+        } else {
+            dtype(p, "V8")
+        };
+        p.int(0)
+            .op(b"\x86s")
+            .int(8)
+            .int(1)
+            .int(flags)
+            .tuple()
+            .build()
+            .stop()
+    }
+    assert_clean(&structured(27, true));
+    assert_kind(&structured(0, true), FindingKind::StateViolation);
+    // A field dtype not built yet could still become one with objects: refused.
+    assert_kind(&structured(0, false), FindingKind::StateViolation);
+    // A recarray's dtype is made from the class numpy.record: a void kind, judged like 'V'.
+    let record = |flags: i32| {
+        let p = P::new()
+            .g("numpy", "dtype")
+            .g("numpy", "record")
+            .op(b"\x89\x88\x87")
+            .reduce();
+        dtype_state(p, |p| p.op(b"NNN"), flags).stop()
+    };
+    assert_clean(&record(16));
+    assert_kind(&record(63), FindingKind::StateViolation);
+}
+
+#[test]
+fn a_state_is_a_dict_not_a_mapping_object() {
+    // _new_Index(Index, state): the state's keys are keyword arguments, judged by the rules.
+    fn index(state: Push) -> Vec<u8> {
+        state(
+            P::new()
+                .g("pandas.core.indexes.base", "_new_Index")
+                .g("pandas.core.indexes.base", "Index"),
+        )
+        .op(b"\x86")
+        .reduce()
+        .stop()
+    }
+    assert_clean(&index(|p| p.dict(&[("name", |p| p.s("a"))])));
+    assert_kind(
+        &index(|p| p.dict(&[("dtype", |p| p.s("datetime64[ns, dateutil//etc/passwd]"))])),
+        FindingKind::ArgumentViolation,
+    );
+    // The way around: the same keys in an OrderedDict object.
+    assert_kind(
+        &index(|p| {
+            odict(p)
+                .mark()
+                .s("dtype")
+                .s("datetime64[ns, dateutil//etc/passwd]")
+                .op(b"u")
+        }),
+        FindingKind::ArgumentViolation,
+    );
+    // Or a str made at load time (numpy's str_ scalar) under the watched key.
+    assert_kind(
+        &index(|p| {
+            dtype(
+                p.empty_dict().s("dtype").g("numpy._core.multiarray", "scalar"),
+                "U4",
+            )
+            .bytes(b"a\0\0\0b\0\0\0c\0\0\0d\0\0\0")
+            .op(b"\x86")
+            .reduce()
+            .op(b"s")
+        }),
+        FindingKind::ArgumentViolation,
+    );
+}
+
+#[test]
+fn what_a_call_was_given_does_not_change_afterwards() {
+    // _rebuild_tensor_v2(..., hooks=OrderedDict()) keeps the very dict as the tensor's hooks.
+    fn tensor(after: Push) -> Vec<u8> {
+        let p = P::new()
+            .g("torch._utils", "_rebuild_tensor_v2")
+            .mark()
+            .mark()
+            .s("storage")
+            .g("torch", "FloatStorage")
+            .s("0")
+            .s("cpu")
+            .int(4)
+            .tuple()
+            .op(b"Q")
+            .int(0)
+            .int(4)
+            .op(b"\x85")
+            .int(1)
+            .op(b"\x85\x89");
+        after(odict(p).put(9).tuple().reduce()).stop()
+    }
+    assert_clean(&tensor(|p| p));
+    assert_kind(
+        &tensor(|p| p.get(9).mark().int(0).g("numpy", "mean").op(b"u0")),
+        FindingKind::BuildViolation,
+    );
+    // BUILD of an argument after the call.
+    assert_kind(
+        &tensor(|p| p.get(9).dict(&[("a", |p| p.int(1))]).op(b"b0")),
+        FindingKind::BuildViolation,
+    );
+}
+
+#[test]
+fn ranges_are_small_and_dict_bases_get_no_special_items() {
+    let range = |n: i32| {
+        P::new()
+            .g("builtins", "range")
+            .int(0)
+            .int(n)
+            .op(b"\x86")
+            .reduce()
+            .stop()
+    };
+    assert_clean(&range(100));
+    assert_kind(&range(1 << 30), FindingKind::ArgumentViolation);
+    // copyreg._reconstructor(cls, tuple, range(...)) materialises it in tuple.__new__.
+    let reconstructor = |state: Push| {
+        state(
+            P::new()
+                .g("copyreg", "_reconstructor")
+                .mark()
+                .g("sklearn.utils._bunch", "Bunch")
+                .g("builtins", "dict"),
+        )
+        .tuple()
+        .reduce()
+        .stop()
+    };
+    assert_clean(&reconstructor(|p| p.dict(&[("data", |p| p.int(1))])));
+    assert_kind(
+        &reconstructor(|p| p.dict(&[("__setstate__", |p| p.g("numpy", "mean"))])),
+        FindingKind::ArgumentViolation,
+    );
+}
+
+#[test]
+fn sizes_used_at_first_use_are_bounded() {
+    let upsample = |size: (i32, i32)| {
+        P::new()
+            .g("torch.nn.modules.upsampling", "Upsample")
+            .newobj()
+            .empty_dict()
+            .s("size")
+            .int(size.0)
+            .int(size.1)
+            .op(b"\x86s")
+            .build()
+            .stop()
+    };
+    assert_clean(&upsample((64, 64)));
+    assert_kind(&upsample((60000, 60000)), FindingKind::StateViolation);
+    let function_transformer = |kw_args: Push| {
+        kw_args(
+            P::new()
+                .g(
+                    "sklearn.preprocessing._function_transformer",
+                    "FunctionTransformer",
+                )
+                .newobj()
+                .empty_dict()
+                .s("func")
+                .g("numpy", "log1p")
+                .op(b"s")
+                .s("kw_args"),
+        )
+        .op(b"s")
+        .build()
+        .stop()
+    };
+    assert_clean(&function_transformer(|p| p.op(b"N")));
+    assert_clean(&function_transformer(|p| {
+        p.dict(&[("a_min", |p| p.int(0)), ("axis", |p| p.int(1))])
+    }));
+    assert_kind(
+        &function_transformer(|p| p.dict(&[("dtype", |p| p.s("U100000000"))])),
+        FindingKind::StateViolation,
+    );
+}
+
+#[test]
+fn a_memo_key_from_an_earlier_pickle_is_refused() {
+    // One unpickler reading a stream keeps its memo: pickle 2 calls what pickle 1 memoized.
+    let first = P::new().g("pandas", "DatetimeTZDtype").put(0).op(b"0N").stop();
+    let second = P::new().get(0).s("ns").s("UTC").op(b"\x86").reduce().stop();
+    let stream = [first.clone(), second.clone()].concat();
+    assert_kind(&stream, FindingKind::EarlierMemo);
+    // The pre-scan of a second load() is told the memo is inherited.
+    let options = Options {
+        mode: picklefence::Mode::FirstPickle,
+        memo_inherited: true,
+        ..Options::default()
+    };
+    let report = analyze_slice(&second, &Policy::default(), &options);
+    assert!(report.findings.iter().any(|f| f.kind == FindingKind::EarlierMemo));
+    // A fresh unpickler raises there: only a malformed stream.
+    let report = analyze_slice(&second, &Policy::default(), &Options::default());
+    assert!(report
+        .findings
+        .iter()
+        .all(|f| f.kind == FindingKind::MalformedPickle));
 }

@@ -64,8 +64,14 @@ impl Obj<'_> {
     const TRUSTED: u16 = 1 << 7;
     /// Every item it received is an object of a class a `hooks` state rule names.
     const HOOK_ITEMS: u16 = 1 << 8;
-    /// Judged as part of an object's state: it may not change any more.
+    /// Judged as part of an object's state, or passed to a call that may keep it: it may not
+    /// change any more.
     const FROZEN: u16 = 1 << 9;
+    /// May be a str (a subclass made at load time: numpy's `str_` scalar, a reconstructed str
+    /// subclass), whose text the scanner cannot see.
+    const STR_LIKE: u16 = 1 << 10;
+    /// A numpy dtype whose items are Python objects (its BUILD state set the object flags).
+    const HOLDS_OBJECTS: u16 = 1 << 11;
 
     fn new(offset: u64, class: u32, flags: u16) -> Self {
         Obj {
@@ -83,7 +89,7 @@ impl Obj<'_> {
 /// A dict the pickle made.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct DictInfo {
-    flags: u8,
+    flags: u16,
     /// Its last watched entry in `Tables::watched` (`NO_ENTRY`: none); entries link backwards.
     last_watched: u32,
 }
@@ -110,15 +116,25 @@ struct Watched {
 }
 
 impl DictInfo {
-    const NONEMPTY: u8 = 1;
+    const NONEMPTY: u16 = 1;
     /// A key starting with `__`.
-    const SPECIAL_KEY: u8 = 1 << 1;
+    const SPECIAL_KEY: u16 = 1 << 1;
     /// A key that is not a str constant.
-    const OPAQUE_KEY: u8 = 1 << 2;
+    const OPAQUE_KEY: u16 = 1 << 2;
     /// A key that has a state rule (recorded in `watched`).
-    const WATCHED: u8 = 1 << 3;
-    /// Judged as an object's state: it may not change any more.
-    const FROZEN: u8 = 1 << 4;
+    const WATCHED: u16 = 1 << 3;
+    /// Judged as an object's state, or passed to a call: it may not change any more.
+    const FROZEN: u16 = 1 << 4;
+    /// A key made at load time (a call result): it may compare equal to any str.
+    const MADE_KEY: u16 = 1 << 5;
+    /// A value is `(dtype, ...)` with a dtype whose items are objects (a structured dtype's
+    /// fields).
+    const DTYPE_OBJECTS: u16 = 1 << 6;
+    /// A value is `(dtype, ...)` with a dtype not built yet: its flags could change after the
+    /// dict was judged.
+    const DTYPE_OPEN: u16 = 1 << 7;
+    /// A str key that is not on the keyword list of the `keys-in` rules.
+    const UNLISTED_KEY: u16 = 1 << 8;
 }
 
 /// A list the pickle made.
@@ -131,10 +147,11 @@ pub(super) struct ListInfo {
     frozen: bool,
 }
 
-/// How many short lists of str constants keep their items (dispatch lists such as
-/// `stack_method_`); past this, a list's items are unknown.
-const MAX_STR_LISTS: usize = 1 << 16;
-const MAX_STR_LIST_LEN: u32 = 16;
+/// Lists of str constants keep their items (dispatch lists such as `stack_method_`, one
+/// per estimator) up to this length, and this many items in all; past either, a list's
+/// items are unknown.
+const MAX_STR_LIST_LEN: u32 = 1024;
+const MAX_STR_ITEMS: usize = 1 << 18;
 /// Watched dict entries kept in all.
 const MAX_WATCHED: usize = 1 << 20;
 
@@ -145,6 +162,8 @@ pub(super) struct Tables<'p> {
     pub dicts: Vec<DictInfo>,
     pub lists: Vec<ListInfo>,
     list_strs: HashMap<u32, Vec<Value>>,
+    /// Items ever kept in `list_strs` (bounded by `MAX_STR_ITEMS`).
+    list_str_items: usize,
     /// The text behind some objects, by object id.
     texts: HashMap<u32, ObjText>,
     /// Watched keys set in dicts, linked per dict from `DictInfo::last_watched`.
@@ -159,6 +178,7 @@ impl Tables<'_> {
         self.dicts.clear();
         self.lists.clear();
         self.list_strs.clear();
+        self.list_str_items = 0;
         self.watched.clear();
         self.texts.clear();
         self.special.clear();
@@ -210,15 +230,32 @@ fn is_fraction_str(text: &str) -> bool {
 /// The flags numpy writes in a dtype's state for a kind (`'f8'` -> 0, `'O8'` -> 63): numpy
 /// trusts them, and object flags on a kind that holds no objects make it read raw bytes as
 /// object pointers.
-fn dtype_flags_ok(descr: &str, flags: i64, has_fields: bool) -> bool {
+fn dtype_flags_ok(descr: &str, flags: i64, objects_inside: bool) -> bool {
     // NPY_ITEM_REFCOUNT | NPY_LIST_PICKLE | NPY_ITEM_IS_POINTER: "the items are objects".
     const OBJECT_BITS: i64 = 0x07;
-    match descr.chars().next() {
-        Some('O') => flags == 63,
-        // Structured dtypes carry their fields' flags; numpy refcounts field by field.
-        Some('V') if has_fields => (0..=0xff).contains(&flags),
-        _ => (0..=0xff).contains(&flags) && flags & OBJECT_BITS == 0,
+    // NPY_ITEM_REFCOUNT | NPY_LIST_PICKLE: a structured dtype with an object field (27).
+    const REFCOUNTED: i64 = 0x03;
+    if !(0..=0xff).contains(&flags) {
+        return false;
     }
+    if descr.starts_with('O') {
+        flags == 63
+    } else if objects_inside {
+        flags & REFCOUNTED == REFCOUNTED
+    } else {
+        flags & OBJECT_BITS == 0
+    }
+}
+
+/// A dtype descr as numpy writes it in a pickle: a kind and a size (`'f8'`, `'O8'`, `'V16'`,
+/// `'M8'`); byte order and units travel in the state. Other spellings (`'object'`, `'|O'`)
+/// would hide the kind from the flag rule.
+fn is_canonical_descr(descr: &str) -> bool {
+    let mut chars = descr.chars();
+    matches!(
+        chars.next(),
+        Some('b' | 'i' | 'u' | 'f' | 'c' | 'O' | 'S' | 'U' | 'V' | 'M' | 'm')
+    ) && chars.all(|c| c.is_ascii_digit())
 }
 
 /// The element count of a shape tuple of non-negative int constants.
@@ -239,9 +276,11 @@ fn could_break(rule: &StateRule, value: &Value) -> bool {
     match rule {
         StateRule::TzName => matches!(
             value,
-            Value::Name(_) | Value::ShortName(_) | Value::Text | Value::TextAt { .. }
+            Value::Name(_) | Value::ShortName(_) | Value::Text | Value::TextAt { .. } | Value::Obj(_)
         ),
-        StateRule::Bounded(_) => !matches!(value, Value::None | Value::Bool(_)),
+        StateRule::Bounded(_) | StateRule::BoundedProduct(_) => {
+            !matches!(value, Value::None | Value::Bool(_))
+        }
         StateRule::NoneOnly => !matches!(value, Value::None),
         _ => true,
     }
@@ -326,17 +365,24 @@ impl<'p> Analyzer<'p> {
                 flags |= DictInfo::OPAQUE_KEY;
                 continue;
             };
+            flags |= self.value_flags(value);
             let Some(name) = key.name_bytes() else {
                 flags |= DictInfo::OPAQUE_KEY;
+                if matches!(key, Value::Obj(_) | Value::Unknown) {
+                    flags |= DictInfo::MADE_KEY;
+                }
                 continue;
             };
+            if !rules.is_keyword(name) {
+                flags |= DictInfo::UNLISTED_KEY;
+            }
             if is_special_key(name) {
                 if flags & DictInfo::SPECIAL_KEY == 0 {
                     let key: Box<str> = String::from_utf8_lossy(name).into();
                     self.tables.special.entry(id).or_insert(key);
                 }
                 flags |= DictInfo::SPECIAL_KEY;
-            } else if let Some((key, rule)) = rules.get_entry(name) {
+            } else if let Some(rule) = rules.get(name) {
                 // Only what the rule could refuse is kept for the state check.
                 if !could_break(&rule.rule, value) {
                     continue;
@@ -353,7 +399,7 @@ impl<'p> Analyzer<'p> {
                 {
                     Some(entry) => {
                         self.tables.watched.push(Watched {
-                            key,
+                            key: &rule.key,
                             value: value.clone(),
                             previous,
                         });
@@ -372,6 +418,31 @@ impl<'p> Analyzer<'p> {
         self.joblib_dict_set(id, items);
     }
 
+    /// What a dict value tells the dict: a dtype field (`(dtype, offset)`).
+    #[inline]
+    fn value_flags(&self, value: &Value) -> u16 {
+        match value {
+            Value::Tuple(items, _) if items.len() <= 3 => match items.first() {
+                Some(Value::Obj(id)) if self.is_dtype_obj(*id) => {
+                    let mut flags = 0;
+                    if self.dtype_holds_objects(*id) {
+                        flags |= DictInfo::DTYPE_OBJECTS;
+                    }
+                    if self.obj_flags(*id) & Obj::BUILT == 0 {
+                        flags |= DictInfo::DTYPE_OPEN;
+                    }
+                    flags
+                }
+                _ => 0,
+            },
+            _ => 0,
+        }
+    }
+
+    fn obj_flags(&self, id: u32) -> u16 {
+        self.tables.objects.get(id as usize).map_or(0, |o| o.flags)
+    }
+
     /// Records items appended to list `id`.
     pub(super) fn list_extend(&mut self, id: u32, items: &[Value]) {
         let Some(info) = self.tables.lists.get_mut(id as usize) else {
@@ -384,15 +455,13 @@ impl<'p> Analyzer<'p> {
             return;
         }
         let all_names = items.iter().all(|v| v.name_bytes().is_some());
-        if !all_names || len > MAX_STR_LIST_LEN {
+        let kept = self.tables.list_str_items.saturating_add(items.len());
+        if !all_names || len > MAX_STR_LIST_LEN || kept > MAX_STR_ITEMS {
             info.strs = false;
             self.tables.list_strs.remove(&id);
             return;
         }
-        if self.tables.list_strs.len() >= MAX_STR_LISTS && !self.tables.list_strs.contains_key(&id) {
-            info.strs = false;
-            return;
-        }
+        self.tables.list_str_items = kept;
         self.tables
             .list_strs
             .entry(id)
@@ -553,25 +622,8 @@ impl<'p> Analyzer<'p> {
                 continue;
             }
             let values: Vec<Value> = self.watched_of(id).map(|w| w.value.clone()).collect();
-            for value in values {
-                match value {
-                    Value::Dict(d) => {
-                        if let Some(dict) = self.tables.dicts.get_mut(d as usize) {
-                            dict.flags |= DictInfo::FROZEN;
-                        }
-                    }
-                    Value::List(l) => {
-                        if let Some(list) = self.tables.lists.get_mut(l as usize) {
-                            list.frozen = true;
-                        }
-                    }
-                    Value::Obj(o) => {
-                        if let Some(obj) = self.tables.objects.get_mut(o as usize) {
-                            obj.flags |= Obj::FROZEN;
-                        }
-                    }
-                    _ => {}
-                }
+            for value in &values {
+                self.freeze(value);
             }
         }
     }
@@ -704,7 +756,14 @@ impl<'p> Analyzer<'p> {
                     && items
                         .chunks(2)
                         .all(|pair| pair.get(1).is_some_and(|v| self.is_hook_object(v)));
-                self.obj_items(offset, opcode, *id, hooks);
+                let bad_key = if pairs {
+                    items
+                        .chunks(2)
+                        .find_map(|pair| pair.first().and_then(item_key_problem))
+                } else {
+                    None
+                };
+                self.obj_items(offset, opcode, *id, hooks, bad_key);
             }
             _ => {}
         }
@@ -725,7 +784,7 @@ impl<'p> Analyzer<'p> {
             .is_some_and(|t| rules.is_hook_class(&t.module, &t.name))
     }
 
-    fn obj_items(&mut self, offset: u64, opcode: Opcode, id: u32, hooks: bool) {
+    fn obj_items(&mut self, offset: u64, opcode: Opcode, id: u32, hooks: bool, bad_key: Option<String>) {
         let Some(obj) = self.tables.objects.get(id as usize) else {
             return;
         };
@@ -739,6 +798,12 @@ impl<'p> Analyzer<'p> {
         let calls_method = !matches!(opcode, Opcode::SetItem | Opcode::SetItems);
         let problem = if flags & Obj::MAY_ITEMS == 0 {
             Some("which may not receive items (its role allows no SETITEMS/APPENDS)".to_string())
+        } else if let Some(key) = bad_key {
+            // A mapping class may answer attribute lookups from its items (`__getattr__`),
+            // so BUILD, copy and deepcopy would find a special method among them.
+            Some(format!(
+                "with the key {key}: an item may be what a lookup of a special method finds"
+            ))
         } else if calls_method && flags & Obj::BUILT != 0 {
             Some(
                 "after its BUILD: the items would be added through a method looked up on the instance"
@@ -937,6 +1002,12 @@ impl<'p> Analyzer<'p> {
             return self.poisoned(offset, class);
         }
         let mut obj = Obj::new(offset, class, Obj::MAY_BUILD);
+        if args.unwrap_or_default().iter().any(|a| self.is_str_like(a)) {
+            obj.flags |= Obj::STR_LIKE;
+        }
+        for arg in args.unwrap_or_default() {
+            self.freeze(arg);
+        }
         obj.reconstruct = Some(role);
         if role.items {
             obj.flags |= Obj::MAY_ITEMS;
@@ -1013,9 +1084,66 @@ impl<'p> Analyzer<'p> {
                 Check::NewArgs => self.check_newargs(args)?,
                 Check::TreeArgs => self.check_tree_args(args).map_err(Misfit::Shape)?,
                 Check::ShapeOf(_) => {}
+                Check::BaseItems => self.check_base_items(args).map_err(Misfit::Shape)?,
+                Check::RangeLen(max) => check_range_len(args, *max).map_err(Misfit::Shape)?,
             }
         }
+        // The callee may keep what it was given: nothing judged here may change afterwards.
+        for arg in args {
+            self.freeze(arg);
+        }
         Ok(())
+    }
+
+    /// `copyreg._reconstructor(cls, dict, state)`: `dict.__init__(obj, state)` makes the state's
+    /// entries the object's items, where a special name would answer a lookup of a special method.
+    fn check_base_items(&self, args: &[Value]) -> Result<(), String> {
+        let dict_base = matches!(args.get(1), Some(Value::Import(base)) if self.import_is_named(*base, "builtins", "dict"));
+        let Some(Value::Dict(id)) = args.get(2).filter(|_| dict_base) else {
+            return Ok(());
+        };
+        let flags = self.tables.dicts.get(*id as usize).map_or(0, |d| d.flags);
+        if flags & DictInfo::SPECIAL_KEY != 0 {
+            let key = self.tables.special.get(id).map_or("__?", |k| &**k);
+            return Err(format!(
+                "the items of a dict subclass include the special name {key:?}"
+            ));
+        }
+        if flags & DictInfo::MADE_KEY != 0 {
+            return Err(
+                "the items of a dict subclass have keys made at load time (which may equal a special name)"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Marks a container (or the containers in a tuple) as judged: later items or BUILDs on it
+    /// are refused.
+    fn freeze(&mut self, value: &Value) {
+        match value {
+            Value::Dict(id) => {
+                if let Some(dict) = self.tables.dicts.get_mut(*id as usize) {
+                    dict.flags |= DictInfo::FROZEN;
+                }
+            }
+            Value::List(id) => {
+                if let Some(list) = self.tables.lists.get_mut(*id as usize) {
+                    list.frozen = true;
+                }
+            }
+            Value::Obj(id) => {
+                if let Some(obj) = self.tables.objects.get_mut(*id as usize) {
+                    obj.flags |= Obj::FROZEN;
+                }
+            }
+            Value::Tuple(items, _) => {
+                for item in items.iter() {
+                    self.freeze(item);
+                }
+            }
+            _ => {}
+        }
     }
 
     /// `__newobj__(cls, *args)` / `__newobj_ex__(cls, args, kwargs)`: arguments to `__new__`
@@ -1471,7 +1599,7 @@ impl<'p> Analyzer<'p> {
         let callable = if schema.callable_result { Obj::CALLABLE } else { 0 };
         match &schema.result {
             ResultSpec::Value => {
-                let mut obj = Obj::new(offset, index, callable);
+                let mut obj = Obj::new(offset, index, callable | self.result_flags(index));
                 obj.schema = Some(schema);
                 let text = match args.first() {
                     _ if !self.import_is_named(index, "_codecs", "encode") => None,
@@ -1503,7 +1631,12 @@ impl<'p> Analyzer<'p> {
                 }
                 let mut obj = Obj::new(offset, index, flags);
                 obj.schema = Some(schema);
-                let text = args.first().and_then(Value::as_name).map(|text| ObjText {
+                // `numpy.dtype(numpy.record, ...)`: a structured (void) dtype, kind 'V'.
+                let text = match args.first() {
+                    Some(Value::Import(class)) if self.is_record_class(*class) => Some("V"),
+                    other => other.and_then(Value::as_name),
+                }
+                .map(|text| ObjText {
                     text: Some(Rc::from(text)),
                     ..ObjText::default()
                 });
@@ -1530,6 +1663,15 @@ impl<'p> Analyzer<'p> {
                 if role.is_some_and(|r| r.callable) {
                     flags |= Obj::CALLABLE;
                 }
+                // `_reconstructor(cls, str, text)`, `__newobj__(cls, text)`: a str subclass.
+                if args
+                    .get(1..)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|a| self.is_str_like(a))
+                {
+                    flags |= Obj::STR_LIKE;
+                }
                 let mut obj = Obj::new(offset, class, flags);
                 obj.maker = index;
                 obj.schema = Some(schema);
@@ -1551,11 +1693,39 @@ impl<'p> Analyzer<'p> {
         }
     }
 
+    /// Flags a value-returning call gives its result: numpy's `scalar` may return a `str_`.
+    fn result_flags(&self, index: u32) -> u16 {
+        let Some(target) = self.table.get(index as usize).and_then(|e| e.target.as_ref()) else {
+            return 0;
+        };
+        match (&*target.module, &*target.name) {
+            ("numpy.core.multiarray" | "numpy._core.multiarray", "scalar") => Obj::STR_LIKE,
+            _ => 0,
+        }
+    }
+
+    /// A str, or something made at load time that may be one.
+    fn is_str_like(&self, value: &Value) -> bool {
+        match value {
+            Value::Name(_) | Value::ShortName(_) | Value::Text | Value::TextAt { .. } => true,
+            Value::Import(index) => self.import_is_named(*index, "builtins", "str"),
+            Value::Obj(id) => self.obj_flags(*id) & Obj::STR_LIKE != 0,
+            _ => false,
+        }
+    }
+
     fn import_is_named(&self, index: u32, module: &str, name: &str) -> bool {
         self.table
             .get(index as usize)
             .and_then(|e| e.target.as_ref())
             .is_some_and(|t| &*t.module == module && &*t.name == name)
+    }
+
+    /// `numpy.record`, the scalar type of structured arrays, under any of its module paths.
+    fn is_record_class(&self, index: u32) -> bool {
+        ["numpy", "numpy._core.records", "numpy.core.records"]
+            .iter()
+            .any(|module| self.import_is_named(index, module, "record"))
     }
 
     // -----------------------------------------------------------------------------------
@@ -1609,6 +1779,13 @@ impl<'p> Analyzer<'p> {
             Some(format!(
                 "a second BUILD of the object made by {made_by} at offset {}: after the first, BUILD calls a \
                  __setstate__ the state may have put on the instance",
+                obj.offset
+            ))
+        } else if obj.flags & Obj::FROZEN != 0 {
+            let made_by = made_by(self);
+            Some(format!(
+                "BUILD of the object made by {made_by} at offset {} after it was passed to a call or judged as \
+                 part of a state (what was judged would change)",
                 obj.offset
             ))
         } else if obj.flags & Obj::MAY_BUILD == 0 {
@@ -1753,7 +1930,7 @@ impl<'p> Analyzer<'p> {
     }
 
     /// numpy's `dtype.__setstate__`: the flags must be the ones numpy writes for the kind.
-    fn dtype_state(&self, id: u32, state: &Value) -> Result<(), String> {
+    fn dtype_state(&mut self, id: u32, state: &Value) -> Result<(), String> {
         let Value::Tuple(items, _) = state else {
             return Err(format!(
                 "{}, not numpy's dtype state tuple",
@@ -1775,15 +1952,84 @@ impl<'p> Analyzer<'p> {
         let Some(flags) = int(7) else {
             return Err("the dtype flags are not an int".into());
         };
-        let descr = self.obj_text(id).and_then(|t| t.text.as_deref()).unwrap_or("");
-        let has_fields = !matches!(items.get(4), Some(Value::None));
-        if dtype_flags_ok(descr, flags, has_fields) {
-            Ok(())
-        } else {
-            Err(format!(
-                "flags {flags} on a {descr:?} dtype: numpy would treat its raw bytes as object pointers"
-            ))
+        let descr = self.obj_text(id).and_then(|t| t.text.clone());
+        let descr = descr.as_deref().unwrap_or("");
+        if !is_canonical_descr(descr) {
+            return Err(format!(
+                "the dtype was made from {descr:?}, not a kind and size as numpy writes it, so its flags \
+                 cannot be judged"
+            ));
         }
+        let objects_inside = self.dtype_parts_hold_objects(items)?;
+        if !dtype_flags_ok(descr, flags, objects_inside) {
+            return Err(format!(
+                "flags {flags} on a {descr:?} dtype{}: numpy trusts them, and would read raw bytes as object \
+                 pointers or objects as raw bytes",
+                if objects_inside { " with object fields" } else { "" }
+            ));
+        }
+        if objects_inside || descr.starts_with('O') {
+            if let Some(obj) = self.tables.objects.get_mut(id as usize) {
+                obj.flags |= Obj::HOLDS_OBJECTS;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a dtype state's subarray base or fields hold objects; an error when the
+    /// scanner cannot tell (parts that are not dtypes, or dtypes that could still change).
+    fn dtype_parts_hold_objects(&self, items: &[Value]) -> Result<bool, String> {
+        let subarray = match items.get(2) {
+            None | Some(Value::None) => false,
+            Some(Value::Tuple(parts, _)) => match parts.first() {
+                Some(Value::Obj(base)) if parts.len() == 2 && self.is_dtype_obj(*base) => {
+                    if self.obj_flags(*base) & Obj::BUILT == 0 && !self.dtype_holds_objects(*base) {
+                        return Err(
+                            "the subarray's dtype is not built yet (its flags could still change)".into(),
+                        );
+                    }
+                    self.dtype_holds_objects(*base)
+                }
+                _ => return Err("the subarray is not (dtype, shape)".into()),
+            },
+            Some(other) => return Err(format!("the subarray is {}", self.describe_value(other))),
+        };
+        let fields = match items.get(4) {
+            None | Some(Value::None) => false,
+            Some(Value::Dict(id)) => {
+                let flags = self.tables.dicts.get(*id as usize).map_or(0, |d| d.flags);
+                if flags & DictInfo::DTYPE_OPEN != 0 {
+                    return Err("a field's dtype is not built yet (its flags could still change)".into());
+                }
+                flags & DictInfo::DTYPE_OBJECTS != 0
+            }
+            Some(other) => return Err(format!("the fields are {}", self.describe_value(other))),
+        };
+        Ok(subarray || fields)
+    }
+
+    /// An object made by `numpy.dtype(...)` (its state is judged as a dtype state).
+    fn is_dtype_obj(&self, id: u32) -> bool {
+        self.tables
+            .objects
+            .get(id as usize)
+            .and_then(|o| o.schema)
+            .is_some_and(|schema| match &schema.result {
+                ResultSpec::Fresh {
+                    state: Some(spec), ..
+                } => spec.kinds.iter().any(|k| matches!(k, Kind::DtypeState)),
+                _ => false,
+            })
+    }
+
+    /// Whether a dtype object's items are Python objects: an object kind, object fields, or a
+    /// descr the scanner cannot read.
+    fn dtype_holds_objects(&self, id: u32) -> bool {
+        if self.obj_flags(id) & Obj::HOLDS_OBJECTS != 0 {
+            return true;
+        }
+        let descr = self.obj_text(id).and_then(|t| t.text.as_deref()).unwrap_or("");
+        descr.starts_with('O') || !is_canonical_descr(descr)
     }
 
     // -----------------------------------------------------------------------------------
@@ -1804,7 +2050,13 @@ impl<'p> Analyzer<'p> {
                 if let (Some(a), Some(b)) = (dict_problem(first), dict_problem(second)) {
                     return a.or(b);
                 }
+                if let Some(problem) = self.mapping_state(first).or_else(|| self.mapping_state(second)) {
+                    return Some(problem);
+                }
             }
+        }
+        if let Some(problem) = self.mapping_state(state) {
+            return Some(problem);
         }
         if let Some(problem) = dict_problem(state) {
             return problem;
@@ -1823,6 +2075,23 @@ impl<'p> Analyzer<'p> {
                 Misfit::Shape(why) => why,
             }),
         }
+    }
+
+    /// A state that is a mapping object the pickle filled (an OrderedDict, a dict subclass):
+    /// `setattr`/`**kwargs` take its items like a dict's, but they were never judged as one.
+    fn mapping_state(&self, state: &Value) -> Option<String> {
+        let Value::Obj(id) = state else {
+            return None;
+        };
+        let obj = self.tables.objects.get(*id as usize)?;
+        let mapping = obj.flags & Obj::MAY_ITEMS != 0 && obj.flags & (Obj::TRUSTED | Obj::POISONED) == 0;
+        mapping.then(|| {
+            format!(
+                "{}, a mapping object: its items would become attributes or keyword arguments without the \
+                 state rules (a state is a dict)",
+                self.describe_value(state)
+            )
+        })
     }
 
     /// A dict that becomes attributes: no special keys, only str keys, watched keys by rule.
@@ -1915,7 +2184,7 @@ impl<'p> Analyzer<'p> {
                 let small = |v: &Value| match v {
                     Value::Int(n) => (*n as f64).abs() <= *max,
                     Value::Float(x) => x.abs() <= *max,
-                    Value::Bool(_) | Value::None => true,
+                    Value::Bool(_) | Value::None | Value::Name(_) | Value::ShortName(_) => true,
                     _ => false,
                 };
                 match value {
@@ -1924,9 +2193,33 @@ impl<'p> Analyzer<'p> {
                     other => small(other),
                 }
             }
+            StateRule::KeysIn(_) => match value {
+                Value::None => true,
+                Value::Dict(id) => self
+                    .tables
+                    .dicts
+                    .get(*id as usize)
+                    .is_some_and(|d| d.flags & (DictInfo::UNLISTED_KEY | DictInfo::OPAQUE_KEY) == 0),
+                _ => false,
+            },
+            StateRule::BoundedProduct(max) => {
+                let dim = |v: &Value| match v {
+                    Value::Int(n) if *n >= 0 => Some(*n as f64),
+                    Value::None => Some(1.0),
+                    _ => None,
+                };
+                let product = match value {
+                    Value::None | Value::EmptyTuple => Some(1.0),
+                    Value::Tuple(items, _) => items.iter().try_fold(1.0, |acc, v| dim(v).map(|d| acc * d)),
+                    other => dim(other),
+                };
+                product.is_some_and(|p| p <= *max)
+            }
             StateRule::TzName => match value {
                 Value::Name(_) | Value::ShortName(_) => value.as_name().is_some_and(is_safe_tz_name),
                 Value::Text | Value::TextAt { .. } => false,
+                // A str made at load time is a name the scanner cannot read.
+                Value::Obj(id) => self.obj_flags(*id) & Obj::STR_LIKE == 0,
                 _ => true,
             },
             StateRule::Hooks(_) => match value {
@@ -1978,6 +2271,49 @@ impl<'p> Analyzer<'p> {
                 inline,
             });
         }
+    }
+}
+
+/// `range(stop)`, `range(start, stop[, step])`: at most `max` items.
+fn check_range_len(args: &[Value], max: u64) -> Result<(), String> {
+    let int = |i: usize| match args.get(i) {
+        Some(Value::Int(v)) => Ok(i128::from(*v)),
+        Some(Value::Bool(b)) => Ok(i128::from(*b)),
+        _ => Err(format!(
+            "argument {i} of range is not an int the scanner can read"
+        )),
+    };
+    let (start, stop, step) = match args.len() {
+        1 => (0, int(0)?, 1),
+        2 => (int(0)?, int(1)?, 1),
+        _ => (int(0)?, int(1)?, int(2)?),
+    };
+    if step == 0 {
+        return Err("a range with step 0".into());
+    }
+    let len = if step > 0 {
+        (stop - start + step - 1).div_euclid(step)
+    } else {
+        (start - stop - step - 1).div_euclid(-step)
+    }
+    .max(0);
+    if len > i128::from(max) {
+        return Err(format!(
+            "a range of {len} items (at most {max}): whatever iterates it would materialise it"
+        ));
+    }
+    Ok(())
+}
+
+/// Why `key` may not be an item key of a reconstructed object: a special name, or a value made
+/// at load time that could be one (a numpy `str_` scalar hashes and compares as its text).
+fn item_key_problem(key: &Value) -> Option<String> {
+    match key {
+        Value::Obj(_) | Value::Unknown => Some(format!("made at load time ({})", key.what())),
+        _ => key
+            .name_bytes()
+            .filter(|name| is_special_key(name))
+            .map(|name| format!("{:?}", String::from_utf8_lossy(name))),
     }
 }
 

@@ -330,6 +330,12 @@ pub enum Check {
     TreeArgs,
     /// The result is an array of the shape in argument `n` (its element count is known).
     ShapeOf(usize),
+    /// `_reconstructor(cls, dict, state)`: the state's entries become the object's items, so
+    /// its keys are constants and no special names.
+    BaseItems,
+    /// `range(start, stop, step)` has at most `n` items: a constructor or the library may
+    /// materialise any range a pickle holds.
+    RangeLen(u64),
 }
 
 /// What a call returns.
@@ -419,6 +425,12 @@ pub fn parse_role(text: &str, reason: &str) -> Result<Roles, RoleError> {
                         "tensor-view" => checks.push(Check::TensorView),
                         "newargs" => checks.push(Check::NewArgs),
                         "tree-args" => checks.push(Check::TreeArgs),
+                        "base-items" => checks.push(Check::BaseItems),
+                        "range-len" => {
+                            p.expect("(")?;
+                            checks.push(Check::RangeLen(p.number()?));
+                            p.expect(")")?;
+                        }
                         "shape-of" => {
                             p.expect("(")?;
                             checks.push(Check::ShapeOf(p.number()?));

@@ -8,7 +8,7 @@
 
 use std::sync::OnceLock;
 
-use foldhash::HashMap;
+use foldhash::{HashMap, HashSet};
 
 /// The shipped rules file.
 pub const STATE_RULES_FILE: &str = include_str!("../../policies/state.txt");
@@ -26,19 +26,27 @@ pub enum StateRule {
     NoCallable,
     /// A str constant naming attributes (`a.b_`), none of them private or special, or None.
     AttributePath,
-    /// A number (or a tuple of numbers) of at most this magnitude, or None: sizes the library
-    /// allocates from when the object is used.
+    /// A number (or a tuple of numbers) of at most this magnitude, None, or a str (a mode such
+    /// as `"same"`): sizes the library allocates from when the object is used.
     Bounded(f64),
+    /// An int, or a tuple of ints (None counts as 1), whose product is at most this, or None:
+    /// an output shape the library allocates when the object is used.
+    BoundedProduct(f64),
     /// A time zone object, None, or a zone name that names no file (pandas opens
     /// `dateutil/<path>`).
     TzName,
     /// None, or a hook container that is empty or holds only objects of these classes
     /// (`module:Class`), whose calls are known.
     Hooks(Vec<Box<str>>),
+    /// None, or a dict whose keys are all on the keyword list (the union of every `keys-in`
+    /// rule's names): keyword arguments the library passes to a function it calls.
+    KeysIn(Vec<Box<str>>),
 }
 
 #[derive(Debug, Clone)]
 pub struct KeyRule {
+    /// The attribute name.
+    pub key: Box<str>,
     pub rule: StateRule,
     /// Why the key is watched (the line's comment).
     pub reason: String,
@@ -48,11 +56,40 @@ pub struct KeyRule {
 #[derive(Debug, Clone, Default)]
 pub struct StateRules {
     by_key: HashMap<Box<[u8]>, KeyRule>,
-    /// A 4096-bit filter over (first byte, last byte, length) of the watched keys: every dict
-    /// key of every pickle is asked about, and almost all are answered by one bit.
-    filter: Vec<u64>,
+    /// The watched keys: every dict key of every pickle is asked about, and almost all are
+    /// answered by one bit.
+    filter: KeyFilter,
     /// Every class a `hooks` rule names.
     hook_classes: Vec<Box<str>>,
+    /// Every name a `keys-in` rule lists.
+    keywords: HashSet<Box<[u8]>>,
+    keyword_filter: KeyFilter,
+}
+
+/// A 4096-bit filter over (first byte, last byte, length) of a set of keys.
+#[derive(Debug, Clone, Default)]
+struct KeyFilter(Vec<u64>);
+
+impl KeyFilter {
+    fn insert(&mut self, key: &[u8]) {
+        if self.0.is_empty() {
+            self.0 = vec![0; 64];
+        }
+        let bit = filter_bit(key);
+        if let Some(word) = self.0.get_mut(bit / 64) {
+            *word |= 1 << (bit % 64);
+        }
+    }
+
+    #[inline]
+    fn may_have(&self, key: &[u8]) -> bool {
+        let bit = filter_bit(key);
+        key.len() < 64
+            && self
+                .0
+                .get(bit / 64)
+                .is_some_and(|word| word & (1 << (bit % 64)) != 0)
+    }
 }
 
 /// Why a line of the rules file does not parse.
@@ -69,13 +106,13 @@ impl StateRules {
         static RULES: OnceLock<StateRules> = OnceLock::new();
         RULES.get_or_init(|| {
             // A malformed line is skipped (the tests require every line to parse).
-            StateRules::parse(STATE_RULES_FILE).unwrap_or_else(|(rules, _)| rules)
+            StateRules::parse(STATE_RULES_FILE).0
         })
     }
 
-    /// Parses a rules file: `KEY RULE [ARG...]  # why` per line. On errors, the rules that
-    /// did parse and every error.
-    pub fn parse(text: &str) -> Result<StateRules, (StateRules, Vec<StateRuleError>)> {
+    /// Parses a rules file: `KEY RULE [ARG...]  # why` per line: the rules that parsed and an
+    /// error for every line that did not.
+    pub fn parse(text: &str) -> (StateRules, Vec<StateRuleError>) {
         let mut rules = StateRules::default();
         let mut errors = Vec::new();
         for (index, raw) in text.lines().enumerate() {
@@ -102,16 +139,26 @@ impl StateRules {
                     rules.hook_classes.extend(args.iter().cloned());
                     StateRule::Hooks(args)
                 }
-                ("bounded", false) => match args.first().and_then(|a| a.parse::<f64>().ok()) {
-                    Some(max) if args.len() == 1 => StateRule::Bounded(max),
-                    _ => {
-                        errors.push(StateRuleError {
-                            line,
-                            message: "bounded takes one number".into(),
-                        });
-                        continue;
+                ("bounded" | "bounded-product", false) => {
+                    match args.first().and_then(|a| a.parse::<f64>().ok()) {
+                        Some(max) if args.len() == 1 && rule == "bounded" => StateRule::Bounded(max),
+                        Some(max) if args.len() == 1 => StateRule::BoundedProduct(max),
+                        _ => {
+                            errors.push(StateRuleError {
+                                line,
+                                message: format!("{rule} takes one number"),
+                            });
+                            continue;
+                        }
                     }
-                },
+                }
+                ("keys-in", false) => {
+                    for name in &args {
+                        rules.keyword_filter.insert(name.as_bytes());
+                        rules.keywords.insert(name.as_bytes().into());
+                    }
+                    StateRule::KeysIn(args)
+                }
                 ("tz-name", true) => StateRule::TzName,
                 ("empty", true) => StateRule::Empty,
                 ("none", true) => StateRule::NoneOnly,
@@ -122,7 +169,7 @@ impl StateRules {
                         line,
                         message: format!(
                             "unknown rule {rule:?} (one-of A B..., empty, none, no-callable, attribute-path, \
-                             bounded N, tz-name, hooks CLASS...)"
+                             bounded N, bounded-product N, tz-name, hooks CLASS..., keys-in NAME...)"
                         ),
                     });
                     continue;
@@ -142,26 +189,17 @@ impl StateRules {
                 });
                 continue;
             }
-            if rules.filter.is_empty() {
-                rules.filter = vec![0; 64];
-            }
-            let bit = filter_bit(key.as_bytes());
-            if let Some(word) = rules.filter.get_mut(bit / 64) {
-                *word |= 1 << (bit % 64);
-            }
+            rules.filter.insert(key.as_bytes());
             rules.by_key.insert(
                 key.as_bytes().into(),
                 KeyRule {
+                    key: key.into(),
                     rule,
                     reason: comment.to_string(),
                 },
             );
         }
-        if errors.is_empty() {
-            Ok(rules)
-        } else {
-            Err((rules, errors))
-        }
+        (rules, errors)
     }
 
     /// The rule for an attribute name.
@@ -173,25 +211,15 @@ impl StateRules {
         self.by_key.get(key)
     }
 
-    /// The rule for an attribute name, with the key as the rules store it.
-    #[inline]
-    pub fn get_entry(&self, key: &[u8]) -> Option<(&str, &KeyRule)> {
-        if !self.may_have(key) {
-            return None;
-        }
-        self.by_key
-            .get_key_value(key)
-            .and_then(|(k, rule)| std::str::from_utf8(k).ok().map(|k| (k, rule)))
-    }
-
     #[inline]
     fn may_have(&self, key: &[u8]) -> bool {
-        let bit = filter_bit(key);
-        key.len() < 64
-            && self
-                .filter
-                .get(bit / 64)
-                .is_some_and(|word| word & (1 << (bit % 64)) != 0)
+        self.filter.may_have(key)
+    }
+
+    /// Whether a dict key is on the keyword list of the `keys-in` rules.
+    #[inline]
+    pub fn is_keyword(&self, key: &[u8]) -> bool {
+        self.keyword_filter.may_have(key) && self.keywords.contains(key)
     }
 
     /// Whether `module:name` is a class some `hooks` rule accepts in a hook container.
@@ -203,11 +231,7 @@ impl StateRules {
 
     /// Every rule, sorted by key.
     pub fn entries(&self) -> Vec<(&str, &KeyRule)> {
-        let mut entries: Vec<(&str, &KeyRule)> = self
-            .by_key
-            .iter()
-            .filter_map(|(k, r)| std::str::from_utf8(k).ok().map(|k| (k, r)))
-            .collect();
+        let mut entries: Vec<(&str, &KeyRule)> = self.by_key.values().map(|r| (&*r.key, r)).collect();
         entries.sort_by_key(|(k, _)| *k);
         entries
     }
@@ -237,8 +261,10 @@ impl std::fmt::Display for StateRule {
             StateRule::NoCallable => write!(f, "plain data (nothing callable)"),
             StateRule::AttributePath => write!(f, "a public attribute path"),
             StateRule::Bounded(max) => write!(f, "a number of at most {max}"),
+            StateRule::BoundedProduct(max) => write!(f, "a shape of at most {max} elements"),
             StateRule::TzName => write!(f, "a time zone object or a zone name that names no file"),
             StateRule::Hooks(classes) => write!(f, "empty, or holding only {}", classes.join(", ")),
+            StateRule::KeysIn(names) => write!(f, "None or keyword arguments among {}", names.join(", ")),
         }
     }
 }
