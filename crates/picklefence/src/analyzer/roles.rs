@@ -258,6 +258,21 @@ fn is_canonical_descr(descr: &str) -> bool {
     ) && chars.all(|c| c.is_ascii_digit())
 }
 
+/// The dimensions of a shape (or stride) tuple of non-negative int constants.
+fn dims(value: &Value) -> Option<Vec<u64>> {
+    match value {
+        Value::EmptyTuple => Some(Vec::new()),
+        Value::Tuple(items, _) => items
+            .iter()
+            .map(|v| match v {
+                Value::Int(n) if *n >= 0 => Some(*n as u64),
+                _ => None,
+            })
+            .collect(),
+        _ => None,
+    }
+}
+
 /// The element count of a shape tuple of non-negative int constants.
 pub(super) fn shape_numel(shape: &Value) -> Option<u64> {
     match shape {
@@ -1529,20 +1544,7 @@ impl<'p> Analyzer<'p> {
             Some(Value::Int(v)) if *v >= 0 => *v as u64,
             _ => return Err("the storage offset is not a non-negative int".into()),
         };
-        let dims = |value: Option<&Value>| -> Option<Vec<u64>> {
-            match value {
-                Some(Value::EmptyTuple) => Some(Vec::new()),
-                Some(Value::Tuple(items, _)) => items
-                    .iter()
-                    .map(|v| match v {
-                        Value::Int(n) if *n >= 0 => Some(*n as u64),
-                        _ => None,
-                    })
-                    .collect(),
-                _ => None,
-            }
-        };
-        let (Some(size), Some(stride)) = (dims(args.get(2)), dims(args.get(3))) else {
+        let (Some(size), Some(stride)) = (args.get(2).and_then(dims), args.get(3).and_then(dims)) else {
             return Err("the size and stride are not tuples of non-negative ints".into());
         };
         if size.len() != stride.len() {
@@ -1878,18 +1880,7 @@ impl<'p> Analyzer<'p> {
         };
         // (shape, dtype, is_fortran, rawdata) or (version, shape, ...), masked arrays add items.
         let first = usize::from(matches!(items.first(), Some(Value::Int(_))));
-        let shape = match items.get(first) {
-            Some(Value::EmptyTuple) => Some(Vec::new()),
-            Some(Value::Tuple(dims, _)) => dims
-                .iter()
-                .map(|d| match d {
-                    Value::Int(n) if *n >= 0 => Some(*n as u64),
-                    _ => None,
-                })
-                .collect(),
-            _ => None,
-        };
-        let Some(shape) = shape else {
+        let Some(shape) = items.get(first).and_then(dims) else {
             return Err("the array shape is not a tuple of non-negative ints".into());
         };
         let numel = shape
