@@ -336,6 +336,7 @@ KEYED_VALUES = {
     "sklearn.cluster._kmeans:_kmeans_single_elkan": ("_kmeans_single",),
     # joblib's NumpyArrayWrapper names the array class under "subclass" (it only builds
     # arrays of it).
+    "numpy:ndarray": ("subclass",),
     "numpy:matrix": ("subclass",),
     "numpy.matrixlib.defmatrix:matrix": ("subclass",),
     "numpy:recarray": ("subclass",),
@@ -1496,6 +1497,35 @@ def fresh_problem(cls) -> str | None:
     return None
 
 
+def allocates_when_called(obj) -> bool:
+    """Whether calling `obj` with one int makes an object of that many bytes or more
+    (`numpy.ndarray(n)`, `torch.FloatTensor(n)`, `bytes(n)`): a value is called later with
+    arguments the pickle can steer (a FunctionTransformer in a pipeline), so such a callable
+    is no value."""
+    import tracemalloc
+
+    if not callable(obj):
+        return False
+    n = 1 << 22
+    tracemalloc.start()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            made = obj(n)
+        sizes = [tracemalloc.get_traced_memory()[1]]
+        for attr in ("nbytes", "untyped_storage"):
+            value = getattr(made, attr, None)
+            with contextlib.suppress(Exception):
+                value = value() if callable(value) else value
+                value = value.nbytes() if hasattr(value, "nbytes") and callable(value.nbytes) else value
+                sizes.append(int(value))
+        return max(sizes) >= n
+    except Exception:
+        return False
+    finally:
+        tracemalloc.stop()
+
+
 # An assignment to an attribute of a class (or a global) in a __setstate__'s source:
 # `RemovableHandle.next_id = ...`, `type(self).x = ...`, `self.__class__.x = ...`, `global x`.
 CLASS_WRITE = re.compile(
@@ -1516,11 +1546,11 @@ def class_attributes_set_by_setstate(cls) -> str | None:
 
 
 def legacy_torch_value(e: str) -> bool:
-    """Storage and tensor-type classes: the legacy torch tar format stores them as values in
-    its `storages` and `tensors` pickles (no sample can write that format any more)."""
+    """Storage and tensor-type classes: the legacy torch tar format stores them as items of the
+    records in its `storages` and `tensors` pickles (no sample can write that format any more)."""
     module, name = e.split(":", 1)
     return module in ("torch", "torch.cuda", "torch.sparse", "torch.cuda.sparse") and (
-        name.endswith("Storage") or name.endswith("Tensor")
+        name.endswith("Storage") or (name.endswith("Tensor") and name != "Tensor")
     )
 
 
@@ -1589,9 +1619,15 @@ def derive_roles(entries, call_names, aliases):
                 out = []  # abstract scalar types: values only (np.number() cannot be made)
                 reconstructed = False
                 stored = True
-            if stored or legacy_torch_value(e) or e in KEYED_VALUES:
+            if stored and e not in KEYED_VALUES and allocates_when_called(obj):
+                notes["no value: allocates from its argument"].append(e)
+                stored = False
+            if stored or e in KEYED_VALUES:
                 keys = KEYED_VALUES.get(e)
                 out.append(f"value(key={'|'.join(keys)})" if keys else "value")
+            elif legacy_torch_value(e):
+                # torch(n) allocates: only inside the legacy records, never under an attribute.
+                out.append("value(item)")
             if use and use.called and e not in call_names:
                 notes["called by samples but without a schema in calls.txt"].append(
                     f"{e}: {sorted(use.call_signatures)[:4]}"

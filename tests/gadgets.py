@@ -306,7 +306,8 @@ class Gadget:
     describe: str
     build: Callable[[Path], Union[bytes, Path]]
     effect: Callable[[Path], bool]
-    container: str  # "pickle" | "pickle-stream" (two load() calls of one Unpickler) | "torch-zip" | "joblib"
+    # "pickle" | "pickle-stream" (two load() calls of one Unpickler) | "torch-zip" | "torch-legacy" | "joblib"
+    container: str
     expected_kinds: Tuple[str, ...]
     use: Optional[Callable[[Any, Path], Any]] = None
     probe: Optional[Callable[[Any, Path], Dict[str, Any]]] = None  # in the loading process
@@ -319,9 +320,13 @@ class Gadget:
 
     @property
     def suffix(self) -> str:
-        return {"pickle": ".pkl", "pickle-stream": ".pkl", "torch-zip": ".pt", "joblib": ".joblib"}[
-            self.container
-        ]
+        return {
+            "pickle": ".pkl",
+            "pickle-stream": ".pkl",
+            "torch-zip": ".pt",
+            "torch-legacy": ".pt",
+            "joblib": ".joblib",
+        }[self.container]
 
 
 # Finding kinds.
@@ -1569,6 +1574,102 @@ def b_function_transformer_ones_like(tmp: Path) -> bytes:
     return joblib_file(ft)
 
 
+def b_bunch_pairs_wild_pointer(tmp: Path) -> bytes:
+    """copyreg._reconstructor(Bunch, dict, [pairs]): dict.__init__ takes the items from a list,
+    so a Bunch gets the item __array_interface__, which numpy reads through Bunch.__getattr__
+    when predict() converts constant_: a wild pointer."""
+    import numpy as np
+    from sklearn.dummy import DummyRegressor
+
+    fitted = DummyRegressor().fit(np.random.RandomState(0).rand(10, 3), np.arange(10.0))
+    interface = {"version": 3, "shape": (1,), "typestr": "<f8", "data": (0x10000, False)}
+    bunch = Call(
+        G("copyreg", "_reconstructor"),
+        G("sklearn.utils._bunch", "Bunch"),
+        G("builtins", "dict"),
+        [("__array_interface__", interface)],
+    )
+    return dumps(estimator("sklearn.dummy", "DummyRegressor", _state(fitted), constant_=bunch))
+
+
+def b_allocating_class_chain(tmp: Path) -> bytes:
+    """Pipeline of FunctionTransformers: numpy.max(initial=3e9) -> numpy.int64 -> numpy.ndarray.
+    A class that allocates from its argument stored as a function the library calls later."""
+    import numpy as np
+    from sklearn.dummy import DummyRegressor
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    x = np.zeros((4, 3))
+    pipe = Pipeline(
+        [
+            ("max", FunctionTransformer(np.max, kw_args={"axis": None, "initial": 3e9})),
+            ("int", FunctionTransformer(np.int64)),
+            ("alloc", FunctionTransformer(np.ndarray)),
+            ("model", DummyRegressor().fit(x[:, :1], np.zeros(4))),
+        ]
+    )
+    for _, step in pipe.steps[:3]:
+        step.fit(x)
+    return _recorded(pickle.dumps(pipe, protocol=2))
+
+
+def _recorded(data: bytes, names: Optional[Set[Tuple[str, str]]] = None) -> Pickled:
+    """Bytes written by pickle itself (or a container of pickles), with the names they import."""
+    out = Pickled(data)
+    out.names = frozenset(names_in_pickle(data) if names is None else names)
+    return out
+
+
+def u_predict_4x3(obj: Any, tmp: Path) -> Any:
+    import numpy as np
+
+    return obj.predict(np.ones((4, 3)))
+
+
+def b_token_pattern_redos(tmp: Path) -> bytes:
+    """A fitted TfidfVectorizer whose token_pattern backtracks exponentially: transform() of a
+    short document runs for hours."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vectorizer = TfidfVectorizer().fit(["alpha beta", "beta gamma"])
+    state = _state(vectorizer)
+    state["token_pattern"] = "(?:(?:a|a)+)+$"
+    return dumps(estimator("sklearn.feature_extraction.text", "TfidfVectorizer", state))
+
+
+def u_transform_redos(obj: Any, tmp: Path) -> Any:
+    return obj.transform(["a" * 40 + "!"])
+
+
+def b_padding_growth(tmp: Path) -> bytes:
+    """ZeroPad2d((0, 60000, 0, 60000)): a bound per pad or on their product (zeros) passes it;
+    forward of a 4x4 image allocates 60004^2 floats per channel."""
+    import torch
+
+    pad = torch.nn.ZeroPad2d((0, 1, 0, 1))
+    return torch_zip(dumps(_torch_module(pad, padding=(0, 60000, 0, 60000))))
+
+
+def u_forward_4x4(obj: Any, tmp: Path) -> Any:
+    import torch
+
+    return obj(torch.ones(1, 3, 4, 4))
+
+
+def b_legacy_storage_declared(tmp: Path) -> bytes:
+    """A legacy torch file whose data pickle declares a 2^30-element storage and whose key list
+    is empty: torch.load allocates the storage while the pickle loads and never reads data."""
+    body = io.BytesIO()
+    for header in (0x1950A86A20F9469CFC6C, 1001, {"protocol_version": 1001, "little_endian": True}):
+        body.write(pickle.dumps(header, protocol=2))
+    storage = Pid(("storage", G("torch", "FloatStorage"), "0", "cpu", 1 << 30, None))
+    main = dumps([storage])
+    body.write(main)
+    body.write(pickle.dumps([], protocol=2))
+    return _recorded(body.getvalue(), set(main.names))
+
+
 def b_removable_handle_next_id(tmp: Path) -> bytes:
     """A RemovableHandle with state (None, 1e300): __setstate__ sets the class attribute
     RemovableHandle.next_id = max(next_id, id + 1) = 1e300, where +1 no longer changes it: every hook
@@ -2613,6 +2714,75 @@ CATALOGUE: List[Gadget] = [
         shows="address-space budget exhausted at transform",
         **DOS,
     ),
+    Gadget(
+        "allocating_class_as_called_value",
+        4,
+        "FunctionTransformers numpy.max(initial=3e9) -> numpy.int64 -> numpy.ndarray: a class that allocates "
+        "from its argument, stored where the library calls it; predict() allocates 24 GB",
+        b_allocating_class_chain,
+        exhausted,
+        "pickle",
+        (ROLE,),
+        use=u_predict_4x3,
+        chain="Pipeline[FT(np.max, initial=3e9), FT(np.int64), FT(np.ndarray)]; predict(X)",
+        shows="address-space budget exhausted at predict",
+        **DOS,
+    ),
+    Gadget(
+        "token_pattern_catastrophic_backtracking",
+        4,
+        "TfidfVectorizer{token_pattern: '(?:(?:a|a)+)+$'}: transform() of a 41-character document backtracks "
+        "exponentially",
+        b_token_pattern_redos,
+        exhausted,
+        "pickle",
+        (STATE,),
+        use=u_transform_redos,
+        chain="TfidfVectorizer{token_pattern: nested quantified alternation}; transform(['a' * 40 + '!'])",
+        shows="CPU budget exhausted at transform",
+        **DOS,
+    ),
+    Gadget(
+        "padding_growth_across_dimensions",
+        4,
+        "ZeroPad2d{padding: (0, 60000, 0, 60000)}: pads multiply across dimensions; forward of a 4x4 image "
+        "allocates 43 GB",
+        b_padding_growth,
+        exhausted,
+        "torch-zip",
+        (STATE,),
+        use=u_forward_4x4,
+        chain="ZeroPad2d{padding: (0, 60000, 0, 60000)}; model(torch.ones(1, 3, 4, 4))",
+        shows="address-space budget exhausted at forward",
+        **DOS,
+    ),
+    Gadget(
+        "legacy_storage_declared_beyond_file",
+        4,
+        "a legacy torch file declares a 2^30-element storage in its data pickle and holds no data: "
+        "torch.load allocates 4 GB while loading",
+        b_legacy_storage_declared,
+        exhausted,
+        "torch-legacy",
+        ("container",),
+        chain="persistent id ('storage', FloatStorage, '0', 'cpu', 2**30, None); storage keys []",
+        shows="address-space budget exhausted at load",
+        **DOS,
+    ),
+    # class 6: native state
+    Gadget(
+        "bunch_dict_base_pairs_wild_pointer",
+        6,
+        "copyreg._reconstructor(Bunch, dict, [('__array_interface__', {data: (0x10000, False)})]) as a "
+        "DummyRegressor's constant_: numpy reads the wild pointer at predict()",
+        b_bunch_pairs_wild_pointer,
+        crashed,
+        "pickle",
+        (ARG,),
+        use=u_predict,
+        chain="_reconstructor(Bunch, dict, [pairs]) -> DummyRegressor.constant_; predict(X)",
+        shows="SIGSEGV at predict",
+    ),
     # class 5: process-wide state
     Gadget(
         "removable_handle_next_id_process_wide",
@@ -2746,6 +2916,13 @@ BASELINE_ALLOWED: FrozenSet[str] = frozenset(
 ROLES_ERA_ALLOWED: FrozenSet[str] = frozenset(
     {
         "torch.nn.utils.spectral_norm:SpectralNorm",
+        # Second red-team round.
+        "numpy:max",
+        "numpy:float64",
+        "sklearn.feature_extraction.text:TfidfTransformer",
+        "sklearn.feature_extraction.text:TfidfVectorizer",
+        "torch.nn.modules.padding:ZeroPad2d",
+        "builtins:dict",
     }
 )
 
@@ -2807,7 +2984,7 @@ def load_file(container: str, path: str, weights_only: bool = False) -> Any:
             unpickler = pickle.Unpickler(f)
             unpickler.load()
             return unpickler.load()
-    if container == "torch-zip":
+    if container in ("torch-zip", "torch-legacy"):
         import torch
 
         return torch.load(path, weights_only=weights_only)

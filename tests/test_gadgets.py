@@ -266,7 +266,8 @@ def test_catalogue_shape() -> None:
     per_class = Counter(g.klass for g in CATALOGUE)
     assert all(per_class[k] >= 3 for k in range(1, 10)), per_class
     assert all(per_class[k] >= 5 for k in (1, 3, 4, 7, 9)), per_class
-    assert {g.container for g in CATALOGUE} == {"pickle", "pickle-stream", "torch-zip", "joblib"}
+    containers = {"pickle", "pickle-stream", "torch-zip", "torch-legacy", "joblib"}
+    assert {g.container for g in CATALOGUE} == containers
     known = {
         "role-violation",
         "argument-violation",
@@ -278,9 +279,10 @@ def test_catalogue_shape() -> None:
         "unsafe-build",
         "indirect-call",
         "earlier-memo",
+        "container",
     }
     for g in CATALOGUE:
-        assert g.container in ("pickle", "pickle-stream", "torch-zip", "joblib")
+        assert g.container in containers
         assert g.expected_kinds and set(g.expected_kinds) <= known, g.name
         # Use-time gadgets: dispatch (2), sizes (4), compiled internals (6), callables (7), and
         # the red-team checker bypasses whose effect shows at use (9).

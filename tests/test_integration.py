@@ -149,6 +149,56 @@ def test_torch_weights_only_keeps_torchs_own_unpickler(tmp_path: Path, marker: P
     assert not marker.exists()
 
 
+class _DeclaredStorage(pickle.Pickler):
+    """Writes a marker object as a legacy torch storage persistent id declaring ``numel``."""
+
+    marker = object()
+
+    def __init__(self, file: Any, numel: int) -> None:
+        super().__init__(file, protocol=2)
+        self.numel = numel
+
+    def persistent_id(self, obj: Any) -> Any:
+        if obj is self.marker:
+            return ("storage", torch.FloatStorage, "0", "cpu", self.numel, None)
+        return None
+
+
+def _legacy_file(numel: int, keys: List[str], data: bytes) -> bytes:
+    """A legacy torch file: magic, version, sys info, the data pickle, storage keys, raw data."""
+    buffer = io.BytesIO()
+    for header in (0x1950A86A20F9469CFC6C, 1001, {"protocol_version": 1001, "little_endian": True}):
+        pickle.dump(header, buffer, protocol=2)
+    _DeclaredStorage(buffer, numel).dump([_DeclaredStorage.marker])
+    pickle.dump(keys, buffer, protocol=2)
+    buffer.write(data)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("keys", [[], ["0"]], ids=["no-data", "short-data"])
+def test_torch_legacy_storages_larger_than_the_file_are_refused(keys: List[str], tmp_path: Path) -> None:
+    """torch's legacy loader allocates each storage its persistent id declares while the data
+    pickle loads, before it reads the data: declared sizes beyond the file are refused by the
+    guard (before the allocation) and flagged by the scanner."""
+    numel = 1 << 26  # 256 MiB declared in a file of a few hundred bytes
+    raw = (2).to_bytes(8, "little") + b"\0" * 8 if keys else b""
+    path = tmp_path / "declared.pt"
+    path.write_bytes(_legacy_file(numel, keys, raw))
+    with picklefence.safe_ml_environment():
+        with pytest.raises(UnsafeFileError, match="torch allocates every declared storage"):
+            torch.load(path, weights_only=False)
+    report = picklefence.scan_file(path)
+    assert report.verdict == "unsafe"
+    assert any(v.kind == "container" and "allocates" in v.message for v in report.violations)
+    # The same layout with the data present loads.
+    fine = tmp_path / "fine.pt"
+    fine.write_bytes(_legacy_file(2, ["0"], (2).to_bytes(8, "little") + b"\0" * 8))
+    with picklefence.safe_ml_environment():
+        (storage,) = torch.load(fine, weights_only=False)
+    assert len(storage) == 2
+    assert picklefence.scan_file(fine).verdict == "clean"
+
+
 @pytest.mark.parametrize("zipfile", [True, False], ids=["zip", "legacy"])
 @pytest.mark.parametrize("layout", ["coo", "csr"])
 def test_torch_sparse_indices_are_checked_in_every_format(zipfile: bool, layout: str, tmp_path: Path) -> None:

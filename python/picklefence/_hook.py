@@ -434,14 +434,14 @@ def _remaining(file: Any, start: int) -> Optional[int]:
     return max(0, info.st_size - start)
 
 
-def _read_for_buffer_scan(file: Any, start: int, joblib: bool) -> Optional[bytes]:
+def _read_for_buffer_scan(file: Any, start: int, remaining: Optional[int], joblib: bool) -> Optional[bytes]:
     """The bytes to pre-scan as one buffer (the analyzer's fast path), or None to read the file
     in chunks instead (skipping long payloads by seeking, so array data is not read twice).
+    ``remaining``: what ``_remaining`` says is left of the file.
 
     Small files are read whole. A mid-sized file is read whole only when its first 64 KiB show
     an opcode-dense pickle; when the pickle ends within them, they are all that is scanned.
     """
-    remaining = _remaining(file, start)
     if remaining is None:
         return None
     if remaining <= _READ_WHOLE_UP_TO:
@@ -544,13 +544,15 @@ def prescan_stream(
     scan = _native.prescan_joblib_file if joblib else _native.prescan_file
     start = _seek_start(file)
     if start is not None:
+        # What follows the pickle bounds the storages torch's legacy format declares in it.
+        remaining = _remaining(file, start)
         try:
-            data = _read_for_buffer_scan(file, start, joblib)
+            data = _read_for_buffer_scan(file, start, remaining, joblib)
             if data is not None:
                 scan_bytes = _native.prescan_joblib_bytes if joblib else _native.prescan_bytes
-                _, _, raw = _call_native(scan_bytes, data, policy, memo_inherited)
+                _, _, raw = _call_native(scan_bytes, data, policy, memo_inherited, remaining)
             else:
-                _, _, raw, _ = _call_native(scan, file, policy, start, memo_inherited)
+                _, _, raw, _ = _call_native(scan, file, policy, start, memo_inherited, remaining)
         finally:
             file.seek(start)
         return Prescanned(None, _judge(raw, filepath, joblib))

@@ -60,16 +60,24 @@ class Policy:
     def __contains__(self, entry: str, /) -> bool: ...
 
 def prescan_bytes(
-    data: bytes, policy: Policy, memo_inherited: bool = False
+    data: bytes, policy: Policy, memo_inherited: bool = False, stream_remaining: Optional[int] = None
 ) -> Tuple[int, int, List[_Violation]]: ...
 def prescan_file(
-    file: object, policy: Policy, start: Optional[int] = None, memo_inherited: bool = False
+    file: object,
+    policy: Policy,
+    start: Optional[int] = None,
+    memo_inherited: bool = False,
+    stream_remaining: Optional[int] = None,
 ) -> Tuple[int, int, List[_Violation], Optional[bytes]]: ...
 def prescan_joblib_bytes(
-    data: bytes, policy: Policy, memo_inherited: bool = False
+    data: bytes, policy: Policy, memo_inherited: bool = False, stream_remaining: Optional[int] = None
 ) -> Tuple[int, int, List[_Violation]]: ...
 def prescan_joblib_file(
-    file: object, policy: Policy, start: Optional[int] = None, memo_inherited: bool = False
+    file: object,
+    policy: Policy,
+    start: Optional[int] = None,
+    memo_inherited: bool = False,
+    stream_remaining: Optional[int] = None,
 ) -> Tuple[int, int, List[_Violation], Optional[bytes]]: ...
 def prefix_kind(prefix: bytes) -> int: ...
 def scan_bytes(data: bytes, policy: Policy) -> str: ...

@@ -267,28 +267,31 @@ fn summarize(report: &PickleReport) -> Prescan {
     (report.consumed, protocol, violations)
 }
 
-/// `memo_inherited`: the unpickler loaded before and keeps its memo (see `Options`).
-fn first_pickle_options(memo_inherited: bool) -> Options {
+/// `memo_inherited`: the unpickler loaded before and keeps its memo; `stream_remaining`: the
+/// bytes from the pickle to the end of its stream, when known (see `Options`).
+fn first_pickle_options(memo_inherited: bool, stream_remaining: Option<u64>) -> Options {
     Options {
         limits: Limits::default(),
         mode: Mode::FirstPickle,
         detail: Detail::Verdict,
         memo_inherited,
+        stream_remaining,
     }
 }
 
 /// Pre-scan the first pickle of a `bytes` object (zero-copy; the GIL is released for large
 /// inputs). Returns `(consumed, protocol, violations)`.
 #[pyfunction]
-#[pyo3(signature = (data, policy, memo_inherited=false))]
+#[pyo3(signature = (data, policy, memo_inherited=false, stream_remaining=None))]
 fn prescan_bytes(
     py: Python<'_>,
     data: &Bound<'_, PyBytes>,
     policy: &Policy,
     memo_inherited: bool,
+    stream_remaining: Option<u64>,
 ) -> Prescan {
     let bytes = data.as_bytes();
-    let options = first_pickle_options(memo_inherited);
+    let options = first_pickle_options(memo_inherited, stream_remaining);
     let core = policy.core();
     let report = if bytes.len() >= RELEASE_GIL_ABOVE {
         py.allow_threads(|| analyze_slice(bytes, core, &options))
@@ -301,15 +304,16 @@ fn prescan_bytes(
 /// Pre-scan a joblib stream held in a `bytes` object (zero-copy; the GIL is released for large
 /// inputs), the way `joblib.load` reads it. Returns `(consumed, protocol, violations)`.
 #[pyfunction]
-#[pyo3(signature = (data, policy, memo_inherited=false))]
+#[pyo3(signature = (data, policy, memo_inherited=false, stream_remaining=None))]
 fn prescan_joblib_bytes(
     py: Python<'_>,
     data: &Bound<'_, PyBytes>,
     policy: &Policy,
     memo_inherited: bool,
+    stream_remaining: Option<u64>,
 ) -> Prescan {
     let bytes = data.as_bytes();
-    let options = first_pickle_options(memo_inherited);
+    let options = first_pickle_options(memo_inherited, stream_remaining);
     let core = policy.core();
     let report = if bytes.len() >= RELEASE_GIL_ABOVE {
         py.allow_threads(|| analyze_joblib_slice(bytes, core, &options))
@@ -678,20 +682,21 @@ impl Source for FileSource<'_> {
 /// reads exactly the bytes of the pickle (up to STOP, or the end of the frame holding it) and
 /// returns them as the fourth item so that the caller can unpickle from a copy.
 #[pyfunction]
-#[pyo3(signature = (file, policy, start=None, memo_inherited=false))]
+#[pyo3(signature = (file, policy, start=None, memo_inherited=false, stream_remaining=None))]
 fn prescan_file(
     py: Python<'_>,
     file: &Bound<'_, PyAny>,
     policy: &Policy,
     start: Option<u64>,
     memo_inherited: bool,
+    stream_remaining: Option<u64>,
 ) -> PyResult<FilePrescan> {
     let mut source = FileSource::new(file, start)?;
     let exact = source.exact();
     let report = run(
         Decoder::new(ByRef(&mut source)),
         policy.core(),
-        &first_pickle_options(memo_inherited),
+        &first_pickle_options(memo_inherited, stream_remaining),
     );
     let bytes = source.into_result()?;
     let (consumed, protocol, violations) = summarize(&report);
@@ -761,13 +766,14 @@ impl std::io::Read for PyReader<'_> {
 /// With `start` (seekable), reads ahead freely and the caller seeks back to `start`; without,
 /// reads exactly the bytes joblib would read and returns them as the fourth item.
 #[pyfunction]
-#[pyo3(signature = (file, policy, start=None, memo_inherited=false))]
+#[pyo3(signature = (file, policy, start=None, memo_inherited=false, stream_remaining=None))]
 fn prescan_joblib_file(
     py: Python<'_>,
     file: &Bound<'_, PyAny>,
     policy: &Policy,
     start: Option<u64>,
     memo_inherited: bool,
+    stream_remaining: Option<u64>,
 ) -> PyResult<FilePrescan> {
     let exact = start.is_none();
     let mut reader = PyReader {
@@ -775,7 +781,7 @@ fn prescan_joblib_file(
         copy: exact.then(Vec::new),
         error: None,
     };
-    let options = first_pickle_options(memo_inherited);
+    let options = first_pickle_options(memo_inherited, stream_remaining);
     let report = if exact {
         analyze_joblib_reader(&mut reader, policy.core(), &options)
     } else {

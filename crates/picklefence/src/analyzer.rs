@@ -1,7 +1,7 @@
 //! The symbolic stack machine: runs a pickle's opcodes over stand-in values, the way CPython's
 //! `_pickle.c` would run them, and records every import, call, persistent id and violation.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -81,6 +81,11 @@ pub struct Options {
     /// The unpickler has loaded before (`load()` again on one `Unpickler`): it keeps its memo,
     /// so a memo key this pickle never stored is an object the analysis never saw.
     pub memo_inherited: bool,
+    /// The bytes from the start of the analysed pickle to the end of its stream, when known
+    /// (a seekable file). torch's legacy format allocates every storage a persistent id
+    /// declares while the pickle loads and reads its data from after the pickle: declared
+    /// storages larger than what follows are refused.
+    pub stream_remaining: Option<u64>,
 }
 
 impl Default for Options {
@@ -90,9 +95,34 @@ impl Default for Options {
             mode: Mode::AllPickles,
             detail: Detail::Full,
             memo_inherited: false,
+            stream_remaining: None,
         }
     }
 }
+
+/// Bytes per element of a storage class.
+pub fn element_size(storage: &str) -> Option<u64> {
+    Some(match storage {
+        "DoubleStorage" | "LongStorage" | "ComplexFloatStorage" => 8,
+        "FloatStorage" | "IntStorage" | "QInt32Storage" => 4,
+        "HalfStorage" | "BFloat16Storage" | "ShortStorage" => 2,
+        "CharStorage" | "ByteStorage" | "BoolStorage" | "QUInt8Storage" | "QInt8Storage"
+        | "QUInt4x2Storage" | "QUInt2x4Storage" | "UntypedStorage" => 1,
+        "ComplexDoubleStorage" => 16,
+        _ => return None,
+    })
+}
+
+/// The distinct storages the legacy torch persistent ids of a stream declare, and their bytes.
+#[derive(Debug, Default)]
+struct LegacyStorages {
+    keys: HashSet<Box<str>>,
+    bytes: u64,
+    reported: bool,
+}
+
+/// Distinct legacy storage keys counted; past it every new key is taken as unbounded.
+const MAX_LEGACY_STORAGES: usize = 1 << 16;
 
 /// One import as the unpickler would perform it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -718,6 +748,9 @@ pub struct Analyzer<'p> {
     joblib: Option<Box<joblib::Tracker>>,
     /// The value the last STOP returned.
     last_result: Option<Sym>,
+    /// See `Options::stream_remaining`.
+    stream_remaining: Option<u64>,
+    legacy_storages: Option<Box<LegacyStorages>>,
 }
 
 impl<'p> Analyzer<'p> {
@@ -737,6 +770,8 @@ impl<'p> Analyzer<'p> {
             frame_end: None,
             broken: false,
             memo_inherited: options.memo_inherited,
+            stream_remaining: options.stream_remaining,
+            legacy_storages: None,
             active: false,
             persistent_noted: false,
             buffers_noted: false,
@@ -1181,7 +1216,59 @@ impl<'p> Analyzer<'p> {
             }
             _ => None,
         };
+        if self.stream_remaining.is_some() {
+            self.count_legacy_storage(offset, pid);
+        }
         self.push(storage.map_or(Value::Persistent, Value::Storage));
+    }
+
+    /// torch's legacy `('storage', StorageClass, key, location, numel, view_metadata)`: the
+    /// loader allocates `numel` elements for each new key while the pickle loads.
+    fn count_legacy_storage(&mut self, offset: u64, pid: &Value) {
+        let Value::Tuple(items, _) = pid else {
+            return;
+        };
+        let [tag, class, key, _, numel, _] = &**items else {
+            return;
+        };
+        if tag.name_bytes() != Some(b"storage") {
+            return;
+        }
+        let element = match class {
+            Value::Import(index) => self
+                .table
+                .get(*index as usize)
+                .and_then(|e| e.target.as_ref())
+                .and_then(|t| element_size(&t.name)),
+            _ => None,
+        };
+        let bytes = match numel {
+            Value::Int(n) if *n >= 0 => (*n as u64).saturating_mul(element.unwrap_or(1)),
+            _ => u64::MAX,
+        };
+        let storages = self.legacy_storages.get_or_insert_with(Box::default);
+        let new_key = match key.as_name() {
+            Some(key) if storages.keys.len() < MAX_LEGACY_STORAGES => storages.keys.insert(key.into()),
+            _ => true,
+        };
+        if new_key {
+            storages.bytes = storages.bytes.saturating_add(bytes);
+        }
+        let (declared, available) = (storages.bytes, self.stream_remaining.unwrap_or(u64::MAX));
+        if declared > available && !storages.reported {
+            storages.reported = true;
+            self.finding(
+                FindingKind::Container,
+                Severity::High,
+                offset,
+                None,
+                format!(
+                    "the legacy torch storages declared up to offset {offset} hold {declared} bytes, but only \
+                     {available} bytes follow the start of the pickle: torch allocates every declared storage \
+                     while loading, before it reads any data"
+                ),
+            );
+        }
     }
 
     fn name_value(&self, payload_text: Option<&[u8]>) -> Value {

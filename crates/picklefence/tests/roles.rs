@@ -862,6 +862,21 @@ fn ranges_are_small_and_dict_bases_get_no_special_items() {
         &reconstructor(|p| p.dict(&[("__setstate__", |p| p.g("numpy", "mean"))])),
         FindingKind::ArgumentViolation,
     );
+    // The way around: dict.__init__ takes pairs from a list or tuple too, never judged.
+    let pairs = |p: P| {
+        p.op(b"]")
+            .mark()
+            .s("__array_interface__")
+            .int(1)
+            .op(b"\x86")
+            .op(b"e")
+    };
+    assert_kind(&reconstructor(pairs), FindingKind::ArgumentViolation);
+    assert_kind(
+        &reconstructor(|p| p.s("__array_interface__").int(1).op(b"\x86\x85")),
+        FindingKind::ArgumentViolation,
+    );
+    assert_clean(&reconstructor(|p| p.op(b"N")));
 }
 
 #[test]
@@ -906,6 +921,165 @@ fn sizes_used_at_first_use_are_bounded() {
         &function_transformer(|p| p.dict(&[("dtype", |p| p.s("U100000000"))])),
         FindingKind::StateViolation,
     );
+}
+
+#[test]
+fn growth_iterations_and_patterns_used_at_transform_are_bounded() {
+    fn with_state(module: &str, class: &str, key: &str, value: impl FnOnce(P) -> P) -> Vec<u8> {
+        value(P::new().g(module, class).newobj().empty_dict().s(key))
+            .op(b"s")
+            .build()
+            .stop()
+    }
+    let conv = |pads: Push| with_state("torch.nn.modules.conv", "Conv2d", "padding", pads);
+    assert_clean(&conv(|p| p.int(1).int(1).op(b"\x86")));
+    assert_clean(&conv(|p| p.s("same")));
+    assert_kind(
+        &conv(|p| p.int(60000).int(60000).op(b"\x86")),
+        FindingKind::StateViolation,
+    );
+    // The way around a product of pads: zeros in the other entries (ZeroPad2d's 4-tuple).
+    let pad4 = |l: i32, r: i32| {
+        with_state("torch.nn.modules.padding", "ZeroPad2d", "padding", move |p| {
+            p.mark().int(l).int(r).int(l).int(r).tuple()
+        })
+    };
+    assert_clean(&pad4(1, 2));
+    assert_kind(&pad4(0, 60000), FindingKind::StateViolation);
+    let stride = |s: i32| {
+        with_state("torch.nn.modules.conv", "ConvTranspose2d", "stride", move |p| {
+            p.int(s).int(s).op(b"\x86")
+        })
+    };
+    assert_clean(&stride(2));
+    assert_kind(&stride(100000), FindingKind::StateViolation);
+    let nmf = |n: i32| with_state("sklearn.decomposition._nmf", "NMF", "max_iter", move |p| p.int(n));
+    assert_clean(&nmf(200));
+    assert_kind(&nmf(1_000_000_000), FindingKind::StateViolation);
+    let vectorizer = |pattern: &'static str| {
+        with_state(
+            "sklearn.feature_extraction.text",
+            "TfidfVectorizer",
+            "token_pattern",
+            move |p| p.s(pattern),
+        )
+    };
+    for pattern in [
+        r"(?u)\b\w\w+\b",
+        r"(?u)\b\w+\b|[^\w\s]",
+        r"\b[a-zA-Z]{2,}\b",
+        r"[^\s(){}]+",
+    ] {
+        assert_clean(&vectorizer(pattern));
+    }
+    // Nested and alternating quantified groups, backreferences, stacked repeats.
+    for pattern in [
+        r"(a+)+$",
+        r"((a|aa))*$",
+        r"(\w|\d)+x",
+        r"(?:[a-z]*)*x",
+        r"(a)\1*",
+        r"(?P<x>a)(?P=x)+",
+        r"\w*\w*\w*x",
+        r"(a{1,5}){1,9}",
+        r"(a",
+    ] {
+        assert_kind(&vectorizer(pattern), FindingKind::StateViolation);
+    }
+}
+
+#[test]
+fn allocating_classes_are_values_only_where_their_records_hold_them() {
+    // The legacy tar format's storage record: (key, location, storage class).
+    let record = P::new()
+        .s("0")
+        .s("cpu")
+        .g("torch", "FloatStorage")
+        .op(b"\x87")
+        .stop();
+    assert_clean(&record);
+    // Under an attribute a library may call it with a size: FloatStorage(3e9).
+    fn transformer(func: impl FnOnce(P) -> P) -> Vec<u8> {
+        func(
+            P::new()
+                .g(
+                    "sklearn.preprocessing._function_transformer",
+                    "FunctionTransformer",
+                )
+                .newobj()
+                .empty_dict()
+                .s("func"),
+        )
+        .op(b"s")
+        .build()
+        .stop()
+    }
+    assert_clean(&transformer(|p| p.g("numpy", "log1p")));
+    for (module, name) in [
+        ("torch", "FloatStorage"),
+        ("torch", "FloatTensor"),
+        ("numpy", "ndarray"),
+        ("builtins", "bytearray"),
+        ("builtins", "bytes"),
+    ] {
+        let data = transformer(|p| p.g(module, name));
+        let report = analyze_slice(&data, &Policy::default(), &Options::default());
+        assert!(
+            report
+                .findings
+                .iter()
+                .any(|f| f.kind == FindingKind::RoleViolation),
+            "{module}.{name}: {:?}",
+            report.findings
+        );
+    }
+}
+
+#[test]
+fn legacy_torch_storages_fit_in_what_follows_the_pickle() {
+    // torch's legacy persistent_load allocates each declared storage before any data is read.
+    let storages = |numels: &[i32], key_of: fn(usize) -> &'static str| {
+        let mut p = P::new().mark();
+        for (i, numel) in numels.iter().enumerate() {
+            p = p
+                .mark()
+                .s("storage")
+                .g("torch", "FloatStorage")
+                .s(key_of(i))
+                .s("cpu")
+                .int(*numel)
+                .op(b"N")
+                .tuple()
+                .op(b"Q");
+        }
+        p.op(b"l").stop()
+    };
+    let budget = |data: &[u8], remaining: u64| {
+        let options = Options {
+            stream_remaining: Some(remaining),
+            ..Options::default()
+        };
+        analyze_slice(data, &Policy::default(), &options)
+            .findings
+            .iter()
+            .any(|f| f.kind == FindingKind::Container)
+    };
+    let distinct: fn(usize) -> &'static str = |i| ["0", "1", "2"][i % 3];
+    let same: fn(usize) -> &'static str = |_| "0";
+    let two = storages(&[100, 100], distinct);
+    assert!(!budget(&two, 800 + 1000));
+    assert!(budget(&two, 700));
+    // A key repeated (views of one storage) is allocated once.
+    assert!(!budget(&storages(&[100, 100, 100], same), 500));
+    // Unknown where the stream ends (a pipe): not judged here; the scanner judges the file.
+    assert!(!analyze_slice(
+        &storages(&[1 << 30], same),
+        &Policy::default(),
+        &Options::default()
+    )
+    .findings
+    .iter()
+    .any(|f| f.kind == FindingKind::Container));
 }
 
 #[test]

@@ -293,7 +293,7 @@ fn could_break(rule: &StateRule, value: &Value) -> bool {
             value,
             Value::Name(_) | Value::ShortName(_) | Value::Text | Value::TextAt { .. } | Value::Obj(_)
         ),
-        StateRule::Bounded(_) | StateRule::BoundedProduct(_) => {
+        StateRule::Bounded(_) | StateRule::BoundedProduct(_) | StateRule::BoundedGrowth(_) => {
             !matches!(value, Value::None | Value::Bool(_))
         }
         StateRule::NoneOnly => !matches!(value, Value::None),
@@ -305,6 +305,99 @@ fn could_break(rule: &StateRule, value: &Value) -> bool {
 /// opening that path.
 fn is_safe_tz_name(text: &str) -> bool {
     !text.contains("dateutil/") && !text.starts_with('/') && !text.contains("..") && !text.contains('\\')
+}
+
+/// A regular expression Python's backtracking engine matches in polynomial time of low
+/// degree: no quantified group that holds a quantifier or an alternation (`(a+)+`, `(a|a)*`),
+/// no backreference, at most two unbounded repeats (`\w*\w*\w*...` is a polynomial of high
+/// degree) and at most 256 characters.
+fn is_simple_regex(pattern: &str) -> bool {
+    const MAX_UNBOUNDED: usize = 2;
+    let bytes = pattern.as_bytes();
+    if bytes.len() > 256 || pattern.contains("(?P=") {
+        return false;
+    }
+    // Per open group: whether it holds a quantifier or an alternation.
+    let mut groups: Vec<bool> = vec![false];
+    let mut unbounded = 0;
+    // Whether the atom just closed was a group holding a quantifier or an alternation.
+    let mut risky_atom = false;
+    let mut i = 0;
+    while let Some(&c) = bytes.get(i) {
+        let mut atom_risky = false;
+        match c {
+            b'\\' => {
+                if bytes.get(i + 1).is_some_and(|d| (b'1'..=b'9').contains(d)) {
+                    return false;
+                }
+                i += 2;
+                risky_atom = false;
+                continue;
+            }
+            b'[' => {
+                // A character class is one atom: skip to its unescaped closing bracket.
+                i += 1;
+                if bytes.get(i) == Some(&b'^') {
+                    i += 1;
+                }
+                if bytes.get(i) == Some(&b']') {
+                    i += 1;
+                }
+                while let Some(&b) = bytes.get(i).filter(|&&b| b != b']') {
+                    i += if b == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'(' => groups.push(false),
+            b')' => {
+                let Some(inner) = groups.pop() else {
+                    return false;
+                };
+                let Some(outer) = groups.last_mut() else {
+                    return false;
+                };
+                *outer |= inner;
+                atom_risky = inner;
+            }
+            b'|' => {
+                if let Some(current) = groups.last_mut() {
+                    *current = true;
+                }
+            }
+            b'*' | b'+' | b'?' | b'{' => {
+                let previous = i.checked_sub(1).and_then(|j| bytes.get(j)).copied();
+                let lazy = c == b'?' && matches!(previous, Some(b'*' | b'+' | b'?' | b'}'));
+                let group_flag = c == b'?' && previous == Some(b'(');
+                if !lazy && !group_flag {
+                    let is_unbounded = match c {
+                        b'*' | b'+' => true,
+                        b'{' => {
+                            let rest = pattern.get(i + 1..).unwrap_or("");
+                            let body = rest.split('}').next().unwrap_or("");
+                            i += body.len() + 1;
+                            body.ends_with(',')
+                        }
+                        _ => false,
+                    };
+                    if risky_atom {
+                        return false;
+                    }
+                    if is_unbounded {
+                        unbounded += 1;
+                        if unbounded > MAX_UNBOUNDED {
+                            return false;
+                        }
+                    }
+                    if let Some(current) = groups.last_mut() {
+                        *current = true;
+                    }
+                }
+            }
+            _ => {}
+        }
+        risky_atom = atom_risky;
+        i += 1;
+    }
+    groups.len() == 1
 }
 
 /// A public attribute path: `coef_`, `named_steps.clf.coef_`, `auto`.
@@ -655,24 +748,31 @@ impl<'p> Analyzer<'p> {
                 if self.import_storable(index) {
                     return;
                 }
-                let keyed = self
-                    .roles_of(index)
-                    .and_then(|r| r.value.as_ref())
-                    .and_then(|v| v.only_under.as_ref());
-                if let Some(keys) = keyed {
-                    if let Some(key) = key {
-                        if keys.iter().any(|k| k.as_bytes() == key) {
-                            return;
-                        }
+                let value_role = self.roles_of(index).and_then(|r| r.value.as_ref());
+                let as_item = value_role.is_some_and(|v| v.as_item);
+                if let Some(keys) = value_role.and_then(|v| v.only_under.as_ref()) {
+                    match key {
+                        Some(key) if keys.iter().any(|k| k.as_bytes() == key) => return,
+                        None if as_item => return,
+                        _ => {}
                     }
-                    let allowed = keys.join(", ");
+                    let place = match (as_item, keys.is_empty()) {
+                        (true, true) => {
+                            "as an item of a tuple or list (never under an attribute)".to_string()
+                        }
+                        (true, false) => format!("as a tuple or list item or under {}", keys.join(", ")),
+                        (false, _) => format!(
+                            "under {} (where its library calls it with arguments it computes)",
+                            keys.join(", ")
+                        ),
+                    };
                     let under = key.map_or_else(
                         || "outside an attribute".to_string(),
                         |k| format!("under the key {:?}", String::from_utf8_lossy(k)),
                     );
                     let message = format!(
-                        "offset {offset}: the pickle stores {} {under}; the policy allows it only as a value \
-                         stored under {allowed} (where its library calls it with arguments it computes)",
+                        "offset {offset}: the pickle stores {} {under}; the policy allows it only as a value stored \
+                         {place}",
                         self.shown(index)
                     );
                     self.role_finding(offset, index, message);
@@ -1114,8 +1214,19 @@ impl<'p> Analyzer<'p> {
     /// entries the object's items, where a special name would answer a lookup of a special method.
     fn check_base_items(&self, args: &[Value]) -> Result<(), String> {
         let dict_base = matches!(args.get(1), Some(Value::Import(base)) if self.import_is_named(*base, "builtins", "dict"));
-        let Some(Value::Dict(id)) = args.get(2).filter(|_| dict_base) else {
+        if !dict_base {
             return Ok(());
+        }
+        // dict.__init__ takes any iterable of pairs; copyreg writes a dict (or None).
+        let id = match args.get(2) {
+            Some(Value::Dict(id)) => id,
+            None | Some(Value::None) => return Ok(()),
+            Some(other) => {
+                return Err(format!(
+                    "the items of a dict subclass are {}, not a dict whose keys can be judged",
+                    self.describe_value(other)
+                ))
+            }
         };
         let flags = self.tables.dicts.get(*id as usize).map_or(0, |d| d.flags);
         if flags & DictInfo::SPECIAL_KEY != 0 {
@@ -2206,6 +2317,23 @@ impl<'p> Analyzer<'p> {
                 };
                 product.is_some_and(|p| p <= *max)
             }
+            StateRule::BoundedGrowth(max) => {
+                let growth = |v: &Value| match v {
+                    Value::Int(n) if *n >= 0 => Some(1.0 + *n as f64),
+                    Value::None | Value::Name(_) | Value::ShortName(_) => Some(1.0),
+                    _ => None,
+                };
+                let product = match value {
+                    Value::EmptyTuple => Some(1.0),
+                    Value::Tuple(items, _) => items.iter().try_fold(1.0, |acc, v| growth(v).map(|g| acc * g)),
+                    other => growth(other),
+                };
+                product.is_some_and(|p| p <= *max)
+            }
+            StateRule::SimpleRegex => match value {
+                Value::None => true,
+                other => other.as_name().is_some_and(is_simple_regex),
+            },
             StateRule::TzName => match value {
                 Value::Name(_) | Value::ShortName(_) => value.as_name().is_some_and(is_safe_tz_name),
                 Value::Text | Value::TextAt { .. } => false,

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::analyzer::{Mode, Options, PickleReport};
+use crate::analyzer::{element_size, Mode, Options, PickleReport};
 use crate::decoder::{Arg, Decoder, Op, Source, SourceError};
 use crate::findings::{Finding, FindingKind, Severity};
 use crate::opcodes::Opcode;
@@ -37,19 +37,6 @@ pub fn is_legacy(data: &[u8]) -> bool {
         }
     }
     false
-}
-
-/// Bytes per element of a storage class.
-pub fn element_size(storage: &str) -> Option<u64> {
-    Some(match storage {
-        "DoubleStorage" | "LongStorage" | "ComplexFloatStorage" => 8,
-        "FloatStorage" | "IntStorage" | "QInt32Storage" => 4,
-        "HalfStorage" | "BFloat16Storage" | "ShortStorage" => 2,
-        "CharStorage" | "ByteStorage" | "BoolStorage" | "QUInt8Storage" | "QInt8Storage"
-        | "QUInt4x2Storage" | "QUInt2x4Storage" | "UntypedStorage" => 1,
-        "ComplexDoubleStorage" => 16,
-        _ => return None,
-    })
 }
 
 fn finding(kind: FindingKind, severity: Severity, offset: u64, message: String) -> Finding {
@@ -401,11 +388,21 @@ pub fn scan_legacy<S: Source>(decoder: Decoder<S>, policy: &Policy, options: &Op
             }
         };
         if numel != id.numel {
+            // torch allocated the declared size while the data pickle loaded.
+            let severity = if id.numel > numel {
+                Severity::High
+            } else {
+                Severity::Warning
+            };
             report.findings.push(finding(
                 FindingKind::Container,
-                Severity::Warning,
+                severity,
                 at,
-                format!("storage {key:?} at offset {at} holds {numel} elements but its persistent id declares {}; torch.load fails here", id.numel),
+                format!(
+                    "storage {key:?} at offset {at} holds {numel} elements but its persistent id declares {}; \
+                     torch.load allocates the declared size, then fails here",
+                    id.numel
+                ),
             ));
             return report;
         }
@@ -415,15 +412,35 @@ pub fn scan_legacy<S: Source>(decoder: Decoder<S>, policy: &Policy, options: &Op
         if source.skip(nbytes, &mut |_| {}).is_err() {
             report.findings.push(finding(
                 FindingKind::Container,
-                Severity::Warning,
+                Severity::High,
                 at,
                 format!(
-                    "the file ends inside storage {key:?} (declared {nbytes} bytes from offset {})",
+                    "the file ends inside storage {key:?} (declared {nbytes} bytes from offset {}); torch.load \
+                     allocates the declared size before it reads",
                     at + 8
                 ),
             ));
             return report;
         }
+    }
+    let listed: HashSet<&str> = keys.iter().map(String::as_str).collect();
+    let never_read: Vec<&StorageId> = ids
+        .iter()
+        .filter(|id| !listed.contains(id.key.as_str()))
+        .collect();
+    if let Some(first) = never_read.first() {
+        report.findings.push(finding(
+            FindingKind::Container,
+            Severity::High,
+            source.position(),
+            format!(
+                "{} storage(s) declared by persistent ids have no data in the file (first: {:?}, {} elements); \
+                 torch.load allocates each declared storage while the data pickle loads",
+                never_read.len(),
+                first.key,
+                first.numel
+            ),
+        ));
     }
     let end = source.position();
     trailing(

@@ -9,7 +9,9 @@
 //!   `__setstate__` takes a tuple), `reconstruct(items)` (SETITEMS/APPENDS before the BUILD),
 //!   `reconstruct(newargs)` (`__new__` arguments of plain data).
 //! - `value` — referenced and stored, never called, never built. `value(key=a|b)`: stored only
-//!   under those dict keys (a compiled helper the library calls with arguments it computes).
+//!   under those dict keys (a compiled helper the library calls with arguments it computes);
+//!   `value(item)`: only as an item of a tuple or list (never under an attribute a library
+//!   reads and calls).
 //! - `call(ARGS) -> RESULT` — called with arguments of the given kinds; see [`Kind`].
 //! - `argument` — only where a call schema names it (`class{...}`, `callable{...}`): never
 //!   called, constructed or stored on its own.
@@ -183,12 +185,17 @@ impl fmt::Display for Reconstruct {
 pub struct ValueRole {
     /// The dict keys it may be stored under; `None`: anywhere.
     pub only_under: Option<Vec<Box<str>>>,
+    /// With `only_under`: also as an item of a tuple or list or as a pickle's result, never
+    /// under an attribute (`value(item)`: legacy torch records hold storage classes so).
+    pub as_item: bool,
 }
 
 impl fmt::Display for ValueRole {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.only_under {
             None => write!(f, "value"),
+            Some(keys) if keys.is_empty() && self.as_item => write!(f, "value(item)"),
+            Some(keys) if self.as_item => write!(f, "value(item, key={})", keys.join("|")),
             Some(keys) => write!(f, "value(key={})", keys.join("|")),
         }
     }
@@ -592,8 +599,21 @@ impl<'a> Parser<'a> {
         if !self.eat("(") {
             return Ok(ValueRole::default());
         }
-        if self.word() != "key" {
-            return Err(self.error("expected key=".into()));
+        let mut as_item = false;
+        let mut word = self.word();
+        if word == "item" {
+            as_item = true;
+            if !self.eat(",") {
+                self.expect(")")?;
+                return Ok(ValueRole {
+                    only_under: Some(Vec::new()),
+                    as_item,
+                });
+            }
+            word = self.word();
+        }
+        if word != "key" {
+            return Err(self.error("expected item or key=".into()));
         }
         self.expect("=")?;
         let mut keys = Vec::new();
@@ -610,6 +630,7 @@ impl<'a> Parser<'a> {
         self.expect(")")?;
         Ok(ValueRole {
             only_under: Some(keys),
+            as_item,
         })
     }
 
@@ -937,6 +958,16 @@ mod tests {
         assert_eq!(r.reconstruct, Some(Reconstruct::default()));
         let r = parse_role("reconstruct(state=any, items)", "").unwrap();
         assert_eq!(r.reconstruct.unwrap().state, StateShape::Any);
+        let r = parse_role("value(item)", "").unwrap();
+        assert_eq!(
+            r.value.as_ref().map(ToString::to_string).as_deref(),
+            Some("value(item)")
+        );
+        let r = parse_role("value(item, key=a)", "").unwrap();
+        assert_eq!(
+            r.value.as_ref().map(ToString::to_string).as_deref(),
+            Some("value(item, key=a)")
+        );
         let r = parse_role("value(key=_kmeans_single_func|other)", "").unwrap();
         assert_eq!(r.value.unwrap().only_under.unwrap().len(), 2);
         let r = parse_role(
@@ -984,6 +1015,8 @@ mod tests {
             "call(...) -> value",
             "reconstruct(state=tuple)",
             "value(key=)",
+            "value(item,)",
+            "value(items)",
             "call(str) -> value trailing",
         ] {
             assert!(parse_role(bad, "reason").is_err(), "{bad:?}");

@@ -32,6 +32,12 @@ pub enum StateRule {
     /// An int, or a tuple of ints (None counts as 1), whose product is at most this, or None:
     /// an output shape the library allocates when the object is used.
     BoundedProduct(f64),
+    /// A non-negative int, or a tuple of them, where the product of (1 + each) is at most
+    /// this, or None or a str mode: per-dimension growth (padding, stride) multiplies.
+    BoundedGrowth(f64),
+    /// None or a regular expression without nested or alternating quantified groups, without
+    /// backreferences and with at most two unbounded repeats: no catastrophic backtracking.
+    SimpleRegex,
     /// A time zone object, None, or a zone name that names no file (pandas opens
     /// `dateutil/<path>`).
     TzName,
@@ -81,7 +87,7 @@ impl KeyFilter {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn may_have(&self, key: &[u8]) -> bool {
         let bit = filter_bit(key);
         key.len() < 64
@@ -139,9 +145,12 @@ impl StateRules {
                     rules.hook_classes.extend(args.iter().cloned());
                     StateRule::Hooks(args)
                 }
-                ("bounded" | "bounded-product", false) => {
+                ("bounded" | "bounded-product" | "bounded-growth", false) => {
                     match args.first().and_then(|a| a.parse::<f64>().ok()) {
                         Some(max) if args.len() == 1 && rule == "bounded" => StateRule::Bounded(max),
+                        Some(max) if args.len() == 1 && rule == "bounded-growth" => {
+                            StateRule::BoundedGrowth(max)
+                        }
                         Some(max) if args.len() == 1 => StateRule::BoundedProduct(max),
                         _ => {
                             errors.push(StateRuleError {
@@ -164,12 +173,14 @@ impl StateRules {
                 ("none", true) => StateRule::NoneOnly,
                 ("no-callable", true) => StateRule::NoCallable,
                 ("attribute-path", true) => StateRule::AttributePath,
+                ("simple-regex", true) => StateRule::SimpleRegex,
                 _ => {
                     errors.push(StateRuleError {
                         line,
                         message: format!(
                             "unknown rule {rule:?} (one-of A B..., empty, none, no-callable, attribute-path, \
-                             bounded N, bounded-product N, tz-name, hooks CLASS..., keys-in NAME...)"
+                             simple-regex, bounded N, bounded-product N, bounded-growth N, tz-name, \
+                             hooks CLASS..., keys-in NAME...)"
                         ),
                     });
                     continue;
@@ -202,12 +213,18 @@ impl StateRules {
         (rules, errors)
     }
 
-    /// The rule for an attribute name.
-    #[inline]
+    /// The rule for an attribute name. Asked for every dict key of every pickle: the filter
+    /// answers almost all of them inline, the table the rest.
+    #[inline(always)]
     pub fn get(&self, key: &[u8]) -> Option<&KeyRule> {
         if !self.may_have(key) {
             return None;
         }
+        self.lookup(key)
+    }
+
+    #[inline(never)]
+    fn lookup(&self, key: &[u8]) -> Option<&KeyRule> {
         self.by_key.get(key)
     }
 
@@ -217,7 +234,7 @@ impl StateRules {
     }
 
     /// Whether a dict key is on the keyword list of the `keys-in` rules.
-    #[inline]
+    #[inline(always)]
     pub fn is_keyword(&self, key: &[u8]) -> bool {
         self.keyword_filter.may_have(key) && self.keywords.contains(key)
     }
@@ -262,6 +279,15 @@ impl std::fmt::Display for StateRule {
             StateRule::AttributePath => write!(f, "a public attribute path"),
             StateRule::Bounded(max) => write!(f, "a number of at most {max}"),
             StateRule::BoundedProduct(max) => write!(f, "a shape of at most {max} elements"),
+            StateRule::BoundedGrowth(max) => {
+                write!(
+                    f,
+                    "per-dimension sizes whose product of (1 + size) is at most {max}"
+                )
+            }
+            StateRule::SimpleRegex => {
+                write!(f, "a regular expression that cannot backtrack catastrophically")
+            }
             StateRule::TzName => write!(f, "a time zone object or a zone name that names no file"),
             StateRule::Hooks(classes) => write!(f, "empty, or holding only {}", classes.join(", ")),
             StateRule::KeysIn(names) => write!(f, "None or keyword arguments among {}", names.join(", ")),
