@@ -953,6 +953,74 @@ fn growth_iterations_and_patterns_used_at_transform_are_bounded() {
     };
     assert_clean(&stride(2));
     assert_kind(&stride(100000), FindingKind::StateViolation);
+    // A scale factor applies to every spatial dimension: one number counts twice.
+    let upsample = |scale: i32| {
+        with_state(
+            "torch.nn.modules.upsampling",
+            "Upsample",
+            "scale_factor",
+            move |p| p.int(scale),
+        )
+    };
+    assert_clean(&upsample(2));
+    assert_clean(&upsample(16));
+    assert_kind(&upsample(4096), FindingKind::StateViolation);
+    let lda = |n: i32| {
+        with_state(
+            "sklearn.decomposition._lda",
+            "LatentDirichletAllocation",
+            "max_doc_update_iter",
+            move |p| p.int(n),
+        )
+    };
+    assert_clean(&lda(100));
+    assert_kind(&lda(1_000_000_000), FindingKind::StateViolation);
+    let poly = |n: i32| {
+        with_state(
+            "sklearn.preprocessing._polynomial",
+            "PolynomialFeatures",
+            "n_output_features_",
+            move |p| p.int(n),
+        )
+    };
+    assert_clean(&poly(10));
+    assert_kind(&poly(2_000_000_000), FindingKind::StateViolation);
+    // Item sizes of dtype strings: in a numpy.dtype call and as a plain attribute.
+    let encoder = |dtype: &'static str| {
+        with_state(
+            "sklearn.preprocessing._encoders",
+            "OneHotEncoder",
+            "dtype",
+            move |p| p.s(dtype),
+        )
+    };
+    assert_clean(&encoder("U8"));
+    assert_kind(&encoder("U500000000"), FindingKind::StateViolation);
+    let call = |descr: &str| dtype(P::new(), descr).op(b"0N").stop();
+    assert_clean(&call("U8"));
+    assert_kind(&call("U500000000"), FindingKind::ArgumentViolation);
+    assert_kind(&call("<S100000000"), FindingKind::ArgumentViolation);
+    // _new_Index(RangeIndex, state): the range its state makes is bounded like range().
+    let range_index = |stop: i32| {
+        P::new()
+            .g("pandas.core.indexes.base", "_new_Index")
+            .g("pandas.core.indexes.range", "RangeIndex")
+            .empty_dict()
+            .mark()
+            .s("start")
+            .int(0)
+            .s("stop")
+            .int(stop)
+            .s("step")
+            .int(1)
+            .s("name")
+            .op(b"N")
+            .op(b"u\x86")
+            .reduce()
+            .stop()
+    };
+    assert_clean(&range_index(1000));
+    assert_kind(&range_index(1 << 30), FindingKind::ArgumentViolation);
     let nmf = |n: i32| with_state("sklearn.decomposition._nmf", "NMF", "max_iter", move |p| p.int(n));
     assert_clean(&nmf(200));
     assert_kind(&nmf(1_000_000_000), FindingKind::StateViolation);

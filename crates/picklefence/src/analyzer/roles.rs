@@ -16,7 +16,7 @@ use super::{Analyzer, TupleMeta, Value, KEPT_TUPLE_DEPTH, KEPT_TUPLE_LEN};
 use crate::findings::{FindingKind, Severity};
 use crate::opcodes::Opcode;
 use crate::policy::roles::{ArgSpec, Args, Check, Kind, Reconstruct, ResultSpec, StateShape};
-use crate::policy::state_rules::{is_special_key, StateRule};
+use crate::policy::state_rules::{is_special_key, KeyRule, StateRule};
 use crate::policy::{CallSchema, Roles};
 
 /// No import made the object (an indirect call, an unknown callee).
@@ -110,7 +110,7 @@ const NO_ENTRY: u32 = u32::MAX;
 /// dict's previous watched entry.
 #[derive(Debug, Clone)]
 struct Watched {
-    key: &'static str,
+    rule: &'static KeyRule,
     value: Value,
     previous: u32,
 }
@@ -507,7 +507,7 @@ impl<'p> Analyzer<'p> {
                 {
                     Some(entry) => {
                         self.tables.watched.push(Watched {
-                            key: &rule.key,
+                            rule,
                             value: value.clone(),
                             previous,
                         });
@@ -1201,6 +1201,16 @@ impl<'p> Analyzer<'p> {
                 Check::ShapeOf(_) => {}
                 Check::BaseItems => self.check_base_items(args).map_err(Misfit::Shape)?,
                 Check::RangeLen(max) => check_range_len(args, *max).map_err(Misfit::Shape)?,
+                Check::RangeState(max) => self.check_range_state(args, *max).map_err(Misfit::Shape)?,
+                Check::DtypeSize(max) => match args.first().and_then(Value::as_name).and_then(dtype_itemsize) {
+                    Some(size) if size > *max => {
+                        return Err(Misfit::Shape(format!(
+                            "a dtype of {size} bytes an element (at most {max}): arrays of it allocate that much \
+                             per element when they are made or filled"
+                        )))
+                    }
+                    _ => {}
+                },
             }
         }
         // The callee may keep what it was given: nothing judged here may change afterwards.
@@ -1242,6 +1252,38 @@ impl<'p> Analyzer<'p> {
             );
         }
         Ok(())
+    }
+
+    /// `_new_Index(RangeIndex, state)`: the range the state's start, stop and step make is
+    /// bounded like `range` itself (the index materialises it when the library uses it).
+    fn check_range_state(&self, args: &[Value], max: u64) -> Result<(), String> {
+        let range_class = matches!(args.first(), Some(Value::Import(class))
+            if ["pandas", "pandas.core.indexes.range"]
+                .iter()
+                .any(|module| self.import_is_named(*class, module, "RangeIndex")));
+        let Some(Value::Dict(id)) = args.get(1).filter(|_| range_class) else {
+            return Ok(());
+        };
+        // Newest first: the first value seen for a key is the one the dict keeps.
+        let mut bounds: [Option<Value>; 3] = [None, None, None];
+        for watched in self.watched_of(*id) {
+            let slot = match &*watched.rule.key {
+                "start" => 0,
+                "stop" => 1,
+                "step" => 2,
+                _ => continue,
+            };
+            if let Some(bound @ None) = bounds.get_mut(slot) {
+                *bound = Some(watched.value.clone());
+            }
+        }
+        let [start, stop, step] = bounds.map(|b| b.filter(|v| !matches!(v, Value::None)));
+        let args = [
+            start.unwrap_or(Value::Int(0)),
+            stop.unwrap_or(Value::Int(0)),
+            step.unwrap_or(Value::Int(1)),
+        ];
+        check_range_len(&args, max)
     }
 
     /// Marks a container (or the containers in a tuple) as judged: later items or BUILDs on it
@@ -2212,15 +2254,11 @@ impl<'p> Analyzer<'p> {
         if flags & DictInfo::WATCHED == 0 {
             return None;
         }
-        let rules = self.policy.state_rules();
-        for Watched { key, value, .. } in self.watched_of(id) {
-            let Some(rule) = rules.get(key.as_bytes()) else {
-                continue;
-            };
+        for Watched { rule, value, .. } in self.watched_of(id) {
             if let Some(why) = self.rule_problem(&rule.rule, value) {
                 return Some(format!(
-                    "the attribute {key:?} is {why}, where it must be {} ({})",
-                    rule.rule, rule.reason
+                    "the attribute {:?} is {why}, where it must be {} ({})",
+                    rule.key, rule.rule, rule.reason
                 ));
             }
         }
@@ -2320,13 +2358,15 @@ impl<'p> Analyzer<'p> {
             StateRule::BoundedGrowth(max) => {
                 let growth = |v: &Value| match v {
                     Value::Int(n) if *n >= 0 => Some(1.0 + *n as f64),
+                    Value::Float(x) if *x >= 0.0 => Some(1.0 + x),
                     Value::None | Value::Name(_) | Value::ShortName(_) => Some(1.0),
                     _ => None,
                 };
                 let product = match value {
                     Value::EmptyTuple => Some(1.0),
                     Value::Tuple(items, _) => items.iter().try_fold(1.0, |acc, v| growth(v).map(|g| acc * g)),
-                    other => growth(other),
+                    // One number applies to every spatial dimension: counted for two.
+                    other => growth(other).map(|g| g * g),
                 };
                 product.is_some_and(|p| p <= *max)
             }
@@ -2335,7 +2375,11 @@ impl<'p> Analyzer<'p> {
                 other => other.as_name().is_some_and(is_simple_regex),
             },
             StateRule::TzName => match value {
-                Value::Name(_) | Value::ShortName(_) => value.as_name().is_some_and(is_safe_tz_name),
+                // The same key holds dtype strings ("U8"): their item size is bounded too.
+                Value::Name(_) | Value::ShortName(_) => value.as_name().is_some_and(|text| {
+                    is_safe_tz_name(text)
+                        && dtype_itemsize(text).is_none_or(|size| size <= MAX_DTYPE_ITEMSIZE)
+                }),
                 Value::Text | Value::TextAt { .. } => false,
                 // A str made at load time is a name the scanner cannot read.
                 Value::Obj(id) => self.obj_flags(*id) & Obj::STR_LIKE == 0,
@@ -2394,6 +2438,25 @@ impl<'p> Analyzer<'p> {
 }
 
 /// `range(stop)`, `range(start, stop[, step])`: at most `max` items.
+/// The item size a dtype string under a `tz-name` key may name (as `dtype-size` in calls.txt).
+const MAX_DTYPE_ITEMSIZE: u64 = 1 << 26;
+
+/// The bytes an element of a dtype string takes (`'U8'`: 32, `'<S5'`: 5, `'V16'`: 16), when
+/// it names its size; a unicode character is 4 bytes.
+fn dtype_itemsize(descr: &str) -> Option<u64> {
+    let body = descr.trim_start_matches(['<', '>', '|', '=']);
+    let digits_at = body.find(|c: char| c.is_ascii_digit())?;
+    let (kind, rest) = body.split_at(digits_at);
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    let count = digits.parse::<u64>().unwrap_or(u64::MAX);
+    let unit = if kind.ends_with('U') || kind == "str" {
+        4
+    } else {
+        1
+    };
+    Some(count.saturating_mul(unit))
+}
+
 fn check_range_len(args: &[Value], max: u64) -> Result<(), String> {
     let int = |i: usize| match args.get(i) {
         Some(Value::Int(v)) => Ok(i128::from(*v)),

@@ -343,6 +343,11 @@ pub enum Check {
     /// `range(start, stop, step)` has at most `n` items: a constructor or the library may
     /// materialise any range a pickle holds.
     RangeLen(u64),
+    /// `numpy.dtype(str, ...)`: the descr's item size (`'U500000000'`: 2 GB an element) is at
+    /// most `n` bytes; arrays of it allocate that per element when the library fills them.
+    DtypeSize(u64),
+    /// `_new_Index(RangeIndex, {start, stop, step, ...})`: at most `n` items, as `range-len`.
+    RangeState(u64),
 }
 
 /// What a call returns.
@@ -436,6 +441,16 @@ pub fn parse_role(text: &str, reason: &str) -> Result<Roles, RoleError> {
                         "range-len" => {
                             p.expect("(")?;
                             checks.push(Check::RangeLen(p.number()?));
+                            p.expect(")")?;
+                        }
+                        "range-state" => {
+                            p.expect("(")?;
+                            checks.push(Check::RangeState(p.number()?));
+                            p.expect(")")?;
+                        }
+                        "dtype-size" => {
+                            p.expect("(")?;
+                            checks.push(Check::DtypeSize(p.number()?));
                             p.expect(")")?;
                         }
                         "shape-of" => {

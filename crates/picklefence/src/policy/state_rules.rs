@@ -32,8 +32,9 @@ pub enum StateRule {
     /// An int, or a tuple of ints (None counts as 1), whose product is at most this, or None:
     /// an output shape the library allocates when the object is used.
     BoundedProduct(f64),
-    /// A non-negative int, or a tuple of them, where the product of (1 + each) is at most
-    /// this, or None or a str mode: per-dimension growth (padding, stride) multiplies.
+    /// A non-negative number, or a tuple of them, where the product of (1 + each) is at most
+    /// this (a single number counts for two dimensions), or None or a str mode: per-dimension
+    /// growth (padding, stride, scale factors) multiplies.
     BoundedGrowth(f64),
     /// None or a regular expression without nested or alternating quantified groups, without
     /// backreferences and with at most two unbounded repeats: no catastrophic backtracking.
