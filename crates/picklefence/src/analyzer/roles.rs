@@ -849,21 +849,7 @@ impl<'p> Analyzer<'p> {
             return;
         }
         match target {
-            Value::Import(index) => {
-                let index = *index;
-                let shown = self.shown(index);
-                let name = self.import_name(index);
-                self.finding(
-                    FindingKind::StateInjection,
-                    Severity::Critical,
-                    offset,
-                    name,
-                    format!(
-                        "{} at offset {offset} modifies the imported object {shown} (state injection)",
-                        opcode.name()
-                    ),
-                );
-            }
+            Value::Import(index) => self.state_injection(offset, *index, opcode.name(), "modifies"),
             Value::Dict(id) if pairs => self.dict_set(*id, items),
             Value::List(id) if !pairs => self.list_extend(*id, items),
             Value::Obj(id) => {
@@ -1886,21 +1872,23 @@ impl<'p> Analyzer<'p> {
     // -----------------------------------------------------------------------------------
     // BUILD
 
+    /// An opcode that changes an imported object itself (a class or function the process shares).
+    fn state_injection(&mut self, offset: u64, index: u32, opcode: &str, verb: &str) {
+        let name = self.import_name(index);
+        let shown = self.shown(index);
+        self.finding(
+            FindingKind::StateInjection,
+            Severity::Critical,
+            offset,
+            name,
+            format!("{opcode} at offset {offset} {verb} the imported object {shown} (state injection)"),
+        );
+    }
+
     pub(super) fn build_op(&mut self, offset: u64, target: &Value, state: &Value) {
         match target {
             Value::Obj(id) => self.build_obj(offset, *id, state),
-            Value::Import(index) => {
-                let index = *index;
-                let name = self.import_name(index);
-                let shown = self.shown(index);
-                self.finding(
-                    FindingKind::StateInjection,
-                    Severity::Critical,
-                    offset,
-                    name,
-                    format!("BUILD at offset {offset} sets the state of the imported object {shown} (state injection)"),
-                );
-            }
+            Value::Import(index) => self.state_injection(offset, *index, "BUILD", "sets the state of"),
             Value::Unknown => {}
             other => {
                 let what = other.what();
