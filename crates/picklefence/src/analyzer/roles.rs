@@ -712,27 +712,32 @@ impl<'p> Analyzer<'p> {
     /// keys (a hook container, a dispatch list). A class may keep them, so later items would
     /// change what was judged.
     fn freeze_state(&mut self, state: &Value) {
-        let mut dicts = Vec::new();
         match state {
-            Value::Dict(id) => dicts.push(*id),
-            Value::Tuple(items, _) => dicts.extend(items.iter().filter_map(|v| match v {
-                Value::Dict(id) => Some(*id),
-                _ => None,
-            })),
+            Value::Dict(id) => self.freeze_state_dict(*id),
+            Value::Tuple(items, _) => {
+                for item in items.iter() {
+                    if let Value::Dict(id) = item {
+                        self.freeze_state_dict(*id);
+                    }
+                }
+            }
             _ => {}
         }
-        for id in dicts {
-            let Some(dict) = self.tables.dicts.get_mut(id as usize) else {
-                continue;
-            };
-            dict.flags |= DictInfo::FROZEN;
-            if dict.flags & DictInfo::WATCHED == 0 {
-                continue;
-            }
-            let values: Vec<Value> = self.watched_of(id).map(|w| w.value.clone()).collect();
-            for value in &values {
-                self.freeze(value);
-            }
+    }
+
+    fn freeze_state_dict(&mut self, id: u32) {
+        let Some(dict) = self.tables.dicts.get_mut(id as usize) else {
+            return;
+        };
+        dict.flags |= DictInfo::FROZEN;
+        if dict.flags & DictInfo::WATCHED == 0 {
+            return;
+        }
+        let mut next = dict.last_watched;
+        while let Some(entry) = self.tables.watched.get(next as usize) {
+            next = entry.previous;
+            let value = entry.value.clone();
+            self.freeze(&value);
         }
     }
 
