@@ -12,7 +12,7 @@ import pickle
 import threading
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Tuple
 
 import pytest
 
@@ -778,3 +778,64 @@ def test_role_violation_message_names_the_rule(tmp_path: Path) -> None:
     assert error.violations[0].kind == "role-violation"
     assert "allows only as a reconstructed class" in str(error)
     assert "pandas.DatetimeTZDtype=trusted" in str(error)
+
+
+# --------------------------------------------------------------------------------------------
+# What the pure-Python unpickler reads
+
+
+def _same_length(benign: bytes, malicious: bytes) -> Tuple[bytes, bytes]:
+    """Both pickles padded after STOP (where no unpickler reads) to one length."""
+    size = max(len(benign), len(malicious))
+    return benign.ljust(size, b"\0"), malicious.ljust(size, b"\0")
+
+
+@pytest.mark.parametrize("loader", ["pickle._Unpickler", "joblib.load"])
+def test_python_unpickler_loads_the_bytes_it_prescanned(
+    loader: str, marker: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A file rewritten between the pre-scan and the load (a writer racing the loader) must not
+    # get its new content unpickled: a file the pre-scan read whole is loaded from that copy.
+    benign, malicious = _same_length(
+        pickle.dumps({"weights": [1.0, 2.0]}, protocol=4),
+        pickle.dumps(WriteMarkerPayload(marker), protocol=4),
+    )
+    path = tmp_path / "model.pkl"
+    path.write_bytes(benign)
+    scan = _hook._call_native
+
+    def scan_then_swap(function: Any, *args: Any) -> Any:
+        result = scan(function, *args)
+        path.write_bytes(malicious)  # same inode: an open handle reads the new bytes
+        return result
+
+    monkeypatch.setattr(_hook, "_call_native", scan_then_swap)
+    with picklefence.safe_ml_environment():
+        if loader == "joblib.load":
+            import joblib
+
+            loaded = joblib.load(path)
+        else:
+            with open(path, "rb") as f:
+                loaded = pickle._Unpickler(f).load()  # type: ignore[attr-defined]
+    assert loaded == {"weights": [1.0, 2.0]}
+    assert not marker.exists()
+
+
+def test_python_unpickler_leaves_a_real_file_where_cpython_does(tmp_path: Path) -> None:
+    values: List[Any] = [list(range(1000)), "x" * 70_000, {"a": (1, 2)}]
+    path = tmp_path / "several.pkl"
+    path.write_bytes(b"".join(pickle.dumps(v, protocol=p) for v, p in zip(values, [2, 4, 5])) + b"TAIL")
+
+    def positions() -> List[int]:
+        with open(path, "rb") as f:
+            seen = []
+            for value in values:
+                assert pickle._Unpickler(f).load() == value  # type: ignore[attr-defined]
+                seen.append(f.tell())
+            assert f.read() == b"TAIL"
+        return seen
+
+    plain = positions()
+    with picklefence.safe_ml_environment():
+        assert positions() == plain

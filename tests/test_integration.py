@@ -551,6 +551,33 @@ def test_joblib_stream_position(wrap: str) -> None:
     assert repr(guarded) == repr(plain)
 
 
+@pytest.mark.parametrize("offset", [0, 5])
+def test_joblib_mmap_mode_maps_the_arrays_of_the_file(offset: int, tmp_path: Path) -> None:
+    # With mmap_mode, joblib maps each array at file_handle.tell() of the real file: the guard
+    # must leave that handle (and its positions) alone, also for a pickle that starts mid-file.
+    values = {"a": np.arange(50_000.0), "b": [np.ones((30, 3), dtype="i2"), "x"]}
+    path = tmp_path / "arrays.joblib"
+    joblib.dump(values, path)
+    if offset:
+        path.write_bytes(b"#" * offset + path.read_bytes())
+
+    def run() -> Any:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            if offset:  # joblib.load only opens paths: call its unpickler on the open file
+                from joblib.numpy_pickle import NumpyUnpickler
+
+                return NumpyUnpickler(str(path), f, mmap_mode="r").load()
+            return joblib.load(path, mmap_mode="r")
+
+    plain = run()
+    with picklefence.safe_ml_environment():
+        guarded = run()
+    assert isinstance(guarded["a"], np.memmap)
+    assert np.array_equal(guarded["a"], plain["a"]) and np.array_equal(guarded["a"], values["a"])
+    assert np.array_equal(guarded["b"][0], values["b"][0])
+
+
 # --------------------------------------------------------------------------------------------
 # pandas
 

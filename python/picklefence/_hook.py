@@ -513,13 +513,16 @@ def prescan_bytes(data: bytes, policy: Policy, filepath: Optional[str] = None) -
 
 class Prescanned:
     """What ``prescan_stream`` found: the bytes to unpickle from (None: the file itself, which
-    was left where it was), and whether the pre-scan checked the whole pickle."""
+    was left where it was), whether the pre-scan checked the whole pickle, and ``rest``: when
+    it read a seekable file to its end in one piece, those bytes (an unpickler that can be
+    pointed at them reads what was checked, and does not read the file twice)."""
 
-    __slots__ = ("copy", "verified")
+    __slots__ = ("copy", "rest", "verified")
 
-    def __init__(self, copy: Optional[bytes], verified: bool) -> None:
+    def __init__(self, copy: Optional[bytes], verified: bool, rest: Optional[bytes] = None) -> None:
         self.copy = copy
         self.verified = verified
+        self.rest = rest
 
 
 def prescan_stream(
@@ -555,7 +558,8 @@ def prescan_stream(
                 _, _, raw, _ = _call_native(scan, file, policy, start, memo_inherited, remaining)
         finally:
             file.seek(start)
-        return Prescanned(None, _judge(raw, filepath, joblib))
+        rest = data if data is not None and len(data) == remaining else None
+        return Prescanned(None, _judge(raw, filepath, joblib), rest)
     _, _, raw, copy = _call_native(scan, file, policy, None, memo_inherited)
     verified = _judge(raw, filepath, joblib)
     return Prescanned(bytes(copy) if copy is not None else b"", verified)
@@ -764,7 +768,7 @@ def _py_unpickler_load(self: Any) -> Any:
         if file_read is None:
             return _PY_LOAD(self)  # CPython's "__init__() was not called" error
         joblib = _is_joblib_unpickler(self)
-        file = getattr(self, "file_handle", None) if joblib else None
+        file: Any = getattr(self, "file_handle", None) if joblib else None
         if file is None or getattr(file, "read", None) != file_read:
             file = getattr(file_read, "__self__", None)
         if file is None or getattr(file, "read", None) != file_read:
@@ -774,16 +778,24 @@ def _py_unpickler_load(self: Any) -> Any:
         found = prescan_stream(file, policy, _filepath(file), joblib=joblib, memo_inherited=memo_inherited)
         _py_load_policies[key] = (policy, found.verified)
         verified = _verified_load() if found.verified else contextlib.nullcontext()
-        if found.copy is None:
+        source: Any = None
+        rest_start = None
+        if found.copy is not None:
+            source = _Replay(found.copy, file)
+        elif found.rest is not None and getattr(self, "mmap_mode", None) is None:
+            # joblib maps arrays at file_handle.tell() of the real file when mmap_mode is set.
+            rest_start = file.tell()
+            source = io.BytesIO(found.rest)
+        if source is None:
             with verified:
                 return _validated(_PY_LOAD(self), _filepath(file))
-        replay = _Replay(found.copy, file)
         saved = self._file_read, self._file_readline
-        self._file_read, self._file_readline = replay.read, replay.readline
-        # joblib reads its arrays from `file_handle` itself.
-        saved_handle = self.__dict__.get("file_handle", _MISSING) if joblib else _MISSING
+        self._file_read, self._file_readline = source.read, source.readline
+        # joblib reads its arrays from `file_handle` itself. (Not `self.__dict__`: that would
+        # materialise the instance dict and slow every attribute lookup of the load loop.)
+        saved_handle = getattr(self, "file_handle", _MISSING) if joblib else _MISSING
         if saved_handle is not _MISSING:
-            self.file_handle = replay
+            self.file_handle = source
         try:
             with verified:
                 return _validated(_PY_LOAD(self), _filepath(file))
@@ -791,6 +803,8 @@ def _py_unpickler_load(self: Any) -> Any:
             self._file_read, self._file_readline = saved
             if saved_handle is not _MISSING:
                 self.file_handle = saved_handle
+            if rest_start is not None:
+                file.seek(rest_start + source.tell())  # where reading the file would have left it
     finally:
         if outer is None:
             _py_load_policies.pop(key, None)
