@@ -123,6 +123,8 @@ struct LegacyStorages {
 
 /// Distinct legacy storage keys counted; past it every new key is taken as unbounded.
 const MAX_LEGACY_STORAGES: usize = 1 << 16;
+/// Memo entries reserved at most before a pickle is read (64 KiB of keys).
+const MEMO_RESERVE_MAX: usize = 1 << 14;
 
 /// One import as the unpickler would perform it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -274,6 +276,7 @@ impl PickleReport {
 /// straight from the bytes ([`Analyzer::fast_forward`]); everything else goes through the decoder.
 pub fn analyze_slice(data: &[u8], policy: &Policy, options: &Options) -> PickleReport {
     let mut machine = Analyzer::new(policy, options);
+    machine.reserve_for(u64::try_from(data.len()).ok());
     let mut decoder = Decoder::from_slice(data);
     loop {
         let at = usize::try_from(decoder.position()).unwrap_or(usize::MAX);
@@ -754,6 +757,16 @@ pub struct Analyzer<'p> {
 }
 
 impl<'p> Analyzer<'p> {
+    /// Sizes the memo for an input of `len` bytes up front (an entry takes at least one byte of
+    /// pickle, and most pickles memoize every few bytes), so that growing it does not copy it
+    /// again and again.
+    pub(crate) fn reserve_for(&mut self, len: Option<u64>) {
+        let entries = len.map_or(0, |len| usize::try_from(len / 8).unwrap_or(usize::MAX));
+        let entries = entries.min(MEMO_RESERVE_MAX);
+        self.memo.dense.reserve(entries);
+        self.memo.values.reserve(entries / 2);
+    }
+
     pub fn new(policy: &'p Policy, options: &Options) -> Self {
         Analyzer {
             policy,
@@ -1588,8 +1601,9 @@ impl<'p> Analyzer<'p> {
                         self.stack.truncate(len - n);
                         Value::OpaqueTuple
                     } else {
-                        let items = self.stack.split_off(len - n);
-                        self.tuple_value(items)
+                        let meta = self.tuple_meta(self.stack.get(len - n..).unwrap_or_default());
+                        // One allocation: the Rc is filled from the stack in place.
+                        Value::Tuple(self.stack.drain(len - n..).collect(), meta)
                     };
                     push!(1, tuple);
                 }

@@ -258,19 +258,40 @@ fn is_canonical_descr(descr: &str) -> bool {
     ) && chars.all(|c| c.is_ascii_digit())
 }
 
-/// The dimensions of a shape (or stride) tuple of non-negative int constants.
-fn dims(value: &Value) -> Option<Vec<u64>> {
-    match value {
-        Value::EmptyTuple => Some(Vec::new()),
-        Value::Tuple(items, _) => items
-            .iter()
-            .map(|v| match v {
-                Value::Int(n) if *n >= 0 => Some(*n as u64),
-                _ => None,
-            })
-            .collect(),
-        _ => None,
+/// The dimensions of a shape (or stride) tuple, all of them non-negative int constants (read in
+/// place: tensor views and arrays are checked by the thousand).
+#[derive(Clone, Copy)]
+struct Dims<'a>(&'a [Value]);
+
+impl Dims<'_> {
+    fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        self.0.iter().map(|v| match v {
+            Value::Int(n) => *n as u64,
+            _ => 0, // never: `dims` admits non-negative ints only
+        })
     }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl std::fmt::Debug for Dims<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+fn dims(value: &Value) -> Option<Dims<'_>> {
+    let items: &[Value] = match value {
+        Value::EmptyTuple => &[],
+        Value::Tuple(items, _) => items,
+        _ => return None,
+    };
+    items
+        .iter()
+        .all(|v| matches!(v, Value::Int(n) if *n >= 0))
+        .then_some(Dims(items))
 }
 
 /// The element count of a shape tuple of non-negative int constants.
@@ -640,6 +661,12 @@ impl<'p> Analyzer<'p> {
 
     /// A kept tuple's stand-in (items already checked against the size bounds).
     pub(super) fn tuple_value(&self, items: Vec<Value>) -> Value {
+        let meta = self.tuple_meta(&items);
+        Value::Tuple(Rc::from(items), meta)
+    }
+
+    /// What a kept tuple of `items` records about them.
+    pub(super) fn tuple_meta(&self, items: &[Value]) -> TupleMeta {
         let depth = items
             .iter()
             .map(Value::depth)
@@ -651,7 +678,7 @@ impl<'p> Analyzer<'p> {
             Value::Tuple(_, meta) => meta.storable,
             _ => true,
         });
-        Value::Tuple(Rc::from(items), TupleMeta { depth, storable })
+        TupleMeta { depth, storable }
     }
 
     /// A tuple's stand-in: items are kept when the pickle imports anything (call arguments,
@@ -1701,7 +1728,7 @@ impl<'p> Analyzer<'p> {
         let Some(numel) = numel else {
             return Ok(());
         };
-        if size.contains(&0) {
+        if size.iter().any(|n| n == 0) {
             return if offset <= numel {
                 Ok(())
             } else {
@@ -1711,8 +1738,8 @@ impl<'p> Analyzer<'p> {
             };
         }
         // The last element the view reaches: offset + sum((size - 1) * stride).
-        let last = size.iter().zip(&stride).try_fold(offset, |acc, (n, s)| {
-            (n - 1).checked_mul(*s).and_then(|d| acc.checked_add(d))
+        let last = size.iter().zip(stride.iter()).try_fold(offset, |acc, (n, s)| {
+            (n - 1).checked_mul(s).and_then(|d| acc.checked_add(d))
         });
         match last {
             Some(last) if last < numel => Ok(()),
@@ -2031,7 +2058,7 @@ impl<'p> Analyzer<'p> {
         };
         let numel = shape
             .iter()
-            .try_fold(1u64, |acc, d| acc.checked_mul(*d))
+            .try_fold(1u64, |acc, d| acc.checked_mul(d))
             .filter(|n| *n <= 1 << 48)
             .ok_or_else(|| format!("the array shape {shape:?} has too many elements"))?;
         let rest = items.get(first + 1..).unwrap_or_default();

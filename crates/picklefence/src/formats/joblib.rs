@@ -111,6 +111,7 @@ pub(crate) fn drive<S: Source>(
     mut observe: Option<&mut dyn FnMut(&Op<'_>)>,
 ) -> (Analysis, Decoder<S>) {
     let mut machine = Analyzer::new(policy, options);
+    machine.reserve_for(decoder.source_mut().remaining());
     if joblib {
         machine.track_joblib();
     }
