@@ -5,6 +5,7 @@ extra); payloads are refused with the right module and name and never run."""
 
 from __future__ import annotations
 
+import inspect
 import io
 import pickle
 from pathlib import Path
@@ -567,7 +568,10 @@ def test_joblib_mmap_mode_maps_the_arrays_of_the_file(offset: int, tmp_path: Pat
             if offset:  # joblib.load only opens paths: call its unpickler on the open file
                 from joblib.numpy_pickle import NumpyUnpickler
 
-                return NumpyUnpickler(str(path), f, mmap_mode="r").load()
+                extra = {}
+                if "ensure_native_byte_order" in inspect.signature(NumpyUnpickler).parameters:
+                    extra["ensure_native_byte_order"] = False  # joblib >= 1.5
+                return NumpyUnpickler(str(path), f, mmap_mode="r", **extra).load()
             return joblib.load(path, mmap_mode="r")
 
     plain = run()
