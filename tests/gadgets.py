@@ -1436,6 +1436,51 @@ def b_kdtree_indices(tmp: Path) -> bytes:
     return joblib_file(Lit(knn))
 
 
+def b_tree_node_cycle(tmp: Path) -> bytes:
+    """A fitted DecisionTreeClassifier whose root is its own child: every index is in bounds,
+    and apply() walks the cycle forever."""
+    from sklearn.tree import DecisionTreeClassifier
+
+    x, y = _fit_data()
+    clf = DecisionTreeClassifier(random_state=0).fit(x, y)
+    state = clf.tree_.__getstate__()
+    nodes = state["nodes"].copy()
+    nodes["left_child"][0] = nodes["right_child"][0] = 0
+    state["nodes"] = nodes
+    clf.tree_.__setstate__(state)
+    return joblib_file(Lit(clf))
+
+
+def b_csr_indices(tmp: Path) -> bytes:
+    """A csr_matrix in a pipeline-like dict whose column index is 10**8: scipy's C++ kernels
+    (matvec, toarray) index with it unchecked; unpickling runs no format check."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    matrix = sp.csr_matrix(np.eye(4))
+    matrix.indices[1] = 10**8
+    return dumps({"features": Lit(matrix)})
+
+
+def u_matvec(obj: Any, tmp: Path) -> Any:
+    import numpy as np
+
+    return obj["features"] @ np.ones(4)
+
+
+def b_hist_gb_predictor(tmp: Path) -> bytes:
+    """HistGradientBoostingClassifier whose first predictor's root has its left child at
+    4*10**9: the Cython predictor follows it unchecked."""
+    import numpy as np
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    rng = np.random.RandomState(0)
+    x = rng.rand(200, 3)
+    model = HistGradientBoostingClassifier(max_iter=2, random_state=0).fit(x, (x[:, 0] > 0.5).astype(int))
+    model._predictors[0][0].nodes["left"][0] = 4_000_000_000
+    return joblib_file(Lit(model))
+
+
 def b_dataframe_block_placement(tmp: Path) -> bytes:
     """A one-column DataFrame whose block placement is slice(2**40, 2**40 + 1): BlockManager only
     checks the count of placed items; _rebuild_blknos_and_blklocs (boundscheck off) writes at
@@ -2643,6 +2688,49 @@ CATALOGUE: List[Gadget] = [
         shows="SIGSEGV at predict",
     ),
     Gadget(
+        "tree_node_cycle_hangs_predict",
+        6,
+        "a fitted DecisionTreeClassifier whose root is its own child: every index in bounds, predict(X) "
+        "never returns",
+        b_tree_node_cycle,
+        exhausted,
+        "joblib",
+        (STATE,),
+        use=u_predict,
+        chain="DecisionTreeClassifier{tree_: Tree{nodes: [root{left_child: 0, right_child: 0}, ...]}}; "
+        "model.predict(X)",
+        shows="predict(X) runs until the CPU limit",
+        cpu_seconds=5,
+        wall_seconds=15,
+    ),
+    Gadget(
+        "csr_matrix_indices_out_of_bounds",
+        6,
+        "a csr_matrix whose column index is 10**8: m @ v reads x[10**8] in scipy's C++ kernel (no format "
+        "check runs on unpickling)",
+        b_csr_indices,
+        crashed,
+        "pickle",
+        (STATE,),
+        use=u_matvec,
+        chain="{'features': csr_matrix{indices: [0, 10**8, 2, 3], ...}}; features @ v",
+        shows="SIGSEGV at matvec",
+    ),
+    Gadget(
+        "hist_gradient_boosting_node_out_of_bounds",
+        6,
+        "HistGradientBoostingClassifier whose predictor root has left child 4*10**9: predict(X) follows it "
+        "past the node array",
+        b_hist_gb_predictor,
+        crashed,
+        "joblib",
+        (STATE,),
+        use=u_predict,
+        chain="HistGradientBoostingClassifier{_predictors: [[TreePredictor{nodes: [root{left: 4*10**9}]}]]}; "
+        "model.predict(X)",
+        shows="SIGSEGV at predict",
+    ),
+    Gadget(
         "dataframe_block_placement_oob_write",
         6,
         "a DataFrame block placed at slice(2**40, 2**40 + 1): BlockManager checks the item count only; "
@@ -2923,6 +3011,19 @@ ROLES_ERA_ALLOWED: FrozenSet[str] = frozenset(
         "sklearn.feature_extraction.text:TfidfVectorizer",
         "torch.nn.modules.padding:ZeroPad2d",
         "builtins:dict",
+        # Native-state gadgets of issue 13 (real fitted models, names of the current policy).
+        "scipy.sparse._csr:csr_matrix",
+        "builtins:bytes",
+        "numpy.random._pcg64:PCG64",
+        "numpy.random.bit_generator:SeedSequence",
+        "numpy.random.bit_generator:__pyx_unpickle_SeedSequence",
+        "sklearn._loss._loss:CyHalfBinomialLoss",
+        "sklearn._loss.link:Interval",
+        "sklearn._loss.link:LogitLink",
+        "sklearn._loss.loss:HalfBinomialLoss",
+        "sklearn.ensemble._hist_gradient_boosting.binning:_BinMapper",
+        "sklearn.ensemble._hist_gradient_boosting.gradient_boosting:HistGradientBoostingClassifier",
+        "sklearn.ensemble._hist_gradient_boosting.predictor:TreePredictor",
     }
 )
 

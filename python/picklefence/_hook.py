@@ -45,7 +45,7 @@ from typing import (
     Tuple,
 )
 
-from . import _native
+from . import _native, _native_state
 from ._native import Policy
 from .errors import PicklefenceWarning, ScanError, UnsafeFileError, Violation
 
@@ -193,9 +193,10 @@ def _allows(policy: Policy, module: Any, name: Any, fix_imports: bool, verified:
         return False
     if fix_imports:
         module, name = _mapped(module, name)
-    if verified:
-        return policy.is_allowed(module, name)
-    return policy.is_allowed_by_name(module, name)
+    allowed = policy.is_allowed(module, name) if verified else policy.is_allowed_by_name(module, name)
+    if allowed:
+        _native_state.note_import(module)
+    return allowed
 
 
 def _in_verified_load() -> bool:
@@ -280,28 +281,42 @@ def _strict_sparse_validation(utils: Any) -> None:
         utils._validate_loaded_sparse_tensors = _validate_loaded_sparse_tensors
 
 
-def _validated(result: Any, filepath: Optional[str] = None) -> Any:
-    """Checks the sparse tensors the load made. torch rebuilds them unchecked and validates them
-    at the end of ``torch.load`` only with ``weights_only=True`` (or invariant checks turned on);
-    a plain ``pickle.load`` never does, and their indices are used unchecked (``to_dense()``
-    writes out of bounds). The pre-scan cannot see tensor contents, so the guard checks them
-    here, before the caller gets the result (inside torch's legacy loader: at its end)."""
+def _validated(load: Callable[[], Any], filepath: Optional[str] = None) -> Any:
+    """Runs one guarded ``load`` and checks what it made before the caller gets it: the native
+    state of objects whose compiled code trusts it (``_native_state``, when the load imported
+    from a library that has such classes), and sparse tensors."""
+    with _native_state.watching() as imported_validated:
+        result = load()
+        try:
+            _check_sparse_tensors(filepath)
+            if imported_validated():
+                _native_state.validate(result)
+        except _native_state.NativeStateError as error:
+            del result
+            raise _native_state.unsafe_file_error(error, filepath) from None
+        except UnsafeFileError:
+            del result
+            raise
+    return result
+
+
+def _check_sparse_tensors(filepath: Optional[str]) -> None:
+    """torch rebuilds sparse tensors unchecked and validates them at the end of ``torch.load``
+    only with ``weights_only=True`` (or invariant checks turned on); a plain ``pickle.load``
+    never does, and their indices are used unchecked (``to_dense()`` writes out of bounds).
+    The pre-scan cannot see tensor contents, so the guard checks them after the load (inside
+    torch's legacy loader: at its end)."""
     utils = sys.modules.get("torch._utils")
     if utils is None:
-        return result
+        return
     pending_of = getattr(utils, "_get_sparse_tensors_to_validate", None)
     pending = pending_of() if pending_of is not None else getattr(utils, "_sparse_tensors_to_validate", None)
     if not pending:
-        return result
+        return
     if _in_legacy_torch_load():
         _strict_sparse_validation(utils)
-        return result
-    try:
-        _validate_sparse(utils._validate_loaded_sparse_tensors, filepath)
-    except UnsafeFileError:
-        del result
-        raise
-    return result
+        return
+    _validate_sparse(utils._validate_loaded_sparse_tensors, filepath)
 
 
 def _refuse_import(
@@ -683,10 +698,10 @@ class _SafeUnpicklerMixin:
             self._pf_verified = found.verified
             with _verified_load() if found.verified else contextlib.nullcontext():
                 if proxy is None:
-                    return _validated(super().load(), _filepath(file))  # type: ignore[misc]
+                    return _validated(super().load, _filepath(file))  # type: ignore[misc]
                 proxy.target = _Replay(found.copy or b"", file)
                 try:
-                    return _validated(super().load(), _filepath(file))  # type: ignore[misc]
+                    return _validated(super().load, _filepath(file))  # type: ignore[misc]
                 finally:
                     proxy.target = file
         finally:
@@ -738,7 +753,7 @@ def _loads(data: Any, /, *args: Any, **kwargs: Any) -> Any:
             data = view.tobytes()
     prescan_bytes(data, policy)
     with _verified_load():
-        return _validated(_C_LOADS(data, *args, **kwargs))
+        return _validated(lambda: _C_LOADS(data, *args, **kwargs))
 
 
 _loads.__doc__ = _pickle.loads.__doc__
@@ -788,7 +803,7 @@ def _py_unpickler_load(self: Any) -> Any:
             source = io.BytesIO(found.rest)
         if source is None:
             with verified:
-                return _validated(_PY_LOAD(self), _filepath(file))
+                return _validated(lambda: _PY_LOAD(self), _filepath(file))
         saved = self._file_read, self._file_readline
         self._file_read, self._file_readline = source.read, source.readline
         # joblib reads its arrays from `file_handle` itself. (Not `self.__dict__`: that would
@@ -798,7 +813,7 @@ def _py_unpickler_load(self: Any) -> Any:
             self.file_handle = source
         try:
             with verified:
-                return _validated(_PY_LOAD(self), _filepath(file))
+                return _validated(lambda: _PY_LOAD(self), _filepath(file))
         finally:
             self._file_read, self._file_readline = saved
             if saved_handle is not _MISSING:

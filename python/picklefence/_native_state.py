@@ -1,0 +1,456 @@
+"""Validators for native state: what compiled code in allowed libraries trusts in an object's state.
+
+A type allowlist is not memory safety. A scikit-learn ``Tree`` follows the child indices of its
+node array without bounds checks, a ``KDTree`` reads ``data[idx_array[i]]``, a pandas
+``BlockManager`` writes at its blocks' placements, scipy's sparse kernels index with
+``indptr``/``indices``, a ``Categorical`` takes ``categories[codes[i]]``. Loaded from a file, all of
+these are data the attacker chose. After a guarded load, and before the caller gets the result,
+every instance of such a class that the load made is checked against the invariant its own code
+assumes (vectorised NumPy over the arrays; nothing in the object is called but attribute reads
+and the libraries' own format checks).
+
+Which loads are walked: the guard's find_class notes when a load imports from a library that
+holds such classes (:data:`VALIDATED_MODULES`); only then is the result walked. The walk follows
+what the garbage collector sees (containers, instance dicts, extension types' fields) and the
+items of object arrays, so a validated object cannot hide in a container the walk skips.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+import threading
+import types
+from contextlib import contextmanager
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+
+from .errors import UnsafeFileError, Violation
+
+# Imports from these modules (prefixes) make a load's result walked after the load.
+VALIDATED_MODULES: Tuple[str, ...] = ("sklearn.", "pandas", "scipy.sparse")
+
+_SKIPPED_TYPES = (
+    int,
+    float,
+    complex,
+    str,
+    bytes,
+    bytearray,
+    bool,
+    type(None),
+    types.ModuleType,
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    types.MethodType,
+    types.CodeType,
+    types.FrameType,
+)
+
+_state = threading.local()
+
+
+def note_import(module: str) -> None:
+    """Called by find_class for every allowed import of a guarded load."""
+    if module.startswith(VALIDATED_MODULES):
+        _state.triggered = True
+
+
+@contextmanager
+def watching() -> Iterator[Callable[[], bool]]:
+    """Scopes the note of one load (nested loads, such as joblib's object arrays, keep their own);
+    yields a function that says whether this load imported from a validated library."""
+    outer = getattr(_state, "triggered", False)
+    _state.triggered = False
+    mine = [False]
+    try:
+        yield lambda: mine[0] or bool(getattr(_state, "triggered", False))
+    finally:
+        mine[0] = bool(getattr(_state, "triggered", False))
+        _state.triggered = outer or mine[0]
+
+
+class NativeStateError(Exception):
+    """One broken invariant: the class, the field and the offending value."""
+
+    def __init__(self, cls: str, field: str, message: str) -> None:
+        super().__init__(f"{cls}.{field}: {message}")
+        self.cls = cls
+        self.field = field
+        self.message = message
+
+
+def _fail(obj: Any, field: str, message: str) -> NativeStateError:
+    cls = type(obj)
+    return NativeStateError(f"{cls.__module__}.{cls.__qualname__}", field, message)
+
+
+def _range_error(
+    obj: Any, field: str, values: Any, low: int, high: int, what: str
+) -> Optional[NativeStateError]:
+    """``values`` must lie in [low, high): the first that does not is named (two reductions
+    when all do, no temporary arrays)."""
+    import numpy as np
+
+    values = np.asarray(values)
+    if values.size == 0 or (int(values.min()) >= low and int(values.max()) < high):
+        return None
+    bad = (values < low) | (values >= high)
+    index = int(np.argmax(bad))
+    return _fail(obj, field, f"item {index} is {values.flat[index]!r}, outside [{low}, {high}) ({what})")
+
+
+# --------------------------------------------------------------------------------------------
+# scikit-learn
+
+
+def _joined(arrays: List[Any]) -> Any:
+    """One structured array of many with the same dtype. (numpy's concatenate of structured
+    arrays promotes their fields in Python, array by array: joined as bytes instead.)"""
+    import numpy as np
+
+    dtype = arrays[0].dtype
+    if len(arrays) == 1:
+        return arrays[0]
+    if all(a.dtype == dtype and a.ndim == 1 and a.flags.c_contiguous for a in arrays):
+        return np.concatenate([a.view(np.uint8) for a in arrays]).view(dtype)
+    return np.concatenate(arrays)
+
+
+def _check_trees(trees: List[Any]) -> None:
+    """``sklearn.tree._tree.Tree``: the node arrays of all trees, checked in one pass.
+
+    Tree.__setstate__ checks the node array's dtype and shape only; apply()/predict() follow
+    ``left_child``/``right_child`` unchecked and read ``X[:, feature]``. Internal nodes must have
+    both children in (own index, node_count) (the builders append children after their parent;
+    anything else reads out of bounds or loops forever) and a feature in [0, n_features); leaves
+    have both children -1."""
+    import numpy as np
+
+    if not trees:
+        return
+    arrays = []
+    for tree in trees:
+        state = tree.__getstate__()
+        nodes = state["nodes"]
+        if nodes.shape[0] != int(state["node_count"]):
+            raise _fail(tree, "nodes", f"{nodes.shape[0]} nodes for node_count {int(state['node_count'])}")
+        arrays.append(nodes)
+    counts = np.fromiter((len(a) for a in arrays), dtype=np.int64, count=len(arrays))
+    nodes = _joined(arrays)
+    count = np.repeat(counts, counts)
+    own = np.arange(len(nodes), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+    features = np.repeat(np.fromiter((t.n_features for t in trees), dtype=np.int64, count=len(trees)), counts)
+    left, right, feature = nodes["left_child"], nodes["right_child"], nodes["feature"]
+    leaf = left == -1
+    internal = ~leaf
+    problems = (
+        ("nodes", leaf != (right == -1), "one child is -1 and the other is not"),
+        ("left_child", internal & ((left <= own) | (left >= count)), "not a node after it below node_count"),
+        (
+            "right_child",
+            internal & ((right <= own) | (right >= count)),
+            "not a node after it below node_count",
+        ),
+        ("feature", internal & ((feature < 0) | (feature >= features)), "not a feature below n_features"),
+    )
+    for field, bad, why in problems:
+        if bad.any():
+            at = int(np.argmax(bad))
+            tree = trees[int(np.searchsorted(np.cumsum(counts), at, side="right"))]
+            index = int(own[at])
+            value = int(nodes[field if field != "nodes" else "right_child"][at])
+            raise _fail(
+                tree,
+                f"nodes[{index}].{field}",
+                f"{value} is {why} (node_count {int(count[at])}, n_features {int(features[at])}); "
+                "predict would read out of bounds or never finish",
+            )
+
+
+def _check_binary_tree(tree: Any) -> None:
+    """``KDTree``/``BallTree``: queries read ``data[idx_array[i]]`` for i in each node's
+    [idx_start, idx_end), and visit children 2i+1, 2i+2 of internal nodes."""
+    import numpy as np
+
+    data, idx_array, node_data, node_bounds = tree.get_arrays()
+    samples = int(data.shape[0]) if getattr(data, "ndim", 0) == 2 else -1
+    if samples < 0:
+        raise _fail(tree, "data", f"shape {getattr(data, 'shape', None)} is not two-dimensional")
+    if idx_array.shape != (samples,):
+        raise _fail(tree, "idx_array", f"shape {idx_array.shape} for {samples} samples")
+    error = _range_error(tree, "idx_array", idx_array, 0, samples, "the samples")
+    if error is not None:
+        raise error
+    nodes = int(node_data.shape[0])
+    start, end = node_data["idx_start"], node_data["idx_end"]
+    bad = (start < 0) | (start > end) | (end > samples)
+    if bad.any():
+        index = int(np.argmax(bad))
+        raise _fail(
+            tree,
+            f"node_data[{index}]",
+            f"[{int(start[index])}, {int(end[index])}) is not a range of the {samples} samples",
+        )
+    internal = np.flatnonzero(node_data["is_leaf"] == 0)
+    if internal.size and int(internal.max()) * 2 + 2 >= nodes:
+        index = int(internal[np.argmax(internal * 2 + 2 >= nodes)])
+        raise _fail(
+            tree, f"node_data[{index}].is_leaf", f"node {index} has children beyond the {nodes} nodes"
+        )
+    if node_bounds.ndim != 3 or node_bounds.shape[1] != nodes or node_bounds.shape[2] != data.shape[1]:
+        raise _fail(
+            tree, "node_bounds", f"shape {node_bounds.shape} for {nodes} nodes of {data.shape[1]} features"
+        )
+
+
+def _check_tree_predictors(predictors: List[Any], n_features: Dict[int, int]) -> None:
+    """HistGradientBoosting ``TreePredictor``: the Cython predictor follows ``left``/``right``
+    and reads ``X[:, feature_idx]`` and the bitsets at ``bitset_idx`` unchecked. All predictors
+    in one pass (``n_features``: by predictor id, from the model that holds it)."""
+    import numpy as np
+
+    if not predictors:
+        return
+    arrays = [p.nodes for p in predictors]
+    counts = np.fromiter((len(a) for a in arrays), dtype=np.int64, count=len(arrays))
+    nodes = _joined(arrays)
+    count = np.repeat(counts, counts)
+    own = np.arange(len(nodes), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+    unbounded = np.iinfo(np.int64).max
+    high = np.fromiter(
+        (n_features.get(id(p), unbounded) for p in predictors), dtype=np.int64, count=len(arrays)
+    )
+    rows = np.fromiter(
+        (
+            min(
+                (
+                    int(b.shape[0])
+                    for b in (
+                        getattr(p, "binned_left_cat_bitsets", None),
+                        getattr(p, "raw_left_cat_bitsets", None),
+                    )
+                    if b is not None and getattr(b, "ndim", 0) == 2
+                ),
+                default=0,
+            )
+            for p in predictors
+        ),
+        dtype=np.int64,
+        count=len(arrays),
+    )
+    internal = nodes["is_leaf"] == 0
+    left = nodes["left"].astype(np.int64)
+    right = nodes["right"].astype(np.int64)
+    feature = nodes["feature_idx"]
+    categorical = internal & (nodes["is_categorical"] != 0)
+    problems = (
+        ("left", internal & ((left <= own) | (left >= count)), "not a node after it"),
+        ("right", internal & ((right <= own) | (right >= count)), "not a node after it"),
+        (
+            "feature_idx",
+            internal & ((feature < 0) | (feature >= np.repeat(high, counts))),
+            "not a feature of the model",
+        ),
+        ("bitset_idx", categorical & (nodes["bitset_idx"] >= np.repeat(rows, counts)), "beyond the bitsets"),
+    )
+    for field, bad, why in problems:
+        if bad.any():
+            at = int(np.argmax(bad))
+            predictor = predictors[int(np.searchsorted(np.cumsum(counts), at, side="right"))]
+            raise _fail(
+                predictor,
+                f"nodes[{int(own[at])}].{field}",
+                f"{int(nodes[field][at])} is {why} ({int(count[at])} nodes); predict would read out of "
+                "bounds",
+            )
+
+
+# --------------------------------------------------------------------------------------------
+# scipy.sparse
+
+
+def _check_sparse(matrix: Any) -> None:
+    """Compressed (CSR/CSC/BSR) and COO matrices: scipy's own full format check (``indptr``
+    monotone from 0 to nnz, ``indices`` below the shape, COO coordinates within it); its C++
+    kernels trust all of it, and unpickling runs none of it."""
+    try:
+        check = getattr(matrix, "check_format", None)
+        if check is not None:
+            check(full_check=True)
+        else:
+            matrix._check()
+    except (ValueError, TypeError, IndexError) as exc:
+        raise _fail(matrix, "indices", str(exc)) from None
+
+
+# --------------------------------------------------------------------------------------------
+# pandas
+
+
+def _check_categorical(categorical: Any) -> None:
+    """codes in [-1, len(categories)): ``categories.take(codes)`` runs unchecked."""
+    codes = categorical._ndarray
+    error = _range_error(categorical, "codes", codes, -1, len(categorical.dtype.categories), "the categories")
+    if error is not None:
+        raise error
+
+
+def _check_block_manager(manager: Any) -> None:
+    """Each block placed inside the items axis (the Cython ``_rebuild_blknos_and_blklocs``
+    writes at every placement with bounds checks off), each item placed once, the block's
+    shape matching its placement and the other axis."""
+    import numpy as np
+
+    items = len(manager.axes[0])
+    placed = []
+    for number, block in enumerate(manager.blocks):
+        locations = np.asarray(block.mgr_locs.as_array)
+        error = _range_error(manager, f"blocks[{number}].mgr_locs", locations, 0, items, "the items axis")
+        if error is not None:
+            raise error
+        placed.append(locations)
+        if manager.ndim == 2 and block.ndim == 2:
+            expected = (len(locations), len(manager.axes[1]))
+            if tuple(block.shape) != expected:
+                raise _fail(
+                    manager,
+                    f"blocks[{number}].values",
+                    f"shape {tuple(block.shape)} for placement {expected}",
+                )
+    if manager.ndim == 2:
+        every = np.concatenate(placed) if placed else np.empty(0, dtype=np.intp)
+        if every.size != items or np.unique(every).size != items:
+            raise _fail(
+                manager,
+                "blocks",
+                f"placements cover {np.unique(every).size} of {items} items ({every.size} placed)",
+            )
+
+
+# --------------------------------------------------------------------------------------------
+# The walk
+
+
+def _classes() -> List[Tuple[type, str]]:
+    """The validated classes of the libraries loaded so far, with the checker's key."""
+    found: List[Tuple[type, str]] = []
+
+    def add(module: str, name: str, key: str) -> None:
+        cls = getattr(sys.modules.get(module), name, None)
+        if isinstance(cls, type):
+            found.append((cls, key))
+
+    add("sklearn.tree._tree", "Tree", "tree")
+    for module in ("sklearn.neighbors._kd_tree", "sklearn.neighbors._ball_tree"):
+        for name in ("BinaryTree", "BinaryTree64", "BinaryTree32"):  # by scikit-learn version
+            add(module, name, "binary_tree")
+    add("sklearn.neighbors._kd_tree", "KDTree", "binary_tree")
+    add("sklearn.neighbors._ball_tree", "BallTree", "binary_tree")
+    add("sklearn.ensemble._hist_gradient_boosting.predictor", "TreePredictor", "predictor")
+    add("sklearn.ensemble._hist_gradient_boosting.gradient_boosting", "BaseHistGradientBoosting", "hist_gb")
+    add("scipy.sparse._compressed", "_cs_matrix", "sparse")
+    add("scipy.sparse._coo", "_coo_base", "sparse")
+    add("pandas.core.arrays.categorical", "Categorical", "categorical")
+    add("pandas.core.internals.managers", "BaseBlockManager", "block_manager")
+    return found
+
+
+_SKIP = "skip"
+_TRAVERSE = "traverse"
+_ARRAY = "array"
+
+
+def _walk(root: Any, classes: List[Tuple[type, str]]) -> Dict[str, List[Any]]:
+    """Instances of the validated classes reachable from ``root``, by checker key. Level by
+    level, one ``gc.get_referents`` call per level; what to do with an object is decided once
+    per type."""
+    import numpy as np
+
+    actions: Dict[type, str] = {}
+
+    def action_of(kind: type) -> str:
+        if issubclass(kind, _SKIPPED_TYPES) or issubclass(kind, type):
+            return _SKIP
+        for cls, name in classes:
+            if issubclass(kind, cls):
+                return name
+        return _ARRAY if issubclass(kind, np.ndarray) else _TRAVERSE
+
+    found: Dict[str, List[Any]] = {}
+    seen = set()
+    level = [root]
+    while level:
+        traverse = []
+        for obj in level:
+            kind = type(obj)
+            action = actions.get(kind)
+            if action is None:
+                action = actions[kind] = action_of(kind)
+            if action is _SKIP:
+                continue
+            key = id(obj)
+            if key in seen:
+                continue
+            seen.add(key)
+            if action is _ARRAY:
+                if obj.dtype.hasobject:  # numpy does not show its items to the garbage collector
+                    traverse.append(obj.ravel(order="K").tolist())
+                continue
+            if action is not _TRAVERSE:
+                found.setdefault(action, []).append(obj)
+            traverse.append(obj)
+        level = gc.get_referents(*traverse) if traverse else []
+    return found
+
+
+def validate(result: Any) -> None:
+    """Checks every validated object reachable from a load's result; raises NativeStateError
+    (also when a checker itself fails on a state it cannot read: fail closed)."""
+    try:
+        _validate(result)
+    except NativeStateError:
+        raise
+    except Exception as exc:
+        raise NativeStateError(
+            "picklefence", "validate", f"a native state could not be checked ({type(exc).__name__}: {exc})"
+        ) from None
+
+
+def _validate(result: Any) -> None:
+    classes = _classes()
+    if not classes:
+        return
+    found = _walk(result, classes)
+    if not found:
+        return
+    _check_trees(found.get("tree", []))
+    for tree in found.get("binary_tree", []):
+        _check_binary_tree(tree)
+    n_features: Dict[int, int] = {}
+    for model in found.get("hist_gb", []):
+        features = getattr(model, "n_features_in_", None)
+        for per_iteration in getattr(model, "_predictors", None) or []:
+            for predictor in per_iteration:
+                if isinstance(features, int):
+                    n_features[id(predictor)] = features
+    _check_tree_predictors(found.get("predictor", []), n_features)
+    for matrix in found.get("sparse", []):
+        _check_sparse(matrix)
+    for categorical in found.get("categorical", []):
+        _check_categorical(categorical)
+    for manager in found.get("block_manager", []):
+        _check_block_manager(manager)
+
+
+def unsafe_file_error(error: NativeStateError, filepath: Optional[str]) -> UnsafeFileError:
+    module, _, name = error.cls.rpartition(".")
+    violation = Violation(
+        "native-state",
+        module,
+        name,
+        None,
+        f"{error.cls}.{error.field}: {error.message}; its compiled code trusts this state and would read or "
+        "write out of bounds (or never finish) with it",
+        "critical",
+    )
+    return UnsafeFileError([violation], filepath=filepath)

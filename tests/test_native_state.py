@@ -1,0 +1,250 @@
+"""Validated native state: objects whose compiled code trusts their arrays are checked after a
+guarded load, before the caller gets them. Each invariant is broken in a real object (its state
+edited), pickled, and loaded under the guard: refused, naming the class and the field. The same
+structures, intact and of several sizes, load unchanged. (That the broken files crash or hang an
+unprotected process is shown by the class 6 gadgets of test_gadgets.py.)"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from pathlib import Path
+from typing import Any, Callable, Dict
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.neighbors import BallTree, KDTree, KNeighborsClassifier
+from sklearn.tree import DecisionTreeClassifier
+
+import picklefence
+from picklefence import UnsafeFileError
+
+RNG = np.random.RandomState(0)
+X = RNG.rand(300, 4)
+Y = (X[:, 0] + X[:, 1] > 1).astype(int)
+
+
+def _tree_with(edit: Callable[[np.ndarray], None]) -> DecisionTreeClassifier:
+    clf = DecisionTreeClassifier(random_state=0).fit(X, Y)
+    state = clf.tree_.__getstate__()
+    nodes = state["nodes"].copy()
+    edit(nodes)
+    state["nodes"] = nodes
+    clf.tree_.__setstate__(state)
+    return clf
+
+
+def _set(nodes: np.ndarray, field: str, index: int, value: int) -> None:
+    nodes[field][index] = value
+
+
+def _binary_tree_with(kind: type, item: int, edit: Callable[[Any], Any]) -> Any:
+    tree = kind(X, leaf_size=5)
+    state = list(tree.__getstate__())
+    state[item] = edit(state[item].copy())
+    tree.__setstate__(tuple(state))
+    return tree
+
+
+def _with_item(values: np.ndarray, index: Any, value: Any) -> np.ndarray:
+    if isinstance(index, tuple):  # (field, row) of a structured array
+        values[index[0]][index[1]] = value
+    else:
+        values[index] = value
+    return values
+
+
+def _csr(edit: Callable[[sp.csr_matrix], None]) -> sp.csr_matrix:
+    matrix = sp.csr_matrix(RNG.rand(5, 6) > 0.5, dtype=float)
+    edit(matrix)
+    return matrix
+
+
+def _predictor_with(field: str, value: int) -> HistGradientBoostingClassifier:
+    model = HistGradientBoostingClassifier(max_iter=3, random_state=0).fit(X, Y)
+    model._predictors[0][0].nodes[field][0] = value
+    return model
+
+
+def _categorical(code: int) -> pd.Categorical:
+    categorical = pd.Categorical.from_codes([0, 1, 2, 1], categories=["a", "b", "c"])
+    categorical._ndarray[2] = code  # the codes array, as a file could hold it
+    return categorical
+
+
+def _frame_with_placement(locations: Any, block: int = 0) -> pd.DataFrame:
+    """(block 1: a float and an int column, the int block placed where the float one is.)"""
+    from pandas._libs.internals import BlockPlacement
+
+    if block:
+        frame = pd.DataFrame({"a": [1.0, 2.0], "b": [3, 4]})
+    else:
+        frame = pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]})
+    frame._mgr.blocks[block]._mgr_locs = BlockPlacement(locations)
+    return frame
+
+
+def _coo_row(row: int) -> sp.coo_matrix:
+    matrix = sp.coo_matrix(np.eye(3))
+    matrix.row[1] = row  # the constructor checks; a file's state is never checked
+    return matrix
+
+
+def _indices_beyond(matrix: sp.csr_matrix) -> None:
+    matrix.indices[0] = 10**6
+
+
+def _indptr_backwards(matrix: sp.csr_matrix) -> None:
+    matrix.indptr[2] = matrix.indptr[1] - 1 if matrix.indptr[1] else 5
+
+
+BROKEN: Dict[str, Any] = {
+    "tree child beyond node_count": (
+        lambda: _tree_with(lambda n: _set(n, "left_child", 0, 10**9)),
+        "Tree",
+        "left_child",
+    ),
+    "tree child pointing back": (
+        lambda: _tree_with(lambda n: _set(n, "right_child", 0, 0)),
+        "Tree",
+        "right_child",
+    ),
+    "tree half leaf": (lambda: _tree_with(lambda n: _set(n, "right_child", 0, -1)), "Tree", "nodes"),
+    "tree feature beyond n_features": (
+        lambda: _tree_with(lambda n: _set(n, "feature", 0, 99)),
+        "Tree",
+        "feature",
+    ),
+    "kd_tree idx_array": (
+        lambda: _binary_tree_with(KDTree, 1, lambda a: _with_item(a, 3, 10**12)),
+        "KDTree",
+        "idx_array",
+    ),
+    "ball_tree node range": (
+        lambda: _binary_tree_with(BallTree, 2, lambda a: _with_item(a, ("idx_end", 0), 10**6)),
+        "BallTree",
+        "node_data",
+    ),
+    "csr indices": (lambda: _csr(_indices_beyond), "csr_matrix", "indices"),
+    "csr indptr": (lambda: _csr(_indptr_backwards), "csr_matrix", "indices"),
+    "coo row": (lambda: _coo_row(10**6), "coo_matrix", "indices"),
+    "hist gradient boosting child": (lambda: _predictor_with("left", 4_000_000_000), "TreePredictor", "left"),
+    "hist gradient boosting feature": (
+        lambda: _predictor_with("feature_idx", 1000),
+        "TreePredictor",
+        "feature_idx",
+    ),
+    "categorical code": (lambda: _categorical(7), "Categorical", "codes"),
+    "block placement": (lambda: _frame_with_placement(slice(5, 7)), "BlockManager", "mgr_locs"),
+    "block placed over another": (
+        lambda: _frame_with_placement(slice(0, 1), block=1),
+        "BlockManager",
+        "blocks",
+    ),
+}
+
+
+LOADERS: Dict[str, Callable[[bytes, Path], Any]] = {
+    "pickle.loads": lambda data, path: pickle.loads(data),
+    "pickle._Unpickler": lambda data, path: pickle._Unpickler(io.BytesIO(data)).load(),  # type: ignore[attr-defined]
+    "joblib.load": lambda data, path: joblib.load(path),
+}
+
+
+def _dump(obj: Any, loader: str, path: Path) -> bytes:
+    if loader == "joblib.load":
+        joblib.dump({"model": obj}, path)
+        return path.read_bytes()
+    return pickle.dumps({"model": obj}, protocol=4)
+
+
+@pytest.mark.parametrize("loader", sorted(LOADERS))
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_broken_native_state_is_refused_naming_the_field(case: str, loader: str, tmp_path: Path) -> None:
+    make, cls, field = BROKEN[case]
+    path = tmp_path / "model.bin"
+    data = _dump(make(), loader, path)
+    with picklefence.safe_ml_environment():
+        with pytest.raises(UnsafeFileError) as info:
+            LOADERS[loader](data, path)
+    (violation,) = info.value.violations
+    assert violation.kind == "native-state"
+    assert cls in violation.message and field in violation.message, violation.message
+
+
+@pytest.mark.parametrize("size", [1, 30, 300])
+def test_intact_structures_load_unchanged(size: int, tmp_path: Path) -> None:
+    x, y = X[: max(size, 10)], Y[: max(size, 10)]
+    y = np.arange(len(y)) % 2 if len(set(y)) < 2 else y
+    frame = pd.DataFrame(
+        {
+            "cat": pd.Categorical(np.array(["a", "b", "c"])[np.arange(size) % 3]),
+            "x": np.arange(size, dtype=float),
+            "y": np.arange(size),
+            "z": np.arange(size) * 2.0,
+        }
+    )
+    values = {
+        "forest": RandomForestClassifier(n_estimators=3, random_state=0).fit(x, y),
+        "knn_kd": KNeighborsClassifier(n_neighbors=1, algorithm="kd_tree").fit(x, y),
+        "knn_ball": KNeighborsClassifier(n_neighbors=1, algorithm="ball_tree").fit(x, y),
+        "hgb": HistGradientBoostingClassifier(max_iter=3, random_state=0).fit(x, y),
+        "csr": sp.random(size, 7, density=0.3, format="csr", random_state=0),
+        "csc": sp.random(size, 7, density=0.3, format="csc", random_state=0),
+        "coo": sp.random(size, 7, density=0.3, format="coo", random_state=0),
+        "bsr": sp.bsr_matrix(np.ones((2 * size, 4))),
+        "frame": frame,
+        "series": pd.Series(np.arange(size), dtype="category"),
+        "empty": pd.DataFrame(),
+    }
+    path = tmp_path / "all.joblib"
+    joblib.dump(values, path)
+    data = pickle.dumps(values, protocol=5)
+    with picklefence.safe_ml_environment():
+        loaded = [joblib.load(path), pickle.loads(data)]
+    for got in loaded:
+        np.testing.assert_array_equal(got["forest"].predict(x), values["forest"].predict(x))
+        np.testing.assert_array_equal(got["knn_kd"].predict(x), values["knn_kd"].predict(x))
+        np.testing.assert_array_equal(got["knn_ball"].predict(x), values["knn_ball"].predict(x))
+        np.testing.assert_array_equal(got["hgb"].predict(x), values["hgb"].predict(x))
+        for key in ("csr", "csc", "coo", "bsr"):
+            assert (got[key] != values[key]).nnz == 0
+        pd.testing.assert_frame_equal(got["frame"], frame)
+        pd.testing.assert_series_equal(got["series"], values["series"])
+
+
+def test_validation_sees_objects_inside_object_arrays(tmp_path: Path) -> None:
+    # numpy hides object-array items from the garbage collector; the walk reads them itself.
+    broken = _tree_with(lambda n: _set(n, "left_child", 0, 10**9))
+    holder = np.empty(2, dtype=object)
+    holder[0], holder[1] = "x", [broken]
+    with picklefence.safe_ml_environment():
+        with pytest.raises(UnsafeFileError, match="left_child"):
+            pickle.loads(pickle.dumps({"estimators": holder}))
+
+
+def test_loads_without_validated_libraries_are_not_walked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from picklefence import _native_state
+
+    walked = []
+    monkeypatch.setattr(_native_state, "_walk", lambda root, classes: walked.append(root) or {})
+    with picklefence.safe_ml_environment():
+        pickle.loads(pickle.dumps({"weights": np.arange(3)}))
+        assert not walked
+        pickle.loads(pickle.dumps(pd.Series([1, 2])))
+    assert walked
+
+
+def test_nested_loads_keep_the_outer_note(tmp_path: Path) -> None:
+    # joblib reads an object array with an inner unpickler in the middle of the outer load: the
+    # outer load's own note (a validated class imported before it) must survive the inner one.
+    broken = _tree_with(lambda n: _set(n, "left_child", 0, 10**9))
+    path = tmp_path / "nested.joblib"
+    joblib.dump([broken, np.array([1, "x"], dtype=object)], path)
+    with picklefence.safe_ml_environment():
+        with pytest.raises(UnsafeFileError, match="left_child"):
+            joblib.load(path)
