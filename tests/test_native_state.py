@@ -248,3 +248,31 @@ def test_nested_loads_keep_the_outer_note(tmp_path: Path) -> None:
     with picklefence.safe_ml_environment():
         with pytest.raises(UnsafeFileError, match="left_child"):
             joblib.load(path)
+
+
+def test_every_class_the_scanner_lists_has_a_validator() -> None:
+    # One list (policies/native_state.txt) tells the scanner which classes rely on load-time
+    # validation; each of them must be one the guard validates.
+    import importlib
+
+    from picklefence import _native, _native_state
+
+    listed = _native.native_state_classes()
+    assert len(listed) >= 20
+    for module, name, _ in listed:
+        if module == "torch._utils":
+            continue  # sparse tensors: torch's own invariant check, run by the guard (_hook)
+        cls = getattr(importlib.import_module(module), name)
+        kinds = [key for base, key in _native_state._classes() if issubclass(cls, base)]
+        assert kinds or (module, name) in _native_state.CAPTURED, f"{module}:{name} has no validator"
+        assert module.startswith(_native_state.WALKED_MODULES) or (module, name) in _native_state.CAPTURED
+
+
+def test_scanner_notes_that_a_file_relies_on_load_time_validation(tmp_path: Path) -> None:
+    path = tmp_path / "forest.joblib"
+    joblib.dump(RandomForestClassifier(n_estimators=2, random_state=0).fit(X, Y), path)
+    report = picklefence.scan_file(path)
+    assert report.is_safe, str(report)
+    notes = [f for f in report.findings if f.kind == "native-state"]
+    assert notes and all(f.severity == "info" for f in notes)
+    assert "sklearn.tree._tree.Tree" in notes[0].message

@@ -25,6 +25,7 @@ import _compat_pickle
 import _pickle
 import contextlib
 import copyreg
+import functools
 import io
 import os
 import pickle
@@ -186,7 +187,9 @@ def _mapped(module: str, name: str) -> Tuple[str, str]:
     return module, name
 
 
-def _allows(policy: Policy, module: Any, name: Any, fix_imports: bool, verified: bool) -> bool:
+def _allows(
+    policy: Policy, module: Any, name: Any, fix_imports: bool, verified: bool, audited: bool = False
+) -> bool:
     """Whether ``find_class`` may resolve the name: any allowed name during a load whose every
     use the pre-scan checked (``verified``), else the names allowed by name alone."""
     if not isinstance(module, str) or not isinstance(name, str):
@@ -195,7 +198,7 @@ def _allows(policy: Policy, module: Any, name: Any, fix_imports: bool, verified:
         module, name = _mapped(module, name)
     allowed = policy.is_allowed(module, name) if verified else policy.is_allowed_by_name(module, name)
     if allowed:
-        _native_state.note_import(module)
+        (_native_state.note_audited if audited else _native_state.note_import)(module, name)
     return allowed
 
 
@@ -285,12 +288,12 @@ def _validated(load: Callable[[], Any], filepath: Optional[str] = None) -> Any:
     """Runs one guarded ``load`` and checks what it made before the caller gets it: the native
     state of objects whose compiled code trusts it (``_native_state``, when the load imported
     from a library that has such classes), and sparse tensors."""
-    with _native_state.watching() as imported_validated:
+    with _native_state.watching() as watch:
         result = load()
         try:
             _check_sparse_tensors(filepath)
-            if imported_validated():
-                _native_state.validate(result)
+            if watch.triggered or watch.captured:
+                _native_state.validate(result, watch)
         except _native_state.NativeStateError as error:
             del result
             raise _native_state.unsafe_file_error(error, filepath) from None
@@ -364,7 +367,9 @@ def _audit_hook(event: str, args: Tuple[Any, ...]) -> None:
     # the protocol is not known here: map the names that are mapping keys.
     if event == "pickle.find_class":
         policy = _policy
-        if policy is not None and not _allows(policy, args[0], args[1], True, _in_verified_load()):
+        if policy is not None and not _allows(
+            policy, args[0], args[1], True, _in_verified_load(), audited=True
+        ):
             raise _refuse_import(args[0], args[1], True)
 
 
@@ -678,7 +683,7 @@ class _SafeUnpicklerMixin:
             verified = bool(state.get("_pf_verified"))
             if not _allows(policy, module, name, fix_imports, verified):
                 raise _refuse_import(module, name, fix_imports, _filepath(state.get("_pf_file")))
-        return super().find_class(module, name)  # type: ignore[misc]
+        return _native_state.resolve_class(module, name, super().find_class)  # type: ignore[misc]
 
     def load(self) -> Any:
         policy = _policy
@@ -834,7 +839,7 @@ def _py_unpickler_find_class(self: Any, module: str, name: str) -> Any:
         fix_imports = getattr(self, "proto", 0) < 3 and getattr(self, "fix_imports", True)
         if not _allows(policy, module, name, fix_imports, verified):
             raise _refuse_import(module, name, fix_imports)
-    return _PY_FIND_CLASS(self, module, name)
+    return _native_state.resolve_class(module, name, functools.partial(_PY_FIND_CLASS, self))
 
 
 def _py_unpickler_get_extension(self: Any, code: int) -> Any:

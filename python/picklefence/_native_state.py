@@ -24,12 +24,23 @@ import types
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
+from . import _native
 from .errors import UnsafeFileError, Violation
 
-# Imports from these modules (prefixes) make a load's result walked after the load.
-VALIDATED_MODULES: Tuple[str, ...] = ("sklearn.", "pandas", "scipy.sparse")
+# Imports from these modules (prefixes) make a load's result walked after the load: the
+# classes there are reconstructed (NEWOBJ and the like make them, which nothing can intercept).
+WALKED_MODULES: Tuple[str, ...] = (
+    "pandas",
+    "scipy.sparse",
+    "sklearn.neighbors",
+    "sklearn.ensemble._hist_gradient_boosting",
+)
+# Classes a pickle can make only by calling them (their role is `call`): find_class hands the
+# load a constructor that records what it makes, so no walk is needed to find them (a forest
+# or a boosting model holds hundreds).
+CAPTURED: Dict[Tuple[str, str], str] = {("sklearn.tree._tree", "Tree"): "tree"}
 
-_SKIPPED_TYPES = (
+_SKIPPED_TYPES: Tuple[type, ...] = (
     int,
     float,
     complex,
@@ -49,24 +60,73 @@ _SKIPPED_TYPES = (
 _state = threading.local()
 
 
-def note_import(module: str) -> None:
-    """Called by find_class for every allowed import of a guarded load."""
-    if module.startswith(VALIDATED_MODULES):
+def note_import(module: str, name: str) -> None:
+    """Called by the guard's find_class layers for every allowed import of a guarded load."""
+    if module.startswith(WALKED_MODULES) and (module, name) not in CAPTURED:
         _state.triggered = True
 
 
-@contextmanager
-def watching() -> Iterator[Callable[[], bool]]:
-    """Scopes the note of one load (nested loads, such as joblib's object arrays, keep their own);
-    yields a function that says whether this load imported from a validated library."""
-    outer = getattr(_state, "triggered", False)
-    _state.triggered = False
-    mine = [False]
+def note_audited(module: str, name: str) -> None:
+    """Called by the audit hook for every allowed import: on paths without the guard's
+    find_class (``pickle.loads``, pre-bound aliases) nothing captures, so the result is walked."""
+    if (module, name) in CAPTURED:
+        if not getattr(_state, "in_capture", False):
+            _state.triggered = True
+    elif module.startswith(WALKED_MODULES):
+        _state.triggered = True
+
+
+def resolve_class(module: str, name: str, find: Callable[[str, str], Any]) -> Any:
+    """What the guard's find_class hands the load for ``module.name`` (``find`` resolves it):
+    for a captured class, a constructor that records each instance for the check after the
+    load."""
+    if (module, name) not in CAPTURED or getattr(_state, "captured", None) is None:
+        return find(module, name)
+    _state.in_capture = True
     try:
-        yield lambda: mine[0] or bool(getattr(_state, "triggered", False))
+        cls = find(module, name)
     finally:
-        mine[0] = bool(getattr(_state, "triggered", False))
-        _state.triggered = outer or mine[0]
+        _state.in_capture = False
+
+    def construct(*args: Any, **kwargs: Any) -> Any:
+        made = cls(*args, **kwargs)
+        captured = getattr(_state, "captured", None)
+        if captured is not None:
+            captured.append(made)
+        return made
+
+    construct.__name__ = construct.__qualname__ = name
+    return construct
+
+
+class Watch:
+    """One load's notes: what it made of the captured classes, and (``triggered``, read while
+    the load's scope is open) whether it imported from a walked library."""
+
+    __slots__ = ("captured",)
+
+    def __init__(self) -> None:
+        self.captured: List[Any] = []
+
+    @property
+    def triggered(self) -> bool:
+        return bool(getattr(_state, "triggered", False))
+
+
+@contextmanager
+def watching() -> Iterator[Watch]:
+    """Scopes the notes of one load (nested loads, such as joblib's object arrays, keep their
+    own; the outer one is told what they triggered)."""
+    outer_triggered = getattr(_state, "triggered", False)
+    outer_captured = getattr(_state, "captured", None)
+    watch = Watch()
+    _state.triggered = False
+    _state.captured = watch.captured
+    try:
+        yield watch
+    finally:
+        _state.triggered = outer_triggered or watch.triggered
+        _state.captured = outer_captured
 
 
 class NativeStateError(Exception):
@@ -111,15 +171,18 @@ def _joined(arrays: List[Any]) -> Any:
     dtype = arrays[0].dtype
     if len(arrays) == 1:
         return arrays[0]
-    if all(a.dtype == dtype and a.ndim == 1 and a.flags.c_contiguous for a in arrays):
-        return np.concatenate([a.view(np.uint8) for a in arrays]).view(dtype)
+    if all(a.dtype == dtype and a.flags.c_contiguous for a in arrays):
+        return np.frombuffer(b"".join(arrays), dtype=dtype)
     return np.concatenate(arrays)
 
 
-def _check_trees(trees: List[Any]) -> None:
-    """``sklearn.tree._tree.Tree``: the node arrays of all trees, checked in one pass.
+_TREE_FIELDS = ("left_child", "right_child", "feature")
 
-    Tree.__setstate__ checks the node array's dtype and shape only; apply()/predict() follow
+
+def _check_trees(trees: List[Any]) -> None:
+    """``sklearn.tree._tree.Tree``: the node arrays of all trees, checked in one pass in Rust.
+
+    Tree.__setstate__ checks the node array's dtype and length only; apply()/predict() follow
     ``left_child``/``right_child`` unchecked and read ``X[:, feature]``. Internal nodes must have
     both children in (own index, node_count) (the builders append children after their parent;
     anything else reads out of bounds or loops forever) and a feature in [0, n_features); leaves
@@ -135,36 +198,27 @@ def _check_trees(trees: List[Any]) -> None:
         if nodes.shape[0] != int(state["node_count"]):
             raise _fail(tree, "nodes", f"{nodes.shape[0]} nodes for node_count {int(state['node_count'])}")
         arrays.append(nodes)
-    counts = np.fromiter((len(a) for a in arrays), dtype=np.int64, count=len(arrays))
-    nodes = _joined(arrays)
-    count = np.repeat(counts, counts)
-    own = np.arange(len(nodes), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
-    features = np.repeat(np.fromiter((t.n_features for t in trees), dtype=np.int64, count=len(trees)), counts)
-    left, right, feature = nodes["left_child"], nodes["right_child"], nodes["feature"]
-    leaf = left == -1
-    internal = ~leaf
-    problems = (
-        ("nodes", leaf != (right == -1), "one child is -1 and the other is not"),
-        ("left_child", internal & ((left <= own) | (left >= count)), "not a node after it below node_count"),
-        (
-            "right_child",
-            internal & ((right <= own) | (right >= count)),
-            "not a node after it below node_count",
-        ),
-        ("feature", internal & ((feature < 0) | (feature >= features)), "not a feature below n_features"),
-    )
-    for field, bad, why in problems:
-        if bad.any():
-            at = int(np.argmax(bad))
-            tree = trees[int(np.searchsorted(np.cumsum(counts), at, side="right"))]
-            index = int(own[at])
-            value = int(nodes[field if field != "nodes" else "right_child"][at])
-            raise _fail(
-                tree,
-                f"nodes[{index}].{field}",
-                f"{value} is {why} (node_count {int(count[at])}, n_features {int(features[at])}); "
-                "predict would read out of bounds or never finish",
-            )
+    dtype = arrays[0].dtype
+    fields = dtype.fields or {}
+    if all(a.dtype == dtype and a.flags.c_contiguous for a in arrays) and all(
+        f in fields and fields[f][0] == np.dtype("<i8") for f in _TREE_FIELDS
+    ):
+        joined = b"".join(arrays)
+        itemsize, left, right, feature = dtype.itemsize, *(int(fields[f][1]) for f in _TREE_FIELDS)
+    else:  # another layout (a 32-bit build): the three fields as little-endian int64
+        canonical = np.dtype([(f, "<i8") for f in _TREE_FIELDS])
+        joined = b"".join(a[list(_TREE_FIELDS)].astype(canonical).tobytes() for a in arrays)
+        itemsize, left, right, feature = canonical.itemsize, 0, 8, 16
+    counts = [(len(a), int(t.n_features)) for a, t in zip(arrays, trees)]
+    broken = _native.check_tree_nodes(joined, itemsize, left, right, feature, counts)
+    if broken is not None:
+        which, node, field, value, why = broken
+        raise _fail(
+            trees[which],
+            f"nodes[{node}].{field}",
+            f"{value} is {why} (node_count {counts[which][0]}, n_features {counts[which][1]}); predict would "
+            "read out of bounds or never finish",
+        )
 
 
 def _check_binary_tree(tree: Any) -> None:
@@ -203,6 +257,19 @@ def _check_binary_tree(tree: Any) -> None:
         )
 
 
+def _bitset_rows(predictor: Any) -> int:
+    """The rows both bitset arrays of a predictor have (the predictor reads either)."""
+    rows = [
+        int(b.shape[0])
+        for b in (
+            getattr(predictor, "binned_left_cat_bitsets", None),
+            getattr(predictor, "raw_left_cat_bitsets", None),
+        )
+        if b is not None and getattr(b, "ndim", 0) == 2
+    ]
+    return min(rows, default=0)
+
+
 def _check_tree_predictors(predictors: List[Any], n_features: Dict[int, int]) -> None:
     """HistGradientBoosting ``TreePredictor``: the Cython predictor follows ``left``/``right``
     and reads ``X[:, feature_idx]`` and the bitsets at ``bitset_idx`` unchecked. All predictors
@@ -220,29 +287,14 @@ def _check_tree_predictors(predictors: List[Any], n_features: Dict[int, int]) ->
     high = np.fromiter(
         (n_features.get(id(p), unbounded) for p in predictors), dtype=np.int64, count=len(arrays)
     )
-    rows = np.fromiter(
-        (
-            min(
-                (
-                    int(b.shape[0])
-                    for b in (
-                        getattr(p, "binned_left_cat_bitsets", None),
-                        getattr(p, "raw_left_cat_bitsets", None),
-                    )
-                    if b is not None and getattr(b, "ndim", 0) == 2
-                ),
-                default=0,
-            )
-            for p in predictors
-        ),
-        dtype=np.int64,
-        count=len(arrays),
-    )
     internal = nodes["is_leaf"] == 0
+    categorical = internal & (nodes["is_categorical"] != 0)
+    rows = np.zeros(len(arrays), dtype=np.int64)
+    if categorical.any():  # the bitset rows matter only where a split is categorical
+        rows = np.fromiter((_bitset_rows(p) for p in predictors), dtype=np.int64, count=len(arrays))
     left = nodes["left"].astype(np.int64)
     right = nodes["right"].astype(np.int64)
     feature = nodes["feature_idx"]
-    categorical = internal & (nodes["is_categorical"] != 0)
     problems = (
         ("left", internal & ((left <= own) | (left >= count)), "not a node after it"),
         ("right", internal & ((right <= own) | (right >= count)), "not a node after it"),
@@ -366,7 +418,12 @@ def _walk(root: Any, classes: List[Tuple[type, str]]) -> Dict[str, List[Any]]:
     per type."""
     import numpy as np
 
-    actions: Dict[type, str] = {}
+    # What to do with each type, kept while the validated classes stay the same.
+    cached = getattr(_walk, "cache", None)
+    if cached is None or cached[0] != classes:
+        cached = (list(classes), {})
+        _walk.cache = cached  # type: ignore[attr-defined]
+    actions: Dict[type, str] = cached[1]
 
     def action_of(kind: type) -> str:
         if issubclass(kind, _SKIPPED_TYPES) or issubclass(kind, type):
@@ -403,11 +460,12 @@ def _walk(root: Any, classes: List[Tuple[type, str]]) -> Dict[str, List[Any]]:
     return found
 
 
-def validate(result: Any) -> None:
-    """Checks every validated object reachable from a load's result; raises NativeStateError
+def validate(result: Any, watch: Watch) -> None:
+    """Checks what a load made: the captured instances, and, when the load imported from a
+    walked library, every validated object reachable from its result. Raises NativeStateError
     (also when a checker itself fails on a state it cannot read: fail closed)."""
     try:
-        _validate(result)
+        _validate(result, watch)
     except NativeStateError:
         raise
     except Exception as exc:
@@ -416,11 +474,18 @@ def validate(result: Any) -> None:
         ) from None
 
 
-def _validate(result: Any) -> None:
-    classes = _classes()
-    if not classes:
-        return
-    found = _walk(result, classes)
+def _validate(result: Any, watch: Watch) -> None:
+    found: Dict[str, List[Any]] = {}
+    if watch.triggered:
+        classes = _classes()
+        if classes:
+            found = _walk(result, classes)
+    if watch.captured:
+        tree_class = getattr(sys.modules.get("sklearn.tree._tree"), "Tree", None)
+        walked = {id(t) for t in found.get("tree", [])}
+        found.setdefault("tree", []).extend(
+            t for t in watch.captured if isinstance(t, tree_class or ()) and id(t) not in walked
+        )
     if not found:
         return
     _check_trees(found.get("tree", []))

@@ -14,7 +14,7 @@ const SCHEMA: &str =
 const SRCROOT: &str = "%SRCROOT%";
 
 /// Every finding kind, in rule-index order.
-pub const KINDS: [FindingKind; 22] = [
+pub const KINDS: [FindingKind; 23] = [
     FindingKind::DangerousImport,
     FindingKind::DisallowedImport,
     FindingKind::UnresolvableImport,
@@ -27,6 +27,7 @@ pub const KINDS: [FindingKind; 22] = [
     FindingKind::TrailingData,
     FindingKind::LimitExceeded,
     FindingKind::PersistentId,
+    FindingKind::NativeState,
     FindingKind::OutOfBandBuffer,
     FindingKind::Container,
     FindingKind::EmbeddedCode,
@@ -131,6 +132,11 @@ fn rule(kind: FindingKind) -> Rule {
         FindingKind::PersistentId => (
             "Persistent id",
             "The pickle refers to objects by persistent id; the loader's persistent_load decides what they become (PyTorch uses this for tensor storages).",
+            Severity::Info,
+        ),
+        FindingKind::NativeState => (
+            "Native state validated at load time",
+            "The file holds an object whose compiled code trusts indices in its state (a tree's child indices, a sparse matrix's indptr, a frame's block placements). The scanner cannot read those arrays; the picklefence guard validates them when it loads the file.",
             Severity::Info,
         ),
         FindingKind::OutOfBandBuffer => (

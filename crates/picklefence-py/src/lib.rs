@@ -323,6 +323,36 @@ fn prescan_joblib_bytes(
     summarize(&report)
 }
 
+/// Checks the node records of scikit-learn trees laid end to end in `nodes` (see
+/// `picklefence::native_state::check_tree_nodes`). Returns None, or `(tree, node, field, value,
+/// why)` for the first broken node.
+#[pyfunction]
+#[pyo3(signature = (nodes, itemsize, left, right, feature, trees))]
+fn check_tree_nodes(
+    nodes: &Bound<'_, PyBytes>,
+    itemsize: usize,
+    left: usize,
+    right: usize,
+    feature: usize,
+    trees: Vec<(u64, i64)>,
+) -> Option<(usize, u64, &'static str, i64, &'static str)> {
+    let layout = picklefence::native_state::NodeLayout {
+        itemsize,
+        left,
+        right,
+        feature,
+    };
+    picklefence::native_state::check_tree_nodes(nodes.as_bytes(), layout, &trees)
+        .err()
+        .map(|e| (e.tree, e.node, e.field, e.value, e.why))
+}
+
+/// The classes whose state the guard validates after a load: `(module, name, what is checked)`.
+#[pyfunction]
+fn native_state_classes() -> Vec<(&'static str, &'static str, &'static str)> {
+    picklefence::native_state::classes()
+}
+
 /// A payload at least this long marks a pickle as payload-heavy (see [`prefix_kind`]).
 const LARGE_PAYLOAD: u64 = 128 << 10;
 
@@ -863,6 +893,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(scan::scan_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(scan::scan_file, m)?)?;
     m.add_function(wrap_pyfunction!(danger_reason, m)?)?;
+    m.add_function(wrap_pyfunction!(check_tree_nodes, m)?)?;
+    m.add_function(wrap_pyfunction!(native_state_classes, m)?)?;
     m.add_function(wrap_pyfunction!(_panic_for_tests, m)?)?;
     #[cfg(feature = "cli")]
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;

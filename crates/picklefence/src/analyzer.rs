@@ -974,6 +974,9 @@ impl<'p> Analyzer<'p> {
                 };
                 let roles = self.policy.roles(&target.module, &target.name);
                 let allowed = roles.is_some();
+                if allowed {
+                    self.note_native_state(offset, &target);
+                }
                 self.interned
                     .entry(target.module.clone())
                     .or_default()
@@ -1032,6 +1035,22 @@ impl<'p> Analyzer<'p> {
             pickle: self.pickle_index(),
         });
         Value::Import(index)
+    }
+
+    /// An allowed class whose state its compiled code trusts: noted once per name and pickle.
+    fn note_native_state(&mut self, offset: u64, target: &ImportName) {
+        if let Some(checked) = crate::native_state::load_time_check(&target.module, &target.name) {
+            self.finding(
+                FindingKind::NativeState,
+                Severity::Info,
+                offset,
+                Some(target.clone()),
+                format!(
+                    "{target} keeps state its compiled code trusts ({checked}); the scanner cannot read those \
+                     arrays: the guard validates them when it loads the file"
+                ),
+            );
+        }
     }
 
     fn unresolvable(&mut self, offset: u64, opcode: Opcode, why: String) -> Value {

@@ -68,6 +68,9 @@ pub enum FindingKind {
     LimitExceeded,
     /// A persistent id: the loader's `persistent_load` decides what it becomes.
     PersistentId,
+    /// An allowed class whose compiled code trusts indices in its state: the file relies on
+    /// the guard's validation of that state at load time.
+    NativeState,
     /// Protocol 5 out-of-band buffer.
     OutOfBandBuffer,
     /// Container-level findings (archives, compression, embedded code).
@@ -100,6 +103,7 @@ impl FindingKind {
             FindingKind::TrailingData => "trailing-data",
             FindingKind::LimitExceeded => "limit-exceeded",
             FindingKind::PersistentId => "persistent-id",
+            FindingKind::NativeState => "native-state",
             FindingKind::OutOfBandBuffer => "out-of-band-buffer",
             FindingKind::Container => "container",
             FindingKind::EmbeddedCode => "embedded-code",

@@ -8,6 +8,7 @@ pub mod decoder;
 pub mod error;
 pub mod findings;
 pub mod formats;
+pub mod native_state;
 pub mod opcodes;
 pub mod policy;
 pub mod scan;
