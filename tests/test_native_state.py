@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import pickle
 from pathlib import Path
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, List
 
 import joblib
 import numpy as np
@@ -94,6 +94,12 @@ def _coo_row(row: int) -> sp.coo_matrix:
     return matrix
 
 
+def _intervals_with_short_right() -> pd.arrays.IntervalArray:
+    intervals = pd.arrays.IntervalArray.from_breaks([0.0, 1.0, 2.0, 3.0])
+    intervals._right = intervals._right[:1]
+    return intervals
+
+
 def _indices_beyond(matrix: sp.csr_matrix) -> None:
     matrix.indices[0] = 10**6
 
@@ -139,6 +145,7 @@ BROKEN: Dict[str, Any] = {
         "feature_idx",
     ),
     "categorical code": (lambda: _categorical(7), "Categorical", "codes"),
+    "interval bounds": (lambda: _intervals_with_short_right(), "IntervalArray", "_right"),
     "block placement": (lambda: _frame_with_placement(slice(5, 7)), "BlockManager", "mgr_locs"),
     "block placed over another": (
         lambda: _frame_with_placement(slice(0, 1), block=1),
@@ -250,18 +257,52 @@ def test_nested_loads_keep_the_outer_note(tmp_path: Path) -> None:
             joblib.load(path)
 
 
-def test_every_class_the_scanner_lists_has_a_validator() -> None:
-    # One list (policies/native_state.txt) tells the scanner which classes rely on load-time
-    # validation; each of them must be one the guard validates.
+def _compiled_classes_of_the_default_policy() -> List[str]:
+    """Every class of the default policy (scikit-learn, scipy, pandas, array) that is, or
+    derives from, a type of a compiled module."""
+    import importlib
+    import sys
+
+    from picklefence._native import Policy
+
+    found = []
+    for module, name, *_ in Policy.ml_default().entries_with_roles():
+        if not module.startswith(("sklearn", "scipy", "pandas", "array")):
+            continue
+        try:
+            obj: Any = importlib.import_module(module)
+            for part in name.split("."):
+                obj = getattr(obj, part)
+        except (ImportError, AttributeError):
+            continue  # a name of another library version
+        if isinstance(obj, type) and any(
+            (getattr(sys.modules.get(c.__module__), "__file__", "") or "").endswith((".so", ".pyd"))
+            for c in obj.__mro__
+            if c not in (object, dict, tuple, list)
+        ):
+            found.append(f"{module}:{name}")
+    return found
+
+
+def test_every_compiled_class_of_the_policy_is_validated_or_safe_by_a_stated_reason() -> None:
+    # One list (policies/native_state.txt) says, for every compiled class the default policy
+    # allows, whether the guard validates its state or why it need not; the scanner reads the
+    # same list. Each `validate` entry must have a validator here.
     import importlib
 
     from picklefence import _native, _native_state
 
-    listed = _native.native_state_classes()
-    assert len(listed) >= 20
-    for module, name, _ in listed:
-        if module == "torch._utils":
-            continue  # sparse tensors: torch's own invariant check, run by the guard (_hook)
+    entries = {(m, n): (verdict, why) for m, n, verdict, why in _native.native_state_classes()}
+    assert all(why for _, why in entries.values())
+    missing = [
+        c
+        for c in _compiled_classes_of_the_default_policy()
+        if tuple(c.split(":")) not in entries and (c.split(":")[0], "*") not in entries
+    ]
+    assert not missing, f"compiled classes without a verdict in policies/native_state.txt: {missing}"
+    for (module, name), (verdict, _) in entries.items():
+        if verdict != "validate" or module == "torch._utils":
+            continue  # torch sparse tensors: torch's own invariant check, run by the guard (_hook)
         cls = getattr(importlib.import_module(module), name)
         kinds = [key for base, key in _native_state._classes() if issubclass(cls, base)]
         assert kinds or (module, name) in _native_state.CAPTURED, f"{module}:{name} has no validator"

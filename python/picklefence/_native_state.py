@@ -347,6 +347,14 @@ def _check_categorical(categorical: Any) -> None:
         raise error
 
 
+def _check_interval_array(intervals: Any) -> None:
+    """left and right of the same length: the interval tree and the comparisons pair them up
+    by position."""
+    left, right = intervals._left, intervals._right
+    if len(left) != len(right):
+        raise _fail(intervals, "_right", f"{len(right)} bounds for {len(left)} left bounds")
+
+
 def _check_block_manager(manager: Any) -> None:
     """Each block placed inside the items axis (the Cython ``_rebuild_blknos_and_blklocs``
     writes at every placement with bounds checks off), each item placed once, the block's
@@ -403,6 +411,7 @@ def _classes() -> List[Tuple[type, str]]:
     add("scipy.sparse._compressed", "_cs_matrix", "sparse")
     add("scipy.sparse._coo", "_coo_base", "sparse")
     add("pandas.core.arrays.categorical", "Categorical", "categorical")
+    add("pandas.core.arrays.interval", "IntervalArray", "interval")
     add("pandas.core.internals.managers", "BaseBlockManager", "block_manager")
     return found
 
@@ -503,6 +512,8 @@ def _validate(result: Any, watch: Watch) -> None:
         _check_sparse(matrix)
     for categorical in found.get("categorical", []):
         _check_categorical(categorical)
+    for intervals in found.get("interval", []):
+        _check_interval_array(intervals)
     for manager in found.get("block_manager", []):
         _check_block_manager(manager)
 

@@ -347,10 +347,21 @@ fn check_tree_nodes(
         .map(|e| (e.tree, e.node, e.field, e.value, e.why))
 }
 
-/// The classes whose state the guard validates after a load: `(module, name, what is checked)`.
+/// Every compiled class of the policy data and what is done about its state:
+/// `(module, name, "validate" | "safe", what is checked or why nothing is)`.
 #[pyfunction]
-fn native_state_classes() -> Vec<(&'static str, &'static str, &'static str)> {
-    picklefence::native_state::classes()
+fn native_state_classes() -> Vec<(&'static str, &'static str, &'static str, &'static str)> {
+    use picklefence::native_state::{entries, Verdict};
+    entries()
+        .iter()
+        .map(|e| {
+            let verdict = match e.verdict {
+                Verdict::Validate => "validate",
+                Verdict::Safe => "safe",
+            };
+            (e.module, e.name, verdict, e.reason)
+        })
+        .collect()
 }
 
 /// A payload at least this long marks a pickle as payload-heavy (see [`prefix_kind`]).

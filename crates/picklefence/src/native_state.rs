@@ -8,31 +8,79 @@ use std::sync::OnceLock;
 
 const TABLE: &str = include_str!("../policies/native_state.txt");
 
-fn table() -> &'static HashMap<(&'static str, &'static str), &'static str> {
-    static TABLE_MAP: OnceLock<HashMap<(&'static str, &'static str), &'static str>> = OnceLock::new();
-    TABLE_MAP.get_or_init(|| {
-        TABLE
+/// What picklefence does about a compiled class's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The guard checks every instance a load makes.
+    Validate,
+    /// Nothing to check (the reason is in the data).
+    Safe,
+}
+
+/// One line of the data: `MODULE:NAME` (`NAME` may be `*`: every class of the module), the
+/// verdict, and what is checked or why nothing is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    /// The module.
+    pub module: &'static str,
+    /// The class, or `*`.
+    pub name: &'static str,
+    /// Validate or safe.
+    pub verdict: Verdict,
+    /// What is checked, or why nothing is.
+    pub reason: &'static str,
+}
+
+fn parse(line: &'static str) -> Option<Entry> {
+    let mut fields = line.splitn(3, char::is_whitespace).filter(|f| !f.is_empty());
+    let (module, name) = fields.next()?.split_once(':')?;
+    let rest = line.split_once(char::is_whitespace)?.1.trim_start();
+    let (verdict, reason) = rest.split_once(char::is_whitespace)?;
+    let verdict = match verdict {
+        "validate" => Verdict::Validate,
+        "safe" => Verdict::Safe,
+        _ => return None,
+    };
+    Some(Entry {
+        module,
+        name,
+        verdict,
+        reason: reason.trim(),
+    })
+}
+
+fn table() -> &'static [Entry] {
+    static ENTRIES: OnceLock<Vec<Entry>> = OnceLock::new();
+    ENTRIES.get_or_init(|| {
+        let mut entries: Vec<Entry> = TABLE
             .lines()
-            .filter(|line| !line.starts_with('#'))
-            .filter_map(|line| {
-                let (name, checked) = line.split_once(char::is_whitespace)?;
-                let (module, name) = name.split_once(':')?;
-                Some(((module, name), checked.trim()))
-            })
+            .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+            .filter_map(parse)
+            .collect();
+        entries.sort_unstable_by_key(|e| (e.module, e.name));
+        entries
+    })
+}
+
+fn validated() -> &'static HashMap<(&'static str, &'static str), &'static str> {
+    static VALIDATED: OnceLock<HashMap<(&'static str, &'static str), &'static str>> = OnceLock::new();
+    VALIDATED.get_or_init(|| {
+        table()
+            .iter()
+            .filter(|e| e.verdict == Verdict::Validate)
+            .map(|e| ((e.module, e.name), e.reason))
             .collect()
     })
 }
 
 /// What the guard checks in the state of `module.name` after a load, if it is such a class.
 pub fn load_time_check(module: &str, name: &str) -> Option<&'static str> {
-    table().get(&(module, name)).copied()
+    validated().get(&(module, name)).copied()
 }
 
-/// Every listed class as `(module, name, what is checked)`, sorted.
-pub fn classes() -> Vec<(&'static str, &'static str, &'static str)> {
-    let mut all: Vec<_> = table().iter().map(|(&(m, n), &c)| (m, n, c)).collect();
-    all.sort_unstable();
-    all
+/// Every line of the data, sorted by name.
+pub fn entries() -> &'static [Entry] {
+    table()
 }
 
 /// Where the fields a tree walk follows sit in a node record of scikit-learn's `Tree` (native
@@ -163,18 +211,24 @@ mod tests {
             .lines()
             .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
             .count();
-        assert_eq!(classes().len(), lines);
+        assert_eq!(entries().len(), lines);
         assert!(load_time_check("sklearn.tree._tree", "Tree").is_some());
+        assert!(load_time_check("pandas._libs.sparse", "IntIndex").is_none());
         assert!(load_time_check("builtins", "dict").is_none());
     }
 
     #[test]
     fn every_listed_class_is_on_the_default_policy() {
         let policy = crate::Policy::default();
-        for (module, name, _) in classes() {
+        for e in entries()
+            .iter()
+            .filter(|e| e.name != "*" && e.module != "torch._utils")
+        {
             assert!(
-                policy.roles(module, name).is_some(),
-                "{module}:{name} is not allowed"
+                policy.roles(e.module, e.name).is_some(),
+                "{}:{} is not allowed",
+                e.module,
+                e.name
             );
         }
     }
