@@ -46,7 +46,7 @@ from typing import (
     Tuple,
 )
 
-from . import _native, _native_state
+from . import _channels, _native, _native_state
 from ._native import Policy
 from .errors import PicklefenceWarning, ScanError, UnsafeFileError, Violation
 
@@ -370,7 +370,9 @@ def _audit_hook(event: str, args: Tuple[Any, ...]) -> None:
         if policy is not None and not _allows(
             policy, args[0], args[1], True, _in_verified_load(), audited=True
         ):
-            raise _refuse_import(args[0], args[1], True)
+            # The program's own inter-process channels are not judged (see _channels).
+            if not _channels.is_channel_read(sys._getframe(1)):
+                raise _refuse_import(args[0], args[1], True)
 
 
 def _install_audit_hook() -> None:
@@ -732,6 +734,8 @@ def _safe_unpickler_class(base: type) -> type:
 
 def _make_load(unpickler: Callable[[], type]) -> Callable[..., Any]:
     def load(file: IO[bytes], *args: Any, **kwargs: Any) -> Any:
+        if _policy is not None and _channels.is_channel_read(sys._getframe(1)):
+            return _C_UNPICKLER(file, *args, **kwargs).load()  # a channel's (see _channels)
         return unpickler()(file, *args, **kwargs).load()
 
     load.__doc__ = _pickle.load.__doc__
@@ -742,8 +746,8 @@ def _make_load(unpickler: Callable[[], type]) -> Callable[..., Any]:
 
 def _loads(data: Any, /, *args: Any, **kwargs: Any) -> Any:
     policy = _policy
-    if policy is None:
-        return _C_LOADS(data, *args, **kwargs)
+    if policy is None or _channels.is_channel_read(sys._getframe(1)):
+        return _C_LOADS(data, *args, **kwargs)  # inactive, or a channel's (see _channels)
     if type(data) is not bytes:
         if isinstance(data, str):
             return _C_LOADS(data, *args, **kwargs)  # CPython's TypeError
