@@ -839,3 +839,21 @@ def test_python_unpickler_leaves_a_real_file_where_cpython_does(tmp_path: Path) 
     plain = positions()
     with picklefence.safe_ml_environment():
         assert positions() == plain
+
+
+def test_unpickling_builtins_bound_before_activation_still_pickle() -> None:
+    # joblib pickles the small arrays of parallel tasks as (loads, (bytes,)) with the `loads` it
+    # imported before activation: pickle checks that `_pickle.loads` is that very object, which
+    # activation replaced. They pickle as their module's attribute; other builtins as before.
+    originals = {"_pickle.loads": _pickle.loads, "_pickle.load": _pickle.load, "pickle.loads": pickle.loads}
+    with picklefence.safe_ml_environment():
+        dumped = {
+            name: [dumps(function) for dumps in (pickle.dumps, pickle._dumps)]  # type: ignore[attr-defined]
+            for name, function in originals.items()
+        }
+        plain_builtin = pickle.dumps(len)
+    assert pickle.loads(plain_builtin) is len
+    assert copyreg.dispatch_table.get(type(len)) is None
+    for name, blobs in dumped.items():
+        for blob in blobs:
+            assert pickle.loads(blob) is originals[name], name  # the module's attribute, unguarded

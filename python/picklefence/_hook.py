@@ -26,12 +26,14 @@ import _pickle
 import contextlib
 import copyreg
 import functools
+import importlib
 import io
 import os
 import pickle
 import stat
 import sys
 import threading
+import types
 import warnings
 from typing import (
     IO,
@@ -906,14 +908,45 @@ def _current(owner: Any, attr: str) -> Any:
     return getattr(owner, attr, _MISSING)
 
 
+class _ModuleByName:
+    """A module in a pickle: ``importlib.import_module(name)`` when unpickled."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __reduce__(self) -> Tuple[Any, Tuple[str]]:
+        return importlib.import_module, (self.name,)
+
+
+def _reduce_builtin(function: Any) -> Any:
+    """``copyreg.dispatch_table`` entry for builtin functions while the guard is active. The
+    builtins activation replaces (``_pickle.load``/``loads``), held from before it (joblib pickles
+    small arrays of parallel tasks as ``(loads, (bytes,))`` with its own import of ``loads``),
+    can no longer be pickled by name: pickle checks that ``_pickle.loads`` is that very object.
+    They are pickled as the attribute of their module instead (resolved by the receiver to
+    whatever is there, the guard's version where it is active). Every other builtin as pickle
+    does it."""
+    for owner, attr in ((_pickle, "loads"), (_pickle, "load"), (pickle, "loads"), (pickle, "load")):
+        patched = next((p for p in _patches if p.owner is owner and p.attr == attr), None)
+        if patched is not None and function is patched.original:
+            return getattr, (_ModuleByName(owner.__name__), attr)
+    return function.__reduce__()
+
+
 def _patch() -> None:
     for owner, attr, replacement, label in _targets():
         original = _current(owner, attr)
         _patches.append(_Patch(owner, attr, original, replacement, label))
         setattr(owner, attr, replacement)
+    if types.BuiltinFunctionType not in copyreg.dispatch_table:
+        copyreg.dispatch_table[types.BuiltinFunctionType] = _reduce_builtin
 
 
 def _unpatch() -> None:
+    if copyreg.dispatch_table.get(types.BuiltinFunctionType) is _reduce_builtin:
+        del copyreg.dispatch_table[types.BuiltinFunctionType]
     while _patches:
         patch = _patches.pop()
         current = _current(patch.owner, patch.attr)
