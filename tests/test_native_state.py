@@ -317,3 +317,18 @@ def test_scanner_notes_that_a_file_relies_on_load_time_validation(tmp_path: Path
     notes = [f for f in report.findings if f.kind == "native-state"]
     assert notes and all(f.severity == "info" for f in notes)
     assert "sklearn.tree._tree.Tree" in notes[0].message
+
+
+def test_validation_finds_objects_in_big_containers() -> None:
+    # Big containers are walked as groups of their own, and a group of plain values only is
+    # dropped at once: one broken object among many ints must still be found.
+    broken = _tree_with(lambda n: _set(n, "left_child", 0, 10**9))
+    values: List[Any] = list(range(10_000))
+    values.insert(5_000, broken)
+    frame = pd.DataFrame({"a": [1.0, 2.0]})  # a walked import (pandas)
+    with picklefence.safe_ml_environment():
+        assert pickle.loads(pickle.dumps({"frame": frame, "ids": list(range(10_000))}))["ids"][-1] == 9_999
+        with pytest.raises(UnsafeFileError, match="left_child"):
+            pickle.loads(pickle.dumps({"frame": frame, "values": values}))
+        with pytest.raises(UnsafeFileError, match="left_child"):
+            pickle.loads(pickle.dumps({"frame": frame, "values": tuple(values), "set": set(range(500))}))

@@ -416,6 +416,9 @@ def _classes() -> List[Tuple[type, str]]:
     return found
 
 
+# Containers with more items than this are looked at on their own (see _walk).
+_BIG_CONTAINER = 256
+_BIG_CONTAINER_TYPES = (list, tuple, dict, set, frozenset)
 _SKIP = "skip"
 _TRAVERSE = "traverse"
 _ARRAY = "array"
@@ -444,10 +447,22 @@ def _walk(root: Any, classes: List[Tuple[type, str]]) -> Dict[str, List[Any]]:
 
     found: Dict[str, List[Any]] = {}
     seen = set()
-    level = [root]
-    while level:
+    groups: List[List[Any]] = [[root]]
+    while groups:
+        # A group that holds only skipped types (the million ints of a list) is dropped at C
+        # speed; each big container is a group of its own (see below), so that its plain values
+        # are not looked at one by one because something else of the level needs a look.
+        candidates: List[Any] = []
+        for group in groups:
+            for kind in set(map(type, group)):
+                action = actions.get(kind)
+                if action is None:
+                    action = actions[kind] = action_of(kind)
+                if action is not _SKIP:
+                    candidates += group
+                    break
         traverse = []
-        for obj in level:
+        for obj in candidates:
             kind = type(obj)
             action = actions.get(kind)
             if action is None:
@@ -465,7 +480,15 @@ def _walk(root: Any, classes: List[Tuple[type, str]]) -> Dict[str, List[Any]]:
             if action is not _TRAVERSE:
                 found.setdefault(action, []).append(obj)
             traverse.append(obj)
-        level = gc.get_referents(*traverse) if traverse else []
+        groups = []
+        small = []
+        for obj in traverse:
+            if type(obj) in _BIG_CONTAINER_TYPES and len(obj) > _BIG_CONTAINER:
+                groups.append(gc.get_referents(obj))
+            else:
+                small.append(obj)
+        if small:
+            groups.append(gc.get_referents(*small))
     return found
 
 
