@@ -790,7 +790,7 @@ def _same_length(benign: bytes, malicious: bytes) -> Tuple[bytes, bytes]:
     return benign.ljust(size, b"\0"), malicious.ljust(size, b"\0")
 
 
-@pytest.mark.parametrize("loader", ["pickle._Unpickler", "joblib.load"])
+@pytest.mark.parametrize("loader", ["pickle._Unpickler", "joblib.load", "pickle.load"])
 def test_python_unpickler_loads_the_bytes_it_prescanned(
     loader: str, marker: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -815,6 +815,9 @@ def test_python_unpickler_loads_the_bytes_it_prescanned(
             import joblib
 
             loaded = joblib.load(path)
+        elif loader == "pickle.load":  # CPython's unpickler, a framed pickle (protocol 4)
+            with open(path, "rb") as f:
+                loaded = pickle.load(f)
         else:
             with open(path, "rb") as f:
                 loaded = pickle._Unpickler(f).load()  # type: ignore[attr-defined]
@@ -822,7 +825,8 @@ def test_python_unpickler_loads_the_bytes_it_prescanned(
     assert not marker.exists()
 
 
-def test_python_unpickler_leaves_a_real_file_where_cpython_does(tmp_path: Path) -> None:
+@pytest.mark.parametrize("load", [pickle.load, lambda f: pickle._Unpickler(f).load()], ids=["C", "Python"])  # type: ignore[attr-defined]
+def test_unpicklers_leave_a_real_file_where_cpython_does(load: Callable[[Any], Any], tmp_path: Path) -> None:
     values: List[Any] = [list(range(1000)), "x" * 70_000, {"a": (1, 2)}]
     path = tmp_path / "several.pkl"
     path.write_bytes(b"".join(pickle.dumps(v, protocol=p) for v, p in zip(values, [2, 4, 5])) + b"TAIL")
@@ -831,7 +835,7 @@ def test_python_unpickler_leaves_a_real_file_where_cpython_does(tmp_path: Path) 
         with open(path, "rb") as f:
             seen = []
             for value in values:
-                assert pickle._Unpickler(f).load() == value  # type: ignore[attr-defined]
+                assert load(f) == value
                 seen.append(f.tell())
             assert f.read() == b"TAIL"
         return seen

@@ -541,12 +541,15 @@ class Prescanned:
     it read a seekable file to its end in one piece, those bytes (an unpickler that can be
     pointed at them reads what was checked, and does not read the file twice)."""
 
-    __slots__ = ("copy", "rest", "verified")
+    __slots__ = ("copy", "protocol", "rest", "verified")
 
-    def __init__(self, copy: Optional[bytes], verified: bool, rest: Optional[bytes] = None) -> None:
+    def __init__(
+        self, copy: Optional[bytes], verified: bool, rest: Optional[bytes] = None, protocol: int = 0
+    ) -> None:
         self.copy = copy
         self.verified = verified
         self.rest = rest
+        self.protocol = protocol
 
 
 def prescan_stream(
@@ -577,13 +580,13 @@ def prescan_stream(
             data = _read_for_buffer_scan(file, start, remaining, joblib)
             if data is not None:
                 scan_bytes = _native.prescan_joblib_bytes if joblib else _native.prescan_bytes
-                _, _, raw = _call_native(scan_bytes, data, policy, memo_inherited, remaining)
+                _, protocol, raw = _call_native(scan_bytes, data, policy, memo_inherited, remaining)
             else:
-                _, _, raw, _ = _call_native(scan, file, policy, start, memo_inherited, remaining)
+                _, protocol, raw, _ = _call_native(scan, file, policy, start, memo_inherited, remaining)
         finally:
             file.seek(start)
         rest = data if data is not None and len(data) == remaining else None
-        return Prescanned(None, _judge(raw, filepath, joblib), rest)
+        return Prescanned(None, _judge(raw, filepath, joblib), rest, protocol)
     _, _, raw, copy = _call_native(scan, file, policy, None, memo_inherited)
     verified = _judge(raw, filepath, joblib)
     return Prescanned(bytes(copy) if copy is not None else b"", verified)
@@ -701,9 +704,18 @@ class _SafeUnpicklerMixin:
             # A second load() keeps the memo of the first.
             memo_inherited = bool(self.__dict__.get("_pf_loaded"))
             self._pf_loaded = True
-            found = prescan_stream(
-                file, policy, _filepath(file), joblib=joblib, memo_inherited=memo_inherited
-            )
+            # pickle.load pre-scans before it makes the unpickler (see _make_load).
+            done = self.__dict__.pop("_pf_prescanned", None)
+            if done is not None and done[0] is policy and not memo_inherited:
+                found = done[1]
+            else:
+                found = prescan_stream(
+                    done[2] if done is not None else file,
+                    policy,
+                    _filepath(file),
+                    joblib=joblib,
+                    memo_inherited=memo_inherited,
+                )
             self._pf_verified = found.verified
             with _verified_load() if found.verified else contextlib.nullcontext():
                 if proxy is None:
@@ -736,9 +748,29 @@ def _safe_unpickler_class(base: type) -> type:
 
 def _make_load(unpickler: Callable[[], type]) -> Callable[..., Any]:
     def load(file: IO[bytes], *args: Any, **kwargs: Any) -> Any:
-        if _policy is not None and _channels.is_channel_read(sys._getframe(1)):
+        policy = _policy
+        if policy is not None and _channels.is_channel_read(sys._getframe(1)):
             return _C_UNPICKLER(file, *args, **kwargs).load()  # a channel's (see _channels)
-        return unpickler()(file, *args, **kwargs).load()
+        start = _seek_start(file) if policy is not None else None
+        if policy is None or start is None:
+            return unpickler()(file, *args, **kwargs).load()
+        # A seekable file is pre-scanned here. When the pre-scan read it whole and the pickle
+        # is framed (protocol 4+: CPython reads it frame by frame, not opcode by opcode), the
+        # unpickler loads from those very bytes: what was checked is what runs, and the file is
+        # not read twice. Otherwise it reads the file again, as the mixin would.
+        found = prescan_stream(file, policy, _filepath(file))
+        if found.rest is None or found.protocol < 4:
+            instance = unpickler()(file, *args, **kwargs)
+            instance._pf_prescanned = (policy, found, file)
+            return instance.load()
+        copy = io.BytesIO(found.rest)
+        instance = unpickler()(copy, *args, **kwargs)
+        instance._pf_file = file  # names the file in refusals
+        instance._pf_prescanned = (policy, found, copy)
+        try:
+            return instance.load()
+        finally:
+            file.seek(start + copy.tell())  # where reading the file would have left it
 
     load.__doc__ = _pickle.load.__doc__
     load.__module__ = "_pickle"
