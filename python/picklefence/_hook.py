@@ -960,10 +960,9 @@ def _reduce_builtin(function: Any) -> Any:
     They are pickled as the attribute of their module instead (resolved by the receiver to
     whatever is there, the guard's version where it is active). Every other builtin as pickle
     does it."""
-    for owner, attr in ((_pickle, "loads"), (_pickle, "load"), (pickle, "loads"), (pickle, "load")):
-        patched = next((p for p in _patches if p.owner is owner and p.attr == attr), None)
-        if patched is not None and function is patched.original:
-            return getattr, (_ModuleByName(owner.__name__), attr)
+    for patch in _patches:
+        if function is patch.original and isinstance(patch.owner, types.ModuleType):
+            return getattr, (_ModuleByName(patch.owner.__name__), patch.attr)
     return function.__reduce__()
 
 

@@ -32,10 +32,9 @@ pub struct Entry {
 }
 
 fn parse(line: &'static str) -> Option<Entry> {
-    let mut fields = line.splitn(3, char::is_whitespace).filter(|f| !f.is_empty());
-    let (module, name) = fields.next()?.split_once(':')?;
-    let rest = line.split_once(char::is_whitespace)?.1.trim_start();
-    let (verdict, reason) = rest.split_once(char::is_whitespace)?;
+    let (qualified, rest) = line.split_once(char::is_whitespace)?;
+    let (module, name) = qualified.split_once(':')?;
+    let (verdict, reason) = rest.trim_start().split_once(char::is_whitespace)?;
     let verdict = match verdict {
         "validate" => Verdict::Validate,
         "safe" => Verdict::Safe,
