@@ -332,3 +332,22 @@ def test_validation_finds_objects_in_big_containers() -> None:
             pickle.loads(pickle.dumps({"frame": frame, "values": values}))
         with pytest.raises(UnsafeFileError, match="left_child"):
             pickle.loads(pickle.dumps({"frame": frame, "values": tuple(values), "set": set(range(500))}))
+
+
+def test_every_tree_made_through_the_memoized_constructor_is_checked(tmp_path: Path) -> None:
+    # A forest pickles the Tree class once and calls it from the memo for every tree: the
+    # recording constructor the guard hands out is what the memo holds, so the last tree counts.
+    forest = RandomForestClassifier(n_estimators=3, random_state=0).fit(X, Y)
+    state = forest.estimators_[-1].tree_.__getstate__()
+    nodes = state["nodes"].copy()
+    nodes["right_child"][0] = 10**9
+    state["nodes"] = nodes
+    forest.estimators_[-1].tree_.__setstate__(state)
+    path = tmp_path / "forest.joblib"
+    joblib.dump(forest, path)
+    data = pickle.dumps(forest, protocol=4)
+    assert data.count(b"sklearn.tree._tree") == 1  # one import, the rest through the memo
+    with picklefence.safe_ml_environment():
+        for load in (lambda: joblib.load(path), lambda: pickle._Unpickler(io.BytesIO(data)).load()):  # type: ignore[attr-defined]
+            with pytest.raises(UnsafeFileError, match=r"nodes\[0\]\.right_child"):
+                load()
