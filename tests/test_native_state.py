@@ -64,9 +64,21 @@ def _csr(edit: Callable[[sp.csr_matrix], None]) -> sp.csr_matrix:
     return matrix
 
 
-def _predictor_with(field: str, value: int) -> HistGradientBoostingClassifier:
+def _predictor_with(
+    field: str, value: int, other_layout: bool = False, **also: int
+) -> HistGradientBoostingClassifier:
+    """The first node of the last predictor changed; ``other_layout``: that predictor's records
+    in another dtype than the others' (checked through the mixed-layout path)."""
     model = HistGradientBoostingClassifier(max_iter=3, random_state=0).fit(X, Y)
-    model._predictors[0][0].nodes[field][0] = value
+    predictor = model._predictors[-1][0]
+    if other_layout:
+        dtype = predictor.nodes.dtype
+        wider = np.dtype(
+            [(name, "<i8" if name in ("left", "right") else dtype.fields[name][0]) for name in dtype.names]
+        )
+        predictor.nodes = predictor.nodes.astype(wider)
+    for name, number in {field: value, **also}.items():
+        predictor.nodes[name][0] = number
     return model
 
 
@@ -144,11 +156,24 @@ BROKEN: Dict[str, Any] = {
         "TreePredictor",
         "feature_idx",
     ),
+    "hist gradient boosting bitset": (
+        lambda: _predictor_with("bitset_idx", 1000, is_categorical=1),
+        "TreePredictor",
+        "bitset_idx",
+    ),
     "categorical code": (lambda: _categorical(7), "Categorical", "codes"),
     "interval bounds": (lambda: _intervals_with_short_right(), "IntervalArray", "_right"),
     "block placement": (lambda: _frame_with_placement(slice(5, 7)), "BlockManager", "mgr_locs"),
     "block placed over another": (
         lambda: _frame_with_placement(slice(0, 1), block=1),
+        "BlockManager",
+        "blocks",
+    ),
+    # Placements as arrays and strided slices take other paths than a plain slice.
+    "block placement array": (lambda: _frame_with_placement(np.array([0, 9])), "BlockManager", "mgr_locs"),
+    "block placement strided": (lambda: _frame_with_placement(slice(0, 4, 2)), "BlockManager", "mgr_locs"),
+    "block placed over another by array": (
+        lambda: _frame_with_placement(np.array([0]), block=1),
         "BlockManager",
         "blocks",
     ),
@@ -181,6 +206,27 @@ def test_broken_native_state_is_refused_naming_the_field(case: str, loader: str,
     (violation,) = info.value.violations
     assert violation.kind == "native-state"
     assert cls in violation.message and field in violation.message, violation.message
+
+
+def test_predictors_of_mixed_record_layouts_are_each_checked() -> None:
+    """TreePredictor.__setstate__ casts the records to its own dtype today; a predictor whose
+    records have another layout than the others' (another scikit-learn version) is read field
+    by field, not at the first one's offsets."""
+    from picklefence import _native_state
+
+    predictors = [p for per_iteration in _predictor_with("feature_idx", 0)._predictors for p in per_iteration]
+    dtype = predictors[-1].nodes.dtype
+    wider = np.dtype(
+        [(n, "<i8" if n in ("left", "right") else dtype.fields[n][0]) for n in reversed(dtype.names)]
+    )
+    records = np.zeros(len(predictors[-1].nodes), dtype=wider)
+    for name in dtype.names:  # (astype between structured dtypes goes by position)
+        records[name] = predictors[-1].nodes[name]
+    predictors[-1].nodes = records
+    _native_state._check_tree_predictors(predictors, {})
+    predictors[-1].nodes["right"][0] = 10**12
+    with pytest.raises(_native_state.NativeStateError, match=r"nodes\[0\]\.right"):
+        _native_state._check_tree_predictors(predictors, {})
 
 
 @pytest.mark.parametrize("size", [1, 30, 300])
@@ -320,8 +366,7 @@ def test_scanner_notes_that_a_file_relies_on_load_time_validation(tmp_path: Path
 
 
 def test_validation_finds_objects_in_big_containers() -> None:
-    # Big containers are walked as groups of their own, and a group of plain values only is
-    # dropped at once: one broken object among many ints must still be found.
+    # Plain values are skipped by type: one broken object among many ints must still be found.
     broken = _tree_with(lambda n: _set(n, "left_child", 0, 10**9))
     values: List[Any] = list(range(10_000))
     values.insert(5_000, broken)
@@ -332,6 +377,35 @@ def test_validation_finds_objects_in_big_containers() -> None:
             pickle.loads(pickle.dumps({"frame": frame, "values": values}))
         with pytest.raises(UnsafeFileError, match="left_child"):
             pickle.loads(pickle.dumps({"frame": frame, "values": tuple(values), "set": set(range(500))}))
+
+
+def test_the_walk_looks_inside_whatever_can_hold_objects() -> None:
+    """Subclasses of plain values and of ndarray may carry an instance dict; object arrays
+    nest; cycles end; each instance is reported once."""
+    from picklefence import _native_state
+
+    class Tagged(np.ndarray):
+        pass
+
+    class Number(int):
+        pass
+
+    categorical = pd.Categorical(["a", "b"])
+    tagged = np.zeros(2).view(Tagged)
+    tagged.extra = {"c": categorical}  # type: ignore[attr-defined]
+    number = Number(3)
+    number.extra = categorical  # type: ignore[attr-defined]
+    inner = np.empty(1, dtype=object)
+    inner[0] = [categorical]
+    outer = np.empty(1, dtype=object)
+    outer[0] = inner
+    cyclic: List[Any] = []
+    cyclic.append(cyclic)
+    classes = _native_state._classes()
+    for root in (tagged, number, outer, [cyclic, (number, tagged, outer)]):
+        found = _native_state._walk(root, classes)
+        assert [id(c) for c in found["categorical"]] == [id(categorical)], root
+    assert _native_state._walk([cyclic, np.zeros(3), 1, "x", Number(1)], classes) == {}
 
 
 def test_every_tree_made_through_the_memoized_constructor_is_checked(tmp_path: Path) -> None:

@@ -1,11 +1,13 @@
 """Type stubs for the ``picklefence._native`` extension module (the PyO3 layer)."""
 
 import os
-from typing import Iterable, List, Optional, Tuple, Union, final
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union, final
 
 __all__ = [
+    "NativeStateWalker",
     "PanicException",
     "Policy",
+    "check_predictor_nodes",
     "check_tree_nodes",
     "cli_main",
     "danger_reason",
@@ -88,6 +90,27 @@ def danger_reason(module: str, name: str) -> Optional[str]: ...
 def check_tree_nodes(
     nodes: bytes, itemsize: int, left: int, right: int, feature: int, trees: List[Tuple[int, int]]
 ) -> Optional[Tuple[int, int, str, int, str]]: ...
+def check_predictor_nodes(
+    predictors: List[Any],
+    dtype: Any,
+    fields: Sequence[Tuple[int, str]],
+    n_features: List[int],
+    bitset_rows: Callable[[Any], int],
+) -> Optional[Tuple[int, int, str, int, str]]: ...
 def native_state_classes() -> List[Tuple[str, str, str, str]]: ...
+
+@final
+class NativeStateWalker:
+    """Finds the instances of the validated classes reachable from an object."""
+
+    def __new__(
+        cls,
+        classes: List[Tuple[type, str]],
+        atomic: List[type],
+        skipped_bases: List[type],
+        ndarray: Optional[type] = None,
+    ) -> NativeStateWalker: ...
+    def walk(self, root: Any) -> Dict[str, List[Any]]: ...
+
 def cli_main(argv: List[str]) -> int: ...
 def _panic_for_tests(message: str) -> None: ...

@@ -17,7 +17,7 @@ items of object arrays, so a validated object cannot hide in a container the wal
 
 from __future__ import annotations
 
-import gc
+import itertools
 import sys
 import threading
 import types
@@ -40,7 +40,9 @@ WALKED_MODULES: Tuple[str, ...] = (
 # or a boosting model holds hundreds).
 CAPTURED: Dict[Tuple[str, str], str] = {("sklearn.tree._tree", "Tree"): "tree"}
 
-_SKIPPED_TYPES: Tuple[type, ...] = (
+# Skipped by the walk: values that hold no objects (exact types), and classes and modules with
+# their subclasses.
+_ATOMIC_TYPES: List[type] = [
     int,
     float,
     complex,
@@ -49,13 +51,13 @@ _SKIPPED_TYPES: Tuple[type, ...] = (
     bytearray,
     bool,
     type(None),
-    types.ModuleType,
     types.FunctionType,
     types.BuiltinFunctionType,
     types.MethodType,
     types.CodeType,
     types.FrameType,
-)
+]
+_SKIPPED_BASES: List[type] = [type, types.ModuleType]
 
 _state = threading.local()
 
@@ -163,19 +165,6 @@ def _range_error(
 # scikit-learn
 
 
-def _joined(arrays: List[Any]) -> Any:
-    """One structured array of many with the same dtype. (numpy's concatenate of structured
-    arrays promotes their fields in Python, array by array: joined as bytes instead.)"""
-    import numpy as np
-
-    dtype = arrays[0].dtype
-    if len(arrays) == 1:
-        return arrays[0]
-    if all(a.dtype == dtype and a.flags.c_contiguous for a in arrays):
-        return np.frombuffer(b"".join(arrays), dtype=dtype)
-    return np.concatenate(arrays)
-
-
 _TREE_FIELDS = ("left_child", "right_child", "feature")
 
 
@@ -270,51 +259,50 @@ def _bitset_rows(predictor: Any) -> int:
     return min(rows, default=0)
 
 
+_PREDICTOR_FIELDS = ("left", "right", "feature_idx", "is_leaf", "is_categorical", "bitset_idx")
+_UNBOUNDED = 2**63 - 1
+
+
 def _check_tree_predictors(predictors: List[Any], n_features: Dict[int, int]) -> None:
     """HistGradientBoosting ``TreePredictor``: the Cython predictor follows ``left``/``right``
-    and reads ``X[:, feature_idx]`` and the bitsets at ``bitset_idx`` unchecked. All predictors
-    in one pass (``n_features``: by predictor id, from the model that holds it)."""
+    and reads ``X[:, feature_idx]`` and the bitsets at ``bitset_idx`` unchecked. Checked in
+    Rust, predictor by predictor (``n_features``: by predictor id, from the model that holds
+    it)."""
     import numpy as np
 
     if not predictors:
         return
-    arrays = [p.nodes for p in predictors]
-    counts = np.fromiter((len(a) for a in arrays), dtype=np.int64, count=len(arrays))
-    nodes = _joined(arrays)
-    count = np.repeat(counts, counts)
-    own = np.arange(len(nodes), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
-    unbounded = np.iinfo(np.int64).max
-    high = np.fromiter(
-        (n_features.get(id(p), unbounded) for p in predictors), dtype=np.int64, count=len(arrays)
-    )
-    internal = nodes["is_leaf"] == 0
-    categorical = internal & (nodes["is_categorical"] != 0)
-    rows = np.zeros(len(arrays), dtype=np.int64)
-    if categorical.any():  # the bitset rows matter only where a split is categorical
-        rows = np.fromiter((_bitset_rows(p) for p in predictors), dtype=np.int64, count=len(arrays))
-    left = nodes["left"].astype(np.int64)
-    right = nodes["right"].astype(np.int64)
-    feature = nodes["feature_idx"]
-    problems = (
-        ("left", internal & ((left <= own) | (left >= count)), "not a node after it"),
-        ("right", internal & ((right <= own) | (right >= count)), "not a node after it"),
-        (
-            "feature_idx",
-            internal & ((feature < 0) | (feature >= np.repeat(high, counts))),
-            "not a feature of the model",
-        ),
-        ("bitset_idx", categorical & (nodes["bitset_idx"] >= np.repeat(rows, counts)), "beyond the bitsets"),
-    )
-    for field, bad, why in problems:
-        if bad.any():
-            at = int(np.argmax(bad))
-            predictor = predictors[int(np.searchsorted(np.cumsum(counts), at, side="right"))]
-            raise _fail(
-                predictor,
-                f"nodes[{int(own[at])}].{field}",
-                f"{int(nodes[field][at])} is {why} ({int(count[at])} nodes); predict would read out of "
-                "bounds",
-            )
+    dtype = predictors[0].nodes.dtype
+    fields = dtype.fields or {}
+    if not all(f in fields for f in _PREDICTOR_FIELDS):
+        raise _fail(predictors[0], "nodes", f"dtype {dtype} lacks the node fields")
+    features = [n_features.get(id(p), _UNBOUNDED) for p in predictors]
+    layout = tuple((int(fields[f][1]), fields[f][0].str) for f in _PREDICTOR_FIELDS)
+    broken = _native.check_predictor_nodes(predictors, dtype, layout, features, _bitset_rows)
+    if broken is not None and broken[2] == "dtype":  # mixed layouts: each as packed int64 fields
+        canonical = np.dtype([(f, "<i8") for f in _PREDICTOR_FIELDS])
+        layout = tuple((8 * index, "<i8") for index in range(len(_PREDICTOR_FIELDS)))
+        broken = _native.check_predictor_nodes(
+            [_CanonicalNodes(p, canonical) for p in predictors], canonical, layout, features, _bitset_rows
+        )
+    if broken is not None:
+        which, node, field, value, why = broken
+        raise _fail(
+            predictors[which],
+            f"nodes[{node}].{field}",
+            f"{value} is {why} ({len(predictors[which].nodes)} nodes); predict would read out of bounds",
+        )
+
+
+class _CanonicalNodes:
+    """A predictor seen with its node fields as int64 (for predictors of mixed layouts)."""
+
+    __slots__ = ("binned_left_cat_bitsets", "nodes", "raw_left_cat_bitsets")
+
+    def __init__(self, predictor: Any, canonical: Any) -> None:
+        self.nodes = predictor.nodes[list(_PREDICTOR_FIELDS)].astype(canonical)
+        self.binned_left_cat_bitsets = getattr(predictor, "binned_left_cat_bitsets", None)
+        self.raw_left_cat_bitsets = getattr(predictor, "raw_left_cat_bitsets", None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -358,138 +346,117 @@ def _check_interval_array(intervals: Any) -> None:
 def _check_block_manager(manager: Any) -> None:
     """Each block placed inside the items axis (the Cython ``_rebuild_blknos_and_blklocs``
     writes at every placement with bounds checks off), each item placed once, the block's
-    shape matching its placement and the other axis."""
+    shape matching its placement and the other axis. Slice placements (the usual ones) are
+    checked as ranges, without making their arrays."""
     import numpy as np
 
     items = len(manager.axes[0])
-    placed = []
+    ranges: List[range] = []
+    arrays: List[Any] = []
     for number, block in enumerate(manager.blocks):
-        locations = np.asarray(block.mgr_locs.as_array)
-        error = _range_error(manager, f"blocks[{number}].mgr_locs", locations, 0, items, "the items axis")
-        if error is not None:
-            raise error
-        placed.append(locations)
+        field = f"blocks[{number}].mgr_locs"
+        indexer = block.mgr_locs.indexer
+        bounds = (indexer.start, indexer.stop, indexer.step) if isinstance(indexer, slice) else None
+        if bounds is not None and all(type(b) is int for b in bounds) and bounds[2] > 0:
+            placed = range(*bounds)
+            count = len(placed)
+            if count and (placed[0] < 0 or placed[-1] >= items):
+                bad = placed[0] if placed[0] < 0 else placed[-1]
+                raise _fail(manager, field, f"item {bad} is outside [0, {items}) (the items axis)")
+            ranges.append(placed)
+        else:
+            locations = np.asarray(block.mgr_locs.as_array)
+            error = _range_error(manager, field, locations, 0, items, "the items axis")
+            if error is not None:
+                raise error
+            arrays.append(locations)
+            count = len(locations)
         if manager.ndim == 2 and block.ndim == 2:
-            expected = (len(locations), len(manager.axes[1]))
+            expected = (count, len(manager.axes[1]))
             if tuple(block.shape) != expected:
                 raise _fail(
                     manager,
                     f"blocks[{number}].values",
                     f"shape {tuple(block.shape)} for placement {expected}",
                 )
-    if manager.ndim == 2:
-        every = np.concatenate(placed) if placed else np.empty(0, dtype=np.intp)
-        if every.size != items or np.unique(every).size != items:
-            raise _fail(
-                manager,
-                "blocks",
-                f"placements cover {np.unique(every).size} of {items} items ({every.size} placed)",
-            )
+    if manager.ndim != 2:
+        return
+    if not arrays and all(r.step == 1 for r in ranges):
+        covered = 0
+        for placed in sorted((r for r in ranges if r), key=lambda r: r.start):
+            if placed.start != covered:
+                break
+            covered = placed.stop
+        else:
+            if covered == items:
+                return
+    every = np.concatenate(
+        [np.arange(r.start, r.stop, r.step) for r in ranges] + arrays + [np.empty(0, np.intp)]
+    )
+    if every.size != items or np.unique(every).size != items:
+        raise _fail(
+            manager,
+            "blocks",
+            f"placements cover {np.unique(every).size} of {items} items ({every.size} placed)",
+        )
 
 
 # --------------------------------------------------------------------------------------------
 # The walk
 
 
+# The validated classes by module, with the checker's key; BinaryTree's name differs between
+# scikit-learn versions.
+_VALIDATED_CLASSES: Dict[str, Tuple[Tuple[str, str], ...]] = {
+    "sklearn.tree._tree": (("Tree", "tree"),),
+    **{
+        module: tuple(
+            (name, "binary_tree")
+            for name in ("BinaryTree", "BinaryTree64", "BinaryTree32", "KDTree", "BallTree")
+        )
+        for module in ("sklearn.neighbors._kd_tree", "sklearn.neighbors._ball_tree")
+    },
+    "sklearn.ensemble._hist_gradient_boosting.predictor": (("TreePredictor", "predictor"),),
+    "sklearn.ensemble._hist_gradient_boosting.gradient_boosting": (("BaseHistGradientBoosting", "hist_gb"),),
+    "scipy.sparse._compressed": (("_cs_matrix", "sparse"),),
+    "scipy.sparse._coo": (("_coo_base", "sparse"),),
+    "pandas.core.arrays.categorical": (("Categorical", "categorical"),),
+    "pandas.core.arrays.interval": (("IntervalArray", "interval"),),
+    "pandas.core.internals.managers": (("BaseBlockManager", "block_manager"),),
+}
+
+
 def _classes() -> List[Tuple[type, str]]:
-    """The validated classes of the libraries loaded so far, with the checker's key."""
-    found: List[Tuple[type, str]] = []
-
-    def add(module: str, name: str, key: str) -> None:
-        cls = getattr(sys.modules.get(module), name, None)
-        if isinstance(cls, type):
-            found.append((cls, key))
-
-    add("sklearn.tree._tree", "Tree", "tree")
-    for module in ("sklearn.neighbors._kd_tree", "sklearn.neighbors._ball_tree"):
-        for name in ("BinaryTree", "BinaryTree64", "BinaryTree32"):  # by scikit-learn version
-            add(module, name, "binary_tree")
-    add("sklearn.neighbors._kd_tree", "KDTree", "binary_tree")
-    add("sklearn.neighbors._ball_tree", "BallTree", "binary_tree")
-    add("sklearn.ensemble._hist_gradient_boosting.predictor", "TreePredictor", "predictor")
-    add("sklearn.ensemble._hist_gradient_boosting.gradient_boosting", "BaseHistGradientBoosting", "hist_gb")
-    add("scipy.sparse._compressed", "_cs_matrix", "sparse")
-    add("scipy.sparse._coo", "_coo_base", "sparse")
-    add("pandas.core.arrays.categorical", "Categorical", "categorical")
-    add("pandas.core.arrays.interval", "IntervalArray", "interval")
-    add("pandas.core.internals.managers", "BaseBlockManager", "block_manager")
+    """The validated classes of the libraries loaded so far, with the checker's key (looked up
+    on every validation: a reloaded module has new classes)."""
+    found = []
+    for module_name, names in _VALIDATED_CLASSES.items():
+        module = sys.modules.get(module_name)
+        if module is not None:
+            for name, key in names:
+                cls = getattr(module, name, None)
+                if isinstance(cls, type):
+                    found.append((cls, key))
     return found
 
 
-# Containers with more items than this are looked at on their own (see _walk).
-_BIG_CONTAINER = 256
-_BIG_CONTAINER_TYPES = (list, tuple, dict, set, frozenset)
-_SKIP = "skip"
-_TRAVERSE = "traverse"
-_ARRAY = "array"
+def _walker(classes: List[Tuple[type, str]]) -> _native.NativeStateWalker:
+    """The walker for the validated classes loaded so far (made again when they change)."""
+    ndarray = getattr(sys.modules.get("numpy"), "ndarray", None)
+    cached = getattr(_walker, "cache", None)
+    if cached is not None and cached[0] == classes and cached[1] is ndarray:
+        walker: _native.NativeStateWalker = cached[2]
+        return walker
+    walker = _native.NativeStateWalker(classes, _ATOMIC_TYPES, _SKIPPED_BASES, ndarray)
+    _walker.cache = (classes, ndarray, walker)  # type: ignore[attr-defined]
+    return walker
 
 
 def _walk(root: Any, classes: List[Tuple[type, str]]) -> Dict[str, List[Any]]:
-    """Instances of the validated classes reachable from ``root``, by checker key. Level by
-    level, one ``gc.get_referents`` call per level; what to do with an object is decided once
-    per type."""
-    import numpy as np
-
-    # What to do with each type, kept while the validated classes stay the same.
-    cached = getattr(_walk, "cache", None)
-    if cached is None or cached[0] != classes:
-        cached = (list(classes), {})
-        _walk.cache = cached  # type: ignore[attr-defined]
-    actions: Dict[type, str] = cached[1]
-
-    def action_of(kind: type) -> str:
-        if issubclass(kind, _SKIPPED_TYPES) or issubclass(kind, type):
-            return _SKIP
-        for cls, name in classes:
-            if issubclass(kind, cls):
-                return name
-        return _ARRAY if issubclass(kind, np.ndarray) else _TRAVERSE
-
-    found: Dict[str, List[Any]] = {}
-    seen = set()
-    groups: List[List[Any]] = [[root]]
-    while groups:
-        # A group that holds only skipped types (the million ints of a list) is dropped at C
-        # speed; each big container is a group of its own (see below), so that its plain values
-        # are not looked at one by one because something else of the level needs a look.
-        candidates: List[Any] = []
-        for group in groups:
-            for kind in set(map(type, group)):
-                action = actions.get(kind)
-                if action is None:
-                    action = actions[kind] = action_of(kind)
-                if action is not _SKIP:
-                    candidates += group
-                    break
-        traverse = []
-        for obj in candidates:
-            kind = type(obj)
-            action = actions.get(kind)
-            if action is None:
-                action = actions[kind] = action_of(kind)
-            if action is _SKIP:
-                continue
-            key = id(obj)
-            if key in seen:
-                continue
-            seen.add(key)
-            if action is _ARRAY:
-                if obj.dtype.hasobject:  # numpy does not show its items to the garbage collector
-                    traverse.append(obj.ravel(order="K").tolist())
-                continue
-            if action is not _TRAVERSE:
-                found.setdefault(action, []).append(obj)
-            traverse.append(obj)
-        groups = []
-        small = []
-        for obj in traverse:
-            if type(obj) in _BIG_CONTAINER_TYPES and len(obj) > _BIG_CONTAINER:
-                groups.append(gc.get_referents(obj))
-            else:
-                small.append(obj)
-        if small:
-            groups.append(gc.get_referents(*small))
-    return found
+    """Instances of the validated classes reachable from ``root``, by checker key: what the
+    garbage collector sees of each object (containers, instance dicts, extension types'
+    fields), and the items of object arrays (walked in Rust, see ``NativeStateWalker``)."""
+    return _walker(classes).walk(root)
 
 
 def validate(result: Any, watch: Watch) -> None:
@@ -526,10 +493,9 @@ def _validate(result: Any, watch: Watch) -> None:
     n_features: Dict[int, int] = {}
     for model in found.get("hist_gb", []):
         features = getattr(model, "n_features_in_", None)
-        for per_iteration in getattr(model, "_predictors", None) or []:
-            for predictor in per_iteration:
-                if isinstance(features, int):
-                    n_features[id(predictor)] = features
+        if isinstance(features, int):
+            predictors = itertools.chain.from_iterable(getattr(model, "_predictors", None) or ())
+            n_features.update(dict.fromkeys(map(id, predictors), features))
     _check_tree_predictors(found.get("predictor", []), n_features)
     for matrix in found.get("sparse", []):
         _check_sparse(matrix)

@@ -26,6 +26,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes};
 
 mod scan;
+mod walk;
 
 /// Inputs at least this long are analysed with the GIL released (below it the release costs more
 /// than it frees).
@@ -345,6 +346,79 @@ fn check_tree_nodes(
     picklefence::native_state::check_tree_nodes(nodes.as_bytes(), layout, &trees)
         .err()
         .map(|e| (e.tree, e.node, e.field, e.value, e.why))
+}
+
+/// `check_predictor_nodes(predictors, dtype, fields, n_features, bitset_rows)`: the node records
+/// of HistGradientBoosting `TreePredictor`s (see
+/// `picklefence::native_state::check_predictor_nodes`), read from each predictor's `nodes` array.
+/// `dtype`: the record dtype every `nodes` must have; `fields`: `(offset, numpy type string)` of
+/// `left`, `right`, `feature_idx`, `is_leaf`, `is_categorical`, `bitset_idx` in it;
+/// `n_features`: per predictor; `bitset_rows(predictor)`: called only for a predictor with a
+/// categorical split. Returns None, `(predictor, node, field, value, why)` for the first broken
+/// node, or `(predictor, 0, "dtype", 0, ...)` when a predictor's records have another dtype.
+/// ValueError for a field that is not a little-endian integer.
+#[pyfunction]
+fn check_predictor_nodes(
+    predictors: Vec<Bound<'_, PyAny>>,
+    dtype: &Bound<'_, PyAny>,
+    fields: [(usize, String); 6],
+    n_features: Vec<i64>,
+    bitset_rows: &Bound<'_, PyAny>,
+) -> PyResult<Option<(usize, u64, &'static str, i64, &'static str)>> {
+    use picklefence::native_state::{check_predictor_nodes, IntField, PredictorLayout, PredictorShape};
+    let py = dtype.py();
+    let [left, right, feature, is_leaf, is_categorical, bitset_idx] = fields.map(|(offset, code)| {
+        IntField::from_numpy(offset, &code).ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "a node field of type {code:?} is not a little-endian integer"
+            ))
+        })
+    });
+    let itemsize: usize = dtype.getattr(pyo3::intern!(py, "itemsize"))?.extract()?;
+    let layout = PredictorLayout {
+        itemsize,
+        left: left?,
+        right: right?,
+        feature: feature?,
+        is_leaf: is_leaf?,
+        is_categorical: is_categorical?,
+        bitset_idx: bitset_idx?,
+    };
+    if n_features.len() != predictors.len() {
+        return Err(PyValueError::new_err("one feature count per predictor"));
+    }
+    for (index, (predictor, features)) in predictors.iter().zip(n_features).enumerate() {
+        let nodes = predictor.getattr(pyo3::intern!(py, "nodes"))?;
+        let own = nodes.getattr(pyo3::intern!(py, "dtype"))?;
+        if !own.is(dtype) && !own.eq(dtype)? {
+            return Ok(Some((
+                index,
+                0,
+                "dtype",
+                0,
+                "not the record layout of the others",
+            )));
+        }
+        let records = nodes.call_method0(pyo3::intern!(py, "tobytes"))?;
+        let records = records.downcast::<PyBytes>()?.as_bytes();
+        let count = u64::try_from(records.len() / itemsize.max(1)).unwrap_or(u64::MAX);
+        let mut shape = PredictorShape {
+            nodes: count,
+            n_features: features,
+            // No rows until a categorical split asks for them (then they are read).
+            bitset_rows: 0,
+        };
+        let mut result = check_predictor_nodes(records, layout, &[shape]);
+        if result.as_ref().is_err_and(|e| e.field == "bitset_idx") {
+            // The rows are read only for a predictor that has a categorical split.
+            shape.bitset_rows = bitset_rows.call1((predictor,))?.extract()?;
+            result = check_predictor_nodes(records, layout, &[shape]);
+        }
+        if let Err(e) = result {
+            return Ok(Some((index, e.node, e.field, e.value, e.why)));
+        }
+    }
+    Ok(None)
 }
 
 /// Every compiled class of the policy data and what is done about its state:
@@ -896,6 +970,7 @@ fn cli_main(py: Python<'_>, argv: Vec<String>) -> i32 {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Policy>()?;
+    m.add_class::<walk::NativeStateWalker>()?;
     m.add_function(wrap_pyfunction!(prescan_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(prescan_file, m)?)?;
     m.add_function(wrap_pyfunction!(prescan_joblib_file, m)?)?;
@@ -905,6 +980,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(scan::scan_file, m)?)?;
     m.add_function(wrap_pyfunction!(danger_reason, m)?)?;
     m.add_function(wrap_pyfunction!(check_tree_nodes, m)?)?;
+    m.add_function(wrap_pyfunction!(check_predictor_nodes, m)?)?;
     m.add_function(wrap_pyfunction!(native_state_classes, m)?)?;
     m.add_function(wrap_pyfunction!(_panic_for_tests, m)?)?;
     #[cfg(feature = "cli")]
