@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import io
 import pickle
+import struct
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Tuple
 
 import joblib
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.ensemble import (
+    GradientBoostingClassifier,
+    HistGradientBoostingClassifier,
+    RandomForestClassifier,
+)
 from sklearn.neighbors import BallTree, KDTree, KNeighborsClassifier
 from sklearn.tree import DecisionTreeClassifier
 
@@ -355,14 +360,149 @@ def test_every_compiled_class_of_the_policy_is_validated_or_safe_by_a_stated_rea
         assert module.startswith(_native_state.WALKED_MODULES) or (module, name) in _native_state.CAPTURED
 
 
-def test_scanner_notes_that_a_file_relies_on_load_time_validation(tmp_path: Path) -> None:
-    path = tmp_path / "forest.joblib"
-    joblib.dump(RandomForestClassifier(n_estimators=2, random_state=0).fit(X, Y), path)
+def test_scanner_notes_what_it_leaves_to_load_time_validation(tmp_path: Path) -> None:
+    # The scanner does not read KD-tree arrays: an info note, no verdict.
+    path = tmp_path / "knn.joblib"
+    joblib.dump(KNeighborsClassifier(n_neighbors=1, algorithm="kd_tree").fit(X, Y), path)
     report = picklefence.scan_file(path)
     assert report.is_safe, str(report)
     notes = [f for f in report.findings if f.kind == "native-state"]
     assert notes and all(f.severity == "info" for f in notes)
-    assert "sklearn.tree._tree.Tree" in notes[0].message
+    assert "KDTree" in notes[0].message and "the guard validates them" in notes[0].message
+
+
+def _tree_models() -> Dict[str, Any]:
+    return {
+        "forest": RandomForestClassifier(n_estimators=3, random_state=0).fit(X, Y),
+        # Trees in an object array: joblib writes them as a nested pickle after the wrapper.
+        "boosting": GradientBoostingClassifier(n_estimators=3, random_state=0).fit(X, Y),
+        "hist": HistGradientBoostingClassifier(max_iter=3, random_state=0).fit(X, Y),
+    }
+
+
+def _break(model: Any) -> Any:
+    """The first tree's (or predictor's) root child beyond the nodes, as a file could hold it."""
+    if hasattr(model, "estimators_"):
+        tree = np.ravel(model.estimators_)[-1].tree_
+        state = tree.__getstate__()
+        nodes = state["nodes"].copy()
+        nodes["left_child"][0] = 10**9
+        state["nodes"] = nodes
+        tree.__setstate__(state)
+    else:
+        model._predictors[0][0].nodes["right"][0] = 3_000_000_000
+    return model
+
+
+WRITERS: Dict[str, Callable[[Any, Path], None]] = {
+    **{
+        f"pickle protocol {protocol}": (
+            lambda obj, path, protocol=protocol: path.write_bytes(pickle.dumps(obj, protocol))
+        )
+        for protocol in (0, 2, 3, 4, 5)
+    },
+    "joblib": lambda obj, path: joblib.dump(obj, path),
+    "joblib zlib": lambda obj, path: joblib.dump(obj, path, compress=3),
+}
+
+
+@pytest.mark.parametrize("writer", sorted(WRITERS))
+@pytest.mark.parametrize("kind", ["forest", "boosting", "hist"])
+def test_scanner_checks_tree_nodes_inside_the_file(kind: str, writer: str, tmp_path: Path) -> None:
+    """Trees and HistGradientBoosting predictors whose arrays are in the file: intact ones are
+    clean (the note says they were checked), a broken one is a state violation naming the field."""
+    path = tmp_path / "model.bin"
+    WRITERS[writer](_tree_models()[kind], path)
+    report = picklefence.scan_file(path)
+    assert report.is_safe, str(report)
+    notes = [f.message for f in report.findings if f.kind == "native-state"]
+    assert notes and all("0 broken: intact" in n for n in notes), notes
+    WRITERS[writer](_break(_tree_models()[kind]), path)
+    report = picklefence.scan_file(path)
+    assert not report.is_safe
+    (broken,) = [f for f in report.findings if f.kind == "state-violation"]
+    assert broken.severity == "critical"
+    assert ("right is 3000000000" if kind == "hist" else "left_child is 1000000000") in broken.message
+
+
+class _Reduced:
+    def __init__(self, reduced: Tuple[Any, ...]) -> None:
+        self.reduced = reduced
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        return self.reduced
+
+
+def _state_changed_after_build(cls: Any, args: Any, state: Dict[str, Any], later: Any) -> bytes:
+    """Protocol 3: ``[state, cls(*args) BUILD state]``, then ``state["nodes"] = later`` through
+    the memo, after the BUILD."""
+    import pickletools
+
+    outer = pickle.dumps([state, _Reduced((cls, args, state))], protocol=3)
+    ops = list(pickletools.genops(outer))
+    dict_at = next(i for i, (op, _, _) in enumerate(ops) if op.name == "EMPTY_DICT")
+    put = ops[dict_at + 1]
+    assert put[0].name in ("BINPUT", "LONG_BINPUT")
+    out = io.BytesIO()
+    fast = pickle.Pickler(out, protocol=3)
+    fast.fast = True  # no memo: the array's opcodes can be spliced in
+    fast.dump(later)
+    value = out.getvalue()[2:-1]  # without PROTO and STOP
+    key = b"nodes"
+    get = (b"h" + bytes([put[1]])) if put[1] < 256 else (b"j" + struct.pack("<I", put[1]))
+    splice = get + b"X" + struct.pack("<I", len(key)) + key + value + b"s" + b"0"
+    assert outer.endswith(b".")
+    return outer[:-1] + splice + b"."
+
+
+def test_scanner_checks_the_state_a_tree_was_built_with() -> None:
+    """Tree.__setstate__ copies the nodes: a state dict changed after the BUILD does not change
+    the tree. The roles refuse the change itself (build-violation); the native-state check reads
+    the dict as it was at the BUILD, so it names the broken nodes the tree holds, and not intact
+    nodes set afterwards."""
+    tree = _break(_tree_models()["forest"]).estimators_[-1].tree_
+    cls, args, state = tree.__reduce__()
+    intact = _tree_models()["forest"].estimators_[0].tree_.__getstate__()["nodes"]
+    data = _state_changed_after_build(cls, args, state, intact)
+    assert (pickle.loads(data)[0]["nodes"] == intact).all()  # the file is what it claims
+    with picklefence.safe_ml_environment():
+        with pytest.raises(UnsafeFileError):
+            pickle.loads(data)
+    kinds = {f.kind for f in picklefence.scan_bytes(data).findings}
+    assert {"state-violation", "build-violation"} <= kinds, kinds
+    # The other way round (intact at the BUILD, broken later) the tree is intact.
+    good_state = _tree_models()["forest"].estimators_[0].tree_.__reduce__()[2]
+    data = _state_changed_after_build(cls, args, good_state, state["nodes"])
+    kinds = {f.kind for f in picklefence.scan_bytes(data).findings}
+    assert "build-violation" in kinds and "state-violation" not in kinds, kinds
+
+
+def test_an_array_built_again_after_a_tree_read_it_is_refused() -> None:
+    """A tree built from broken nodes whose array is then built again with intact records: the
+    tree keeps the broken copy. The scanner must not check the array's last state."""
+    import pickletools
+
+    broken = _break(_tree_models()["forest"]).estimators_[-1].tree_
+    cls, args, state = broken.__reduce__()
+    intact = _tree_models()["forest"].estimators_[0].tree_.__getstate__()["nodes"]
+    outer = pickle.dumps([state, _Reduced((cls, args, state))], protocol=3)
+    ops = list(pickletools.genops(outer))
+    key_at = next(i for i, (op, arg, _) in enumerate(ops) if arg == "nodes")
+    reduce_at = next(i for i in range(key_at, len(ops)) if ops[i][0].name == "REDUCE")
+    put = ops[reduce_at + 1]
+    assert put[0].name == "BINPUT"
+    out = io.BytesIO()
+    fast = pickle.Pickler(out, protocol=3)
+    fast.fast = True
+    fast.dump(intact.__reduce__()[2])
+    splice = b"h" + bytes([put[1]]) + out.getvalue()[2:-1] + b"b" + b"0"
+    data = outer[:-1] + splice + b"."
+    assert (pickle.loads(data)[0]["nodes"] == intact).all()  # the array was built again
+    with picklefence.safe_ml_environment():
+        with pytest.raises(UnsafeFileError):
+            pickle.loads(data)
+    report = picklefence.scan_bytes(data)
+    assert not report.is_safe, str(report)
 
 
 def test_validation_finds_objects_in_big_containers() -> None:

@@ -6,6 +6,7 @@ pub mod analyzer;
 pub mod compat;
 pub mod decoder;
 pub mod error;
+mod evaluate;
 pub mod findings;
 pub mod formats;
 pub mod native_state;

@@ -372,6 +372,415 @@ pub fn check_predictor_nodes(
     Ok(())
 }
 
+// ------------------------------------------------------------------------------------------
+// The same invariants, checked by the scanner where the arrays are inside the pickle.
+
+use crate::evaluate::{Heap, Object, Trailing, Val};
+
+/// `numpy.dtype` as pickles name it.
+const DTYPE_CLASSES: [(&str, &str); 4] = [
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "dtype"),
+    ("numpy._core.multiarray", "dtype"),
+    ("numpy._core._multiarray_umath", "dtype"),
+];
+const RECONSTRUCT: [(&str, &str); 2] = [
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+];
+const FROMBUFFER: [(&str, &str); 2] = [
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+];
+/// joblib's array wrapper: its data follows its BUILD in the stream.
+const JOBLIB_WRAPPER: (&str, &str) = ("joblib.numpy_pickle", "NumpyArrayWrapper");
+
+/// What joblib reads after the BUILD of `object`: a wrapper's raw bytes, or the nested pickle of
+/// an object array (dtype `O`).
+pub(crate) fn joblib_trailing(heap: &Heap, object: &Object) -> Trailing {
+    if heap.global(object.callee) != Some(JOBLIB_WRAPPER) {
+        return Trailing::Nothing;
+    }
+    let object_items = object
+        .state
+        .and_then(|state| heap.get(state, "dtype"))
+        .and_then(|dtype| dtype_of(heap, dtype, false).ok())
+        .and_then(|dtype| dtype.code)
+        .is_some_and(|code| code.get(1..2) == Some("O"));
+    if object_items {
+        Trailing::Pickle
+    } else {
+        Trailing::Bytes
+    }
+}
+const TREE: (&str, &str) = ("sklearn.tree._tree", "Tree");
+const PREDICTOR: (&str, &str) = (
+    "sklearn.ensemble._hist_gradient_boosting.predictor",
+    "TreePredictor",
+);
+
+/// What the scanner concluded about one instance of a validated class inside a pickle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PickledState {
+    /// Where the instance was made.
+    pub offset: u64,
+    /// Its class.
+    pub module: &'static str,
+    /// Its class.
+    pub name: &'static str,
+    /// Intact, broken (the invariant and the value), or not checkable here (why).
+    pub outcome: PickledOutcome,
+}
+
+/// See [`PickledState`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PickledOutcome {
+    /// The invariant holds.
+    Intact,
+    /// The invariant is broken: which field, which value.
+    Broken(String),
+    /// The arrays are not in a form the scanner reads (left to the guard).
+    Unchecked(String),
+}
+
+/// A dtype as far as the checks need it.
+struct Dtype {
+    itemsize: u64,
+    /// A plain type: its NumPy type string (`<i8`).
+    code: Option<String>,
+    /// A record type: each field's offset and type string.
+    fields: Vec<(String, u64, Option<String>)>,
+}
+
+/// An array inside the pickle: its bytes, shape and dtype.
+struct Array<'d> {
+    bytes: std::borrow::Cow<'d, [u8]>,
+    shape: Vec<u64>,
+    dtype: Dtype,
+}
+
+impl Dtype {
+    fn field(&self, name: &str) -> Option<IntField> {
+        let (_, offset, code) = self.fields.iter().find(|(n, _, _)| n == name)?;
+        IntField::from_numpy(usize::try_from(*offset).ok()?, code.as_deref()?)
+    }
+}
+
+fn is(heap: &Heap, value: Val, names: &[(&str, &str)]) -> bool {
+    heap.global(value).is_some_and(|g| names.contains(&g))
+}
+
+/// Record dtypes with more fields are not read (numpy's node records have about a dozen).
+const MAX_FIELDS: usize = 256;
+
+/// The dtype a value is; `records`: read its fields (a field's own dtype is read without
+/// them, so a dtype that holds itself ends).
+fn dtype_of(heap: &Heap, value: Val, records: bool) -> Result<Dtype, String> {
+    let object = heap
+        .object(value)
+        .filter(|o| is(heap, o.callee, &DTYPE_CLASSES))
+        .ok_or("a dtype that is not a numpy.dtype call")?;
+    let descr = heap
+        .tuple(object.args)
+        .and_then(|args| heap.str(*args.first()?))
+        .ok_or("a dtype without its type string")?;
+    let state = object.state.and_then(|s| heap.tuple(s)).unwrap_or(&[]);
+    let order = state.get(1).and_then(|v| heap.str(*v)).unwrap_or("|");
+    let declared = state.get(5).and_then(|v| heap.int(*v)).filter(|&n| n > 0);
+    let from_descr = descr.get(1..).and_then(|n| n.parse::<i64>().ok());
+    let itemsize = declared
+        .or(from_descr)
+        .and_then(|n| u64::try_from(n).ok())
+        .ok_or_else(|| format!("a dtype {descr:?} of unknown size"))?;
+    let mut fields = Vec::new();
+    if let (true, Some(names), Some(table)) =
+        (records, state.get(3).and_then(|v| heap.tuple(*v)), state.get(4))
+    {
+        if names.len() > MAX_FIELDS {
+            return Err(format!("a record dtype of {} fields", names.len()));
+        }
+        for name in names {
+            let name = heap
+                .str(*name)
+                .ok_or("a record dtype with a field name that is not a str")?;
+            let entry = heap
+                .get(*table, name)
+                .and_then(|v| heap.tuple(v))
+                .ok_or_else(|| format!("a record dtype without its field {name:?}"))?;
+            let offset = entry
+                .get(1)
+                .and_then(|v| heap.int(*v))
+                .and_then(|n| u64::try_from(n).ok())
+                .ok_or_else(|| format!("the field {name:?} without its offset"))?;
+            let code = entry
+                .first()
+                .and_then(|v| dtype_of(heap, *v, false).ok())
+                .and_then(|d| d.code);
+            fields.push((name.to_owned(), offset, code));
+        }
+    }
+    let is_record = state.get(3).is_some_and(|v| *v != Val::None);
+    let code = (!is_record).then(|| format!("{order}{descr}"));
+    Ok(Dtype {
+        itemsize,
+        code,
+        fields,
+    })
+}
+
+fn shape_of(heap: &Heap, value: Val) -> Option<Vec<u64>> {
+    if let Some(n) = heap.int(value) {
+        return u64::try_from(n).ok().map(|n| vec![n]);
+    }
+    heap.tuple(value)?
+        .iter()
+        .map(|d| heap.int(*d).and_then(|n| u64::try_from(n).ok()))
+        .collect()
+}
+
+fn slice(data: &[u8], start: u64, len: u64) -> Option<&[u8]> {
+    let start = usize::try_from(start).ok()?;
+    data.get(start..start.checked_add(usize::try_from(len).ok()?)?)
+}
+
+/// The bytes an array's data value stands for: a bytes constant; a str (a Python 2 pickle,
+/// which numpy encodes as latin-1); `_codecs.encode(text, "latin1")` and `bytes()` (how
+/// protocols 0-2 write bytes under Python 3).
+fn bytes_of<'d>(heap: &Heap, data: &'d [u8], value: Val) -> Option<std::borrow::Cow<'d, [u8]>> {
+    let latin1 =
+        |text: &str| -> Option<Vec<u8>> { text.chars().map(|c| u8::try_from(u32::from(c)).ok()).collect() };
+    match value {
+        Val::Bytes { start, len } => slice(data, start, len).map(std::borrow::Cow::Borrowed),
+        Val::Str(_) => latin1(heap.str(value)?).map(std::borrow::Cow::Owned),
+        Val::Obj(_) => {
+            let object = heap.object(value)?;
+            let args = heap.tuple(object.args)?;
+            let callee = heap.global(object.callee)?;
+            if matches!(callee, ("__builtin__" | "builtins", "bytes")) && args.is_empty() {
+                return Some(std::borrow::Cow::Borrowed(&[])); // how protocol 2 writes b""
+            }
+            if callee != ("_codecs", "encode") {
+                return None;
+            }
+            let encoding = args.get(1).and_then(|v| heap.str(*v))?;
+            if !matches!(encoding, "latin1" | "latin-1" | "iso-8859-1") {
+                return None;
+            }
+            latin1(heap.str(*args.first()?)?).map(std::borrow::Cow::Owned)
+        }
+        _ => None,
+    }
+}
+
+/// The array a value is, when its data is inside the input: `_reconstruct` + BUILD, protocol
+/// 5's `_frombuffer`, or joblib's wrapper followed by its bytes.
+fn array_of<'d>(heap: &Heap, data: &'d [u8], value: Val) -> Result<Array<'d>, String> {
+    let object = heap.object(value).ok_or("not an array made in the pickle")?;
+    if object.rebuilt {
+        return Err("an array built twice".into());
+    }
+    let (shape, dtype, bytes) = if is(heap, object.callee, &RECONSTRUCT) {
+        let state = object
+            .state
+            .and_then(|s| heap.tuple(s))
+            .ok_or("an array without its state")?;
+        let raw = state.get(4).and_then(|v| bytes_of(heap, data, *v));
+        (
+            state.get(1).and_then(|v| shape_of(heap, *v)),
+            state.get(2).map(|v| dtype_of(heap, *v, true)),
+            raw.ok_or("array data that is not bytes (an object array)")?,
+        )
+    } else if is(heap, object.callee, &FROMBUFFER) {
+        let args = heap.tuple(object.args).ok_or("_frombuffer without arguments")?;
+        let raw = args.first().and_then(|v| bytes_of(heap, data, *v));
+        (
+            args.get(2).and_then(|v| shape_of(heap, *v)),
+            args.get(1).map(|v| dtype_of(heap, *v, true)),
+            raw.ok_or("array data out of band")?,
+        )
+    } else if heap.global(object.callee) == Some(JOBLIB_WRAPPER) {
+        joblib_array(heap, data, object)?
+    } else {
+        return Err("an array made some other way".into());
+    };
+    let shape = shape.ok_or("an array of unknown shape")?;
+    let dtype = dtype.ok_or("an array without a dtype")??;
+    let expected = shape
+        .iter()
+        .try_fold(dtype.itemsize, |acc, d| acc.checked_mul(*d))
+        .and_then(|n| usize::try_from(n).ok());
+    if expected != Some(bytes.len()) {
+        return Err(format!("{} data bytes for shape {shape:?}", bytes.len()));
+    }
+    Ok(Array { bytes, shape, dtype })
+}
+
+type Parts<'d> = (
+    Option<Vec<u64>>,
+    Option<Result<Dtype, String>>,
+    std::borrow::Cow<'d, [u8]>,
+);
+
+fn joblib_array<'d>(heap: &Heap, data: &'d [u8], wrapper: &Object) -> Result<Parts<'d>, String> {
+    let state = wrapper.state.ok_or("a joblib array without its state")?;
+    let (start, len) = wrapper.trailing.ok_or("a joblib array whose data was not read")?;
+    let padded = heap
+        .get(state, "numpy_array_alignment_bytes")
+        .is_some_and(|v| v != Val::None);
+    let (start, len) = if padded {
+        let pad = u64::from(
+            *slice(data, start, 1)
+                .and_then(|b| b.first())
+                .ok_or("no padding byte")?,
+        );
+        (
+            start + 1 + pad,
+            len.checked_sub(1 + pad).ok_or("padding beyond the data")?,
+        )
+    } else {
+        (start, len)
+    };
+    Ok((
+        heap.get(state, "shape").and_then(|v| shape_of(heap, v)),
+        heap.get(state, "dtype").map(|v| dtype_of(heap, v, true)),
+        std::borrow::Cow::Borrowed(slice(data, start, len).ok_or("joblib array data beyond the input")?),
+    ))
+}
+
+fn check_tree(heap: &Heap, data: &[u8], tree: &Object) -> PickledOutcome {
+    let run = || -> Result<Result<(), String>, String> {
+        let n_features = heap
+            .tuple(tree.args)
+            .and_then(|a| heap.int(*a.first()?))
+            .ok_or("Tree called without n_features")?;
+        let state = tree.state.ok_or("a Tree without state")?;
+        let node_count = heap
+            .get(state, "node_count")
+            .and_then(|v| heap.int(v))
+            .and_then(|n| u64::try_from(n).ok())
+            .ok_or("a Tree state without node_count")?;
+        let nodes = array_of(
+            heap,
+            data,
+            heap.get(state, "nodes").ok_or("a Tree state without nodes")?,
+        )?;
+        let field = |name: &str| {
+            nodes
+                .dtype
+                .field(name)
+                .filter(|f| f.width == 8 && f.signed)
+                .map(|f| f.offset)
+                .ok_or_else(|| format!("a node dtype without an int64 {name}"))
+        };
+        let layout = NodeLayout {
+            itemsize: usize::try_from(nodes.dtype.itemsize).map_err(|e| e.to_string())?,
+            left: field("left_child")?,
+            right: field("right_child")?,
+            feature: field("feature")?,
+        };
+        if nodes.shape.first() != Some(&node_count) {
+            return Ok(Err(format!(
+                "nodes holds {:?} records for node_count {node_count}",
+                nodes.shape
+            )));
+        }
+        Ok(
+            check_tree_nodes(&nodes.bytes, layout, &[(node_count, n_features)])
+                .map_err(|e| format!("nodes[{}].{} is {}, {}", e.node, e.field, e.value, e.why)),
+        )
+    };
+    outcome(run())
+}
+
+fn check_predictor(heap: &Heap, data: &[u8], predictor: &Object) -> PickledOutcome {
+    let run = || -> Result<Result<(), String>, String> {
+        let state = predictor.state.ok_or("a TreePredictor without state")?;
+        let nodes = array_of(
+            heap,
+            data,
+            heap.get(state, "nodes").ok_or("a predictor without nodes")?,
+        )?;
+        let field = |name: &str| {
+            nodes
+                .dtype
+                .field(name)
+                .ok_or_else(|| format!("a node dtype without {name}"))
+        };
+        let layout = PredictorLayout {
+            itemsize: usize::try_from(nodes.dtype.itemsize).map_err(|e| e.to_string())?,
+            left: field("left")?,
+            right: field("right")?,
+            feature: field("feature_idx")?,
+            is_leaf: field("is_leaf")?,
+            is_categorical: field("is_categorical")?,
+            bitset_idx: field("bitset_idx")?,
+        };
+        let mut rows = i64::MAX;
+        for name in ["binned_left_cat_bitsets", "raw_left_cat_bitsets"] {
+            let bitsets = heap
+                .get(state, name)
+                .ok_or_else(|| format!("a predictor without {name}"))?;
+            let count = array_of(heap, data, bitsets)?.shape.first().copied().unwrap_or(0);
+            rows = rows.min(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+        let shape = PredictorShape {
+            nodes: nodes.shape.first().copied().unwrap_or(0),
+            n_features: i64::MAX,
+            bitset_rows: rows,
+        };
+        Ok(check_predictor_nodes(&nodes.bytes, layout, &[shape])
+            .map_err(|e| format!("nodes[{}].{} is {}, {}", e.node, e.field, e.value, e.why)))
+    };
+    outcome(run())
+}
+
+/// The class an object is an instance of: what was called or reconstructed, or the class
+/// operand of `copyreg._reconstructor` / `copyreg.__newobj__` (protocols 0-1 and explicit
+/// reductions).
+fn class_of<'h>(heap: &'h Heap, object: &Object) -> Option<(&'h str, &'h str)> {
+    let callee = heap.global(object.callee)?;
+    match callee {
+        ("copyreg" | "copy_reg", "_reconstructor" | "__newobj__" | "__newobj_ex__") => {
+            heap.global(*heap.tuple(object.args)?.first()?)
+        }
+        _ => Some(callee),
+    }
+}
+
+fn outcome(result: Result<Result<(), String>, String>) -> PickledOutcome {
+    match result {
+        Ok(Ok(())) => PickledOutcome::Intact,
+        Ok(Err(broken)) => PickledOutcome::Broken(broken),
+        Err(why) => PickledOutcome::Unchecked(why),
+    }
+}
+
+/// Every instance of a class the scanner checks (scikit-learn `Tree`, HistGradientBoosting
+/// `TreePredictor`) that the pickle makes, checked against its invariant where its arrays are in
+/// `data`.
+pub(crate) fn check_pickled(heap: &Heap, data: &[u8]) -> Vec<PickledState> {
+    let mut found = Vec::new();
+    for object in &heap.objects {
+        let Some(class) = class_of(heap, object) else {
+            continue;
+        };
+        let (module, name, outcome) = if class == TREE {
+            (TREE.0, TREE.1, check_tree(heap, data, object))
+        } else if class == PREDICTOR {
+            (PREDICTOR.0, PREDICTOR.1, check_predictor(heap, data, object))
+        } else {
+            continue;
+        };
+        found.push(PickledState {
+            offset: object.offset,
+            module,
+            name,
+            outcome,
+        });
+    }
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -574,5 +983,125 @@ mod tests {
                 .field,
             "nodes"
         );
+    }
+
+    use crate::evaluate::tests::{evaluate, Asm};
+
+    /// A field dtype: numpy.dtype("i8") with its state (byte order `<`).
+    fn int64(asm: Asm) -> Asm {
+        asm.global("numpy", "dtype")
+            .text("i8")
+            .op(0x89)
+            .op(0x88)
+            .op(0x87)
+            .op(b'R')
+            .op(b'(')
+            .int(3)
+            .text("<")
+            .op(b'N')
+            .op(b'N')
+            .op(b'N')
+            .int(-1)
+            .int(-1)
+            .int(0)
+            .op(b't')
+            .op(b'b')
+    }
+
+    /// `Tree(n_features=2, ...)` whose state holds `nodes` (records of left_child, right_child,
+    /// feature as int64) read through a `_reconstruct` array; `field_dtype` writes each field's
+    /// dtype.
+    fn tree_pickle(nodes: &Nodes, field_dtype: &dyn Fn(Asm) -> Asm) -> Vec<u8> {
+        let records: Vec<u8> = nodes
+            .iter()
+            .flat_map(|&(l, r, f)| [l, r, f].into_iter().flat_map(i64::to_le_bytes))
+            .collect();
+        let mut asm = Asm::default()
+            .op(0x80)
+            .op(2)
+            .global("sklearn.tree._tree", "Tree")
+            .int(2)
+            .op(0x85)
+            .op(b'R')
+            .op(b'}')
+            .text("node_count")
+            .int(i32::try_from(nodes.len()).unwrap())
+            .op(b's')
+            .text("nodes")
+            .global("numpy.core.multiarray", "_reconstruct")
+            .global("numpy", "ndarray")
+            .int(0)
+            .op(0x85)
+            .text("b")
+            .op(0x87)
+            .op(b'R')
+            .op(b'(')
+            .int(1)
+            .int(i32::try_from(nodes.len()).unwrap())
+            .op(0x85)
+            // The record dtype, memoized as 9.
+            .global("numpy", "dtype")
+            .text("V24")
+            .op(0x89)
+            .op(0x88)
+            .op(0x87)
+            .op(b'R')
+            .put(9)
+            .op(b'(')
+            .int(3)
+            .text("|")
+            .op(b'N')
+            .text("left_child")
+            .text("right_child")
+            .text("feature")
+            .op(0x87)
+            .op(b'}');
+        for (name, offset) in [("left_child", 0), ("right_child", 8), ("feature", 16)] {
+            asm = field_dtype(asm.text(name)).int(offset).op(0x86).op(b's');
+        }
+        asm = asm.int(24).int(1).int(16).op(b't').op(b'b');
+        asm.op(0x89)
+            .bytes(&records)
+            .op(b't')
+            .op(b'b')
+            .op(b's')
+            .op(b'b')
+            .op(b'.')
+            .0
+    }
+
+    fn outcome_of(data: &[u8]) -> Vec<PickledOutcome> {
+        let evaluator = evaluate(data, 1 << 20);
+        check_pickled(&evaluator.heap, data)
+            .into_iter()
+            .map(|s| s.outcome)
+            .collect()
+    }
+
+    #[test]
+    fn trees_inside_a_pickle_are_checked() {
+        let good: &Nodes = &[(1, 2, 0), (-1, -1, -2), (-1, -1, -2)];
+        assert_eq!(outcome_of(&tree_pickle(good, &int64)), [PickledOutcome::Intact]);
+        let broken: &Nodes = &[(1, 9, 0), (-1, -1, -2), (-1, -1, -2)];
+        let [PickledOutcome::Broken(why)] = &outcome_of(&tree_pickle(broken, &int64))[..] else {
+            panic!("not broken")
+        };
+        assert!(why.contains("nodes[0].right_child is 9"), "{why}");
+        let wide_feature: &Nodes = &[(1, 2, 5), (-1, -1, -2), (-1, -1, -2)];
+        assert!(matches!(
+            &outcome_of(&tree_pickle(wide_feature, &int64))[..],
+            [PickledOutcome::Broken(_)]
+        ));
+    }
+
+    #[test]
+    fn a_dtype_that_holds_itself_is_read_once() {
+        // Each field's dtype is the record dtype itself (memo 9): no int64 fields, no loop.
+        let good: &Nodes = &[(1, 2, 0), (-1, -1, -2), (-1, -1, -2)];
+        let data = tree_pickle(good, &|asm: Asm| asm.get(9));
+        let [PickledOutcome::Unchecked(why)] = &outcome_of(&data)[..] else {
+            panic!("checked")
+        };
+        assert!(why.contains("int64 left_child"), "{why}");
     }
 }

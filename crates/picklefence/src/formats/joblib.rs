@@ -102,7 +102,7 @@ fn skip_array<S: Source>(source: &mut S, nbytes: u64, padded: bool) -> Result<()
 }
 
 /// Runs the analyzer over `decoder`, reading joblib arrays between opcodes when `joblib` is set.
-/// `observe` sees every opcode. Returns the decoder positioned where reading stopped.
+/// `observe` sees every opcode, those of object arrays' nested pickles included. Returns the decoder positioned where reading stopped.
 pub(crate) fn drive<S: Source>(
     mut decoder: Decoder<S>,
     policy: &Policy,
@@ -191,7 +191,9 @@ pub(crate) fn drive<S: Source>(
                         mode: Mode::FirstPickle,
                         ..*options
                     };
-                    let (sub, rest) = drive(decoder, policy, &inner, false, None);
+                    // The observer sees the nested pickle too (it follows values across it).
+                    let nested_observe = observe.as_mut().map(|o| &mut **o as &mut dyn FnMut(&Op<'_>));
+                    let (sub, rest) = drive(decoder, policy, &inner, false, nested_observe);
                     decoder = rest;
                     let finished = sub.complete;
                     nested.push(sub.report);

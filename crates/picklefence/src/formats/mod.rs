@@ -505,7 +505,9 @@ fn scan_pickle_slice(ctx: &mut Ctx<'_>, data: &[u8], location: &str, depth: usiz
                     .is_some_and(|t| &*t.module == "joblib.numpy_pickle" && &*t.name == "NumpyArrayWrapper")
         });
     if !may_hold_arrays {
-        ctx.add_pickle(location, Format::Pickle.name(), quick, Some(data), depth);
+        let mut report = quick;
+        check_native_state(data, ctx.policy, &options, false, &mut report);
+        ctx.add_pickle(location, Format::Pickle.name(), report, Some(data), depth);
         return Format::Pickle;
     }
     let (analysis, _) = joblib::drive(Decoder::from_slice(data), ctx.policy, &options, true, None);
@@ -556,6 +558,7 @@ fn scan_pickle_slice(ctx: &mut Ctx<'_>, data: &[u8], location: &str, depth: usiz
             });
         }
     }
+    check_native_state(data, ctx.policy, &options, analysis.arrays > 0, &mut report);
     ctx.add_pickle(location, format.name(), report, Some(data), depth);
     format
 }
@@ -810,4 +813,104 @@ fn scan_npy_stream(ctx: &mut Ctx<'_>, mut reader: impl Read, location: &str, dep
     }
     ctx.add_pickle(location, "npy", report, None, depth);
     ctx.note_budget(location);
+}
+
+/// Where the report notes a class whose compiled code trusts its state, reads the pickle's data
+/// (without running it) and checks the instances whose arrays are inside it
+/// ([`crate::native_state::check_pickled`]): a broken one is a critical state violation; the
+/// note says what the scanner checked and what it leaves to the guard.
+fn check_native_state(
+    data: &[u8],
+    policy: &Policy,
+    options: &Options,
+    joblib: bool,
+    report: &mut PickleReport,
+) {
+    use crate::evaluate::{Evaluator, GaveUp, Heap, Object, Trailing};
+    use crate::native_state::{check_pickled, joblib_trailing, load_time_check, PickledOutcome};
+
+    if !report.findings.iter().any(|f| f.kind == FindingKind::NativeState) {
+        return;
+    }
+    let mut evaluator = Evaluator::default();
+    let trailing = |heap: &Heap, object: &Object| {
+        if joblib {
+            joblib_trailing(heap, object)
+        } else {
+            Trailing::Nothing
+        }
+    };
+    let mut observe = |op: &crate::decoder::Op<'_>| evaluator.step(op, &trailing);
+    let _ = joblib::drive(
+        Decoder::from_slice(data),
+        policy,
+        options,
+        joblib,
+        Some(&mut observe),
+    );
+    let states = check_pickled(&evaluator.heap, data);
+    let incomplete = match &evaluator.gave_up {
+        Some(GaveUp::TooLarge) => Some("the pickle is too large to read whole".to_owned()),
+        Some(GaveUp::Broken(at)) => Some(format!(
+            "reading stops at offset {at}, where the unpickler raises"
+        )),
+        None => None,
+    };
+    for state in &states {
+        if let PickledOutcome::Broken(why) = &state.outcome {
+            report.findings.push(Finding {
+                kind: FindingKind::StateViolation,
+                severity: Severity::Critical,
+                offset: state.offset,
+                import: Some(crate::findings::ImportName {
+                    module: state.module.into(),
+                    name: state.name.into(),
+                }),
+                message: format!(
+                    "{}.{} made at offset {}: {why}; its compiled code trusts this state and would read out of \
+                     bounds or never finish with it",
+                    state.module, state.name, state.offset
+                ),
+            });
+        }
+    }
+    for note in report
+        .findings
+        .iter_mut()
+        .filter(|f| f.kind == FindingKind::NativeState)
+    {
+        let Some(target) = note.import.clone() else {
+            continue;
+        };
+        let mine: Vec<_> = states
+            .iter()
+            .filter(|s| s.module == &*target.module && s.name == &*target.name)
+            .collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let Some(checked) = load_time_check(&target.module, &target.name) else {
+            continue;
+        };
+        let broken = mine
+            .iter()
+            .filter(|s| matches!(s.outcome, PickledOutcome::Broken(_)))
+            .count();
+        let unchecked = mine.iter().find_map(|s| match &s.outcome {
+            PickledOutcome::Unchecked(why) => Some(why.clone()),
+            _ => None,
+        });
+        let left = match (unchecked.or(incomplete.clone()), broken) {
+            (Some(why), _) => format!(
+                "; not all could be read here ({why}): the guard validates them when it loads the file"
+            ),
+            (None, 0) => ": intact (the guard checks them again when it loads the file)".to_owned(),
+            (None, _) => String::new(),
+        };
+        note.message = format!(
+            "{target} keeps state its compiled code trusts ({checked}); the scanner checked the {} instance(s) in \
+             this pickle, {broken} broken{left}",
+            mine.len()
+        );
+    }
 }

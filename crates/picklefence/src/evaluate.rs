@@ -1,0 +1,712 @@
+//! A data-only reading of a pickle: what its values would be, with every call and
+//! reconstruction recorded (callee, arguments, BUILD state) and none of them made. Enough to
+//! find the arrays inside a pickle and the objects that hold them, so that the scanner can check
+//! the state of classes whose compiled code trusts it (see [`crate::native_state`]).
+//!
+//! Values live in one arena and refer to each other by index, so cycles cost nothing and
+//! nothing leaks; the arena has a fixed budget, past which the reading gives up.
+
+use std::collections::HashMap;
+
+use crate::decoder::{Arg, Op, Payload};
+use crate::opcodes::Opcode;
+
+/// Values pushed at most (each costs at most a few dozen bytes); a pickle that needs more is
+/// not evaluated to its end.
+const MAX_VALUES: usize = 1 << 22;
+
+/// A value of the pickle. Containers and objects are indices into the [`Heap`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Val {
+    None,
+    Bool(bool),
+    Int(i64),
+    /// An int beyond `i64`, a float, a set, a persistent id, a buffer...: nothing checked reads it.
+    Other,
+    Str(u32),
+    /// A bytes (or bytearray) constant: where its payload lies in the input.
+    Bytes {
+        start: u64,
+        len: u64,
+    },
+    Tuple(u32),
+    List(u32),
+    Dict(u32),
+    Global(u32),
+    Obj(u32),
+}
+
+/// What a call or a reconstruction made.
+#[derive(Debug, Clone)]
+pub(crate) struct Object {
+    /// What was called (REDUCE, OBJ, INST) or reconstructed (NEWOBJ).
+    pub callee: Val,
+    pub args: Val,
+    /// The last BUILD's state (a dict as it was at that BUILD: the object copied its items).
+    pub state: Option<Val>,
+    /// BUILD ran more than once on it (its state changed after others may have read it).
+    pub rebuilt: bool,
+    /// Where it was made.
+    pub offset: u64,
+    /// Bytes joblib read right after this object's BUILD (a `NumpyArrayWrapper`'s data).
+    pub trailing: Option<(u64, u64)>,
+}
+
+/// Everything the pickle made.
+#[derive(Debug, Default)]
+pub(crate) struct Heap {
+    strs: Vec<Box<str>>,
+    tuples: Vec<Vec<Val>>,
+    lists: Vec<Vec<Val>>,
+    dicts: Vec<Vec<(Val, Val)>>,
+    globals: Vec<(Box<str>, Box<str>)>,
+    pub objects: Vec<Object>,
+    values: usize,
+}
+
+impl Heap {
+    pub fn str(&self, value: Val) -> Option<&str> {
+        match value {
+            Val::Str(i) => self.strs.get(i as usize).map(|s| &**s),
+            _ => None,
+        }
+    }
+
+    pub fn int(&self, value: Val) -> Option<i64> {
+        match value {
+            Val::Int(i) => Some(i),
+            Val::Bool(b) => Some(i64::from(b)),
+            _ => None,
+        }
+    }
+
+    pub fn tuple(&self, value: Val) -> Option<&[Val]> {
+        match value {
+            Val::Tuple(i) => self.tuples.get(i as usize).map(Vec::as_slice),
+            _ => None,
+        }
+    }
+
+    pub fn object(&self, value: Val) -> Option<&Object> {
+        match value {
+            Val::Obj(i) => self.objects.get(i as usize),
+            _ => None,
+        }
+    }
+
+    /// `(module, name)` of an imported value.
+    pub fn global(&self, value: Val) -> Option<(&str, &str)> {
+        match value {
+            Val::Global(i) => self.globals.get(i as usize).map(|(m, n)| (&**m, &**n)),
+            _ => None,
+        }
+    }
+
+    /// The item of a dict under a str key (the last one set wins, as in Python).
+    pub fn get(&self, dict: Val, key: &str) -> Option<Val> {
+        let Val::Dict(i) = dict else { return None };
+        self.dicts
+            .get(i as usize)?
+            .iter()
+            .rev()
+            .find(|(k, _)| self.str(*k) == Some(key))
+            .map(|(_, v)| *v)
+    }
+}
+
+/// Why a pickle was not evaluated to its end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum GaveUp {
+    /// More values than the budget ([`MAX_VALUES`]).
+    TooLarge,
+    /// An opcode on an empty stack and the like: CPython raises there.
+    Broken(u64),
+}
+
+/// What joblib reads right after an object's BUILD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Trailing {
+    Nothing,
+    /// Raw array bytes (recorded as the object's `trailing`).
+    Bytes,
+    /// A nested pickle (an object array's items), read by a fresh unpickler.
+    Pickle,
+}
+
+/// What an unpickler was doing when a nested pickle started.
+type Frame = (Vec<Val>, Vec<usize>, HashMap<u64, Val>);
+
+/// Runs over the opcodes of one input (several pickles in a row share the heap).
+#[derive(Debug)]
+pub(crate) struct Evaluator {
+    pub heap: Heap,
+    /// Values pushed at most before giving up.
+    budget: usize,
+    stack: Vec<Val>,
+    marks: Vec<usize>,
+    memo: HashMap<u64, Val>,
+    /// The object whose BUILD joblib follows with array data, and where that BUILD ended.
+    awaiting_data: Option<(u32, u64)>,
+    /// A nested pickle starts with the next opcode.
+    awaiting_pickle: bool,
+    /// The outer unpicklers' state while a nested pickle is read.
+    frames: Vec<Frame>,
+    pub gave_up: Option<GaveUp>,
+}
+
+impl Default for Evaluator {
+    fn default() -> Self {
+        Evaluator::with_budget(MAX_VALUES)
+    }
+}
+
+impl Evaluator {
+    pub fn with_budget(budget: usize) -> Self {
+        Evaluator {
+            heap: Heap::default(),
+            budget,
+            stack: Vec::new(),
+            marks: Vec::new(),
+            memo: HashMap::new(),
+            awaiting_data: None,
+            awaiting_pickle: false,
+            frames: Vec::new(),
+            gave_up: None,
+        }
+    }
+
+    /// `trailing(obj)`: what joblib reads after BUILD of this object (the caller knows, from
+    /// the import): raw bytes (the gap up to the next opcode is recorded as its data) or a
+    /// nested pickle (read with its own stack and memo).
+    pub fn step(&mut self, op: &Op<'_>, trailing: &dyn Fn(&Heap, &Object) -> Trailing) {
+        if self.gave_up.is_some() {
+            return;
+        }
+        if std::mem::take(&mut self.awaiting_pickle) {
+            let frame = (
+                std::mem::take(&mut self.stack),
+                std::mem::take(&mut self.marks),
+                std::mem::take(&mut self.memo),
+            );
+            self.frames.push(frame);
+        }
+        if let Some((object, build_end)) = self.awaiting_data.take() {
+            if let Some(o) = self.heap.objects.get_mut(object as usize) {
+                o.trailing = Some((build_end, op.offset.saturating_sub(build_end)));
+            }
+        }
+        if self.apply(op, trailing).is_none() && self.gave_up.is_none() {
+            self.gave_up = Some(GaveUp::Broken(op.offset));
+        }
+        if self.heap.values > self.budget {
+            self.gave_up = Some(GaveUp::TooLarge);
+        }
+    }
+
+    /// Every value pushed counts against the budget (containers hold only pushed values).
+    fn push(&mut self, value: Val) {
+        self.heap.values += 1;
+        self.stack.push(value);
+    }
+
+    fn pop(&mut self) -> Option<Val> {
+        let floor = self.marks.last().copied().unwrap_or(0);
+        (self.stack.len() > floor).then(|| self.stack.pop()).flatten()
+    }
+
+    fn pop_mark(&mut self) -> Option<Vec<Val>> {
+        let mark = self.marks.pop()?;
+        Some(self.stack.split_off(mark.min(self.stack.len())))
+    }
+
+    fn text(&mut self, payload: &Payload<'_>) -> Val {
+        match payload.bytes().map(std::str::from_utf8) {
+            Some(Ok(text)) => self.new_str(text),
+            _ => Val::Other,
+        }
+    }
+
+    fn new_str(&mut self, text: &str) -> Val {
+        self.heap.values += text.len() / 16;
+        self.heap.strs.push(text.into());
+        Val::Str(index(self.heap.strs.len()))
+    }
+
+    fn new_tuple(&mut self, items: Vec<Val>) -> Val {
+        self.heap.tuples.push(items);
+        Val::Tuple(index(self.heap.tuples.len()))
+    }
+
+    fn new_list(&mut self, items: Vec<Val>) -> Val {
+        self.heap.lists.push(items);
+        Val::List(index(self.heap.lists.len()))
+    }
+
+    fn new_dict(&mut self, items: Vec<(Val, Val)>) -> Val {
+        self.heap.values += 2 * items.len(); // a BUILD's snapshot copies them
+        self.heap.dicts.push(items);
+        Val::Dict(index(self.heap.dicts.len()))
+    }
+
+    fn new_global(&mut self, module: &str, name: &str) -> Val {
+        self.heap.globals.push((module.into(), name.into()));
+        Val::Global(index(self.heap.globals.len()))
+    }
+
+    fn new_object(&mut self, callee: Val, args: Val, offset: u64) -> Val {
+        self.heap.objects.push(Object {
+            callee,
+            args,
+            state: None,
+            rebuilt: false,
+            offset,
+            trailing: None,
+        });
+        Val::Obj(index(self.heap.objects.len()))
+    }
+
+    fn set_items(&mut self, target: Val, items: Vec<Val>) -> Option<()> {
+        if !items.len().is_multiple_of(2) {
+            return None;
+        }
+        if let Val::Dict(i) = target {
+            let pairs = items.chunks_exact(2).filter_map(|pair| match pair {
+                [k, v] => Some((*k, *v)),
+                _ => None,
+            });
+            self.heap.dicts.get_mut(i as usize)?.extend(pairs);
+        }
+        Some(())
+    }
+
+    fn append(&mut self, target: Val, items: Vec<Val>) {
+        if let Val::List(i) = target {
+            if let Some(list) = self.heap.lists.get_mut(i as usize) {
+                list.extend(items);
+            }
+        }
+    }
+
+    /// One opcode; None where CPython would raise.
+    fn apply(&mut self, op: &Op<'_>, trailing: &dyn Fn(&Heap, &Object) -> Trailing) -> Option<()> {
+        use Opcode as O;
+        match op.opcode {
+            O::Proto | O::Frame => {}
+            O::Stop => {
+                self.pop()?;
+                // The end of a nested pickle gives the outer unpickler back its state.
+                (self.stack, self.marks, self.memo) = self.frames.pop().unwrap_or_default();
+            }
+            O::Mark => self.marks.push(self.stack.len()),
+            O::Pop => {
+                if self.stack.len() == self.marks.last().copied().unwrap_or(usize::MAX) {
+                    self.pop_mark()?;
+                } else {
+                    self.pop()?;
+                }
+            }
+            O::PopMark => {
+                self.pop_mark()?;
+            }
+            O::Dup => {
+                let top = *self.stack.last()?;
+                self.push(top);
+            }
+            O::None => self.push(Val::None),
+            O::NewTrue => self.push(Val::Bool(true)),
+            O::NewFalse => self.push(Val::Bool(false)),
+            O::Int | O::BinInt | O::BinInt1 | O::BinInt2 | O::Long | O::Long1 | O::Long4 => {
+                let value = match &op.arg {
+                    Arg::Int(i) => Val::Int(*i),
+                    Arg::Bool(b) => Val::Bool(*b),
+                    Arg::Decimal(text) => std::str::from_utf8(text)
+                        .ok()
+                        .and_then(|t| t.trim_end_matches('L').parse::<i64>().ok())
+                        .map_or(Val::Other, Val::Int),
+                    Arg::Long(payload) => payload
+                        .bytes()
+                        .and_then(little_endian)
+                        .map_or(Val::Other, Val::Int),
+                    _ => Val::Other,
+                };
+                self.push(value);
+            }
+            O::Float | O::BinFloat => self.push(Val::Other),
+            O::String | O::BinString | O::ShortBinString => {
+                // A Python 2 str: text when ASCII (names); otherwise raw bytes (array data, which
+                // numpy reads back as latin-1), where the payload is raw.
+                let value = match &op.arg {
+                    Arg::Str(payload) if payload.bytes().is_some_and(<[u8]>::is_ascii) => self.text(payload),
+                    Arg::Str(payload) if op.opcode != O::String => Val::Bytes {
+                        start: op.end().checked_sub(payload.len)?,
+                        len: payload.len,
+                    },
+                    _ => Val::Other,
+                };
+                self.push(value);
+            }
+            O::Unicode | O::ShortBinUnicode | O::BinUnicode | O::BinUnicode8 => {
+                let value = match &op.arg {
+                    Arg::Unicode(payload) => self.text(payload),
+                    _ => Val::Other,
+                };
+                self.push(value);
+            }
+            O::BinBytes | O::ShortBinBytes | O::BinBytes8 | O::ByteArray8 => {
+                let len = match &op.arg {
+                    Arg::Bytes(payload) => payload.len,
+                    _ => return None,
+                };
+                self.push(Val::Bytes {
+                    start: op.end().checked_sub(len)?,
+                    len,
+                });
+            }
+            O::NextBuffer => self.push(Val::Other),
+            O::ReadonlyBuffer => {}
+            O::EmptyList => {
+                let list = self.new_list(Vec::new());
+                self.push(list);
+            }
+            O::EmptyTuple => {
+                let tuple = self.new_tuple(Vec::new());
+                self.push(tuple);
+            }
+            O::EmptyDict => {
+                let dict = self.new_dict(Vec::new());
+                self.push(dict);
+            }
+            O::EmptySet => self.push(Val::Other),
+            O::List => {
+                let items = self.pop_mark()?;
+                let list = self.new_list(items);
+                self.push(list);
+            }
+            O::Tuple => {
+                let items = self.pop_mark()?;
+                let tuple = self.new_tuple(items);
+                self.push(tuple);
+            }
+            O::Tuple1 | O::Tuple2 | O::Tuple3 => {
+                let n = match op.opcode {
+                    O::Tuple1 => 1,
+                    O::Tuple2 => 2,
+                    _ => 3,
+                };
+                let floor = self.marks.last().copied().unwrap_or(0);
+                let start = self.stack.len().checked_sub(n).filter(|&s| s >= floor)?;
+                let items = self.stack.split_off(start);
+                let tuple = self.new_tuple(items);
+                self.push(tuple);
+            }
+            O::Dict => {
+                let items = self.pop_mark()?;
+                let dict = self.new_dict(Vec::new());
+                self.set_items(dict, items)?;
+                self.push(dict);
+            }
+            O::SetItem => {
+                let value = self.pop()?;
+                let key = self.pop()?;
+                let target = *self.stack.last()?;
+                self.set_items(target, vec![key, value])?;
+            }
+            O::SetItems => {
+                let items = self.pop_mark()?;
+                let target = *self.stack.last()?;
+                self.set_items(target, items)?;
+            }
+            O::Append => {
+                let value = self.pop()?;
+                let target = *self.stack.last()?;
+                self.append(target, vec![value]);
+            }
+            O::Appends => {
+                let items = self.pop_mark()?;
+                let target = *self.stack.last()?;
+                self.append(target, items);
+            }
+            O::AddItems => {
+                self.pop_mark()?;
+                self.stack.last()?;
+            }
+            O::FrozenSet => {
+                self.pop_mark()?;
+                self.push(Val::Other);
+            }
+            O::Get | O::BinGet | O::LongBinGet => {
+                let value = *self.memo.get(&memo_key(&op.arg)?)?;
+                self.push(value);
+            }
+            O::Put | O::BinPut | O::LongBinPut => {
+                let top = *self.stack.last()?;
+                self.heap.values += 1;
+                self.memo.insert(memo_key(&op.arg)?, top);
+            }
+            O::Memoize => {
+                let top = *self.stack.last()?;
+                self.heap.values += 1;
+                self.memo.insert(self.memo.len() as u64, top);
+            }
+            O::Global => {
+                let Arg::Pair(module, name) = &op.arg else {
+                    return None;
+                };
+                let (module, name) = (std::str::from_utf8(module).ok()?, std::str::from_utf8(name).ok()?);
+                let global = self.new_global(module, name);
+                self.push(global);
+            }
+            O::StackGlobal => {
+                let name = self.pop()?;
+                let module = self.pop()?;
+                let (module, name) = (self.heap.str(module)?.to_owned(), self.heap.str(name)?.to_owned());
+                let global = self.new_global(&module, &name);
+                self.push(global);
+            }
+            O::Ext1 | O::Ext2 | O::Ext4 => self.push(Val::Other),
+            O::Reduce | O::NewObj => {
+                let args = self.pop()?;
+                let callee = self.pop()?;
+                let made = self.new_object(callee, args, op.offset);
+                self.push(made);
+            }
+            O::NewObjEx => {
+                self.pop()?;
+                let args = self.pop()?;
+                let callee = self.pop()?;
+                let made = self.new_object(callee, args, op.offset);
+                self.push(made);
+            }
+            O::Obj => {
+                let mut items = self.pop_mark()?;
+                if items.is_empty() {
+                    return None;
+                }
+                let callee = items.remove(0);
+                let args = self.new_tuple(items);
+                let made = self.new_object(callee, args, op.offset);
+                self.push(made);
+            }
+            O::Inst => {
+                let Arg::Pair(module, name) = &op.arg else {
+                    return None;
+                };
+                let (module, name) = (std::str::from_utf8(module).ok()?, std::str::from_utf8(name).ok()?);
+                let items = self.pop_mark()?;
+                let callee = self.new_global(module, name);
+                let args = self.new_tuple(items);
+                let made = self.new_object(callee, args, op.offset);
+                self.push(made);
+            }
+            O::Build => {
+                let state = self.pop()?;
+                let target = *self.stack.last()?;
+                if let Val::Obj(i) = target {
+                    let state = match state {
+                        Val::Dict(d) => {
+                            let items = self.heap.dicts.get(d as usize)?.clone();
+                            self.new_dict(items)
+                        }
+                        other => other,
+                    };
+                    let object = self.heap.objects.get_mut(i as usize)?;
+                    object.rebuilt = object.state.is_some();
+                    object.state = Some(state);
+                    let object = self.heap.objects.get(i as usize)?;
+                    // Inside a nested pickle a plain unpickler reads: nothing trails a BUILD.
+                    if self.frames.is_empty() {
+                        match trailing(&self.heap, object) {
+                            Trailing::Nothing => {}
+                            Trailing::Bytes => self.awaiting_data = Some((i, op.end())),
+                            Trailing::Pickle => self.awaiting_pickle = true,
+                        }
+                    }
+                }
+            }
+            O::PersId => self.push(Val::Other),
+            O::BinPersId => {
+                self.pop()?;
+                self.push(Val::Other);
+            }
+        }
+        Some(())
+    }
+}
+
+/// The index of the last item of an arena of `len` items (arenas stay below `u32::MAX` items:
+/// the value budget is far smaller).
+fn index(len: usize) -> u32 {
+    u32::try_from(len.saturating_sub(1)).unwrap_or(u32::MAX)
+}
+
+fn memo_key(arg: &Arg<'_>) -> Option<u64> {
+    match arg {
+        Arg::Int(i) => u64::try_from(*i).ok(),
+        Arg::Decimal(text) => std::str::from_utf8(text).ok()?.parse().ok(),
+        _ => None,
+    }
+}
+
+/// A little-endian two's-complement int of at most 8 bytes.
+fn little_endian(bytes: &[u8]) -> Option<i64> {
+    if bytes.len() > 8 {
+        return None;
+    }
+    let negative = bytes.last().is_some_and(|b| b & 0x80 != 0);
+    let mut raw = [if negative { 0xff } else { 0 }; 8];
+    raw.get_mut(..bytes.len())?.copy_from_slice(bytes);
+    Some(i64::from_le_bytes(raw))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::decoder::Decoder;
+
+    /// A tiny pickle assembler for tests (protocol 2 opcodes plus SHORT_BINUNICODE).
+    #[derive(Default)]
+    pub(crate) struct Asm(pub Vec<u8>);
+
+    impl Asm {
+        pub fn op(mut self, code: u8) -> Self {
+            self.0.push(code);
+            self
+        }
+        pub fn text(mut self, text: &str) -> Self {
+            self.0.push(0x8c);
+            self.0.push(u8::try_from(text.len()).unwrap());
+            self.0.extend(text.as_bytes());
+            self
+        }
+        pub fn int(mut self, n: i32) -> Self {
+            self.0.push(b'J');
+            self.0.extend(n.to_le_bytes());
+            self
+        }
+        pub fn bytes(mut self, data: &[u8]) -> Self {
+            self.0.push(b'B');
+            self.0.extend(u32::try_from(data.len()).unwrap().to_le_bytes());
+            self.0.extend(data);
+            self
+        }
+        pub fn global(mut self, module: &str, name: &str) -> Self {
+            self.0.push(b'c');
+            self.0.extend(format!("{module}\n{name}\n").as_bytes());
+            self
+        }
+        pub fn put(self, index: u8) -> Self {
+            self.op(b'q').op(index)
+        }
+        pub fn get(self, index: u8) -> Self {
+            self.op(b'h').op(index)
+        }
+    }
+
+    pub(crate) fn evaluate(data: &[u8], budget: usize) -> Evaluator {
+        let mut evaluator = Evaluator::with_budget(budget);
+        let mut decoder = Decoder::from_slice(data);
+        while let Ok(Some(op)) = decoder.next_op() {
+            evaluator.step(&op, &|_, _| Trailing::Nothing);
+        }
+        evaluator
+    }
+
+    #[test]
+    fn containers_memo_and_calls() {
+        // [1, {"a": b"xy"}] memoized, then f(*(memo[0],)) built with {"k": 2}.
+        let data = Asm::default()
+            .op(0x80)
+            .op(2)
+            .op(b']')
+            .put(0)
+            .op(b'(')
+            .int(1)
+            .op(b'}')
+            .text("a")
+            .bytes(b"xy")
+            .op(b's')
+            .op(b'e')
+            .op(b'0')
+            .global("m", "f")
+            .get(0)
+            .op(0x85)
+            .op(b'R')
+            .op(b'}')
+            .text("k")
+            .int(2)
+            .op(b's')
+            .op(b'b')
+            .op(b'.');
+        let evaluator = evaluate(&data.0, MAX_VALUES);
+        assert_eq!(evaluator.gave_up, None);
+        let heap = &evaluator.heap;
+        let object = &heap.objects[0];
+        assert_eq!(heap.global(object.callee), Some(("m", "f")));
+        let args = heap.tuple(object.args).unwrap();
+        let Val::List(list) = args[0] else {
+            panic!("{args:?}")
+        };
+        let items = &heap.lists[list as usize];
+        assert_eq!(heap.int(items[0]), Some(1));
+        let Val::Bytes { start, len } = heap.get(items[1], "a").unwrap() else {
+            panic!()
+        };
+        assert_eq!(&data.0[start as usize..(start + len) as usize], b"xy");
+        assert_eq!(heap.int(heap.get(object.state.unwrap(), "k").unwrap()), Some(2));
+    }
+
+    #[test]
+    fn a_build_state_is_the_dict_as_it_was() {
+        // d = {"k": 1}; f() BUILD d; d["k"] = 2 (through the memo): the object keeps 1.
+        let data = Asm::default()
+            .global("m", "f")
+            .op(b')')
+            .op(b'R')
+            .op(b'}')
+            .put(0)
+            .text("k")
+            .int(1)
+            .op(b's')
+            .op(b'b')
+            .get(0)
+            .text("k")
+            .int(2)
+            .op(b's')
+            .op(b'0')
+            .op(b'.');
+        let evaluator = evaluate(&data.0, MAX_VALUES);
+        let heap = &evaluator.heap;
+        assert_eq!(
+            heap.int(heap.get(heap.objects[0].state.unwrap(), "k").unwrap()),
+            Some(1)
+        );
+        assert!(!heap.objects[0].rebuilt);
+    }
+
+    #[test]
+    fn where_cpython_raises_the_reading_stops() {
+        for data in [&b"0."[..], b"(t0t.", b"s.", b"h\x05."] {
+            let evaluator = evaluate(data, MAX_VALUES);
+            assert!(matches!(evaluator.gave_up, Some(GaveUp::Broken(_))), "{data:?}");
+        }
+    }
+
+    #[test]
+    fn the_budget_ends_the_reading() {
+        let mut data = Asm::default().op(b']');
+        for _ in 0..1000 {
+            data = data.int(7).op(b'a');
+        }
+        let data = data.op(b'.');
+        assert_eq!(evaluate(&data.0, 5000).gave_up, None);
+        assert_eq!(evaluate(&data.0, 500).gave_up, Some(GaveUp::TooLarge));
+    }
+
+    #[test]
+    fn long_ints_within_64_bits() {
+        assert_eq!(little_endian(&[0xff]), Some(-1));
+        assert_eq!(little_endian(&[0x00, 0x80]), Some(-32768));
+        assert_eq!(little_endian(&[1, 0, 0, 0, 0, 0, 0, 0, 0]), None);
+        assert_eq!(little_endian(&[]), Some(0));
+    }
+}
