@@ -361,14 +361,15 @@ def test_every_compiled_class_of_the_policy_is_validated_or_safe_by_a_stated_rea
 
 
 def test_scanner_notes_what_it_leaves_to_load_time_validation(tmp_path: Path) -> None:
-    # The scanner does not read KD-tree arrays: an info note, no verdict.
-    path = tmp_path / "knn.joblib"
-    joblib.dump(KNeighborsClassifier(n_neighbors=1, algorithm="kd_tree").fit(X, Y), path)
+    # The scanner does not read sparse matrices' arrays: an info note, no verdict.
+    path = tmp_path / "features.joblib"
+    joblib.dump({"features": sp.csr_matrix(np.eye(3))}, path)
     report = picklefence.scan_file(path)
     assert report.is_safe, str(report)
     notes = [f for f in report.findings if f.kind == "native-state"]
     assert notes and all(f.severity == "info" for f in notes)
-    assert "KDTree" in notes[0].message and "the guard validates them" in notes[0].message
+    assert notes[0].message.startswith("scipy.sparse._csr.csr_matrix keeps state")
+    assert "the guard validates them" in notes[0].message
 
 
 def _tree_models() -> Dict[str, Any]:
@@ -377,12 +378,19 @@ def _tree_models() -> Dict[str, Any]:
         # Trees in an object array: joblib writes them as a nested pickle after the wrapper.
         "boosting": GradientBoostingClassifier(n_estimators=3, random_state=0).fit(X, Y),
         "hist": HistGradientBoostingClassifier(max_iter=3, random_state=0).fit(X, Y),
+        "kd": KNeighborsClassifier(n_neighbors=1, algorithm="kd_tree").fit(X, Y),
+        "ball": KNeighborsClassifier(n_neighbors=1, algorithm="ball_tree").fit(X, Y),
     }
 
 
 def _break(model: Any) -> Any:
     """The first tree's (or predictor's) root child beyond the nodes, as a file could hold it."""
-    if hasattr(model, "estimators_"):
+    if hasattr(model, "_tree"):
+        state = list(model._tree.__getstate__())
+        state[1] = state[1].copy()
+        state[1][0] = 10**12
+        model._tree.__setstate__(tuple(state))
+    elif hasattr(model, "estimators_"):
         tree = np.ravel(model.estimators_)[-1].tree_
         state = tree.__getstate__()
         nodes = state["nodes"].copy()
@@ -407,7 +415,7 @@ WRITERS: Dict[str, Callable[[Any, Path], None]] = {
 
 
 @pytest.mark.parametrize("writer", sorted(WRITERS))
-@pytest.mark.parametrize("kind", ["forest", "boosting", "hist"])
+@pytest.mark.parametrize("kind", ["forest", "boosting", "hist", "kd", "ball"])
 def test_scanner_checks_tree_nodes_inside_the_file(kind: str, writer: str, tmp_path: Path) -> None:
     """Trees and HistGradientBoosting predictors whose arrays are in the file: intact ones are
     clean (the note says they were checked), a broken one is a state violation naming the field."""
@@ -422,7 +430,9 @@ def test_scanner_checks_tree_nodes_inside_the_file(kind: str, writer: str, tmp_p
     assert not report.is_safe
     (broken,) = [f for f in report.findings if f.kind == "state-violation"]
     assert broken.severity == "critical"
-    assert ("right is 3000000000" if kind == "hist" else "left_child is 1000000000") in broken.message
+    expected = {"hist": "right is 3000000000", "kd": "idx_array[0] is 1000000000000"}
+    expected["ball"] = expected["kd"]
+    assert expected.get(kind, "left_child is 1000000000") in broken.message
 
 
 class _Reduced:

@@ -414,6 +414,10 @@ pub(crate) fn joblib_trailing(heap: &Heap, object: &Object) -> Trailing {
     }
 }
 const TREE: (&str, &str) = ("sklearn.tree._tree", "Tree");
+const BINARY_TREES: [(&str, &str); 2] = [
+    ("sklearn.neighbors._kd_tree", "KDTree"),
+    ("sklearn.neighbors._ball_tree", "BallTree"),
+];
 const PREDICTOR: (&str, &str) = (
     "sklearn.ensemble._hist_gradient_boosting.predictor",
     "TreePredictor",
@@ -736,15 +740,112 @@ fn check_predictor(heap: &Heap, data: &[u8], predictor: &Object) -> PickledOutco
 
 /// The class an object is an instance of: what was called or reconstructed, or the class
 /// operand of `copyreg._reconstructor` / `copyreg.__newobj__` (protocols 0-1 and explicit
-/// reductions).
+/// reductions), or of scikit-learn's `newObj` (KD and ball trees).
 fn class_of<'h>(heap: &'h Heap, object: &Object) -> Option<(&'h str, &'h str)> {
     let callee = heap.global(object.callee)?;
     match callee {
-        ("copyreg" | "copy_reg", "_reconstructor" | "__newobj__" | "__newobj_ex__") => {
+        ("copyreg" | "copy_reg", "_reconstructor" | "__newobj__" | "__newobj_ex__")
+        | ("sklearn.neighbors._kd_tree" | "sklearn.neighbors._ball_tree", "newObj") => {
             heap.global(*heap.tuple(object.args)?.first()?)
         }
         _ => Some(callee),
     }
+}
+
+/// The int64 items of an array (native little-endian `<i8`, or `|`-less `i8` of a record field).
+fn int64_items(array: &Array<'_>) -> Result<Vec<i64>, String> {
+    if array.dtype.code.as_deref() != Some("<i8") {
+        return Err(format!("an index array of type {:?}", array.dtype.code));
+    }
+    Ok(array
+        .bytes
+        .chunks_exact(8)
+        .filter_map(|b| b.try_into().ok().map(i64::from_le_bytes))
+        .collect())
+}
+
+/// `KDTree`/`BallTree` (state: data, idx_array, node_data, node_bounds, ...): queries read
+/// `data[idx_array[i]]` for i in each node's [idx_start, idx_end) and visit children 2i+1, 2i+2
+/// of internal nodes.
+fn check_binary_tree(heap: &Heap, data: &[u8], tree: &Object) -> PickledOutcome {
+    let run = || -> Result<Result<(), String>, String> {
+        let state = tree
+            .state
+            .and_then(|s| heap.tuple(s))
+            .ok_or("a tree without its state tuple")?;
+        let array = |index: usize, name: &str| {
+            array_of(
+                heap,
+                data,
+                *state
+                    .get(index)
+                    .ok_or_else(|| format!("a state without {name}"))?,
+            )
+        };
+        let samples_array = array(0, "data")?;
+        let [samples, features] = samples_array.shape[..] else {
+            return Ok(Err(format!(
+                "data has shape {:?}, not two dimensions",
+                samples_array.shape
+            )));
+        };
+        let idx_array = array(1, "idx_array")?;
+        if idx_array.shape != [samples] {
+            return Ok(Err(format!(
+                "idx_array has shape {:?} for {samples} samples",
+                idx_array.shape
+            )));
+        }
+        let samples = i64::try_from(samples).unwrap_or(i64::MAX);
+        if let Some((i, v)) = int64_items(&idx_array)?
+            .into_iter()
+            .enumerate()
+            .find(|(_, v)| !(0..samples).contains(v))
+        {
+            return Ok(Err(format!(
+                "idx_array[{i}] is {v}, outside the {samples} samples"
+            )));
+        }
+        let nodes = array(2, "node_data")?;
+        let field = |name: &str| {
+            nodes
+                .dtype
+                .field(name)
+                .ok_or_else(|| format!("node_data without {name}"))
+        };
+        let (start, end, leaf) = (field("idx_start")?, field("idx_end")?, field("is_leaf")?);
+        let count = nodes.shape.first().copied().unwrap_or(0);
+        let itemsize = usize::try_from(nodes.dtype.itemsize).map_err(|e| e.to_string())?;
+        for (node, record) in nodes.bytes.chunks_exact(itemsize.max(1)).enumerate() {
+            let (from, to) = (start.read(record), end.read(record));
+            if from < 0 || from > to || to > samples {
+                return Ok(Err(format!(
+                    "node_data[{node}] is [{from}, {to}), not a range of the {samples} samples"
+                )));
+            }
+            let children = u64::try_from(node)
+                .unwrap_or(u64::MAX)
+                .saturating_mul(2)
+                .saturating_add(2);
+            if leaf.read(record) == 0 && children >= count {
+                return Ok(Err(format!(
+                    "node_data[{node}].is_leaf is 0, with children beyond the {count} nodes"
+                )));
+            }
+        }
+        let bounds = array(3, "node_bounds")?;
+        if bounds.shape.len() != 3
+            || bounds.shape.get(1) != Some(&count)
+            || bounds.shape.get(2) != Some(&features)
+        {
+            return Ok(Err(format!(
+                "node_bounds has shape {:?} for {count} nodes of {features} features",
+                bounds.shape
+            )));
+        }
+        Ok(Ok(()))
+    };
+    outcome(run())
 }
 
 fn outcome(result: Result<Result<(), String>, String>) -> PickledOutcome {
@@ -756,7 +857,7 @@ fn outcome(result: Result<Result<(), String>, String>) -> PickledOutcome {
 }
 
 /// Every instance of a class the scanner checks (scikit-learn `Tree`, HistGradientBoosting
-/// `TreePredictor`) that the pickle makes, checked against its invariant where its arrays are in
+/// `TreePredictor`, `KDTree`, `BallTree`) that the pickle makes, checked against its invariant where its arrays are in
 /// `data`.
 pub(crate) fn check_pickled(heap: &Heap, data: &[u8]) -> Vec<PickledState> {
     let mut found = Vec::new();
@@ -768,6 +869,8 @@ pub(crate) fn check_pickled(heap: &Heap, data: &[u8]) -> Vec<PickledState> {
             (TREE.0, TREE.1, check_tree(heap, data, object))
         } else if class == PREDICTOR {
             (PREDICTOR.0, PREDICTOR.1, check_predictor(heap, data, object))
+        } else if let Some(&(module, name)) = BINARY_TREES.iter().find(|c| **c == class) {
+            (module, name, check_binary_tree(heap, data, object))
         } else {
             continue;
         };
