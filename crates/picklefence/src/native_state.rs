@@ -651,6 +651,16 @@ fn joblib_array<'d>(heap: &Heap, data: &'d [u8], wrapper: &Object) -> Result<Par
     ))
 }
 
+/// The array under `key` in a state dict.
+fn state_array<'d>(heap: &Heap, data: &'d [u8], state: Val, key: &str) -> Result<Array<'d>, String> {
+    array_of(
+        heap,
+        data,
+        heap.get(state, key)
+            .ok_or_else(|| format!("a state without {key}"))?,
+    )
+}
+
 fn check_tree(heap: &Heap, data: &[u8], tree: &Object) -> PickledOutcome {
     let run = || -> Result<Result<(), String>, String> {
         let n_features = heap
@@ -663,11 +673,7 @@ fn check_tree(heap: &Heap, data: &[u8], tree: &Object) -> PickledOutcome {
             .and_then(|v| heap.int(v))
             .and_then(|n| u64::try_from(n).ok())
             .ok_or("a Tree state without node_count")?;
-        let nodes = array_of(
-            heap,
-            data,
-            heap.get(state, "nodes").ok_or("a Tree state without nodes")?,
-        )?;
+        let nodes = state_array(heap, data, state, "nodes")?;
         let field = |name: &str| {
             nodes
                 .dtype
@@ -699,11 +705,7 @@ fn check_tree(heap: &Heap, data: &[u8], tree: &Object) -> PickledOutcome {
 fn check_predictor(heap: &Heap, data: &[u8], predictor: &Object) -> PickledOutcome {
     let run = || -> Result<Result<(), String>, String> {
         let state = predictor.state.ok_or("a TreePredictor without state")?;
-        let nodes = array_of(
-            heap,
-            data,
-            heap.get(state, "nodes").ok_or("a predictor without nodes")?,
-        )?;
+        let nodes = state_array(heap, data, state, "nodes")?;
         let field = |name: &str| {
             nodes
                 .dtype
@@ -721,10 +723,11 @@ fn check_predictor(heap: &Heap, data: &[u8], predictor: &Object) -> PickledOutco
         };
         let mut rows = i64::MAX;
         for name in ["binned_left_cat_bitsets", "raw_left_cat_bitsets"] {
-            let bitsets = heap
-                .get(state, name)
-                .ok_or_else(|| format!("a predictor without {name}"))?;
-            let count = array_of(heap, data, bitsets)?.shape.first().copied().unwrap_or(0);
+            let count = state_array(heap, data, state, name)?
+                .shape
+                .first()
+                .copied()
+                .unwrap_or(0);
             rows = rows.min(i64::try_from(count).unwrap_or(i64::MAX));
         }
         let shape = PredictorShape {
