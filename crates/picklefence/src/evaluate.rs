@@ -6,7 +6,7 @@
 //! Values live in one arena and refer to each other by index, so cycles cost nothing and
 //! nothing leaks; the arena has a fixed budget, past which the reading gives up.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use crate::decoder::{Arg, Op, Payload};
 use crate::opcodes::Opcode;
@@ -55,8 +55,12 @@ pub(crate) struct Object {
 /// Everything the pickle made.
 #[derive(Debug, Default)]
 pub(crate) struct Heap {
-    strs: Vec<Box<str>>,
-    tuples: Vec<Vec<Val>>,
+    /// Every str's text, one after the other; `strs` gives each one's range.
+    text: String,
+    strs: Vec<(usize, usize)>,
+    /// Every tuple's items, one after the other (tuples never change); `tuples` gives ranges.
+    tuple_items: Vec<Val>,
+    tuples: Vec<(usize, usize)>,
     lists: Vec<Vec<Val>>,
     dicts: Vec<Vec<(Val, Val)>>,
     globals: Vec<(Box<str>, Box<str>)>,
@@ -67,7 +71,10 @@ pub(crate) struct Heap {
 impl Heap {
     pub fn str(&self, value: Val) -> Option<&str> {
         match value {
-            Val::Str(i) => self.strs.get(i as usize).map(|s| &**s),
+            Val::Str(i) => {
+                let &(start, end) = self.strs.get(i as usize)?;
+                self.text.get(start..end)
+            }
             _ => None,
         }
     }
@@ -82,7 +89,10 @@ impl Heap {
 
     pub fn tuple(&self, value: Val) -> Option<&[Val]> {
         match value {
-            Val::Tuple(i) => self.tuples.get(i as usize).map(Vec::as_slice),
+            Val::Tuple(i) => {
+                let &(start, end) = self.tuples.get(i as usize)?;
+                self.tuple_items.get(start..end)
+            }
             _ => None,
         }
     }
@@ -134,7 +144,53 @@ pub(crate) enum Trailing {
 }
 
 /// What an unpickler was doing when a nested pickle started.
-type Frame = (Vec<Val>, Vec<usize>, HashMap<u64, Val>);
+type Frame = (Vec<Val>, Vec<usize>, Memo);
+
+/// An unpickler's memo (a dict in CPython): keys written in order live in a vector, others in
+/// a map; `len` counts distinct keys, as MEMOIZE needs.
+#[derive(Debug, Default)]
+struct Memo {
+    dense: Vec<Option<Val>>,
+    dense_len: u64,
+    sparse: HashMap<u64, Val>,
+}
+
+impl Memo {
+    /// Keys this far past the vector's end go to the map (a huge key costs no memory).
+    const DENSE_GAP: usize = 4096;
+
+    fn get(&self, key: u64) -> Option<Val> {
+        let dense = usize::try_from(key)
+            .ok()
+            .and_then(|i| self.dense.get(i).copied().flatten());
+        dense.or_else(|| self.sparse.get(&key).copied())
+    }
+
+    fn insert(&mut self, key: u64, value: Val) {
+        match usize::try_from(key) {
+            Ok(i) if i <= self.dense.len().saturating_add(Self::DENSE_GAP) => {
+                if i >= self.dense.len() {
+                    self.dense.resize(i + 1, None);
+                }
+                if let Some(slot) = self.dense.get_mut(i) {
+                    if slot.replace(value).is_none() {
+                        self.dense_len += 1;
+                    }
+                }
+                if !self.sparse.is_empty() {
+                    self.sparse.remove(&key);
+                }
+            }
+            _ => {
+                self.sparse.insert(key, value);
+            }
+        }
+    }
+
+    fn len(&self) -> u64 {
+        self.dense_len + self.sparse.len() as u64
+    }
+}
 
 /// Runs over the opcodes of one input (several pickles in a row share the heap).
 #[derive(Debug)]
@@ -144,7 +200,7 @@ pub(crate) struct Evaluator {
     budget: usize,
     stack: Vec<Val>,
     marks: Vec<usize>,
-    memo: HashMap<u64, Val>,
+    memo: Memo,
     /// The object whose BUILD joblib follows with array data, and where that BUILD ended.
     awaiting_data: Option<(u32, u64)>,
     /// A nested pickle starts with the next opcode.
@@ -167,7 +223,7 @@ impl Evaluator {
             budget,
             stack: Vec::new(),
             marks: Vec::new(),
-            memo: HashMap::new(),
+            memo: Memo::default(),
             awaiting_data: None,
             awaiting_pickle: false,
             frames: Vec::new(),
@@ -228,12 +284,24 @@ impl Evaluator {
 
     fn new_str(&mut self, text: &str) -> Val {
         self.heap.values += text.len() / 16;
-        self.heap.strs.push(text.into());
+        let start = self.heap.text.len();
+        self.heap.text.push_str(text);
+        self.heap.strs.push((start, self.heap.text.len()));
         Val::Str(index(self.heap.strs.len()))
     }
 
-    fn new_tuple(&mut self, items: Vec<Val>) -> Val {
-        self.heap.tuples.push(items);
+    /// A tuple of the stack's items from `start` on (taken off the stack).
+    fn tuple_from_stack(&mut self, start: usize) -> Val {
+        let from = self.heap.tuple_items.len();
+        self.heap.tuple_items.extend(self.stack.drain(start..));
+        self.heap.tuples.push((from, self.heap.tuple_items.len()));
+        Val::Tuple(index(self.heap.tuples.len()))
+    }
+
+    fn new_tuple(&mut self, items: &[Val]) -> Val {
+        let from = self.heap.tuple_items.len();
+        self.heap.tuple_items.extend_from_slice(items);
+        self.heap.tuples.push((from, self.heap.tuple_items.len()));
         Val::Tuple(index(self.heap.tuples.len()))
     }
 
@@ -265,7 +333,10 @@ impl Evaluator {
         Val::Obj(index(self.heap.objects.len()))
     }
 
-    fn set_items(&mut self, target: Val, items: Vec<Val>) -> Option<()> {
+    /// SETITEM(S) and DICT: the stack's items from `start` on, as key/value pairs, into
+    /// `target` (an object's `__setitem__` is not followed), then off the stack.
+    fn set_items(&mut self, target: Val, start: usize) -> Option<()> {
+        let items = self.stack.get(start..)?;
         if !items.len().is_multiple_of(2) {
             return None;
         }
@@ -276,15 +347,25 @@ impl Evaluator {
             });
             self.heap.dicts.get_mut(i as usize)?.extend(pairs);
         }
+        self.stack.truncate(start);
         Some(())
     }
 
-    fn append(&mut self, target: Val, items: Vec<Val>) {
+    /// APPEND(S): the stack's items from `start` on into `target`, then off the stack.
+    fn append(&mut self, target: Val, start: usize) {
         if let Val::List(i) = target {
-            if let Some(list) = self.heap.lists.get_mut(i as usize) {
-                list.extend(items);
+            if let (Some(list), Some(items)) = (self.heap.lists.get_mut(i as usize), self.stack.get(start..))
+            {
+                list.extend_from_slice(items);
             }
         }
+        self.stack.truncate(start);
+    }
+
+    /// The stack's length above the innermost mark, at least `n` items: where those `n` start.
+    fn last_n(&self, n: usize) -> Option<usize> {
+        let floor = self.marks.last().copied().unwrap_or(0);
+        self.stack.len().checked_sub(n).filter(|&start| start >= floor)
     }
 
     /// One opcode; None where CPython would raise.
@@ -369,7 +450,7 @@ impl Evaluator {
                 self.push(list);
             }
             O::EmptyTuple => {
-                let tuple = self.new_tuple(Vec::new());
+                let tuple = self.new_tuple(&[]);
                 self.push(tuple);
             }
             O::EmptyDict => {
@@ -378,13 +459,14 @@ impl Evaluator {
             }
             O::EmptySet => self.push(Val::Other),
             O::List => {
-                let items = self.pop_mark()?;
+                let mark = self.marks.pop()?.min(self.stack.len());
+                let items = self.stack.split_off(mark);
                 let list = self.new_list(items);
                 self.push(list);
             }
             O::Tuple => {
-                let items = self.pop_mark()?;
-                let tuple = self.new_tuple(items);
+                let mark = self.marks.pop()?;
+                let tuple = self.tuple_from_stack(mark.min(self.stack.len()));
                 self.push(tuple);
             }
             O::Tuple1 | O::Tuple2 | O::Tuple3 => {
@@ -393,38 +475,34 @@ impl Evaluator {
                     O::Tuple2 => 2,
                     _ => 3,
                 };
-                let floor = self.marks.last().copied().unwrap_or(0);
-                let start = self.stack.len().checked_sub(n).filter(|&s| s >= floor)?;
-                let items = self.stack.split_off(start);
-                let tuple = self.new_tuple(items);
+                let tuple = self.tuple_from_stack(self.last_n(n)?);
                 self.push(tuple);
             }
             O::Dict => {
-                let items = self.pop_mark()?;
+                let mark = self.marks.pop()?.min(self.stack.len());
                 let dict = self.new_dict(Vec::new());
-                self.set_items(dict, items)?;
+                self.set_items(dict, mark)?;
                 self.push(dict);
             }
             O::SetItem => {
-                let value = self.pop()?;
-                let key = self.pop()?;
-                let target = *self.stack.last()?;
-                self.set_items(target, vec![key, value])?;
+                let start = self.last_n(2)?;
+                let target = *self.stack.get(start.checked_sub(1)?)?;
+                self.set_items(target, start)?;
             }
             O::SetItems => {
-                let items = self.pop_mark()?;
-                let target = *self.stack.last()?;
-                self.set_items(target, items)?;
+                let mark = self.marks.pop()?.min(self.stack.len());
+                let target = *self.stack.get(mark.checked_sub(1)?)?;
+                self.set_items(target, mark)?;
             }
             O::Append => {
-                let value = self.pop()?;
-                let target = *self.stack.last()?;
-                self.append(target, vec![value]);
+                let start = self.last_n(1)?;
+                let target = *self.stack.get(start.checked_sub(1)?)?;
+                self.append(target, start);
             }
             O::Appends => {
-                let items = self.pop_mark()?;
-                let target = *self.stack.last()?;
-                self.append(target, items);
+                let mark = self.marks.pop()?.min(self.stack.len());
+                let target = *self.stack.get(mark.checked_sub(1)?)?;
+                self.append(target, mark);
             }
             O::AddItems => {
                 self.pop_mark()?;
@@ -435,7 +513,7 @@ impl Evaluator {
                 self.push(Val::Other);
             }
             O::Get | O::BinGet | O::LongBinGet => {
-                let value = *self.memo.get(&memo_key(&op.arg)?)?;
+                let value = self.memo.get(memo_key(&op.arg)?)?;
                 self.push(value);
             }
             O::Put | O::BinPut | O::LongBinPut => {
@@ -446,7 +524,7 @@ impl Evaluator {
             O::Memoize => {
                 let top = *self.stack.last()?;
                 self.heap.values += 1;
-                self.memo.insert(self.memo.len() as u64, top);
+                self.memo.insert(self.memo.len(), top);
             }
             O::Global => {
                 let Arg::Pair(module, name) = &op.arg else {
@@ -483,7 +561,7 @@ impl Evaluator {
                     return None;
                 }
                 let callee = items.remove(0);
-                let args = self.new_tuple(items);
+                let args = self.new_tuple(&items);
                 let made = self.new_object(callee, args, op.offset);
                 self.push(made);
             }
@@ -494,7 +572,7 @@ impl Evaluator {
                 let (module, name) = (std::str::from_utf8(module).ok()?, std::str::from_utf8(name).ok()?);
                 let items = self.pop_mark()?;
                 let callee = self.new_global(module, name);
-                let args = self.new_tuple(items);
+                let args = self.new_tuple(&items);
                 let made = self.new_object(callee, args, op.offset);
                 self.push(made);
             }

@@ -395,6 +395,12 @@ const FROMBUFFER: [(&str, &str); 2] = [
 /// joblib's array wrapper: its data follows its BUILD in the stream.
 const JOBLIB_WRAPPER: (&str, &str) = ("joblib.numpy_pickle", "NumpyArrayWrapper");
 
+/// Whether the scanner checks instances of `module.name` inside pickles ([`check_pickled`]).
+pub(crate) fn checked_in_pickles(module: &str, name: &str) -> bool {
+    let class = (module, name);
+    class == TREE || class == PREDICTOR || BINARY_TREES.contains(&class)
+}
+
 /// What joblib reads after the BUILD of `object`: a wrapper's raw bytes, or the nested pickle of
 /// an object array (dtype `O`).
 pub(crate) fn joblib_trailing(heap: &Heap, object: &Object) -> Trailing {

@@ -24,6 +24,11 @@ pub(crate) struct Analysis {
     pub last: Option<Sym>,
     /// Whether the last pickle ended with STOP.
     pub complete: bool,
+    /// Raw array bytes joblib reads between opcodes: from where (the end of a BUILD) to where
+    /// the opcodes go on.
+    pub skips: Vec<(u64, u64)>,
+    /// Where reading stopped.
+    pub end: u64,
 }
 
 /// Pre-scan a joblib stream the way `joblib.load` reads it, before it runs.
@@ -102,7 +107,7 @@ fn skip_array<S: Source>(source: &mut S, nbytes: u64, padded: bool) -> Result<()
 }
 
 /// Runs the analyzer over `decoder`, reading joblib arrays between opcodes when `joblib` is set.
-/// `observe` sees every opcode, those of object arrays' nested pickles included. Returns the decoder positioned where reading stopped.
+/// `observe` sees every opcode. Returns the decoder positioned where reading stopped.
 pub(crate) fn drive<S: Source>(
     mut decoder: Decoder<S>,
     policy: &Policy,
@@ -118,6 +123,7 @@ pub(crate) fn drive<S: Source>(
     let mut extra: Vec<Finding> = Vec::new();
     let mut nested: Vec<PickleReport> = Vec::new();
     let mut arrays = 0u64;
+    let mut skips = Vec::new();
     let mut complete = false;
     loop {
         if observe.is_none() {
@@ -172,6 +178,7 @@ pub(crate) fn drive<S: Source>(
                     let mut source = decoder.into_source();
                     let skipped = skip_array(&mut source, nbytes, padded);
                     decoder = Decoder::new(source);
+                    skips.push((op_end, decoder.position()));
                     if let Err(why) = skipped {
                         extra.push(Finding {
                             kind: FindingKind::MalformedPickle,
@@ -191,10 +198,9 @@ pub(crate) fn drive<S: Source>(
                         mode: Mode::FirstPickle,
                         ..*options
                     };
-                    // The observer sees the nested pickle too (it follows values across it).
-                    let nested_observe = observe.as_mut().map(|o| &mut **o as &mut dyn FnMut(&Op<'_>));
-                    let (sub, rest) = drive(decoder, policy, &inner, false, nested_observe);
+                    let (sub, rest) = drive(decoder, policy, &inner, false, None);
                     decoder = rest;
+                    skips.extend(sub.skips);
                     let finished = sub.complete;
                     nested.push(sub.report);
                     if !finished {
@@ -219,7 +225,8 @@ pub(crate) fn drive<S: Source>(
         }
     }
     let last = machine.last_result().cloned();
-    let mut report = machine.finish(decoder.position());
+    let end = decoder.position();
+    let mut report = machine.finish(end);
     for sub in nested {
         merge(&mut report, sub);
     }
@@ -230,6 +237,8 @@ pub(crate) fn drive<S: Source>(
             arrays,
             last,
             complete,
+            skips,
+            end,
         },
         decoder,
     )

@@ -506,7 +506,7 @@ fn scan_pickle_slice(ctx: &mut Ctx<'_>, data: &[u8], location: &str, depth: usiz
         });
     if !may_hold_arrays {
         let mut report = quick;
-        check_native_state(data, ctx.policy, &options, false, &mut report);
+        check_native_state(data, false, &[], &mut report);
         ctx.add_pickle(location, Format::Pickle.name(), report, Some(data), depth);
         return Format::Pickle;
     }
@@ -558,7 +558,10 @@ fn scan_pickle_slice(ctx: &mut Ctx<'_>, data: &[u8], location: &str, depth: usiz
             });
         }
     }
-    check_native_state(data, ctx.policy, &options, analysis.arrays > 0, &mut report);
+    let readable = data
+        .get(..usize::try_from(analysis.end).unwrap_or(usize::MAX))
+        .unwrap_or(data);
+    check_native_state(readable, analysis.arrays > 0, &analysis.skips, &mut report);
     ctx.add_pickle(location, format.name(), report, Some(data), depth);
     format
 }
@@ -816,23 +819,22 @@ fn scan_npy_stream(ctx: &mut Ctx<'_>, mut reader: impl Read, location: &str, dep
 }
 
 /// Where the report notes a class whose compiled code trusts its state, reads the pickle's data
-/// (without running it) and checks the instances whose arrays are inside it
+/// (without running it; `skips`: the array bytes joblib reads between opcodes, from the analysis) and checks the instances whose arrays are inside it
 /// ([`crate::native_state::check_pickled`]): a broken one is a critical state violation; the
 /// note says what the scanner checked and what it leaves to the guard.
-fn check_native_state(
-    data: &[u8],
-    policy: &Policy,
-    options: &Options,
-    joblib: bool,
-    report: &mut PickleReport,
-) {
+fn check_native_state(data: &[u8], joblib: bool, skips: &[(u64, u64)], report: &mut PickleReport) {
     use crate::evaluate::{Evaluator, GaveUp, Heap, Object, Trailing};
     use crate::native_state::{check_pickled, joblib_trailing, load_time_check, PickledOutcome};
 
-    if !report.findings.iter().any(|f| f.kind == FindingKind::NativeState) {
+    let checkable = |f: &Finding| {
+        f.kind == FindingKind::NativeState
+            && f.import
+                .as_ref()
+                .is_some_and(|i| crate::native_state::checked_in_pickles(&i.module, &i.name))
+    };
+    if !report.findings.iter().any(checkable) {
         return;
     }
-    let mut evaluator = Evaluator::default();
     let trailing = |heap: &Heap, object: &Object| {
         if joblib {
             joblib_trailing(heap, object)
@@ -840,14 +842,28 @@ fn check_native_state(
             Trailing::Nothing
         }
     };
-    let mut observe = |op: &crate::decoder::Op<'_>| evaluator.step(op, &trailing);
-    let _ = joblib::drive(
-        Decoder::from_slice(data),
-        policy,
-        options,
-        joblib,
-        Some(&mut observe),
-    );
+    let mut evaluator = Evaluator::default();
+    let mut skips = skips.iter().peekable();
+    let mut decoder = Decoder::from_slice(data);
+    while let Ok(Some(op)) = decoder.next_op() {
+        evaluator.step(&op, &trailing);
+        let end = op.end();
+        if evaluator.gave_up.is_some() {
+            break;
+        }
+        // The opcodes as joblib reads them: the array bytes the analysis skipped are skipped.
+        while let Some(&&(from, to)) = skips.peek() {
+            if from > end {
+                break;
+            }
+            if from == end {
+                decoder
+                    .source_mut()
+                    .skip_to(usize::try_from(to).unwrap_or(usize::MAX));
+            }
+            skips.next();
+        }
+    }
     let states = check_pickled(&evaluator.heap, data);
     let incomplete = match &evaluator.gave_up {
         Some(GaveUp::TooLarge) => Some("the pickle is too large to read whole".to_owned()),
