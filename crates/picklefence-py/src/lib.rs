@@ -336,7 +336,7 @@ fn check_tree_nodes(
     right: usize,
     feature: usize,
     trees: Vec<(u64, i64)>,
-) -> Option<(usize, u64, &'static str, i64, &'static str)> {
+) -> Option<BrokenNode> {
     let layout = picklefence::native_state::NodeLayout {
         itemsize,
         left,
@@ -347,6 +347,9 @@ fn check_tree_nodes(
         .err()
         .map(|e| (e.tree, e.node, e.field, e.value, e.why))
 }
+
+/// The first broken node of a batch of trees: `(tree, node, field, value, why)`.
+type BrokenNode = (usize, u64, &'static str, i64, &'static str);
 
 /// `check_predictor_nodes(predictors, dtype, fields, n_features, bitset_rows)`: the node records
 /// of HistGradientBoosting `TreePredictor`s (see
@@ -364,7 +367,7 @@ fn check_predictor_nodes(
     fields: [(usize, String); 6],
     n_features: Vec<i64>,
     bitset_rows: &Bound<'_, PyAny>,
-) -> PyResult<Option<(usize, u64, &'static str, i64, &'static str)>> {
+) -> PyResult<Option<BrokenNode>> {
     use picklefence::native_state::{check_predictor_nodes, IntField, PredictorLayout, PredictorShape};
     let py = dtype.py();
     let [left, right, feature, is_leaf, is_categorical, bitset_idx] = fields.map(|(offset, code)| {
