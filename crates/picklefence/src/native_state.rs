@@ -1101,8 +1101,13 @@ mod tests {
 
     /// A field dtype: numpy.dtype("i8") with its state (byte order `<`).
     fn int64(asm: Asm) -> Asm {
+        plain(asm, "i8")
+    }
+
+    /// numpy.dtype(descr) of a plain little-endian type, with its state.
+    fn plain(asm: Asm, descr: &str) -> Asm {
         asm.global("numpy", "dtype")
-            .text("i8")
+            .text(descr)
             .op(0x89)
             .op(0x88)
             .op(0x87)
@@ -1215,5 +1220,130 @@ mod tests {
             panic!("checked")
         };
         assert!(why.contains("int64 left_child"), "{why}");
+    }
+
+    /// `_reconstruct(ndarray, (0,), b"b")` built with `shape`, the dtype `dtype` writes and
+    /// `data`.
+    fn array(asm: Asm, shape: &[i32], dtype: &dyn Fn(Asm) -> Asm, data: &[u8]) -> Asm {
+        let mut asm = asm
+            .global("numpy.core.multiarray", "_reconstruct")
+            .global("numpy", "ndarray")
+            .int(0)
+            .op(0x85)
+            .text("b")
+            .op(0x87)
+            .op(b'R')
+            .op(b'(')
+            .int(1)
+            .op(b'(');
+        for &d in shape {
+            asm = asm.int(d);
+        }
+        dtype(asm.op(b't')).op(0x89).bytes(data).op(b't').op(b'b')
+    }
+
+    /// node_data's record dtype: idx_start, idx_end, is_leaf (int64), radius (float64).
+    fn node_record(asm: Asm) -> Asm {
+        let mut asm = asm
+            .global("numpy", "dtype")
+            .text("V32")
+            .op(0x89)
+            .op(0x88)
+            .op(0x87)
+            .op(b'R')
+            .op(b'(')
+            .int(3)
+            .text("|")
+            .op(b'N')
+            .op(b'(')
+            .text("idx_start")
+            .text("idx_end")
+            .text("is_leaf")
+            .text("radius")
+            .op(b't')
+            .op(b'}');
+        for (name, offset, descr) in [
+            ("idx_start", 0, "i8"),
+            ("idx_end", 8, "i8"),
+            ("is_leaf", 16, "i8"),
+            ("radius", 24, "f8"),
+        ] {
+            asm = plain(asm.text(name), descr).int(offset).op(0x86).op(b's');
+        }
+        asm.int(32).int(1).int(16).op(b't').op(b'b')
+    }
+
+    fn ints(values: &[i64]) -> Vec<u8> {
+        values.iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
+
+    /// A KDTree over 4 samples of 2 features with 3 nodes (a root and two leaves).
+    fn kd_tree_pickle(idx: &[i64], nodes: &[(i64, i64, i64)], bounds_shape: &[i32]) -> Vec<u8> {
+        let records: Vec<u8> = nodes
+            .iter()
+            .flat_map(|&(start, end, leaf)| ints(&[start, end, leaf, 0]))
+            .collect();
+        let bounds = vec![0u8; 8 * bounds_shape.iter().map(|&d| d as usize).product::<usize>()];
+        let f8 = |asm: Asm| plain(asm, "f8");
+        let i8 = |asm: Asm| plain(asm, "i8");
+        let mut asm = Asm::default()
+            .op(0x80)
+            .op(2)
+            .global("sklearn.neighbors._kd_tree", "newObj")
+            .global("sklearn.neighbors._kd_tree", "KDTree")
+            .op(0x85)
+            .op(b'R')
+            .op(b'(');
+        asm = array(asm, &[4, 2], &f8, &[0; 64]);
+        asm = array(asm, &[i32::try_from(idx.len()).unwrap()], &i8, &ints(idx));
+        asm = array(
+            asm,
+            &[i32::try_from(nodes.len()).unwrap()],
+            &node_record,
+            &records,
+        );
+        asm = array(asm, bounds_shape, &f8, &bounds);
+        asm.int(40).op(b't').op(b'b').op(b'.').0
+    }
+
+    #[test]
+    fn kd_trees_inside_a_pickle_are_checked() {
+        let nodes = [(0, 4, 0), (0, 2, 1), (2, 4, 1)];
+        let good = kd_tree_pickle(&[3, 1, 0, 2], &nodes, &[2, 3, 2]);
+        assert_eq!(outcome_of(&good), [PickledOutcome::Intact]);
+        let cases: [(Vec<u8>, &str); 5] = [
+            (
+                kd_tree_pickle(&[3, 1, 4, 2], &nodes, &[2, 3, 2]),
+                "idx_array[2] is 4",
+            ),
+            (
+                kd_tree_pickle(&[3, 1, -1, 2], &nodes, &[2, 3, 2]),
+                "idx_array[2] is -1",
+            ),
+            (
+                kd_tree_pickle(&[3, 1, 0], &nodes, &[2, 3, 2]),
+                "idx_array has shape [3]",
+            ),
+            (
+                kd_tree_pickle(&[3, 1, 0, 2], &[(0, 4, 0), (0, 9, 1), (2, 4, 1)], &[2, 3, 2]),
+                "node_data[1] is [0, 9)",
+            ),
+            (
+                kd_tree_pickle(&[3, 1, 0, 2], &nodes, &[2, 2, 2]),
+                "node_bounds has shape [2, 2, 2]",
+            ),
+        ];
+        for (data, expected) in cases {
+            let [PickledOutcome::Broken(why)] = &outcome_of(&data)[..] else {
+                panic!("{expected}: not broken")
+            };
+            assert!(why.contains(expected), "{why}");
+        }
+        // The root internal with children beyond the nodes.
+        let short = kd_tree_pickle(&[3, 1, 0, 2], &[(0, 4, 0), (0, 2, 1)], &[2, 2, 2]);
+        let [PickledOutcome::Broken(why)] = &outcome_of(&short)[..] else {
+            panic!("not broken")
+        };
+        assert!(why.contains("node_data[0].is_leaf is 0"), "{why}");
     }
 }
