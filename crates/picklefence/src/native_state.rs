@@ -1133,7 +1133,32 @@ mod tests {
             .iter()
             .flat_map(|&(l, r, f)| [l, r, f].into_iter().flat_map(i64::to_le_bytes))
             .collect();
-        let mut asm = Asm::default()
+        // The record dtype, memoized as 9.
+        let record = |asm: Asm| {
+            let mut asm = asm
+                .global("numpy", "dtype")
+                .text("V24")
+                .op(0x89)
+                .op(0x88)
+                .op(0x87)
+                .op(b'R')
+                .put(9)
+                .op(b'(')
+                .int(3)
+                .text("|")
+                .op(b'N')
+                .text("left_child")
+                .text("right_child")
+                .text("feature")
+                .op(0x87)
+                .op(b'}');
+            for (name, offset) in [("left_child", 0), ("right_child", 8), ("feature", 16)] {
+                asm = field_dtype(asm.text(name)).int(offset).op(0x86).op(b's');
+            }
+            asm.int(24).int(1).int(16).op(b't').op(b'b')
+        };
+        let count = i32::try_from(nodes.len()).unwrap();
+        let asm = Asm::default()
             .op(0x80)
             .op(2)
             .global("sklearn.tree._tree", "Tree")
@@ -1142,45 +1167,10 @@ mod tests {
             .op(b'R')
             .op(b'}')
             .text("node_count")
-            .int(i32::try_from(nodes.len()).unwrap())
+            .int(count)
             .op(b's')
-            .text("nodes")
-            .global("numpy.core.multiarray", "_reconstruct")
-            .global("numpy", "ndarray")
-            .int(0)
-            .op(0x85)
-            .text("b")
-            .op(0x87)
-            .op(b'R')
-            .op(b'(')
-            .int(1)
-            .int(i32::try_from(nodes.len()).unwrap())
-            .op(0x85)
-            // The record dtype, memoized as 9.
-            .global("numpy", "dtype")
-            .text("V24")
-            .op(0x89)
-            .op(0x88)
-            .op(0x87)
-            .op(b'R')
-            .put(9)
-            .op(b'(')
-            .int(3)
-            .text("|")
-            .op(b'N')
-            .text("left_child")
-            .text("right_child")
-            .text("feature")
-            .op(0x87)
-            .op(b'}');
-        for (name, offset) in [("left_child", 0), ("right_child", 8), ("feature", 16)] {
-            asm = field_dtype(asm.text(name)).int(offset).op(0x86).op(b's');
-        }
-        asm = asm.int(24).int(1).int(16).op(b't').op(b'b');
-        asm.op(0x89)
-            .bytes(&records)
-            .op(b't')
-            .op(b'b')
+            .text("nodes");
+        array(asm, &[count], &record, &records)
             .op(b's')
             .op(b'b')
             .op(b'.')
