@@ -29,7 +29,7 @@ from pfhelpers import (
     global_call,
     load_all,
 )
-from picklefence import PicklefenceError, ScanError, UnsafeFileError, _hook, _native
+from picklefence import PicklefenceError, ScanError, UnsafeFileError, _hook, _native, _prescan
 
 # --------------------------------------------------------------------------------------------
 # Every entry point
@@ -802,14 +802,14 @@ def test_python_unpickler_loads_the_bytes_it_prescanned(
     )
     path = tmp_path / "model.pkl"
     path.write_bytes(benign)
-    scan = _hook._call_native
+    scan = _prescan._call_native
 
     def scan_then_swap(function: Any, *args: Any) -> Any:
         result = scan(function, *args)
         path.write_bytes(malicious)  # same inode: an open handle reads the new bytes
         return result
 
-    monkeypatch.setattr(_hook, "_call_native", scan_then_swap)
+    monkeypatch.setattr(_prescan, "_call_native", scan_then_swap)
     with picklefence.safe_ml_environment():
         if loader == "joblib.load":
             import joblib

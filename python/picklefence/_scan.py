@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from . import _native
-from ._hook import _call_native, resolve_policy
+from ._hook import resolve_policy
 from ._native import Policy
+from ._prescan import _call_native
 from .errors import UnsafeFileError, Violation
 
 __all__ = ["Finding", "ScanReport", "scan_bytes", "scan_file"]
