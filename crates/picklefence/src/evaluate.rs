@@ -166,7 +166,10 @@ impl Memo {
         dense.or_else(|| self.sparse.get(&key).copied())
     }
 
-    fn insert(&mut self, key: u64, value: Val) {
+    /// Stores `value` under `key`; returns how many slots the vector grew by (the caller counts
+    /// them against its budget: keys a few thousand apart would otherwise grow it without one).
+    fn insert(&mut self, key: u64, value: Val) -> usize {
+        let before = self.dense.len();
         match usize::try_from(key) {
             Ok(i) if i <= self.dense.len().saturating_add(Self::DENSE_GAP) => {
                 if i >= self.dense.len() {
@@ -185,6 +188,7 @@ impl Memo {
                 self.sparse.insert(key, value);
             }
         }
+        self.dense.len() - before
     }
 
     fn len(&self) -> u64 {
@@ -518,13 +522,11 @@ impl Evaluator {
             }
             O::Put | O::BinPut | O::LongBinPut => {
                 let top = *self.stack.last()?;
-                self.heap.values += 1;
-                self.memo.insert(memo_key(&op.arg)?, top);
+                self.heap.values += 1 + self.memo.insert(memo_key(&op.arg)?, top);
             }
             O::Memoize => {
                 let top = *self.stack.last()?;
-                self.heap.values += 1;
-                self.memo.insert(self.memo.len(), top);
+                self.heap.values += 1 + self.memo.insert(self.memo.len(), top);
             }
             O::Global => {
                 let Arg::Pair(module, name) = &op.arg else {
@@ -778,6 +780,25 @@ pub(crate) mod tests {
         let data = data.op(b'.');
         assert_eq!(evaluate(&data.0, 5000).gave_up, None);
         assert_eq!(evaluate(&data.0, 500).gave_up, Some(GaveUp::TooLarge));
+    }
+
+    #[test]
+    fn memo_keys_far_apart_count_against_the_budget() {
+        // PUT 0, 4096, 8192, ...: each grows the memo by 4096 slots for one opcode.
+        let mut data = Asm::default().op(b'N');
+        for step in 0..64u32 {
+            data.0.push(b'r');
+            data.0.extend((step * 4096).to_le_bytes());
+        }
+        let data = data.op(b'.');
+        assert_eq!(evaluate(&data.0, 1 << 20).gave_up, None);
+        assert_eq!(evaluate(&data.0, 100_000).gave_up, Some(GaveUp::TooLarge));
+        // Keys in order cost one value each, as before.
+        let mut dense = Asm::default().op(b'N');
+        for key in 0..64u8 {
+            dense = dense.put(key);
+        }
+        assert_eq!(evaluate(&dense.op(b'.').0, 200).gave_up, None);
     }
 
     #[test]
