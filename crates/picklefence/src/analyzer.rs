@@ -15,7 +15,7 @@ use crate::findings::{Finding, FindingKind, ImportName, Severity};
 use crate::opcodes::Opcode;
 use crate::policy::{danger_reason, Policy, Roles};
 
-mod joblib;
+pub(crate) mod joblib;
 mod roles;
 pub use joblib::ArrayRead;
 use joblib::CallArgs;

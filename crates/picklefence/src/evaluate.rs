@@ -112,6 +112,13 @@ impl Heap {
         }
     }
 
+    fn new_tuple(&mut self, items: impl IntoIterator<Item = Val>) -> Val {
+        let from = self.tuple_items.len();
+        self.tuple_items.extend(items);
+        self.tuples.push((from, self.tuple_items.len()));
+        Val::Tuple(index(self.tuples.len()))
+    }
+
     /// The item of a dict under a str key (the last one set wins, as in Python).
     pub fn get(&self, dict: Val, key: &str) -> Option<Val> {
         let Val::Dict(i) = dict else { return None };
@@ -296,17 +303,7 @@ impl Evaluator {
 
     /// A tuple of the stack's items from `start` on (taken off the stack).
     fn tuple_from_stack(&mut self, start: usize) -> Val {
-        let from = self.heap.tuple_items.len();
-        self.heap.tuple_items.extend(self.stack.drain(start..));
-        self.heap.tuples.push((from, self.heap.tuple_items.len()));
-        Val::Tuple(index(self.heap.tuples.len()))
-    }
-
-    fn new_tuple(&mut self, items: &[Val]) -> Val {
-        let from = self.heap.tuple_items.len();
-        self.heap.tuple_items.extend_from_slice(items);
-        self.heap.tuples.push((from, self.heap.tuple_items.len()));
-        Val::Tuple(index(self.heap.tuples.len()))
+        self.heap.new_tuple(self.stack.drain(start..))
     }
 
     fn new_list(&mut self, items: Vec<Val>) -> Val {
@@ -454,7 +451,7 @@ impl Evaluator {
                 self.push(list);
             }
             O::EmptyTuple => {
-                let tuple = self.new_tuple(&[]);
+                let tuple = self.heap.new_tuple([]);
                 self.push(tuple);
             }
             O::EmptyDict => {
@@ -563,7 +560,7 @@ impl Evaluator {
                     return None;
                 }
                 let callee = items.remove(0);
-                let args = self.new_tuple(&items);
+                let args = self.heap.new_tuple(items);
                 let made = self.new_object(callee, args, op.offset);
                 self.push(made);
             }
@@ -574,7 +571,7 @@ impl Evaluator {
                 let (module, name) = (std::str::from_utf8(module).ok()?, std::str::from_utf8(name).ok()?);
                 let items = self.pop_mark()?;
                 let callee = self.new_global(module, name);
-                let args = self.new_tuple(&items);
+                let args = self.heap.new_tuple(items);
                 let made = self.new_object(callee, args, op.offset);
                 self.push(made);
             }

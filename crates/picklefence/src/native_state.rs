@@ -375,15 +375,9 @@ pub fn check_predictor_nodes(
 // ------------------------------------------------------------------------------------------
 // The same invariants, checked by the scanner where the arrays are inside the pickle.
 
+use crate::analyzer::joblib::{DTYPE_CLASSES, WRAPPER_MODULE, WRAPPER_NAME};
 use crate::evaluate::{Heap, Object, Trailing, Val};
 
-/// `numpy.dtype` as pickles name it.
-const DTYPE_CLASSES: [(&str, &str); 4] = [
-    ("numpy", "dtype"),
-    ("numpy.core.multiarray", "dtype"),
-    ("numpy._core.multiarray", "dtype"),
-    ("numpy._core._multiarray_umath", "dtype"),
-];
 const RECONSTRUCT: [(&str, &str); 2] = [
     ("numpy.core.multiarray", "_reconstruct"),
     ("numpy._core.multiarray", "_reconstruct"),
@@ -393,12 +387,28 @@ const FROMBUFFER: [(&str, &str); 2] = [
     ("numpy._core.numeric", "_frombuffer"),
 ];
 /// joblib's array wrapper: its data follows its BUILD in the stream.
-const JOBLIB_WRAPPER: (&str, &str) = ("joblib.numpy_pickle", "NumpyArrayWrapper");
+const JOBLIB_WRAPPER: (&str, &str) = (WRAPPER_MODULE, WRAPPER_NAME);
+
+/// How the scanner checks one class's instances inside a pickle.
+type Check = fn(&Heap, &[u8], &Object) -> PickledOutcome;
+
+/// The classes the scanner checks inside pickles, with their checks.
+const CHECKED: [((&str, &str), Check); 4] = [
+    (("sklearn.tree._tree", "Tree"), check_tree),
+    (
+        (
+            "sklearn.ensemble._hist_gradient_boosting.predictor",
+            "TreePredictor",
+        ),
+        check_predictor,
+    ),
+    (("sklearn.neighbors._kd_tree", "KDTree"), check_binary_tree),
+    (("sklearn.neighbors._ball_tree", "BallTree"), check_binary_tree),
+];
 
 /// Whether the scanner checks instances of `module.name` inside pickles ([`check_pickled`]).
 pub(crate) fn checked_in_pickles(module: &str, name: &str) -> bool {
-    let class = (module, name);
-    class == TREE || class == PREDICTOR || BINARY_TREES.contains(&class)
+    CHECKED.iter().any(|(class, _)| *class == (module, name))
 }
 
 /// What joblib reads after the BUILD of `object`: a wrapper's raw bytes, or the nested pickle of
@@ -419,16 +429,6 @@ pub(crate) fn joblib_trailing(heap: &Heap, object: &Object) -> Trailing {
         Trailing::Bytes
     }
 }
-const TREE: (&str, &str) = ("sklearn.tree._tree", "Tree");
-const BINARY_TREES: [(&str, &str); 2] = [
-    ("sklearn.neighbors._kd_tree", "KDTree"),
-    ("sklearn.neighbors._ball_tree", "BallTree"),
-];
-const PREDICTOR: (&str, &str) = (
-    "sklearn.ensemble._hist_gradient_boosting.predictor",
-    "TreePredictor",
-);
-
 /// What the scanner concluded about one instance of a validated class inside a pickle.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PickledState {
@@ -473,6 +473,19 @@ impl Dtype {
     fn field(&self, name: &str) -> Option<IntField> {
         let (_, offset, code) = self.fields.iter().find(|(n, _, _)| n == name)?;
         IntField::from_numpy(usize::try_from(*offset).ok()?, code.as_deref()?)
+    }
+}
+
+impl Array<'_> {
+    /// An integer field of the records.
+    fn field(&self, name: &str) -> Result<IntField, String> {
+        self.dtype
+            .field(name)
+            .ok_or_else(|| format!("a record dtype without the integer field {name}"))
+    }
+
+    fn itemsize(&self) -> Result<usize, String> {
+        usize::try_from(self.dtype.itemsize).map_err(|e| e.to_string())
     }
 }
 
@@ -682,14 +695,14 @@ fn check_tree(heap: &Heap, data: &[u8], tree: &Object) -> PickledOutcome {
         let nodes = state_array(heap, data, state, "nodes")?;
         let field = |name: &str| {
             nodes
-                .dtype
                 .field(name)
+                .ok()
                 .filter(|f| f.width == 8 && f.signed)
                 .map(|f| f.offset)
                 .ok_or_else(|| format!("a node dtype without an int64 {name}"))
         };
         let layout = NodeLayout {
-            itemsize: usize::try_from(nodes.dtype.itemsize).map_err(|e| e.to_string())?,
+            itemsize: nodes.itemsize()?,
             left: field("left_child")?,
             right: field("right_child")?,
             feature: field("feature")?,
@@ -712,20 +725,14 @@ fn check_predictor(heap: &Heap, data: &[u8], predictor: &Object) -> PickledOutco
     let run = || -> Result<Result<(), String>, String> {
         let state = predictor.state.ok_or("a TreePredictor without state")?;
         let nodes = state_array(heap, data, state, "nodes")?;
-        let field = |name: &str| {
-            nodes
-                .dtype
-                .field(name)
-                .ok_or_else(|| format!("a node dtype without {name}"))
-        };
         let layout = PredictorLayout {
-            itemsize: usize::try_from(nodes.dtype.itemsize).map_err(|e| e.to_string())?,
-            left: field("left")?,
-            right: field("right")?,
-            feature: field("feature_idx")?,
-            is_leaf: field("is_leaf")?,
-            is_categorical: field("is_categorical")?,
-            bitset_idx: field("bitset_idx")?,
+            itemsize: nodes.itemsize()?,
+            left: nodes.field("left")?,
+            right: nodes.field("right")?,
+            feature: nodes.field("feature_idx")?,
+            is_leaf: nodes.field("is_leaf")?,
+            is_categorical: nodes.field("is_categorical")?,
+            bitset_idx: nodes.field("bitset_idx")?,
         };
         let mut rows = i64::MAX;
         for name in ["binned_left_cat_bitsets", "raw_left_cat_bitsets"] {
@@ -816,16 +823,13 @@ fn check_binary_tree(heap: &Heap, data: &[u8], tree: &Object) -> PickledOutcome 
             )));
         }
         let nodes = array(2, "node_data")?;
-        let field = |name: &str| {
-            nodes
-                .dtype
-                .field(name)
-                .ok_or_else(|| format!("node_data without {name}"))
-        };
-        let (start, end, leaf) = (field("idx_start")?, field("idx_end")?, field("is_leaf")?);
+        let (start, end, leaf) = (
+            nodes.field("idx_start")?,
+            nodes.field("idx_end")?,
+            nodes.field("is_leaf")?,
+        );
         let count = nodes.shape.first().copied().unwrap_or(0);
-        let itemsize = usize::try_from(nodes.dtype.itemsize).map_err(|e| e.to_string())?;
-        for (node, record) in nodes.bytes.chunks_exact(itemsize.max(1)).enumerate() {
+        for (node, record) in nodes.bytes.chunks_exact(nodes.itemsize()?.max(1)).enumerate() {
             let (from, to) = (start.read(record), end.read(record));
             if from < 0 || from > to || to > samples {
                 return Ok(Err(format!(
@@ -865,29 +869,20 @@ fn outcome(result: Result<Result<(), String>, String>) -> PickledOutcome {
     }
 }
 
-/// Every instance of a class the scanner checks (scikit-learn `Tree`, HistGradientBoosting
-/// `TreePredictor`, `KDTree`, `BallTree`) that the pickle makes, checked against its invariant where its arrays are in
-/// `data`.
+/// Every instance of a class the scanner checks ([`CHECKED`]) that the pickle makes, checked
+/// against its invariant where its arrays are in `data`.
 pub(crate) fn check_pickled(heap: &Heap, data: &[u8]) -> Vec<PickledState> {
     let mut found = Vec::new();
     for object in &heap.objects {
-        let Some(class) = class_of(heap, object) else {
-            continue;
-        };
-        let (module, name, outcome) = if class == TREE {
-            (TREE.0, TREE.1, check_tree(heap, data, object))
-        } else if class == PREDICTOR {
-            (PREDICTOR.0, PREDICTOR.1, check_predictor(heap, data, object))
-        } else if let Some(&(module, name)) = BINARY_TREES.iter().find(|c| **c == class) {
-            (module, name, check_binary_tree(heap, data, object))
-        } else {
+        let checked = class_of(heap, object).and_then(|class| CHECKED.iter().find(|(c, _)| *c == class));
+        let Some(&((module, name), check)) = checked else {
             continue;
         };
         found.push(PickledState {
             offset: object.offset,
             module,
             name,
-            outcome,
+            outcome: check(heap, data, object),
         });
     }
     found

@@ -30,9 +30,10 @@ pub enum ArrayRead {
     Unknown { reason: String },
 }
 
-const WRAPPER_MODULE: &str = "joblib.numpy_pickle";
-const WRAPPER_NAME: &str = "NumpyArrayWrapper";
-const DTYPE_CLASSES: [(&str, &str); 4] = [
+pub(crate) const WRAPPER_MODULE: &str = "joblib.numpy_pickle";
+pub(crate) const WRAPPER_NAME: &str = "NumpyArrayWrapper";
+/// `numpy.dtype` as pickles name it.
+pub(crate) const DTYPE_CLASSES: [(&str, &str); 4] = [
     ("numpy", "dtype"),
     ("numpy.core.multiarray", "dtype"),
     ("numpy._core.multiarray", "dtype"),

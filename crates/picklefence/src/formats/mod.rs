@@ -17,6 +17,7 @@ use std::io::{Cursor, Read};
 
 use serde::Serialize;
 
+use crate::analyzer::joblib::{WRAPPER_MODULE, WRAPPER_NAME};
 use crate::analyzer::{Mode, NestedFile, Options, PickleReport};
 use crate::decoder::{Decoder, SliceSource, Source};
 use crate::findings::{Finding, FindingKind, Severity};
@@ -502,7 +503,7 @@ fn scan_pickle_slice(ctx: &mut Ctx<'_>, data: &[u8], location: &str, depth: usiz
                 || import
                     .target
                     .as_ref()
-                    .is_some_and(|t| &*t.module == "joblib.numpy_pickle" && &*t.name == "NumpyArrayWrapper")
+                    .is_some_and(|t| &*t.module == WRAPPER_MODULE && &*t.name == WRAPPER_NAME)
         });
     if !may_hold_arrays {
         let mut report = quick;
@@ -818,8 +819,9 @@ fn scan_npy_stream(ctx: &mut Ctx<'_>, mut reader: impl Read, location: &str, dep
     ctx.note_budget(location);
 }
 
-/// Where the report notes a class whose compiled code trusts its state, reads the pickle's data
-/// (without running it; `skips`: the array bytes joblib reads between opcodes, from the analysis) and checks the instances whose arrays are inside it
+/// Where the report notes a class the scanner checks inside pickles, reads the pickle's data
+/// without running it (`skips`: the array bytes joblib reads between opcodes, from the analysis)
+/// and checks the instances whose arrays are inside it
 /// ([`crate::native_state::check_pickled`]): a broken one is a critical state violation; the
 /// note says what the scanner checked and what it leaves to the guard.
 fn check_native_state(data: &[u8], joblib: bool, skips: &[(u64, u64)], report: &mut PickleReport) {
