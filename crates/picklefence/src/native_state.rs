@@ -1099,14 +1099,19 @@ mod tests {
         plain(asm, "i8")
     }
 
-    /// numpy.dtype(descr) of a plain little-endian type, with its state.
-    fn plain(asm: Asm, descr: &str) -> Asm {
+    /// `numpy.dtype(descr, False, True)`, as numpy pickles a dtype (its state follows).
+    fn dtype_call(asm: Asm, descr: &str) -> Asm {
         asm.global("numpy", "dtype")
             .text(descr)
             .op(0x89)
             .op(0x88)
             .op(0x87)
             .op(b'R')
+    }
+
+    /// numpy.dtype(descr) of a plain little-endian type, with its state.
+    fn plain(asm: Asm, descr: &str) -> Asm {
+        dtype_call(asm, descr)
             .op(b'(')
             .int(3)
             .text("<")
@@ -1130,13 +1135,7 @@ mod tests {
             .collect();
         // The record dtype, memoized as 9.
         let record = |asm: Asm| {
-            let mut asm = asm
-                .global("numpy", "dtype")
-                .text("V24")
-                .op(0x89)
-                .op(0x88)
-                .op(0x87)
-                .op(b'R')
+            let mut asm = dtype_call(asm, "V24")
                 .put(9)
                 .op(b'(')
                 .int(3)
@@ -1229,13 +1228,7 @@ mod tests {
 
     /// node_data's record dtype: idx_start, idx_end, is_leaf (int64), radius (float64).
     fn node_record(asm: Asm) -> Asm {
-        let mut asm = asm
-            .global("numpy", "dtype")
-            .text("V32")
-            .op(0x89)
-            .op(0x88)
-            .op(0x87)
-            .op(b'R')
+        let mut asm = dtype_call(asm, "V32")
             .op(b'(')
             .int(3)
             .text("|")
