@@ -5,6 +5,7 @@
 //! level (`gc.get_referents` of the whole level) and once per new type.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 
 use pyo3::intern;
@@ -13,6 +14,30 @@ use pyo3::types::{PyDict, PyList, PyTuple, PyType};
 
 /// Types remembered at most; past it the cache starts again (types are few in practice).
 const CACHED_TYPES: usize = 4096;
+
+/// Hashes object addresses: SipHash made a third of the walk's own time, and addresses are
+/// not chosen by the file (no flooding to resist).
+#[derive(Default)]
+struct AddressHasher(u64);
+
+impl Hasher for AddressHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(byte)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_usize(&mut self, address: usize) {
+        // Objects are 16-byte aligned: the low bits carry nothing; the multiply spreads the rest.
+        self.0 = ((address as u64) >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type ByAddress = BuildHasherDefault<AddressHasher>;
 
 /// What the walk does with an object, decided once per type.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -73,8 +98,9 @@ impl NativeStateWalker {
     fn walk<'py>(&self, root: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyDict>> {
         let py = root.py();
         let mut found: Vec<Vec<Bound<'py, PyAny>>> = vec![Vec::new(); self.classes.len()];
-        let mut seen: HashSet<usize> = HashSet::new();
-        let mut local: HashMap<usize, Action> = HashMap::new();
+        let mut seen: HashSet<usize, ByAddress> =
+            HashSet::with_capacity_and_hasher(1024, ByAddress::default());
+        let mut local: HashMap<usize, Action, ByAddress> = HashMap::default();
         // Lists made here (object arrays' items) live until the walk ends: their addresses
         // must not be reused by a later one while the walk runs.
         let mut made: Vec<Bound<'py, PyAny>> = Vec::new();
