@@ -26,7 +26,7 @@ from sklearn.neighbors import BallTree, KDTree, KNeighborsClassifier
 from sklearn.tree import DecisionTreeClassifier
 
 import picklefence
-from picklefence import UnsafeFileError
+from picklefence import UnsafeFileError, _native
 
 RNG = np.random.RandomState(0)
 X = RNG.rand(300, 4)
@@ -228,10 +228,58 @@ def test_predictors_of_mixed_record_layouts_are_each_checked() -> None:
     for name in dtype.names:  # (astype between structured dtypes goes by position)
         records[name] = predictors[-1].nodes[name]
     predictors[-1].nodes = records
-    _native_state._check_tree_predictors(predictors, {})
+    _native_state._check_tree_predictors(predictors, [])
     predictors[-1].nodes["right"][0] = 10**12
     with pytest.raises(_native_state.NativeStateError, match=r"nodes\[0\]\.right"):
-        _native_state._check_tree_predictors(predictors, {})
+        _native_state._check_tree_predictors(predictors, [])
+
+
+def test_a_predictor_with_two_dimensional_records_does_not_shift_the_next() -> None:
+    """The predictors' records are joined and checked in one pass: a predictor whose ``nodes``
+    is 2-D counts all its records, so the next predictor's broken first node is still read as
+    its own (counting rows would read it from the 2-D array's tail and miss it)."""
+    from picklefence import _native_state
+
+    predictors = [p for per_iteration in _predictor_with("left", 10**9)._predictors for p in per_iteration]
+    leaves = predictors[0].nodes.copy()
+    leaves["is_leaf"] = 1
+    predictors[0].nodes = np.stack([predictors[0].nodes, leaves])
+    with pytest.raises(_native_state.NativeStateError, match=r"nodes\[0\]\.left") as info:
+        _native_state._check_tree_predictors(predictors, [])
+    assert "1000000000" in str(info.value)
+
+
+def test_a_categorical_split_then_a_broken_predictor() -> None:
+    """A categorical split has its bitset rows read and its predictor checked again; the check
+    then goes on to the predictors after it, and a broken one there is refused."""
+    from picklefence import _native_state
+
+    model = _predictor_with("feature_idx", 1000)
+    first = model._predictors[0][0]
+    internal = int(np.flatnonzero(first.nodes["is_leaf"] == 0)[0])
+    first.nodes["is_categorical"][internal] = 1
+    first.nodes["bitset_idx"][internal] = 0
+    first.binned_left_cat_bitsets = np.zeros((1, 8), dtype=np.uint32)
+    first.raw_left_cat_bitsets = np.zeros((1, 8), dtype=np.uint32)
+    predictors = [p for per_iteration in model._predictors for p in per_iteration]
+    asked: List[Any] = []
+
+    def rows(predictor: Any) -> int:
+        asked.append(predictor)
+        return _native_state._bitset_rows(predictor)
+
+    models = [(model._predictors, model.n_features_in_)]
+    records = b"".join(p.nodes for p in predictors)
+    fields = predictors[0].nodes.dtype.fields
+    layout = [(fields[f][1], fields[f][0].str) for f in _native_state._PREDICTOR_FIELDS]
+    shapes = list(zip([p.nodes.size for p in predictors], [model.n_features_in_] * len(predictors)))
+    broken = _native.check_predictor_nodes(
+        records, predictors[0].nodes.dtype.itemsize, layout, shapes, predictors, rows
+    )
+    assert asked == [first]
+    assert broken is not None and broken[0] == len(predictors) - 1 and broken[2] == "feature_idx", broken
+    with pytest.raises(_native_state.NativeStateError, match=r"nodes\[0\]\.feature_idx"):
+        _native_state._check_tree_predictors(predictors, models)
 
 
 @pytest.mark.parametrize("size", [1, 30, 300])

@@ -12,6 +12,7 @@ __all__ = [
     "cli_main",
     "danger_reason",
     "native_state_classes",
+    "predictor_feature_counts",
     "prescan_bytes",
     "prescan_file",
     "prefix_kind",
@@ -91,12 +92,14 @@ def check_tree_nodes(
     nodes: bytes, itemsize: int, left: int, right: int, feature: int, trees: List[Tuple[int, int]]
 ) -> Optional[Tuple[int, int, str, int, str]]: ...
 def check_predictor_nodes(
-    predictors: List[Any],
-    dtype: Any,
+    records: bytes,
+    itemsize: int,
     fields: Sequence[Tuple[int, str]],
-    n_features: List[int],
+    shapes: List[Tuple[int, int]],
+    predictors: List[Any],
     bitset_rows: Callable[[Any], int],
 ) -> Optional[Tuple[int, int, str, int, str]]: ...
+def predictor_feature_counts(predictors: List[Any], models: List[Tuple[Any, int]]) -> List[int]: ...
 def native_state_classes() -> List[Tuple[str, str, str, str]]: ...
 
 @final

@@ -17,7 +17,6 @@ items of object arrays, so a validated object cannot hide in a container the wal
 
 from __future__ import annotations
 
-import itertools
 import sys
 import threading
 import types
@@ -149,12 +148,19 @@ def _fail(obj: Any, field: str, message: str) -> NativeStateError:
 def _range_error(
     obj: Any, field: str, values: Any, low: int, high: int, what: str
 ) -> Optional[NativeStateError]:
-    """``values`` must lie in [low, high): the first that does not is named (two reductions
-    when all do, no temporary arrays)."""
+    """``values`` must lie in [low, high): the first that does not is named. No temporary
+    arrays; one reduction when the integers seen as unsigned are all below ``high`` (then each
+    is in [0, high): codes without missing values, indices), else two."""
     import numpy as np
 
     values = np.asarray(values)
-    if values.size == 0 or (int(values.min()) >= low and int(values.max()) < high):
+    if values.size == 0:
+        return None
+    if values.dtype.kind in "iu" and low <= 0:
+        unsigned = values.view(values.dtype.str.replace("i", "u"))
+        if int(unsigned.max()) < high:
+            return None
+    if int(values.min()) >= low and int(values.max()) < high:
         return None
     bad = (values < low) | (values >= high)
     index = int(np.argmax(bad))
@@ -260,49 +266,42 @@ def _bitset_rows(predictor: Any) -> int:
 
 
 _PREDICTOR_FIELDS = ("left", "right", "feature_idx", "is_leaf", "is_categorical", "bitset_idx")
-_UNBOUNDED = 2**63 - 1
 
 
-def _check_tree_predictors(predictors: List[Any], n_features: Dict[int, int]) -> None:
+def _check_tree_predictors(predictors: List[Any], models: List[Tuple[Any, int]]) -> None:
     """HistGradientBoosting ``TreePredictor``: the Cython predictor follows ``left``/``right``
     and reads ``X[:, feature_idx]`` and the bitsets at ``bitset_idx`` unchecked. Checked in
-    Rust, predictor by predictor (``n_features``: by predictor id, from the model that holds
-    it)."""
+    Rust, predictor by predictor (``models``: ``(model._predictors, n_features_in_)``, the
+    feature bound of the predictors a model holds)."""
     import numpy as np
 
     if not predictors:
         return
-    dtype = predictors[0].nodes.dtype
+    arrays = [p.nodes for p in predictors]
+    dtype = arrays[0].dtype
     fields = dtype.fields or {}
     if not all(f in fields for f in _PREDICTOR_FIELDS):
         raise _fail(predictors[0], "nodes", f"dtype {dtype} lacks the node fields")
-    features = [n_features.get(id(p), _UNBOUNDED) for p in predictors]
-    layout = tuple((int(fields[f][1]), fields[f][0].str) for f in _PREDICTOR_FIELDS)
-    broken = _native.check_predictor_nodes(predictors, dtype, layout, features, _bitset_rows)
-    if broken is not None and broken[2] == "dtype":  # mixed layouts: each as packed int64 fields
+    if all(a.dtype == dtype and a.flags.c_contiguous for a in arrays):
+        records = b"".join(arrays)
+        layout = tuple((int(fields[f][1]), fields[f][0].str) for f in _PREDICTOR_FIELDS)
+    else:  # mixed layouts (another scikit-learn version): each as packed int64 fields
         canonical = np.dtype([(f, "<i8") for f in _PREDICTOR_FIELDS])
-        layout = tuple((8 * index, "<i8") for index in range(len(_PREDICTOR_FIELDS)))
-        broken = _native.check_predictor_nodes(
-            [_CanonicalNodes(p, canonical) for p in predictors], canonical, layout, features, _bitset_rows
-        )
+        records = b"".join(a[list(_PREDICTOR_FIELDS)].astype(canonical).tobytes() for a in arrays)
+        dtype, layout = canonical, tuple((8 * index, "<i8") for index in range(len(_PREDICTOR_FIELDS)))
+    # sizes, not lengths: the records of a 2-D array are joined too, and must not shift the next.
+    shapes = [
+        (a.size, features)
+        for a, features in zip(arrays, _native.predictor_feature_counts(predictors, models))
+    ]
+    broken = _native.check_predictor_nodes(records, dtype.itemsize, layout, shapes, predictors, _bitset_rows)
     if broken is not None:
         which, node, field, value, why = broken
         raise _fail(
             predictors[which],
             f"nodes[{node}].{field}",
-            f"{value} is {why} ({len(predictors[which].nodes)} nodes); predict would read out of bounds",
+            f"{value} is {why} ({arrays[which].size} nodes); predict would read out of bounds",
         )
-
-
-class _CanonicalNodes:
-    """A predictor seen with its node fields as int64 (for predictors of mixed layouts)."""
-
-    __slots__ = ("binned_left_cat_bitsets", "nodes", "raw_left_cat_bitsets")
-
-    def __init__(self, predictor: Any, canonical: Any) -> None:
-        self.nodes = predictor.nodes[list(_PREDICTOR_FIELDS)].astype(canonical)
-        self.binned_left_cat_bitsets = getattr(predictor, "binned_left_cat_bitsets", None)
-        self.raw_left_cat_bitsets = getattr(predictor, "raw_left_cat_bitsets", None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -490,13 +489,12 @@ def _validate(result: Any, watch: Watch) -> None:
     _check_trees(found.get("tree", []))
     for tree in found.get("binary_tree", []):
         _check_binary_tree(tree)
-    n_features: Dict[int, int] = {}
-    for model in found.get("hist_gb", []):
-        features = getattr(model, "n_features_in_", None)
-        if isinstance(features, int):
-            predictors = itertools.chain.from_iterable(getattr(model, "_predictors", None) or ())
-            n_features.update(dict.fromkeys(map(id, predictors), features))
-    _check_tree_predictors(found.get("predictor", []), n_features)
+    models = [
+        (model._predictors, model.n_features_in_)
+        for model in found.get("hist_gb", [])
+        if isinstance(getattr(model, "n_features_in_", None), int) and getattr(model, "_predictors", None)
+    ]
+    _check_tree_predictors(found.get("predictor", []), models)
     for matrix in found.get("sparse", []):
         _check_sparse(matrix)
     for categorical in found.get("categorical", []):
