@@ -249,6 +249,22 @@ def test_a_predictor_with_two_dimensional_records_does_not_shift_the_next() -> N
     assert "1000000000" in str(info.value)
 
 
+def test_two_dimensional_predictor_records_are_all_checked_by_guard_and_scanner() -> None:
+    """A ``nodes`` array of two rows: both the guard and the scanner read every record, so a
+    broken node in the second row is refused by each (the scanner once counted rows only)."""
+    model = _predictor_with("feature_idx", 0)
+    predictor = model._predictors[0][0]
+    broken = predictor.nodes.copy()
+    broken["left"][0] = 10**9
+    predictor.nodes = np.stack([predictor.nodes, broken])
+    data = pickle.dumps(model, protocol=4)
+    with picklefence.safe_ml_environment():
+        with pytest.raises(UnsafeFileError, match=r"TreePredictor\.nodes\[\d+\]\.left"):
+            pickle.loads(data)
+    findings = [f for f in picklefence.scan_bytes(data).findings if f.kind == "state-violation"]
+    assert findings and "1000000000" in findings[0].message, findings
+
+
 def test_a_categorical_split_then_a_broken_predictor() -> None:
     """A categorical split has its bitset rows read and its predictor checked again; the check
     then goes on to the predictors after it, and a broken one there is refused."""

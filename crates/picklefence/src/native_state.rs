@@ -477,6 +477,14 @@ impl Dtype {
 }
 
 impl Array<'_> {
+    /// Items in all dimensions (the guard counts a predictor's records so too).
+    fn size(&self) -> u64 {
+        self.shape
+            .iter()
+            .try_fold(1u64, |acc, d| acc.checked_mul(*d))
+            .unwrap_or(u64::MAX)
+    }
+
     /// An integer field of the records.
     fn field(&self, name: &str) -> Result<IntField, String> {
         self.dtype
@@ -744,7 +752,7 @@ fn check_predictor(heap: &Heap, data: &[u8], predictor: &Object) -> PickledOutco
             rows = rows.min(i64::try_from(count).unwrap_or(i64::MAX));
         }
         let shape = PredictorShape {
-            nodes: nodes.shape.first().copied().unwrap_or(0),
+            nodes: nodes.size(),
             n_features: i64::MAX,
             bitset_rows: rows,
         };
