@@ -1,16 +1,12 @@
 //! `picklefence disasm`: an annotated listing of a pickle's opcodes, each import marked
 //! allowed or blocked by the same analysis `scan` runs.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 
-use flate2::read::DeflateDecoder;
-use picklefence::formats::npy;
-use picklefence::formats::zip::ZipArchive;
 use picklefence::{
-    analyze_slice, identify, Arg, Decoder, Finding, Format, Import, Opcode, Options, Payload, PickleReport,
-    Policy,
+    analyze_slice, identify, walk_bytes, Arg, Decoder, Finding, FindingKind, Format, Import, Opcode, Options,
+    Payload, PickleReport, PickleStream, Policy, ScanOptions,
 };
 
 use crate::cli::DisasmArgs;
@@ -31,7 +27,7 @@ pub fn run(args: &DisasmArgs, io: &mut Io<'_>) -> i32 {
         Ok(data) => data,
         Err(e) => return usage_error(io, &format!("{display}: cannot read: {e}")),
     };
-    let (mut streams, notes) = match pickle_streams(&data) {
+    let (mut streams, notes) = match pickle_streams(&data, &policy) {
         Ok(found) => found,
         Err(message) => return usage_error(io, &format!("{display}: {message}")),
     };
@@ -53,7 +49,11 @@ pub fn run(args: &DisasmArgs, io: &mut Io<'_>) -> i32 {
         if written.is_err() {
             break;
         }
-        let report = analyze_slice(&stream.bytes, &policy, &Options::default());
+        let bytes = usize::try_from(stream.start)
+            .ok()
+            .and_then(|start| stream.data.get(start..))
+            .unwrap_or_default();
+        let report = analyze_slice(bytes, &policy, &Options::default());
         if !report.is_safe() {
             code = EXIT_UNSAFE;
         }
@@ -61,196 +61,50 @@ pub fn run(args: &DisasmArgs, io: &mut Io<'_>) -> i32 {
         if stream.start > 0 {
             shown.push_str(&format!(" (the pickle from byte {} on)", stream.start));
         }
-        written = write_listing(io.out, &shown, &stream.bytes, &report, &policy);
+        written = write_listing(io.out, &shown, bytes, &report, &policy);
     }
     finish(code, written, io)
 }
 
-/// Inflated members larger than this are not listed.
-const MAX_INFLATED: u64 = 1 << 30;
-/// Archives inside archives are opened this deep.
-const MAX_NESTING: usize = 4;
-
-/// One pickle stream to list: the member it is in (`""` for the file itself) and the byte of
-/// that member it starts at.
-struct Stream<'a> {
-    location: String,
-    start: u64,
-    bytes: Cow<'a, [u8]>,
-}
-
-impl Stream<'_> {
-    fn into_owned(self) -> Stream<'static> {
-        Stream {
-            location: self.location,
-            start: self.start,
-            bytes: Cow::Owned(self.bytes.into_owned()),
-        }
-    }
-}
-
-fn is_zip(format: Format) -> bool {
-    matches!(
-        format,
-        Format::PytorchZip | Format::TorchScript | Format::Npz | Format::Zip | Format::Keras
-    )
-}
-
-/// The pickle streams of a file: the file itself, or the pickle members of a zip archive
-/// (PyTorch, TorchScript, npz), or the pickle after a `.npy` header. Notes name members
-/// that may hold pickles but are not listed.
-fn pickle_streams(data: &[u8]) -> Result<(Vec<Stream<'_>>, Vec<String>), String> {
-    let format = identify(data);
-    let mut streams = Vec::new();
-    let mut notes = Vec::new();
-    match format {
-        Format::Npy
-        | Format::PytorchZip
-        | Format::TorchScript
-        | Format::Npz
-        | Format::Zip
-        | Format::Keras => {
-            collect(data, String::new(), 0, &mut streams, &mut notes);
-            if streams.is_empty() {
-                return Err(format!("a {format} file that holds no pickle"));
-            }
-        }
-        Format::Pickle | Format::Joblib | Format::PytorchLegacy | Format::Unknown | Format::Empty => {
-            streams.push(Stream {
+/// The pickles of a file as `scan` finds them (the core's walk: same containers, members and
+/// limits), and notes on what the scan could not read. A file that is no known format is
+/// listed whole: disasm shows how its bytes decode.
+fn pickle_streams(data: &[u8], policy: &Policy) -> Result<(Vec<PickleStream>, Vec<String>), String> {
+    let (report, mut streams) = walk_bytes(data, policy, &ScanOptions::default());
+    let notes = report
+        .findings
+        .iter()
+        .filter(|f| {
+            matches!(
+                f.finding.kind,
+                FindingKind::Container | FindingKind::LimitExceeded | FindingKind::Unsupported
+            )
+        })
+        .map(|f| {
+            let place = if f.location.is_empty() {
+                "the file"
+            } else {
+                &f.location
+            };
+            format!("{place}: {}", f.finding.message)
+        })
+        .collect();
+    if streams.is_empty() {
+        match identify(data) {
+            Format::Unknown | Format::Empty => streams.push(PickleStream {
                 location: String::new(),
+                format: "pickle".into(),
+                data: data.to_vec(),
                 start: 0,
-                bytes: Cow::Borrowed(data),
-            });
-        }
-        other => {
-            return Err(format!(
-                "a {other} file: disasm lists pickles, the pickle members of zip archives (PyTorch, \
-                 npz) and the pickles in .npy files; `picklefence scan` reads every format"
-            ))
+            }),
+            format => {
+                return Err(format!(
+                    "a {format} file that holds no pickle the scanner reads; `picklefence scan` reports what it holds"
+                ))
+            }
         }
     }
     Ok((streams, notes))
-}
-
-fn collect<'a>(
-    data: &'a [u8],
-    location: String,
-    depth: usize,
-    out: &mut Vec<Stream<'a>>,
-    notes: &mut Vec<String>,
-) {
-    let format = identify(data);
-    if format == Format::Npy {
-        let end = npy::header_end(data).ok();
-        let rest = end.and_then(|end| Some((end, data.get(usize::try_from(end).ok()?..)?)));
-        if let Some((end, rest)) = rest {
-            if matches!(identify(rest), Format::Pickle | Format::Joblib) {
-                out.push(Stream {
-                    location,
-                    start: end,
-                    bytes: Cow::Borrowed(rest),
-                });
-            }
-        }
-        return;
-    }
-    if !is_zip(format) {
-        out.push(Stream {
-            location,
-            start: 0,
-            bytes: Cow::Borrowed(data),
-        });
-        return;
-    }
-    if depth >= MAX_NESTING {
-        notes.push(format!(
-            "{location}: archives nested deeper than {MAX_NESTING} are not opened"
-        ));
-        return;
-    }
-    let archive = match ZipArchive::parse(data, 100_000) {
-        Ok(archive) => archive,
-        Err(e) => {
-            notes.push(format!(
-                "{}: the zip archive cannot be read: {e}",
-                shown_location(&location)
-            ));
-            return;
-        }
-    };
-    // In PyTorch archives only `.pkl` members are pickles; the rest are raw tensor storages.
-    let torch = matches!(format, Format::PytorchZip | Format::TorchScript);
-    for entry in &archive.entries {
-        let name = entry.display_name();
-        if name.ends_with('/') || (torch && !name.ends_with(".pkl")) {
-            continue;
-        }
-        let member = if location.is_empty() {
-            name.clone()
-        } else {
-            format!("{location}!{name}")
-        };
-        if entry.is_encrypted() {
-            notes.push(format!("{member}: encrypted, not listed"));
-            continue;
-        }
-        let Some(raw) = entry.raw(data) else {
-            notes.push(format!("{member}: its data lies outside the file, not listed"));
-            continue;
-        };
-        let bytes: Cow<'a, [u8]> = match entry.method {
-            0 => Cow::Borrowed(raw),
-            8 => match inflate(raw, entry.uncompressed_size) {
-                Ok(bytes) => Cow::Owned(bytes),
-                Err(problem) => {
-                    notes.push(format!("{member}: {problem}, not listed"));
-                    continue;
-                }
-            },
-            method => {
-                notes.push(format!(
-                    "{member}: compression method {method} is not read by disasm"
-                ));
-                continue;
-            }
-        };
-        let inner = identify(&bytes);
-        let wanted = name.ends_with(".pkl")
-            || matches!(inner, Format::Pickle | Format::Joblib | Format::Npy)
-            || is_zip(inner);
-        if !wanted {
-            continue;
-        }
-        match bytes {
-            Cow::Borrowed(bytes) => collect(bytes, member, depth + 1, out, notes),
-            Cow::Owned(bytes) => {
-                let mut nested = Vec::new();
-                collect(&bytes, member, depth + 1, &mut nested, notes);
-                out.extend(nested.into_iter().map(|stream| stream.into_owned()));
-            }
-        }
-    }
-}
-
-fn shown_location(location: &str) -> &str {
-    if location.is_empty() {
-        "the file"
-    } else {
-        location
-    }
-}
-
-fn inflate(raw: &[u8], declared: u64) -> Result<Vec<u8>, String> {
-    let limit = declared.min(MAX_INFLATED);
-    let mut out = Vec::new();
-    DeflateDecoder::new(raw)
-        .take(limit + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| format!("cannot inflate: {e}"))?;
-    if out.len() as u64 > limit {
-        return Err(format!("inflates to more than {limit} bytes"));
-    }
-    Ok(out)
 }
 
 fn write_listing(

@@ -612,3 +612,130 @@ fn disasm_refuses_formats_it_cannot_list() {
     assert_eq!(out.code, EXIT_ERROR);
     assert!(out.stderr.contains("picklefence scan"), "{}", out.stderr);
 }
+
+// ---- disasm and scan read the same pickles ----
+
+/// The members `scan --format json` analysed (`""`: the file itself).
+fn scanned_members(sandbox: &Sandbox, name: &str) -> Vec<String> {
+    let out = sandbox.run(&["scan", "--format", "json", name]);
+    let json: serde_json::Value = serde_json::from_str(&out.stdout).expect("scan --format json");
+    let mut members: Vec<String> = json["files"][0]["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| e["member"].as_str().unwrap_or_default().to_string())
+        .collect();
+    members.sort();
+    members
+}
+
+/// The members `disasm` listed: each listing starts with `NAME[!MEMBER][ (the pickle from byte
+/// N on)]: N bytes, ...`.
+fn listed_members(sandbox: &Sandbox, name: &str) -> Vec<String> {
+    let out = sandbox.run(&["disasm", name]);
+    let mut members: Vec<String> = out
+        .stdout
+        .lines()
+        .filter(|line| line.starts_with(name) && line.contains(" bytes, "))
+        .filter_map(|line| line.split(": ").next())
+        .map(|head| head.split(" (the pickle from byte").next().unwrap_or(head))
+        .map(|shown| shown.strip_prefix(name).unwrap_or(shown))
+        .map(|rest| rest.strip_prefix('!').unwrap_or(rest).to_string())
+        .collect();
+    members.sort();
+    members
+}
+
+/// A zip whose only member, `name`, holds `inner`.
+fn zip_of(name: &str, inner: &[u8]) -> Vec<u8> {
+    common::stored_zip(&[(name, inner)])
+}
+
+/// A one-member ustar archive.
+fn tar_of(name: &str, data: &[u8]) -> Vec<u8> {
+    let mut header = [0u8; 512];
+    header[..name.len()].copy_from_slice(name.as_bytes());
+    header[100..107].copy_from_slice(b"0000644");
+    header[108..115].copy_from_slice(b"0000000");
+    header[116..123].copy_from_slice(b"0000000");
+    header[124..135].copy_from_slice(format!("{:011o}", data.len()).as_bytes());
+    header[136..147].copy_from_slice(b"00000000000");
+    header[156] = b'0';
+    header[257..263].copy_from_slice(b"ustar\0");
+    header[263..265].copy_from_slice(b"00");
+    header[148..156].copy_from_slice(b"        ");
+    let sum: u32 = header.iter().map(|&b| u32::from(b)).sum();
+    header[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+    let mut out = header.to_vec();
+    out.extend_from_slice(data);
+    out.resize(out.len().div_ceil(512) * 512 + 1024, 0);
+    out
+}
+
+fn gzip_of(data: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(data).expect("gzip");
+    encoder.finish().expect("gzip")
+}
+
+/// An object-dtype .npy file: its header, then the pickle numpy.load unpickles.
+fn object_npy(pickle: &[u8]) -> Vec<u8> {
+    let mut header = b"{'descr': '|O', 'fortran_order': False, 'shape': (1,), }".to_vec();
+    while !(10 + header.len() + 1).is_multiple_of(64) {
+        header.push(b' ');
+    }
+    header.push(b'\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(&header);
+    out.extend_from_slice(pickle);
+    out
+}
+
+#[test]
+fn disasm_and_scan_read_the_same_pickles_in_every_container() {
+    let mut cases: Vec<(String, Vec<u8>)> = vec![
+        ("plain.pkl".into(), REDUCE.to_vec()),
+        ("torch.pt".into(), common::torch_zip(REDUCE)),
+        ("upper.pt".into(), zip_of("ARCHIVE/DATA.PKL", REDUCE)),
+        (
+            "upper_named.zip".into(),
+            common::stored_zip(&[("MODEL.PKL", REDUCE), ("notes.txt", b"hello")]),
+        ),
+        ("object.npy".into(), object_npy(REDUCE)),
+        ("arrays.npz".into(), zip_of("a.npy", &object_npy(REDUCE))),
+        ("model.tar".into(), tar_of("model.pkl", REDUCE)),
+        ("model.pkl.gz".into(), gzip_of(REDUCE)),
+        ("zip_in_gzip".into(), gzip_of(&common::torch_zip(REDUCE))),
+        (
+            "polyglot.pkl".into(),
+            [CLEAN, &common::torch_zip(REDUCE)].concat(),
+        ),
+    ];
+    // Zips nested 1 to 10 deep, past the scanner's depth limit (8), with upper-case names.
+    let mut nested = REDUCE.to_vec();
+    for depth in 1..=10 {
+        nested = zip_of(&format!("LEVEL{depth}.ZIP"), &nested);
+        cases.push((format!("nested{depth}.zip"), nested.clone()));
+    }
+    let sandbox = Sandbox::new();
+    for (name, bytes) in &cases {
+        sandbox.write(name, bytes);
+    }
+    for (name, _) in &cases {
+        let scanned = scanned_members(&sandbox, name);
+        let listed = listed_members(&sandbox, name);
+        assert_eq!(
+            listed, scanned,
+            "{name}: disasm lists {listed:?}, scan analysed {scanned:?}"
+        );
+        let deep = name.strip_prefix("nested").and_then(|n| n.strip_suffix(".zip"));
+        match deep.and_then(|n| n.parse::<usize>().ok()) {
+            // Within the limit the pickle is found at the bottom, beyond it by neither.
+            Some(depth) if depth <= 8 => assert_eq!(scanned.len(), 1, "{name}: {scanned:?}"),
+            Some(_) => assert!(scanned.is_empty(), "{name}: {scanned:?}"),
+            None => assert!(!scanned.is_empty(), "{name}: no pickle found"),
+        }
+    }
+}

@@ -27,4 +27,7 @@ pub use formats::joblib::{analyze_joblib_reader, analyze_joblib_slice};
 pub use formats::{identify, Format};
 pub use opcodes::Opcode;
 pub use policy::{danger_reason, Policy, PolicyError};
-pub use scan::{scan_bytes, scan_path, Entry, LocatedFinding, ScanError, ScanOptions, ScanReport, Verdict};
+pub use scan::{
+    scan_bytes, scan_path, walk_bytes, Entry, LocatedFinding, PickleStream, ScanError, ScanOptions,
+    ScanReport, Verdict,
+};

@@ -146,11 +146,43 @@ pub enum ScanError {
 
 /// Scan bytes of any supported kind, identified by content.
 pub fn scan_bytes(data: &[u8], policy: &Policy, options: &ScanOptions) -> ScanReport {
+    run(data, policy, options, false).0
+}
+
+/// One scan of bytes; `keep`: the pickles found are returned with their bytes.
+fn run(data: &[u8], policy: &Policy, options: &ScanOptions, keep: bool) -> (ScanReport, Vec<PickleStream>) {
     let mut ctx = Ctx::new(policy, options, Format::Unknown);
+    if keep {
+        ctx.kept = Some(Vec::new());
+    }
     let format = formats::scan_slice(&mut ctx, data, "", 0);
+    let kept = ctx.kept.take().unwrap_or_default();
     let mut report = ctx.report;
     report.format = format.name().to_string();
-    report
+    (report, kept)
+}
+
+/// A pickle an input holds, with the bytes it was analysed from ([`walk_bytes`]).
+#[derive(Debug, Clone)]
+pub struct PickleStream {
+    /// Where it was found, as the scan's report names it.
+    pub location: String,
+    /// How it was read (`pickle`, `joblib`, `pytorch-legacy`, `npy`, ...).
+    pub format: String,
+    /// The bytes the report's offsets point into (a member's, a decompressed stream's, the
+    /// input's).
+    pub data: Vec<u8>,
+    /// Where the pickle starts in `data` (after a `.npy` header; 0 otherwise).
+    pub start: u64,
+}
+
+/// The pickles of an input exactly as [`scan_bytes`] finds them (same containers, members,
+/// limits and locations: it is the same scan), each with its bytes, and the scan's report.
+/// Compressed streams are read into memory here (up to `max_buffered` each) instead of
+/// streamed, so that their pickles have bytes to return. For tools that show what a scan
+/// read (`picklefence disasm`).
+pub fn walk_bytes(data: &[u8], policy: &Policy, options: &ScanOptions) -> (ScanReport, Vec<PickleStream>) {
+    run(data, policy, options, true)
 }
 
 /// Files up to this size are read; larger ones are mapped. For a small file, mapping costs more

@@ -300,7 +300,7 @@ pub(crate) fn scan_zip_archive(
                     torchscript_globals(&mut report);
                 }
             }
-            ctx.add_pickle(&at, "pickle", report, Some(bytes), depth);
+            ctx.add_pickle(&at, "pickle", report, Some((bytes, 0)), depth);
             continue;
         }
         let kind = identify(bytes);
@@ -442,7 +442,7 @@ pub(crate) fn scan_tar(ctx: &mut Ctx<'_>, data: &[u8], location: &str, depth: us
                 _ => None,
             };
             if let Some(report) = report {
-                ctx.add_pickle(&at, "pickle", report, Some(bytes), depth);
+                ctx.add_pickle(&at, "pickle", report, Some((bytes, 0)), depth);
                 continue;
             }
         }

@@ -22,7 +22,7 @@ use crate::analyzer::{Mode, NestedFile, Options, PickleReport};
 use crate::decoder::{Decoder, SliceSource, Source};
 use crate::findings::{Finding, FindingKind, Severity};
 use crate::policy::Policy;
-use crate::scan::{ScanOptions, ScanReport};
+use crate::scan::{PickleStream, ScanOptions, ScanReport};
 
 use compress::{Budget, Codec};
 
@@ -229,6 +229,9 @@ pub(crate) struct Ctx<'a> {
     pub options: ScanOptions,
     pub report: ScanReport,
     pub budget: Budget,
+    /// The pickles found, with their bytes, when the scan keeps them ([`crate::scan::walk_bytes`]):
+    /// streams are then read into memory (bounded) so that each pickle has bytes to keep.
+    pub kept: Option<Vec<PickleStream>>,
 }
 
 impl<'a> Ctx<'a> {
@@ -238,6 +241,7 @@ impl<'a> Ctx<'a> {
             options: *options,
             report: ScanReport::new(format.name()),
             budget: Budget::new(options.max_decompressed, options.max_ratio, options.ratio_floor),
+            kept: None,
         }
     }
 
@@ -283,18 +287,27 @@ impl<'a> Ctx<'a> {
     }
 
     /// Adds a pickle's report, then scans each file nested in its bytes constants
-    /// (`torch.storage._load_from_bytes`) as a file of its own, from `data` (the bytes the
-    /// report's offsets point into). Without them (a stream) a nested file is a finding: it was
-    /// not analysed.
+    /// (`torch.storage._load_from_bytes`) as a file of its own, from `held`: the bytes the
+    /// report's offsets point into, and where the pickle starts in them. Without them (a
+    /// stream) a nested file is a finding: it was not analysed.
     pub fn add_pickle(
         &mut self,
         location: &str,
         format: &str,
         report: PickleReport,
-        data: Option<&[u8]>,
+        held: Option<(&[u8], u64)>,
         depth: usize,
     ) {
         let nested = report.nested.clone();
+        if let (Some(kept), Some((data, start))) = (&mut self.kept, held) {
+            kept.push(PickleStream {
+                location: location.to_string(),
+                format: format.to_string(),
+                data: data.to_vec(),
+                start,
+            });
+        }
+        let data = held.map(|(data, _)| data);
         self.report.add_entry_as(location, format, report);
         for file in nested {
             let at = join(
@@ -378,7 +391,7 @@ pub(crate) fn scan_slice(ctx: &mut Ctx<'_>, data: &[u8], location: &str, depth: 
                 ctx.policy,
                 &ctx.analysis(Mode::FirstPickle),
             );
-            ctx.add_pickle(location, format.name(), report, Some(data), depth);
+            ctx.add_pickle(location, format.name(), report, Some((data, 0)), depth);
             appended_archive(ctx, data, location, depth);
         }
         Format::PytorchZip | Format::TorchScript | Format::Npz | Format::Zip | Format::Keras => {
@@ -508,7 +521,7 @@ fn scan_pickle_slice(ctx: &mut Ctx<'_>, data: &[u8], location: &str, depth: usiz
     if !may_hold_arrays {
         let mut report = quick;
         check_native_state(data, false, &[], &mut report);
-        ctx.add_pickle(location, Format::Pickle.name(), report, Some(data), depth);
+        ctx.add_pickle(location, Format::Pickle.name(), report, Some((data, 0)), depth);
         return Format::Pickle;
     }
     let (analysis, _) = joblib::drive(Decoder::from_slice(data), ctx.policy, &options, true, None);
@@ -563,7 +576,7 @@ fn scan_pickle_slice(ctx: &mut Ctx<'_>, data: &[u8], location: &str, depth: usiz
         .get(..usize::try_from(analysis.end).unwrap_or(usize::MAX))
         .unwrap_or(data);
     check_native_state(readable, analysis.arrays > 0, &analysis.skips, &mut report);
-    ctx.add_pickle(location, format.name(), report, Some(data), depth);
+    ctx.add_pickle(location, format.name(), report, Some((data, 0)), depth);
     format
 }
 
@@ -594,7 +607,7 @@ fn scan_npy_slice(ctx: &mut Ctx<'_>, data: &[u8], location: &str, depth: usize) 
             npy::Payload::Raw => {}
             npy::Payload::Pickle => {
                 let report = npy_pickle(ctx, data, header.data_offset);
-                ctx.add_pickle(location, "npy", report, Some(data), depth);
+                ctx.add_pickle(location, "npy", report, Some((data, header.data_offset)), depth);
             }
             npy::Payload::Unknown(why) => {
                 ctx.finding(location, FindingKind::Container, Severity::Warning, 8, format!("the .npy dtype is not one the scanner knows ({why}); the data is analysed if it is a pickle"));
@@ -604,7 +617,7 @@ fn scan_npy_slice(ctx: &mut Ctx<'_>, data: &[u8], location: &str, depth: usize) 
                     .unwrap_or_default();
                 if looks_like_pickle(rest, true) {
                     let report = npy_pickle(ctx, data, header.data_offset);
-                    ctx.add_pickle(location, "npy", report, Some(data), depth);
+                    ctx.add_pickle(location, "npy", report, Some((data, header.data_offset)), depth);
                 }
             }
         },
@@ -665,6 +678,17 @@ pub(crate) fn scan_reader(ctx: &mut Ctx<'_>, reader: impl Read, location: &str, 
     let head_len = prefix.len() as u64;
     let chained = std::io::BufReader::with_capacity(64 << 10, Cursor::new(prefix).chain(reader));
     match format {
+        // Kept pickles need their bytes: what may hold one is read into memory (bounded).
+        Format::Pickle
+        | Format::Joblib
+        | Format::PytorchLegacy
+        | Format::Npy
+        | Format::Tar
+        | Format::Compressed(_)
+            if ctx.kept.is_some() =>
+        {
+            buffered(ctx, chained, format, head_len, location, depth)
+        }
         Format::Unknown => {
             ctx.finding(location, FindingKind::NonPickleFormat, Severity::Info, 0, "not a recognised model format, and its start is not a pickle that would import or call anything; the rest was not read".into());
             Format::Unknown
@@ -710,26 +734,36 @@ pub(crate) fn scan_reader(ctx: &mut Ctx<'_>, reader: impl Read, location: &str, 
             archive::scan_tar_stream(ctx, chained, location, depth);
             format
         }
-        _ => {
-            let max = ctx.options.max_buffered;
-            match compress::read_bounded(chained, max) {
-                Ok(Ok(buffer)) => scan_slice(ctx, &buffer, location, depth),
-                Ok(Err(max)) => {
-                    ctx.finding(location, FindingKind::LimitExceeded, Severity::High, head_len, format!("a {format} stream larger than {max} bytes would have to be held in memory to be read; it was not analysed"));
-                    format
-                }
-                Err(e) => {
-                    ctx.note_budget(location);
-                    ctx.finding(
-                        location,
-                        FindingKind::Container,
-                        Severity::High,
-                        0,
-                        format!("the stream cannot be read: {e}"),
-                    );
-                    format
-                }
-            }
+        _ => buffered(ctx, chained, format, head_len, location, depth),
+    }
+}
+
+/// A stream read into memory (up to `max_buffered`) and scanned as a slice.
+fn buffered(
+    ctx: &mut Ctx<'_>,
+    reader: impl Read,
+    format: Format,
+    head_len: u64,
+    location: &str,
+    depth: usize,
+) -> Format {
+    let max = ctx.options.max_buffered;
+    match compress::read_bounded(reader, max) {
+        Ok(Ok(buffer)) => scan_slice(ctx, &buffer, location, depth),
+        Ok(Err(max)) => {
+            ctx.finding(location, FindingKind::LimitExceeded, Severity::High, head_len, format!("a {format} stream larger than {max} bytes would have to be held in memory to be read; it was not analysed"));
+            format
+        }
+        Err(e) => {
+            ctx.note_budget(location);
+            ctx.finding(
+                location,
+                FindingKind::Container,
+                Severity::High,
+                0,
+                format!("the stream cannot be read: {e}"),
+            );
+            format
         }
     }
 }
