@@ -15,7 +15,9 @@ use crate::text;
 /// (and, for text, validated) without being held: `data` is then `None`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Payload<'a> {
+    /// Its length as declared (and read).
     pub len: u64,
+    /// Its bytes, when held.
     pub data: Option<Cow<'a, [u8]>>,
 }
 
@@ -27,10 +29,12 @@ impl<'a> Payload<'a> {
         }
     }
 
+    /// Its bytes, when held.
     pub fn bytes(&self) -> Option<&[u8]> {
         self.data.as_deref()
     }
 
+    /// The same payload, owning its bytes.
     pub fn into_owned(self) -> Payload<'static> {
         Payload {
             len: self.len,
@@ -42,6 +46,7 @@ impl<'a> Payload<'a> {
 /// An opcode's argument, as the stream carries it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Arg<'a> {
+    /// No argument.
     None,
     /// BININT*, BINGET/LONG_BINGET, BINPUT/LONG_BINPUT, EXT*, PROTO.
     Int(i64),
@@ -53,6 +58,7 @@ pub enum Arg<'a> {
     Decimal(&'a [u8]),
     /// The text of FLOAT, as written.
     FloatText(&'a [u8]),
+    /// BINFLOAT: a big-endian double.
     Float(f64),
     /// LONG1/LONG4: little-endian two's complement.
     Long(Payload<'a>),
@@ -91,11 +97,14 @@ pub struct Op<'a> {
     pub offset: u64,
     /// Encoded length, opcode byte included.
     pub len: u64,
+    /// The opcode.
     pub opcode: Opcode,
+    /// Its argument, decoded.
     pub arg: Arg<'a>,
 }
 
 impl Op<'_> {
+    /// Offset of the byte after it.
     pub fn end(&self) -> u64 {
         self.offset.saturating_add(self.len)
     }
@@ -151,12 +160,17 @@ pub trait Source {
 pub enum SourceError {
     /// The input ended; `available` bytes of the request were there.
     Short {
+        /// Bytes of the request that were there.
         available: u64,
     },
+    /// The input ended before a newline.
     NoNewline,
+    /// A line longer than the limit.
     LineTooLong {
+        /// The limit, in bytes.
         limit: u64,
     },
+    /// The reader failed (its error's text).
     Io(String),
 }
 
@@ -168,6 +182,7 @@ pub struct SliceSource<'a> {
 }
 
 impl<'a> SliceSource<'a> {
+    /// A source reading `data` from its start.
     pub fn new(data: &'a [u8]) -> Self {
         SliceSource { data, pos: 0 }
     }
@@ -289,6 +304,7 @@ pub struct ReaderSource<R> {
 }
 
 impl<R: Read> ReaderSource<R> {
+    /// A source reading `reader` from where it is, within `limits`.
     pub fn new(reader: R, limits: StreamLimits) -> Self {
         ReaderSource {
             reader,
@@ -298,6 +314,7 @@ impl<R: Read> ReaderSource<R> {
         }
     }
 
+    /// The reader back.
     pub fn into_inner(self) -> R {
         self.reader
     }
@@ -425,12 +442,14 @@ pub struct Decoder<S> {
 }
 
 impl<'a> Decoder<SliceSource<'a>> {
+    /// A decoder over bytes in memory (zero-copy).
     pub fn from_slice(data: &'a [u8]) -> Self {
         Decoder::new(SliceSource::new(data))
     }
 }
 
 impl<R: Read> Decoder<ReaderSource<R>> {
+    /// A decoder over a reader (streaming, within `limits`).
     pub fn from_reader(reader: R, limits: StreamLimits) -> Self {
         Decoder::new(ReaderSource::new(reader, limits))
     }
@@ -441,6 +460,7 @@ fn le_u64(bytes: &[u8]) -> u64 {
 }
 
 impl<S: Source> Decoder<S> {
+    /// A decoder over `source`.
     pub fn new(source: S) -> Self {
         Decoder {
             source,
@@ -453,14 +473,17 @@ impl<S: Source> Decoder<S> {
         self.source.position()
     }
 
+    /// The source it reads.
     pub fn source(&self) -> &S {
         &self.source
     }
 
+    /// The source it reads, to skip or seek past what the decoder need not see.
     pub fn source_mut(&mut self) -> &mut S {
         &mut self.source
     }
 
+    /// The source back.
     pub fn into_source(self) -> S {
         self.source
     }

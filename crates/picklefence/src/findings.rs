@@ -8,17 +8,23 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
+    /// Worth knowing; nothing runs because of it.
     Info,
+    /// Unusual, not unsafe by itself.
     Warning,
+    /// Unsafe: a loader would run something the policy does not allow, or could not be checked.
     High,
+    /// Unsafe, and known to run code, reach the system or corrupt memory.
     Critical,
 }
 
 impl Severity {
+    /// `High` and `Critical`: the file is unsafe to load.
     pub fn is_violation(self) -> bool {
         self >= Severity::High
     }
 
+    /// The name used in reports (`info`, `warning`, `high`, `critical`).
     pub fn as_str(self) -> &'static str {
         match self {
             Severity::Info => "info",
@@ -29,6 +35,7 @@ impl Severity {
     }
 }
 
+/// What a finding is about; `as_str()` is its stable name in reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FindingKind {
@@ -84,6 +91,7 @@ pub enum FindingKind {
 }
 
 impl FindingKind {
+    /// The kind's stable name in reports (`dangerous-import`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
             FindingKind::DisallowedImport => "disallowed-import",
@@ -117,7 +125,9 @@ impl FindingKind {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct ImportName {
     // Shared: every call of an import is recorded with its name.
+    /// The module, as the pickle names it.
     pub module: Arc<str>,
+    /// The (possibly dotted) name within the module.
     pub name: Arc<str>,
 }
 
@@ -127,18 +137,24 @@ impl std::fmt::Display for ImportName {
     }
 }
 
+/// One thing analysis found: what, how bad, where, and a sentence that says why.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Finding {
+    /// What it is about.
     pub kind: FindingKind,
+    /// How bad it is.
     pub severity: Severity,
     /// Byte offset within the pickle stream (or container member) it was found in.
     pub offset: u64,
+    /// The import involved, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub import: Option<ImportName>,
+    /// A sentence for people: what was found and why it matters.
     pub message: String,
 }
 
 impl Finding {
+    /// Whether it makes the file unsafe (severity `High` or `Critical`).
     pub fn is_violation(&self) -> bool {
         self.severity.is_violation()
     }

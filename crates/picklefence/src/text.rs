@@ -17,10 +17,12 @@ pub struct Utf8SurrogatePass {
 }
 
 impl Utf8SurrogatePass {
+    /// A validator that has seen nothing yet.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Validates the next chunk (sequences may span chunks).
     pub fn feed(&mut self, chunk: &[u8]) {
         if self.failed {
             return;
@@ -56,11 +58,13 @@ impl Utf8SurrogatePass {
         }
     }
 
+    /// Whether everything fed was valid and no sequence is left open.
     pub fn finish(&self) -> bool {
         !self.failed && self.pending == 0
     }
 }
 
+/// Whether `bytes` decode as UTF-8 with `errors="surrogatepass"`.
 pub fn is_valid_utf8_surrogatepass(bytes: &[u8]) -> bool {
     let mut validator = Utf8SurrogatePass::new();
     validator.feed(bytes);
@@ -264,6 +268,7 @@ pub fn parse_python_int(text: &[u8], base: u32) -> Option<i64> {
     i64::try_from(value).ok()
 }
 
+/// `text` without the ASCII whitespace Python's `int()`/`float()` strip from both ends.
 pub fn trim_ascii_whitespace(text: &[u8]) -> &[u8] {
     let is_space = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0B | 0x0C);
     let start = text.iter().position(|b| !is_space(b)).unwrap_or(text.len());
