@@ -12,6 +12,7 @@ pub mod formats;
 pub mod native_state;
 pub mod opcodes;
 pub mod policy;
+mod report;
 pub mod scan;
 pub mod text;
 
