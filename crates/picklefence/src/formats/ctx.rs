@@ -22,9 +22,13 @@ pub(crate) fn join(parent: &str, member: &str) -> String {
 
 /// State shared by one scan.
 pub(crate) struct Ctx<'a> {
+    /// What is allowed.
     pub policy: &'a Policy,
+    /// The scan's bounds.
     pub options: ScanOptions,
+    /// What was found so far.
     pub report: ScanReport,
+    /// What all decompression of the scan may still produce.
     pub budget: Budget,
     /// The pickles found, with their bytes, when the scan keeps them ([`crate::scan::walk_bytes`]):
     /// streams are then read into memory (bounded) so that each pickle has bytes to keep.
@@ -32,6 +36,7 @@ pub(crate) struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
+    /// A scan's state before anything is read; `format` names the input until it is identified.
     pub fn new(policy: &'a Policy, options: &ScanOptions, format: Format) -> Self {
         Ctx {
             policy,
@@ -42,6 +47,7 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// Options for analysing one pickle in `mode`, within the scan's limits.
     pub fn analysis(&self, mode: Mode) -> Options {
         Options {
             limits: self.options.limits,
@@ -50,6 +56,7 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// Adds a finding about a container (no import) at `location`.
     pub fn finding(
         &mut self,
         location: &str,
@@ -129,6 +136,7 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// Whether `depth` is past `max_depth`; if so, a limit finding says the content was not read.
     pub fn too_deep(&mut self, location: &str, depth: usize) -> bool {
         if depth <= self.options.max_depth {
             return false;

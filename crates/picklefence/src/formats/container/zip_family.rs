@@ -1,21 +1,92 @@
-//! Scanning zip and tar archives: PyTorch zip and TorchScript archives, `.npz`, the PyTorch tar
-//! format, and any other zip or tar (members identified by content, nested archives bounded).
+//! The zip family: PyTorch zip and TorchScript archives, `.npz`, Keras v3 and any other zip
+//! (members identified by content, nested archives bounded), and a zip appended to something
+//! else. The central directory is parsed once, when the zip is identified, and that parse is
+//! what the scan reads. The parser is [`crate::formats::zip`].
 
 use std::collections::{HashMap, HashSet};
-use std::io::Read;
 
-use crate::analyzer::{Mode, PickleReport};
+use crate::analyzer::PickleReport;
 use crate::findings::{FindingKind, Severity};
 
-use super::compress::{self, Crc};
-use super::zip::{ZipArchive, ZipEntry};
-use super::{identify, join, scan_named_pickle, scan_reader, scan_slice, tar, torch, Ctx, Format};
+use super::super::compress::{self, Crc};
+use super::super::zip::{self, ZipArchive, ZipEntry, ZipError};
+use super::super::{join, torch};
+use super::pickle::scan_named_pickle;
+use super::{find, scan_reader, scan_slice, Container, Ctx, Format, Parsed, Probe, IDENTIFY_MEMBERS};
+
+/// Zip archives of every kind.
+pub(crate) struct ZipFamily;
+
+/// A zip and its central directory (parsed to the scan's member limit), kept for the scan.
+struct Directory<'d> {
+    data: &'d [u8],
+    format: Format,
+    /// `None` when only a stream's first bytes were seen: parsed when scanned.
+    archive: Option<Result<ZipArchive, ZipError>>,
+}
+
+impl Container for ZipFamily {
+    fn identify<'d>(&self, data: &'d [u8], probe: Probe) -> Option<Box<dyn Parsed<'d> + 'd>> {
+        if !(data.starts_with(b"PK\x03\x04") || data.starts_with(b"PK\x05\x06")) {
+            return None;
+        }
+        if !probe.whole {
+            // A stream's prefix: zip subtypes are not told apart.
+            return Some(Box::new(Directory {
+                data,
+                format: Format::Zip,
+                archive: None,
+            }));
+        }
+        let archive = ZipArchive::parse(data, probe.max_members);
+        let format = match &archive {
+            // Identification reads up to IDENTIFY_MEMBERS members: a directory read whole within
+            // both limits tells the same kind; otherwise the kind is read as identify() reads it.
+            Ok(parsed) if !parsed.truncated_entries && parsed.entries.len() <= IDENTIFY_MEMBERS => {
+                zip_kind_of(data, parsed)
+            }
+            _ => zip_kind(data),
+        };
+        Some(Box::new(Directory {
+            data,
+            format,
+            archive: Some(archive),
+        }))
+    }
+}
+
+impl<'d> Parsed<'d> for Directory<'d> {
+    fn format(&self) -> Format {
+        self.format
+    }
+
+    fn scan(self: Box<Self>, ctx: &mut Ctx<'_>, location: &str, depth: usize) -> Format {
+        let Directory {
+            data,
+            format,
+            archive,
+        } = *self;
+        let archive = archive.unwrap_or_else(|| ZipArchive::parse(data, ctx.options.max_members));
+        match archive {
+            Ok(archive) => scan_zip_archive(ctx, data, &archive, location, depth, format, true),
+            Err(e) => ctx.finding(
+                location,
+                FindingKind::Container,
+                Severity::High,
+                0,
+                format!("the zip archive cannot be read ({e}); its members were not analysed"),
+            ),
+        }
+        format
+    }
+}
 
 /// The name below the archive's top-level folder (torch's record name).
 fn record(name: &str) -> &str {
     name.split_once('/').map_or(name, |(_, rest)| rest)
 }
 
+/// Members read as pickles whatever they hold (as torch reads them).
 fn is_pickle_name(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
     lower.ends_with(".pkl") || lower.ends_with(".debug_pkl")
@@ -32,14 +103,15 @@ const TORCHSCRIPT_NATIVE: [&str; 6] = [
 ];
 
 /// What kind of zip `data` is, from its member names (and stored members' first bytes).
-pub(crate) fn zip_kind(data: &[u8]) -> Format {
-    match ZipArchive::parse(data, 100_000) {
+fn zip_kind(data: &[u8]) -> Format {
+    match ZipArchive::parse(data, IDENTIFY_MEMBERS) {
         Ok(archive) => zip_kind_of(data, &archive),
         Err(_) => Format::Zip,
     }
 }
 
-pub(crate) fn zip_kind_of(data: &[u8], archive: &ZipArchive) -> Format {
+/// The kind of zip, from a parsed directory.
+fn zip_kind_of(data: &[u8], archive: &ZipArchive) -> Format {
     let names: Vec<String> = archive.entries.iter().map(ZipEntry::display_name).collect();
     if names.iter().any(|n| record(n) == "constants.pkl") {
         return Format::TorchScript;
@@ -52,25 +124,14 @@ pub(crate) fn zip_kind_of(data: &[u8], archive: &ZipArchive) -> Format {
     }
     let npy = |e: &ZipEntry| {
         e.display_name().ends_with(".npy")
-            || (e.method == 0 && e.raw(data).is_some_and(|d| d.starts_with(super::npy::MAGIC)))
+            || (e.method == 0
+                && e.raw(data)
+                    .is_some_and(|d| d.starts_with(super::super::npy::MAGIC)))
     };
     if !archive.entries.is_empty() && archive.entries.iter().all(npy) {
         return Format::Npz;
     }
     Format::Zip
-}
-
-pub(crate) fn scan_zip(ctx: &mut Ctx<'_>, data: &[u8], location: &str, depth: usize, format: Format) {
-    match ZipArchive::parse(data, ctx.options.max_members) {
-        Ok(archive) => scan_zip_archive(ctx, data, &archive, location, depth, format, true),
-        Err(e) => ctx.finding(
-            location,
-            FindingKind::Container,
-            Severity::High,
-            0,
-            format!("the zip archive cannot be read ({e}); its members were not analysed"),
-        ),
-    }
 }
 
 /// A member's content: held in memory, or a stream that could not be.
@@ -132,7 +193,9 @@ fn is_torchscript_native(import: &crate::findings::ImportName) -> bool {
     &*import.module == "torch.jit._pickle" && TORCHSCRIPT_NATIVE.contains(&&*import.name)
 }
 
-pub(crate) fn scan_zip_archive(
+/// Scans the members of a parsed zip (`scan_prefix`: bytes before the archive are scanned
+/// too); `format` says whether torch's rules for storages and TorchScript code apply.
+fn scan_zip_archive(
     ctx: &mut Ctx<'_>,
     data: &[u8],
     archive: &ZipArchive,
@@ -202,11 +265,11 @@ pub(crate) fn scan_zip_archive(
         }
         // Encrypted for every reader only when both headers say so; otherwise some reader
         // reads it as plain data (the mismatch itself is reported).
-        if entry.flags & super::zip::FLAG_ENCRYPTED != 0
+        if entry.flags & zip::FLAG_ENCRYPTED != 0
             && entry
                 .local
                 .as_ref()
-                .is_none_or(|l| l.flags & super::zip::FLAG_ENCRYPTED != 0)
+                .is_none_or(|l| l.flags & zip::FLAG_ENCRYPTED != 0)
         {
             ctx.finding(
                 &at,
@@ -303,7 +366,9 @@ pub(crate) fn scan_zip_archive(
             ctx.add_pickle(&at, "pickle", report, Some((bytes, 0)), depth);
             continue;
         }
-        let kind = identify(bytes);
+        // Identified once: the parse that tells the kind is the one scanned.
+        let found = find(bytes, Probe::whole(ctx.options.max_members));
+        let kind = found.format();
         if matches!(kind, Format::Pickle | Format::Joblib | Format::PytorchLegacy)
             && matches!(content, Content::Slice(_))
         {
@@ -313,7 +378,7 @@ pub(crate) fn scan_zip_archive(
             // Metadata records (version, byteorder, ...) and unreferenced data.
             continue;
         }
-        scan_slice(ctx, bytes, &at, depth + 1);
+        found.scan(ctx, &at, depth + 1);
     }
     if torch_kind {
         let mut missing: Vec<&String> = storage_keys
@@ -345,6 +410,7 @@ pub(crate) fn scan_zip_archive(
     }
 }
 
+/// A finding when a member's CRC or length is not what the directory declares.
 fn check_crc(ctx: &mut Ctx<'_>, location: &str, entry: &ZipEntry, crc: u32, len: u64) {
     if crc != entry.crc32 || len != entry.uncompressed_size {
         let name = entry.display_name();
@@ -362,148 +428,36 @@ fn check_crc(ctx: &mut Ctx<'_>, location: &str, entry: &ZipEntry, crc: u32, len:
     }
 }
 
-pub(crate) fn tar_kind(data: &[u8]) -> Format {
-    match tar::members(data, 100_000) {
-        Ok((members, _)) => {
-            let has = |n: &str| members.iter().any(|m| m.name == n);
-            if has("pickle") && (has("storages") || has("tensors")) {
-                Format::PytorchTar
-            } else {
-                Format::Tar
-            }
-        }
-        Err(_) => Format::Tar,
-    }
-}
-
-pub(crate) fn scan_tar(ctx: &mut Ctx<'_>, data: &[u8], location: &str, depth: usize, format: Format) {
-    let (members, end) = match tar::members(data, ctx.options.max_members) {
-        Ok(listing) => listing,
-        Err(e) => {
-            ctx.finding(
-                location,
-                FindingKind::Container,
-                Severity::High,
-                0,
-                format!("the tar archive cannot be read ({e}); its members were not analysed"),
-            );
-            return;
-        }
+/// A zip at the end of something that is not a zip at its start (a pickle/zip polyglot): both
+/// readings are analysed.
+pub(crate) fn appended_archive(ctx: &mut Ctx<'_>, data: &[u8], location: &str, depth: usize) {
+    let Some(eocd) = zip::find_end_record(data) else {
+        return;
     };
-    let mut seen: HashMap<&str, usize> = HashMap::new();
-    for (index, member) in members.iter().enumerate() {
-        if let Some(first) = seen.insert(member.name.as_str(), index) {
-            ctx.finding(&join(location, &member.name), FindingKind::Container, Severity::High, member.header_offset, format!("member {:?} (entry {index}) has the same name as entry {first}: tarfile takes the last one", member.name));
-        }
+    let Ok(archive) = zip::ZipArchive::parse(data, ctx.options.max_members) else {
+        return;
+    };
+    if archive.entries.is_empty() || archive.entries.iter().all(|e| e.local.is_none()) {
+        return;
     }
-    for member in &members {
-        let at = join(location, &member.name);
-        if member.kind == b'S' {
-            ctx.finding(
-                &at,
-                FindingKind::Unsupported,
-                Severity::High,
-                member.header_offset,
-                format!(
-                    "member {:?} is a sparse file, which the scanner cannot read",
-                    member.name
-                ),
-            );
-            continue;
-        }
-        if matches!(member.kind, b'1' | b'2') && format == Format::PytorchTar {
-            ctx.finding(
-                &at,
-                FindingKind::Container,
-                Severity::Warning,
-                member.header_offset,
-                format!(
-                    "member {:?} is a link to {:?}: torch reads the target",
-                    member.name, member.link
-                ),
-            );
-        }
-        if !member.is_file() {
-            continue;
-        }
-        let Some(bytes) = usize::try_from(member.data_offset)
-            .ok()
-            .zip(usize::try_from(member.size).ok())
-            .and_then(|(s, n)| data.get(s..s.checked_add(n)?))
-        else {
-            continue;
-        };
-        if format == Format::PytorchTar {
-            let options = ctx.analysis(Mode::AllPickles);
-            let report = match member.name.as_str() {
-                "storages" => Some(torch::scan_tar_storages(bytes, ctx.policy, &options)),
-                "tensors" => Some(torch::scan_tar_tensors(bytes, ctx.policy, &options)),
-                "pickle" | "sys_info" => Some(scan_named_pickle(ctx, bytes)),
-                _ => None,
-            };
-            if let Some(report) = report {
-                ctx.add_pickle(&at, "pickle", report, Some((bytes, 0)), depth);
-                continue;
-            }
-        }
-        scan_slice(ctx, bytes, &at, depth + 1);
-    }
-    let trailing = usize::try_from(end)
-        .ok()
-        .and_then(|e| data.get(e..))
-        .unwrap_or_default();
-    if let Some(pos) = trailing.iter().position(|&b| b != 0) {
-        let offset = end + pos as u64;
-        ctx.finding(
-            location,
-            FindingKind::TrailingData,
-            Severity::Warning,
-            offset,
-            format!("bytes at offset {offset} follow the end of the tar archive; tarfile never reads them"),
-        );
-    }
-}
-
-pub(crate) fn scan_tar_stream(ctx: &mut Ctx<'_>, reader: impl Read, location: &str, depth: usize) {
-    let max = ctx.options.max_members;
-    let mut names: HashSet<String> = HashSet::new();
-    let result = tar::walk(reader, max, &mut |member, content| {
-        let at = join(location, &member.name);
-        if !names.insert(member.name.clone()) {
-            ctx.finding(
-                &at,
-                FindingKind::Container,
-                Severity::High,
-                member.header_offset,
-                format!(
-                    "member {:?} appears more than once: tarfile takes the last one",
-                    member.name
-                ),
-            );
-        }
-        if member.kind == b'S' {
-            ctx.finding(
-                &at,
-                FindingKind::Unsupported,
-                Severity::High,
-                member.header_offset,
-                format!(
-                    "member {:?} is a sparse file, which the scanner cannot read",
-                    member.name
-                ),
-            );
-        } else if member.is_file() {
-            scan_reader(ctx, content, &at, depth + 1);
-        }
-    });
-    ctx.note_budget(location);
-    if let Err(e) = result {
-        ctx.finding(
-            location,
-            FindingKind::Container,
-            Severity::High,
-            0,
-            format!("the tar stream cannot be read further ({e}); later members were not analysed"),
-        );
-    }
+    ctx.finding(
+        location,
+        FindingKind::Container,
+        Severity::High,
+        eocd,
+        format!(
+            "a zip archive starts at offset {} after other content: zip readers (miniz, zipfile) read the archive while \
+             readers of the file's start read the rest; both were analysed",
+            archive.start
+        ),
+    );
+    scan_zip_archive(
+        ctx,
+        data,
+        &archive,
+        &join(location, "<appended zip>"),
+        depth + 1,
+        zip_kind_of(data, &archive),
+        false,
+    );
 }
