@@ -1,6 +1,6 @@
 //! Compressed streams: recognition by magic bytes and bounded, streaming decompression.
 //!
-//! Every decompressor is wrapped in a [`Limited`] reader that counts what it produces against
+//! Every decompressor is wrapped in a `Limited` reader that counts what it produces against
 //! a whole-scan budget and against the compressed bytes it consumed (the ratio), so a
 //! decompression bomb ends in an error the scanner reports, never in unbounded work.
 
