@@ -3,13 +3,122 @@
 
 use super::joblib::CallArgs;
 use super::value::Value;
-use super::{Analyzer, CallSite, Callee, Detail, Import, ImportEntry};
+use super::{Analyzer, CallSite, Callee, Detail, Flow, Import, ImportEntry};
 use crate::compat::map_python2_import;
+use crate::decoder::{Arg, Op};
 use crate::findings::{FindingKind, ImportName, Severity};
 use crate::opcodes::Opcode;
 use crate::policy::danger_reason;
 
 impl Analyzer<'_> {
+    /// EXT1, EXT2, EXT4: an import through the copyreg extension registry.
+    pub(super) fn load_ext(&mut self, op: &Op<'_>) -> Flow {
+        let code = op.arg.as_index().unwrap_or(0);
+        let value = self.ext_import(op.offset, op.opcode, code);
+        self.push(value);
+        Flow::Continue
+    }
+
+    /// GLOBAL imports `module.name`; INST imports it, then calls it with the items above the mark.
+    pub(super) fn load_global(&mut self, op: &Op<'_>) -> Flow {
+        let (offset, opcode) = (op.offset, op.opcode);
+        let value = match &op.arg {
+            Arg::Pair(module, name) => match (std::str::from_utf8(module), std::str::from_utf8(name)) {
+                (Ok(module), Ok(name)) => self.import(offset, opcode, module, name),
+                _ => self.unresolvable(offset, opcode, "the module or name is not valid UTF-8".into()),
+            },
+            _ => Value::Unknown,
+        };
+        if opcode == Opcode::Inst {
+            let items = self.pop_mark(offset, opcode);
+            let result = self.call(offset, opcode, &value, CallArgs::Items(&items), None);
+            self.push(result);
+        } else {
+            self.push(value);
+        }
+        Flow::Continue
+    }
+
+    /// STACK_GLOBAL: the module and name are the two str constants on top.
+    pub(super) fn load_stack_global(&mut self, op: &Op<'_>) -> Flow {
+        let (offset, opcode) = (op.offset, op.opcode);
+        let name = self.pop(offset, opcode);
+        let module = self.pop(offset, opcode);
+        let value = match (module.as_name(), name.as_name()) {
+            (Some(module), Some(name)) => self.import(offset, opcode, module, name),
+            _ => self.unresolvable(
+                offset,
+                opcode,
+                format!(
+                    "its operands are a {} and a {}, not two str constants",
+                    module.what(),
+                    name.what()
+                ),
+            ),
+        };
+        self.push(value);
+        Flow::Continue
+    }
+
+    /// REDUCE: `callable(*args)`.
+    pub(super) fn load_reduce(&mut self, op: &Op<'_>) -> Flow {
+        let (offset, opcode) = (op.offset, op.opcode);
+        let args = self.pop(offset, opcode);
+        let callable = self.pop(offset, opcode);
+        let result = self.call(offset, opcode, &callable, CallArgs::Reduce(&args), None);
+        self.push(result);
+        Flow::Continue
+    }
+
+    /// NEWOBJ: `cls.__new__(cls, *args)`.
+    pub(super) fn load_newobj(&mut self, op: &Op<'_>) -> Flow {
+        let (offset, opcode) = (op.offset, op.opcode);
+        let args = self.pop(offset, opcode);
+        let class = self.pop(offset, opcode);
+        let result = self.call(offset, opcode, &class, CallArgs::New(&args), None);
+        self.push(result);
+        Flow::Continue
+    }
+
+    /// NEWOBJ_EX: `cls.__new__(cls, *args, **kwargs)`.
+    pub(super) fn load_newobj_ex(&mut self, op: &Op<'_>) -> Flow {
+        let (offset, opcode) = (op.offset, op.opcode);
+        let kwargs = self.pop(offset, opcode);
+        let args = self.pop(offset, opcode);
+        let class = self.pop(offset, opcode);
+        let result = self.call(offset, opcode, &class, CallArgs::New(&args), Some(&kwargs));
+        self.push(result);
+        Flow::Continue
+    }
+
+    /// OBJ: the class and its arguments are the items above the mark.
+    pub(super) fn load_obj(&mut self, op: &Op<'_>) -> Flow {
+        let (offset, opcode) = (op.offset, op.opcode);
+        let items = self.pop_mark(offset, opcode);
+        let class = match items.first() {
+            Some(class) => class.clone(),
+            None => {
+                self.break_stream(offset, "OBJ has no class after its MARK");
+                Value::Unknown
+            }
+        };
+        let args = items.get(1..).unwrap_or_default();
+        let result = self.call(offset, opcode, &class, CallArgs::Items(args), None);
+        self.push(result);
+        Flow::Continue
+    }
+
+    /// BUILD: the state on top is stored, then set on the object below it.
+    pub(super) fn load_build(&mut self, op: &Op<'_>) -> Flow {
+        let (offset, opcode) = (op.offset, op.opcode);
+        let state = self.pop(offset, opcode);
+        let target = self.top(offset, opcode);
+        self.store(offset, &state, None);
+        self.build_op(offset, &target, &state);
+        self.track_build(&target, &state);
+        Flow::Continue
+    }
+
     pub(super) fn import_name(&self, index: u32) -> Option<ImportName> {
         self.table.get(index as usize).and_then(|e| e.target.clone())
     }

@@ -2,12 +2,41 @@
 //! and how the stream ends (end of input, a decode error).
 
 use super::{Analyzer, Flow, Mode, PickleInfo};
-use crate::decoder::Op;
+use crate::decoder::{Arg, Op};
 use crate::error::DecodeError;
 use crate::findings::{FindingKind, Severity};
 use crate::opcodes::Opcode;
 
 impl Analyzer<'_> {
+    /// PROTO: an unknown protocol breaks the pickle; analysis goes on as the highest.
+    pub(super) fn load_proto(&mut self, op: &Op<'_>) -> Flow {
+        let version = op.arg.as_index().unwrap_or(-1);
+        match u8::try_from(version) {
+            Ok(v) if v <= Opcode::HIGHEST_PROTOCOL => self.protocol = v,
+            _ => {
+                self.break_stream(op.offset, &format!("unsupported pickle protocol {version}"));
+                self.protocol = Opcode::HIGHEST_PROTOCOL;
+            }
+        }
+        Flow::Continue
+    }
+
+    /// FRAME: where the frame ends (`check_framing` judges the opcodes inside it).
+    pub(super) fn load_frame(&mut self, op: &Op<'_>) -> Flow {
+        if let Arg::U64(len) = op.arg {
+            self.frame_end = Some(op.end().saturating_add(len));
+        }
+        Flow::Continue
+    }
+
+    /// STOP: the result is stored (as anything the pickle returns), and the pickle ends.
+    pub(super) fn load_stop(&mut self, op: &Op<'_>) -> Flow {
+        let value = self.pop(op.offset, op.opcode);
+        self.store(op.offset, &value, None);
+        self.last_result = Some(self.sym(&value));
+        self.end_pickle(op.end())
+    }
+
     pub(super) fn check_framing(&mut self, op: &Op<'_>) {
         let Some(frame_end) = self.frame_end else {
             return;

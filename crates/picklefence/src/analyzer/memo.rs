@@ -168,4 +168,55 @@ impl Analyzer<'_> {
             );
         }
     }
+
+    /// GET, BINGET, LONG_BINGET. A key this pickle never stored is a break, or, when the
+    /// unpickler keeps an earlier memo, an object the analysis never saw.
+    pub(super) fn load_get(&mut self, op: &Op<'_>) -> Flow {
+        let (offset, opcode) = (op.offset, op.opcode);
+        let value = match self.memo_key(op) {
+            Some(key) => match self.memo.get(&key) {
+                Some(value) => value.clone(),
+                None if self.memo_inherited => {
+                    self.finding(
+                        FindingKind::EarlierMemo,
+                        Severity::Critical,
+                        offset,
+                        None,
+                        format!(
+                            "{} at offset {offset} reads memo key {key}, which this pickle never stored: an \
+                             unpickler that loaded before keeps its memo, so it is an object of an earlier \
+                             pickle, whose use here cannot be checked",
+                            opcode.name()
+                        ),
+                    );
+                    Value::Unknown
+                }
+                None => {
+                    self.break_stream(offset, &format!("memo key {key} was never stored"));
+                    Value::Unknown
+                }
+            },
+            None => Value::Unknown,
+        };
+        self.push(value);
+        Flow::Continue
+    }
+
+    /// PUT, BINPUT, LONG_BINPUT.
+    pub(super) fn load_put(&mut self, op: &Op<'_>) -> Flow {
+        let (offset, opcode) = (op.offset, op.opcode);
+        let value = self.top(offset, opcode);
+        if let Some(key) = self.memo_key(op) {
+            self.check_memo_index(offset, opcode, key);
+            return self.memo_put(offset, key, value);
+        }
+        Flow::Continue
+    }
+
+    /// MEMOIZE: the next key is the memo's size.
+    pub(super) fn load_memoize(&mut self, op: &Op<'_>) -> Flow {
+        let value = self.top(op.offset, op.opcode);
+        let key = i64::try_from(self.memo.len()).unwrap_or(i64::MAX);
+        self.memo_put(op.offset, key, value)
+    }
 }

@@ -7,17 +7,17 @@
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::rc::Rc;
 use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::decoder::{Arg, Decoder, Op, Source};
+use crate::decoder::{Decoder, Op, Source};
 use crate::findings::{Finding, FindingKind, ImportName, Severity};
 use crate::opcodes::Opcode;
 use crate::policy::{Policy, Roles};
 
 mod calls;
+mod containers;
 mod fast_path;
 mod framing;
 pub(crate) mod joblib;
@@ -25,16 +25,17 @@ mod memo;
 mod options;
 mod persistent;
 mod roles;
+mod scalars;
+mod stack;
 mod value;
 
 pub use joblib::ArrayRead;
-use joblib::CallArgs;
 use memo::Memo;
 pub use options::{Detail, Limits, Mode, Options};
 pub use persistent::element_size;
 use persistent::LegacyStorages;
 use roles::Tables;
-use value::{decimal_int, le_signed, ShortName, Value};
+use value::Value;
 // The role checks and the joblib tracker reach these through `super::`.
 use value::{TupleMeta, KEPT_TUPLE_DEPTH, KEPT_TUPLE_LEN};
 
@@ -467,27 +468,6 @@ impl<'p> Analyzer<'p> {
         }
     }
 
-    fn name_value(&self, payload_text: Option<&[u8]>) -> Value {
-        match payload_text {
-            Some(bytes) if bytes.len() <= self.limits.max_name_len => match std::str::from_utf8(bytes) {
-                Ok(text) => self.name_of(text),
-                Err(_) => Value::Text,
-            },
-            _ => Value::Text,
-        }
-    }
-
-    /// The stand-in for a str constant: a name unless it is too long to be one.
-    fn name_of(&self, text: &str) -> Value {
-        if text.len() > self.limits.max_name_len {
-            Value::Text
-        } else if let Some(short) = ShortName::new(text) {
-            Value::ShortName(short)
-        } else {
-            Value::Name(Rc::from(text))
-        }
-    }
-
     /// Decodes and runs one opcode; `Flow::Stop` once analysis is over.
     pub fn advance<S: Source>(&mut self, decoder: &mut Decoder<S>) -> Flow {
         let position = decoder.position();
@@ -504,6 +484,9 @@ impl<'p> Analyzer<'p> {
         }
     }
 
+    /// Runs one decoded opcode: the counts and framing checks every opcode gets, then its
+    /// handler (one per opcode family, as `_pickle.c`'s `load()` dispatches), then the stack
+    /// bound. `Flow::Stop` once analysis is over.
     pub fn step(&mut self, op: &Op<'_>) -> Flow {
         self.opcodes += 1;
         self.pickle_opcodes += 1;
@@ -524,364 +507,59 @@ impl<'p> Analyzer<'p> {
         }
         self.check_framing(op);
         let offset = op.offset;
-        let opcode = op.opcode;
-        match opcode {
-            Opcode::Proto => {
-                let version = op.arg.as_index().unwrap_or(-1);
-                match u8::try_from(version) {
-                    Ok(v) if v <= Opcode::HIGHEST_PROTOCOL => self.protocol = v,
-                    _ => {
-                        self.break_stream(offset, &format!("unsupported pickle protocol {version}"));
-                        self.protocol = Opcode::HIGHEST_PROTOCOL;
-                    }
-                }
-            }
-            Opcode::Frame => {
-                if let Arg::U64(len) = op.arg {
-                    self.frame_end = Some(op.end().saturating_add(len));
-                }
-            }
-            Opcode::Stop => {
-                let value = self.pop(offset, opcode);
-                self.store(offset, &value, None);
-                self.last_result = Some(self.sym(&value));
-                return self.end_pickle(op.end());
-            }
-            Opcode::Int | Opcode::BinInt | Opcode::BinInt1 | Opcode::BinInt2 => {
-                let value = match &op.arg {
-                    Arg::Int(v) => Value::Int(*v),
-                    Arg::Bool(b) => Value::Bool(*b),
-                    Arg::Decimal(text) => decimal_int(text),
-                    _ => Value::Long(0),
-                };
-                self.push(value);
-            }
-            Opcode::Long | Opcode::Long1 | Opcode::Long4 => {
-                let value = match &op.arg {
-                    Arg::Decimal(text) => decimal_int(text.strip_suffix(b"L").unwrap_or(text)),
-                    Arg::Long(payload) => match payload.bytes() {
-                        Some(bytes) => le_signed(bytes).map_or(Value::Long(payload.len), Value::Int),
-                        None => Value::Long(payload.len),
-                    },
-                    _ => Value::Long(0),
-                };
-                self.push(value);
-            }
-            Opcode::Float | Opcode::BinFloat => {
-                let value = match &op.arg {
-                    Arg::Float(v) => *v,
-                    Arg::FloatText(text) => std::str::from_utf8(text)
-                        .ok()
-                        .and_then(|t| t.trim().parse().ok())
-                        .unwrap_or(f64::NAN),
-                    _ => f64::NAN,
-                };
-                self.push(Value::Float(value));
-            }
-            Opcode::String | Opcode::BinString | Opcode::ShortBinString => {
-                let value = match &op.arg {
-                    Arg::BadStr(_) => {
-                        self.break_stream(
-                            offset,
-                            "the STRING argument is not a quoted, validly escaped string",
-                        );
-                        Value::Unknown
-                    }
-                    // Python 2 str: ASCII reads the same under every `encoding=`, so it can be
-                    // a name (a special key in a state written by Python 2 is still one).
-                    Arg::Str(payload) => match payload.bytes() {
-                        Some(bytes) if bytes.is_ascii() => self.name_value(Some(bytes)),
-                        _ => Value::Text,
-                    },
-                    _ => Value::Text,
-                };
-                self.push(value);
-            }
+        let flow = match op.opcode {
+            Opcode::Proto => self.load_proto(op),
+            Opcode::Frame => self.load_frame(op),
+            // STOP ends the pickle: what follows belongs to the next one.
+            Opcode::Stop => return self.load_stop(op),
+            Opcode::Int | Opcode::BinInt | Opcode::BinInt1 | Opcode::BinInt2 => self.load_int(op),
+            Opcode::Long | Opcode::Long1 | Opcode::Long4 => self.load_long(op),
+            Opcode::Float | Opcode::BinFloat => self.load_float(op),
+            Opcode::String | Opcode::BinString | Opcode::ShortBinString => self.load_string(op),
             Opcode::BinBytes | Opcode::ShortBinBytes | Opcode::BinBytes8 | Opcode::ByteArray8 => {
-                let len = match &op.arg {
-                    Arg::Bytes(payload) => payload.len,
-                    _ => 0,
-                };
-                self.push(Value::Bytes {
-                    at: op.end().saturating_sub(len),
-                    len,
-                })
+                self.load_bytes(op)
             }
             Opcode::Unicode | Opcode::ShortBinUnicode | Opcode::BinUnicode | Opcode::BinUnicode8 => {
-                let value = match &op.arg {
-                    Arg::Unicode(payload) => match self.name_value(payload.bytes()) {
-                        // A long str keeps where it lies (the latin-1 text of nested bytes).
-                        Value::Text if opcode != Opcode::Unicode => Value::TextAt {
-                            at: op.end().saturating_sub(payload.len),
-                            len: payload.len,
-                        },
-                        value => value,
-                    },
-                    _ => {
-                        self.break_stream(offset, "the string is not valid UTF-8");
-                        Value::Unknown
-                    }
-                };
-                self.push(value);
+                self.load_unicode(op)
             }
-            Opcode::NextBuffer => {
-                if !self.buffers_noted {
-                    self.buffers_noted = true;
-                    self.finding(
-                        FindingKind::OutOfBandBuffer,
-                        Severity::Info,
-                        offset,
-                        None,
-                        "the pickle takes out-of-band buffers (protocol 5); they come from the loader, not the file".into(),
-                    );
-                }
-                self.push(Value::Buffer);
-            }
-            Opcode::ReadonlyBuffer => {
-                let value = self.pop(offset, opcode);
-                self.push(value);
-            }
-            Opcode::None => self.push(Value::None),
-            Opcode::NewTrue => self.push(Value::Bool(true)),
-            Opcode::NewFalse => self.push(Value::Bool(false)),
-            Opcode::EmptyList => {
-                let value = self.new_list(offset);
-                self.push(value);
-            }
-            Opcode::EmptyDict => {
-                let value = self.new_dict(offset, &[]);
-                self.push(value);
-            }
-            Opcode::EmptySet => self.push(Value::Set),
-            Opcode::EmptyTuple => self.push(Value::EmptyTuple),
-            Opcode::Append => {
-                let value = self.pop(offset, opcode);
-                let target = self.top(offset, opcode);
-                self.add_items(offset, opcode, &target, std::slice::from_ref(&value));
-            }
-            Opcode::SetItem => {
-                let value = self.pop(offset, opcode);
-                let key = self.pop(offset, opcode);
-                let target = self.top(offset, opcode);
-                self.add_items(offset, opcode, &target, &[key, value]);
-            }
-            Opcode::Appends | Opcode::SetItems | Opcode::AddItems => {
-                let (target, items) = self.mark_target(offset, opcode);
-                if opcode == Opcode::SetItems && !items.len().is_multiple_of(2) {
-                    self.break_stream(offset, "SETITEMS has an odd number of items");
-                }
-                self.add_items(offset, opcode, &target, &items);
-            }
-            Opcode::List => {
-                let items = self.pop_mark(offset, opcode);
-                let list = self.new_list(offset);
-                self.add_items(offset, Opcode::Appends, &list, &items);
-                self.push(list);
-            }
-            Opcode::Dict => {
-                let items = self.pop_mark(offset, opcode);
-                if !items.len().is_multiple_of(2) {
-                    self.break_stream(offset, "DICT has an odd number of items");
-                }
-                let dict = self.new_dict(offset, &[]);
-                self.add_items(offset, Opcode::SetItems, &dict, &items);
-                self.push(dict);
-            }
-            Opcode::FrozenSet => {
-                let items = self.pop_mark(offset, opcode);
-                for item in &items {
-                    self.store(offset, item, None);
-                }
-                self.push(Value::FrozenSet);
-            }
-            Opcode::Tuple => {
-                let items = self.pop_mark(offset, opcode);
-                let value = self.make_tuple(offset, items);
-                self.push(value);
-            }
-            Opcode::Tuple1 | Opcode::Tuple2 | Opcode::Tuple3 => {
-                let n = match opcode {
-                    Opcode::Tuple1 => 1,
-                    Opcode::Tuple2 => 2,
-                    _ => 3,
-                };
-                let mut items: Vec<Value> = (0..n).map(|_| self.pop(offset, opcode)).collect();
-                items.reverse();
-                let value = self.make_tuple(offset, items);
-                self.push(value);
-            }
-            Opcode::Pop => {
-                // `load_pop` takes a mark off when one sits on top of the stack.
-                if self.marks.last() == Some(&self.stack.len()) && !self.marks.is_empty() {
-                    self.marks.pop();
-                } else {
-                    self.pop(offset, opcode);
-                }
-            }
-            Opcode::PopMark => {
-                self.pop_mark(offset, opcode);
-            }
-            Opcode::Dup => {
-                let value = self.top(offset, opcode);
-                self.push(value);
-            }
-            Opcode::Mark => {
-                if self.marks.len() >= self.limits.max_marks {
-                    return self.limit(offset, &format!("more than {} open MARKs", self.limits.max_marks));
-                }
-                self.marks.push(self.stack.len());
-            }
-            Opcode::Get | Opcode::BinGet | Opcode::LongBinGet => {
-                let value = match self.memo_key(op) {
-                    Some(key) => match self.memo.get(&key) {
-                        Some(value) => value.clone(),
-                        None if self.memo_inherited => {
-                            self.finding(
-                                FindingKind::EarlierMemo,
-                                Severity::Critical,
-                                offset,
-                                None,
-                                format!(
-                                    "{} at offset {offset} reads memo key {key}, which this pickle never stored: an \
-                                     unpickler that loaded before keeps its memo, so it is an object of an earlier \
-                                     pickle, whose use here cannot be checked",
-                                    opcode.name()
-                                ),
-                            );
-                            Value::Unknown
-                        }
-                        None => {
-                            self.break_stream(offset, &format!("memo key {key} was never stored"));
-                            Value::Unknown
-                        }
-                    },
-                    None => Value::Unknown,
-                };
-                self.push(value);
-            }
-            Opcode::Put | Opcode::BinPut | Opcode::LongBinPut => {
-                let value = self.top(offset, opcode);
-                if let Some(key) = self.memo_key(op) {
-                    self.check_memo_index(offset, opcode, key);
-                    if self.memo_put(offset, key, value) == Flow::Stop {
-                        return Flow::Stop;
-                    }
-                }
-            }
-            Opcode::Memoize => {
-                let value = self.top(offset, opcode);
-                let key = i64::try_from(self.memo.len()).unwrap_or(i64::MAX);
-                if self.memo_put(offset, key, value) == Flow::Stop {
-                    return Flow::Stop;
-                }
-            }
-            Opcode::Ext1 | Opcode::Ext2 | Opcode::Ext4 => {
-                let code = op.arg.as_index().unwrap_or(0);
-                let value = self.ext_import(offset, opcode, code);
-                self.push(value);
-            }
-            Opcode::Global | Opcode::Inst => {
-                let value = match &op.arg {
-                    Arg::Pair(module, name) => match (std::str::from_utf8(module), std::str::from_utf8(name))
-                    {
-                        (Ok(module), Ok(name)) => self.import(offset, opcode, module, name),
-                        _ => {
-                            self.unresolvable(offset, opcode, "the module or name is not valid UTF-8".into())
-                        }
-                    },
-                    _ => Value::Unknown,
-                };
-                if opcode == Opcode::Inst {
-                    let items = self.pop_mark(offset, opcode);
-                    let result = self.call(offset, opcode, &value, CallArgs::Items(&items), None);
-                    self.push(result);
-                } else {
-                    self.push(value);
-                }
-            }
-            Opcode::StackGlobal => {
-                let name = self.pop(offset, opcode);
-                let module = self.pop(offset, opcode);
-                let value = match (module.as_name(), name.as_name()) {
-                    (Some(module), Some(name)) => self.import(offset, opcode, module, name),
-                    _ => self.unresolvable(
-                        offset,
-                        opcode,
-                        format!(
-                            "its operands are a {} and a {}, not two str constants",
-                            module.what(),
-                            name.what()
-                        ),
-                    ),
-                };
-                self.push(value);
-            }
-            Opcode::Reduce => {
-                let args = self.pop(offset, opcode);
-                let callable = self.pop(offset, opcode);
-                let result = self.call(offset, opcode, &callable, CallArgs::Reduce(&args), None);
-                self.push(result);
-            }
-            Opcode::NewObj => {
-                let args = self.pop(offset, opcode);
-                let class = self.pop(offset, opcode);
-                let result = self.call(offset, opcode, &class, CallArgs::New(&args), None);
-                self.push(result);
-            }
-            Opcode::NewObjEx => {
-                let kwargs = self.pop(offset, opcode);
-                let args = self.pop(offset, opcode);
-                let class = self.pop(offset, opcode);
-                let result = self.call(offset, opcode, &class, CallArgs::New(&args), Some(&kwargs));
-                self.push(result);
-            }
-            Opcode::Obj => {
-                let items = self.pop_mark(offset, opcode);
-                let class = match items.first() {
-                    Some(class) => class.clone(),
-                    None => {
-                        self.break_stream(offset, "OBJ has no class after its MARK");
-                        Value::Unknown
-                    }
-                };
-                let args = items.get(1..).unwrap_or_default();
-                let result = self.call(offset, opcode, &class, CallArgs::Items(args), None);
-                self.push(result);
-            }
-            Opcode::Build => {
-                let state = self.pop(offset, opcode);
-                let target = self.top(offset, opcode);
-                self.store(offset, &state, None);
-                self.build_op(offset, &target, &state);
-                self.track_build(&target, &state);
-            }
-            Opcode::PersId => {
-                let pid = match &op.arg {
-                    Arg::Line(line) if line.is_ascii() => self.name_value(Some(line)),
-                    _ => {
-                        self.break_stream(offset, "the PERSID argument is not ASCII");
-                        Value::Unknown
-                    }
-                };
-                self.persistent(offset, &pid);
-            }
-            Opcode::BinPersId => {
-                let pid_value = self.pop(offset, opcode);
-                self.persistent(offset, &pid_value);
-                // Legacy torch saves name a module's class as `('module', cls, file, source)`
-                // and its `persistent_load` returns `cls`: the object is that (checked) import.
-                if let Value::Tuple(items, _) = &pid_value {
-                    if let (Some(tag), Some(Value::Import(class))) =
-                        (items.first().and_then(Value::as_name), items.get(1))
-                    {
-                        if tag == "module" {
-                            if let Some(top) = self.stack.last_mut() {
-                                *top = Value::Import(*class);
-                            }
-                        }
-                    }
-                }
-            }
+            Opcode::NextBuffer => self.load_next_buffer(offset),
+            Opcode::ReadonlyBuffer => self.load_readonly_buffer(op),
+            Opcode::None => self.load_value(Value::None),
+            Opcode::NewTrue => self.load_value(Value::Bool(true)),
+            Opcode::NewFalse => self.load_value(Value::Bool(false)),
+            Opcode::EmptyList => self.load_empty_list(offset),
+            Opcode::EmptyDict => self.load_empty_dict(offset),
+            Opcode::EmptySet => self.load_value(Value::Set),
+            Opcode::EmptyTuple => self.load_value(Value::EmptyTuple),
+            Opcode::Append => self.load_append(op),
+            Opcode::SetItem => self.load_setitem(op),
+            Opcode::Appends | Opcode::SetItems | Opcode::AddItems => self.load_add_items(op),
+            Opcode::List => self.load_list(op),
+            Opcode::Dict => self.load_dict(op),
+            Opcode::FrozenSet => self.load_frozenset(op),
+            Opcode::Tuple => self.load_tuple(op),
+            Opcode::Tuple1 | Opcode::Tuple2 | Opcode::Tuple3 => self.load_small_tuple(op),
+            Opcode::Pop => self.load_pop(op),
+            Opcode::PopMark => self.load_pop_mark(op),
+            Opcode::Dup => self.load_dup(op),
+            Opcode::Mark => self.load_mark(offset),
+            Opcode::Get | Opcode::BinGet | Opcode::LongBinGet => self.load_get(op),
+            Opcode::Put | Opcode::BinPut | Opcode::LongBinPut => self.load_put(op),
+            Opcode::Memoize => self.load_memoize(op),
+            Opcode::Ext1 | Opcode::Ext2 | Opcode::Ext4 => self.load_ext(op),
+            Opcode::Global | Opcode::Inst => self.load_global(op),
+            Opcode::StackGlobal => self.load_stack_global(op),
+            Opcode::Reduce => self.load_reduce(op),
+            Opcode::NewObj => self.load_newobj(op),
+            Opcode::NewObjEx => self.load_newobj_ex(op),
+            Opcode::Obj => self.load_obj(op),
+            Opcode::Build => self.load_build(op),
+            Opcode::PersId => self.load_persid(op),
+            Opcode::BinPersId => self.load_binpersid(op),
+        };
+        if flow == Flow::Stop {
+            // A limit hit by the handler (marks, memo): analysis ends there.
+            return Flow::Stop;
         }
         if self.stack.len() > self.limits.max_stack {
             return self.limit(

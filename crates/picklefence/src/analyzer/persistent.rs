@@ -4,7 +4,8 @@
 use std::collections::HashSet;
 
 use super::value::Value;
-use super::{Analyzer, Detail, PersistentId, Sym};
+use super::{Analyzer, Detail, Flow, PersistentId, Sym};
+use crate::decoder::{Arg, Op};
 use crate::findings::{FindingKind, Severity};
 
 /// Bytes per element of a storage class.
@@ -128,5 +129,62 @@ impl Analyzer<'_> {
             None,
             format!("persistent id {pid} at offset {offset}: the loader's persistent_load decides what it becomes"),
         );
+    }
+
+    /// PERSID: an ASCII line as the id.
+    pub(super) fn load_persid(&mut self, op: &Op<'_>) -> Flow {
+        let pid = match &op.arg {
+            Arg::Line(line) if line.is_ascii() => self.name_value(Some(line)),
+            _ => {
+                self.break_stream(op.offset, "the PERSID argument is not ASCII");
+                Value::Unknown
+            }
+        };
+        self.persistent(op.offset, &pid);
+        Flow::Continue
+    }
+
+    /// BINPERSID: the id is the value on top.
+    pub(super) fn load_binpersid(&mut self, op: &Op<'_>) -> Flow {
+        let pid_value = self.pop(op.offset, op.opcode);
+        self.persistent(op.offset, &pid_value);
+        // Legacy torch saves name a module's class as `('module', cls, file, source)`
+        // and its `persistent_load` returns `cls`: the object is that (checked) import.
+        if let Value::Tuple(items, _) = &pid_value {
+            if let (Some(tag), Some(Value::Import(class))) =
+                (items.first().and_then(Value::as_name), items.get(1))
+            {
+                if tag == "module" {
+                    if let Some(top) = self.stack.last_mut() {
+                        *top = Value::Import(*class);
+                    }
+                }
+            }
+        }
+        Flow::Continue
+    }
+
+    /// NEXT_BUFFER: an out-of-band buffer, noted once a stream.
+    pub(super) fn load_next_buffer(&mut self, offset: u64) -> Flow {
+        if !self.buffers_noted {
+            self.buffers_noted = true;
+            self.finding(
+                FindingKind::OutOfBandBuffer,
+                Severity::Info,
+                offset,
+                None,
+                "the pickle takes out-of-band buffers (protocol 5); they come from the loader, not the file"
+                    .into(),
+            );
+        }
+        self.push(Value::Buffer);
+        Flow::Continue
+    }
+
+    /// READONLY_BUFFER: the value on top stays what it is.
+    pub(super) fn load_readonly_buffer(&mut self, op: &Op<'_>) -> Flow {
+        let value = self.pop(op.offset, op.opcode);
+        self.push(value);
+        Flow::Continue
     }
 }

@@ -207,25 +207,3 @@ fn plain_values_are_where_plain_index_says() {
     }
     assert_eq!(plain_index(&Value::OpaqueTuple), Some(OPAQUE_TUPLE_SLOT));
 }
-
-/// An INT or LONG written in decimal: its value, or its size when it does not fit `i64`.
-pub(super) fn decimal_int(text: &[u8]) -> Value {
-    match crate::text::parse_python_int(text, 0) {
-        Some(v) => Value::Int(v),
-        None => Value::Long((text.len() as u64).div_ceil(2)),
-    }
-}
-
-/// A LONG1/LONG4 payload (little-endian two's complement) that fits `i64`.
-pub(super) fn le_signed(bytes: &[u8]) -> Option<i64> {
-    if bytes.is_empty() {
-        return Some(0);
-    }
-    if bytes.len() > 8 {
-        return None;
-    }
-    let negative = bytes.last().is_some_and(|b| b & 0x80 != 0);
-    let mut buf = if negative { [0xff; 8] } else { [0; 8] };
-    buf.get_mut(..bytes.len())?.copy_from_slice(bytes);
-    Some(i64::from_le_bytes(buf))
-}
