@@ -4,6 +4,44 @@
 use super::memo::sparse_memo_index;
 use super::value::{Value, KEPT_TUPLE_DEPTH, KEPT_TUPLE_LEN, OPAQUE_TUPLE_SLOT};
 use super::Analyzer;
+use crate::opcodes::Opcode;
+
+/// The opcode bytes the fast path matches, from the opcode table (`match` patterns need
+/// constants).
+const FRAME: u8 = Opcode::Frame as u8;
+const BININT1: u8 = Opcode::BinInt1 as u8;
+const BININT2: u8 = Opcode::BinInt2 as u8;
+const BININT: u8 = Opcode::BinInt as u8;
+const BINFLOAT: u8 = Opcode::BinFloat as u8;
+const NONE: u8 = Opcode::None as u8;
+const NEWTRUE: u8 = Opcode::NewTrue as u8;
+const NEWFALSE: u8 = Opcode::NewFalse as u8;
+const EMPTY_LIST: u8 = Opcode::EmptyList as u8;
+const EMPTY_DICT: u8 = Opcode::EmptyDict as u8;
+const EMPTY_TUPLE: u8 = Opcode::EmptyTuple as u8;
+const SHORT_BINBYTES: u8 = Opcode::ShortBinBytes as u8;
+const BINBYTES: u8 = Opcode::BinBytes as u8;
+const BINBYTES8: u8 = Opcode::BinBytes8 as u8;
+const BYTEARRAY8: u8 = Opcode::ByteArray8 as u8;
+const SHORT_BINUNICODE: u8 = Opcode::ShortBinUnicode as u8;
+const BINUNICODE: u8 = Opcode::BinUnicode as u8;
+const MARK: u8 = Opcode::Mark as u8;
+const APPEND: u8 = Opcode::Append as u8;
+const APPENDS: u8 = Opcode::Appends as u8;
+const SETITEM: u8 = Opcode::SetItem as u8;
+const SETITEMS: u8 = Opcode::SetItems as u8;
+const TUPLE: u8 = Opcode::Tuple as u8;
+const TUPLE1: u8 = Opcode::Tuple1 as u8;
+const TUPLE3: u8 = Opcode::Tuple3 as u8;
+// TUPLE1..=TUPLE3 is matched as a range, and TUPLEn takes n items.
+const _: () = assert!(TUPLE3 - TUPLE1 == 2 && Opcode::Tuple2 as u8 == TUPLE1 + 1);
+const MEMOIZE: u8 = Opcode::Memoize as u8;
+const BINPUT: u8 = Opcode::BinPut as u8;
+const LONG_BINPUT: u8 = Opcode::LongBinPut as u8;
+const BINGET: u8 = Opcode::BinGet as u8;
+const LONG_BINGET: u8 = Opcode::LongBinGet as u8;
+const POP: u8 = Opcode::Pop as u8;
+const DUP: u8 = Opcode::Dup as u8;
 
 /// The `n`-byte little-endian number at `at`.
 pub(super) fn le_at(data: &[u8], at: usize, n: usize) -> Option<u64> {
@@ -14,7 +52,7 @@ pub(super) fn le_at(data: &[u8], at: usize, n: usize) -> Option<u64> {
 /// Where the frame of a FRAME opcode at `pos` ends, if the decoder reads that FRAME without
 /// error (its length is in range and the frame is all there).
 pub(super) fn frame_opened_at(data: &[u8], pos: usize) -> Option<usize> {
-    if data.get(pos) != Some(&0x95) {
+    if data.get(pos) != Some(&FRAME) {
         return None;
     }
     let declared = le_at(data, pos + 1, 8)?;
@@ -32,17 +70,17 @@ pub(super) fn scalar_value(data: &[u8], at: usize) -> Value {
             .map(|b| b.iter().rev().fold(0u64, |acc, &x| (acc << 8) | u64::from(x)))
             .unwrap_or(0)
     };
-    match data.get(at) {
-        Some(b'K') => Value::Int(arg(1) as i64),
-        Some(b'M') => Value::Int(arg(2) as i64),
-        Some(b'J') => Value::Int(i64::from(arg(4) as u32 as i32)),
-        Some(b'G') => Value::Float(f64::from_bits(
+    match data.get(at).copied() {
+        Some(BININT1) => Value::Int(arg(1) as i64),
+        Some(BININT2) => Value::Int(arg(2) as i64),
+        Some(BININT) => Value::Int(i64::from(arg(4) as u32 as i32)),
+        Some(BINFLOAT) => Value::Float(f64::from_bits(
             data.get(at + 1..at + 9)
                 .map_or(0, |b| b.iter().fold(0u64, |acc, &x| (acc << 8) | u64::from(x))),
         )),
-        Some(b'N') => Value::None,
-        Some(0x88) => Value::Bool(true),
-        Some(0x89) => Value::Bool(false),
+        Some(NONE) => Value::None,
+        Some(NEWTRUE) => Value::Bool(true),
+        Some(NEWFALSE) => Value::Bool(false),
         _ => Value::OpaqueTuple,
     }
 }
@@ -107,35 +145,35 @@ impl Analyzer<'_> {
                 continue;
             };
             match byte {
-                0x95 if self.frame_end.is_none() => match self.open_frame(full, pos) {
+                FRAME if self.frame_end.is_none() => match self.open_frame(full, pos) {
                     Some(window) => {
                         data = window;
                         pos += 9;
                     }
                     None => break,
                 },
-                b'K' => match data.get(pos + 1) {
+                BININT1 => match data.get(pos + 1) {
                     Some(&v) => push!(2, Value::Int(i64::from(v))),
                     None => break,
                 },
-                b'M' => match data.get(pos + 1..pos + 3) {
+                BININT2 => match data.get(pos + 1..pos + 3) {
                     Some(&[a, b]) => push!(3, Value::Int(i64::from(u16::from_le_bytes([a, b])))),
                     _ => break,
                 },
-                b'J' => match data.get(pos + 1..pos + 5) {
+                BININT => match data.get(pos + 1..pos + 5) {
                     Some(&[a, b, c, d]) => push!(5, Value::Int(i64::from(i32::from_le_bytes([a, b, c, d])))),
                     _ => break,
                 },
-                b'G' => match data.get(pos + 1..pos + 9) {
+                BINFLOAT => match data.get(pos + 1..pos + 9) {
                     Some(&[a, b, c, d, e, f, g, h]) => {
                         push!(9, Value::Float(f64::from_be_bytes([a, b, c, d, e, f, g, h])))
                     }
                     _ => break,
                 },
-                b'N' => push!(1, Value::None),
-                0x88 => push!(1, Value::Bool(true)),
-                0x89 => push!(1, Value::Bool(false)),
-                b']' => {
+                NONE => push!(1, Value::None),
+                NEWTRUE => push!(1, Value::Bool(true)),
+                NEWFALSE => push!(1, Value::Bool(false)),
+                EMPTY_LIST => {
                     // At the table bound the general path reports the limit.
                     if self.tables.lists.len() >= max_memo || pos + 1 > data.len() {
                         break;
@@ -143,18 +181,18 @@ impl Analyzer<'_> {
                     let list = self.new_list(pos as u64);
                     push!(1, list)
                 }
-                b'}' => {
+                EMPTY_DICT => {
                     if self.tables.dicts.len() >= max_memo || pos + 1 > data.len() {
                         break;
                     }
                     let dict = self.new_dict(pos as u64, &[]);
                     push!(1, dict)
                 }
-                b')' => push!(1, Value::EmptyTuple),
-                b'C' | b'B' | 0x8e | 0x96 => {
+                EMPTY_TUPLE => push!(1, Value::EmptyTuple),
+                SHORT_BINBYTES | BINBYTES | BINBYTES8 | BYTEARRAY8 => {
                     let (prefix, declared) = match byte {
-                        b'C' => (1, le_at(data, pos + 1, 1)),
-                        b'B' => (4, le_at(data, pos + 1, 4)),
+                        SHORT_BINBYTES => (1, le_at(data, pos + 1, 1)),
+                        BINBYTES => (4, le_at(data, pos + 1, 4)),
                         _ => (8, le_at(data, pos + 1, 8)),
                     };
                     match declared
@@ -172,11 +210,11 @@ impl Analyzer<'_> {
                         None => break,
                     }
                 }
-                0x8c | b'X' => {
+                SHORT_BINUNICODE | BINUNICODE => {
                     // SHORT_BINUNICODE / BINUNICODE, as `name_value` makes them; text that is
                     // not strict UTF-8 (surrogates, or an error) or too long to be a name goes
                     // to the general path.
-                    let prefix = if byte == 0x8c { 1 } else { 4 };
+                    let prefix = if byte == SHORT_BINUNICODE { 1 } else { 4 };
                     let Some(n) = le_at(data, pos + 1, prefix)
                         .and_then(|n| usize::try_from(n).ok())
                         .filter(|&n| n <= self.limits.max_name_len)
@@ -189,7 +227,7 @@ impl Analyzer<'_> {
                     };
                     push!(1 + prefix + n, self.name_of(text))
                 }
-                b'(' => {
+                MARK => {
                     if self.marks.len() >= max_marks || pos + 1 > data.len() {
                         break;
                     }
@@ -211,14 +249,14 @@ impl Analyzer<'_> {
                     self.marks.push(self.stack.len());
                     pos += 1;
                 }
-                b'e' | b'u' => {
+                APPENDS | SETITEMS => {
                     // APPENDS onto a list / SETITEMS into a dict, both made by the pickle; an
                     // item that may need a finding goes to the general path.
                     let Some(&mark) = self.marks.last() else { break };
                     let len = self.stack.len();
                     let target = match (byte, mark.checked_sub(1).and_then(|i| self.stack.get(i))) {
-                        (b'e', Some(&Value::List(id))) => Value::List(id),
-                        (b'u', Some(&Value::Dict(id))) if len.saturating_sub(mark).is_multiple_of(2) => {
+                        (APPENDS, Some(&Value::List(id))) => Value::List(id),
+                        (SETITEMS, Some(&Value::Dict(id))) if len.saturating_sub(mark).is_multiple_of(2) => {
                             Value::Dict(id)
                         }
                         _ => break,
@@ -243,17 +281,17 @@ impl Analyzer<'_> {
                     self.marks.pop();
                     pos += 1;
                 }
-                b's' | b'a' => {
+                SETITEM | APPEND => {
                     // SETITEM into a dict / APPEND onto a list made by the pickle.
-                    let n = if byte == b's' { 2 } else { 1 };
+                    let n = if byte == SETITEM { 2 } else { 1 };
                     let len = self.stack.len();
                     let fence = self.marks.last().copied().unwrap_or(0);
                     if len < fence + n + 1 || pos + 1 > data.len() {
                         break;
                     }
                     let target = match (byte, self.stack.get(len - n - 1)) {
-                        (b's', Some(&Value::Dict(id))) => Value::Dict(id),
-                        (b'a', Some(&Value::List(id))) => Value::List(id),
+                        (SETITEM, Some(&Value::Dict(id))) => Value::Dict(id),
+                        (APPEND, Some(&Value::List(id))) => Value::List(id),
                         _ => break,
                     };
                     let items = self.stack.get(len - n..).unwrap_or_default();
@@ -271,15 +309,15 @@ impl Analyzer<'_> {
                     self.stack.truncate(len - n);
                     pos += 1;
                 }
-                0x85..=0x87 | b't' => {
+                TUPLE1..=TUPLE3 | TUPLE => {
                     let len = self.stack.len();
                     let fence = self.marks.last().copied().unwrap_or(0);
                     // TUPLE takes everything above its MARK; TUPLE1-3 that many above the fence.
-                    let n = if byte == b't' {
+                    let n = if byte == TUPLE {
                         let Some(&mark) = self.marks.last() else { break };
                         len.saturating_sub(mark)
                     } else {
-                        let n = usize::from(byte - 0x84);
+                        let n = usize::from(byte - TUPLE1) + 1;
                         if len < fence + n {
                             break;
                         }
@@ -295,7 +333,7 @@ impl Analyzer<'_> {
                     {
                         break;
                     }
-                    if byte == b't' {
+                    if byte == TUPLE {
                         self.marks.pop();
                     }
                     let tuple = if n == 0 {
@@ -310,10 +348,10 @@ impl Analyzer<'_> {
                     };
                     push!(1, tuple);
                 }
-                0x94 | b'q' | b'r' => {
+                MEMOIZE | BINPUT | LONG_BINPUT => {
                     let (size, key) = match byte {
-                        0x94 => (1, Some(self.memo.len() as u64)),
-                        b'q' => (2, data.get(pos + 1).map(|&k| u64::from(k))),
+                        MEMOIZE => (1, Some(self.memo.len() as u64)),
+                        BINPUT => (2, data.get(pos + 1).map(|&k| u64::from(k))),
                         _ => (5, le_at(data, pos + 1, 4)),
                     };
                     let Some(key) = key.and_then(|k| i64::try_from(k).ok()) else {
@@ -331,8 +369,8 @@ impl Analyzer<'_> {
                     self.memo.insert(key, top);
                     pos += size;
                 }
-                b'h' | b'j' => {
-                    let (size, key) = if byte == b'h' {
+                BINGET | LONG_BINGET => {
+                    let (size, key) = if byte == BINGET {
                         (2, data.get(pos + 1).map(|&k| u64::from(k)))
                     } else {
                         (5, le_at(data, pos + 1, 4))
@@ -348,7 +386,7 @@ impl Analyzer<'_> {
                         None => break,
                     }
                 }
-                b'0' => {
+                POP => {
                     let len = self.stack.len();
                     if pos + 1 > data.len() {
                         break;
@@ -362,7 +400,7 @@ impl Analyzer<'_> {
                     }
                     pos += 1;
                 }
-                b'2' => {
+                DUP => {
                     let fence = self.marks.last().copied().unwrap_or(0);
                     match self.stack.last() {
                         Some(top) if self.stack.len() > fence => {
@@ -444,13 +482,13 @@ impl Analyzer<'_> {
                 }
             };
             match byte {
-                b'K' => scalars!(byte, 2),
-                b'M' => scalars!(byte, 3),
-                b'J' => scalars!(byte, 5),
-                b'G' => scalars!(byte, 9),
-                b'N' | 0x88 | 0x89 => scalars!(byte, 1),
-                0x85..=0x87 => {
-                    let n = usize::from(byte - 0x84);
+                BININT1 => scalars!(byte, 2),
+                BININT2 => scalars!(byte, 3),
+                BININT => scalars!(byte, 5),
+                BINFLOAT => scalars!(byte, 9),
+                NONE | NEWTRUE | NEWFALSE => scalars!(byte, 1),
+                TUPLE1..=TUPLE3 => {
+                    let n = usize::from(byte - TUPLE1) + 1;
                     // Once the pickle imports anything its tuples are kept (the general path).
                     if depth < n || self.keep_tuples {
                         break None;
@@ -460,16 +498,16 @@ impl Analyzer<'_> {
                     pos += 1;
                     // Picklers memoize a tuple right after making it: take that MEMOIZE here
                     // (the general arm below would do the same).
-                    if data.get(pos) == Some(&0x94) && appendable && self.memo.dense.len() < max_memo {
+                    if data.get(pos) == Some(&MEMOIZE) && appendable && self.memo.dense.len() < max_memo {
                         self.memo.dense.push(OPAQUE_TUPLE_SLOT);
                         pos += 1;
                         ops += 1;
                     }
                 }
-                0x94 | b'q' | b'r' => {
+                MEMOIZE | BINPUT | LONG_BINPUT => {
                     let (size, key) = match byte {
-                        0x94 => (1, Some(self.memo.dense.len() as u64)),
-                        b'q' => (2, data.get(pos + 1).map(|&k| u64::from(k))),
+                        MEMOIZE => (1, Some(self.memo.dense.len() as u64)),
+                        BINPUT => (2, data.get(pos + 1).map(|&k| u64::from(k))),
                         _ => (
                             5,
                             data.get(pos + 1..pos + 5)
@@ -481,14 +519,14 @@ impl Analyzer<'_> {
                     if depth == 0 || !fresh || self.memo.dense.len() >= max_memo || pos + size > data.len() {
                         break None;
                     }
-                    if matches!(data.get(top_at), Some(0x85..=0x87)) {
+                    if matches!(data.get(top_at).copied(), Some(TUPLE1..=TUPLE3)) {
                         self.memo.dense.push(OPAQUE_TUPLE_SLOT);
                     } else if self.memo.push_dense(scalar_value(data, top_at)).is_err() {
                         break None;
                     }
                     pos += size;
                 }
-                b'e' => break Some((pos + 1, depth)),
+                APPENDS => break Some((pos + 1, depth)),
                 _ => break None,
             }
             ops += 1;
