@@ -18,6 +18,7 @@ use crate::policy::{Policy, Roles};
 
 mod calls;
 mod containers;
+pub(crate) mod driver;
 mod fast_path;
 mod framing;
 pub(crate) mod joblib;
@@ -193,17 +194,7 @@ impl PickleReport {
 pub fn analyze_slice(data: &[u8], policy: &Policy, options: &Options) -> PickleReport {
     let mut machine = Analyzer::new(policy, options);
     machine.reserve_for(u64::try_from(data.len()).ok());
-    let mut decoder = Decoder::from_slice(data);
-    loop {
-        let at = usize::try_from(decoder.position()).unwrap_or(usize::MAX);
-        let resumed = machine.fast_forward(data, at);
-        if resumed != at {
-            decoder.source_mut().skip_to(resumed);
-        }
-        if machine.advance(&mut decoder) == Flow::Stop {
-            break;
-        }
-    }
+    let (decoder, _) = driver::drive(&mut machine, Decoder::from_slice(data), true, &mut driver::Plain);
     machine.finish(decoder.position())
 }
 
@@ -218,11 +209,13 @@ pub fn analyze_reader<R: Read>(reader: R, policy: &Policy, options: &Options) ->
 }
 
 /// Analyse what a decoder yields, whatever it reads from.
-pub fn run<S: Source>(mut decoder: Decoder<S>, policy: &Policy, options: &Options) -> PickleReport {
+pub fn run<S: Source>(decoder: Decoder<S>, policy: &Policy, options: &Options) -> PickleReport {
     let mut machine = Analyzer::new(policy, options);
-    while machine.advance(&mut decoder) == Flow::Continue {}
+    // The general path only, even over a slice: `tests/fast_path.rs` holds the fast path to it.
+    let (decoder, _) = driver::drive(&mut machine, decoder, false, &mut driver::Plain);
     machine.finish(decoder.position())
 }
+
 /// Whether analysis goes on after an opcode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {

@@ -7,7 +7,8 @@
 
 use std::io::Read;
 
-use crate::analyzer::{Analyzer, ArrayRead, Flow, Mode, Options, PickleReport};
+use crate::analyzer::driver::{self, Between, End};
+use crate::analyzer::{Analyzer, ArrayRead, Mode, Options, PickleReport};
 use crate::decoder::{Decoder, Op, Source, SourceError};
 use crate::findings::{Finding, FindingKind, Severity};
 use crate::opcodes::Opcode;
@@ -106,138 +107,146 @@ fn skip_array<S: Source>(source: &mut S, nbytes: u64, padded: bool) -> Result<()
         .map_err(|e| short(e, "array data"))
 }
 
+/// What joblib's `NumpyUnpickler` reads between opcodes, for the one driver loop: the array
+/// after each `NumpyArrayWrapper`'s BUILD, and what the run found on the way.
+struct ArrayReads<'a, 'o> {
+    policy: &'a Policy,
+    options: &'a Options,
+    observe: Option<&'o mut dyn FnMut(&Op<'_>)>,
+    extra: Vec<Finding>,
+    nested: Vec<PickleReport>,
+    arrays: u64,
+    skips: Vec<(u64, u64)>,
+    complete: bool,
+}
+
+impl<S: Source> Between<S> for ArrayReads<'_, '_> {
+    fn see(&mut self, op: &Op<'_>) {
+        if let Some(observe) = self.observe.as_mut() {
+            observe(op);
+        }
+        self.complete = op.opcode == Opcode::Stop;
+    }
+
+    fn after(
+        &mut self,
+        machine: &mut Analyzer<'_>,
+        mut decoder: Decoder<S>,
+        op_end: u64,
+    ) -> (Decoder<S>, bool) {
+        let Some(read) = machine.take_array_read() else {
+            return (decoder, true);
+        };
+        self.arrays += 1;
+        self.complete = false;
+        // The analyzer's frame state: the fast path runs FRAME opcodes the driver never sees.
+        if let Some(end) = machine.frame_end().filter(|&end| op_end < end) {
+            self.extra.push(Finding {
+                kind: FindingKind::AmbiguousFraming,
+                severity: Severity::High,
+                offset: op_end,
+                import: None,
+                message: format!(
+                    "joblib reads an array after the BUILD ending at offset {op_end}, but that BUILD is inside a \
+                     frame ending at offset {end}: joblib reads the array from after the frame while the \
+                     unpickler goes on inside it; the rest of the stream was not analysed"
+                ),
+            });
+            return (decoder, false);
+        }
+        match read {
+            ArrayRead::Raw { nbytes, padded } => {
+                let mut source = decoder.into_source();
+                let skipped = skip_array(&mut source, nbytes, padded);
+                decoder = Decoder::new(source);
+                self.skips.push((op_end, decoder.position()));
+                if let Err(why) = skipped {
+                    self.extra.push(Finding {
+                        kind: FindingKind::MalformedPickle,
+                        severity: Severity::High,
+                        offset: op_end,
+                        import: None,
+                        message: format!(
+                            "joblib reads a {nbytes}-byte array after offset {op_end} and fails: {why}; \
+                             everything before this point has run"
+                        ),
+                    });
+                    return (decoder, false);
+                }
+                (decoder, true)
+            }
+            ArrayRead::Pickled => {
+                let inner = Options {
+                    mode: Mode::FirstPickle,
+                    ..*self.options
+                };
+                let (sub, rest) = drive(decoder, self.policy, &inner, false, None);
+                self.skips.extend(sub.skips);
+                let finished = sub.complete;
+                self.nested.push(sub.report);
+                (rest, finished)
+            }
+            ArrayRead::Unknown { reason } => {
+                self.extra.push(container(
+                    Severity::High,
+                    op_end,
+                    format!(
+                        "joblib reads array data after the BUILD ending at offset {op_end}, but {reason}; the \
+                         data's length is unknown, so the rest of the stream was not analysed"
+                    ),
+                ));
+                (decoder, false)
+            }
+        }
+    }
+}
+
 /// Runs the analyzer over `decoder`, reading joblib arrays between opcodes when `joblib` is set.
 /// `observe` sees every opcode. Returns the decoder positioned where reading stopped.
 pub(crate) fn drive<S: Source>(
-    mut decoder: Decoder<S>,
+    decoder: Decoder<S>,
     policy: &Policy,
     options: &Options,
     joblib: bool,
-    mut observe: Option<&mut dyn FnMut(&Op<'_>)>,
+    observe: Option<&mut dyn FnMut(&Op<'_>)>,
 ) -> (Analysis, Decoder<S>) {
     let mut machine = Analyzer::new(policy, options);
+    let mut decoder = decoder;
     machine.reserve_for(decoder.source_mut().remaining());
     if joblib {
         machine.track_joblib();
     }
-    let mut extra: Vec<Finding> = Vec::new();
-    let mut nested: Vec<PickleReport> = Vec::new();
-    let mut arrays = 0u64;
-    let mut skips = Vec::new();
-    let mut complete = false;
-    loop {
-        if observe.is_none() {
-            // Data opcodes between the wrappers run straight from the bytes; BUILD never does,
-            // so every array read below is still seen here.
-            if let Some((data, at)) = decoder.source().window() {
-                let resumed = machine.fast_forward(data, at);
-                if resumed != at {
-                    decoder.source_mut().advance_to(resumed);
-                }
-            }
-        }
-        let position = decoder.position();
-        let (flow, op_end) = match decoder.next_op() {
-            Ok(Some(op)) => {
-                if let Some(observe) = observe.as_mut() {
-                    observe(&op);
-                }
-                complete = op.opcode == Opcode::Stop;
-                (machine.step(&op), op.end())
-            }
-            Ok(None) => {
-                machine.end_of_input(position);
-                break;
-            }
-            Err(error) => {
-                machine.decode_error(&error);
-                complete = false;
-                break;
-            }
-        };
-        if let Some(read) = machine.take_array_read() {
-            arrays += 1;
-            complete = false;
-            // The analyzer's frame state: the fast path runs FRAME opcodes this loop never sees.
-            if let Some(end) = machine.frame_end().filter(|&end| op_end < end) {
-                extra.push(Finding {
-                    kind: FindingKind::AmbiguousFraming,
-                    severity: Severity::High,
-                    offset: op_end,
-                    import: None,
-                    message: format!(
-                        "joblib reads an array after the BUILD ending at offset {op_end}, but that BUILD is inside a \
-                         frame ending at offset {end}: joblib reads the array from after the frame while the \
-                         unpickler goes on inside it; the rest of the stream was not analysed"
-                    ),
-                });
-                break;
-            }
-            match read {
-                ArrayRead::Raw { nbytes, padded } => {
-                    let mut source = decoder.into_source();
-                    let skipped = skip_array(&mut source, nbytes, padded);
-                    decoder = Decoder::new(source);
-                    skips.push((op_end, decoder.position()));
-                    if let Err(why) = skipped {
-                        extra.push(Finding {
-                            kind: FindingKind::MalformedPickle,
-                            severity: Severity::High,
-                            offset: op_end,
-                            import: None,
-                            message: format!(
-                                "joblib reads a {nbytes}-byte array after offset {op_end} and fails: {why}; \
-                                 everything before this point has run"
-                            ),
-                        });
-                        break;
-                    }
-                }
-                ArrayRead::Pickled => {
-                    let inner = Options {
-                        mode: Mode::FirstPickle,
-                        ..*options
-                    };
-                    let (sub, rest) = drive(decoder, policy, &inner, false, None);
-                    decoder = rest;
-                    skips.extend(sub.skips);
-                    let finished = sub.complete;
-                    nested.push(sub.report);
-                    if !finished {
-                        break;
-                    }
-                }
-                ArrayRead::Unknown { reason } => {
-                    extra.push(container(
-                        Severity::High,
-                        op_end,
-                        format!(
-                            "joblib reads array data after the BUILD ending at offset {op_end}, but {reason}; the \
-                             data's length is unknown, so the rest of the stream was not analysed"
-                        ),
-                    ));
-                    break;
-                }
-            }
-        }
-        if flow == Flow::Stop {
-            break;
-        }
+    // Data opcodes between the wrappers run straight from the bytes; BUILD never does, so
+    // every array read is still seen. An observer must see every opcode: no fast path then.
+    let fast = observe.is_none();
+    let mut reads = ArrayReads {
+        policy,
+        options,
+        observe,
+        extra: Vec::new(),
+        nested: Vec::new(),
+        arrays: 0,
+        skips: Vec::new(),
+        complete: false,
+    };
+    let (decoder, ended) = driver::drive(&mut machine, decoder, fast, &mut reads);
+    if ended == End::Error {
+        reads.complete = false;
     }
     let last = machine.last_result().cloned();
     let end = decoder.position();
     let mut report = machine.finish(end);
-    for sub in nested {
+    for sub in reads.nested {
         merge(&mut report, sub);
     }
-    report.findings.extend(extra);
+    report.findings.extend(reads.extra);
     (
         Analysis {
             report,
-            arrays,
+            arrays: reads.arrays,
             last,
-            complete,
-            skips,
+            complete: reads.complete,
+            skips: reads.skips,
             end,
         },
         decoder,
