@@ -10,7 +10,6 @@ use picklefence::{
 };
 
 use crate::cli::DisasmArgs;
-use crate::effects::stack_effect;
 use crate::render::{import_label, import_verdict, plural};
 use crate::{finish, policy_cmd, usage_error, Io, EXIT_CLEAN, EXIT_UNSAFE};
 
@@ -144,7 +143,7 @@ fn write_listing(
                     op.offset,
                     op.opcode.name(),
                     arg_text(&op.arg),
-                    stack_effect(op.opcode)
+                    op.opcode.stack_effect()
                 )?;
                 if let Some(import) = imports.get(&op.offset) {
                     let written = match &import.written_as {

@@ -4,7 +4,6 @@
 
 mod cli;
 mod disasm;
-mod effects;
 mod json;
 mod policy_cmd;
 mod render;
