@@ -138,6 +138,7 @@ impl Analyzer<'_> {
         self.frame_end
     }
 
+    /// The input ended at `offset`: inside a pickle that is a break, after one it is the end.
     pub fn end_of_input(&mut self, offset: u64) {
         if self.pickle_opcodes == 0 {
             if self.report.pickles.is_empty() {
@@ -149,6 +150,7 @@ impl Analyzer<'_> {
         self.unfinished(offset, "the input ends before STOP".into());
     }
 
+    /// The decoder failed: the pickle breaks there (a line over our bound is a limit instead).
     pub fn decode_error(&mut self, error: &DecodeError) {
         if self.pickle_opcodes == 0 {
             self.pickle_start = error.offset();

@@ -23,11 +23,19 @@ use crate::findings::ImportName;
 pub enum ArrayRead {
     /// Raw array bytes; when `padded`, preceded by one byte giving a padding length and that
     /// many padding bytes (joblib ≥ 1.2, `numpy_array_alignment_bytes` set).
-    Raw { nbytes: u64, padded: bool },
+    Raw {
+        /// The array's bytes.
+        nbytes: u64,
+        /// A padding-length byte and padding come first.
+        padded: bool,
+    },
     /// An object array: a nested pickle, read up to its STOP by a fresh (plain) unpickler.
     Pickled,
     /// joblib reads array data here, but its layout cannot be recovered statically.
-    Unknown { reason: String },
+    Unknown {
+        /// Why the layout is unknown.
+        reason: String,
+    },
 }
 
 pub(crate) const WRAPPER_MODULE: &str = "joblib.numpy_pickle";

@@ -46,7 +46,9 @@ const MEMO_RESERVE_MAX: usize = 1 << 14;
 /// One import as the unpickler would perform it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Import {
+    /// Where the importing opcode is.
     pub offset: u64,
+    /// The importing opcode's name (GLOBAL, STACK_GLOBAL, INST, EXT1...).
     pub opcode: &'static str,
     /// What would be imported (after Python 2 name mapping). `None` when unresolvable or an EXT code.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -54,8 +56,10 @@ pub struct Import {
     /// The names as written, when Python 2 mapping changed them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub written_as: Option<ImportName>,
+    /// The extension code an EXT opcode imports through the copyreg registry.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ext_code: Option<i64>,
+    /// Whether the policy allows the import.
     pub allowed: bool,
     /// Index of the pickle in the stream.
     pub pickle: usize,
@@ -65,27 +69,40 @@ pub struct Import {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
 pub enum Callee {
+    /// An imported name.
     Import {
+        /// What was imported.
         target: ImportName,
     },
+    /// What an extension code imported.
     ExtCode {
+        /// The copyreg extension code.
         code: i64,
     },
     /// The result of an earlier call (made at `offset`).
     CallResult {
+        /// Where the earlier call is.
         offset: u64,
     },
+    /// An import that could not be resolved, or a value CPython would already have failed on.
     Unresolved,
+    /// Some other value (a str, a list...): not a callable a data pickle calls.
     Other {
+        /// What kind of value it is.
         what: &'static str,
     },
 }
 
+/// One call (REDUCE, OBJ, INST, NEWOBJ, NEWOBJ_EX, BUILD) as the unpickler would make it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CallSite {
+    /// Where the calling opcode is.
     pub offset: u64,
+    /// The calling opcode's name.
     pub opcode: &'static str,
+    /// What it calls.
     pub callee: Callee,
+    /// Index of the pickle in the stream.
     pub pickle: usize,
 }
 
@@ -93,10 +110,15 @@ pub struct CallSite {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "kebab-case", tag = "kind", content = "value")]
 pub enum Sym {
+    /// A str constant.
     Str(String),
+    /// An int constant that fits `i64`.
     Int(i64),
+    /// An imported name.
     Import(ImportName),
+    /// A tuple, item by item.
     Tuple(Vec<Sym>),
+    /// Any other value, by its kind.
     Other(&'static str),
 }
 
@@ -124,30 +146,42 @@ impl std::fmt::Display for Sym {
     }
 }
 
+/// A persistent id the pickle hands to its loader's `persistent_load`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PersistentId {
+    /// Where the PERSID or BINPERSID is.
     pub offset: u64,
+    /// Index of the pickle in the stream.
     pub pickle: usize,
+    /// The id.
     pub value: Sym,
 }
 
+/// One pickle of a stream: where it lies and what it declared.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PickleInfo {
+    /// Offset of its first opcode.
     pub start: u64,
     /// Offset just past its STOP; `None` if the stream ended or broke first.
     pub end: Option<u64>,
     /// The last PROTO seen (0 when there was none).
     pub protocol: u8,
+    /// Opcodes run.
     pub opcodes: u64,
 }
 
 /// Everything analysis learned about one byte stream.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct PickleReport {
+    /// The pickles read, in order.
     pub pickles: Vec<PickleInfo>,
+    /// Every import (up to `Limits::max_records`).
     pub imports: Vec<Import>,
+    /// Every call (up to `Limits::max_records`; none with `Detail::Verdict`).
     pub calls: Vec<CallSite>,
+    /// Every persistent id (up to `Limits::max_records`; none with `Detail::Verdict`).
     pub persistent_ids: Vec<PersistentId>,
+    /// What analysis found, violations and notes.
     pub findings: Vec<Finding>,
     /// Bytes read: after `Mode::FirstPickle`, just past the STOP.
     pub consumed: u64,
@@ -168,10 +202,12 @@ pub struct NestedFile {
     pub offset: u64,
     /// Where its bytes lie in the stream (`u64::MAX`: not known).
     pub at: u64,
+    /// How many bytes.
     pub len: u64,
     /// The bytes are written as a latin-1 str (`_codecs.encode(str, 'latin1')`, protocol < 3):
     /// the stream holds the UTF-8 of that str.
     pub latin1_text: bool,
+    /// Index of the pickle in the stream.
     pub pickle: usize,
     /// The bytes themselves, when short enough to be kept while analysing (a short latin-1
     /// str has no position kept).
@@ -180,10 +216,12 @@ pub struct NestedFile {
 }
 
 impl PickleReport {
+    /// No finding is a violation.
     pub fn is_safe(&self) -> bool {
         !self.findings.iter().any(Finding::is_violation)
     }
 
+    /// The findings that are violations.
     pub fn violations(&self) -> impl Iterator<Item = &Finding> {
         self.findings.iter().filter(|f| f.is_violation())
     }
@@ -219,7 +257,9 @@ pub fn run<S: Source>(decoder: Decoder<S>, policy: &Policy, options: &Options) -
 /// Whether analysis goes on after an opcode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
+    /// Run the next opcode.
     Continue,
+    /// Analysis is over (the first pickle ended under `Mode::FirstPickle`, or a limit).
     Stop,
 }
 
@@ -291,6 +331,7 @@ impl<'p> Analyzer<'p> {
         self.memo.values.reserve(entries / 2);
     }
 
+    /// A machine judging by `policy`, within `options`.
     pub fn new(policy: &'p Policy, options: &Options) -> Self {
         Analyzer {
             policy,
@@ -572,6 +613,7 @@ impl<'p> Analyzer<'p> {
         self.last_result.as_ref()
     }
 
+    /// The report, once the driver has stopped after `consumed` bytes.
     pub fn finish(mut self, consumed: u64) -> PickleReport {
         if self.report.findings_dropped > 0 {
             let dropped = self.report.findings_dropped;

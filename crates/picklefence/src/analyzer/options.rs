@@ -6,9 +6,13 @@ use crate::decoder::StreamLimits;
 /// Bounds on analysis. Hitting one ends analysis with a `LimitExceeded` violation.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
+    /// Values on the stack at once.
     pub max_stack: usize,
+    /// MARKs open at once.
     pub max_marks: usize,
+    /// Memo entries (and lists, dicts and objects the pickle makes).
     pub max_memo: usize,
+    /// Opcodes in the whole stream.
     pub max_opcodes: u64,
     /// Longer strings are not kept; used as a name they make the import unresolvable.
     pub max_name_len: usize,
@@ -16,8 +20,11 @@ pub struct Limits {
     /// number of distinct imports analysis keeps track of: more ends analysis (a limit finding),
     /// since the table of imports would otherwise grow with the input.
     pub max_records: usize,
+    /// Findings listed; more are counted (`PickleReport::findings_dropped`).
     pub max_findings: usize,
+    /// Pickles in one stream.
     pub max_pickles: usize,
+    /// The decoder's bounds.
     pub stream: StreamLimits,
 }
 
@@ -55,10 +62,14 @@ pub enum Detail {
     Verdict,
 }
 
+/// How to analyse: bounds, how much of the input, and how much detail to report.
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
+    /// Bounds on analysis.
     pub limits: Limits,
+    /// One pickle or all of them.
     pub mode: Mode,
+    /// What the report lists besides findings and imports.
     pub detail: Detail,
     /// The unpickler has loaded before (`load()` again on one `Unpickler`): it keeps its memo,
     /// so a memo key this pickle never stored is an object the analysis never saw.
