@@ -1,5 +1,9 @@
 //! The fast path: runs the opcodes that make up the bulk of data pickles straight from the
 //! bytes, with exactly the effect `step` would have, and hands everything else back.
+//!
+//! The driver runs it before every opcode of a slice (and of joblib's pickles held in memory):
+//! a check added to an opcode's handler must also be a precondition here, or it is skipped on
+//! slices. `tests/fast_path.rs` holds both paths to the same reports.
 
 use super::memo::sparse_memo_index;
 use super::value::{Value, KEPT_TUPLE_DEPTH, KEPT_TUPLE_LEN, OPAQUE_TUPLE_SLOT};
