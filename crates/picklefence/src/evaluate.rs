@@ -18,21 +18,33 @@ const MAX_VALUES: usize = 1 << 22;
 /// A value of the pickle. Containers and objects are indices into the [`Heap`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Val {
+    /// `None`.
     None,
+    /// `True` or `False`.
     Bool(bool),
+    /// An int that fits in `i64`.
     Int(i64),
     /// An int beyond `i64`, a float, a set, a persistent id, a buffer...: nothing checked reads it.
     Other,
+    /// A str: an index into the heap's strs (read it with [`Heap::str`]).
     Str(u32),
     /// A bytes (or bytearray) constant: where its payload lies in the input.
     Bytes {
+        /// Offset of the payload's first byte from the start of the input.
         start: u64,
+        /// Length of the payload in bytes.
         len: u64,
     },
+    /// A tuple: an index into the heap's tuples (read it with [`Heap::tuple`]).
     Tuple(u32),
+    /// A list: an index into the heap's lists.
     List(u32),
+    /// A dict: an index into the heap's dicts (look keys up with [`Heap::get`]).
     Dict(u32),
+    /// An imported name (GLOBAL, STACK_GLOBAL, INST): an index into the heap's globals (read it
+    /// with [`Heap::global`]).
     Global(u32),
+    /// What a call or reconstruction made: an index into [`Heap::objects`].
     Obj(u32),
 }
 
@@ -41,6 +53,8 @@ pub(crate) enum Val {
 pub(crate) struct Object {
     /// What was called (REDUCE, OBJ, INST) or reconstructed (NEWOBJ).
     pub callee: Val,
+    /// The arguments: the value REDUCE, NEWOBJ or NEWOBJ_EX popped (a tuple when well formed;
+    /// NEWOBJ_EX's keyword arguments are not kept), or the marked items as a tuple (OBJ, INST).
     pub args: Val,
     /// The last BUILD's state (a dict as it was at that BUILD: the object copied its items).
     pub state: Option<Val>,
@@ -64,11 +78,13 @@ pub(crate) struct Heap {
     lists: Vec<Vec<Val>>,
     dicts: Vec<Vec<(Val, Val)>>,
     globals: Vec<(Box<str>, Box<str>)>,
+    /// Every object made, in the order made ([`Val::Obj`] indexes it).
     pub objects: Vec<Object>,
     values: usize,
 }
 
 impl Heap {
+    /// The text of a str value.
     pub fn str(&self, value: Val) -> Option<&str> {
         match value {
             Val::Str(i) => {
@@ -79,6 +95,7 @@ impl Heap {
         }
     }
 
+    /// The value of an int, or of a bool as 0 or 1.
     pub fn int(&self, value: Val) -> Option<i64> {
         match value {
             Val::Int(i) => Some(i),
@@ -87,6 +104,7 @@ impl Heap {
         }
     }
 
+    /// The items of a tuple value.
     pub fn tuple(&self, value: Val) -> Option<&[Val]> {
         match value {
             Val::Tuple(i) => {
@@ -97,6 +115,7 @@ impl Heap {
         }
     }
 
+    /// The call or reconstruction an object value refers to.
     pub fn object(&self, value: Val) -> Option<&Object> {
         match value {
             Val::Obj(i) => self.objects.get(i as usize),
@@ -143,6 +162,7 @@ pub(crate) enum GaveUp {
 /// What joblib reads right after an object's BUILD.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Trailing {
+    /// Nothing: the unpickler goes on with the next opcode.
     Nothing,
     /// Raw array bytes (recorded as the object's `trailing`).
     Bytes,
@@ -206,6 +226,7 @@ impl Memo {
 /// Runs over the opcodes of one input (several pickles in a row share the heap).
 #[derive(Debug)]
 pub(crate) struct Evaluator {
+    /// Everything made so far (by every pickle of the input).
     pub heap: Heap,
     /// Values pushed at most before giving up.
     budget: usize,
@@ -218,6 +239,7 @@ pub(crate) struct Evaluator {
     awaiting_pickle: bool,
     /// The outer unpicklers' state while a nested pickle is read.
     frames: Vec<Frame>,
+    /// Why the reading stopped early; `None` while it has not.
     pub gave_up: Option<GaveUp>,
 }
 
@@ -228,6 +250,8 @@ impl Default for Evaluator {
 }
 
 impl Evaluator {
+    /// An evaluator that gives up once the values it holds count more than `budget` (`Default`
+    /// allows `MAX_VALUES`).
     pub fn with_budget(budget: usize) -> Self {
         Evaluator {
             heap: Heap::default(),

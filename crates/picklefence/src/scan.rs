@@ -14,14 +14,36 @@ pub use crate::report::{Entry, LocatedFinding, PickleStream, ScanOptions, ScanRe
 /// Why a path could not be scanned at all (its content never produces one: that is a finding).
 #[derive(Debug, Error)]
 pub enum ScanError {
+    /// The file could not be opened, or its metadata read.
     #[error("{path}: cannot open: {source}")]
-    Open { path: PathBuf, source: std::io::Error },
+    Open {
+        /// The path given to [`scan_path`].
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Reading a small file into memory failed.
     #[error("{path}: cannot read: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        /// The path given to [`scan_path`].
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The path is not a regular file (a directory, a device, ...).
     #[error("{path}: not a regular file")]
-    NotAFile { path: PathBuf },
+    NotAFile {
+        /// The path given to [`scan_path`].
+        path: PathBuf,
+    },
+    /// Memory-mapping a large file failed.
     #[error("{path}: cannot map into memory: {source}")]
-    Map { path: PathBuf, source: std::io::Error },
+    Map {
+        /// The path given to [`scan_path`].
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
 }
 
 /// Scan bytes of any supported kind, identified by content.

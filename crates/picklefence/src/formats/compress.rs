@@ -11,19 +11,24 @@ use std::rc::Rc;
 /// A compression wrapper the scanner can open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Codec {
+    /// gzip (`.gz`, joblib's `gzip` compressor).
     Gzip,
     /// A bare zlib stream (joblib's default compressor).
     Zlib,
+    /// bzip2 (`.bz2`).
     Bzip2,
+    /// xz (`.xz`, joblib's `xz` compressor).
     Xz,
     /// The legacy `.lzma` ("lzma-alone") format.
     Lzma,
+    /// Zstandard frame format (`.zst`).
     Zstd,
     /// LZ4 frame format (joblib's `lz4` compressor).
     Lz4,
 }
 
 impl Codec {
+    /// The codec's stable lowercase name: the format name reports use (`gzip`, `zstd`, ...).
     pub fn name(self) -> &'static str {
         match self {
             Codec::Gzip => "gzip",
@@ -71,6 +76,8 @@ pub(crate) struct Budget {
 }
 
 impl Budget {
+    /// A budget of `total` output bytes for the whole scan; past `ratio_floor` output bytes, a
+    /// stream may expand its compressed bytes at most `max_ratio` times.
     pub fn new(total: u64, max_ratio: u64, ratio_floor: u64) -> Self {
         Budget {
             remaining: Rc::new(Cell::new(total)),
@@ -80,6 +87,7 @@ impl Budget {
         }
     }
 
+    /// The first limit hit (its message), if any, leaving none recorded.
     pub fn take_tripped(&self) -> Option<String> {
         self.tripped.borrow_mut().take()
     }
@@ -216,11 +224,14 @@ pub(crate) fn read_bounded<R: Read>(reader: R, max: u64) -> io::Result<Result<Ve
 pub(crate) struct Crc<R> {
     inner: R,
     hasher: crc32fast::Hasher,
+    /// Bytes read through it so far.
     pub len: u64,
+    /// Whether the inner reader has reported its end (a read of 0 bytes into a non-empty buffer).
     pub eof: bool,
 }
 
 impl<R: Read> Crc<R> {
+    /// Wraps `inner`, with nothing read yet.
     pub fn new(inner: R) -> Self {
         Crc {
             inner,
@@ -230,6 +241,7 @@ impl<R: Read> Crc<R> {
         }
     }
 
+    /// The CRC-32 of the bytes read so far.
     pub fn crc(&self) -> u32 {
         self.hasher.clone().finalize()
     }

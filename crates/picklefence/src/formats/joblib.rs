@@ -18,6 +18,8 @@ use crate::Sym;
 /// What one run of the driver found.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Analysis {
+    /// The analyzer's report, with the records and findings of nested (object array) pickles
+    /// merged in.
     pub report: PickleReport,
     /// Arrays joblib would read between opcodes (raw or nested pickles).
     pub arrays: u64,

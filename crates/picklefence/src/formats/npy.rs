@@ -6,18 +6,39 @@ use thiserror::Error;
 
 use super::pylit::{self, Lit};
 
+/// The magic string every `.npy` file starts with.
 pub const MAGIC: &[u8; 6] = b"\x93NUMPY";
 
+/// Why a `.npy` header could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum NpyError {
+    /// The input ends before the header does.
     #[error("the .npy header is truncated: it needs {needed} bytes, {available} are there")]
-    Truncated { needed: u64, available: u64 },
+    Truncated {
+        /// Bytes the header needs from the start of the input.
+        needed: u64,
+        /// Bytes the input holds.
+        available: u64,
+    },
+    /// The input does not start with [`MAGIC`].
     #[error("not a .npy file (no magic string at offset 0)")]
     BadMagic,
+    /// A format version other than 1.0, 2.0 or 3.0.
     #[error("unsupported .npy format version {major}.{minor} at offset 6")]
-    Version { major: u8, minor: u8 },
+    Version {
+        /// Major version byte (offset 6).
+        major: u8,
+        /// Minor version byte (offset 7).
+        minor: u8,
+    },
+    /// The header text is not the dict numpy writes (descr, fortran_order, shape).
     #[error("the .npy header at offset {offset} is not what numpy accepts: {what}")]
-    Header { offset: u64, what: String },
+    Header {
+        /// Offset of the header text from the start of the input (10 or 12).
+        offset: u64,
+        /// What is wrong with it.
+        what: String,
+    },
 }
 
 /// What the header's dtype makes numpy do with the bytes after it.
@@ -31,14 +52,20 @@ pub enum Payload {
     Unknown(String),
 }
 
+/// A parsed `.npy` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NpyHeader {
+    /// Format version as (major, minor).
     pub version: (u8, u8),
     /// Offset of the array data (or pickle) from the start of the file.
     pub data_offset: u64,
+    /// The header's `descr` (the dtype), as the `Debug` form of its parsed literal, for display.
     pub descr: String,
+    /// The header's `fortran_order`: whether the array is stored column-major.
     pub fortran_order: bool,
+    /// The header's `shape`: the length of each dimension.
     pub shape: Vec<u64>,
+    /// What numpy does with the bytes after the header, from `descr`.
     pub payload: Payload,
 }
 

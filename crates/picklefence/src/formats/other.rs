@@ -128,6 +128,7 @@ pub fn looks_like_onnx(data: &[u8]) -> bool {
     }
 }
 
+/// The HDF5 format signature (superblock magic).
 pub const HDF5_MAGIC: &[u8; 8] = b"\x89HDF\r\n\x1a\n";
 
 /// HDF5 signature at offset 0 or at a user-block boundary (512, 1024, ...).

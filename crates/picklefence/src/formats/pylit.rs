@@ -1,14 +1,22 @@
 //! Just enough of Python's literal syntax (`ast.literal_eval`) to read `.npy` headers: dicts,
 //! lists, tuples, str (with escapes), int, True/False/None. Bounded depth; never panics.
 
+/// A Python literal as parsed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Lit {
+    /// A str, escapes decoded.
     Str(String),
+    /// A decimal int (a Python 2 `L` suffix is accepted).
     Int(i128),
+    /// `True` or `False`.
     Bool(bool),
+    /// `None`.
     None,
+    /// A tuple (`()`, `(x,)`, `(x, y)`; `(x)` is just `x`).
     Tuple(Vec<Lit>),
+    /// A list.
     List(Vec<Lit>),
+    /// A dict's items in source order (duplicate keys are kept).
     Dict(Vec<(Lit, Lit)>),
 }
 

@@ -5,27 +5,55 @@ use std::io::Read;
 
 use thiserror::Error;
 
+/// Size of a tar block in bytes: headers take one block, member data is padded to whole blocks.
 pub const BLOCK: u64 = 512;
 
+/// Why a tar could not be walked to its end. Offsets count from the start of the tar stream.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum TarError {
+    /// A block where a header should be is not a header with a valid checksum.
     #[error("tar header at offset {offset} has a bad checksum")]
-    Checksum { offset: u64 },
+    Checksum {
+        /// Offset of the block.
+        offset: u64,
+    },
+    /// A header that cannot be read, an oversized extended header, or more members than the limit.
     #[error("tar header at offset {offset}: {what}")]
-    Bad { offset: u64, what: String },
+    Bad {
+        /// Offset of the header.
+        offset: u64,
+        /// What is wrong.
+        what: String,
+    },
+    /// The input ends inside a header, an extended header or member data.
     #[error("the tar input ends at offset {offset} inside {what}")]
-    Truncated { offset: u64, what: &'static str },
+    Truncated {
+        /// Offset where the cut-short part starts.
+        offset: u64,
+        /// Which part it is.
+        what: &'static str,
+    },
+    /// The underlying reader failed.
     #[error("read error at offset {offset}: {message}")]
-    Io { offset: u64, message: String },
+    Io {
+        /// Offset of the header or member data being read.
+        offset: u64,
+        /// The I/O error's message.
+        message: String,
+    },
 }
 
 /// One member as `tarfile` would list it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TarMember {
+    /// The member's path (ustar prefix, GNU long name or pax `path` applied).
     pub name: String,
+    /// Size of the member's data in bytes (pax `size` applied); 0 unless a regular, contiguous
+    /// or sparse file, as `tarfile` reads it.
     pub size: u64,
     /// `b'0'`/`0` regular, `b'5'` directory, `b'1'`/`b'2'` links, ...
     pub kind: u8,
+    /// The link target (GNU long link or pax `linkpath` applied); empty when the header gives none.
     pub link: String,
     /// Offset of the header.
     pub header_offset: u64,
@@ -34,6 +62,7 @@ pub struct TarMember {
 }
 
 impl TarMember {
+    /// Whether the member is a regular file (type `0`, NUL or `7`, contiguous).
     pub fn is_file(&self) -> bool {
         matches!(self.kind, b'0' | 0 | b'7')
     }

@@ -52,8 +52,12 @@ fn finding(kind: FindingKind, severity: Severity, offset: u64, message: String) 
 /// A storage persistent id: `('storage', <storage class>, key, location, numel[, view])`.
 #[derive(Debug, Clone)]
 pub struct StorageId {
+    /// The storage class as (module, name), e.g. `("torch", "FloatStorage")`.
     pub storage: (String, String),
+    /// The key the storage's data is saved under: the record `data/<key>` in the zip format, an
+    /// entry of the storage key list in the legacy format.
     pub key: String,
+    /// The storage's element count, as the persistent id declares it (never negative).
     pub numel: i64,
 }
 

@@ -22,52 +22,84 @@ const LOCAL_LEN: u64 = 30;
 
 /// General purpose flag bits that make a member unreadable without a key.
 pub const FLAG_ENCRYPTED: u16 = 0x0001 | 0x0040;
+/// General purpose flag bit: the CRC and sizes follow the data in a data descriptor, not the
+/// local header.
 pub const FLAG_DESCRIPTOR: u16 = 0x0008;
 
+/// Why the input could not be parsed as a zip archive at all.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ZipError {
+    /// No end-of-central-directory signature in the last 64 KiB + 22 bytes.
     #[error("no end-of-central-directory record")]
     NoEndRecord,
+    /// A record or field does not fit in the input.
     #[error("the zip structure at offset {offset} is truncated: {what}")]
-    Truncated { offset: u64, what: &'static str },
+    Truncated {
+        /// Absolute offset (in the input) of the record or field that is cut short.
+        offset: u64,
+        /// Which record or field it is.
+        what: &'static str,
+    },
+    /// A record is present but inconsistent (wrong signature, does not fit where it is declared).
     #[error("bad zip structure at offset {offset}: {what}")]
-    Bad { offset: u64, what: String },
+    Bad {
+        /// Absolute offset (in the input) of the bad record.
+        offset: u64,
+        /// What is wrong with it.
+        what: String,
+    },
 }
 
 /// A place where zip readers could read the archive differently, or that no reader can read.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ZipIssue {
+    /// Absolute offset in the input where the issue is.
     pub offset: u64,
+    /// How serious the issue is.
     pub severity: Severity,
     /// Index into `ZipArchive::entries` when the issue is about one member.
     pub member: Option<usize>,
+    /// A human-readable description of the issue.
     pub message: String,
 }
 
 /// The local header of a member, as a streaming reader would see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalHeader {
+    /// The name as the local header gives it (raw bytes).
     pub name: Vec<u8>,
+    /// General purpose flag bits of the local header.
     pub flags: u16,
+    /// Compression method of the local header (0 stored, 8 deflate, ...).
     pub method: u16,
+    /// CRC-32 of the uncompressed data, as the local header gives it.
     pub crc32: u32,
+    /// Size of the stored data in bytes, zip64 extra field applied.
     pub compressed_size: u64,
+    /// Size of the data once decompressed, in bytes, zip64 extra field applied.
     pub uncompressed_size: u64,
 }
 
+/// One member of the archive, as the central directory lists it, with its local header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ZipEntry {
     /// The name as the central directory gives it.
     pub name: Vec<u8>,
+    /// General purpose flag bits of the central directory entry.
     pub flags: u16,
+    /// Compression method of the central directory entry (0 stored, 8 deflate, ...).
     pub method: u16,
+    /// CRC-32 of the uncompressed data, as the central directory gives it.
     pub crc32: u32,
+    /// Size of the stored data in bytes, zip64 extra field applied.
     pub compressed_size: u64,
+    /// Size of the data once decompressed, in bytes, zip64 extra field applied.
     pub uncompressed_size: u64,
     /// Absolute offset of the local header in the input.
     pub local_offset: u64,
     /// Absolute offset of the data; `None` when the local header is missing or broken.
     pub data_offset: Option<u64>,
+    /// The member's local header; `None` when it is missing or truncated.
     pub local: Option<LocalHeader>,
 }
 
@@ -77,6 +109,7 @@ impl ZipEntry {
         String::from_utf8_lossy(&self.name).into_owned()
     }
 
+    /// Whether either of the member's headers sets an encryption flag ([`FLAG_ENCRYPTED`]).
     pub fn is_encrypted(&self) -> bool {
         self.flags & FLAG_ENCRYPTED != 0 || self.local.as_ref().is_some_and(|l| l.flags & FLAG_ENCRYPTED != 0)
     }
@@ -89,15 +122,20 @@ impl ZipEntry {
     }
 }
 
+/// A parsed zip archive: its members in central directory order and the issues found.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ZipArchive {
+    /// The members in central directory order (at most the caller's `max_entries`).
     pub entries: Vec<ZipEntry>,
     /// Where the archive starts: bytes before it were prepended (Python's `concat`).
     pub start: u64,
+    /// Absolute offset of the central directory in the input.
     pub central_offset: u64,
+    /// Absolute offset of the end-of-central-directory record in the input.
     pub end_record: u64,
     /// Whether the entry count was cut at the caller's limit.
     pub truncated_entries: bool,
+    /// Every place where readers could disagree, or that no reader can read.
     pub issues: Vec<ZipIssue>,
 }
 
