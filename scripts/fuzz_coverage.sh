@@ -30,7 +30,7 @@ declare -A aimed=(
     [decode_slice]='decoder.rs' [decode_stream]='decoder.rs'
     [analyze]='analyzer' [analyze_stream]='analyzer'
     [scan_bytes]='.' [identify]='formats/mod.rs'
-    [policy_toml]='policy.rs' [joblib]='joblib.rs'
+    [policy_toml]='policy/' [joblib]='joblib.rs'
     [torch_legacy]='formats/torch.rs' [zip_parse]='formats/zip.rs'
     [tar_members]='formats/tar.rs' [npy_header]='formats/npy.rs'
 )

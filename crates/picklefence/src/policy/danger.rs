@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use super::dotted_problem;
+use super::data::dotted_problem;
 
 /// The shipped danger families.
 pub const DANGER_FILE: &str = include_str!("../../policies/danger.txt");
