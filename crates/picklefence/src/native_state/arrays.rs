@@ -1,0 +1,273 @@
+//! Arrays and dtypes inside a pickle, as far as the scanner's checks need them: what a value
+//! reconstructs to (`_reconstruct` + BUILD, protocol 5's `_frombuffer`, joblib's wrapper and the
+//! bytes after it), its shape, dtype and bytes, when they are in the input.
+
+use crate::analyzer::joblib::{DTYPE_CLASSES, WRAPPER_MODULE, WRAPPER_NAME};
+use crate::evaluate::{Heap, Object, Val};
+
+use super::IntField;
+
+const RECONSTRUCT: [(&str, &str); 2] = [
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+];
+const FROMBUFFER: [(&str, &str); 2] = [
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+];
+/// joblib's array wrapper: its data follows its BUILD in the stream.
+pub(super) const JOBLIB_WRAPPER: (&str, &str) = (WRAPPER_MODULE, WRAPPER_NAME);
+
+/// A dtype as far as the checks need it.
+pub(super) struct Dtype {
+    /// Bytes an item.
+    pub(super) itemsize: u64,
+    /// A plain type: its NumPy type string (`<i8`).
+    pub(super) code: Option<String>,
+    /// A record type: each field's offset and type string.
+    pub(super) fields: Vec<(String, u64, Option<String>)>,
+}
+
+/// An array inside the pickle: its bytes, shape and dtype.
+pub(super) struct Array<'d> {
+    pub(super) bytes: std::borrow::Cow<'d, [u8]>,
+    pub(super) shape: Vec<u64>,
+    pub(super) dtype: Dtype,
+}
+
+impl Dtype {
+    fn field(&self, name: &str) -> Option<IntField> {
+        let (_, offset, code) = self.fields.iter().find(|(n, _, _)| n == name)?;
+        IntField::from_numpy(usize::try_from(*offset).ok()?, code.as_deref()?)
+    }
+}
+
+impl Array<'_> {
+    /// Items in all dimensions (the guard counts a predictor's records so too).
+    pub(super) fn size(&self) -> u64 {
+        self.shape
+            .iter()
+            .try_fold(1u64, |acc, d| acc.checked_mul(*d))
+            .unwrap_or(u64::MAX)
+    }
+
+    /// An integer field of the records.
+    pub(super) fn field(&self, name: &str) -> Result<IntField, String> {
+        self.dtype
+            .field(name)
+            .ok_or_else(|| format!("a record dtype without the integer field {name}"))
+    }
+
+    /// Bytes a record.
+    pub(super) fn itemsize(&self) -> Result<usize, String> {
+        usize::try_from(self.dtype.itemsize).map_err(|e| e.to_string())
+    }
+}
+
+fn is(heap: &Heap, value: Val, names: &[(&str, &str)]) -> bool {
+    heap.global(value).is_some_and(|g| names.contains(&g))
+}
+
+/// Record dtypes with more fields are not read (numpy's node records have about a dozen).
+const MAX_FIELDS: usize = 256;
+
+/// The dtype a value is; `records`: read its fields (a field's own dtype is read without
+/// them, so a dtype that holds itself ends).
+pub(super) fn dtype_of(heap: &Heap, value: Val, records: bool) -> Result<Dtype, String> {
+    let object = heap
+        .object(value)
+        .filter(|o| is(heap, o.callee, &DTYPE_CLASSES))
+        .ok_or("a dtype that is not a numpy.dtype call")?;
+    let descr = heap
+        .tuple(object.args)
+        .and_then(|args| heap.str(*args.first()?))
+        .ok_or("a dtype without its type string")?;
+    let state = object.state.and_then(|s| heap.tuple(s)).unwrap_or(&[]);
+    let order = state.get(1).and_then(|v| heap.str(*v)).unwrap_or("|");
+    let declared = state.get(5).and_then(|v| heap.int(*v)).filter(|&n| n > 0);
+    let from_descr = descr.get(1..).and_then(|n| n.parse::<i64>().ok());
+    let itemsize = declared
+        .or(from_descr)
+        .and_then(|n| u64::try_from(n).ok())
+        .ok_or_else(|| format!("a dtype {descr:?} of unknown size"))?;
+    let mut fields = Vec::new();
+    if let (true, Some(names), Some(table)) =
+        (records, state.get(3).and_then(|v| heap.tuple(*v)), state.get(4))
+    {
+        if names.len() > MAX_FIELDS {
+            return Err(format!("a record dtype of {} fields", names.len()));
+        }
+        for name in names {
+            let name = heap
+                .str(*name)
+                .ok_or("a record dtype with a field name that is not a str")?;
+            let entry = heap
+                .get(*table, name)
+                .and_then(|v| heap.tuple(v))
+                .ok_or_else(|| format!("a record dtype without its field {name:?}"))?;
+            let offset = entry
+                .get(1)
+                .and_then(|v| heap.int(*v))
+                .and_then(|n| u64::try_from(n).ok())
+                .ok_or_else(|| format!("the field {name:?} without its offset"))?;
+            let code = entry
+                .first()
+                .and_then(|v| dtype_of(heap, *v, false).ok())
+                .and_then(|d| d.code);
+            fields.push((name.to_owned(), offset, code));
+        }
+    }
+    let is_record = state.get(3).is_some_and(|v| *v != Val::None);
+    let code = (!is_record).then(|| format!("{order}{descr}"));
+    Ok(Dtype {
+        itemsize,
+        code,
+        fields,
+    })
+}
+
+fn shape_of(heap: &Heap, value: Val) -> Option<Vec<u64>> {
+    if let Some(n) = heap.int(value) {
+        return u64::try_from(n).ok().map(|n| vec![n]);
+    }
+    heap.tuple(value)?
+        .iter()
+        .map(|d| heap.int(*d).and_then(|n| u64::try_from(n).ok()))
+        .collect()
+}
+
+fn slice(data: &[u8], start: u64, len: u64) -> Option<&[u8]> {
+    let start = usize::try_from(start).ok()?;
+    data.get(start..start.checked_add(usize::try_from(len).ok()?)?)
+}
+
+/// The bytes an array's data value stands for: a bytes constant; a str (a Python 2 pickle,
+/// which numpy encodes as latin-1); `_codecs.encode(text, "latin1")` and `bytes()` (how
+/// protocols 0-2 write bytes under Python 3).
+fn bytes_of<'d>(heap: &Heap, data: &'d [u8], value: Val) -> Option<std::borrow::Cow<'d, [u8]>> {
+    let latin1 =
+        |text: &str| -> Option<Vec<u8>> { text.chars().map(|c| u8::try_from(u32::from(c)).ok()).collect() };
+    match value {
+        Val::Bytes { start, len } => slice(data, start, len).map(std::borrow::Cow::Borrowed),
+        Val::Str(_) => latin1(heap.str(value)?).map(std::borrow::Cow::Owned),
+        Val::Obj(_) => {
+            let object = heap.object(value)?;
+            let args = heap.tuple(object.args)?;
+            let callee = heap.global(object.callee)?;
+            if matches!(callee, ("__builtin__" | "builtins", "bytes")) && args.is_empty() {
+                return Some(std::borrow::Cow::Borrowed(&[])); // how protocol 2 writes b""
+            }
+            if callee != ("_codecs", "encode") {
+                return None;
+            }
+            let encoding = args.get(1).and_then(|v| heap.str(*v))?;
+            if !matches!(encoding, "latin1" | "latin-1" | "iso-8859-1") {
+                return None;
+            }
+            latin1(heap.str(*args.first()?)?).map(std::borrow::Cow::Owned)
+        }
+        _ => None,
+    }
+}
+
+/// The array a value is, when its data is inside the input: `_reconstruct` + BUILD, protocol
+/// 5's `_frombuffer`, or joblib's wrapper followed by its bytes.
+pub(super) fn array_of<'d>(heap: &Heap, data: &'d [u8], value: Val) -> Result<Array<'d>, String> {
+    let object = heap.object(value).ok_or("not an array made in the pickle")?;
+    if object.rebuilt {
+        return Err("an array built twice".into());
+    }
+    let (shape, dtype, bytes) = if is(heap, object.callee, &RECONSTRUCT) {
+        let state = object
+            .state
+            .and_then(|s| heap.tuple(s))
+            .ok_or("an array without its state")?;
+        let raw = state.get(4).and_then(|v| bytes_of(heap, data, *v));
+        (
+            state.get(1).and_then(|v| shape_of(heap, *v)),
+            state.get(2).map(|v| dtype_of(heap, *v, true)),
+            raw.ok_or("array data that is not bytes (an object array)")?,
+        )
+    } else if is(heap, object.callee, &FROMBUFFER) {
+        let args = heap.tuple(object.args).ok_or("_frombuffer without arguments")?;
+        let raw = args.first().and_then(|v| bytes_of(heap, data, *v));
+        (
+            args.get(2).and_then(|v| shape_of(heap, *v)),
+            args.get(1).map(|v| dtype_of(heap, *v, true)),
+            raw.ok_or("array data out of band")?,
+        )
+    } else if heap.global(object.callee) == Some(JOBLIB_WRAPPER) {
+        joblib_array(heap, data, object)?
+    } else {
+        return Err("an array made some other way".into());
+    };
+    let shape = shape.ok_or("an array of unknown shape")?;
+    let dtype = dtype.ok_or("an array without a dtype")??;
+    let expected = shape
+        .iter()
+        .try_fold(dtype.itemsize, |acc, d| acc.checked_mul(*d))
+        .and_then(|n| usize::try_from(n).ok());
+    if expected != Some(bytes.len()) {
+        return Err(format!("{} data bytes for shape {shape:?}", bytes.len()));
+    }
+    Ok(Array { bytes, shape, dtype })
+}
+
+type Parts<'d> = (
+    Option<Vec<u64>>,
+    Option<Result<Dtype, String>>,
+    std::borrow::Cow<'d, [u8]>,
+);
+
+fn joblib_array<'d>(heap: &Heap, data: &'d [u8], wrapper: &Object) -> Result<Parts<'d>, String> {
+    let state = wrapper.state.ok_or("a joblib array without its state")?;
+    let (start, len) = wrapper.trailing.ok_or("a joblib array whose data was not read")?;
+    let padded = heap
+        .get(state, "numpy_array_alignment_bytes")
+        .is_some_and(|v| v != Val::None);
+    let (start, len) = if padded {
+        let pad = u64::from(
+            *slice(data, start, 1)
+                .and_then(|b| b.first())
+                .ok_or("no padding byte")?,
+        );
+        (
+            start + 1 + pad,
+            len.checked_sub(1 + pad).ok_or("padding beyond the data")?,
+        )
+    } else {
+        (start, len)
+    };
+    Ok((
+        heap.get(state, "shape").and_then(|v| shape_of(heap, v)),
+        heap.get(state, "dtype").map(|v| dtype_of(heap, v, true)),
+        std::borrow::Cow::Borrowed(slice(data, start, len).ok_or("joblib array data beyond the input")?),
+    ))
+}
+
+/// The array under `key` in a state dict.
+pub(super) fn state_array<'d>(
+    heap: &Heap,
+    data: &'d [u8],
+    state: Val,
+    key: &str,
+) -> Result<Array<'d>, String> {
+    array_of(
+        heap,
+        data,
+        heap.get(state, key)
+            .ok_or_else(|| format!("a state without {key}"))?,
+    )
+}
+
+/// The int64 items of an array (native little-endian `<i8`, or `|`-less `i8` of a record field).
+pub(super) fn int64_items(array: &Array<'_>) -> Result<Vec<i64>, String> {
+    if array.dtype.code.as_deref() != Some("<i8") {
+        return Err(format!("an index array of type {:?}", array.dtype.code));
+    }
+    Ok(array
+        .bytes
+        .chunks_exact(8)
+        .filter_map(|b| b.try_into().ok().map(i64::from_le_bytes))
+        .collect())
+}

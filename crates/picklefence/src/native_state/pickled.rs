@@ -1,0 +1,507 @@
+//! The scanner's in-pickle checks: the invariants the guard checks at load time
+//! ([`super::check_tree_nodes`] and the others), checked where the arrays are inside the pickle.
+
+use crate::evaluate::{Heap, Object, Trailing};
+
+use super::arrays::{array_of, dtype_of, int64_items, state_array, JOBLIB_WRAPPER};
+use super::{check_predictor_nodes, check_tree_nodes, NodeLayout, PredictorLayout, PredictorShape};
+
+/// How the scanner checks one class's instances inside a pickle.
+type Check = fn(&Heap, &[u8], &Object) -> PickledOutcome;
+
+/// The classes the scanner checks inside pickles, with their checks.
+const CHECKED: [((&str, &str), Check); 4] = [
+    (("sklearn.tree._tree", "Tree"), check_tree),
+    (
+        (
+            "sklearn.ensemble._hist_gradient_boosting.predictor",
+            "TreePredictor",
+        ),
+        check_predictor,
+    ),
+    (("sklearn.neighbors._kd_tree", "KDTree"), check_binary_tree),
+    (("sklearn.neighbors._ball_tree", "BallTree"), check_binary_tree),
+];
+
+/// Whether the scanner checks instances of `module.name` inside pickles ([`check_pickled`]).
+pub(crate) fn checked_in_pickles(module: &str, name: &str) -> bool {
+    CHECKED.iter().any(|(class, _)| *class == (module, name))
+}
+
+/// What joblib reads after the BUILD of `object`: a wrapper's raw bytes, or the nested pickle of
+/// an object array (dtype `O`).
+pub(crate) fn joblib_trailing(heap: &Heap, object: &Object) -> Trailing {
+    if heap.global(object.callee) != Some(JOBLIB_WRAPPER) {
+        return Trailing::Nothing;
+    }
+    let object_items = object
+        .state
+        .and_then(|state| heap.get(state, "dtype"))
+        .and_then(|dtype| dtype_of(heap, dtype, false).ok())
+        .and_then(|dtype| dtype.code)
+        .is_some_and(|code| code.get(1..2) == Some("O"));
+    if object_items {
+        Trailing::Pickle
+    } else {
+        Trailing::Bytes
+    }
+}
+/// What the scanner concluded about one instance of a validated class inside a pickle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PickledState {
+    /// Where the instance was made.
+    pub offset: u64,
+    /// Its class.
+    pub module: &'static str,
+    /// Its class.
+    pub name: &'static str,
+    /// Intact, broken (the invariant and the value), or not checkable here (why).
+    pub outcome: PickledOutcome,
+}
+
+/// See [`PickledState`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PickledOutcome {
+    /// The invariant holds.
+    Intact,
+    /// The invariant is broken: which field, which value.
+    Broken(String),
+    /// The arrays are not in a form the scanner reads (left to the guard).
+    Unchecked(String),
+}
+
+fn check_tree(heap: &Heap, data: &[u8], tree: &Object) -> PickledOutcome {
+    let run = || -> Result<Result<(), String>, String> {
+        let n_features = heap
+            .tuple(tree.args)
+            .and_then(|a| heap.int(*a.first()?))
+            .ok_or("Tree called without n_features")?;
+        let state = tree.state.ok_or("a Tree without state")?;
+        let node_count = heap
+            .get(state, "node_count")
+            .and_then(|v| heap.int(v))
+            .and_then(|n| u64::try_from(n).ok())
+            .ok_or("a Tree state without node_count")?;
+        let nodes = state_array(heap, data, state, "nodes")?;
+        let field = |name: &str| {
+            nodes
+                .field(name)
+                .ok()
+                .filter(|f| f.width == 8 && f.signed)
+                .map(|f| f.offset)
+                .ok_or_else(|| format!("a node dtype without an int64 {name}"))
+        };
+        let layout = NodeLayout {
+            itemsize: nodes.itemsize()?,
+            left: field("left_child")?,
+            right: field("right_child")?,
+            feature: field("feature")?,
+        };
+        if nodes.shape.first() != Some(&node_count) {
+            return Ok(Err(format!(
+                "nodes holds {:?} records for node_count {node_count}",
+                nodes.shape
+            )));
+        }
+        Ok(
+            check_tree_nodes(&nodes.bytes, layout, &[(node_count, n_features)])
+                .map_err(|e| format!("nodes[{}].{} is {}, {}", e.node, e.field, e.value, e.why)),
+        )
+    };
+    outcome(run())
+}
+
+fn check_predictor(heap: &Heap, data: &[u8], predictor: &Object) -> PickledOutcome {
+    let run = || -> Result<Result<(), String>, String> {
+        let state = predictor.state.ok_or("a TreePredictor without state")?;
+        let nodes = state_array(heap, data, state, "nodes")?;
+        let layout = PredictorLayout {
+            itemsize: nodes.itemsize()?,
+            left: nodes.field("left")?,
+            right: nodes.field("right")?,
+            feature: nodes.field("feature_idx")?,
+            is_leaf: nodes.field("is_leaf")?,
+            is_categorical: nodes.field("is_categorical")?,
+            bitset_idx: nodes.field("bitset_idx")?,
+        };
+        let mut rows = i64::MAX;
+        for name in ["binned_left_cat_bitsets", "raw_left_cat_bitsets"] {
+            let count = state_array(heap, data, state, name)?
+                .shape
+                .first()
+                .copied()
+                .unwrap_or(0);
+            rows = rows.min(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+        let shape = PredictorShape {
+            nodes: nodes.size(),
+            n_features: i64::MAX,
+            bitset_rows: rows,
+        };
+        Ok(check_predictor_nodes(&nodes.bytes, layout, &[shape])
+            .map_err(|e| format!("nodes[{}].{} is {}, {}", e.node, e.field, e.value, e.why)))
+    };
+    outcome(run())
+}
+
+/// The class an object is an instance of: what was called or reconstructed, or the class
+/// operand of `copyreg._reconstructor` / `copyreg.__newobj__` (protocols 0-1 and explicit
+/// reductions), or of scikit-learn's `newObj` (KD and ball trees).
+fn class_of<'h>(heap: &'h Heap, object: &Object) -> Option<(&'h str, &'h str)> {
+    let callee = heap.global(object.callee)?;
+    match callee {
+        ("copyreg" | "copy_reg", "_reconstructor" | "__newobj__" | "__newobj_ex__")
+        | ("sklearn.neighbors._kd_tree" | "sklearn.neighbors._ball_tree", "newObj") => {
+            heap.global(*heap.tuple(object.args)?.first()?)
+        }
+        _ => Some(callee),
+    }
+}
+
+/// `KDTree`/`BallTree` (state: data, idx_array, node_data, node_bounds, ...): queries read
+/// `data[idx_array[i]]` for i in each node's [idx_start, idx_end) and visit children 2i+1, 2i+2
+/// of internal nodes.
+fn check_binary_tree(heap: &Heap, data: &[u8], tree: &Object) -> PickledOutcome {
+    let run = || -> Result<Result<(), String>, String> {
+        let state = tree
+            .state
+            .and_then(|s| heap.tuple(s))
+            .ok_or("a tree without its state tuple")?;
+        let array = |index: usize, name: &str| {
+            array_of(
+                heap,
+                data,
+                *state
+                    .get(index)
+                    .ok_or_else(|| format!("a state without {name}"))?,
+            )
+        };
+        let samples_array = array(0, "data")?;
+        let [samples, features] = samples_array.shape[..] else {
+            return Ok(Err(format!(
+                "data has shape {:?}, not two dimensions",
+                samples_array.shape
+            )));
+        };
+        let idx_array = array(1, "idx_array")?;
+        if idx_array.shape != [samples] {
+            return Ok(Err(format!(
+                "idx_array has shape {:?} for {samples} samples",
+                idx_array.shape
+            )));
+        }
+        let samples = i64::try_from(samples).unwrap_or(i64::MAX);
+        if let Some((i, v)) = int64_items(&idx_array)?
+            .into_iter()
+            .enumerate()
+            .find(|(_, v)| !(0..samples).contains(v))
+        {
+            return Ok(Err(format!(
+                "idx_array[{i}] is {v}, outside the {samples} samples"
+            )));
+        }
+        let nodes = array(2, "node_data")?;
+        let (start, end, leaf) = (
+            nodes.field("idx_start")?,
+            nodes.field("idx_end")?,
+            nodes.field("is_leaf")?,
+        );
+        let count = nodes.shape.first().copied().unwrap_or(0);
+        for (node, record) in nodes.bytes.chunks_exact(nodes.itemsize()?.max(1)).enumerate() {
+            let (from, to) = (start.read(record), end.read(record));
+            if from < 0 || from > to || to > samples {
+                return Ok(Err(format!(
+                    "node_data[{node}] is [{from}, {to}), not a range of the {samples} samples"
+                )));
+            }
+            let children = u64::try_from(node)
+                .unwrap_or(u64::MAX)
+                .saturating_mul(2)
+                .saturating_add(2);
+            if leaf.read(record) == 0 && children >= count {
+                return Ok(Err(format!(
+                    "node_data[{node}].is_leaf is 0, with children beyond the {count} nodes"
+                )));
+            }
+        }
+        let bounds = array(3, "node_bounds")?;
+        if bounds.shape.len() != 3
+            || bounds.shape.get(1) != Some(&count)
+            || bounds.shape.get(2) != Some(&features)
+        {
+            return Ok(Err(format!(
+                "node_bounds has shape {:?} for {count} nodes of {features} features",
+                bounds.shape
+            )));
+        }
+        Ok(Ok(()))
+    };
+    outcome(run())
+}
+
+fn outcome(result: Result<Result<(), String>, String>) -> PickledOutcome {
+    match result {
+        Ok(Ok(())) => PickledOutcome::Intact,
+        Ok(Err(broken)) => PickledOutcome::Broken(broken),
+        Err(why) => PickledOutcome::Unchecked(why),
+    }
+}
+
+/// Every instance of a class the scanner checks ([`CHECKED`]) that the pickle makes, checked
+/// against its invariant where its arrays are in `data`.
+pub(crate) fn check_pickled(heap: &Heap, data: &[u8]) -> Vec<PickledState> {
+    let mut found = Vec::new();
+    for object in &heap.objects {
+        let checked = class_of(heap, object).and_then(|class| CHECKED.iter().find(|(c, _)| *c == class));
+        let Some(&((module, name), check)) = checked else {
+            continue;
+        };
+        found.push(PickledState {
+            offset: object.offset,
+            module,
+            name,
+            outcome: check(heap, data, object),
+        });
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evaluate::tests::{evaluate, Asm};
+
+    /// `(left_child, right_child, feature)` of each node.
+    type Nodes = [(i64, i64, i64)];
+
+    /// A field dtype: numpy.dtype("i8") with its state (byte order `<`).
+    fn int64(asm: Asm) -> Asm {
+        plain(asm, "i8")
+    }
+
+    /// `numpy.dtype(descr, False, True)`, as numpy pickles a dtype (its state follows).
+    fn dtype_call(asm: Asm, descr: &str) -> Asm {
+        asm.global("numpy", "dtype")
+            .text(descr)
+            .op(0x89)
+            .op(0x88)
+            .op(0x87)
+            .op(b'R')
+    }
+
+    /// numpy.dtype(descr) of a plain little-endian type, with its state.
+    fn plain(asm: Asm, descr: &str) -> Asm {
+        dtype_call(asm, descr)
+            .op(b'(')
+            .int(3)
+            .text("<")
+            .op(b'N')
+            .op(b'N')
+            .op(b'N')
+            .int(-1)
+            .int(-1)
+            .int(0)
+            .op(b't')
+            .op(b'b')
+    }
+
+    /// `Tree(n_features=2, ...)` whose state holds `nodes` (records of left_child, right_child,
+    /// feature as int64) read through a `_reconstruct` array; `field_dtype` writes each field's
+    /// dtype.
+    fn tree_pickle(nodes: &Nodes, field_dtype: &dyn Fn(Asm) -> Asm) -> Vec<u8> {
+        let records: Vec<u8> = nodes
+            .iter()
+            .flat_map(|&(l, r, f)| [l, r, f].into_iter().flat_map(i64::to_le_bytes))
+            .collect();
+        // The record dtype, memoized as 9.
+        let record = |asm: Asm| {
+            let mut asm = dtype_call(asm, "V24")
+                .put(9)
+                .op(b'(')
+                .int(3)
+                .text("|")
+                .op(b'N')
+                .text("left_child")
+                .text("right_child")
+                .text("feature")
+                .op(0x87)
+                .op(b'}');
+            for (name, offset) in [("left_child", 0), ("right_child", 8), ("feature", 16)] {
+                asm = field_dtype(asm.text(name)).int(offset).op(0x86).op(b's');
+            }
+            asm.int(24).int(1).int(16).op(b't').op(b'b')
+        };
+        let count = i32::try_from(nodes.len()).unwrap();
+        let asm = Asm::default()
+            .op(0x80)
+            .op(2)
+            .global("sklearn.tree._tree", "Tree")
+            .int(2)
+            .op(0x85)
+            .op(b'R')
+            .op(b'}')
+            .text("node_count")
+            .int(count)
+            .op(b's')
+            .text("nodes");
+        array(asm, &[count], &record, &records)
+            .op(b's')
+            .op(b'b')
+            .op(b'.')
+            .0
+    }
+
+    fn outcome_of(data: &[u8]) -> Vec<PickledOutcome> {
+        let evaluator = evaluate(data, 1 << 20);
+        check_pickled(&evaluator.heap, data)
+            .into_iter()
+            .map(|s| s.outcome)
+            .collect()
+    }
+
+    #[test]
+    fn trees_inside_a_pickle_are_checked() {
+        let good: &Nodes = &[(1, 2, 0), (-1, -1, -2), (-1, -1, -2)];
+        assert_eq!(outcome_of(&tree_pickle(good, &int64)), [PickledOutcome::Intact]);
+        let broken: &Nodes = &[(1, 9, 0), (-1, -1, -2), (-1, -1, -2)];
+        let [PickledOutcome::Broken(why)] = &outcome_of(&tree_pickle(broken, &int64))[..] else {
+            panic!("not broken")
+        };
+        assert!(why.contains("nodes[0].right_child is 9"), "{why}");
+        let wide_feature: &Nodes = &[(1, 2, 5), (-1, -1, -2), (-1, -1, -2)];
+        assert!(matches!(
+            &outcome_of(&tree_pickle(wide_feature, &int64))[..],
+            [PickledOutcome::Broken(_)]
+        ));
+    }
+
+    #[test]
+    fn a_dtype_that_holds_itself_is_read_once() {
+        // Each field's dtype is the record dtype itself (memo 9): no int64 fields, no loop.
+        let good: &Nodes = &[(1, 2, 0), (-1, -1, -2), (-1, -1, -2)];
+        let data = tree_pickle(good, &|asm: Asm| asm.get(9));
+        let [PickledOutcome::Unchecked(why)] = &outcome_of(&data)[..] else {
+            panic!("checked")
+        };
+        assert!(why.contains("int64 left_child"), "{why}");
+    }
+
+    /// `_reconstruct(ndarray, (0,), b"b")` built with `shape`, the dtype `dtype` writes and
+    /// `data`.
+    fn array(asm: Asm, shape: &[i32], dtype: &dyn Fn(Asm) -> Asm, data: &[u8]) -> Asm {
+        let mut asm = asm
+            .global("numpy.core.multiarray", "_reconstruct")
+            .global("numpy", "ndarray")
+            .int(0)
+            .op(0x85)
+            .text("b")
+            .op(0x87)
+            .op(b'R')
+            .op(b'(')
+            .int(1)
+            .op(b'(');
+        for &d in shape {
+            asm = asm.int(d);
+        }
+        dtype(asm.op(b't')).op(0x89).bytes(data).op(b't').op(b'b')
+    }
+
+    /// node_data's record dtype: idx_start, idx_end, is_leaf (int64), radius (float64).
+    fn node_record(asm: Asm) -> Asm {
+        let mut asm = dtype_call(asm, "V32")
+            .op(b'(')
+            .int(3)
+            .text("|")
+            .op(b'N')
+            .op(b'(')
+            .text("idx_start")
+            .text("idx_end")
+            .text("is_leaf")
+            .text("radius")
+            .op(b't')
+            .op(b'}');
+        for (name, offset, descr) in [
+            ("idx_start", 0, "i8"),
+            ("idx_end", 8, "i8"),
+            ("is_leaf", 16, "i8"),
+            ("radius", 24, "f8"),
+        ] {
+            asm = plain(asm.text(name), descr).int(offset).op(0x86).op(b's');
+        }
+        asm.int(32).int(1).int(16).op(b't').op(b'b')
+    }
+
+    fn ints(values: &[i64]) -> Vec<u8> {
+        values.iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
+
+    /// A KDTree over 4 samples of 2 features with 3 nodes (a root and two leaves).
+    fn kd_tree_pickle(idx: &[i64], nodes: &[(i64, i64, i64)], bounds_shape: &[i32]) -> Vec<u8> {
+        let records: Vec<u8> = nodes
+            .iter()
+            .flat_map(|&(start, end, leaf)| ints(&[start, end, leaf, 0]))
+            .collect();
+        let bounds = vec![0u8; 8 * bounds_shape.iter().map(|&d| d as usize).product::<usize>()];
+        let f8 = |asm: Asm| plain(asm, "f8");
+        let i8 = |asm: Asm| plain(asm, "i8");
+        let mut asm = Asm::default()
+            .op(0x80)
+            .op(2)
+            .global("sklearn.neighbors._kd_tree", "newObj")
+            .global("sklearn.neighbors._kd_tree", "KDTree")
+            .op(0x85)
+            .op(b'R')
+            .op(b'(');
+        asm = array(asm, &[4, 2], &f8, &[0; 64]);
+        asm = array(asm, &[i32::try_from(idx.len()).unwrap()], &i8, &ints(idx));
+        asm = array(
+            asm,
+            &[i32::try_from(nodes.len()).unwrap()],
+            &node_record,
+            &records,
+        );
+        asm = array(asm, bounds_shape, &f8, &bounds);
+        asm.int(40).op(b't').op(b'b').op(b'.').0
+    }
+
+    #[test]
+    fn kd_trees_inside_a_pickle_are_checked() {
+        let nodes = [(0, 4, 0), (0, 2, 1), (2, 4, 1)];
+        let good = kd_tree_pickle(&[3, 1, 0, 2], &nodes, &[2, 3, 2]);
+        assert_eq!(outcome_of(&good), [PickledOutcome::Intact]);
+        let cases: [(Vec<u8>, &str); 5] = [
+            (
+                kd_tree_pickle(&[3, 1, 4, 2], &nodes, &[2, 3, 2]),
+                "idx_array[2] is 4",
+            ),
+            (
+                kd_tree_pickle(&[3, 1, -1, 2], &nodes, &[2, 3, 2]),
+                "idx_array[2] is -1",
+            ),
+            (
+                kd_tree_pickle(&[3, 1, 0], &nodes, &[2, 3, 2]),
+                "idx_array has shape [3]",
+            ),
+            (
+                kd_tree_pickle(&[3, 1, 0, 2], &[(0, 4, 0), (0, 9, 1), (2, 4, 1)], &[2, 3, 2]),
+                "node_data[1] is [0, 9)",
+            ),
+            (
+                kd_tree_pickle(&[3, 1, 0, 2], &nodes, &[2, 2, 2]),
+                "node_bounds has shape [2, 2, 2]",
+            ),
+        ];
+        for (data, expected) in cases {
+            let [PickledOutcome::Broken(why)] = &outcome_of(&data)[..] else {
+                panic!("{expected}: not broken")
+            };
+            assert!(why.contains(expected), "{why}");
+        }
+        // The root internal with children beyond the nodes.
+        let short = kd_tree_pickle(&[3, 1, 0, 2], &[(0, 4, 0), (0, 2, 1)], &[2, 2, 2]);
+        let [PickledOutcome::Broken(why)] = &outcome_of(&short)[..] else {
+            panic!("not broken")
+        };
+        assert!(why.contains("node_data[0].is_leaf is 0"), "{why}");
+    }
+}
