@@ -6,7 +6,7 @@ use picklefence::ScanReport;
 use serde_json::{json, Map, Value};
 
 use crate::render::{block_reason, import_label, location};
-use crate::scan::{Counts, FileResult, Outcome, RenderOptions};
+use crate::results::{Counts, FileResult, Outcome, RenderOptions};
 
 /// Bumped when a field changes meaning or goes away (adding fields does not bump it).
 const FORMAT_VERSION: u32 = 1;

@@ -7,6 +7,7 @@ mod disasm;
 mod json;
 mod policy_cmd;
 mod render;
+mod results;
 mod sarif;
 mod scan;
 mod text;

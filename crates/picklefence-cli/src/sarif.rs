@@ -7,7 +7,7 @@ use std::path::{Component, Path, PathBuf};
 use picklefence::{FindingKind, LocatedFinding, Severity};
 use serde_json::{json, Map, Value};
 
-use crate::scan::{FileResult, Outcome, RenderOptions};
+use crate::results::{FileResult, Outcome, RenderOptions};
 
 const SCHEMA: &str =
     "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json";

@@ -1,4 +1,7 @@
 //! `picklefence scan`: collect the files, scan them in parallel, report, and pick the exit code.
+//!
+//! The results it hands the writers (`text`, `json`, `sarif`) are in [`crate::results`], so
+//! the writers depend on those types and never on this module.
 
 use std::io::Read;
 use std::path::Path;
@@ -8,51 +11,9 @@ use picklefence::{scan_bytes, scan_path, Policy, ScanError, ScanOptions, ScanRep
 use rayon::prelude::*;
 
 use crate::cli::{ScanArgs, ScanFormat};
+use crate::results::{FileResult, Outcome, RenderOptions};
 use crate::walk::{self, Found, Source};
 use crate::{finish, json, policy_cmd, sarif, text, usage_error, Io, EXIT_CLEAN, EXIT_ERROR, EXIT_UNSAFE};
-
-/// What became of one path.
-#[derive(Debug)]
-pub enum Outcome {
-    Scanned(ScanReport),
-    Failed(String),
-    Skipped { reason: String, unverified: bool },
-}
-
-#[derive(Debug)]
-pub struct FileResult {
-    /// The path as the user would recognise it (`-` for standard input).
-    pub display: String,
-    pub outcome: Outcome,
-}
-
-/// How many paths ended which way.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Counts {
-    pub clean: usize,
-    pub unsafe_: usize,
-    pub errors: usize,
-    pub skipped: usize,
-}
-
-impl Counts {
-    pub fn of(results: &[FileResult]) -> Counts {
-        let mut counts = Counts::default();
-        for result in results {
-            match &result.outcome {
-                Outcome::Scanned(report) if report.is_safe() => counts.clean += 1,
-                Outcome::Scanned(_) => counts.unsafe_ += 1,
-                Outcome::Failed(_) => counts.errors += 1,
-                Outcome::Skipped { .. } => counts.skipped += 1,
-            }
-        }
-        counts
-    }
-
-    pub fn scanned(&self) -> usize {
-        self.clean + self.unsafe_
-    }
-}
 
 /// 1 if anything is unsafe; else 2 if anything could not be verified; else 0.
 pub fn exit_code(results: &[FileResult]) -> i32 {
@@ -70,15 +31,6 @@ pub fn exit_code(results: &[FileResult]) -> i32 {
     } else {
         EXIT_CLEAN
     }
-}
-
-/// Options the renderers need.
-#[derive(Debug, Clone)]
-pub struct RenderOptions {
-    pub quiet: bool,
-    pub show_imports: bool,
-    pub policy_name: String,
-    pub exit_code: i32,
 }
 
 pub fn run(args: &ScanArgs, io: &mut Io<'_>) -> i32 {

@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use picklefence::ScanReport;
 
 use crate::render::{import_label, import_verdict, location, plural};
-use crate::scan::{Counts, FileResult, Outcome, RenderOptions};
+use crate::results::{Counts, FileResult, Outcome, RenderOptions};
 
 pub fn write_scan(w: &mut dyn Write, results: &[FileResult], options: &RenderOptions) -> io::Result<()> {
     for result in results {
