@@ -6,7 +6,6 @@
 //! [`danger_reason`] explains why an import is dangerous (its families are data too,
 //! `policies/danger.txt`); names it knows are never added by a user without an explicit
 //! `allow_dangerous` opt-in.
-
 //!
 //! Files by concern: the named policies and their data files (`named.rs`), the data
 //! line format and user entries (`data.rs`), TOML policy files (`toml_file.rs`), the danger
@@ -38,10 +37,20 @@ pub enum PolicyError {
         "malformed allowlist entry {entry:?}: {reason} \
          (expected \"module.name\" or \"module:qualified.name\", optionally \"=role\")"
     )]
-    MalformedEntry { entry: String, reason: &'static str },
+    MalformedEntry {
+        /// The entry as written.
+        entry: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// An entry whose role does not parse.
     #[error("allowlist entry {entry:?} has an invalid role: {error}")]
-    MalformedRole { entry: String, error: roles::RoleError },
+    MalformedRole {
+        /// The entry as written.
+        entry: String,
+        /// Why its role does not parse.
+        error: roles::RoleError,
+    },
     /// A user entry that reaches code execution, files, processes, the network, imports,
     /// attribute lookup or nested unpickling, added without `allow_dangerous`.
     #[error(
@@ -49,13 +58,24 @@ pub enum PolicyError {
          with an explicit allow_dangerous=True (--allow-dangerous), and only if every file it \
          loads is trusted"
     )]
-    Dangerous { entry: String, reason: &'static str },
+    Dangerous {
+        /// The entry, as `module:name`.
+        entry: String,
+        /// What it reaches ([`danger_reason`]).
+        reason: &'static str,
+    },
     /// A named policy that does not exist.
     #[error("unknown named policy {name:?}; known policies: {}", known.join(", "))]
-    UnknownPolicy { name: String, known: Vec<&'static str> },
+    UnknownPolicy {
+        /// The name asked for.
+        name: String,
+        /// The names that exist ([`Policy::named_policies`]).
+        known: Vec<&'static str>,
+    },
     /// A TOML policy that does not parse or has the wrong shape (unknown keys included).
     #[error("{}", TomlLocation(*line, *column, message))]
     Toml {
+        /// What toml says is wrong.
         message: String,
         /// 1-based line of the error, when toml reports a position.
         line: Option<usize>,
@@ -64,7 +84,10 @@ pub enum PolicyError {
     },
     /// An `allow_ext_codes` value outside `copyreg`'s range.
     #[error("extension code {code} is outside copyreg's range 1..=2147483647")]
-    ExtCodeOutOfRange { code: i64 },
+    ExtCodeOutOfRange {
+        /// The code as written.
+        code: i64,
+    },
 }
 
 type Entries = HashMap<Box<str>, HashMap<Box<str>, Roles>>;

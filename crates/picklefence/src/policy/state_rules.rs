@@ -50,10 +50,12 @@ pub enum StateRule {
     KeysIn(Vec<Box<str>>),
 }
 
+/// One line of the rules file: an attribute name, its rule and why.
 #[derive(Debug, Clone)]
 pub struct KeyRule {
     /// The attribute name.
     pub key: Box<str>,
+    /// What the value under it must be.
     pub rule: StateRule,
     /// Why the key is watched (the line's comment).
     pub reason: String,
@@ -103,7 +105,9 @@ impl KeyFilter {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("state rules line {line}: {message}")]
 pub struct StateRuleError {
+    /// 1-based line number in the file.
     pub line: usize,
+    /// What is wrong with the line.
     pub message: String,
 }
 

@@ -32,17 +32,22 @@ pub use parse::parse_role;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message} (at {at:?} in role {text:?})")]
 pub struct RoleError {
+    /// What was expected or is wrong.
     pub message: String,
     /// The rest of the text where parsing stopped.
     pub at: String,
+    /// The whole role text.
     pub text: String,
 }
 
 /// What may be done with an allowed name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Roles {
+    /// `reconstruct`: the class a NEWOBJ or reconstructor makes, with its options.
     pub reconstruct: Option<Reconstruct>,
+    /// `value`: referenced and stored, never called or built.
     pub value: Option<ValueRole>,
+    /// `call(...)`: called with arguments that fit the schema.
     pub call: Option<Arc<CallSchema>>,
     /// Only where a call schema names it.
     pub argument: bool,
@@ -51,6 +56,7 @@ pub struct Roles {
 }
 
 impl Roles {
+    /// The roles of a name a user added without a role: any use.
     pub fn trusted() -> Roles {
         Roles {
             trusted: true,
@@ -73,6 +79,7 @@ impl Roles {
         self.trusted |= other.trusted;
     }
 
+    /// Whether no role at all is given.
     pub fn is_empty(&self) -> bool {
         self.reconstruct.is_none()
             && self.value.is_none()
@@ -141,8 +148,10 @@ pub enum StateShape {
     Any,
 }
 
+/// The `reconstruct` role's options.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reconstruct {
+    /// The shape its BUILD state may have.
     pub state: StateShape,
     /// SETITEMS/APPENDS/ADDITEMS before the BUILD (dict and list subclasses).
     pub items: bool,
@@ -186,6 +195,7 @@ impl fmt::Display for Reconstruct {
     }
 }
 
+/// The `value` role's options.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ValueRole {
     /// The dict keys it may be stored under; `None`: anywhere.
@@ -209,11 +219,14 @@ impl fmt::Display for ValueRole {
 /// A `module:qualified.name` inside a schema.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Name {
+    /// The module.
     pub module: Box<str>,
+    /// The qualified name inside it.
     pub name: Box<str>,
 }
 
 impl Name {
+    /// Whether this is `module` + `name`.
     pub fn is(&self, module: &str, name: &str) -> bool {
         &*self.module == module && &*self.name == name
     }
@@ -230,20 +243,26 @@ impl fmt::Display for Name {
 pub enum Kind {
     /// A str constant of at most `max` bytes; `one_of`: exactly one of these.
     Str {
+        /// Most bytes.
         max: usize,
+        /// The only values allowed, if limited to a set.
         one_of: Option<Vec<Box<str>>>,
     },
     /// A bytes constant of at most `max` bytes (protocol < 3: `_codecs.encode(str, 'latin1')`).
     Bytes {
+        /// Most bytes.
         max: u64,
     },
     /// An int constant within bounds (inclusive).
     Int {
+        /// Least value.
         min: i64,
+        /// Greatest value.
         max: i64,
     },
     /// An int of at most `max` bytes (an `i64`, or a LONG that size): bounded arithmetic.
     BigInt {
+        /// Most bytes.
         max: u64,
     },
     /// Any str constant, of any length (latin-1 text of bytes at protocol < 3).
@@ -257,16 +276,20 @@ pub enum Kind {
     DtypeState,
     /// True (or int 1) / False (or int 0).
     Bool(Option<bool>),
+    /// A float constant.
     Float,
+    /// None.
     None,
     /// A tuple of at most `max` non-negative int constants (shapes, strides).
     Ints {
+        /// Most items.
         max: usize,
     },
     /// A decimal number string as `str(Decimal)` writes it: bounded digits and exponent.
     Decimal,
     /// A list / dict / set the pickle made (not a call result).
     List,
+    /// A dict the pickle made (not a call result).
     Dict,
     /// An empty tuple, list or dict.
     Empty,
@@ -299,14 +322,18 @@ pub enum Kind {
 /// Alternatives for one argument; `optional` ones may be left out (only at the end).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArgSpec {
+    /// The kinds it may have (`A|B`).
     pub kinds: Vec<Kind>,
+    /// It may be left out (`A?`).
     pub optional: bool,
 }
 
 /// Positional arguments; `rest`: any number of further arguments of the last kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Args {
+    /// Each argument in turn.
     pub items: Vec<ArgSpec>,
+    /// Further arguments of the last kind may follow (`, ...`).
     pub rest: bool,
 }
 
@@ -362,18 +389,33 @@ pub enum ResultSpec {
     Value,
     /// A fresh object: at most one BUILD whose state fits `state` (default: a plain dict),
     /// and, with `items`, SETITEMS/APPENDS before it.
-    Fresh { state: Option<ArgSpec>, items: bool },
+    Fresh {
+        /// The state its BUILD may have; `None`: a plain dict.
+        state: Option<ArgSpec>,
+        /// SETITEMS/APPENDS may come before the BUILD.
+        items: bool,
+    },
     /// A fresh instance of the class in argument `slot`, judged as that class's reconstruction;
     /// `state` overrides the state it may be built with.
-    New { slot: usize, state: Option<ArgSpec> },
+    New {
+        /// The argument that holds the class.
+        slot: usize,
+        /// The state it may be built with, instead of the class's own.
+        state: Option<ArgSpec>,
+    },
     /// `getattr(class, "name")`: the attribute, judged as the import `module:Class.name`.
     Attribute,
 }
 
+/// The `call` role: the arguments a call may take, what it returns, and the checks done in
+/// code across its arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallSchema {
+    /// The arguments.
     pub args: Args,
+    /// What the call returns.
     pub result: ResultSpec,
+    /// Checks across arguments (`where ...`).
     pub checks: Vec<Check>,
     /// The result is callable (`-> fresh(callable)`, `-> value(callable)`).
     pub callable_result: bool,
