@@ -2,6 +2,8 @@
 //!
 //! No PyO3 and no file-system policy here: callers hand in bytes or readers.
 
+#![deny(missing_docs)]
+
 pub mod analyzer;
 pub mod compat;
 pub mod decoder;

@@ -63,7 +63,10 @@ macro_rules! opcodes {
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         #[repr(u8)]
         pub enum Opcode {
-            $( $variant = $code, )*
+            $(
+                #[doc = concat!("`", $name, "` (protocol ", stringify!($proto), "): ", $effect, ".")]
+                $variant = $code,
+            )*
         }
 
         impl Opcode {
