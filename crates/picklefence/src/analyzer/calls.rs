@@ -238,7 +238,7 @@ impl Analyzer<'_> {
 
     /// An allowed class whose state its compiled code trusts: noted once per name and pickle.
     pub(super) fn note_native_state(&mut self, offset: u64, target: &ImportName) {
-        if let Some(checked) = crate::native_state::load_time_check(&target.module, &target.name) {
+        if let Some(checked) = crate::policy::native_state::load_time_check(&target.module, &target.name) {
             self.finding(
                 FindingKind::NativeState,
                 Severity::Info,

@@ -17,6 +17,7 @@ use std::sync::Arc;
 mod danger;
 mod data;
 mod named;
+pub mod native_state;
 pub mod roles;
 pub mod state_rules;
 mod toml_file;
