@@ -1,0 +1,160 @@
+//! The native-state checks the Python validators call: node records of scikit-learn trees and
+//! HistGradientBoosting predictors, checked in Rust, and the table of validated classes.
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+/// Checks the node records of scikit-learn trees laid end to end in `nodes` (see
+/// `picklefence::native_state::check_tree_nodes`). Returns None, or `(tree, node, field, value,
+/// why)` for the first broken node.
+#[pyfunction]
+#[pyo3(signature = (nodes, itemsize, left, right, feature, trees))]
+pub(crate) fn check_tree_nodes(
+    nodes: &Bound<'_, PyBytes>,
+    itemsize: usize,
+    left: usize,
+    right: usize,
+    feature: usize,
+    trees: Vec<(u64, i64)>,
+) -> Option<BrokenNode> {
+    let layout = picklefence::native_state::NodeLayout {
+        itemsize,
+        left,
+        right,
+        feature,
+    };
+    picklefence::native_state::check_tree_nodes(nodes.as_bytes(), layout, &trees)
+        .err()
+        .map(|e| (e.tree, e.node, e.field, e.value, e.why))
+}
+
+/// The first broken node of a batch of trees: `(tree, node, field, value, why)`.
+type BrokenNode = (usize, u64, &'static str, i64, &'static str);
+
+/// `check_predictor_nodes(records, itemsize, fields, shapes, predictors, bitset_rows)`: the node
+/// records of HistGradientBoosting `TreePredictor`s laid end to end in `records` (see
+/// `picklefence::native_state::check_predictor_nodes`). `fields`: `(offset, numpy type string)`
+/// of `left`, `right`, `feature_idx`, `is_leaf`, `is_categorical`, `bitset_idx`; `shapes`:
+/// `(nodes, n_features)` per predictor; `bitset_rows(predictor)`: called only for a predictor
+/// with a categorical split, which is then checked again with them. Returns None or
+/// `(predictor, node, field, value, why)` for the first broken node. ValueError for a field
+/// that is not a little-endian integer.
+#[pyfunction]
+pub(crate) fn check_predictor_nodes(
+    records: &Bound<'_, PyBytes>,
+    itemsize: usize,
+    fields: [(usize, String); 6],
+    shapes: Vec<(u64, i64)>,
+    predictors: Vec<Bound<'_, PyAny>>,
+    bitset_rows: &Bound<'_, PyAny>,
+) -> PyResult<Option<BrokenNode>> {
+    use picklefence::native_state::{check_predictor_nodes, IntField, PredictorLayout, PredictorShape};
+    let [left, right, feature, is_leaf, is_categorical, bitset_idx] = fields.map(|(offset, code)| {
+        IntField::from_numpy(offset, &code).ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "a node field of type {code:?} is not a little-endian integer"
+            ))
+        })
+    });
+    let layout = PredictorLayout {
+        itemsize,
+        left: left?,
+        right: right?,
+        feature: feature?,
+        is_leaf: is_leaf?,
+        is_categorical: is_categorical?,
+        bitset_idx: bitset_idx?,
+    };
+    if predictors.len() != shapes.len() {
+        return Err(PyValueError::new_err("one shape per predictor"));
+    }
+    let mut shapes: Vec<PredictorShape> = shapes
+        .into_iter()
+        .map(|(nodes, n_features)| PredictorShape {
+            nodes,
+            n_features,
+            // No rows until a categorical split asks for them (then they are read).
+            bitset_rows: 0,
+        })
+        .collect();
+    let records = records.as_bytes();
+    // Checked from `first` on; a predictor that needs its bitset rows is checked again with them.
+    let (mut first, mut offset) = (0, 0);
+    loop {
+        let rest = records.get(offset..).unwrap_or_default();
+        let batch = shapes.get(first..).unwrap_or_default();
+        let Err(e) = check_predictor_nodes(rest, layout, batch) else {
+            return Ok(None);
+        };
+        let which = first + e.tree;
+        let broken = Some((which, e.node, e.field, e.value, e.why));
+        let (Some(shape), Some(predictor)) = (shapes.get_mut(which), predictors.get(which)) else {
+            return Ok(broken);
+        };
+        if e.field != "bitset_idx" || shape.bitset_rows != 0 {
+            return Ok(broken);
+        }
+        shape.bitset_rows = bitset_rows.call1((predictor,))?.extract()?;
+        if shape.bitset_rows == 0 {
+            return Ok(broken);
+        }
+        let before: u64 = shapes
+            .get(first..which)
+            .unwrap_or_default()
+            .iter()
+            .map(|s| s.nodes)
+            .sum();
+        offset = offset.saturating_add(
+            usize::try_from(before)
+                .unwrap_or(usize::MAX)
+                .saturating_mul(itemsize),
+        );
+        first = which;
+    }
+}
+
+/// `predictor_feature_counts(predictors, models)`: for each predictor, the feature count of
+/// the model that holds it (`models`: `(model._predictors, n_features_in_)`, a list of lists of
+/// predictors each), `2**63 - 1` for a predictor no model holds. Matched by identity in Rust:
+/// a dict of `id()`s cost more than checking the predictors (it made HistGradientBoosting's
+/// validation miss its 2% target).
+#[pyfunction]
+pub(crate) fn predictor_feature_counts(
+    predictors: Vec<Bound<'_, PyAny>>,
+    models: Vec<(Bound<'_, PyAny>, i64)>,
+) -> PyResult<Vec<i64>> {
+    let mut features = std::collections::HashMap::new();
+    // Held until the lookups are done, so that no address is reused meanwhile.
+    let mut held = Vec::new();
+    for (stages, count) in &models {
+        for stage in stages.iter()? {
+            for predictor in stage?.iter()? {
+                let predictor = predictor?;
+                features.insert(predictor.as_ptr(), *count);
+                held.push(predictor);
+            }
+        }
+    }
+    Ok(predictors
+        .iter()
+        .map(|p| features.get(&p.as_ptr()).copied().unwrap_or(i64::MAX))
+        .collect())
+}
+
+/// Every compiled class of the policy data and what is done about its state:
+/// `(module, name, "validate" | "safe", what is checked or why nothing is)`.
+#[pyfunction]
+pub(crate) fn native_state_classes() -> Vec<(&'static str, &'static str, &'static str, &'static str)> {
+    use picklefence::native_state::{entries, Verdict};
+    entries()
+        .iter()
+        .map(|e| {
+            let verdict = match e.verdict {
+                Verdict::Validate => "validate",
+                Verdict::Safe => "safe",
+            };
+            (e.module, e.name, verdict, e.reason)
+        })
+        .collect()
+}
