@@ -549,8 +549,7 @@ def test_scanner_panic_fails_closed(marker: Path, monkeypatch: pytest.MonkeyPatc
     def panicking(*args: Any) -> Any:
         raise _native.PanicException("simulated panic")
 
-    monkeypatch.setattr(_native, "prescan_bytes", panicking)
-    monkeypatch.setattr(_native, "prescan_file", panicking)
+    monkeypatch.setattr(_native, "prescan", panicking)
     data = pickle.dumps(WriteMarkerPayload(marker), protocol=2)
     with picklefence.safe_ml_environment(also_allow=["pfhelpers.write_marker"]):
         for load in (

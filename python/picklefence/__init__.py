@@ -59,8 +59,9 @@ from ._hook import (
     safe_ml_environment,
 )
 from ._native import Policy, danger_reason
-from ._scan import Finding, ScanReport, scan_bytes, scan_file
+from ._scan import ScanReport, scan_bytes, scan_file
 from .errors import (
+    Finding,
     PicklefenceError,
     PicklefenceWarning,
     PolicyError,

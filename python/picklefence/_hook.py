@@ -553,7 +553,7 @@ def _make_load(unpickler: Callable[[], type]) -> Callable[..., Any]:
         # unpickler loads from those very bytes: what was checked is what runs, and the file is
         # not read twice. Otherwise it reads the file again, as the mixin would.
         found = prescan_stream(file, _with_ext_codes(policy), _filepath(file))
-        if found.rest is None or found.protocol < 4:
+        if found.rest is None or found.protocol is None or found.protocol < 4:
             instance = unpickler()(file, *args, **kwargs)
             instance._pf_prescanned = (policy, found, file)
             return instance.load()

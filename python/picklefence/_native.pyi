@@ -1,23 +1,24 @@
 """Type stubs for the ``picklefence._native`` extension module (the PyO3 layer)."""
 
 import os
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union, final
+from typing import Any, Callable, ClassVar, Dict, Iterable, List, Optional, Sequence, Tuple, Union, final
 
 __all__ = [
+    "Finding",
     "NativeStateWalker",
     "PanicException",
     "Policy",
+    "PrefixKind",
+    "Prescan",
+    "PrescanVerdict",
     "check_predictor_nodes",
     "check_tree_nodes",
     "cli_main",
     "danger_reason",
     "native_state_classes",
     "predictor_feature_counts",
-    "prescan_bytes",
-    "prescan_file",
     "prefix_kind",
-    "prescan_joblib_bytes",
-    "prescan_joblib_file",
+    "prescan",
     "scan_bytes",
     "scan_file",
     "_panic_for_tests",
@@ -25,9 +26,6 @@ __all__ = [
 ]
 
 __version__: str
-
-# (kind, severity, offset, module, name, message, ext_code)
-_Violation = Tuple[str, str, int, Optional[str], Optional[str], str, Optional[int]]
 
 class PanicException(BaseException):
     """A Rust panic surfaced in Python (the package turns it into ``ScanError``)."""
@@ -64,27 +62,90 @@ class Policy:
     def __len__(self) -> int: ...
     def __contains__(self, entry: str, /) -> bool: ...
 
-def prescan_bytes(
-    data: bytes, policy: Policy, memo_inherited: bool = False, stream_remaining: Optional[int] = None
-) -> Tuple[int, int, List[_Violation]]: ...
-def prescan_file(
-    file: object,
+@final
+class PrescanVerdict:
+    """What a pre-scan's violations mean for the load."""
+
+    CLEAN: ClassVar[PrescanVerdict]
+    """No violation."""
+    MALFORMED: ClassVar[PrescanVerdict]
+    """Only ``malformed-pickle`` violations: a truncated or broken stream whose opcodes before the
+    break are all allowed (CPython raises its own error there)."""
+    INCOMPLETE: ClassVar[PrescanVerdict]
+    """joblib: the pre-scan stopped at ``Prescan.stopped_at``, where joblib reads array data whose
+    layout it cannot recover; what it analysed before was allowed (or only malformed)."""
+    REFUSED: ClassVar[PrescanVerdict]
+    """Any other violation: the pickle is refused."""
+
+    def __int__(self) -> int: ...
+
+@final
+class PrefixKind:
+    """How the pickle starting a file looks from its first bytes (``prefix_kind``)."""
+
+    PAYLOAD_HEAVY: ClassVar[PrefixKind]
+    """A large payload early on (array data): read it in chunks, skip payloads by seeking."""
+    OPCODE_DENSE: ClassVar[PrefixKind]
+    """Opcode-dense: read it whole and scan it as a buffer."""
+    ENDS: ClassVar[PrefixKind]
+    """It ends (STOP) within the prefix."""
+
+    def __int__(self) -> int: ...
+
+@final
+class Finding:
+    """One violation of a pre-scan (a core finding)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def severity(self) -> str: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def module(self) -> Optional[str]: ...
+    @property
+    def name(self) -> Optional[str]: ...
+    @property
+    def message(self) -> str: ...
+    @property
+    def ext_code(self) -> Optional[int]:
+        """The ``copyreg`` extension code the import was made by (EXT1/2/4), if it was."""
+
+@final
+class Prescan:
+    """What a pre-scan found."""
+
+    @property
+    def verdict(self) -> PrescanVerdict: ...
+    @property
+    def consumed(self) -> int:
+        """Bytes read: just past the first pickle's STOP (or where reading stopped)."""
+    @property
+    def protocol(self) -> Optional[int]:
+        """The first pickle's protocol (None when there was no pickle)."""
+    @property
+    def stopped_at(self) -> Optional[int]:
+        """joblib: the offset where the pre-scan stopped, at array data it cannot follow."""
+    @property
+    def violations(self) -> Tuple[Finding, ...]: ...
+    @property
+    def copy(self) -> Optional[bytes]:
+        """File pre-scans without ``start``: the bytes read, to unpickle from."""
+
+def prescan(
+    source: Union[bytes, object],
     policy: Policy,
+    joblib: bool = False,
     start: Optional[int] = None,
     memo_inherited: bool = False,
     stream_remaining: Optional[int] = None,
-) -> Tuple[int, int, List[_Violation], Optional[bytes]]: ...
-def prescan_joblib_bytes(
-    data: bytes, policy: Policy, memo_inherited: bool = False, stream_remaining: Optional[int] = None
-) -> Tuple[int, int, List[_Violation]]: ...
-def prescan_joblib_file(
-    file: object,
-    policy: Policy,
-    start: Optional[int] = None,
-    memo_inherited: bool = False,
-    stream_remaining: Optional[int] = None,
-) -> Tuple[int, int, List[_Violation], Optional[bytes]]: ...
-def prefix_kind(prefix: bytes) -> int: ...
+) -> Prescan:
+    """Pre-scans the first pickle of ``source`` (``bytes``, or a file object from its current
+    position; ``start``: its absolute position if seekable, else exactly the pickle's bytes are
+    read and returned as ``copy``), the way ``joblib.load`` reads it with ``joblib``."""
+
+def prefix_kind(prefix: bytes) -> PrefixKind: ...
 def scan_bytes(data: bytes, policy: Policy) -> str: ...
 def scan_file(path: Union[str, os.PathLike[str]], policy: Policy) -> str: ...
 def danger_reason(module: str, name: str) -> Optional[str]: ...

@@ -12,11 +12,11 @@ import copyreg
 import io
 import os
 import stat
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional
 
 from . import _native
-from ._native import Policy
-from .errors import ScanError, UnsafeFileError, Violation
+from ._native import Policy, PrefixKind, PrescanVerdict
+from .errors import Finding, ScanError, UnsafeFileError
 
 
 def _filepath(file: Any) -> Optional[str]:
@@ -105,12 +105,12 @@ def _read_for_buffer_scan(file: Any, start: int, remaining: Optional[int], jobli
         return None
     prefix = _as_bytes(file.read(_PREFIX))
     kind = _native.prefix_kind(prefix)
-    if kind == 2:
+    if kind == PrefixKind.ENDS:
         return prefix
     file.seek(start)
-    if kind == 1:
+    if kind == PrefixKind.OPCODE_DENSE:
         return _as_bytes(file.read(remaining))
-    return None
+    return None  # PrefixKind.PAYLOAD_HEAVY
 
 
 def _as_bytes(data: Any) -> bytes:
@@ -125,45 +125,42 @@ def _call_native(function: Callable[..., Any], *args: Any) -> Any:
         raise ScanError(f"the picklefence scanner failed ({panic}); nothing was loaded") from None
 
 
-def _violations(raw: Sequence[Tuple[Any, ...]]) -> List[Violation]:
+def _violations(found: _native.Prescan) -> List[Finding]:
     out = []
-    for kind, severity, offset, module, name, message, ext_code in raw:
-        if ext_code is not None and module is None:
-            key = copyreg._inverted_registry.get(ext_code)  # type: ignore[attr-defined]
+    for violation in found.violations:
+        module, name, message = violation.module, violation.name, violation.message
+        code = violation.ext_code
+        if code is not None and module is None:
+            key = copyreg._inverted_registry.get(code)  # type: ignore[attr-defined]
             if key is not None:
                 module, name = key
-                message = f"{message} (the registry maps code {ext_code} to {module}.{name})"
-        out.append(Violation(kind, module, name, offset, message, severity))
+                message = f"{message} (the registry maps code {code} to {module}.{name})"
+        out.append(Finding(violation.kind, module, name, violation.offset, message, violation.severity))
     return out
 
 
-def _is_joblib_layout_unknown(violation: Tuple[Any, ...]) -> bool:
-    """The core's joblib pre-scan could not recover an array's layout and stopped there
-    (everything before that point was analysed)."""
-    return violation[0] == "container" and "joblib reads array data" in violation[5]
-
-
-def _judge(raw: Sequence[Tuple[Any, ...]], filepath: Optional[str], joblib: bool = False) -> bool:
-    """Raises UnsafeFileError listing every violation, unless there are none, or the only ones
-    are ``malformed-pickle``: a truncated or broken stream whose opcodes before the break are all
-    allowed. CPython raises its own error there (and EOFError for an empty input). Returns
+def _judge(found: _native.Prescan, filepath: Optional[str]) -> bool:
+    """Raises UnsafeFileError listing every violation if the pre-scan refused the pickle. Returns
     whether the pre-scan checked the whole pickle (not so after the joblib branch below).
 
-    JOBLIB BRANCH: when the joblib-aware pre-scan stops at an array whose layout it cannot
-    recover, what it analysed before that point was allowed; the rest is left to layers 2 and 3
-    (find_class and the audit hook), as for any unpickler that is not pre-scanned.
+    Not refused: no violation, or only ``malformed-pickle`` ones (``MALFORMED``: a truncated or
+    broken stream whose opcodes before the break are all allowed; CPython raises its own error
+    there, and EOFError for an empty input).
+
+    JOBLIB BRANCH (``INCOMPLETE``): when the joblib-aware pre-scan stops at an array whose layout
+    it cannot recover (``found.stopped_at``), what it analysed before that point was allowed; the
+    rest is left to layers 2 and 3 (find_class and the audit hook), as for any unpickler that is
+    not pre-scanned.
     """
-    if not raw:
-        return True
-    if all(v[0] == "malformed-pickle" or (joblib and _is_joblib_layout_unknown(v)) for v in raw):
-        return not any(joblib and _is_joblib_layout_unknown(v) for v in raw)
-    raise UnsafeFileError(_violations(raw), filepath=filepath)
+    verdict = found.verdict
+    if verdict == PrescanVerdict.REFUSED:
+        raise UnsafeFileError(_violations(found), filepath=filepath)
+    return verdict != PrescanVerdict.INCOMPLETE
 
 
 def prescan_bytes(data: bytes, policy: Policy, filepath: Optional[str] = None) -> None:
     """Pre-scans the first pickle of ``data``; raises UnsafeFileError if it is refused."""
-    _, _, raw = _call_native(_native.prescan_bytes, data, policy)
-    _judge(raw, filepath)
+    _judge(_call_native(_native.prescan, data, policy), filepath)
 
 
 class Prescanned:
@@ -175,7 +172,11 @@ class Prescanned:
     __slots__ = ("copy", "protocol", "rest", "verified")
 
     def __init__(
-        self, copy: Optional[bytes], verified: bool, rest: Optional[bytes] = None, protocol: int = 0
+        self,
+        copy: Optional[bytes],
+        verified: bool,
+        rest: Optional[bytes] = None,
+        protocol: Optional[int] = None,
     ) -> None:
         self.copy = copy
         self.verified = verified
@@ -201,22 +202,19 @@ def prescan_stream(
     before and keeps its memo, so a memo key this pickle never stored is refused (it names an
     object of an earlier pickle, whose use cannot be checked).
     """
-    scan = _native.prescan_joblib_file if joblib else _native.prescan_file
     start = _seek_start(file)
     if start is not None:
         # What follows the pickle bounds the storages torch's legacy format declares in it.
         remaining = _remaining(file, start)
         try:
             data = _read_for_buffer_scan(file, start, remaining, joblib)
-            if data is not None:
-                scan_bytes = _native.prescan_joblib_bytes if joblib else _native.prescan_bytes
-                _, protocol, raw = _call_native(scan_bytes, data, policy, memo_inherited, remaining)
-            else:
-                _, protocol, raw, _ = _call_native(scan, file, policy, start, memo_inherited, remaining)
+            source = file if data is None else data
+            found = _call_native(_native.prescan, source, policy, joblib, start, memo_inherited, remaining)
         finally:
             file.seek(start)
         rest = data if data is not None and len(data) == remaining else None
-        return Prescanned(None, _judge(raw, filepath, joblib), rest, protocol)
-    _, _, raw, copy = _call_native(scan, file, policy, None, memo_inherited)
-    verified = _judge(raw, filepath, joblib)
+        return Prescanned(None, _judge(found, filepath), rest, found.protocol)
+    found = _call_native(_native.prescan, file, policy, joblib, None, memo_inherited)
+    verified = _judge(found, filepath)
+    copy = found.copy
     return Prescanned(bytes(copy) if copy is not None else b"", verified)

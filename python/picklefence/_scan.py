@@ -11,41 +11,9 @@ from . import _native
 from ._hook import resolve_policy
 from ._native import Policy
 from ._prescan import _call_native
-from .errors import UnsafeFileError, Violation
+from .errors import Finding, UnsafeFileError
 
 __all__ = ["Finding", "ScanReport", "scan_bytes", "scan_file"]
-
-_VIOLATION_SEVERITIES = ("high", "critical")
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One finding of a scan."""
-
-    kind: str
-    severity: str
-    """``info``, ``warning``, ``high`` or ``critical``; ``high`` and ``critical`` are violations."""
-    offset: int
-    """Byte offset within the pickle stream (or container member) it was found in."""
-    message: str
-    module: Optional[str] = None
-    name: Optional[str] = None
-    location: str = ""
-    """Where in the input (``""`` for the input itself, a member path for archives)."""
-
-    @property
-    def is_violation(self) -> bool:
-        return self.severity in _VIOLATION_SEVERITIES
-
-    @property
-    def qualified_name(self) -> Optional[str]:
-        if self.module is None or self.name is None:
-            return None
-        return f"{self.module}.{self.name}"
-
-    def __str__(self) -> str:
-        where = f"{self.location}@{self.offset}" if self.location else f"offset {self.offset}"
-        return f"[{self.severity}] {self.kind} at {where}: {self.message}"
 
 
 @dataclass(frozen=True)
@@ -95,27 +63,34 @@ class ScanReport:
         """Raises ``UnsafeFileError`` listing every violation if the verdict is ``unsafe``."""
         if self.is_safe:
             return
-        violations = [
-            Violation(f.kind, f.module, f.name, f.offset, f.message, f.severity) for f in self.violations
-        ]
+        violations = list(self.violations)
         if not violations:
-            violations = [Violation("unsafe", None, None, None, "the scan's verdict is unsafe")]
+            violations = [Finding("unsafe", None, None, None, "the scan's verdict is unsafe")]
         raise UnsafeFileError(violations, filepath=self.path)
 
     def __str__(self) -> str:
         head = f"{self.path or '<bytes>'}: {self.verdict} ({self.format}, {len(self.violations)} violations)"
-        return "\n".join([head, *(f"  {f}" for f in self.findings)])
+        return "\n".join([head, *(f"  {_line(f)}" for f in self.findings)])
+
+
+def _line(finding: Finding) -> str:
+    """A finding as ``ScanReport``'s text lists it."""
+    if finding.location:
+        where = f"{finding.location}@{finding.offset}"
+    else:
+        where = f"offset {finding.offset}"
+    return f"[{finding.severity}] {finding.kind} at {where}: {finding.message}"
 
 
 def _finding(raw: Dict[str, Any]) -> Finding:
     target = raw.get("import") or {}
     return Finding(
         kind=str(raw.get("kind", "")),
-        severity=str(raw.get("severity", "")),
-        offset=int(raw.get("offset", 0)),
-        message=str(raw.get("message", "")),
         module=target.get("module"),
         name=target.get("name"),
+        offset=int(raw.get("offset", 0)),
+        message=str(raw.get("message", "")),
+        severity=str(raw.get("severity", "")),
         location=str(raw.get("location", "")),
     )
 

@@ -17,6 +17,7 @@ __all__ = [
     "ScanError",
     "PolicyError",
     "PicklefenceWarning",
+    "Finding",
     "Violation",
 ]
 
@@ -37,9 +38,13 @@ class PicklefenceWarning(UserWarning):
     """Something picklefence could not do as asked (e.g. restore a patched object)."""
 
 
+_VIOLATION_SEVERITIES = ("high", "critical")
+
+
 @dataclass(frozen=True)
-class Violation:
-    """One blocked import or construct of a refused pickle."""
+class Finding:
+    """One finding of the core: a violation of a refused pickle (``UnsafeFileError.violations``,
+    also named ``Violation``) or a finding of a scan (``ScanReport.findings``)."""
 
     kind: str
     """What was found: ``dangerous-import``, ``disallowed-import``, ``unresolvable-import``,
@@ -50,13 +55,21 @@ class Violation:
     module: Optional[str]
     name: Optional[str]
     offset: Optional[int]
-    """Byte offset in the pickle stream; ``None`` when the unpickler itself refused the import."""
+    """Byte offset in the pickle stream (or container member) it was found in; ``None`` when the
+    unpickler itself refused the import."""
     message: str
     severity: str = "high"
+    """``info``, ``warning``, ``high`` or ``critical``; ``high`` and ``critical`` are violations."""
+    location: str = ""
+    """Where in the input (``""`` for the input itself, a member path for archives)."""
+
+    @property
+    def is_violation(self) -> bool:
+        return self.severity in _VIOLATION_SEVERITIES
 
     @property
     def qualified_name(self) -> Optional[str]:
-        """``module.name``, when the violation is about an import."""
+        """``module.name``, when the finding is about an import."""
         if self.module is None or self.name is None:
             return None
         return f"{self.module}.{self.name}"
@@ -64,6 +77,10 @@ class Violation:
     def __str__(self) -> str:
         where = "" if self.offset is None else f"offset {self.offset}: "
         return f"{where}{self.kind}: {self.message}"
+
+
+Violation = Finding
+"""A violation of a refused pickle: a ``Finding`` (the name the errors have always used)."""
 
 
 _UNSAFE_NOTE = (

@@ -1,9 +1,10 @@
 //! `picklefence._native`: the thin PyO3 layer between the picklefence core and the Python package.
 //!
-//! Everything here is mechanical: wrap the core's `Policy`, run the analyzer over a `bytes`
-//! object (zero-copy, GIL released) or over a Python file object (through `read_ahead::FileSource`), and
-//! hand back plain tuples and JSON. The decisions (what to do with a report, how to patch
-//! `pickle`) live in the Python package.
+//! Everything here is mechanical: wrap the core's `Policy` (`policy`), pre-scan a `bytes` object
+//! (zero-copy, GIL released) or a Python file object (`prescan`, through the one file adapter
+//! `file::PyFile` and its read-ahead engine `read_ahead`), scan whole inputs (`scan`, JSON), and
+//! run the native-state checks (`native_state`, `walk`). Results are classes with named fields.
+//! The decisions (what to do with a verdict, how to patch `pickle`) live in the Python package.
 
 // PyO3 0.22's `#[pyfunction]`/`#[pymethods]` expansion converts `PyResult` errors into `PyErr`,
 // which newer clippy flags at the function signature.
@@ -66,10 +67,11 @@ fn cli_main(py: Python<'_>, argv: Vec<String>) -> i32 {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Policy>()?;
     m.add_class::<walk::NativeStateWalker>()?;
-    m.add_function(wrap_pyfunction!(prescan::prescan_bytes, m)?)?;
-    m.add_function(wrap_pyfunction!(prescan::prescan_file, m)?)?;
-    m.add_function(wrap_pyfunction!(prescan::prescan_joblib_file, m)?)?;
-    m.add_function(wrap_pyfunction!(prescan::prescan_joblib_bytes, m)?)?;
+    m.add_class::<prescan::Prescan>()?;
+    m.add_class::<prescan::Finding>()?;
+    m.add_class::<prescan::Verdict>()?;
+    m.add_class::<prescan::PrefixKind>()?;
+    m.add_function(wrap_pyfunction!(prescan::prescan, m)?)?;
     m.add_function(wrap_pyfunction!(prescan::prefix_kind, m)?)?;
     m.add_function(wrap_pyfunction!(scan::scan_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(scan::scan_file, m)?)?;

@@ -1,12 +1,13 @@
-//! The read-ahead engine: a decoder [`Source`] over a Python file object, reading ahead and
-//! seeking over payloads (seekable files) or reading exactly what the unpickler would (others).
+//! The read-ahead engine: a decoder [`Source`] over a Python file object ([`PyFile`]), reading
+//! ahead and seeking over payloads (seekable files) or reading exactly what the unpickler would
+//! (others).
 
 use std::borrow::Cow;
+use std::io::{Seek, SeekFrom};
 
 use picklefence::decoder::{Source, SourceError, StreamLimits};
-use pyo3::exceptions::PyTypeError;
-use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes};
+
+use crate::file::PyFile;
 
 /// Bytes read ahead from a seekable file per call to its `read`: the first read after the
 /// start or a seek asks for `FIRST_CHUNK`, each later one for twice as much, up to `CHUNK`. The
@@ -22,16 +23,15 @@ const MAX_FRAME_PREFETCH: u64 = 64 << 20;
 const MAX_LINE: usize = 1 << 30;
 const FRAME_OPCODE: u8 = 0x95;
 
-/// A decoder source over a Python file object.
+/// A decoder source over a [`PyFile`], which it borrows: after the analysis the caller takes
+/// the file's copy and error from it.
 ///
-/// Seekable mode (`seek` is set): reads ahead in large chunks and skips long payloads by
-/// seeking; the caller seeks back to where it started. Exact mode: asks the file only for the
-/// bytes the opcodes need (a whole frame at once, as CPython does), keeps every byte read, and
-/// so leaves the file exactly where CPython's unpickler would leave it.
-pub(crate) struct FileSource<'py> {
-    read: Bound<'py, PyAny>,
-    readline: Option<Bound<'py, PyAny>>,
-    seek: Option<Bound<'py, PyAny>>,
+/// Seekable mode: reads ahead in large chunks and skips long payloads by seeking; the caller
+/// seeks back to where it started. Exact mode: asks the file only for the bytes the opcodes
+/// need (a whole frame at once, as CPython does), and so leaves the file exactly where
+/// CPython's unpickler would leave it (the file keeps every byte read).
+pub(crate) struct ReadAhead<'a, 'py> {
+    file: &'a mut PyFile<'py>,
     /// Absolute file position of logical offset 0 (seekable mode).
     start: u64,
     buf: Vec<u8>,
@@ -41,83 +41,42 @@ pub(crate) struct FileSource<'py> {
     frame_pending: bool,
     /// How much the next read ahead asks for (seekable mode).
     read_ahead: usize,
-    error: Option<PyErr>,
 }
 
-impl<'py> FileSource<'py> {
-    pub(crate) fn new(file: &Bound<'py, PyAny>, start: Option<u64>) -> PyResult<Self> {
-        let read = file.getattr("read")?;
-        let seek = match start {
-            Some(_) => Some(file.getattr("seek")?),
-            None => None,
-        };
-        let readline = if start.is_none() {
-            file.getattr("readline").ok()
-        } else {
-            None
-        };
-        Ok(FileSource {
-            read,
-            readline,
-            seek,
-            start: start.unwrap_or(0),
+fn io_error(error: &std::io::Error) -> SourceError {
+    SourceError::Io(error.to_string())
+}
+
+impl<'a, 'py> ReadAhead<'a, 'py> {
+    /// `start`: the file's absolute position (seekable mode).
+    pub(crate) fn new(file: &'a mut PyFile<'py>, start: u64) -> Self {
+        ReadAhead {
+            file,
+            start,
             buf: Vec::new(),
             head: 0,
             pos: 0,
             eof: false,
             frame_pending: false,
             read_ahead: FIRST_CHUNK,
-            error: None,
-        })
+        }
     }
 
-    pub(crate) fn exact(&self) -> bool {
-        self.seek.is_none()
+    fn exact(&self) -> bool {
+        self.file.exact()
     }
 
     fn avail(&self) -> usize {
         self.buf.len() - self.head
     }
 
-    fn fail(&mut self, error: PyErr) -> SourceError {
-        let message = error.to_string();
-        if self.error.is_none() {
-            self.error = Some(error);
-        }
-        SourceError::Io(message)
-    }
-
-    /// Appends what a call to `method(arg)` returned; the number of bytes appended.
-    fn append_call(&mut self, method: &Bound<'py, PyAny>, arg: Option<usize>) -> Result<usize, SourceError> {
-        let result = match arg {
-            Some(n) => method.call1((n,)),
-            None => method.call0(),
-        };
-        let chunk = match result {
-            Ok(chunk) => chunk,
-            Err(error) => return Err(self.fail(error)),
-        };
-        let before = self.buf.len();
-        if let Ok(bytes) = chunk.downcast::<PyBytes>() {
-            self.buf.extend_from_slice(bytes.as_bytes());
-        } else if let Ok(array) = chunk.downcast::<PyByteArray>() {
-            self.buf.extend_from_slice(&array.to_vec());
-        } else if chunk.is_none() {
-            // A non-blocking stream with nothing ready; CPython treats it as the end too.
-        } else {
-            let what = chunk
-                .get_type()
-                .name()
-                .map_or_else(|_| "?".to_string(), |n| n.to_string());
-            return Err(self.fail(PyTypeError::new_err(format!(
-                "a bytes-like object is required, not '{what}'"
-            ))));
-        }
-        Ok(self.buf.len() - before)
+    /// Appends what one `read(n)` returned; the number of bytes appended.
+    fn append_read(&mut self, n: usize) -> Result<usize, SourceError> {
+        self.file.read_into(n, &mut self.buf).map_err(|e| io_error(&e))
     }
 
     fn compact(&mut self) {
-        if !self.exact() && self.head > 0 {
+        if self.head > 0 {
             self.buf.drain(..self.head);
             self.head = 0;
         }
@@ -133,8 +92,7 @@ impl<'py> FileSource<'py> {
             } else {
                 missing.max(self.next_read_ahead())
             };
-            let read = self.read.clone();
-            if self.append_call(&read, Some(want))? == 0 {
+            if self.append_read(want)? == 0 {
                 self.eof = true;
             }
         }
@@ -153,23 +111,14 @@ impl<'py> FileSource<'py> {
     }
 
     fn seek_to(&mut self, absolute: u64) -> Result<(), SourceError> {
-        let Some(seek) = self.seek.clone() else {
-            return Ok(());
-        };
-        match seek.call1((absolute,)) {
-            Ok(_) => Ok(()),
-            Err(error) => Err(self.fail(error)),
-        }
+        self.file
+            .seek(SeekFrom::Start(absolute))
+            .map(|_| ())
+            .map_err(|e| io_error(&e))
     }
 
     fn file_size(&mut self) -> Result<u64, SourceError> {
-        let Some(seek) = self.seek.clone() else {
-            return Ok(0);
-        };
-        match seek.call1((0, 2)).and_then(|end| end.extract::<u64>()) {
-            Ok(size) => Ok(size),
-            Err(error) => Err(self.fail(error)),
-        }
+        self.file.seek(SeekFrom::End(0)).map_err(|e| io_error(&e))
     }
 
     /// Index (relative to `head`) of the next newline, reading more until there is one.
@@ -192,30 +141,23 @@ impl<'py> FileSource<'py> {
             if self.eof {
                 return Err(SourceError::NoNewline);
             }
-            let got = match self.readline.clone() {
-                Some(readline) if self.exact() => self.append_call(&readline, None)?,
-                _ => {
-                    self.compact();
-                    let want = if self.exact() { 1 } else { self.next_read_ahead() };
-                    let read = self.read.clone();
-                    self.append_call(&read, Some(want))?
-                }
+            let got = if self.exact() && self.file.has_readline() {
+                self.file
+                    .read_line_into(&mut self.buf)
+                    .map_err(|e| io_error(&e))?
+            } else {
+                self.compact();
+                let want = if self.exact() { 1 } else { self.next_read_ahead() };
+                self.append_read(want)?
             };
             if got == 0 {
                 self.eof = true;
             }
         }
     }
-
-    pub(crate) fn into_result(self) -> PyResult<Vec<u8>> {
-        match self.error {
-            Some(error) => Err(error),
-            None => Ok(self.buf),
-        }
-    }
 }
 
-impl Source for FileSource<'_> {
+impl Source for ReadAhead<'_, '_> {
     fn position(&self) -> u64 {
         self.pos
     }
@@ -302,8 +244,7 @@ impl Source for FileSource<'_> {
                 self.head = 0;
                 self.read_ahead = FIRST_CHUNK;
                 self.seek_to(target - 1)?;
-                let read = self.read.clone();
-                if self.append_call(&read, Some(1))? == 1 {
+                if self.append_read(1)? == 1 {
                     self.buf.clear();
                     self.pos += left;
                     return Ok(());
@@ -324,35 +265,5 @@ impl Source for FileSource<'_> {
 
     fn remaining(&self) -> Option<u64> {
         None
-    }
-}
-
-/// Lends a [`FileSource`] to a decoder, so that it can be taken back after the analysis.
-pub(crate) struct ByRef<'a, 'py>(pub(crate) &'a mut FileSource<'py>);
-
-impl Source for ByRef<'_, '_> {
-    fn position(&self) -> u64 {
-        self.0.position()
-    }
-    fn next_byte(&mut self) -> Result<Option<u8>, SourceError> {
-        self.0.next_byte()
-    }
-    fn take(&mut self, n: usize) -> Result<Cow<'_, [u8]>, SourceError> {
-        self.0.take(n)
-    }
-    fn take_line(&mut self) -> Result<&[u8], SourceError> {
-        self.0.take_line()
-    }
-    fn take_line_pair(&mut self) -> Result<(&[u8], &[u8]), SourceError> {
-        self.0.take_line_pair()
-    }
-    fn keeps(&self, n: u64) -> bool {
-        self.0.keeps(n)
-    }
-    fn skip(&mut self, n: u64, inspect: &mut dyn FnMut(&[u8])) -> Result<(), SourceError> {
-        self.0.skip(n, inspect)
-    }
-    fn remaining(&self) -> Option<u64> {
-        self.0.remaining()
     }
 }
