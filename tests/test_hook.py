@@ -29,7 +29,7 @@ from pfhelpers import (
     global_call,
     load_all,
 )
-from picklefence import PicklefenceError, ScanError, UnsafeFileError, _hook, _native, _prescan
+from picklefence import PicklefenceError, ScanError, UnsafeFileError, _native, _prescan, _unpicklers
 
 # --------------------------------------------------------------------------------------------
 # Every entry point
@@ -149,7 +149,7 @@ def test_prescan_runs_before_anything(marker: Path, tmp_path: Path, monkeypatch:
         assert not first.exists() and not marker.exists()
     # Control: without the pre-scan the constructor would have run (the find_class layer still
     # stops os.system).
-    monkeypatch.setattr(_hook, "prescan_bytes", lambda *a, **k: None)
+    monkeypatch.setattr(_unpicklers, "prescan_bytes", lambda *a, **k: None)
     with picklefence.safe_ml_environment(also_allow=allowed):
         with pytest.raises(UnsafeFileError):
             pickle.loads(data)
@@ -231,7 +231,7 @@ def test_pickle_cannot_reach_picklefence(guard: None) -> None:
                 load(data)
             assert (info.value.module, info.value.name) == (module, name)
         assert picklefence.is_active()
-    assert pickle.loads is _hook._loads
+    assert pickle.loads is _unpicklers._loads
 
 
 # --------------------------------------------------------------------------------------------
@@ -288,7 +288,7 @@ def test_guard_leaves_python_unpickler_instances_unchanged() -> None:
     plain = attributes_after_load()
     with picklefence.safe_ml_environment():
         guarded = attributes_after_load()
-        assert _hook._py_load_policies == {}
+        assert _unpicklers._py_load_policies == {}
     assert guarded == plain
 
 
@@ -528,7 +528,7 @@ def test_extension_cache_in_unpicklers_without_prescan(
     extension_registry("pfhelpers", "write_marker", 0x3F3)
     warm = marker.with_name("WARM")
     pickle.loads(pickle.dumps(WriteMarkerPayload(warm), protocol=2))  # fills copyreg's cache
-    monkeypatch.setattr(_hook, "_is_joblib_unpickler", lambda unpickler: True)
+    monkeypatch.setattr(_unpicklers, "_is_joblib_unpickler", lambda unpickler: True)
     with picklefence.safe_ml_environment():
         with pytest.raises(UnsafeFileError) as info:
             pickle._Unpickler(io.BytesIO(pickle.dumps(WriteMarkerPayload(marker), protocol=2))).load()  # type: ignore[attr-defined]

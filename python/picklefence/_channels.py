@@ -98,11 +98,11 @@ _pass_through_codes: FrozenSet[CodeType] = frozenset()
 
 
 def _pass_through() -> FrozenSet[CodeType]:
-    """The code of the guard's ``pickle.loads`` and ``pickle.load`` (``_hook._loads``,
-    ``_hook._c_load``), which call CPython's unpickler themselves for a channel read."""
+    """The code of the guard's ``pickle.loads`` and ``pickle.load`` (``_unpicklers._loads``,
+    ``_unpicklers._c_load``), which call CPython's unpickler themselves for a channel read."""
     global _pass_through_codes
     if not _pass_through_codes:
-        hook = sys.modules.get("picklefence._hook")
+        hook = sys.modules.get("picklefence._unpicklers")
         codes = [getattr(getattr(hook, name, None), "__code__", None) for name in ("_loads", "_c_load")]
         if all(isinstance(code, CodeType) for code in codes):
             _pass_through_codes = frozenset(c for c in codes if isinstance(c, CodeType))

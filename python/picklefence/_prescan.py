@@ -3,7 +3,7 @@ analyzer before the unpickler runs (one buffer or chunks, seekable or not, jobli
 how its verdict becomes an ``UnsafeFileError``.
 
 The policies passed here already allow the copyreg EXT codes of their names
-(``_hook._with_ext_codes``).
+(``_policy_state._with_ext_codes``).
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from . import _native
-from ._hook import resolve_policy
 from ._native import Policy
+from ._policy_state import resolve_policy
 from ._prescan import _call_native
 from .errors import Finding, UnsafeFileError
 
