@@ -549,8 +549,7 @@ fn fixed<S: Source>(source: &mut S, n: usize, opcode: Opcode, offset: u64) -> Re
 
 /// The argument and the offset just past it.
 fn read_arg<S: Source>(source: &mut S, opcode: Opcode, offset: u64) -> Result<(Arg<'_>, u64), DecodeError> {
-    let name = opcode.name();
-    let line_err = |e| source_error(e, offset, name, 1);
+    let line_err = |e| source_error(e, offset, opcode.name(), 1);
     let start = source.position();
     let int = |source: &mut S, n| -> Result<(Arg<'static>, u64), DecodeError> {
         let value = fixed(source, n, opcode, offset)?;
@@ -573,7 +572,7 @@ fn read_arg<S: Source>(source: &mut S, opcode: Opcode, offset: u64) -> Result<(A
                 if declared > i64::MAX as u64 {
                     return Err(DecodeError::LengthOverflow {
                         offset,
-                        opcode: name,
+                        opcode: opcode.name(),
                         declared,
                     });
                 }
@@ -581,7 +580,7 @@ fn read_arg<S: Source>(source: &mut S, opcode: Opcode, offset: u64) -> Result<(A
                     if declared > remaining {
                         return Err(DecodeError::Truncated {
                             offset,
-                            opcode: name,
+                            opcode: opcode.name(),
                             needed: declared,
                             available: remaining,
                         });
@@ -594,7 +593,7 @@ fn read_arg<S: Source>(source: &mut S, opcode: Opcode, offset: u64) -> Result<(A
             let bits = source
                 .take(8)
                 .map(|bytes| bytes.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b)))
-                .map_err(|e| source_error(e, offset, name, 8))?;
+                .map_err(|e| source_error(e, offset, opcode.name(), 8))?;
             (Arg::Float(f64::from_bits(bits)), source.position())
         }
         ArgKind::DecimalNlShort => {
@@ -667,7 +666,7 @@ fn read_arg<S: Source>(source: &mut S, opcode: Opcode, offset: u64) -> Result<(A
             if matches!(opcode, Opcode::BinString | Opcode::Long4) && len & 0x8000_0000 != 0 {
                 return Err(DecodeError::LengthOverflow {
                     offset,
-                    opcode: name,
+                    opcode: opcode.name(),
                     declared: len,
                 });
             }
@@ -678,7 +677,7 @@ fn read_arg<S: Source>(source: &mut S, opcode: Opcode, offset: u64) -> Result<(A
             if len > i64::MAX as u64 {
                 return Err(DecodeError::LengthOverflow {
                     offset,
-                    opcode: name,
+                    opcode: opcode.name(),
                     declared: len,
                 });
             }
@@ -712,7 +711,6 @@ fn counted<S: Source>(
     offset: u64,
     len: u64,
 ) -> Result<(Arg<'_>, u64), DecodeError> {
-    let name = opcode.name();
     let is_text = matches!(
         opcode.arg_kind(),
         ArgKind::Unicode1 | ArgKind::Unicode4 | ArgKind::Unicode8
@@ -721,10 +719,12 @@ fn counted<S: Source>(
     if source.keeps(len) {
         let n = usize::try_from(len).map_err(|_| DecodeError::LengthOverflow {
             offset,
-            opcode: name,
+            opcode: opcode.name(),
             declared: len,
         })?;
-        let data = source.take(n).map_err(|e| source_error(e, offset, name, len))?;
+        let data = source
+            .take(n)
+            .map_err(|e| source_error(e, offset, opcode.name(), len))?;
         let valid = !is_text || text::is_valid_utf8_surrogatepass(&data);
         return Ok((wrap_payload(opcode, Payload::held(data), valid), start + len));
     }
@@ -737,7 +737,7 @@ fn counted<S: Source>(
                 validator.feed(chunk)
             }
         })
-        .map_err(|e| source_error(e, offset, name, len))?;
+        .map_err(|e| source_error(e, offset, opcode.name(), len))?;
     let payload = Payload { len, data: None };
     // A source may skip part of a long payload by seeking: text it did not show cannot be
     // judged here (CPython raises on it when it reads it), only text it showed whole.

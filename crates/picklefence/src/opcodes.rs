@@ -82,6 +82,7 @@ macro_rules! opcodes {
             }
 
             /// The name `pickletools` uses.
+            #[inline]
             pub fn name(self) -> &'static str {
                 match self {
                     $( Opcode::$variant => $name, )*
@@ -89,6 +90,7 @@ macro_rules! opcodes {
             }
 
             /// How the opcode's argument is encoded after it.
+            #[inline]
             pub fn arg_kind(self) -> ArgKind {
                 match self {
                     $( Opcode::$variant => ArgKind::$arg, )*
