@@ -3,11 +3,10 @@
 //! The results it hands the writers (`text`, `json`, `sarif`) are in [`crate::results`], so
 //! the writers depend on those types and never on this module.
 
-use std::io::Read;
 use std::path::Path;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use picklefence::{scan_bytes, scan_path, Policy, ScanError, ScanOptions, ScanReport};
+use picklefence::{scan_path, scan_reader, Policy, ScanError, ScanOptions, ScanReport};
 use rayon::prelude::*;
 
 use crate::cli::{ScanArgs, ScanFormat};
@@ -129,8 +128,8 @@ pub fn scan_file(path: &Path, policy: &Policy, options: &ScanOptions) -> Result<
     match scan_path(path, policy, options) {
         Ok(report) => Ok(report),
         Err(ScanError::NotAFile { .. }) => {
-            let data = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
-            Ok(scan_bytes(&data, policy, options))
+            let file = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
+            Ok(scan_reader(file, policy, options))
         }
         Err(ScanError::Open { source, .. } | ScanError::Read { source, .. }) => {
             Err(format!("cannot read: {source}"))
@@ -139,11 +138,7 @@ pub fn scan_file(path: &Path, policy: &Policy, options: &ScanOptions) -> Result<
     }
 }
 
+/// Standard input, read as a stream in bounded memory (see `picklefence::scan_reader`).
 fn scan_stdin(policy: &Policy, options: &ScanOptions) -> Result<ScanReport, String> {
-    let mut data = Vec::new();
-    std::io::stdin()
-        .lock()
-        .read_to_end(&mut data)
-        .map_err(|e| format!("cannot read standard input: {e}"))?;
-    Ok(scan_bytes(&data, policy, options))
+    Ok(scan_reader(std::io::stdin().lock(), policy, options))
 }

@@ -31,6 +31,6 @@ pub use formats::{identify, Format};
 pub use opcodes::Opcode;
 pub use policy::{danger_reason, Policy, PolicyError};
 pub use scan::{
-    scan_bytes, scan_path, walk_bytes, Entry, LocatedFinding, PickleStream, ScanError, ScanOptions,
-    ScanReport, Verdict,
+    scan_bytes, scan_path, scan_reader, walk_bytes, Entry, LocatedFinding, PickleStream, ScanError,
+    ScanOptions, ScanReport, Verdict,
 };

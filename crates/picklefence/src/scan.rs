@@ -73,6 +73,44 @@ pub fn walk_bytes(data: &[u8], policy: &Policy, options: &ScanOptions) -> (ScanR
     run(data, policy, options, true)
 }
 
+/// Streams up to this size are read whole and scanned as bytes (see [`scan_reader`]).
+const STREAM_WHOLE_UP_TO: u64 = 16 << 20;
+
+/// Scan a stream that cannot be mapped (standard input, a pipe, a character device), in
+/// bounded memory: an input that ends within 16 MiB is read whole and scanned exactly as
+/// [`scan_bytes`] scans it; a longer one is scanned as it streams (pickles, `.npy`, tar and
+/// compressed streams as they are read, other containers held up to `max_buffered`), so an
+/// input that never ends stops at the scan's byte budget (`max_decompressed`, shared with
+/// decompression) with a limit finding instead of filling memory or running on. Read errors are
+/// findings.
+pub fn scan_reader<R: Read>(reader: R, policy: &Policy, options: &ScanOptions) -> ScanReport {
+    let mut ctx = Ctx::new(policy, options, Format::Unknown);
+    let mut reader = crate::formats::compress::BudgetedInput::new(reader, &ctx.budget);
+    let mut head = Vec::new();
+    let read = (&mut reader).take(STREAM_WHOLE_UP_TO).read_to_end(&mut head);
+    if read.is_ok() && (head.len() as u64) < STREAM_WHOLE_UP_TO {
+        return scan_bytes(&head, policy, options);
+    }
+    let format = match read {
+        Ok(_) => formats::scan_reader(&mut ctx, std::io::Cursor::new(head).chain(reader), "", 0),
+        Err(e) => {
+            let offset = head.len() as u64;
+            ctx.finding(
+                "",
+                crate::findings::FindingKind::Container,
+                crate::findings::Severity::High,
+                offset,
+                format!("the input cannot be read past offset {offset}: {e}; what it holds was not analysed"),
+            );
+            formats::scan_slice(&mut ctx, &head, "", 0)
+        }
+    };
+    ctx.note_budget("");
+    let mut report = ctx.report;
+    report.format = format.name().to_string();
+    report
+}
+
 /// Files up to this size are read; larger ones are mapped. For a small file, mapping costs more
 /// system time (map, page faults, unmap) than copying it.
 const READ_UP_TO: u64 = 256 << 10;

@@ -101,6 +101,38 @@ impl Budget {
     }
 }
 
+/// A stream read as the scan's input (standard input, a pipe, a device), charged to the same
+/// byte budget as decompression: an input that never ends stops there, with a limit finding.
+pub(crate) struct BudgetedInput<R> {
+    inner: R,
+    budget: Budget,
+}
+
+impl<R: Read> BudgetedInput<R> {
+    /// `inner`, charged to `budget`.
+    pub fn new(inner: R, budget: &Budget) -> Self {
+        BudgetedInput {
+            inner,
+            budget: budget.clone(),
+        }
+    }
+}
+
+impl<R: Read> Read for BudgetedInput<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let remaining = self.budget.remaining.get();
+        if remaining == 0 {
+            return Err(self.budget.trip(
+                "input limit: the stream is longer than the scan's byte budget (max_decompressed)".into(),
+            ));
+        }
+        let want = buf.len().min(usize::try_from(remaining).unwrap_or(usize::MAX));
+        let n = self.inner.read(buf.get_mut(..want).unwrap_or_default())?;
+        self.budget.remaining.set(remaining.saturating_sub(n as u64));
+        Ok(n)
+    }
+}
+
 /// Counts the compressed bytes a decompressor consumed.
 pub(crate) struct Counting<R> {
     inner: R,

@@ -21,7 +21,7 @@ pub mod zip;
 use serde::Serialize;
 
 use compress::Codec;
-pub(crate) use container::scan_slice;
+pub(crate) use container::{scan_reader, scan_slice};
 pub(crate) use ctx::{decoder_at, join, Ctx};
 
 /// What an input is, by content. `name()` is stable (it appears in reports).

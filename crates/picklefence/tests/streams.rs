@@ -1,0 +1,98 @@
+//! `scan_reader`: inputs that are streams (standard input, pipes, devices) are scanned in
+//! bounded memory and time, with the verdicts `scan_bytes` gives the same bytes.
+
+#![allow(clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // Test code.
+
+use std::io::Read;
+
+use picklefence::{scan_bytes, scan_reader, FindingKind, Policy, ScanOptions, Verdict};
+
+/// A protocol-4 pickle: `payload` bytes in one BINBYTES8, then `os.system` imported by
+/// STACK_GLOBAL when `evil`.
+fn pickle_with_payload(payload: usize, evil: bool) -> Vec<u8> {
+    let mut out = vec![0x80, 4, 0x8e];
+    out.extend_from_slice(&(payload as u64).to_le_bytes());
+    out.resize(out.len() + payload, b'x');
+    out.push(b'0'); // POP
+    if evil {
+        out.extend_from_slice(b"\x8c\x02os\x8c\x06system\x93");
+    } else {
+        out.push(b'N');
+    }
+    out.push(b'.');
+    out
+}
+
+/// A reader that hands out its bytes in small, uneven pieces, as a pipe does.
+struct Pipe<'a> {
+    data: &'a [u8],
+    turn: usize,
+}
+
+impl Read for Pipe<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.turn += 1;
+        let n = buf
+            .len()
+            .min(self.data.len())
+            .min(1 + (self.turn * 7919) % 65_536);
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
+#[test]
+fn short_and_long_streams_get_the_verdicts_of_their_bytes() {
+    let policy = Policy::default();
+    let options = ScanOptions::default();
+    // Under and over the 16 MiB read whole: the second is scanned as it streams.
+    for payload in [1_000, 20 << 20] {
+        for evil in [false, true] {
+            let data = pickle_with_payload(payload, evil);
+            let from_bytes = scan_bytes(&data, &policy, &options);
+            let from_stream = scan_reader(Pipe { data: &data, turn: 0 }, &policy, &options);
+            assert_eq!(
+                from_stream.verdict, from_bytes.verdict,
+                "payload {payload}, evil {evil}"
+            );
+            assert_eq!(from_stream.format, from_bytes.format);
+            let kinds = |r: &picklefence::ScanReport| -> Vec<FindingKind> {
+                r.findings.iter().map(|f| f.finding.kind).collect()
+            };
+            assert_eq!(
+                kinds(&from_stream),
+                kinds(&from_bytes),
+                "payload {payload}, evil {evil}"
+            );
+            assert_eq!(from_stream.verdict == Verdict::Unsafe, evil);
+        }
+    }
+}
+
+#[test]
+fn a_stream_that_never_ends_stops_at_the_byte_budget() {
+    let policy = Policy::default();
+    let options = ScanOptions {
+        max_decompressed: 64 << 20,
+        ..ScanOptions::default()
+    };
+    // A payload that claims 2^62 bytes and a source that never runs out: the decoder skips
+    // the payload as it streams until the budget ends it.
+    let mut head = vec![0x80, 4, 0x8e];
+    head.extend_from_slice(&(1u64 << 62).to_le_bytes());
+    let endless = std::io::Cursor::new(head).chain(std::io::repeat(b'x'));
+    let report = scan_reader(endless, &policy, &options);
+    assert_eq!(report.verdict, Verdict::Unsafe);
+    assert!(
+        report.findings.iter().any(
+            |f| f.finding.kind == FindingKind::LimitExceeded && f.finding.message.contains("byte budget")
+        ),
+        "{:#?}",
+        report.findings
+    );
+    // Endless zeros are no format: the start is read and the scan ends.
+    let zeros = scan_reader(std::io::repeat(0), &policy, &options);
+    assert_eq!(zeros.format, "unknown");
+    assert_eq!(zeros.verdict, Verdict::Clean);
+}
