@@ -8,8 +8,11 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+
 use std::io::Write;
 
+use common::gzip;
 use picklefence::formats::joblib::analyze_joblib_slice;
 use picklefence::{
     analyze_joblib_reader, identify, scan_bytes, scan_path, FindingKind, Format, Options, Policy, ScanError,
@@ -367,12 +370,6 @@ fn nesting_is_bounded() {
 }
 
 // --- compression and bombs -------------------------------------------------------------------
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    e.write_all(data).unwrap();
-    e.finish().unwrap()
-}
 
 #[test]
 fn compressed_pickles_are_read_through() {

@@ -13,7 +13,11 @@
     clippy::panic
 )]
 
+mod common;
+
 use std::process::Command;
+
+use common::stored_zip;
 
 use picklefence::{
     analyze_reader, analyze_slice, DecodeError, Decoder, FindingKind, Limits, Mode, Opcode, Options,
@@ -1039,55 +1043,6 @@ fn every_limit_names_itself() {
 }
 
 // --- containers ---------------------------------------------------------------------------------
-
-/// A zip archive, stored (no compression), of `members`.
-fn stored_zip(members: &[(&str, &[u8])]) -> Vec<u8> {
-    fn crc32(data: &[u8]) -> u32 {
-        let mut crc = !0u32;
-        for &byte in data {
-            crc ^= u32::from(byte);
-            for _ in 0..8 {
-                crc = if crc & 1 != 0 {
-                    (crc >> 1) ^ 0xEDB8_8320
-                } else {
-                    crc >> 1
-                };
-            }
-        }
-        !crc
-    }
-    let mut out = Vec::new();
-    let mut central = Vec::new();
-    for (name, data) in members {
-        let offset = out.len() as u32;
-        let (crc, len, name_len) = (crc32(data), data.len() as u32, name.len() as u16);
-        out.extend_from_slice(b"PK\x03\x04\x14\x00\x00\x00\x00\x00\x00\x00\x00\x00");
-        out.extend_from_slice(&crc.to_le_bytes());
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(&name_len.to_le_bytes());
-        out.extend_from_slice(&0u16.to_le_bytes());
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(data);
-        central.extend_from_slice(b"PK\x01\x02\x14\x00\x14\x00\x00\x00\x00\x00\x00\x00\x00\x00");
-        central.extend_from_slice(&crc.to_le_bytes());
-        central.extend_from_slice(&len.to_le_bytes());
-        central.extend_from_slice(&len.to_le_bytes());
-        central.extend_from_slice(&name_len.to_le_bytes());
-        central.extend_from_slice(&[0; 12]);
-        central.extend_from_slice(&offset.to_le_bytes());
-        central.extend_from_slice(name.as_bytes());
-    }
-    let central_offset = out.len() as u32;
-    out.extend_from_slice(&central);
-    out.extend_from_slice(b"PK\x05\x06\x00\x00\x00\x00");
-    out.extend_from_slice(&(members.len() as u16).to_le_bytes());
-    out.extend_from_slice(&(members.len() as u16).to_le_bytes());
-    out.extend_from_slice(&(central.len() as u32).to_le_bytes());
-    out.extend_from_slice(&central_offset.to_le_bytes());
-    out.extend_from_slice(&0u16.to_le_bytes());
-    out
-}
 
 #[test]
 fn truncated_containers_with_a_malicious_pickle_are_never_clean() {
