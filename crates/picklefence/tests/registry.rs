@@ -11,6 +11,38 @@ use picklefence::{identify, scan_bytes, FindingKind, Policy, ScanOptions};
 
 const PICKLE: &[u8] = b"\x80\x04K\x01.";
 
+/// joblib's old `ZF` format: the length as `hex()` padded to 19 characters, then zlib.
+fn joblib_zf(pickle: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut out = format!("ZF{:<19}", format!("{:#x}", pickle.len())).into_bytes();
+    let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(pickle).unwrap();
+    out.extend(encoder.finish().unwrap());
+    out
+}
+
+#[test]
+fn a_joblib_zf_file_is_read_through_its_zlib_stream() {
+    let evil = b"\x80\x02cos\nsystem\nq\x00.";
+    let report = scan_bytes(&joblib_zf(evil), &Policy::default(), &ScanOptions::default());
+    assert_eq!(report.format, "joblib-zf");
+    let finding = report
+        .findings
+        .iter()
+        .find(|f| f.finding.kind == FindingKind::DangerousImport)
+        .expect("the import inside is found");
+    assert_eq!(finding.location, "<joblib-zf>");
+    // joblib 0.8 wrote one more space after the length field; read_zfile skips it.
+    let mut older = joblib_zf(PICKLE);
+    older.insert(21, b' ');
+    let report = scan_bytes(&older, &Policy::default(), &ScanOptions::default());
+    assert_eq!(
+        (report.format.as_str(), report.is_safe()),
+        ("joblib-zf", true),
+        "{report:?}"
+    );
+}
+
 #[test]
 fn a_scan_names_its_input_as_identify_does() {
     let npy = {
@@ -36,6 +68,9 @@ fn a_scan_names_its_input_as_identify_does() {
             stored_zip(&[("archive/data.pkl", PICKLE), ("archive/version", b"3\n")]),
         ),
         ("7z", b"7z\xbc\xaf\x27\x1c\x00\x04".to_vec()),
+        ("joblib-zf", joblib_zf(PICKLE)),
+        // A ZF header whose length field joblib cannot read stays unsupported.
+        ("joblib-compat", b"ZF????????????????????xyz".to_vec()),
         ("unknown", b"hello, world".to_vec()),
     ];
     for (name, data) in inputs {

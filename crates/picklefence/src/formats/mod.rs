@@ -31,6 +31,8 @@ pub enum Format {
     Pickle,
     /// A pickle carrying joblib `NumpyArrayWrapper` arrays.
     Joblib,
+    /// joblib's old single-file compressed format (`ZF`, joblib up to 0.9): a zlib-compressed pickle.
+    JoblibZf,
     /// `torch.save` since 1.6: a zip with `<folder>/data.pkl`.
     PytorchZip,
     /// `torch.jit.save`: a zip with `<folder>/constants.pkl` (and `code/`).
@@ -73,6 +75,7 @@ impl Format {
         match self {
             Format::Pickle => "pickle",
             Format::Joblib => "joblib",
+            Format::JoblibZf => "joblib-zf",
             Format::PytorchZip => "pytorch-zip",
             Format::TorchScript => "torchscript",
             Format::PytorchLegacy => "pytorch-legacy",

@@ -11,6 +11,7 @@
 //! [`REGISTRY`] (plus its `Format` variant when it is a new kind of input).
 
 mod compressed;
+mod joblib_zf;
 mod non_pickle;
 mod npy_array;
 mod pickle;
@@ -90,11 +91,12 @@ pub(crate) trait Parsed<'d> {
 /// The containers, tried in this order; the first that recognises the bytes reads them, and
 /// [`unknown::Unknown`] reads what none recognises. The order matters where magics could
 /// overlap (a zip before anything else, pickles last: protocol 0 and 1 have no magic).
-static REGISTRY: [&dyn Container; 9] = [
+static REGISTRY: [&dyn Container; 10] = [
     &unknown::Empty,
     &zip_family::ZipFamily,
     &npy_array::NpyArray,
     &compressed::Compressed,
+    &joblib_zf::JoblibZf,
     &unsupported::Unsupported,
     &tar_family::TarFamily,
     &non_pickle::NonPickle,

@@ -1,6 +1,6 @@
 //! Archives and compressors the scanner cannot open (7z, rar, cab, ar, cpio, lzip, unix
-//! compress, joblib's old `ZF` format): recognised by magic bytes and reported, never skipped
-//! silently.
+//! compress, and a `ZF` file whose header joblib_zf.rs cannot read): recognised by magic bytes
+//! and reported, never skipped silently.
 
 use crate::findings::{FindingKind, Severity};
 
