@@ -81,14 +81,19 @@ fn scan_npy_slice(ctx: &mut Ctx<'_>, data: &[u8], location: &str, depth: usize) 
                 }
             }
         },
-        Err(e) => ctx.finding(
-            location,
-            FindingKind::Container,
-            Severity::Warning,
-            0,
-            format!("{e}; numpy rejects the file"),
-        ),
+        Err(e) => rejected(ctx, location, e),
     }
+}
+
+/// A header numpy rejects: a warning (numpy.load raises before anything is unpickled).
+fn rejected(ctx: &mut Ctx<'_>, location: &str, error: impl std::fmt::Display) {
+    ctx.finding(
+        location,
+        FindingKind::Container,
+        Severity::Warning,
+        0,
+        format!("{error}; numpy rejects the file"),
+    );
 }
 
 /// A `.npy` stream: its header read (bounded), then the pickle after it (if any) analysed as
@@ -118,13 +123,7 @@ fn scan_npy_stream(ctx: &mut Ctx<'_>, mut reader: impl Read, location: &str, dep
             return;
         }
         Err(e) => {
-            ctx.finding(
-                location,
-                FindingKind::Container,
-                Severity::Warning,
-                0,
-                format!("{e}; numpy rejects the file"),
-            );
+            rejected(ctx, location, e);
             return;
         }
     };
@@ -141,13 +140,7 @@ fn scan_npy_stream(ctx: &mut Ctx<'_>, mut reader: impl Read, location: &str, dep
     let payload = match npy::parse_header(&head) {
         Ok(header) => header.payload,
         Err(e) => {
-            ctx.finding(
-                location,
-                FindingKind::Container,
-                Severity::Warning,
-                0,
-                format!("{e}; numpy rejects the file"),
-            );
+            rejected(ctx, location, e);
             return;
         }
     };
