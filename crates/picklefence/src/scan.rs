@@ -92,7 +92,20 @@ pub fn scan_reader<R: Read>(reader: R, policy: &Policy, options: &ScanOptions) -
         return scan_bytes(&head, policy, options);
     }
     let format = match read {
-        Ok(_) => formats::scan_reader(&mut ctx, std::io::Cursor::new(head).chain(reader), "", 0),
+        Ok(_) => {
+            // A zip appended to the end is found only where the end can be read back (a file
+            // scanned by path): said, never silently skipped.
+            ctx.finding(
+                "",
+                crate::findings::FindingKind::Container,
+                crate::findings::Severity::Warning,
+                STREAM_WHOLE_UP_TO,
+                "a stream longer than 16 MiB is scanned as it is read: an archive appended after its \
+                 start (a pickle/zip polyglot) is not looked for; scan the file by path to check that"
+                    .into(),
+            );
+            formats::scan_reader(&mut ctx, std::io::Cursor::new(head).chain(reader), "", 0)
+        }
         Err(e) => {
             let offset = head.len() as u64;
             ctx.finding(

@@ -60,11 +60,16 @@ fn short_and_long_streams_get_the_verdicts_of_their_bytes() {
             let kinds = |r: &picklefence::ScanReport| -> Vec<FindingKind> {
                 r.findings.iter().map(|f| f.finding.kind).collect()
             };
-            assert_eq!(
-                kinds(&from_stream),
-                kinds(&from_bytes),
-                "payload {payload}, evil {evil}"
-            );
+            let mut streamed = kinds(&from_stream);
+            if payload > 16 << 20 {
+                // The one finding streaming adds: what it cannot look for (an appended archive).
+                let said = from_stream.findings.iter().any(|f| {
+                    f.finding.kind == FindingKind::Container && f.finding.message.contains("not looked for")
+                });
+                assert!(said, "{:#?}", from_stream.findings);
+                streamed.retain(|k| *k != FindingKind::Container);
+            }
+            assert_eq!(streamed, kinds(&from_bytes), "payload {payload}, evil {evil}");
             assert_eq!(from_stream.verdict == Verdict::Unsafe, evil);
         }
     }
