@@ -190,6 +190,23 @@ pub(crate) fn scan_named_pickle(ctx: &Ctx<'_>, data: &[u8]) -> crate::analyzer::
         .report
 }
 
+/// [`scan_named_pickle`] over a stream (a deflated member), read as it arrives.
+pub(crate) fn stream_named_pickle(
+    ctx: &Ctx<'_>,
+    reader: impl std::io::Read,
+) -> crate::analyzer::PickleReport {
+    let options = ctx.analysis(Mode::AllPickles);
+    joblib::drive(
+        Decoder::from_reader(reader, options.limits.stream),
+        ctx.policy,
+        &options,
+        true,
+        None,
+    )
+    .0
+    .report
+}
+
 /// Where the report notes a class the scanner checks inside pickles, reads the pickle's data
 /// without running it (`skips`: the array bytes joblib reads between opcodes, from the analysis)
 /// and checks the instances whose arrays are inside it

@@ -11,7 +11,7 @@ use crate::findings::{FindingKind, Severity};
 use super::super::compress::{self, Crc};
 use super::super::zip::{self, ZipArchive, ZipEntry, ZipError};
 use super::super::{join, torch};
-use super::pickle::scan_named_pickle;
+use super::pickle::{scan_named_pickle, stream_named_pickle};
 use super::{find, scan_reader, scan_slice, Container, Ctx, Format, Parsed, Probe, IDENTIFY_MEMBERS};
 
 /// Zip archives of every kind.
@@ -322,6 +322,20 @@ fn scan_zip_archive(
                     ctx.note_budget(&at);
                     continue;
                 }
+                if ctx.kept.is_none() {
+                    // Analysed as it inflates: memory stays bounded whatever the member claims.
+                    let report = stream_named_pickle(ctx, &mut reader);
+                    ctx.note_budget(&at);
+                    if reader.eof {
+                        check_crc(ctx, &at, entry, reader.crc(), reader.len);
+                    }
+                    if report.nested.is_empty() {
+                        add_member_pickle(ctx, &at, report, None, format, &mut storage_keys, depth);
+                        continue;
+                    }
+                    // A nested torch file is read from the member's bytes: inflated again, bounded.
+                    reader = Crc::new(compress::open_deflate(raw, &ctx.budget));
+                }
                 match compress::read_bounded(&mut reader, ctx.options.max_buffered) {
                     Ok(Ok(buffer)) => {
                         check_crc(ctx, &at, entry, reader.crc(), reader.len);
@@ -354,16 +368,8 @@ fn scan_zip_archive(
             if matches!(content, Content::Slice(_)) {
                 check_crc(ctx, &at, entry, crc32fast::hash(bytes), bytes.len() as u64);
             }
-            let mut report = scan_named_pickle(ctx, bytes);
-            if torch_kind {
-                for id in torch::check_storage_ids(&mut report, 5, ctx.policy) {
-                    storage_keys.insert(id.key);
-                }
-                if format == Format::TorchScript {
-                    torchscript_globals(&mut report);
-                }
-            }
-            ctx.add_pickle(&at, "pickle", report, Some((bytes, 0)), depth);
+            let report = scan_named_pickle(ctx, bytes);
+            add_member_pickle(ctx, &at, report, Some(bytes), format, &mut storage_keys, depth);
             continue;
         }
         // Identified once: the parse that tells the kind is the one scanned.
@@ -408,6 +414,28 @@ fn scan_zip_archive(
             ),
         );
     }
+}
+
+/// Adds a pickle member's report; in torch archives its persistent ids name the storages
+/// (`storage_keys`) and `TorchScript` classes are not imports.
+fn add_member_pickle(
+    ctx: &mut Ctx<'_>,
+    location: &str,
+    mut report: PickleReport,
+    held: Option<&[u8]>,
+    format: Format,
+    storage_keys: &mut HashSet<String>,
+    depth: usize,
+) {
+    if matches!(format, Format::PytorchZip | Format::TorchScript) {
+        for id in torch::check_storage_ids(&mut report, 5, ctx.policy) {
+            storage_keys.insert(id.key);
+        }
+        if format == Format::TorchScript {
+            torchscript_globals(&mut report);
+        }
+    }
+    ctx.add_pickle(location, "pickle", report, held.map(|bytes| (bytes, 0)), depth);
 }
 
 /// A finding when a member's CRC or length is not what the directory declares.
