@@ -5,7 +5,7 @@
 //! decompression bomb ends in an error the scanner reports, never in unbounded work.
 
 use std::cell::{Cell, RefCell};
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
 use std::rc::Rc;
 
 /// A compression wrapper the scanner can open.
@@ -184,8 +184,8 @@ impl<R: Read> Read for Limited<R> {
     }
 }
 
-/// Wraps the whole input after the first stream: gzip, bzip2 and xz readers go on across
-/// concatenated streams the way Python's `GzipFile`, `BZ2File` and `LZMAFile` do.
+/// Decompresses `input` as Python's readers do, stream after stream ([`Streams`]), checked
+/// against the scan's budget.
 pub(crate) fn open<'a, R: Read + 'a>(
     codec: Codec,
     input: R,
@@ -199,28 +199,216 @@ pub(crate) fn open<'a, R: Read + 'a>(
             count: consumed.clone(),
         },
     );
-    let inner: Box<dyn Read + 'a> = match codec {
-        Codec::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
-        Codec::Zlib => Box::new(flate2::bufread::ZlibDecoder::new(input)),
-        Codec::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(input)),
-        // 1 GiB of dictionary at most: a hostile header cannot make it allocate more.
-        Codec::Xz => Box::new(lzma_rust2::XzReader::new_mem_limit(input, true, 1 << 20)),
-        Codec::Lzma => Box::new(
-            lzma_rust2::LzmaReader::new_mem_limit(input, 1 << 20, None)
-                .map_err(|e| io::Error::other(e.to_string()))?,
-        ),
-        Codec::Zstd => Box::new(
-            ruzstd::decoding::StreamingDecoder::new(input).map_err(|e| io::Error::other(e.to_string()))?,
-        ),
-        Codec::Lz4 => Box::new(lz4_flex::frame::FrameDecoder::new(input)),
-    };
     Ok(Box::new(Limited {
-        inner,
+        inner: Streams::new(codec, input)?,
         codec,
         consumed,
         produced: 0,
         budget: budget.clone(),
     }))
+}
+
+/// One compressed stream (a gzip member, an xz stream, a zstd or lz4 frame, ...) read from
+/// `input`, which it hands back at the stream's end.
+enum Single<R: BufRead> {
+    Gzip(flate2::bufread::GzDecoder<R>),
+    Zlib(flate2::bufread::ZlibDecoder<R>),
+    Bzip2(bzip2::bufread::BzDecoder<R>),
+    Xz(Box<lzma_rust2::XzReader<R>>),
+    Lzma(Box<lzma_rust2::LzmaReader<R>>),
+    Zstd(Box<ruzstd::decoding::StreamingDecoder<R, ruzstd::decoding::FrameDecoder>>),
+    Lz4(Box<lz4_flex::frame::FrameDecoder<R>>),
+}
+
+impl<R: BufRead> Single<R> {
+    fn open(codec: Codec, input: R) -> io::Result<Self> {
+        Ok(match codec {
+            Codec::Gzip => Single::Gzip(flate2::bufread::GzDecoder::new(input)),
+            Codec::Zlib => Single::Zlib(flate2::bufread::ZlibDecoder::new(input)),
+            Codec::Bzip2 => Single::Bzip2(bzip2::bufread::BzDecoder::new(input)),
+            // 1 GiB of dictionary at most: a hostile header cannot make it allocate more.
+            Codec::Xz => Single::Xz(Box::new(lzma_rust2::XzReader::new_mem_limit(
+                input,
+                false,
+                1 << 20,
+            ))),
+            Codec::Lzma => Single::Lzma(Box::new(
+                lzma_rust2::LzmaReader::new_mem_limit(input, 1 << 20, None)
+                    .map_err(|e| io::Error::other(e.to_string()))?,
+            )),
+            Codec::Zstd => Single::Zstd(Box::new(
+                ruzstd::decoding::StreamingDecoder::new(input)
+                    .map_err(|e| io::Error::other(e.to_string()))?,
+            )),
+            Codec::Lz4 => Single::Lz4(Box::new(lz4_flex::frame::FrameDecoder::new(input))),
+        })
+    }
+
+    /// The input after the stream, and what the decoder read ahead of its end.
+    fn into_parts(self) -> (R, Vec<u8>) {
+        match self {
+            Single::Gzip(d) => (d.into_inner(), Vec::new()),
+            Single::Zlib(d) => (d.into_inner(), Vec::new()),
+            Single::Bzip2(d) => (d.into_inner(), Vec::new()),
+            Single::Xz(d) => (d.into_inner(), Vec::new()),
+            Single::Lzma(d) => d.into_parts(),
+            Single::Zstd(d) => (d.into_inner(), Vec::new()),
+            Single::Lz4(d) => (d.into_inner(), Vec::new()),
+        }
+    }
+}
+
+impl<R: BufRead> Read for Single<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Single::Gzip(d) => d.read(buf),
+            Single::Zlib(d) => d.read(buf),
+            Single::Bzip2(d) => d.read(buf),
+            Single::Xz(d) => d.read(buf),
+            Single::Lzma(d) => d.read(buf),
+            Single::Zstd(d) => d.read(buf),
+            Single::Lz4(d) => d.read(buf),
+        }
+    }
+}
+
+/// Concatenated streams of one codec, read as the Python readers that open them read them:
+/// - `GzipFile`: member after member, zero padding skipped, anything else an error;
+/// - `BZ2File` and `LZMAFile` (xz and lzma-alone): stream after stream, and bytes after the
+///   last one that do not start a stream are ignored;
+/// - zstd and `LZ4FrameFile` (joblib's lz4): frame after frame, anything else an error;
+/// - zlib, which only joblib reads (`BinaryZlibFile`): the first stream alone, since joblib
+///   never returns data past its end.
+struct Streams<R: BufRead> {
+    codec: Codec,
+    current: Option<Single<Unread<R>>>,
+    /// A stream after the first that has produced nothing yet: Python's `BZ2File` and
+    /// `LZMAFile` take its failure for the end of the data.
+    fresh: bool,
+}
+
+impl<R: BufRead> Streams<R> {
+    fn new(codec: Codec, input: R) -> io::Result<Self> {
+        Ok(Streams {
+            codec,
+            current: Some(Single::open(
+                codec,
+                Unread {
+                    ahead: Vec::new(),
+                    at: 0,
+                    inner: input,
+                },
+            )?),
+            fresh: false,
+        })
+    }
+
+    fn trailing_ignored(&self) -> bool {
+        matches!(self.codec, Codec::Bzip2 | Codec::Xz | Codec::Lzma)
+    }
+
+    /// After a stream's end: the next stream over the rest of the input, or none.
+    fn next_stream(&mut self, single: Single<Unread<R>>) -> io::Result<Option<Single<Unread<R>>>> {
+        if self.codec == Codec::Zlib {
+            return Ok(None);
+        }
+        let (mut input, ahead) = single.into_parts();
+        input.put_back(ahead);
+        if self.codec == Codec::Gzip {
+            loop {
+                let available = input.fill_buf()?;
+                let zeros = available.iter().take_while(|&&b| b == 0).count();
+                if zeros == 0 {
+                    break;
+                }
+                input.consume(zeros);
+            }
+        }
+        if input.fill_buf()?.is_empty() {
+            return Ok(None);
+        }
+        match Single::open(self.codec, input) {
+            Ok(next) => Ok(Some(next)),
+            Err(_) if self.trailing_ignored() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// A buffered input with bytes a decoder read past its stream's end put back in front.
+struct Unread<R> {
+    ahead: Vec<u8>,
+    at: usize,
+    inner: R,
+}
+
+impl<R> Unread<R> {
+    fn put_back(&mut self, bytes: Vec<u8>) {
+        if bytes.is_empty() {
+            return;
+        }
+        let mut ahead = bytes;
+        ahead.extend_from_slice(self.ahead.get(self.at..).unwrap_or_default());
+        self.ahead = ahead;
+        self.at = 0;
+    }
+}
+
+impl<R: BufRead> Read for Unread<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = available.len().min(buf.len());
+        buf.get_mut(..n)
+            .unwrap_or_default()
+            .copy_from_slice(available.get(..n).unwrap_or_default());
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl<R: BufRead> BufRead for Unread<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if self.at < self.ahead.len() {
+            return Ok(self.ahead.get(self.at..).unwrap_or_default());
+        }
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, amount: usize) {
+        if self.at < self.ahead.len() {
+            self.at = (self.at + amount).min(self.ahead.len());
+        } else {
+            self.inner.consume(amount);
+        }
+    }
+}
+
+impl<R: BufRead> Read for Streams<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let Some(single) = self.current.as_mut() else {
+                return Ok(0);
+            };
+            match single.read(buf) {
+                Ok(0) if !buf.is_empty() => {
+                    let Some(ended) = self.current.take() else {
+                        return Ok(0);
+                    };
+                    self.current = self.next_stream(ended)?;
+                    self.fresh = true;
+                }
+                Ok(n) => {
+                    self.fresh = false;
+                    return Ok(n);
+                }
+                Err(_) if self.fresh && self.trailing_ignored() => {
+                    self.current = None;
+                    return Ok(0);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
 }
 
 /// Raw deflate (zip members), under the same budget.
