@@ -119,11 +119,16 @@ pub struct ScanOptions {
     /// Bytes all decompression of one scan may produce together.
     pub max_decompressed: u64,
     /// Largest output/input ratio of a compressed stream, checked once it has produced
-    /// `ratio_floor` bytes.
+    /// `ratio_floor` bytes. The default, 2,000:1, is above what deflate (1,032:1 at most) and
+    /// lz4 (255:1) can reach, so those stop at `max_decompressed`; xz, zstd and bzip2 expand
+    /// zeros 6,500:1 and more, and xz decodes such data at 0.2-0.3 GB/s (Python's own reader
+    /// too), so a small xz file claiming 16 GiB would otherwise hold a scan for over a minute.
     pub max_ratio: u64,
     /// Output a compressed stream may produce before its ratio is checked.
     pub ratio_floor: u64,
-    /// Largest stream held in memory (a zip inside a compressed stream, a deflated pickle member).
+    /// Largest stream held in memory: a container not read as it streams (a zip that is itself
+    /// a stream, inside a compressed stream or piped in: zip readers start from its end), and
+    /// every stream of a walk ([`crate::walk_bytes`] keeps the pickles' bytes).
     pub max_buffered: u64,
     /// Members read from one archive.
     pub max_members: usize,
@@ -135,7 +140,7 @@ impl Default for ScanOptions {
             limits: Limits::default(),
             max_depth: 8,
             max_decompressed: 16 << 30,
-            max_ratio: 10_000,
+            max_ratio: 2_000,
             ratio_floor: 64 << 20,
             max_buffered: 1 << 30,
             max_members: 100_000,

@@ -1,0 +1,131 @@
+"""Peak memory and wall time of `picklefence scan` on hostile inputs, two builds side by side
+in one run (the README's reliability table): every decompression bomb of
+`tests/hostile_inputs.py` at 1 GiB and 16 GiB claimed, a 1 GiB deflate member inside a zip
+inside gzip, a pickle piped in for 1.5 GiB, and /dev/zero.
+
+    python bench/hostile_rss.py --before OLD/picklefence --after target/release/picklefence
+
+Each command runs in a child of its own; its peak RSS is the child's (`os.wait4`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from hostile_inputs import BOMBS, GIB, write_bomb  # noqa: E402
+
+
+def run(argv: List[str], stdin_bytes: int = 0) -> Tuple[float, float, str]:
+    """Wall seconds, peak RSS in MiB, and a short outcome of one run."""
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE if stdin_bytes else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def feed() -> None:
+        assert proc.stdin is not None
+        try:
+            proc.stdin.write(b"\x80\x04\x8e" + struct.pack("<Q", stdin_bytes))
+            chunk = b"x" * (1 << 20)
+            for _ in range(stdin_bytes >> 20):
+                proc.stdin.write(chunk)
+            proc.stdin.write(b"0\x8c\x02os\x8c\x06system\x93.")
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+
+    if stdin_bytes:
+        threading.Thread(target=feed, daemon=True).start()
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    seconds = time.monotonic() - start
+    return seconds, usage.ru_maxrss / 1024, outcome(proc.returncode, out)
+
+
+def outcome(code: int, out: bytes) -> str:
+    try:
+        (report,) = json.loads(out)["files"]
+    except (ValueError, KeyError):
+        return f"exit {code}"
+    kinds = {f["kind"] for f in report["findings"]}
+    if "dangerous-import" in kinds:
+        found = "os.system found"
+    elif "limit-exceeded" in kinds:
+        found = "limit finding"
+    else:
+        found = report["verdict"]
+    return f"exit {code}, {found}"
+
+
+def zip_in_gzip(directory: Path) -> Path:
+    """The 1 GiB zip bomb, gzip-compressed: a zip that is itself a stream."""
+    import gzip
+
+    inner = write_bomb("zip-deflate", directory, GIB)
+    path = directory / "zip-in-gzip-1GiB.bomb"
+    path.write_bytes(gzip.compress(inner.read_bytes(), compresslevel=1))
+    inner.unlink()
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--before", required=True, help="the previous build's picklefence command")
+    parser.add_argument("--after", required=True, help="this build's picklefence command")
+    args = parser.parse_args()
+    builds = {"before": args.before, "after": args.after}
+    rows: List[Tuple[str, Dict[str, Tuple[float, float, str]]]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        cases: List[Tuple[str, Optional[Path], int]] = []
+        for kind in sorted(BOMBS):
+            for gib in (1, 16):
+                cases.append((f"{kind} bomb, {gib} GiB claimed", None, 0))
+        cases.append(("zip in gzip, 1 GiB member", None, 0))
+        cases.append(("pickle on stdin, 1.5 GiB", None, 3 << 29))
+        cases.append(("/dev/zero", Path("/dev/zero"), 0))
+        for label, path, stdin_bytes in cases:
+            if label.endswith("claimed"):
+                kind = label.split(" bomb")[0]
+                path = write_bomb(kind, directory, int(label.split(", ")[1].split()[0]) * GIB)
+            elif label.startswith("zip in gzip"):
+                path = zip_in_gzip(directory)
+            target = "-" if stdin_bytes else str(path)
+            results = {}
+            for name, exe in builds.items():
+                results[name] = run([exe, "scan", "--format", "json", target], stdin_bytes)
+            if path is not None and path.parent == directory:
+                path.unlink()
+            rows.append((label, results))
+            print(label, results, file=sys.stderr)
+    print(
+        "| input | before: peak RSS | before: time | before: result | after: peak RSS | after: time | after: result |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for label, results in rows:
+        cells = []
+        for name in builds:
+            seconds, rss, result = results[name]
+            cells += [f"{rss:.0f} MiB", f"{seconds:.2f} s", result]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
