@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from hostile_inputs import BOMBS, GIB, write_bomb  # noqa: E402
+from hostile_inputs import BOMBS, GIB, write_bomb
 
 
 def run(argv: List[str], stdin_bytes: int = 0) -> Tuple[float, float, str]:
@@ -115,9 +115,8 @@ def main() -> None:
                 path.unlink()
             rows.append((label, results))
             print(label, results, file=sys.stderr)
-    print(
-        "| input | before: peak RSS | before: time | before: result | after: peak RSS | after: time | after: result |"
-    )
+    columns = [f"{name}: {what}" for name in builds for what in ("peak RSS", "time", "result")]
+    print("| input | " + " | ".join(columns) + " |")
     print("|---|---|---|---|---|---|---|")
     for label, results in rows:
         cells = []

@@ -11,7 +11,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from measured import RSS_LIMIT_MIB, command as _command, measure as _measure
+
+from measured import RSS_LIMIT_MIB
+from measured import command as _command
+from measured import measure as _measure
 
 
 def test_a_large_standard_input_is_scanned_in_bounded_memory() -> None:

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from hostile_inputs import BOMBS, GIB, write_bomb
 from measured import RSS_LIMIT_MIB, command, measure
 
