@@ -11,8 +11,23 @@ use crate::results::{Counts, FileResult, Outcome, RenderOptions};
 /// Bumped when a field changes meaning or goes away (adding fields does not bump it).
 const FORMAT_VERSION: u32 = 1;
 
-pub fn write_scan(w: &mut dyn Write, results: &[FileResult], options: &RenderOptions) -> io::Result<()> {
-    let counts = Counts::of(results);
+/// One path's object as it appears in the document's `files` array (indented for it), made as
+/// soon as the path is scanned so that its report need not be kept.
+pub fn file_text(result: &FileResult, options: &RenderOptions) -> String {
+    let text = serde_json::to_string_pretty(&file_json(result, options)).unwrap_or_default();
+    text.replace('\n', &format!("\n{FILE_INDENT}"))
+}
+
+/// Where a file's object sits in the pretty-printed document.
+const FILE_INDENT: &str = "    ";
+
+/// The document: the summary and the files' objects ([`file_text`]), in the order scanned.
+pub fn write_document(
+    w: &mut dyn Write,
+    files: &[String],
+    counts: &Counts,
+    options: &RenderOptions,
+) -> io::Result<()> {
     let document = json!({
         "format_version": FORMAT_VERSION,
         "tool": {"name": "picklefence", "version": env!("CARGO_PKG_VERSION")},
@@ -25,9 +40,26 @@ pub fn write_scan(w: &mut dyn Write, results: &[FileResult], options: &RenderOpt
             "errors": counts.errors,
             "skipped": counts.skipped,
         },
-        "files": results.iter().map(|r| file_json(r, options)).collect::<Vec<_>>(),
+        "files": [],
     });
-    serde_json::to_writer_pretty(&mut *w, &document)?;
+    let text = serde_json::to_string_pretty(&document).map_err(io::Error::other)?;
+    // The files are spliced in where the pretty printer wrote the empty array.
+    let (head, tail) = text
+        .split_once("\"files\": []")
+        .ok_or_else(|| io::Error::other("no files array"))?;
+    w.write_all(head.as_bytes())?;
+    if files.is_empty() {
+        w.write_all(b"\"files\": []")?;
+    } else {
+        w.write_all(b"\"files\": [")?;
+        for (index, file) in files.iter().enumerate() {
+            w.write_all(if index == 0 { b"\n" } else { b",\n" })?;
+            w.write_all(FILE_INDENT.as_bytes())?;
+            w.write_all(file.as_bytes())?;
+        }
+        w.write_all(b"\n  ]")?;
+    }
+    w.write_all(tail.as_bytes())?;
     writeln!(w)
 }
 

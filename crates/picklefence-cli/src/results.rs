@@ -36,21 +36,33 @@ pub struct Counts {
     pub errors: usize,
     /// Not scanned.
     pub skipped: usize,
+    /// Not scanned, and so not verified (a symlink out of the tree, ...).
+    pub unverified: usize,
 }
 
 impl Counts {
-    /// The counts of a run's results.
-    pub fn of(results: &[FileResult]) -> Counts {
-        let mut counts = Counts::default();
-        for result in results {
-            match &result.outcome {
-                Outcome::Scanned(report) if report.is_safe() => counts.clean += 1,
-                Outcome::Scanned(_) => counts.unsafe_ += 1,
-                Outcome::Failed(_) => counts.errors += 1,
-                Outcome::Skipped { .. } => counts.skipped += 1,
+    /// Counts one more result.
+    pub fn add(&mut self, result: &FileResult) {
+        match &result.outcome {
+            Outcome::Scanned(report) if report.is_safe() => self.clean += 1,
+            Outcome::Scanned(_) => self.unsafe_ += 1,
+            Outcome::Failed(_) => self.errors += 1,
+            Outcome::Skipped { unverified, .. } => {
+                self.skipped += 1;
+                self.unverified += usize::from(*unverified);
             }
         }
-        counts
+    }
+
+    /// 1 if anything is unsafe; else 2 if anything could not be verified; else 0.
+    pub fn exit_code(&self) -> i32 {
+        if self.unsafe_ > 0 {
+            crate::EXIT_UNSAFE
+        } else if self.errors > 0 || self.unverified > 0 {
+            crate::EXIT_ERROR
+        } else {
+            crate::EXIT_CLEAN
+        }
     }
 
     /// Paths scanned, safe or not.

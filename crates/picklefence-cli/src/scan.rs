@@ -10,26 +10,22 @@ use picklefence::{scan_path, scan_reader, Policy, ScanError, ScanOptions, ScanRe
 use rayon::prelude::*;
 
 use crate::cli::{ScanArgs, ScanFormat};
-use crate::results::{FileResult, Outcome, RenderOptions};
+use crate::results::{Counts, FileResult, Outcome, RenderOptions};
 use crate::walk::{self, Found, Source};
-use crate::{finish, json, policy_cmd, sarif, text, usage_error, Io, EXIT_CLEAN, EXIT_ERROR, EXIT_UNSAFE};
+use crate::{finish, json, policy_cmd, sarif, text, usage_error, Io, EXIT_CLEAN};
 
-/// 1 if anything is unsafe; else 2 if anything could not be verified; else 0.
-pub fn exit_code(results: &[FileResult]) -> i32 {
-    let mut unverified = false;
-    for result in results {
-        match &result.outcome {
-            Outcome::Scanned(report) if !report.is_safe() => return EXIT_UNSAFE,
-            Outcome::Scanned(_) => {}
-            Outcome::Failed(_) => unverified = true,
-            Outcome::Skipped { unverified: u, .. } => unverified |= *u,
-        }
-    }
-    if unverified {
-        EXIT_ERROR
-    } else {
-        EXIT_CLEAN
-    }
+/// Paths scanned in parallel at a time. Results are handed on batch by batch, in order, so a
+/// scan of many files holds the reports of one batch, not of every file.
+const BATCH: usize = 1024;
+
+/// Where results go as they are made.
+enum Sink {
+    /// Written at once.
+    Text,
+    /// Each file's object, rendered at once (the document's exit code comes before the files).
+    Json(Vec<String>),
+    /// The results (SARIF's rules and results are written from all of them).
+    Sarif(Vec<FileResult>),
 }
 
 pub fn run(args: &ScanArgs, io: &mut Io<'_>) -> i32 {
@@ -50,24 +46,50 @@ pub fn run(args: &ScanArgs, io: &mut Io<'_>) -> i32 {
         Err(e) => return usage_error(io, &format!("cannot start the worker threads: {e}")),
     };
     let progress = io.interactive && args.format == ScanFormat::Text && !args.quiet && !args.no_progress;
-    let results = pool.install(|| scan_all(args, &policy, progress));
-    let code = exit_code(&results);
-    let options = RenderOptions {
+    let mut options = RenderOptions {
         quiet: args.quiet,
         show_imports: args.show_imports,
         policy_name: policy.name().to_string(),
-        exit_code: code,
+        exit_code: EXIT_CLEAN,
     };
-    let written = match args.format {
-        ScanFormat::Text => text::write_scan(io.out, &results, &options),
-        ScanFormat::Json => json::write_scan(io.out, &results, &options),
-        ScanFormat::Sarif => sarif::write_scan(io.out, &results, &options),
+    let mut sink = match args.format {
+        ScanFormat::Text => Sink::Text,
+        ScanFormat::Json => Sink::Json(Vec::new()),
+        ScanFormat::Sarif => Sink::Sarif(Vec::new()),
     };
+    let mut counts = Counts::default();
+    let mut written = Ok(());
+    scan_all(args, &policy, progress, &pool, |result| {
+        counts.add(&result);
+        match &mut sink {
+            Sink::Text => {
+                if written.is_ok() {
+                    written = text::write_file(io.out, &result, &options);
+                }
+            }
+            Sink::Json(files) => files.push(json::file_text(&result, &options)),
+            Sink::Sarif(results) => results.push(result),
+        }
+    });
+    let code = counts.exit_code();
+    options.exit_code = code;
+    let written = written.and_then(|()| match &sink {
+        Sink::Text => text::write_summary(io.out, &counts, &options),
+        Sink::Json(files) => json::write_document(io.out, files, &counts, &options),
+        Sink::Sarif(results) => sarif::write_scan(io.out, results, &options),
+    });
     finish(code, written, io)
 }
 
-fn scan_all(args: &ScanArgs, policy: &Policy, progress: bool) -> Vec<FileResult> {
-    let found = walk::collect(&args.paths, args.follow_symlinks);
+/// Scans every path found, handing each result to `sink` in the order found.
+fn scan_all(
+    args: &ScanArgs,
+    policy: &Policy,
+    progress: bool,
+    pool: &rayon::ThreadPool,
+    mut sink: impl FnMut(FileResult),
+) {
+    let found = pool.install(|| walk::collect(&args.paths, args.follow_symlinks));
     let bar = if progress {
         let bar = ProgressBar::with_draw_target(Some(found.len() as u64), ProgressDrawTarget::stderr());
         if let Ok(style) = ProgressStyle::with_template("scanning {bar:30} {pos}/{len} files {elapsed}") {
@@ -78,16 +100,25 @@ fn scan_all(args: &ScanArgs, policy: &Policy, progress: bool) -> Vec<FileResult>
         ProgressBar::hidden()
     };
     let options = ScanOptions::default();
-    let results = found
-        .into_par_iter()
-        .map(|found| {
-            let result = scan_found(found, policy, &options);
-            bar.inc(1);
-            result
-        })
-        .collect();
+    let mut rest = found.into_iter();
+    loop {
+        let batch: Vec<Found> = rest.by_ref().take(BATCH).collect();
+        if batch.is_empty() {
+            break;
+        }
+        let results: Vec<FileResult> = pool.install(|| {
+            batch
+                .into_par_iter()
+                .map(|found| {
+                    let result = scan_found(found, policy, &options);
+                    bar.inc(1);
+                    result
+                })
+                .collect()
+        });
+        results.into_iter().for_each(&mut sink);
+    }
     bar.finish_and_clear();
-    results
 }
 
 fn scan_found(found: Found, policy: &Policy, options: &ScanOptions) -> FileResult {

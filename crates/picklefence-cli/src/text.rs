@@ -7,39 +7,42 @@ use picklefence::ScanReport;
 use crate::render::{import_label, import_verdict, location, plural};
 use crate::results::{Counts, FileResult, Outcome, RenderOptions};
 
-pub fn write_scan(w: &mut dyn Write, results: &[FileResult], options: &RenderOptions) -> io::Result<()> {
-    for result in results {
-        match &result.outcome {
-            Outcome::Scanned(report) => write_report(w, &result.display, report, options)?,
-            Outcome::Failed(error) => writeln!(w, "ERROR    {}: {error}", result.display)?,
-            Outcome::Skipped { reason, unverified } => {
-                if *unverified || !options.quiet {
-                    writeln!(w, "SKIPPED  {}: {reason}", result.display)?;
-                }
+/// One path's verdict line and findings.
+pub fn write_file(w: &mut dyn Write, result: &FileResult, options: &RenderOptions) -> io::Result<()> {
+    match &result.outcome {
+        Outcome::Scanned(report) => write_report(w, &result.display, report, options)?,
+        Outcome::Failed(error) => writeln!(w, "ERROR    {}: {error}", result.display)?,
+        Outcome::Skipped { reason, unverified } => {
+            if *unverified || !options.quiet {
+                writeln!(w, "SKIPPED  {}: {reason}", result.display)?;
             }
         }
     }
-    if !options.quiet {
-        let counts = Counts::of(results);
-        let mut parts = vec![
-            format!("{} clean", counts.clean),
-            format!("{} unsafe", counts.unsafe_),
-        ];
-        if counts.errors > 0 {
-            parts.push(plural(counts.errors, "error", "errors"));
-        }
-        if counts.skipped > 0 {
-            parts.push(format!("{} skipped", counts.skipped));
-        }
-        writeln!(w)?;
-        writeln!(
-            w,
-            "{} scanned: {}",
-            plural(counts.scanned(), "file", "files"),
-            parts.join(", ")
-        )?;
-    }
     Ok(())
+}
+
+/// The summary after the last path (none with `--quiet`).
+pub fn write_summary(w: &mut dyn Write, counts: &Counts, options: &RenderOptions) -> io::Result<()> {
+    if options.quiet {
+        return Ok(());
+    }
+    let mut parts = vec![
+        format!("{} clean", counts.clean),
+        format!("{} unsafe", counts.unsafe_),
+    ];
+    if counts.errors > 0 {
+        parts.push(plural(counts.errors, "error", "errors"));
+    }
+    if counts.skipped > 0 {
+        parts.push(format!("{} skipped", counts.skipped));
+    }
+    writeln!(w)?;
+    writeln!(
+        w,
+        "{} scanned: {}",
+        plural(counts.scanned(), "file", "files"),
+        parts.join(", ")
+    )
 }
 
 fn write_report(
