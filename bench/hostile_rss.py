@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import struct
 import subprocess
 import sys
 import tempfile
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from hostile_inputs import BOMBS, GIB, write_bomb
+from hostile_inputs import BOMBS, GIB, feed_pickle, write_bomb
 
 # A child forked from this interpreter inherits its resident size as a floor for ru_maxrss
 # (Linux keeps the high-water mark across exec), so GNU time, a small process, runs the
@@ -42,15 +41,7 @@ def run(argv: List[str], stdin_bytes: int = 0) -> Tuple[float, float, str]:
 
     def feed() -> None:
         assert proc.stdin is not None
-        try:
-            proc.stdin.write(b"\x80\x04\x8e" + struct.pack("<Q", stdin_bytes))
-            chunk = b"x" * (1 << 20)
-            for _ in range(stdin_bytes >> 20):
-                proc.stdin.write(chunk)
-            proc.stdin.write(b"0\x8c\x02os\x8c\x06system\x93.")
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
+        feed_pickle(proc.stdin, stdin_bytes)
 
     if stdin_bytes:
         threading.Thread(target=feed, daemon=True).start()

@@ -12,7 +12,7 @@ import lzma
 import struct
 import zlib
 from pathlib import Path
-from typing import Callable, Dict, Iterator
+from typing import BinaryIO, Callable, Dict, Iterator
 
 GIB = 1 << 30
 CHUNK = 16 << 20
@@ -21,6 +21,26 @@ TAIL = b"0\x8c\x02os\x8c\x06system\x93."
 
 def pickle_head(payload: int) -> bytes:
     return b"\x80\x04\x8e" + struct.pack("<Q", payload)
+
+
+def feed_pickle(stream: BinaryIO, size: int) -> None:
+    """Writes a pickle to `stream` (a pipe) and closes it: one BINBYTES8 of `size` bytes, then an
+    os.system import; with `size` -1 a payload that claims 2^63 bytes and never ends. A reader
+    that goes away ends the writing."""
+    endless = size < 0
+    try:
+        stream.write(pickle_head((1 << 63) - 1 if endless else size))
+        chunk = b"x" * (1 << 20)
+        # Large writes, so that the pipe and not this loop sets the pace.
+        big = memoryview(chunk * 16)
+        while endless:
+            stream.write(big)
+        for _ in range(size >> 20):
+            stream.write(chunk)
+        stream.write(b"x" * (size % (1 << 20)) + TAIL)
+        stream.close()
+    except BrokenPipeError:
+        pass
 
 
 def _deflate(size: int, wbits: int) -> Iterator[bytes]:

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 from typing import List
 
 # What the command may hold, interpreter included, whatever its input.
@@ -26,7 +27,9 @@ def measure(argv: List[str], stdin_mib: int = 0, timeout: float = 180) -> dict:
     the command's peak RSS in MiB."""
     script = textwrap.dedent(
         f"""
-        import json, os, resource, struct, subprocess, sys, threading, time
+        import json, os, resource, subprocess, sys, threading, time
+        sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
+        from hostile_inputs import feed_pickle
         argv = {argv!r}
         size = {stdin_mib} * (1 << 20)
         endless = size < 0
@@ -34,19 +37,7 @@ def measure(argv: List[str], stdin_mib: int = 0, timeout: float = 180) -> dict:
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE if size or endless else subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         def feed():
-            try:
-                proc.stdin.write(b"\\x80\\x04\\x8e" + struct.pack("<Q", (1 << 63) - 1 if endless else size))
-                chunk = b"x" * (1 << 20)
-                # Large writes, so that the pipe and not this loop sets the pace.
-                big = memoryview(chunk * 16)
-                while endless:
-                    proc.stdin.write(big)
-                for _ in range(size >> 20):
-                    proc.stdin.write(chunk)
-                proc.stdin.write(b"0\\x8c\\x02os\\x8c\\x06system\\x93.")
-                proc.stdin.close()
-            except BrokenPipeError:
-                pass
+            feed_pickle(proc.stdin, size)
         if size or endless:
             threading.Thread(target=feed, daemon=True).start()
         # Not communicate(): it would close the pipe the feeding thread writes to.
