@@ -291,14 +291,7 @@ impl<R: BufRead> Streams<R> {
     fn new(codec: Codec, input: R) -> io::Result<Self> {
         Ok(Streams {
             codec,
-            current: Some(Single::open(
-                codec,
-                Unread {
-                    ahead: Vec::new(),
-                    at: 0,
-                    inner: input,
-                },
-            )?),
+            current: Some(Single::open(codec, Unread::new(input))?),
             fresh: false,
         })
     }
@@ -335,15 +328,26 @@ impl<R: BufRead> Streams<R> {
     }
 }
 
-/// A buffered input with bytes a decoder read past its stream's end put back in front.
-struct Unread<R> {
+/// A buffered input with bytes read past where they belong (a decoder's read-ahead, a peek)
+/// put back in front.
+pub(crate) struct Unread<R> {
     ahead: Vec<u8>,
     at: usize,
     inner: R,
 }
 
 impl<R> Unread<R> {
-    fn put_back(&mut self, bytes: Vec<u8>) {
+    /// `inner`, nothing put back yet.
+    pub fn new(inner: R) -> Self {
+        Unread {
+            ahead: Vec::new(),
+            at: 0,
+            inner,
+        }
+    }
+
+    /// Puts `bytes` back: they are read next.
+    pub fn put_back(&mut self, bytes: Vec<u8>) {
         if bytes.is_empty() {
             return;
         }
@@ -409,6 +413,33 @@ impl<R: BufRead> Read for Streams<R> {
             }
         }
     }
+}
+
+impl<R: BufRead> BufRead for Counting<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, amount: usize) {
+        self.count.set(self.count.get().saturating_add(amount as u64));
+        self.inner.consume(amount);
+    }
+}
+
+/// Raw deflate read from `input` without reading past the stream's end (a zip member in a
+/// stream whose size only its data descriptor gives), under the same budget.
+pub(crate) fn open_deflate_exact<'a>(input: impl BufRead + 'a, budget: &Budget) -> Box<dyn Read + 'a> {
+    let consumed = Rc::new(Cell::new(0));
+    Box::new(Limited {
+        inner: flate2::bufread::DeflateDecoder::new(Counting {
+            inner: input,
+            count: consumed.clone(),
+        }),
+        codec: Codec::Zlib,
+        consumed,
+        produced: 0,
+        budget: budget.clone(),
+    })
 }
 
 /// Raw deflate (zip members), under the same budget.

@@ -80,6 +80,47 @@ pub struct LocalHeader {
     pub uncompressed_size: u64,
 }
 
+/// Bytes of a local header before its name, signature included.
+pub const LOCAL_HEADER_LEN: usize = LOCAL_LEN as usize;
+
+impl LocalHeader {
+    /// Lengths of the name and the extra field that follow `fixed`, a local header's first
+    /// [`LOCAL_HEADER_LEN`] bytes; `None` when they are not a local header.
+    pub fn tail_lengths(fixed: &[u8]) -> Option<(usize, usize)> {
+        if !sig_at(fixed, 0, LOCAL_SIG) {
+            return None;
+        }
+        Some((usize::from(u16_at(fixed, 26)?), usize::from(u16_at(fixed, 28)?)))
+    }
+
+    /// The header made of `fixed` (its first [`LOCAL_HEADER_LEN`] bytes), `name` and `extra`,
+    /// the zip64 extra field applied; `None` when `fixed` is not a local header.
+    pub fn from_parts(fixed: &[u8], name: &[u8], extra: &[u8]) -> Option<LocalHeader> {
+        if !sig_at(fixed, 0, LOCAL_SIG) {
+            return None;
+        }
+        let csize32 = u32_at(fixed, 18)?;
+        let usize32 = u32_at(fixed, 22)?;
+        let (u, c, _) = zip64_extra(extra, usize32 == u32::MAX, csize32 == u32::MAX, false);
+        Some(LocalHeader {
+            name: name.to_vec(),
+            flags: u16_at(fixed, 6)?,
+            method: u16_at(fixed, 8)?,
+            crc32: u32_at(fixed, 14)?,
+            compressed_size: c.unwrap_or(u64::from(csize32)),
+            uncompressed_size: u.unwrap_or(u64::from(usize32)),
+        })
+    }
+
+    /// Whether its zip64 extra field gives the sizes (a data descriptor then holds 8-byte sizes).
+    pub fn is_zip64(&self) -> bool {
+        self.compressed_size >= u64::from(u32::MAX) || self.uncompressed_size >= u64::from(u32::MAX)
+    }
+}
+
+/// The signature a data descriptor may start with.
+pub const DESCRIPTOR_SIGNATURE: &[u8; 4] = DESCRIPTOR_SIG;
+
 /// One member of the archive, as the central directory lists it, with its local header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ZipEntry {
@@ -220,8 +261,27 @@ fn zip64_extra(
 impl ZipArchive {
     /// Parses the archive in `data` (the whole input). At most `max_entries` entries are read.
     pub fn parse(data: &[u8], max_entries: usize) -> Result<ZipArchive, ZipError> {
+        let mut archive = ZipArchive::read_directory(data, 0, max_entries)?;
+        archive.read_local_headers(data);
+        archive.check_names();
+        archive.check_layout(data);
+        Ok(archive)
+    }
+
+    /// Reads the central directory from `tail`, the end of a stream that starts `base` bytes
+    /// before it (offsets in the result are the stream's); local headers are not looked at.
+    /// The directory must lie within `tail`.
+    pub fn parse_directory(tail: &[u8], base: u64, max_entries: usize) -> Result<ZipArchive, ZipError> {
+        ZipArchive::read_directory(tail, base, max_entries)
+    }
+
+    /// The central directory of `data`, whose first byte is at offset `base` of the input.
+    fn read_directory(data: &[u8], base: u64, max_entries: usize) -> Result<ZipArchive, ZipError> {
         let eocd = find_end_record(data).ok_or(ZipError::NoEndRecord)?;
-        let short = |what| ZipError::Truncated { offset: eocd, what };
+        let short = |what| ZipError::Truncated {
+            offset: base + eocd,
+            what,
+        };
         let mut issues = Vec::new();
         let mut count = u64::from(u16_at(data, eocd + 10).ok_or_else(|| short("entry count"))?);
         let mut cd_size = u64::from(u32_at(data, eocd + 12).ok_or_else(|| short("directory size"))?);
@@ -231,7 +291,7 @@ impl ZipArchive {
         let len = data.len() as u64;
         if record_end != len {
             issues.push(ZipIssue {
-                offset: eocd,
+                offset: base + eocd,
                 severity: Severity::Warning,
                 member: None,
                 message: format!(
@@ -246,31 +306,38 @@ impl ZipArchive {
         if eocd >= LOCATOR_LEN && sig_at(data, eocd - LOCATOR_LEN, LOCATOR_SIG) {
             let locator = eocd - LOCATOR_LEN;
             let record = locator.checked_sub(EOCD64_LEN).ok_or(ZipError::Truncated {
-                offset: locator,
+                offset: base + locator,
                 what: "zip64 end record",
             })?;
             if !sig_at(data, record, EOCD64_SIG) {
                 return Err(ZipError::Bad {
-                    offset: record,
+                    offset: base + record,
                     what: "the zip64 locator is not preceded by a zip64 end record".into(),
                 });
             }
-            let bad = |what| ZipError::Truncated { offset: record, what };
+            let bad = |what| ZipError::Truncated {
+                offset: base + record,
+                what,
+            };
             count = u64_at(data, record + 32).ok_or_else(|| bad("zip64 entry count"))?;
             cd_size = u64_at(data, record + 40).ok_or_else(|| bad("zip64 directory size"))?;
             cd_offset = u64_at(data, record + 48).ok_or_else(|| bad("zip64 directory offset"))?;
             directory_end = record;
         }
-        let start = directory_end
+        let misfit = || {
+            ZipError::Bad {
+            offset: base + eocd,
+            what: format!("the central directory (offset {cd_offset}, size {cd_size}) does not fit before its end record"),
+        }
+        };
+        let start = (base + directory_end)
             .checked_sub(cd_size)
             .and_then(|v| v.checked_sub(cd_offset))
-            .ok_or_else(|| ZipError::Bad {
-                offset: eocd,
-                what: format!("the central directory (offset {cd_offset}, size {cd_size}) does not fit before its end record"),
-            })?;
+            .ok_or_else(misfit)?;
         let central = start + cd_offset;
         let mut entries = Vec::new();
-        let mut at = central;
+        // Positions in `data` from here on.
+        let mut at = central.checked_sub(base).ok_or_else(misfit)?;
         let mut truncated_entries = false;
         while at < directory_end {
             if entries.len() >= max_entries {
@@ -279,12 +346,12 @@ impl ZipArchive {
             }
             if !sig_at(data, at, CENTRAL_SIG) {
                 return Err(ZipError::Bad {
-                    offset: at,
+                    offset: base + at,
                     what: "expected a central directory header".into(),
                 });
             }
             let field = |off: u64, what| ZipError::Truncated {
-                offset: at + off,
+                offset: base + at + off,
                 what,
             };
             let flags = u16_at(data, at + 8).ok_or_else(|| field(8, "flags"))?;
@@ -309,7 +376,7 @@ impl ZipArchive {
             let entry_end = at + CENTRAL_LEN + name_len + extra_len + comment_len;
             if entry_end > directory_end {
                 return Err(ZipError::Bad {
-                    offset: at,
+                    offset: base + at,
                     what: "a central directory entry runs past the directory's end".into(),
                 });
             }
@@ -329,7 +396,7 @@ impl ZipArchive {
         }
         if !truncated_entries && entries.len() as u64 != count {
             issues.push(ZipIssue {
-                offset: eocd,
+                offset: base + eocd,
                 severity: Severity::High,
                 member: None,
                 message: format!(
@@ -339,18 +406,14 @@ impl ZipArchive {
                 ),
             });
         }
-        let mut archive = ZipArchive {
+        Ok(ZipArchive {
             entries,
             start,
             central_offset: central,
-            end_record: eocd,
+            end_record: base + eocd,
             truncated_entries,
             issues,
-        };
-        archive.read_local_headers(data);
-        archive.check_names();
-        archive.check_layout(data);
-        Ok(archive)
+        })
     }
 
     fn issue(&mut self, offset: u64, severity: Severity, member: Option<usize>, message: String) {
@@ -376,24 +439,12 @@ impl ZipArchive {
                 continue;
             }
             let header = (|| {
-                let flags = u16_at(data, at + 6)?;
-                let method = u16_at(data, at + 8)?;
-                let crc32 = u32_at(data, at + 14)?;
-                let csize32 = u32_at(data, at + 18)?;
-                let usize32 = u32_at(data, at + 22)?;
-                let name_len = u64::from(u16_at(data, at + 26)?);
-                let extra_len = u64::from(u16_at(data, at + 28)?);
-                let name = bytes_at(data, at + LOCAL_LEN, name_len)?.to_vec();
+                let fixed = bytes_at(data, at, LOCAL_LEN)?;
+                let (name_len, extra_len) = LocalHeader::tail_lengths(fixed)?;
+                let (name_len, extra_len) = (name_len as u64, extra_len as u64);
+                let name = bytes_at(data, at + LOCAL_LEN, name_len)?;
                 let extra = bytes_at(data, at + LOCAL_LEN + name_len, extra_len)?;
-                let (u, c, _) = zip64_extra(extra, usize32 == u32::MAX, csize32 == u32::MAX, false);
-                let local = LocalHeader {
-                    name,
-                    flags,
-                    method,
-                    crc32,
-                    compressed_size: c.unwrap_or(u64::from(csize32)),
-                    uncompressed_size: u.unwrap_or(u64::from(usize32)),
-                };
+                let local = LocalHeader::from_parts(fixed, name, extra)?;
                 Some((local, at + LOCAL_LEN + name_len + extra_len))
             })();
             match header {

@@ -20,6 +20,7 @@ mod torch_legacy;
 mod unknown;
 mod unsupported;
 mod zip_family;
+mod zip_stream;
 
 use std::io::{BufReader, Chain, Cursor, Read};
 

@@ -4,6 +4,7 @@
 //! what the scan reads. The parser is [`crate::formats::zip`].
 
 use std::collections::{HashMap, HashSet};
+use std::io::{BufReader, Cursor, Read};
 
 use crate::analyzer::PickleReport;
 use crate::findings::{FindingKind, Severity};
@@ -12,7 +13,8 @@ use super::super::compress::{self, Crc};
 use super::super::zip::{self, ZipArchive, ZipEntry, ZipError};
 use super::super::{join, torch};
 use super::pickle::{scan_named_pickle, stream_named_pickle};
-use super::{find, scan_reader, scan_slice, Container, Ctx, Format, Parsed, Probe, IDENTIFY_MEMBERS};
+use super::zip_stream::{analyse_member, scan_zip_stream};
+use super::{find, scan_slice, Container, Ctx, Format, Parsed, Probe, Stream, IDENTIFY_MEMBERS};
 
 /// Zip archives of every kind.
 pub(crate) struct ZipFamily;
@@ -53,7 +55,40 @@ impl Container for ZipFamily {
             archive: Some(archive),
         }))
     }
+
+    fn scan_stream(&self, ctx: &mut Ctx<'_>, stream: Stream<'_>, location: &str, depth: usize) -> Format {
+        if ctx.kept.is_some() {
+            return stream.buffered(ctx, location, depth);
+        }
+        // A zip that ends within HELD is read from its central directory, as a file is; a
+        // longer one as streaming readers read it, in bounded memory.
+        let mut reader = stream.reader;
+        let mut head = Vec::new();
+        if let Err(e) = (&mut reader).take(HELD).read_to_end(&mut head) {
+            ctx.note_budget(location);
+            ctx.finding(
+                location,
+                FindingKind::Container,
+                Severity::High,
+                head.len() as u64,
+                format!("the zip stream cannot be read past offset {}: {e}", head.len()),
+            );
+        }
+        if (head.len() as u64) < HELD {
+            return scan_slice(ctx, &head, location, depth);
+        }
+        ctx.finding(location, FindingKind::Container, Severity::Info, 0, format!("a zip stream over {HELD} bytes is read as streaming readers read it, member after member, then its central directory is checked against them"));
+        scan_zip_stream(
+            ctx,
+            BufReader::new(Cursor::new(head).chain(reader)),
+            location,
+            depth,
+        )
+    }
 }
+
+/// Bytes of a zip stream held to read it from its central directory.
+const HELD: u64 = 32 << 20;
 
 impl<'d> Parsed<'d> for Directory<'d> {
     fn format(&self) -> Format {
@@ -82,12 +117,12 @@ impl<'d> Parsed<'d> for Directory<'d> {
 }
 
 /// The name below the archive's top-level folder (torch's record name).
-fn record(name: &str) -> &str {
+pub(super) fn record(name: &str) -> &str {
     name.split_once('/').map_or(name, |(_, rest)| rest)
 }
 
 /// Members read as pickles whatever they hold (as torch reads them).
-fn is_pickle_name(name: &str) -> bool {
+pub(super) fn is_pickle_name(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
     lower.ends_with(".pkl") || lower.ends_with(".debug_pkl")
 }
@@ -113,6 +148,18 @@ fn zip_kind(data: &[u8]) -> Format {
 /// The kind of zip, from a parsed directory.
 fn zip_kind_of(data: &[u8], archive: &ZipArchive) -> Format {
     let names: Vec<String> = archive.entries.iter().map(ZipEntry::display_name).collect();
+    kind_from_names(&names, |index| {
+        archive.entries.get(index).is_some_and(|e| {
+            e.method == 0
+                && e.raw(data)
+                    .is_some_and(|d| d.starts_with(super::super::npy::MAGIC))
+        })
+    })
+}
+
+/// The kind of zip from its member names (`npy_content`: whether the member at an index is
+/// stored `.npy` data whatever its name).
+pub(super) fn kind_from_names(names: &[String], npy_content: impl Fn(usize) -> bool) -> Format {
     if names.iter().any(|n| record(n) == "constants.pkl") {
         return Format::TorchScript;
     }
@@ -122,13 +169,12 @@ fn zip_kind_of(data: &[u8], archive: &ZipArchive) -> Format {
     if names.iter().any(|n| n == "config.json") && names.iter().any(|n| n == "metadata.json") {
         return Format::Keras;
     }
-    let npy = |e: &ZipEntry| {
-        e.display_name().ends_with(".npy")
-            || (e.method == 0
-                && e.raw(data)
-                    .is_some_and(|d| d.starts_with(super::super::npy::MAGIC)))
-    };
-    if !archive.entries.is_empty() && archive.entries.iter().all(npy) {
+    if !names.is_empty()
+        && names
+            .iter()
+            .enumerate()
+            .all(|(i, n)| n.ends_with(".npy") || npy_content(i))
+    {
         return Format::Npz;
     }
     Format::Zip
@@ -315,7 +361,7 @@ fn scan_zip_archive(
                 let mut reader = Crc::new(compress::open_deflate(raw, &ctx.budget));
                 if !pickle_named {
                     // Only what the content needs is decompressed (an .npy header, say).
-                    scan_reader(ctx, &mut reader, &at, depth + 1);
+                    analyse_member(ctx, &mut reader, &name, &at, format, &mut storage_keys, depth);
                     if reader.eof {
                         check_crc(ctx, &at, entry, reader.crc(), reader.len);
                     }
@@ -418,7 +464,7 @@ fn scan_zip_archive(
 
 /// Adds a pickle member's report; in torch archives its persistent ids name the storages
 /// (`storage_keys`) and `TorchScript` classes are not imports.
-fn add_member_pickle(
+pub(super) fn add_member_pickle(
     ctx: &mut Ctx<'_>,
     location: &str,
     mut report: PickleReport,
