@@ -15,8 +15,9 @@ import zipfile
 from pathlib import Path
 from typing import List, Tuple
 
-import picklefence
 import pytest
+
+import picklefence
 from measured import RSS_LIMIT_MIB, command, measure
 
 EVIL = b"\x80\x02cos\nsystem\nq\x00X\x04\x00\x00\x00trueq\x01\x85q\x02Rq\x03."
