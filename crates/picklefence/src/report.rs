@@ -132,6 +132,16 @@ pub struct ScanOptions {
     pub max_buffered: u64,
     /// Members read from one archive.
     pub max_members: usize,
+    /// An input read from a stream ([`crate::scan_reader`]) that ends within this many bytes is
+    /// read whole and scanned as bytes; a longer one is scanned as it streams.
+    pub read_whole_up_to: u64,
+    /// Bytes of a stream (decompressed data, a deflated member) read to tell what it is; a
+    /// stream that ends within them is scanned as bytes.
+    pub stream_prefix: usize,
+    /// A zip that is itself a stream and ends within this many bytes is held and read from its
+    /// central directory, as a file is; a longer one is read member after member as streaming
+    /// readers read it, and its directory checked against them.
+    pub zip_stream_held: u64,
 }
 
 impl Default for ScanOptions {
@@ -144,6 +154,9 @@ impl Default for ScanOptions {
             ratio_floor: 64 << 20,
             max_buffered: 1 << 30,
             max_members: 100_000,
+            read_whole_up_to: 16 << 20,
+            stream_prefix: 64 << 10,
+            zip_stream_held: 32 << 20,
         }
     }
 }

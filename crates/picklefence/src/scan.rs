@@ -73,11 +73,8 @@ pub fn walk_bytes(data: &[u8], policy: &Policy, options: &ScanOptions) -> (ScanR
     run(data, policy, options, true)
 }
 
-/// Streams up to this size are read whole and scanned as bytes (see [`scan_reader`]).
-const STREAM_WHOLE_UP_TO: u64 = 16 << 20;
-
 /// Scan a stream that cannot be mapped (standard input, a pipe, a character device), in
-/// bounded memory: an input that ends within 16 MiB is read whole and scanned exactly as
+/// bounded memory: an input that ends within 16 MiB (`read_whole_up_to`) is read whole and scanned exactly as
 /// [`scan_bytes`] scans it; a longer one is scanned as it streams (pickles, `.npy`, tar and
 /// compressed streams as they are read, other containers held up to `max_buffered`), so an
 /// input that never ends stops at the scan's byte budget (`max_decompressed`, shared with
@@ -87,8 +84,9 @@ pub fn scan_reader<R: Read>(reader: R, policy: &Policy, options: &ScanOptions) -
     let mut ctx = Ctx::new(policy, options, Format::Unknown);
     let mut reader = crate::formats::compress::BudgetedInput::new(reader, &ctx.budget);
     let mut head = Vec::new();
-    let read = (&mut reader).take(STREAM_WHOLE_UP_TO).read_to_end(&mut head);
-    if read.is_ok() && (head.len() as u64) < STREAM_WHOLE_UP_TO {
+    let whole_up_to = options.read_whole_up_to;
+    let read = (&mut reader).take(whole_up_to).read_to_end(&mut head);
+    if read.is_ok() && (head.len() as u64) < whole_up_to {
         return scan_bytes(&head, policy, options);
     }
     let format = match read {
@@ -99,10 +97,11 @@ pub fn scan_reader<R: Read>(reader: R, policy: &Policy, options: &ScanOptions) -
                 "",
                 crate::findings::FindingKind::Container,
                 crate::findings::Severity::Warning,
-                STREAM_WHOLE_UP_TO,
-                "a stream longer than 16 MiB is scanned as it is read: an archive appended after its \
-                 start (a pickle/zip polyglot) is not looked for; scan the file by path to check that"
-                    .into(),
+                whole_up_to,
+                format!(
+                    "a stream longer than {whole_up_to} bytes is scanned as it is read: an archive appended after \
+                     its start (a pickle/zip polyglot) is not looked for; scan the file by path to check that"
+                ),
             );
             formats::scan_reader(&mut ctx, std::io::Cursor::new(head).chain(reader), "", 0)
         }

@@ -33,9 +33,6 @@ use super::{Ctx, Format};
 /// to its own `max_members`.
 pub(crate) const IDENTIFY_MEMBERS: usize = 100_000;
 
-/// Prefix the streaming reader looks at before deciding how to read the rest.
-const PREFIX: usize = 64 << 10;
-
 /// How bytes are being identified.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Probe {
@@ -155,7 +152,8 @@ pub(crate) fn scan_reader(ctx: &mut Ctx<'_>, reader: impl Read, location: &str, 
         return Format::Unknown;
     }
     let mut prefix = Vec::new();
-    if let Err(e) = (&mut reader).take(PREFIX as u64).read_to_end(&mut prefix) {
+    let window = ctx.options.stream_prefix;
+    if let Err(e) = (&mut reader).take(window as u64).read_to_end(&mut prefix) {
         ctx.note_budget(location);
         ctx.finding(
             location,
@@ -169,7 +167,7 @@ pub(crate) fn scan_reader(ctx: &mut Ctx<'_>, reader: impl Read, location: &str, 
         }
         return scan_slice(ctx, &prefix, location, depth);
     }
-    if prefix.len() < PREFIX {
+    if prefix.len() < window {
         return scan_slice(ctx, &prefix, location, depth);
     }
     // Only the container and the format are kept: the prefix is read again as the stream's start.

@@ -60,11 +60,12 @@ impl Container for ZipFamily {
         if ctx.kept.is_some() {
             return stream.buffered(ctx, location, depth);
         }
-        // A zip that ends within HELD is read from its central directory, as a file is; a
-        // longer one as streaming readers read it, in bounded memory.
+        // A zip that ends within `zip_stream_held` is read from its central directory, as a
+        // file is; a longer one as streaming readers read it, in bounded memory.
+        let held = ctx.options.zip_stream_held;
         let mut reader = stream.reader;
         let mut head = Vec::new();
-        if let Err(e) = (&mut reader).take(HELD).read_to_end(&mut head) {
+        if let Err(e) = (&mut reader).take(held).read_to_end(&mut head) {
             ctx.note_budget(location);
             ctx.finding(
                 location,
@@ -74,10 +75,10 @@ impl Container for ZipFamily {
                 format!("the zip stream cannot be read past offset {}: {e}", head.len()),
             );
         }
-        if (head.len() as u64) < HELD {
+        if (head.len() as u64) < held {
             return scan_slice(ctx, &head, location, depth);
         }
-        ctx.finding(location, FindingKind::Container, Severity::Info, 0, format!("a zip stream over {HELD} bytes is read as streaming readers read it, member after member, then its central directory is checked against them"));
+        ctx.finding(location, FindingKind::Container, Severity::Info, 0, format!("a zip stream over {held} bytes is read as streaming readers read it, member after member, then its central directory is checked against them"));
         scan_zip_stream(
             ctx,
             BufReader::new(Cursor::new(head).chain(reader)),
@@ -86,9 +87,6 @@ impl Container for ZipFamily {
         )
     }
 }
-
-/// Bytes of a zip stream held to read it from its central directory.
-const HELD: u64 = 32 << 20;
 
 impl<'d> Parsed<'d> for Directory<'d> {
     fn format(&self) -> Format {

@@ -16,7 +16,7 @@ use super::super::zip::{
 };
 use super::pickle::stream_named_pickle;
 use super::zip_family::{add_member_pickle, is_pickle_name, kind_from_names, record};
-use super::{find, scan_reader, Ctx, Format, Probe, PREFIX};
+use super::{find, scan_reader, Ctx, Format, Probe};
 
 /// Bytes of central directory (with its end records and comment) read after the last member.
 const MAX_DIRECTORY: u64 = 64 << 20;
@@ -313,7 +313,10 @@ pub(super) fn analyse_member(
     }
     if matches!(format, Format::PytorchZip | Format::TorchScript) {
         let mut head = Vec::new();
-        if content.take(PREFIX as u64).read_to_end(&mut head).is_ok()
+        if content
+            .take(ctx.options.stream_prefix as u64)
+            .read_to_end(&mut head)
+            .is_ok()
             && matches!(
                 find(&head, Probe::prefix()).format(),
                 Format::Unknown | Format::Empty
