@@ -351,3 +351,37 @@ fn names_resolve_alike_whatever_their_length() {
         }
     }
 }
+
+#[test]
+fn a_text_int_no_reader_accepts_breaks_the_stream_there() {
+    // strtol and int(text, 0) both raise on a control byte: the pickle breaks at that INT
+    // (and is still analysed past it, for readers that differ elsewhere).
+    for (opcode, arg) in [(b'I', &b"279\x12aI280"[..]), (b'L', &b"12\x00L"[..])] {
+        let mut data = b"(lp0\nI1\na".to_vec();
+        let at = data.len() as u64;
+        data.push(opcode);
+        data.extend_from_slice(arg);
+        data.extend_from_slice(b"\nacos\nsystem\n.");
+        let report = scan(&data);
+        let broken = report
+            .findings
+            .iter()
+            .find(|f| f.kind == FindingKind::MalformedPickle)
+            .unwrap_or_else(|| panic!("{:?}: {:?}", opcode as char, report.findings));
+        assert_eq!(broken.offset, at);
+        assert!(broken.message.contains("is not a number"), "{}", broken.message);
+        assert_eq!(flagged_import(&report), ["os.system"]);
+    }
+    // What some reader accepts does not break it: hex (strtol), underscores (int()), a sign
+    // and whitespace, LONG's L.
+    for arg in [&b"0x1f"[..], b"1_000", b" -12 ", b"+7", b"123L"] {
+        let data = cat(&[b"I", arg, b"\n."]);
+        let report = scan(&data);
+        assert!(
+            !report.findings.iter().any(|f| f.kind == FindingKind::MalformedPickle),
+            "{:?}: {:?}",
+            String::from_utf8_lossy(arg),
+            report.findings
+        );
+    }
+}

@@ -17,6 +17,18 @@ fn decimal_int(text: &[u8]) -> Value {
     }
 }
 
+/// Whether no integer reader of CPython (`strtol`, `int(text, 0)`) can accept `text`: it holds a
+/// byte that is neither a digit, a letter (hex digits, `0x`/`0o`/`0b`, LONG's `L`), a sign, an
+/// underscore nor ASCII whitespace. Only these certain failures break the stream here.
+fn never_an_int(text: &[u8]) -> bool {
+    text.iter().any(|&b| {
+        !(b.is_ascii_alphanumeric()
+            || matches!(b, b'_' | b'+' | b'-')
+            || b.is_ascii_whitespace()
+            || b == 0x0b)
+    })
+}
+
 /// A LONG1/LONG4 payload (little-endian two's complement) that fits `i64`.
 fn le_signed(bytes: &[u8]) -> Option<i64> {
     if bytes.is_empty() {
@@ -62,6 +74,14 @@ impl Analyzer<'_> {
 
     /// INT, BININT, BININT1, BININT2 (INT's `00`/`01` are the bools of protocol 0).
     pub(super) fn load_int(&mut self, op: &Op<'_>) -> Flow {
+        if let Arg::Decimal(text) = &op.arg {
+            if never_an_int(text) {
+                self.break_stream(
+                    op.offset,
+                    "the INT argument is not a number (CPython raises ValueError)",
+                );
+            }
+        }
         let value = match &op.arg {
             Arg::Int(v) => Value::Int(*v),
             Arg::Bool(b) => Value::Bool(*b),
@@ -74,6 +94,14 @@ impl Analyzer<'_> {
 
     /// LONG, LONG1, LONG4.
     pub(super) fn load_long(&mut self, op: &Op<'_>) -> Flow {
+        if let Arg::Decimal(text) = &op.arg {
+            if never_an_int(text) {
+                self.break_stream(
+                    op.offset,
+                    "the LONG argument is not a number (CPython raises ValueError)",
+                );
+            }
+        }
         let value = match &op.arg {
             Arg::Decimal(text) => decimal_int(text.strip_suffix(b"L").unwrap_or(text)),
             Arg::Long(payload) => match payload.bytes() {
