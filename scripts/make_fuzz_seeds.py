@@ -42,11 +42,12 @@ PICKLE_TARGETS = (
     "analyze",
     "analyze_stream",
     "scan_bytes",
+    "scan_stream",
     "identify",
     "joblib",
     "torch_legacy",
 )
-CONTAINER_TARGETS = ("scan_bytes", "identify", "zip_parse", "tar_members", "npy_header", "torch_legacy")
+CONTAINER_TARGETS = ("scan_bytes", "scan_stream", "identify", "zip_parse", "tar_members", "npy_header", "torch_legacy")
 TOML_TARGETS = ("policy_toml",)
 
 
