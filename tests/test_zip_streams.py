@@ -149,3 +149,48 @@ def test_a_large_zip_stream_is_scanned_in_bounded_memory(tmp_path: Path) -> None
     (report,) = json.loads(result["out"])["files"]
     assert any(f["kind"] == "dangerous-import" for f in report["findings"]), report["findings"]
     assert result["peak_mib"] < RSS_LIMIT_MIB, result["peak_mib"]
+
+
+def _drop_from_directory(archive: bytes, name: bytes) -> bytes:
+    """`archive` (as zipfile writes it) with `name`'s central directory entry removed: its local
+    header and data stay where they are, hidden from zipfile and torch."""
+    with zipfile.ZipFile(io.BytesIO(archive)) as z:
+        infos = [i for i in z.infolist() if i.filename.encode() != name]
+        end = len(archive) - 22
+        (cd_size, cd_offset) = struct.unpack("<II", archive[end + 12 : end + 20])
+    central = archive[cd_offset : cd_offset + cd_size]
+    kept = b""
+    at = 0
+    while at < len(central):
+        name_len, extra_len, comment_len = struct.unpack("<HHH", central[at + 28 : at + 34])
+        record = central[at : at + 46 + name_len + extra_len + comment_len]
+        if central[at + 46 : at + 46 + name_len] != name:
+            kept += record
+        at += len(record)
+    end_record = struct.pack(
+        "<4sHHHHIIH", b"PK\x05\x06", 0, 0, len(infos), len(infos), len(kept), cd_offset, 0
+    )
+    return archive[:cd_offset] + kept + end_record
+
+
+@pytest.mark.parametrize("seekable", [True, False], ids=["sized", "data-descriptor"])
+def test_a_hidden_member_of_a_file_is_analysed_as_streaming_readers_read_it(seekable: bool) -> None:
+    """A member whose central directory entry was removed: zipfile and torch do not see it, a
+    streaming reader loads it. The scan reports it and analyses its content."""
+    sink: io.IOBase = io.BytesIO() if seekable else _Unseekable()
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as z:  # type: ignore[arg-type]
+        z.writestr("weights.pkl", BENIGN)
+        z.writestr("extra.pkl", EVIL)
+        z.writestr("readme.txt", "notes")
+    archive = sink.getvalue() if isinstance(sink, io.BytesIO) else bytes(sink.data)
+    hidden = _drop_from_directory(archive, b"extra.pkl")
+    with zipfile.ZipFile(io.BytesIO(hidden)) as z:
+        assert z.namelist() == ["weights.pkl", "readme.txt"]
+    report = picklefence.scan_bytes(hidden)
+    assert report.verdict == "unsafe"
+    assert "os.system" in report.imports, findings(report)
+    system = [f for f in report.findings if f.kind == "dangerous-import"]
+    assert system and system[0].location == "extra.pkl", findings(report)
+    assert any("not listed in the central directory" in f.message for f in report.findings), findings(report)
+    entries = [e["location"] for e in report.data["entries"]]
+    assert sorted(entries) == ["extra.pkl", "weights.pkl"], entries

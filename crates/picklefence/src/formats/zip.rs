@@ -178,6 +178,9 @@ pub struct ZipArchive {
     pub truncated_entries: bool,
     /// Every place where readers could disagree, or that no reader can read.
     pub issues: Vec<ZipIssue>,
+    /// Members behind local headers that no central directory entry points to (in the bytes no
+    /// listed member accounts for): streaming readers see them, zipfile and torch do not.
+    pub hidden: Vec<ZipEntry>,
 }
 
 fn u16_at(data: &[u8], at: u64) -> Option<u16> {
@@ -413,6 +416,7 @@ impl ZipArchive {
             end_record: base + eocd,
             truncated_entries,
             issues,
+            hidden: Vec::new(),
         })
     }
 
@@ -607,6 +611,7 @@ impl ZipArchive {
             let gap = bytes_at(data, cursor, self.central_offset - cursor).unwrap_or_default();
             problems.push(gap_problem(gap, cursor));
         }
+        self.hidden = hidden_members(data, &problems, self.central_offset);
         for (offset, severity, member, problem) in problems {
             let message = match member.and_then(|i| self.entries.get(i)) {
                 Some(entry) => format!("member {:?} at offset {offset}: {problem}", entry.display_name()),
@@ -617,9 +622,82 @@ impl ZipArchive {
     }
 }
 
+/// The members behind the hidden local headers among `problems` (those [`gap_problem`] found),
+/// read from their local headers as a streaming reader reads them. A deflated member whose
+/// sizes only a data descriptor gives runs to the central directory (deflate ends itself).
+fn hidden_members(
+    data: &[u8],
+    problems: &[(u64, Severity, Option<usize>, String)],
+    central: u64,
+) -> Vec<ZipEntry> {
+    let mut hidden = Vec::new();
+    for &(first, _, member, ref message) in problems {
+        if member.is_some() || !message.starts_with(HIDDEN_HEADER) {
+            continue;
+        }
+        // A streaming reader goes on from one hidden member to the local header after it.
+        let mut at = first;
+        while at < central && sig_at(data, at, LOCAL_SIG) && hidden.len() < MAX_HIDDEN {
+            let Some(entry) = hidden_member(data, at, central) else {
+                break;
+            };
+            let mut end = entry
+                .data_offset
+                .unwrap_or(at)
+                .saturating_add(entry.compressed_size);
+            if entry.flags & FLAG_DESCRIPTOR != 0 {
+                end = end.saturating_add(if sig_at(data, end, DESCRIPTOR_SIG) { 16 } else { 12 });
+            }
+            hidden.push(entry);
+            if end <= at {
+                break;
+            }
+            at = end;
+        }
+    }
+    hidden
+}
+
+/// Hidden members read at most.
+const MAX_HIDDEN: usize = 1 << 16;
+
+/// The member behind the local header at `at`, as a streaming reader reads it.
+fn hidden_member(data: &[u8], at: u64, central: u64) -> Option<ZipEntry> {
+    let header = (|| {
+        let fixed = bytes_at(data, at, LOCAL_LEN)?;
+        let (name_len, extra_len) = LocalHeader::tail_lengths(fixed)?;
+        let (name_len, extra_len) = (name_len as u64, extra_len as u64);
+        let name = bytes_at(data, at + LOCAL_LEN, name_len)?;
+        let extra = bytes_at(data, at + LOCAL_LEN + name_len, extra_len)?;
+        Some((
+            LocalHeader::from_parts(fixed, name, extra)?,
+            at + LOCAL_LEN + name_len + extra_len,
+        ))
+    })();
+    let (local, data_offset) = header?;
+    let mut compressed_size = local.compressed_size;
+    if local.flags & FLAG_DESCRIPTOR != 0 && compressed_size == 0 && local.method == 8 {
+        compressed_size = central.saturating_sub(data_offset);
+    }
+    Some(ZipEntry {
+        name: local.name.clone(),
+        flags: local.flags,
+        method: local.method,
+        crc32: local.crc32,
+        compressed_size,
+        uncompressed_size: local.uncompressed_size,
+        local_offset: at,
+        data_offset: Some(data_offset),
+        local: Some(local),
+    })
+}
+
 fn data_end_past(end: u64, central: u64, len: u64) -> bool {
     end > central || end > len
 }
+
+/// How the finding about a hidden local header starts.
+const HIDDEN_HEADER: &str = "a local file header at offset";
 
 fn gap_problem(gap: &[u8], at: u64) -> (u64, Severity, Option<usize>, String) {
     let hidden = memchr::memmem::find(gap, LOCAL_SIG);
@@ -629,8 +707,8 @@ fn gap_problem(gap: &[u8], at: u64) -> (u64, Severity, Option<usize>, String) {
             Severity::High,
             None,
             format!(
-                "a local file header at offset {} is not listed in the central directory: a hidden member that \
-                 streaming readers see and others do not",
+                "{HIDDEN_HEADER} {} is not listed in the central directory: a hidden member that streaming \
+                 readers see and others do not (analysed as they read it)",
                 at + pos as u64
             ),
         ),
@@ -638,7 +716,10 @@ fn gap_problem(gap: &[u8], at: u64) -> (u64, Severity, Option<usize>, String) {
             at,
             Severity::Warning,
             None,
-            format!("{} bytes at offset {at} belong to no member of the archive", gap.len()),
+            format!(
+                "{} bytes at offset {at} belong to no member of the archive",
+                gap.len()
+            ),
         ),
     }
 }

@@ -254,6 +254,9 @@ fn scan_zip_archive(
             .get(index)
             .map_or_else(|| location.to_string(), |e| join(location, &e.display_name()))
     };
+    // The members zipfile and torch read, then those only streaming readers see.
+    let members: Vec<&ZipEntry> = archive.entries.iter().chain(&archive.hidden).collect();
+    let listed = archive.entries.len();
     for issue in &archive.issues {
         let at = issue.member.map_or_else(|| location.to_string(), member_location);
         ctx.finding(
@@ -280,14 +283,9 @@ fn scan_zip_archive(
         }
     }
     let torch_kind = matches!(format, Format::PytorchZip | Format::TorchScript);
-    let mut order: Vec<usize> = (0..archive.entries.len()).collect();
+    let mut order: Vec<usize> = (0..members.len()).collect();
     // Pickles first: their persistent ids say which members are raw storages.
-    order.sort_by_key(|&i| {
-        !archive
-            .entries
-            .get(i)
-            .is_some_and(|e| is_pickle_name(&e.display_name()))
-    });
+    order.sort_by_key(|&i| !members.get(i).is_some_and(|e| is_pickle_name(&e.display_name())));
     let mut storage_keys: HashSet<String> = HashSet::new();
     let mut code_files: Vec<String> = Vec::new();
     let mut records: HashMap<String, usize> = HashMap::new();
@@ -298,9 +296,11 @@ fn scan_zip_archive(
     let mut read_total: u64 = 0;
     let read_budget = (data.len() as u64).saturating_mul(2).saturating_add(64 << 20);
     for index in order {
-        let Some(entry) = archive.entries.get(index) else {
+        let Some(&entry) = members.get(index) else {
             continue;
         };
+        // A hidden member's CRC and sizes may be in a data descriptor: not checked.
+        let checked = index < listed;
         let name = entry.display_name();
         let rec = record(&name).to_string();
         let at = join(location, &name);
@@ -360,7 +360,7 @@ fn scan_zip_archive(
                 if !pickle_named {
                     // Only what the content needs is decompressed (an .npy header, say).
                     analyse_member(ctx, &mut reader, &name, &at, format, &mut storage_keys, depth);
-                    if reader.eof {
+                    if reader.eof && checked {
                         check_crc(ctx, &at, entry, reader.crc(), reader.len);
                     }
                     ctx.note_budget(&at);
@@ -370,7 +370,7 @@ fn scan_zip_archive(
                     // Analysed as it inflates: memory stays bounded whatever the member claims.
                     let report = stream_named_pickle(ctx, &mut reader);
                     ctx.note_budget(&at);
-                    if reader.eof {
+                    if reader.eof && checked {
                         check_crc(ctx, &at, entry, reader.crc(), reader.len);
                     }
                     if report.nested.is_empty() {
@@ -382,7 +382,9 @@ fn scan_zip_archive(
                 }
                 match compress::read_bounded(&mut reader, ctx.options.max_buffered) {
                     Ok(Ok(buffer)) => {
-                        check_crc(ctx, &at, entry, reader.crc(), reader.len);
+                        if checked {
+                            check_crc(ctx, &at, entry, reader.crc(), reader.len);
+                        }
                         Content::Owned(buffer)
                     }
                     Ok(Err(max)) => {
@@ -409,7 +411,7 @@ fn scan_zip_archive(
         };
         let bytes = content.bytes();
         if pickle_named {
-            if matches!(content, Content::Slice(_)) {
+            if matches!(content, Content::Slice(_)) && checked {
                 check_crc(ctx, &at, entry, crc32fast::hash(bytes), bytes.len() as u64);
             }
             let report = scan_named_pickle(ctx, bytes);
@@ -421,6 +423,7 @@ fn scan_zip_archive(
         let kind = found.format();
         if matches!(kind, Format::Pickle | Format::Joblib | Format::PytorchLegacy)
             && matches!(content, Content::Slice(_))
+            && checked
         {
             check_crc(ctx, &at, entry, crc32fast::hash(bytes), bytes.len() as u64);
         }
