@@ -45,12 +45,12 @@ fuzz_target!(|data: &[u8]| {
     let in_memory = scan_bytes(data, &policy, &bytes_options);
     // A decoder that fails drops the output of the call that failed, so where a corrupt stream
     // first fails depends on how its input arrived: in memory it may fail inside the window,
-    // from a stream after it, where an unrecognised stream is no longer read (and says so).
+    // from a stream after it, where an unrecognised stream is no longer analysed (and says so).
     let stopped_reading = |location: &str| {
         streamed
             .findings
             .iter()
-            .any(|g| g.location == location && g.finding.message.ends_with("the rest was not read"))
+            .any(|g| g.location == location && g.finding.message.ends_with("the rest was not analysed"))
     };
     let unsafe_in_memory = in_memory.findings.iter().any(|f| {
         f.finding.is_violation()

@@ -103,7 +103,13 @@ pub fn scan_reader<R: Read>(reader: R, policy: &Policy, options: &ScanOptions) -
                      its start (a pickle/zip polyglot) is not looked for; scan the file by path to check that"
                 ),
             );
-            formats::scan_reader(&mut ctx, std::io::Cursor::new(head).chain(reader), "", 0)
+            let format = formats::scan_reader(&mut ctx, std::io::Cursor::new(head).chain(&mut reader), "", 0);
+            if format == Format::Unknown {
+                // Nothing recognised its start: the rest is read to its end or to the byte
+                // budget, so that an input that never ends is reported as such.
+                drain(&mut reader);
+            }
+            format
         }
         Err(e) => {
             let offset = head.len() as u64;
@@ -121,6 +127,18 @@ pub fn scan_reader<R: Read>(reader: R, policy: &Policy, options: &ScanOptions) -
     let mut report = ctx.report;
     report.format = format.name().to_string();
     report
+}
+
+/// Reads `reader` to its end (or its first error: a budgeted input's limit), discarding it.
+fn drain(reader: &mut impl Read) {
+    let mut buffer = vec![0; 1 << 20];
+    loop {
+        match reader.read(&mut buffer) {
+            Ok(0) => return,
+            Err(e) if e.kind() != std::io::ErrorKind::Interrupted => return,
+            _ => {}
+        }
+    }
 }
 
 /// Files up to this size are read; larger ones are mapped. For a small file, mapping costs more

@@ -96,8 +96,13 @@ fn a_stream_that_never_ends_stops_at_the_byte_budget() {
         "{:#?}",
         report.findings
     );
-    // Endless zeros are no format: the start is read and the scan ends.
+    // Endless zeros are no format; the rest is read on to the budget, so an input that never
+    // ends is not called clean.
     let zeros = scan_reader(std::io::repeat(0), &policy, &options);
     assert_eq!(zeros.format, "unknown");
-    assert_eq!(zeros.verdict, Verdict::Clean);
+    assert_eq!(zeros.verdict, Verdict::Unsafe);
+    assert!(zeros.findings.iter().any(|f| f.finding.message.contains("byte budget")));
+    // A finite input of no format is read to its end and clean.
+    let finite = scan_reader(std::io::repeat(0).take(40 << 20), &policy, &options);
+    assert_eq!(finite.verdict, Verdict::Clean, "{:#?}", finite.findings);
 }

@@ -58,7 +58,7 @@ impl Container for Unknown {
 
     fn scan_stream(&self, ctx: &mut Ctx<'_>, _stream: Stream<'_>, location: &str, _depth: usize) -> Format {
         // Not even a kept walk reads the rest: it is not a pickle.
-        ctx.finding(location, FindingKind::NonPickleFormat, Severity::Info, 0, "not a recognised model format, and its start is not a pickle that would import or call anything; the rest was not read".into());
+        ctx.finding(location, FindingKind::NonPickleFormat, Severity::Info, 0, "not a recognised model format, and its start is not a pickle that would import or call anything; the rest was not analysed".into());
         Format::Unknown
     }
 }
