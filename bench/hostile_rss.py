@@ -67,6 +67,22 @@ def outcome(code: int, out: bytes) -> str:
     return f"exit {code}, {found}"
 
 
+def large_zip_in_gzip(directory: Path) -> Path:
+    """A 400 MiB torch-like zip (stored, data.pkl importing os.system), gzip-compressed: a zip
+    stream too long to hold."""
+    import gzip
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("archive/data.pkl", b"\x80\x02cos\nsystem\nX\x04\x00\x00\x00true\x85R.")
+        archive.writestr("archive/data/0", bytes(400 << 20))
+    path = directory / "large-zip-in-gzip.bomb"
+    path.write_bytes(gzip.compress(buffer.getvalue(), compresslevel=1))
+    return path
+
+
 def zip_in_gzip(directory: Path) -> Path:
     """The 1 GiB zip bomb, gzip-compressed: a zip that is itself a stream."""
     import gzip
@@ -94,6 +110,7 @@ def main() -> None:
             for gib in (1, 16):
                 cases.append((f"{kind} bomb, {gib} GiB claimed", None, 0))
         cases.append(("zip in gzip, 1 GiB member", None, 0))
+        cases.append(("400 MiB zip in gzip", None, 0))
         cases.append(("pickle on stdin, 1.5 GiB", None, 3 << 29))
         cases.append(("/dev/zero", Path("/dev/zero"), 0))
         for label, path, stdin_bytes in cases:
@@ -102,6 +119,8 @@ def main() -> None:
                 path = write_bomb(kind, directory, int(label.split(", ")[1].split()[0]) * GIB)
             elif label.startswith("zip in gzip"):
                 path = zip_in_gzip(directory)
+            elif label == "400 MiB zip in gzip":
+                path = large_zip_in_gzip(directory)
             target = "-" if stdin_bytes else str(path)
             results = {}
             for name, exe in builds.items():
