@@ -378,7 +378,10 @@ fn a_text_int_no_reader_accepts_breaks_the_stream_there() {
         let data = cat(&[b"I", arg, b"\n."]);
         let report = scan(&data);
         assert!(
-            !report.findings.iter().any(|f| f.kind == FindingKind::MalformedPickle),
+            !report
+                .findings
+                .iter()
+                .any(|f| f.kind == FindingKind::MalformedPickle),
             "{:?}: {:?}",
             String::from_utf8_lossy(arg),
             report.findings

@@ -505,6 +505,26 @@ fn npy_object_arrays_are_analysed_and_plain_ones_are_not_read() {
         PAYLOAD,
     ));
     assert_eq!(flagged(&report), vec!["posix.system@"]);
+    // Data of an unknown descr that breaks before importing or calling anything is not a
+    // violation, in memory and as a stream (gzip, past the 64 KiB identification window).
+    let mut inert = b"\x80\x04".to_vec(); // PROTO, so it looks like a pickle; then it breaks:
+    inert.push(b'1'); // POP_MARK with no MARK
+    inert.resize(100_000, b'N');
+    let unknown = npy(
+        1,
+        "{'descr': 'zO', 'fortran_order': False, 'shape': (3,)}",
+        &inert,
+    );
+    for data in [unknown.clone(), gzip(&unknown)] {
+        let report = scan(&data);
+        assert!(report.is_safe(), "{}", show(&report));
+    }
+    let acting = npy(
+        1,
+        "{'descr': 'zO', 'fortran_order': False, 'shape': (3,)}",
+        PAYLOAD,
+    );
+    assert_eq!(flagged(&scan(&acting)), vec!["posix.system@"]);
     // Broken headers are reported, not errors.
     for bad in [
         npy(4, object, b""),

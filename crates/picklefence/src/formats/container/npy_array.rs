@@ -10,7 +10,6 @@ use crate::decoder::{Decoder, Source};
 use crate::findings::{FindingKind, Severity};
 
 use super::super::{decoder_at, joblib, npy};
-use super::pickle::looks_like_pickle;
 use super::{Container, Ctx, Format, Parsed, Probe, Stream};
 
 /// `.npy` files.
@@ -70,18 +69,33 @@ fn scan_npy_slice(ctx: &mut Ctx<'_>, data: &[u8], location: &str, depth: usize) 
                 ctx.add_pickle(location, "npy", report, Some((data, header.data_offset)), depth);
             }
             npy::Payload::Unknown(why) => {
-                ctx.finding(location, FindingKind::Container, Severity::Warning, 8, format!("the .npy dtype is not one the scanner knows ({why}); the data is analysed if it is a pickle"));
-                let rest = usize::try_from(header.data_offset)
-                    .ok()
-                    .and_then(|o| data.get(o..))
-                    .unwrap_or_default();
-                if looks_like_pickle(rest, true) {
-                    let report = npy_pickle(ctx, data, header.data_offset);
-                    ctx.add_pickle(location, "npy", report, Some((data, header.data_offset)), depth);
-                }
+                unknown_dtype(ctx, location, &why);
+                let mut report = npy_pickle(ctx, data, header.data_offset);
+                unless_it_acts(&mut report);
+                ctx.add_pickle(location, "npy", report, Some((data, header.data_offset)), depth);
             }
         },
         Err(e) => rejected(ctx, location, e),
+    }
+}
+
+/// A dtype the scanner does not know: the data after the header is analysed as a pickle all the
+/// same, in case some reader unpickles it.
+fn unknown_dtype(ctx: &mut Ctx<'_>, location: &str, why: &str) {
+    ctx.finding(
+        location,
+        FindingKind::Container,
+        Severity::Warning,
+        8,
+        format!("the .npy dtype is not one the scanner knows ({why}); the data is analysed as a pickle"),
+    );
+}
+
+/// The data of an unknown dtype is likely not a pickle at all: where it breaks before it
+/// imports or calls anything, nothing could have run, so the break is not reported.
+fn unless_it_acts(report: &mut PickleReport) {
+    if report.imports.is_empty() && report.calls.is_empty() {
+        report.findings.retain(|f| f.kind != FindingKind::MalformedPickle);
     }
 }
 
@@ -145,13 +159,7 @@ fn scan_npy_stream(ctx: &mut Ctx<'_>, mut reader: impl Read, location: &str, dep
         }
     };
     if let npy::Payload::Unknown(why) = &payload {
-        ctx.finding(
-            location,
-            FindingKind::Container,
-            Severity::Warning,
-            8,
-            format!("the .npy dtype is not one the scanner knows ({why}); the data is analysed as a pickle"),
-        );
+        unknown_dtype(ctx, location, why);
     }
     if payload == npy::Payload::Raw {
         return;
@@ -164,8 +172,8 @@ fn scan_npy_stream(ctx: &mut Ctx<'_>, mut reader: impl Read, location: &str, dep
     let _ = source.skip(end, &mut |_| {});
     let (analysis, _) = joblib::drive(Decoder::new(source), ctx.policy, &options, false, None);
     let mut report = analysis.report;
-    if matches!(payload, npy::Payload::Unknown(_)) && report.imports.is_empty() && report.calls.is_empty() {
-        report.findings.retain(|f| f.kind != FindingKind::MalformedPickle);
+    if matches!(payload, npy::Payload::Unknown(_)) {
+        unless_it_acts(&mut report);
     }
     ctx.add_pickle(location, "npy", report, None, depth);
     ctx.note_budget(location);
