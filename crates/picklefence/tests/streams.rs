@@ -101,7 +101,10 @@ fn a_stream_that_never_ends_stops_at_the_byte_budget() {
     let zeros = scan_reader(std::io::repeat(0), &policy, &options);
     assert_eq!(zeros.format, "unknown");
     assert_eq!(zeros.verdict, Verdict::Unsafe);
-    assert!(zeros.findings.iter().any(|f| f.finding.message.contains("byte budget")));
+    assert!(zeros
+        .findings
+        .iter()
+        .any(|f| f.finding.message.contains("byte budget")));
     // A finite input of no format is read to its end and clean.
     let finite = scan_reader(std::io::repeat(0).take(40 << 20), &policy, &options);
     assert_eq!(finite.verdict, Verdict::Clean, "{:#?}", finite.findings);
