@@ -442,15 +442,7 @@ impl ZipArchive {
                 ));
                 continue;
             }
-            let header = (|| {
-                let fixed = bytes_at(data, at, LOCAL_LEN)?;
-                let (name_len, extra_len) = LocalHeader::tail_lengths(fixed)?;
-                let (name_len, extra_len) = (name_len as u64, extra_len as u64);
-                let name = bytes_at(data, at + LOCAL_LEN, name_len)?;
-                let extra = bytes_at(data, at + LOCAL_LEN + name_len, extra_len)?;
-                let local = LocalHeader::from_parts(fixed, name, extra)?;
-                Some((local, at + LOCAL_LEN + name_len + extra_len))
-            })();
+            let header = local_header_at(data, at);
             match header {
                 Some((local, data_offset)) => found.push((index, Some((local, data_offset)), None)),
                 None => found.push((
@@ -658,23 +650,24 @@ fn hidden_members(
     hidden
 }
 
+/// The local header at `at` and where its data starts; `None` when there is none or it is cut
+/// short.
+fn local_header_at(data: &[u8], at: u64) -> Option<(LocalHeader, u64)> {
+    let fixed = bytes_at(data, at, LOCAL_LEN)?;
+    let (name_len, extra_len) = LocalHeader::tail_lengths(fixed)?;
+    let (name_len, extra_len) = (name_len as u64, extra_len as u64);
+    let name = bytes_at(data, at + LOCAL_LEN, name_len)?;
+    let extra = bytes_at(data, at + LOCAL_LEN + name_len, extra_len)?;
+    let local = LocalHeader::from_parts(fixed, name, extra)?;
+    Some((local, at + LOCAL_LEN + name_len + extra_len))
+}
+
 /// Hidden members read at most.
 const MAX_HIDDEN: usize = 1 << 16;
 
 /// The member behind the local header at `at`, as a streaming reader reads it.
 fn hidden_member(data: &[u8], at: u64, central: u64) -> Option<ZipEntry> {
-    let header = (|| {
-        let fixed = bytes_at(data, at, LOCAL_LEN)?;
-        let (name_len, extra_len) = LocalHeader::tail_lengths(fixed)?;
-        let (name_len, extra_len) = (name_len as u64, extra_len as u64);
-        let name = bytes_at(data, at + LOCAL_LEN, name_len)?;
-        let extra = bytes_at(data, at + LOCAL_LEN + name_len, extra_len)?;
-        Some((
-            LocalHeader::from_parts(fixed, name, extra)?,
-            at + LOCAL_LEN + name_len + extra_len,
-        ))
-    })();
-    let (local, data_offset) = header?;
+    let (local, data_offset) = local_header_at(data, at)?;
     let mut compressed_size = local.compressed_size;
     if local.flags & FLAG_DESCRIPTOR != 0 && compressed_size == 0 && local.method == 8 {
         compressed_size = central.saturating_sub(data_offset);

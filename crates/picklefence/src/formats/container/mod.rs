@@ -151,17 +151,9 @@ pub(crate) fn scan_reader(ctx: &mut Ctx<'_>, reader: impl Read, location: &str, 
     if ctx.too_deep(location, depth) {
         return Format::Unknown;
     }
-    let mut prefix = Vec::new();
     let window = ctx.options.stream_prefix;
-    if let Err(e) = (&mut reader).take(window as u64).read_to_end(&mut prefix) {
-        ctx.note_budget(location);
-        ctx.finding(
-            location,
-            FindingKind::Container,
-            Severity::High,
-            prefix.len() as u64,
-            format!("the stream cannot be read past offset {}: {e}", prefix.len()),
-        );
+    let (prefix, read) = hold(ctx, &mut reader, window as u64, location);
+    if !read {
         if prefix.is_empty() {
             return Format::Unknown;
         }
@@ -187,6 +179,32 @@ pub(crate) fn scan_reader(ctx: &mut Ctx<'_>, reader: impl Read, location: &str, 
     container.scan_stream(ctx, stream, location, depth)
 }
 
+/// Up to `n` bytes of `reader`, and whether they were read without an error; an error (a
+/// decompression limit, a corrupt stream) is reported at `location` where it struck.
+pub(crate) fn hold(ctx: &mut Ctx<'_>, reader: &mut impl Read, n: u64, location: &str) -> (Vec<u8>, bool) {
+    let mut held = Vec::new();
+    match reader.take(n).read_to_end(&mut held) {
+        Ok(_) => (held, true),
+        Err(e) => {
+            unreadable(ctx, location, held.len() as u64, &e);
+            (held, false)
+        }
+    }
+}
+
+/// A stream that failed at `offset` (a decompression limit, a corrupt stream): the limit if one
+/// struck, and the error.
+fn unreadable(ctx: &mut Ctx<'_>, location: &str, offset: u64, error: &std::io::Error) {
+    ctx.note_budget(location);
+    ctx.finding(
+        location,
+        FindingKind::Container,
+        Severity::High,
+        offset,
+        format!("the stream cannot be read past offset {offset}: {error}"),
+    );
+}
+
 /// A stream whose first bytes were identified, read again from its start.
 pub(crate) struct Stream<'s> {
     /// The whole stream, the identified prefix included.
@@ -210,14 +228,7 @@ impl Stream<'_> {
                 format
             }
             Err(e) => {
-                ctx.note_budget(location);
-                ctx.finding(
-                    location,
-                    FindingKind::Container,
-                    Severity::High,
-                    0,
-                    format!("the stream cannot be read: {e}"),
-                );
+                unreadable(ctx, location, 0, &e);
                 format
             }
         }

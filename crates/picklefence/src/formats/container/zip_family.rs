@@ -14,7 +14,7 @@ use super::super::zip::{self, ZipArchive, ZipEntry, ZipError};
 use super::super::{join, torch};
 use super::pickle::{scan_named_pickle, stream_named_pickle};
 use super::zip_stream::{analyse_member, scan_zip_stream};
-use super::{find, scan_slice, Container, Ctx, Format, Parsed, Probe, Stream, IDENTIFY_MEMBERS};
+use super::{find, hold, scan_slice, Container, Ctx, Format, Parsed, Probe, Stream, IDENTIFY_MEMBERS};
 
 /// Zip archives of every kind.
 pub(crate) struct ZipFamily;
@@ -64,17 +64,7 @@ impl Container for ZipFamily {
         // file is; a longer one as streaming readers read it, in bounded memory.
         let held = ctx.options.zip_stream_held;
         let mut reader = stream.reader;
-        let mut head = Vec::new();
-        if let Err(e) = (&mut reader).take(held).read_to_end(&mut head) {
-            ctx.note_budget(location);
-            ctx.finding(
-                location,
-                FindingKind::Container,
-                Severity::High,
-                head.len() as u64,
-                format!("the zip stream cannot be read past offset {}: {e}", head.len()),
-            );
-        }
+        let (head, _) = hold(ctx, &mut reader, held, location);
         if (head.len() as u64) < held {
             return scan_slice(ctx, &head, location, depth);
         }
