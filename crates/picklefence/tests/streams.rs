@@ -3,6 +3,8 @@
 
 #![allow(clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // Test code.
 
+mod common;
+
 use std::io::Read;
 
 use picklefence::{scan_bytes, scan_reader, FindingKind, Policy, ScanOptions, Verdict};
@@ -108,4 +110,47 @@ fn a_stream_that_never_ends_stops_at_the_byte_budget() {
     // A finite input of no format is read to its end and clean.
     let finite = scan_reader(std::io::repeat(0).take(40 << 20), &policy, &options);
     assert_eq!(finite.verdict, Verdict::Clean, "{:#?}", finite.findings);
+}
+
+#[test]
+fn a_zip_stream_walked_member_by_member_reads_as_its_directory_does() {
+    let policy = Policy::default();
+    let held = ScanOptions::default();
+    let walked = ScanOptions {
+        zip_stream_held: 0,
+        ..ScanOptions::default()
+    };
+    let evil = b"\x80\x02cos\nsystem\nX\x04\x00\x00\x00true\x85R.".to_vec();
+    let benign = b"\x80\x02}q\x00X\x01\x00\x00\x00wK\x01s.".to_vec();
+    let names: Vec<String> = (0..20_000).map(|i| format!("archive/data/{i}")).collect();
+    for pickle in [evil, benign] {
+        // A torch zip with 20,000 storages: the kind is known from the first name on, and
+        // tracking it costs the same per member however many came before.
+        let mut members: Vec<(&str, &[u8])> = vec![("archive/data.pkl", &pickle)];
+        members.extend(names.iter().map(|n| (n.as_str(), &b"\0\0\0\0"[..])));
+        let zip = common::gzip(&common::stored_zip(&members));
+        let from_directory = scan_bytes(&zip, &policy, &held);
+        let from_walk = scan_bytes(&zip, &policy, &walked);
+        assert_eq!(
+            from_walk.verdict, from_directory.verdict,
+            "{:#?}",
+            from_walk.findings
+        );
+        let imports = |r: &picklefence::ScanReport| -> Vec<String> {
+            r.entries
+                .iter()
+                .flat_map(|e| {
+                    e.report
+                        .imports
+                        .iter()
+                        .filter_map(|i| i.target.as_ref().map(ToString::to_string))
+                })
+                .collect()
+        };
+        assert_eq!(imports(&from_walk), imports(&from_directory));
+        assert!(from_walk
+            .findings
+            .iter()
+            .any(|f| f.finding.message.contains("read as streaming readers read it")));
+    }
 }

@@ -135,37 +135,54 @@ fn zip_kind(data: &[u8]) -> Format {
 
 /// The kind of zip, from a parsed directory.
 fn zip_kind_of(data: &[u8], archive: &ZipArchive) -> Format {
-    let names: Vec<String> = archive.entries.iter().map(ZipEntry::display_name).collect();
-    kind_from_names(&names, |index| {
-        archive.entries.get(index).is_some_and(|e| {
-            e.method == 0
-                && e.raw(data)
-                    .is_some_and(|d| d.starts_with(super::super::npy::MAGIC))
-        })
-    })
+    let mut names = NamesSeen::default();
+    for entry in &archive.entries {
+        let stored_npy = entry.method == 0
+            && entry
+                .raw(data)
+                .is_some_and(|d| d.starts_with(super::super::npy::MAGIC));
+        names.add(&entry.display_name(), stored_npy);
+    }
+    names.format()
 }
 
-/// The kind of zip from its member names (`npy_content`: whether the member at an index is
-/// stored `.npy` data whatever its name).
-pub(super) fn kind_from_names(names: &[String], npy_content: impl Fn(usize) -> bool) -> Format {
-    if names.iter().any(|n| record(n) == "constants.pkl") {
-        return Format::TorchScript;
+/// What a zip's member names say about its kind, gathered name by name (a stream's members
+/// are met one at a time).
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct NamesSeen {
+    torchscript: bool,
+    torch: bool,
+    config: bool,
+    metadata: bool,
+    members: usize,
+    npy: usize,
+}
+
+impl NamesSeen {
+    /// One more member; `npy_content`: it is stored `.npy` data whatever its name.
+    pub fn add(&mut self, name: &str, npy_content: bool) {
+        self.torchscript |= record(name) == "constants.pkl";
+        self.torch |= record(name) == "data.pkl";
+        self.config |= name == "config.json";
+        self.metadata |= name == "metadata.json";
+        self.members += 1;
+        self.npy += usize::from(name.ends_with(".npy") || npy_content);
     }
-    if names.iter().any(|n| record(n) == "data.pkl") {
-        return Format::PytorchZip;
+
+    /// The kind the names so far say.
+    pub fn format(&self) -> Format {
+        if self.torchscript {
+            Format::TorchScript
+        } else if self.torch {
+            Format::PytorchZip
+        } else if self.config && self.metadata {
+            Format::Keras
+        } else if self.members > 0 && self.npy == self.members {
+            Format::Npz
+        } else {
+            Format::Zip
+        }
     }
-    if names.iter().any(|n| n == "config.json") && names.iter().any(|n| n == "metadata.json") {
-        return Format::Keras;
-    }
-    if !names.is_empty()
-        && names
-            .iter()
-            .enumerate()
-            .all(|(i, n)| n.ends_with(".npy") || npy_content(i))
-    {
-        return Format::Npz;
-    }
-    Format::Zip
 }
 
 /// A member's content: held in memory, or a stream that could not be.

@@ -15,7 +15,7 @@ use super::super::zip::{
     LocalHeader, ZipArchive, DESCRIPTOR_SIGNATURE, FLAG_DESCRIPTOR, FLAG_ENCRYPTED, LOCAL_HEADER_LEN,
 };
 use super::pickle::stream_named_pickle;
-use super::zip_family::{add_member_pickle, is_pickle_name, kind_from_names, record};
+use super::zip_family::{add_member_pickle, is_pickle_name, record, NamesSeen};
 use super::{find, scan_reader, Ctx, Format, Probe};
 
 /// Bytes of central directory (with its end records and comment) read after the last member.
@@ -33,6 +33,7 @@ pub(super) fn scan_zip_stream(
         offset: 0,
         met: Vec::new(),
         names: Vec::new(),
+        seen: NamesSeen::default(),
         storage_keys: HashSet::new(),
         format: Format::Zip,
     };
@@ -51,6 +52,8 @@ struct Walk<R> {
     met: Vec<u64>,
     /// Their names, as their local headers give them.
     names: Vec<String>,
+    /// What the names met so far say about the kind.
+    seen: NamesSeen,
     /// Storages torch's pickle names: their `data/` records are tensor bytes, not analysed.
     storage_keys: HashSet<String>,
     /// The kind, from the names met so far.
@@ -141,10 +144,11 @@ impl<R: BufRead> Walk<R> {
                 );
                 return false;
             }
+            let name = String::from_utf8_lossy(&header.name).into_owned();
+            self.seen.add(&name, false);
+            self.format = self.seen.format();
             self.met.push(at);
-            self.names
-                .push(String::from_utf8_lossy(&header.name).into_owned());
-            self.format = kind_from_names(&self.names, |_| false);
+            self.names.push(name);
             if !self.member(ctx, &header, zip64, location, depth) {
                 return false;
             }
