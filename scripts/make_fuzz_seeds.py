@@ -47,7 +47,15 @@ PICKLE_TARGETS = (
     "joblib",
     "torch_legacy",
 )
-CONTAINER_TARGETS = ("scan_bytes", "scan_stream", "identify", "zip_parse", "tar_members", "npy_header", "torch_legacy")
+CONTAINER_TARGETS = (
+    "scan_bytes",
+    "scan_stream",
+    "identify",
+    "zip_parse",
+    "tar_members",
+    "npy_header",
+    "torch_legacy",
+)
 TOML_TARGETS = ("policy_toml",)
 
 
