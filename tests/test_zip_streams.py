@@ -194,3 +194,24 @@ def test_a_hidden_member_of_a_file_is_analysed_as_streaming_readers_read_it(seek
     assert any("not listed in the central directory" in f.message for f in report.findings), findings(report)
     entries = [e["location"] for e in report.data["entries"]]
     assert sorted(entries) == ["extra.pkl", "weights.pkl"], entries
+
+
+def test_a_real_torch_checkpoint_rewritten_with_data_descriptors_streams_clean() -> None:
+    """torch.save's archive rewritten by zipfile into a sink it cannot seek in (every member
+    deflated, its sizes in a data descriptor), in gzip and over 32 MiB: the tensor records,
+    which are not analysed, are still inflated to find where the next member starts."""
+    torch = pytest.importorskip("torch")
+    buffer = io.BytesIO()
+    torch.save({"w": torch.randn(10 << 20), "b": torch.zeros(8)}, buffer)
+    sink = _Unseekable()
+    with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as original:
+        with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as rewritten:  # type: ignore[arg-type]
+            for info in original.infolist():
+                rewritten.writestr(info.filename, original.read(info))
+    archive = bytes(sink.data)
+    assert len(archive) > 32 << 20
+    as_file = picklefence.scan_bytes(buffer.getvalue())
+    streamed = picklefence.scan_bytes(gzip.compress(archive, compresslevel=1))
+    assert as_file.verdict == streamed.verdict == "clean", findings(streamed)
+    assert streamed.imports == as_file.imports
+    assert any("read as streaming readers read it" in f.message for f in streamed.findings)

@@ -186,17 +186,18 @@ impl<R: BufRead> Walk<R> {
         } else if !readable {
             ctx.finding(&at, FindingKind::Unsupported, Severity::High, self.offset, format!("member {name:?} uses compression method {}, which the scanner cannot read: it was not analysed", header.method));
         }
-        if !sized && header.method != 8 {
-            return self.stop(ctx, location, format!("member {name:?} has a data descriptor and no size, and is not deflated: a streaming reader cannot tell where it ends (Java's ZipInputStream refuses it too); the rest was not analysed"));
+        if !sized && (header.method != 8 || header.flags & FLAG_ENCRYPTED != 0) {
+            return self.stop(ctx, location, format!("member {name:?} has a data descriptor and no size, and is not plain deflate: a streaming reader cannot tell where it ends (Java's ZipInputStream refuses it too); the rest was not analysed"));
         }
         let limit = if sized { header.compressed_size } else { u64::MAX };
         let start = self.offset;
         let left = {
             let mut data = (&mut self.input).take(limit);
-            if readable && !tensor_bytes {
-                let format = self.format;
-                if header.method == 8 {
-                    let mut content = compress::open_deflate_exact(&mut data, &ctx.budget);
+            let format = self.format;
+            let analysed = readable && !tensor_bytes;
+            if header.method == 8 && (analysed || !sized) {
+                let mut content = compress::open_deflate_exact(&mut data, &ctx.budget);
+                if analysed {
                     analyse_member(
                         ctx,
                         &mut content,
@@ -206,14 +207,15 @@ impl<R: BufRead> Walk<R> {
                         &mut self.storage_keys,
                         depth,
                     );
-                    if !sized {
-                        // The stream's end is where the next member starts.
-                        let _ = io::copy(&mut content, &mut io::sink());
-                    }
-                    ctx.note_budget(&at);
-                } else {
-                    analyse_member(ctx, &mut data, &name, &at, format, &mut self.storage_keys, depth);
                 }
+                if !sized {
+                    // Its end is where the next member starts: inflated to find it, even when
+                    // its content (tensor bytes) is not analysed.
+                    let _ = io::copy(&mut content, &mut io::sink());
+                }
+                ctx.note_budget(&at);
+            } else if analysed {
+                analyse_member(ctx, &mut data, &name, &at, format, &mut self.storage_keys, depth);
             }
             data.limit()
         };
