@@ -154,3 +154,28 @@ fn a_zip_stream_walked_member_by_member_reads_as_its_directory_does() {
             .any(|f| f.finding.message.contains("read as streaming readers read it")));
     }
 }
+
+#[test]
+fn a_frame_longer_than_the_identification_window_is_still_a_pickle() {
+    // Protocol-0 MARKs, then PROTO and a FRAME longer than the 64 KiB a stream is identified
+    // from, holding an os.system import: CPython loads it; so must a stream scan read it.
+    let mut body = vec![b'N'; 100_000];
+    body.extend_from_slice(b"0\x8c\x02os\x8c\x06system\x93.");
+    let mut data = b"((\x80\x04\x95".to_vec();
+    data.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    data.extend_from_slice(&body);
+    let policy = Policy::default();
+    let options = ScanOptions::default();
+    for input in [data.clone(), common::gzip(&data)] {
+        let report = scan_bytes(&input, &policy, &options);
+        assert_eq!(report.verdict, Verdict::Unsafe);
+        assert!(
+            report
+                .findings
+                .iter()
+                .any(|f| f.finding.kind == FindingKind::DangerousImport),
+            "{:#?}",
+            report.findings
+        );
+    }
+}

@@ -147,6 +147,7 @@ impl Analyzer<'_> {
             return;
         }
         self.pickle_start = self.pickle_start.min(offset);
+        self.report.ran_out_at.get_or_insert(offset);
         self.unfinished(offset, "the input ends before STOP".into());
     }
 
@@ -159,6 +160,9 @@ impl Analyzer<'_> {
             // Our bound, not a break in the stream: CPython would read on.
             self.limit(error.offset(), &error.to_string());
             return;
+        }
+        if let DecodeError::Truncated { .. } = error {
+            self.report.ran_out_at.get_or_insert(error.offset());
         }
         self.unfinished(error.offset(), error.to_string());
     }

@@ -193,6 +193,10 @@ pub struct PickleReport {
     /// _load_from_bytes`): a scanner analyses each as a nested file.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub nested: Vec<NestedFile>,
+    /// Where the input ran out inside a pickle (an opcode cut short, or no STOP before the end),
+    /// if it did: at the end of a prefix of a longer stream, that is not a break.
+    #[serde(skip)]
+    pub ran_out_at: Option<u64>,
 }
 
 /// A file nested in a bytes constant of the pickle.

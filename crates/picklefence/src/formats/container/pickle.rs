@@ -86,13 +86,17 @@ pub(crate) fn looks_like_pickle(data: &[u8], whole: bool) -> bool {
         ..Options::default()
     };
     let report = crate::analyzer::analyze_slice(head, &Policy::empty(), &options);
-    // Only what CPython would reach before the stream first breaks counts.
+    let more_follows = !whole || head.len() < data.len();
+    // Only what CPython would reach before the stream first breaks counts. Where more input
+    // follows, running out at the end of these bytes (a FRAME longer than they are, say) is
+    // not a break: the stream goes on.
     let broken_at = report
         .findings
         .iter()
         .filter(|f| f.kind == FindingKind::MalformedPickle)
         .map(|f| f.offset)
         .min()
+        .filter(|&at| !(more_follows && report.ran_out_at == Some(at)))
         .unwrap_or(u64::MAX);
     report.imports.iter().any(|i| i.offset < broken_at)
         || report.calls.iter().any(|c| c.offset < broken_at)
@@ -101,7 +105,7 @@ pub(crate) fn looks_like_pickle(data: &[u8], whole: bool) -> bool {
             .pickles
             .iter()
             .any(|p| p.end.is_some_and(|end| end <= broken_at) && p.opcodes > 1)
-        || ((!whole || head.len() < data.len()) && broken_at >= (head.len() as u64 / 2).min(4096))
+        || (more_follows && broken_at >= (head.len() as u64 / 2).min(4096))
 }
 
 /// A pickle in memory: the fast slice analysis when it cannot hold joblib arrays, the
