@@ -10,7 +10,7 @@ use crate::analyzer::Mode;
 use crate::findings::{FindingKind, Severity};
 
 use super::super::tar::{self, TarError, TarMember};
-use super::super::{join, torch};
+use super::super::{compress, join, torch};
 use super::pickle::scan_named_pickle;
 use super::{scan_reader, scan_slice, Container, Ctx, Format, Parsed, Probe, Stream, IDENTIFY_MEMBERS};
 
@@ -161,14 +161,7 @@ fn scan_tar(ctx: &mut Ctx<'_>, data: &[u8], listing: Listing, location: &str, de
             continue;
         };
         if format == Format::PytorchTar {
-            let options = ctx.analysis(Mode::AllPickles);
-            let report = match member.name.as_str() {
-                "storages" => Some(torch::scan_tar_storages(bytes, ctx.policy, &options)),
-                "tensors" => Some(torch::scan_tar_tensors(bytes, ctx.policy, &options)),
-                "pickle" | "sys_info" => Some(scan_named_pickle(ctx, bytes)),
-                _ => None,
-            };
-            if let Some(report) = report {
+            if let Some(report) = torch_member(ctx, &member.name, bytes) {
                 ctx.add_pickle(&at, "pickle", report, Some((bytes, 0)), depth);
                 continue;
             }
@@ -191,7 +184,25 @@ fn scan_tar(ctx: &mut Ctx<'_>, data: &[u8], listing: Listing, location: &str, de
     }
 }
 
-/// Scans a tar as it streams, each member as a stream of its own.
+/// The members torch's tar format reads.
+const TORCH_MEMBERS: [&str; 4] = ["sys_info", "pickle", "storages", "tensors"];
+
+/// A member of a PyTorch tar read as torch reads it (its pickles, and the raw storage bytes
+/// between them skipped by their declared sizes); `None` for members torch does not read.
+fn torch_member(ctx: &Ctx<'_>, name: &str, bytes: &[u8]) -> Option<crate::analyzer::PickleReport> {
+    let options = ctx.analysis(Mode::AllPickles);
+    match name {
+        "storages" => Some(torch::scan_tar_storages(bytes, ctx.policy, &options)),
+        "tensors" => Some(torch::scan_tar_tensors(bytes, ctx.policy, &options)),
+        "pickle" | "sys_info" => Some(scan_named_pickle(ctx, bytes)),
+        _ => None,
+    }
+}
+
+/// Scans a tar as it streams, each member as a stream of its own. The members a PyTorch tar
+/// holds are read as torch reads them (held, up to `max_buffered`: which members the tar has
+/// is only known at its end, and a storage record's pickle follows raw bytes that analysis by
+/// content would stop at).
 fn scan_tar_stream(ctx: &mut Ctx<'_>, reader: impl Read, location: &str, depth: usize) {
     let max = ctx.options.max_members;
     let mut names: HashSet<String> = HashSet::new();
@@ -220,6 +231,16 @@ fn scan_tar_stream(ctx: &mut Ctx<'_>, reader: impl Read, location: &str, depth: 
                     member.name
                 ),
             );
+        } else if member.is_file() && TORCH_MEMBERS.contains(&member.name.as_str()) {
+            match compress::read_bounded(content, ctx.options.max_buffered) {
+                Ok(Ok(bytes)) => {
+                    if let Some(report) = torch_member(ctx, &member.name, &bytes) {
+                        ctx.add_pickle(&at, "pickle", report, Some((&bytes, 0)), depth);
+                    }
+                }
+                Ok(Err(max)) => ctx.finding(&at, FindingKind::LimitExceeded, Severity::High, member.header_offset, format!("member {:?} is over {max} bytes; torch reads it whole, and held whole it was not analysed", member.name)),
+                Err(e) => ctx.finding(&at, FindingKind::Container, Severity::High, member.header_offset, format!("member {:?} cannot be read: {e}", member.name)),
+            }
         } else if member.is_file() {
             scan_reader(ctx, content, &at, depth + 1);
         }
