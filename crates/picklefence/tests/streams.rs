@@ -169,38 +169,8 @@ fn a_frame_longer_than_the_identification_window_is_still_a_pickle() {
     for input in [data.clone(), common::gzip(&data)] {
         let report = scan_bytes(&input, &policy, &options);
         assert_eq!(report.verdict, Verdict::Unsafe);
-        assert!(
-            report
-                .findings
-                .iter()
-                .any(|f| f.finding.kind == FindingKind::DangerousImport),
-            "{:#?}",
-            report.findings
-        );
+        assert_dangerous_import(&report);
     }
-}
-
-/// A ustar archive of regular files.
-fn tar(members: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (name, data) in members {
-        let mut header = [0u8; 512];
-        header[..name.len()].copy_from_slice(name.as_bytes());
-        header[100..108].copy_from_slice(b"0000644\0");
-        header[124..136].copy_from_slice(format!("{:011o}\0", data.len()).as_bytes());
-        header[136..148].copy_from_slice(b"00000000000\0");
-        header[156] = b'0';
-        header[257..263].copy_from_slice(b"ustar\0");
-        header[263..265].copy_from_slice(b"00");
-        header[148..156].copy_from_slice(b"        ");
-        let sum: u32 = header.iter().map(|&b| u32::from(b)).sum();
-        header[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
-        out.extend_from_slice(&header);
-        out.extend_from_slice(data);
-        out.resize(out.len().div_ceil(512) * 512, 0);
-    }
-    out.resize(out.len() + 1024, 0);
-    out
 }
 
 #[test]
@@ -215,7 +185,7 @@ fn a_torch_tar_stream_reads_its_storages_as_torch_does() {
     storages.extend_from_slice(&[0x11; 16]);
     storages.extend_from_slice(b"\x80\x02cos\nsystem\nX\x04\x00\x00\x00true\x85R.");
     let pickle = b"\x80\x02}q\x00.".to_vec();
-    let archive = tar(&[
+    let archive = common::tar(&[
         ("sys_info", b"\x80\x02}q\x00."),
         ("pickle", &pickle),
         ("storages", &storages),
@@ -228,15 +198,19 @@ fn a_torch_tar_stream_reads_its_storages_as_torch_does() {
     };
     for input in [archive.clone(), common::gzip(&archive)] {
         for options in [ScanOptions::default(), streamed] {
-            let report = scan_bytes(&input, &policy, &options);
-            assert!(
-                report
-                    .findings
-                    .iter()
-                    .any(|f| f.finding.kind == FindingKind::DangerousImport),
-                "{:#?}",
-                report.findings
-            );
+            assert_dangerous_import(&scan_bytes(&input, &policy, &options));
         }
     }
+}
+
+/// Asserts that the report flags a dangerous import (the test payloads' os.system).
+fn assert_dangerous_import(report: &picklefence::ScanReport) {
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.finding.kind == FindingKind::DangerousImport),
+        "{:#?}",
+        report.findings
+    );
 }
