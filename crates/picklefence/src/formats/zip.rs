@@ -111,11 +111,6 @@ impl LocalHeader {
             uncompressed_size: u.unwrap_or(u64::from(usize32)),
         })
     }
-
-    /// Whether its zip64 extra field gives the sizes (a data descriptor then holds 8-byte sizes).
-    pub fn is_zip64(&self) -> bool {
-        self.compressed_size >= u64::from(u32::MAX) || self.uncompressed_size >= u64::from(u32::MAX)
-    }
 }
 
 /// The signature a data descriptor may start with.
@@ -231,6 +226,27 @@ pub fn find_end_record(data: &[u8]) -> Option<u64> {
     }
 }
 
+/// The body of the extra field with header id `id`, if `extra` has one (cut at the end of
+/// `extra` when its declared size runs past it).
+fn extra_field(extra: &[u8], id: u16) -> Option<&[u8]> {
+    let mut at = 0u64;
+    while let (Some(field), Some(size)) = (u16_at(extra, at), u16_at(extra, at + 2)) {
+        let body = at + 4;
+        if field == id {
+            let start = usize::try_from(body).ok()?;
+            let end = start.saturating_add(usize::from(size)).min(extra.len());
+            return Some(extra.get(start..end).unwrap_or_default());
+        }
+        at = body + u64::from(size);
+    }
+    None
+}
+
+/// Whether an extra field holds a zip64 record (id 1): a data descriptor then has 8-byte sizes.
+pub fn has_zip64_field(extra: &[u8]) -> bool {
+    extra_field(extra, 1).is_some()
+}
+
 /// Values of a zip64 extra field (id 1) for the fields that are saturated in the header.
 fn zip64_extra(
     extra: &[u8],
@@ -238,27 +254,22 @@ fn zip64_extra(
     want_csize: bool,
     want_offset: bool,
 ) -> (Option<u64>, Option<u64>, Option<u64>) {
-    let mut at = 0u64;
-    while let (Some(id), Some(size)) = (u16_at(extra, at), u16_at(extra, at + 2)) {
-        let body = at + 4;
-        if id == 1 {
-            let mut field = body;
-            let mut next = |wanted: bool| {
-                if !wanted || field + 8 > body + u64::from(size) {
-                    return None;
-                }
-                let value = u64_at(extra, field);
-                field += 8;
-                value
-            };
-            let u = next(want_usize);
-            let c = next(want_csize);
-            let o = next(want_offset);
-            return (u, c, o);
+    let Some(body) = extra_field(extra, 1) else {
+        return (None, None, None);
+    };
+    let mut field = 0u64;
+    let mut next = |wanted: bool| {
+        if !wanted {
+            return None;
         }
-        at = body + u64::from(size);
-    }
-    (None, None, None)
+        let value = u64_at(body, field);
+        field += 8;
+        value
+    };
+    let u = next(want_usize);
+    let c = next(want_csize);
+    let o = next(want_offset);
+    (u, c, o)
 }
 
 impl ZipArchive {

@@ -4,7 +4,7 @@
 //! directory lists at an offset no local header in sequence starts at (hidden from streaming
 //! readers) is reported, not analysed: a stream cannot be read back.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, BufRead, Cursor, Read};
 
 use crate::findings::{FindingKind, Severity};
@@ -12,7 +12,8 @@ use crate::findings::{FindingKind, Severity};
 use super::super::compress::{self, Unread};
 use super::super::join;
 use super::super::zip::{
-    LocalHeader, ZipArchive, DESCRIPTOR_SIGNATURE, FLAG_DESCRIPTOR, FLAG_ENCRYPTED, LOCAL_HEADER_LEN,
+    has_zip64_field, LocalHeader, ZipArchive, DESCRIPTOR_SIGNATURE, FLAG_DESCRIPTOR, FLAG_ENCRYPTED,
+    LOCAL_HEADER_LEN,
 };
 use super::pickle::stream_named_pickle;
 use super::zip_family::{add_member_pickle, is_pickle_name, record, NamesSeen};
@@ -32,7 +33,6 @@ pub(super) fn scan_zip_stream(
         input: Unread::new(input),
         offset: 0,
         met: Vec::new(),
-        names: Vec::new(),
         seen: NamesSeen::default(),
         storage_keys: HashSet::new(),
         format: Format::Zip,
@@ -48,10 +48,8 @@ struct Walk<R> {
     input: Unread<R>,
     /// Offset of the next unread byte of the stream.
     offset: u64,
-    /// Offsets of the local headers met, in order.
-    met: Vec<u64>,
-    /// Their names, as their local headers give them.
-    names: Vec<String>,
+    /// The local headers met, in order: where each is and the name it gives.
+    met: Vec<(u64, String)>,
     /// What the names met so far say about the kind.
     seen: NamesSeen,
     /// Storages torch's pickle names: their `data/` records are tensor bytes, not analysed.
@@ -147,9 +145,9 @@ impl<R: BufRead> Walk<R> {
             let name = String::from_utf8_lossy(&header.name).into_owned();
             self.seen.add(&name, false);
             self.format = self.seen.format();
-            self.met.push(at);
-            self.names.push(name);
-            if !self.member(ctx, &header, zip64, location, depth) {
+            let going_on = self.member(ctx, &header, &name, zip64, location, depth);
+            self.met.push((at, name));
+            if !going_on {
                 return false;
             }
         }
@@ -161,17 +159,17 @@ impl<R: BufRead> Walk<R> {
         &mut self,
         ctx: &mut Ctx<'_>,
         header: &LocalHeader,
+        name: &str,
         zip64: bool,
         location: &str,
         depth: usize,
     ) -> bool {
-        let name = String::from_utf8_lossy(&header.name).into_owned();
-        let at = join(location, &name);
+        let at = join(location, name);
         let descriptor = header.flags & FLAG_DESCRIPTOR != 0;
         // With a data descriptor the local header's sizes are usually 0: only deflate ends itself.
         let sized = !descriptor || header.compressed_size > 0;
         let tensor_bytes = matches!(self.format, Format::PytorchZip | Format::TorchScript)
-            && record(&name)
+            && record(name)
                 .strip_prefix("data/")
                 .is_some_and(|key| self.storage_keys.contains(key));
         let readable = header.flags & FLAG_ENCRYPTED == 0 && matches!(header.method, 0 | 8);
@@ -201,7 +199,7 @@ impl<R: BufRead> Walk<R> {
                     analyse_member(
                         ctx,
                         &mut content,
-                        &name,
+                        name,
                         &at,
                         format,
                         &mut self.storage_keys,
@@ -215,7 +213,7 @@ impl<R: BufRead> Walk<R> {
                 }
                 ctx.note_budget(&at);
             } else if analysed {
-                analyse_member(ctx, &mut data, &name, &at, format, &mut self.storage_keys, depth);
+                analyse_member(ctx, &mut data, name, &at, format, &mut self.storage_keys, depth);
             }
             data.limit()
         };
@@ -279,21 +277,25 @@ impl<R: BufRead> Walk<R> {
                 issue.message.clone(),
             );
         }
+        let met: HashMap<u64, &str> = self
+            .met
+            .iter()
+            .map(|(offset, name)| (*offset, name.as_str()))
+            .collect();
         let mut listed = HashSet::new();
         for entry in &archive.entries {
             listed.insert(entry.local_offset);
             let central = entry.display_name();
-            match self.met.iter().position(|&offset| offset == entry.local_offset) {
+            match met.get(&entry.local_offset) {
                 None => ctx.finding(location, FindingKind::Container, Severity::High, entry.local_offset, format!("member {central:?}, which the central directory lists at offset {}, is not met walking the local headers: zipfile and torch read it, streaming readers do not, and it could not be analysed from a stream", entry.local_offset)),
-                Some(index) => {
-                    let local = self.names.get(index).map_or("", String::as_str);
+                Some(&local) => {
                     if local != central {
                         ctx.finding(location, FindingKind::Container, Severity::High, entry.local_offset, format!("the member at offset {} is named {local:?} in its local header but {central:?} in the central directory: readers see different names", entry.local_offset));
                     }
                 }
             }
         }
-        for (offset, name) in self.met.iter().zip(&self.names) {
+        for (offset, name) in &self.met {
             if !listed.contains(offset) && !archive.truncated_entries {
                 ctx.finding(location, FindingKind::Container, Severity::High, *offset, format!("a local file header at offset {offset} ({name:?}) is not listed in the central directory: a hidden member that streaming readers see and others do not (analysed)"));
             }
@@ -334,17 +336,4 @@ pub(super) fn analyse_member(
         return;
     }
     scan_reader(ctx, content, location, depth + 1);
-}
-
-/// Whether an extra field holds a zip64 record (id 1): the data descriptor then has 8-byte sizes.
-fn has_zip64_field(extra: &[u8]) -> bool {
-    let mut rest = extra;
-    while let [a, b, c, d, tail @ ..] = rest {
-        if u16::from_le_bytes([*a, *b]) == 1 {
-            return true;
-        }
-        let size = usize::from(u16::from_le_bytes([*c, *d]));
-        rest = tail.get(size..).unwrap_or_default();
-    }
-    false
 }
