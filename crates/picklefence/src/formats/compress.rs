@@ -156,6 +156,20 @@ pub(crate) struct Limited<R> {
     budget: Budget,
 }
 
+impl<R> Limited<R> {
+    /// `inner`, a decoder of `codec` whose input is counted in `consumed`, checked against
+    /// `budget`.
+    fn new(inner: R, codec: Codec, consumed: Rc<Cell<u64>>, budget: &Budget) -> Self {
+        Limited {
+            inner,
+            codec,
+            consumed,
+            produced: 0,
+            budget: budget.clone(),
+        }
+    }
+}
+
 impl<R: Read> Read for Limited<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
@@ -199,13 +213,12 @@ pub(crate) fn open<'a, R: Read + 'a>(
             count: consumed.clone(),
         },
     );
-    Ok(Box::new(Limited {
-        inner: Streams::new(codec, input)?,
+    Ok(Box::new(Limited::new(
+        Streams::new(codec, input)?,
         codec,
         consumed,
-        produced: 0,
-        budget: budget.clone(),
-    }))
+        budget,
+    )))
 }
 
 /// One compressed stream (a gzip member, an xz stream, a zstd or lz4 frame, ...) read from
@@ -426,39 +439,21 @@ impl<R: BufRead> BufRead for Counting<R> {
     }
 }
 
-/// Raw deflate read from `input` without reading past the stream's end (a zip member in a
-/// stream whose size only its data descriptor gives), under the same budget.
-pub(crate) fn open_deflate_exact<'a>(input: impl BufRead + 'a, budget: &Budget) -> Box<dyn Read + 'a> {
+/// Raw deflate (a zip member) read from `input`, under the same budget, without reading past
+/// the stream's end (the next member of a zip stream follows it) and counting for the ratio
+/// exactly the compressed bytes used.
+pub(crate) fn open_deflate<'a>(input: impl BufRead + 'a, budget: &Budget) -> Box<dyn Read + 'a> {
     let consumed = Rc::new(Cell::new(0));
-    Box::new(Limited {
-        inner: flate2::bufread::DeflateDecoder::new(Counting {
-            inner: input,
-            count: consumed.clone(),
-        }),
-        codec: Codec::Zlib,
+    let input = Counting {
+        inner: input,
+        count: consumed.clone(),
+    };
+    Box::new(Limited::new(
+        flate2::bufread::DeflateDecoder::new(input),
+        Codec::Zlib,
         consumed,
-        produced: 0,
-        budget: budget.clone(),
-    })
-}
-
-/// Raw deflate (zip members), under the same budget.
-pub(crate) fn open_deflate<'a>(input: &'a [u8], budget: &Budget) -> Box<dyn Read + 'a> {
-    let consumed = Rc::new(Cell::new(0));
-    let counted = io::BufReader::with_capacity(
-        64 << 10,
-        Counting {
-            inner: input,
-            count: consumed.clone(),
-        },
-    );
-    Box::new(Limited {
-        inner: flate2::bufread::DeflateDecoder::new(counted),
-        codec: Codec::Zlib,
-        consumed,
-        produced: 0,
-        budget: budget.clone(),
-    })
+        budget,
+    ))
 }
 
 /// Reads everything, refusing more than `max` bytes.

@@ -51,7 +51,35 @@ impl<'d> Parsed<'d> for Recognised<'d> {
 
 /// A compressed stream, decompressed as it is read, scanned as `location!<codec>`.
 fn scan_compressed<'a>(ctx: &mut Ctx<'_>, codec: Codec, input: impl Read + 'a, location: &str, depth: usize) {
-    let inner = join(location, &format!("<{}>", codec.name()));
+    let stream = Wrapped {
+        label: &format!("<{}>", codec.name()),
+        offset: 0,
+        what: &format!("{} stream", codec.name()),
+    };
+    scan_wrapped(ctx, codec, input, location, &stream, depth);
+}
+
+/// A compressed stream inside a container: what its content is scanned as, where it starts and
+/// what to call it when it cannot be opened.
+pub(super) struct Wrapped<'w> {
+    /// The content's location below the container's (`<gzip>`, `<joblib-zf>`).
+    pub label: &'w str,
+    /// Where the stream starts in the container.
+    pub offset: u64,
+    /// What the stream is, for the finding when it cannot be opened.
+    pub what: &'w str,
+}
+
+/// Decompresses `input` as it is read and scans the content as `location!label`.
+pub(super) fn scan_wrapped<'a>(
+    ctx: &mut Ctx<'_>,
+    codec: Codec,
+    input: impl Read + 'a,
+    location: &str,
+    stream: &Wrapped<'_>,
+    depth: usize,
+) {
+    let inner = join(location, stream.label);
     match compress::open(codec, input, &ctx.budget) {
         Ok(reader) => {
             scan_reader(ctx, reader, &inner, depth + 1);
@@ -60,8 +88,8 @@ fn scan_compressed<'a>(ctx: &mut Ctx<'_>, codec: Codec, input: impl Read + 'a, l
             location,
             FindingKind::Container,
             Severity::High,
-            0,
-            format!("the {} stream cannot be opened: {e}", codec.name()),
+            stream.offset,
+            format!("the {} cannot be opened: {e}", stream.what),
         ),
     }
     ctx.note_budget(&inner);

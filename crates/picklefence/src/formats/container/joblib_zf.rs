@@ -4,11 +4,9 @@
 //! (older writers), then one zlib stream holding the pickle. The pickle is scanned as it
 //! decompresses, at `location!<joblib-zf>`, within the scan's budget.
 
-use crate::findings::{FindingKind, Severity};
-
-use super::super::compress::{self, Codec};
-use super::super::join;
-use super::{scan_reader, Container, Ctx, Format, Parsed, Probe};
+use super::super::compress::Codec;
+use super::compressed::{scan_wrapped, Wrapped};
+use super::{Container, Ctx, Format, Parsed, Probe};
 
 const MAGIC: &[u8] = b"ZF";
 /// `len(hex(2 ** 64))`: the width joblib pads the length to.
@@ -55,21 +53,13 @@ impl Parsed<'_> for Recognised<'_> {
     }
 
     fn scan(self: Box<Self>, ctx: &mut Ctx<'_>, location: &str, depth: usize) -> Format {
-        let inner = join(location, "<joblib-zf>");
-        let stream = self.data.get(self.zlib_start..).unwrap_or_default();
-        match compress::open(Codec::Zlib, stream, &ctx.budget) {
-            Ok(reader) => {
-                scan_reader(ctx, reader, &inner, depth + 1);
-            }
-            Err(e) => ctx.finding(
-                location,
-                FindingKind::Container,
-                Severity::High,
-                self.zlib_start as u64,
-                format!("the zlib stream of a joblib ZF file cannot be opened: {e}"),
-            ),
-        }
-        ctx.note_budget(&inner);
+        let stream = Wrapped {
+            label: "<joblib-zf>",
+            offset: self.zlib_start as u64,
+            what: "zlib stream of a joblib ZF file",
+        };
+        let input = self.data.get(self.zlib_start..).unwrap_or_default();
+        scan_wrapped(ctx, Codec::Zlib, input, location, &stream, depth);
         Format::JoblibZf
     }
 }

@@ -194,7 +194,7 @@ impl<R: BufRead> Walk<R> {
             let format = self.format;
             let analysed = readable && !tensor_bytes;
             if header.method == 8 && (analysed || !sized) {
-                let mut content = compress::open_deflate_exact(&mut data, &ctx.budget);
+                let mut content = compress::open_deflate(&mut data, &ctx.budget);
                 if analysed {
                     analyse_member(
                         ctx,
