@@ -12,7 +12,7 @@ mod common;
 
 use std::io::Write;
 
-use common::gzip;
+use common::{gzip, member, zip, Member};
 use picklefence::formats::joblib::analyze_joblib_slice;
 use picklefence::{
     analyze_joblib_reader, identify, scan_bytes, scan_path, FindingKind, Format, Options, Policy, ScanError,
@@ -55,85 +55,6 @@ fn show(report: &ScanReport) -> String {
             )
         })
         .collect()
-}
-
-// --- a small zip writer with knobs for every trick -------------------------------------------
-
-#[derive(Clone)]
-struct Member {
-    name: String,
-    data: Vec<u8>,
-    local_name: Option<String>,
-    flags: u16,
-    local_flags: u16,
-    crc: Option<u32>,
-    deflate: bool,
-}
-
-fn member(name: &str, data: &[u8]) -> Member {
-    Member {
-        name: name.into(),
-        data: data.to_vec(),
-        local_name: None,
-        flags: 0,
-        local_flags: 0,
-        crc: None,
-        deflate: false,
-    }
-}
-
-fn zip(members: &[Member]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut central = Vec::new();
-    for m in members {
-        let stored = if m.deflate {
-            let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
-            e.write_all(&m.data).unwrap();
-            e.finish().unwrap()
-        } else {
-            m.data.clone()
-        };
-        let crc = m.crc.unwrap_or_else(|| crc32fast::hash(&m.data));
-        let method: u16 = if m.deflate { 8 } else { 0 };
-        let offset = out.len() as u32;
-        let local_name = m.local_name.clone().unwrap_or_else(|| m.name.clone());
-        out.extend(0x0403_4b50u32.to_le_bytes());
-        out.extend(20u16.to_le_bytes());
-        out.extend(m.local_flags.to_le_bytes());
-        out.extend(method.to_le_bytes());
-        out.extend([0, 0, 0x21, 0]);
-        out.extend(crc.to_le_bytes());
-        out.extend((stored.len() as u32).to_le_bytes());
-        out.extend((m.data.len() as u32).to_le_bytes());
-        out.extend((local_name.len() as u16).to_le_bytes());
-        out.extend(0u16.to_le_bytes());
-        out.extend(local_name.as_bytes());
-        out.extend(&stored);
-        central.extend(0x0201_4b50u32.to_le_bytes());
-        central.extend(20u16.to_le_bytes());
-        central.extend(20u16.to_le_bytes());
-        central.extend(m.flags.to_le_bytes());
-        central.extend(method.to_le_bytes());
-        central.extend([0, 0, 0x21, 0]);
-        central.extend(crc.to_le_bytes());
-        central.extend((stored.len() as u32).to_le_bytes());
-        central.extend((m.data.len() as u32).to_le_bytes());
-        central.extend((m.name.len() as u16).to_le_bytes());
-        central.extend([0u8; 8]);
-        central.extend(0u32.to_le_bytes());
-        central.extend(offset.to_le_bytes());
-        central.extend(m.name.as_bytes());
-    }
-    let cd = out.len() as u32;
-    out.extend(&central);
-    out.extend(0x0605_4b50u32.to_le_bytes());
-    out.extend([0u8; 4]);
-    out.extend((members.len() as u16).to_le_bytes());
-    out.extend((members.len() as u16).to_le_bytes());
-    out.extend((central.len() as u32).to_le_bytes());
-    out.extend(cd.to_le_bytes());
-    out.extend(0u16.to_le_bytes());
-    out
 }
 
 /// A torch-like checkpoint: `archive/data.pkl` with one storage, and its data record.

@@ -1,35 +1,78 @@
-//! Inputs the integration tests build: a stored zip, a gzip stream and a ustar archive (one
-//! writer each, shared by the test files that need them).
+//! Inputs the integration tests build: zips (a stored one, or one with knobs for every trick), a
+//! gzip stream and a ustar archive (one writer each, shared by the test files that need them).
 
 #![allow(dead_code, clippy::unwrap_used)] // Each test file uses some of them; test code.
 
 use std::io::Write;
 
-/// A zip archive, stored (no compression), of `members`.
-pub fn stored_zip(members: &[(&str, &[u8])]) -> Vec<u8> {
+/// A zip member with knobs for every trick: a different local name, flags, a wrong CRC,
+/// deflate.
+#[derive(Clone)]
+pub struct Member {
+    pub name: String,
+    pub data: Vec<u8>,
+    pub local_name: Option<String>,
+    pub flags: u16,
+    pub local_flags: u16,
+    pub crc: Option<u32>,
+    pub deflate: bool,
+}
+
+/// A plain stored member.
+pub fn member(name: &str, data: &[u8]) -> Member {
+    Member {
+        name: name.into(),
+        data: data.to_vec(),
+        local_name: None,
+        flags: 0,
+        local_flags: 0,
+        crc: None,
+        deflate: false,
+    }
+}
+
+/// A zip archive of `members`.
+pub fn zip(members: &[Member]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut central = Vec::new();
-    for (name, data) in members {
-        let crc = crc32fast::hash(data);
+    for m in members {
+        let stored = if m.deflate {
+            let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(&m.data).unwrap();
+            e.finish().unwrap()
+        } else {
+            m.data.clone()
+        };
+        let crc = m.crc.unwrap_or_else(|| crc32fast::hash(&m.data));
+        let method: u16 = if m.deflate { 8 } else { 0 };
         let offset = out.len() as u32;
+        let local_name = m.local_name.clone().unwrap_or_else(|| m.name.clone());
         out.extend(0x0403_4b50u32.to_le_bytes());
-        out.extend([20, 0, 0, 0, 0, 0, 0, 0, 0x21, 0]);
+        out.extend(20u16.to_le_bytes());
+        out.extend(m.local_flags.to_le_bytes());
+        out.extend(method.to_le_bytes());
+        out.extend([0, 0, 0x21, 0]);
         out.extend(crc.to_le_bytes());
-        out.extend((data.len() as u32).to_le_bytes());
-        out.extend((data.len() as u32).to_le_bytes());
-        out.extend((name.len() as u16).to_le_bytes());
+        out.extend((stored.len() as u32).to_le_bytes());
+        out.extend((m.data.len() as u32).to_le_bytes());
+        out.extend((local_name.len() as u16).to_le_bytes());
         out.extend(0u16.to_le_bytes());
-        out.extend(name.as_bytes());
-        out.extend(*data);
+        out.extend(local_name.as_bytes());
+        out.extend(&stored);
         central.extend(0x0201_4b50u32.to_le_bytes());
-        central.extend([20, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0x21, 0]);
+        central.extend(20u16.to_le_bytes());
+        central.extend(20u16.to_le_bytes());
+        central.extend(m.flags.to_le_bytes());
+        central.extend(method.to_le_bytes());
+        central.extend([0, 0, 0x21, 0]);
         central.extend(crc.to_le_bytes());
-        central.extend((data.len() as u32).to_le_bytes());
-        central.extend((data.len() as u32).to_le_bytes());
-        central.extend((name.len() as u16).to_le_bytes());
-        central.extend([0u8; 12]);
+        central.extend((stored.len() as u32).to_le_bytes());
+        central.extend((m.data.len() as u32).to_le_bytes());
+        central.extend((m.name.len() as u16).to_le_bytes());
+        central.extend([0u8; 8]);
+        central.extend(0u32.to_le_bytes());
         central.extend(offset.to_le_bytes());
-        central.extend(name.as_bytes());
+        central.extend(m.name.as_bytes());
     }
     let cd = out.len() as u32;
     out.extend(&central);
@@ -41,6 +84,12 @@ pub fn stored_zip(members: &[(&str, &[u8])]) -> Vec<u8> {
     out.extend(cd.to_le_bytes());
     out.extend(0u16.to_le_bytes());
     out
+}
+
+/// A zip archive, stored (no compression), of `members`.
+pub fn stored_zip(members: &[(&str, &[u8])]) -> Vec<u8> {
+    let members: Vec<Member> = members.iter().map(|(name, data)| member(name, data)).collect();
+    zip(&members)
 }
 
 /// `data` as a gzip stream.
