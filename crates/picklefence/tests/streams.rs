@@ -157,19 +157,32 @@ fn a_zip_stream_walked_member_by_member_reads_as_its_directory_does() {
 
 #[test]
 fn a_frame_longer_than_the_identification_window_is_still_a_pickle() {
-    // Protocol-0 MARKs, then PROTO and a FRAME longer than the 64 KiB a stream is identified
-    // from, holding an os.system import: CPython loads it; so must a stream scan read it.
-    let mut body = vec![b'N'; 100_000];
-    body.extend_from_slice(b"0\x8c\x02os\x8c\x06system\x93.");
-    let mut data = b"((\x80\x04\x95".to_vec();
-    data.extend_from_slice(&(body.len() as u64).to_le_bytes());
-    data.extend_from_slice(&body);
+    // An opcode whose argument runs past the 64 KiB a stream is identified from, then an
+    // os.system import: CPython loads each; so must a stream scan read them. The FRAME after
+    // protocol-0 MARKs and PROTO, a bare FRAME (CPython needs no PROTO for it), and a bare
+    // BINBYTES8 payload before the import.
+    let mut framed = vec![b'N'; 100_000];
+    framed.extend_from_slice(b"0\x8c\x02os\x8c\x06system\x93.");
+    let mut payload = vec![b'x'; 100_000];
+    payload.extend_from_slice(b"0\x8c\x02os\x8c\x06system\x93.");
+    let long = |head: &[u8], len: usize, rest: &[u8]| {
+        let mut data = head.to_vec();
+        data.extend_from_slice(&(len as u64).to_le_bytes());
+        data.extend_from_slice(rest);
+        data
+    };
     let policy = Policy::default();
     let options = ScanOptions::default();
-    for input in [data.clone(), common::gzip(&data)] {
-        let report = scan_bytes(&input, &policy, &options);
-        assert_eq!(report.verdict, Verdict::Unsafe);
-        assert_dangerous_import(&report);
+    for data in [
+        long(b"((\x80\x04\x95", framed.len(), &framed),
+        long(b"\x95", framed.len(), &framed),
+        long(b"\x8e", 100_000, &payload),
+    ] {
+        for input in [data.clone(), common::gzip(&data)] {
+            let report = scan_bytes(&input, &policy, &options);
+            assert_eq!(report.verdict, Verdict::Unsafe);
+            assert_dangerous_import(&report);
+        }
     }
 }
 
