@@ -159,8 +159,9 @@ fn a_zip_stream_walked_member_by_member_reads_as_its_directory_does() {
 fn a_frame_longer_than_the_identification_window_is_still_a_pickle() {
     // An opcode whose argument runs past the 64 KiB a stream is identified from, then an
     // os.system import: CPython loads each; so must a stream scan read them. The FRAME after
-    // protocol-0 MARKs and PROTO, a bare FRAME (CPython needs no PROTO for it), and a bare
-    // BINBYTES8 payload before the import.
+    // protocol-0 MARKs and PROTO, a bare FRAME (CPython needs no PROTO for it), a bare
+    // BINBYTES8 payload before the import, and protocol 0's line opcodes (STRING, UNICODE)
+    // whose line ends past the window.
     let mut framed = vec![b'N'; 100_000];
     framed.extend_from_slice(b"0\x8c\x02os\x8c\x06system\x93.");
     let mut payload = vec![b'x'; 100_000];
@@ -177,6 +178,8 @@ fn a_frame_longer_than_the_identification_window_is_still_a_pickle() {
         long(b"((\x80\x04\x95", framed.len(), &framed),
         long(b"\x95", framed.len(), &framed),
         long(b"\x8e", 100_000, &payload),
+        [b"S'", &payload[..100_000], b"'\n0cos\nsystem\n(S'true'\ntR."].concat(),
+        [b"V", &payload[..100_000], b"\n0cos\nsystem\n(S'true'\ntR."].concat(),
     ] {
         for input in [data.clone(), common::gzip(&data)] {
             let report = scan_bytes(&input, &policy, &options);

@@ -161,7 +161,8 @@ impl Analyzer<'_> {
             self.limit(error.offset(), &error.to_string());
             return;
         }
-        if let DecodeError::Truncated { .. } = error {
+        // An argument or a line (protocol 0's) cut by the end of the input: ran out, not broken.
+        if let DecodeError::Truncated { .. } | DecodeError::UnterminatedLine { .. } = error {
             self.report.ran_out_at.get_or_insert(error.offset());
         }
         self.unfinished(error.offset(), error.to_string());
