@@ -40,9 +40,9 @@ def _ids(g: Gadget) -> str:
 
 # Class 6, second half: compiled code trusting indices in a state, at first use. The guard
 # validates that state after the load (picklefence._native_state); every such file gets an info
-# note saying so (checked below). The scanner checks tree, HistGradientBoosting and KD/ball tree
-# arrays inside the file itself; the arrays of the others it does not read, so it lets them through
-# (strict: fails once it checks them).
+# note saying so (checked below). The scanner checks tree, HistGradientBoosting, KD/ball tree,
+# categorical and sparse matrix arrays inside the file itself; block placements and torch sparse
+# tensors it does not read, so it lets them through (strict: fails once it checks them).
 NATIVE_STATE: Set[str] = set()
 NATIVE_STATE_NOTED = {
     "tree_node_children_out_of_bounds",
@@ -58,6 +58,7 @@ NATIVE_STATE_SCAN = NATIVE_STATE_NOTED - {
     "tree_node_cycle_hangs_predict",
     "hist_gradient_boosting_node_out_of_bounds",
     "kdtree_indices_out_of_bounds",
+    "csr_matrix_indices_out_of_bounds",
 }
 
 

@@ -425,14 +425,14 @@ def test_every_compiled_class_of_the_policy_is_validated_or_safe_by_a_stated_rea
 
 
 def test_scanner_notes_what_it_leaves_to_load_time_validation(tmp_path: Path) -> None:
-    # The scanner does not read sparse matrices' arrays: an info note, no verdict.
+    # The scanner does not read a frame's block placements: an info note, no verdict.
     path = tmp_path / "features.joblib"
-    joblib.dump({"features": sp.csr_matrix(np.eye(3))}, path)
+    joblib.dump({"features": pd.DataFrame({"a": [1.0, 2.0], "b": [3, 4]})}, path)
     report = picklefence.scan_file(path)
     assert report.is_safe, str(report)
     notes = [f for f in report.findings if f.kind == "native-state"]
     assert notes and all(f.severity == "info" for f in notes)
-    assert notes[0].message.startswith("scipy.sparse._csr.csr_matrix keeps state")
+    assert notes[0].message.startswith("pandas.core.internals.managers.BlockManager keeps state")
     assert "the guard validates them" in notes[0].message
 
 
@@ -639,3 +639,179 @@ def test_every_tree_made_through_the_memoized_constructor_is_checked(tmp_path: P
         for load in (lambda: joblib.load(path), lambda: pickle._Unpickler(io.BytesIO(data)).load()):  # type: ignore[attr-defined]
             with pytest.raises(UnsafeFileError, match=r"nodes\[0\]\.right_child"):
                 load()
+
+
+# Categoricals and sparse matrices whose arrays are in the file: the scanner checks them as the
+# guard does (its class, the field the guard names, and the value in the scanner's message).
+def _with_codes(categories: Any, code: int) -> pd.Series:
+    values = pd.Categorical.from_codes([0, 1, 0, 1], categories=categories)
+    values._ndarray[3] = code
+    return pd.Series(values)
+
+
+def _sparse(kind: str, edit: Callable[[Any], None]) -> Any:
+    dense = np.eye(4)
+    matrix = {
+        "csr_matrix": lambda: sp.csr_matrix(dense),
+        "csr_array": lambda: sp.csr_array(dense),
+        "csc_matrix": lambda: sp.csc_matrix(dense),
+        "bsr_matrix": lambda: sp.bsr_matrix(dense, blocksize=(2, 2)),
+        "coo_matrix": lambda: sp.coo_matrix(dense),
+        "coo_array": lambda: sp.coo_array(dense),
+    }[kind]()
+    edit(matrix)
+    return matrix
+
+
+def _index_beyond(matrix: Any) -> None:
+    if hasattr(matrix, "indices"):
+        matrix.indices[1] = 7
+    else:
+        matrix.coords[1][1] = 7
+
+
+SCANNED: Dict[str, Tuple[Callable[[bool], Any], str, str]] = {
+    # name: (make(broken), class in the messages, what the scanner's message says)
+    "categorical of str": (
+        lambda broken: _with_codes(["a", "b"], 2 if broken else 1),
+        "Categorical",
+        "codes[3] is 2, outside [-1, 2)",
+    ),
+    "categorical of a range": (
+        lambda broken: _with_codes(pd.RangeIndex(10, 13), 3 if broken else 2),
+        "Categorical",
+        "codes[3] is 3, outside [-1, 3)",
+    ),
+    "categorical of dates": (
+        lambda broken: _with_codes(pd.to_datetime(["2020-01-01", "2021-01-01"]), -2 if broken else -1),
+        "Categorical",
+        "codes[3] is -2, outside [-1, 2)",
+    ),
+    "categorical of ints": (
+        lambda broken: _with_codes(pd.Index([5, 6, 7]), 100 if broken else 0),
+        "Categorical",
+        "codes[3] is 100, outside [-1, 3)",
+    ),
+    **{
+        kind: (
+            lambda broken, kind=kind: _sparse(kind, _index_beyond if broken else lambda m: None),
+            kind,
+            "is 7, outside [0, 4)" if kind != "bsr_matrix" else "indices[1] is 7, outside [0, 2)",
+        )
+        for kind in ("csr_matrix", "csr_array", "csc_matrix", "bsr_matrix", "coo_matrix", "coo_array")
+    },
+    "csr indptr backwards": (
+        lambda broken: _sparse("csr_matrix", _indptr_backwards if broken else lambda m: None),
+        "csr_matrix",
+        "indptr must not decrease",
+    ),
+}
+
+
+@pytest.mark.parametrize("writer", sorted(WRITERS))
+@pytest.mark.parametrize("case", sorted(SCANNED))
+def test_scanner_checks_categoricals_and_sparse_matrices_inside_the_file(
+    case: str, writer: str, tmp_path: Path
+) -> None:
+    """Intact ones scan clean (the note says they were checked) and load under the guard; a
+    broken one is a critical state violation in the scan and refused by the guard."""
+    make, cls, message = SCANNED[case]
+    path = tmp_path / "model.bin"
+    WRITERS[writer]({"value": make(False)}, path)
+    report = picklefence.scan_file(path)
+    assert report.is_safe, str(report)
+    notes = [
+        f.message for f in report.findings if f.kind == "native-state" and cls in f.message.split(" ")[0]
+    ]
+    assert notes and all("0 broken: intact" in n for n in notes), notes
+    with picklefence.safe_ml_environment():
+        joblib.load(path) if writer.startswith("joblib") else pickle.loads(path.read_bytes())
+    WRITERS[writer]({"value": make(True)}, path)
+    report = picklefence.scan_file(path)
+    assert not report.is_safe
+    (broken,) = [f for f in report.findings if f.kind == "state-violation"]
+    assert broken.severity == "critical" and cls in broken.message and message in broken.message, (
+        broken.message
+    )
+    with picklefence.safe_ml_environment():
+        with pytest.raises(UnsafeFileError):
+            joblib.load(path) if writer.startswith("joblib") else pickle.loads(path.read_bytes())
+
+
+def _late_built_attacks() -> Dict[str, Tuple[bytes, Callable[[Any], bool]]]:
+    """An array taken (by a categorical, an index, a matrix) before its state is given: the
+    taker holds the array object, the pickle gives it broken contents afterwards. Each with a
+    check that the plain load holds an index beyond its bound."""
+    from gadgets import Build, Call, G, Lit, New, Put, Ref, dumps
+
+    def unbuilt(key: str) -> Any:
+        return Put(key, Call(G("numpy.core.multiarray", "_reconstruct"), G("numpy", "ndarray"), (0,), b"b"))
+
+    def state(values: np.ndarray) -> Any:
+        _, shape, dtype, fortran, raw = values.__reduce__()[2]
+        return (1, shape, Lit(dtype), fortran, raw)
+
+    def categorical(categories: Any, codes: Any) -> Any:
+        made = Call(
+            G("pandas._libs.arrays", "__pyx_unpickle_NDArrayBacked"),
+            G("pandas", "Categorical"),
+            82904607,
+            None,
+        )
+        dtype = Build(New(G("pandas", "CategoricalDtype")), {"categories": categories, "ordered": False})
+        return Build(made, (dtype, codes))
+
+    index = Call(
+        G("pandas.core.indexes.base", "_new_Index"),
+        G("pandas", "Index"),
+        {"data": unbuilt("cats"), "name": None},
+    )
+    matrix = Build(
+        New(G("scipy.sparse._csr", "csr_matrix")),
+        {
+            "_shape": (4, 4),
+            "maxprint": 50,
+            "indptr": Lit(np.arange(5, dtype=np.int32)),
+            "indices": unbuilt("indices"),
+            "data": Lit(np.ones(4)),
+        },
+    )
+    return {
+        "codes given after the categorical took them": (
+            dumps(
+                [
+                    categorical(Lit(pd.Index(["a", "b"])), unbuilt("codes")),
+                    Build(Ref("codes"), state(np.array([0, 7, 0], dtype="i1"))),
+                ]
+            ),
+            lambda loaded: int(loaded[0].codes.max()) >= len(loaded[0].categories),
+        ),
+        "categories given after the index took them": (
+            dumps(
+                [
+                    categorical(index, Lit(np.array([0, 7, 0], dtype="i1"))),
+                    Build(Ref("cats"), state(np.array(["a", "b"], dtype=object))),
+                ]
+            ),
+            lambda loaded: int(loaded[0].codes.max()) >= len(loaded[0].categories),
+        ),
+        "indices given after the matrix took them": (
+            dumps([matrix, Build(Ref("indices"), state(np.array([0, 1, 7, 3], dtype=np.int32)))]),
+            lambda loaded: int(loaded[0].indices.max()) >= loaded[0].shape[1],
+        ),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_late_built_attacks()))
+def test_arrays_given_their_state_after_they_were_taken_are_refused(case: str) -> None:
+    """The scanner cannot know what such an array holds when it was taken (a copy of an empty
+    array, or the object filled in later): no real file does this, so it is a violation, and the
+    guard (which checks what the load made) refuses the broken result."""
+    data, beyond = _late_built_attacks()[case]
+    assert beyond(pickle.loads(data))  # the plain load holds an index beyond its bound
+    report = picklefence.scan_bytes(data)
+    assert not report.is_safe, str(report)
+    assert "state-violation" in {f.kind for f in report.findings}, str(report)
+    with picklefence.safe_ml_environment():
+        with pytest.raises(UnsafeFileError):
+            pickle.loads(data)

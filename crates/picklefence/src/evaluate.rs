@@ -60,6 +60,8 @@ pub(crate) struct Object {
     pub state: Option<Val>,
     /// BUILD ran more than once on it (its state changed after others may have read it).
     pub rebuilt: bool,
+    /// Where its last BUILD was (an object that read it before then saw it unbuilt).
+    pub built_at: Option<u64>,
     /// Where it was made.
     pub offset: u64,
     /// Bytes joblib read right after this object's BUILD (a `NumpyArrayWrapper`'s data).
@@ -352,10 +354,30 @@ impl Evaluator {
             args,
             state: None,
             rebuilt: false,
+            built_at: None,
             offset,
             trailing: None,
         });
         Val::Obj(index(self.heap.objects.len()))
+    }
+
+    /// `args` with each dict among its items copied as it is now: the call read it now, and a
+    /// later SETITEM (on a memoized dict) must not change what the reading says it read.
+    fn snapshot_dicts(&mut self, args: Val) -> Option<Val> {
+        let Some(items) = self.heap.tuple(args) else {
+            return Some(args);
+        };
+        if !items.iter().any(|v| matches!(v, Val::Dict(_))) {
+            return Some(args);
+        }
+        let mut items = items.to_vec();
+        for item in &mut items {
+            if let Val::Dict(d) = *item {
+                let pairs = self.heap.dicts.get(d as usize)?.clone();
+                *item = self.new_dict(pairs);
+            }
+        }
+        Some(self.heap.new_tuple(items))
     }
 
     /// SETITEM(S) and DICT: the stack's items from `start` on, as key/value pairs, into
@@ -567,6 +589,7 @@ impl Evaluator {
             O::Ext1 | O::Ext2 | O::Ext4 => self.push(Val::Other),
             O::Reduce | O::NewObj => {
                 let args = self.pop()?;
+                let args = self.snapshot_dicts(args)?;
                 let callee = self.pop()?;
                 let made = self.new_object(callee, args, op.offset);
                 self.push(made);
@@ -613,6 +636,7 @@ impl Evaluator {
                     let object = self.heap.objects.get_mut(i as usize)?;
                     object.rebuilt = object.state.is_some();
                     object.state = Some(state);
+                    object.built_at = Some(op.offset);
                     let object = self.heap.objects.get(i as usize)?;
                     // Inside a nested pickle a plain unpickler reads: nothing trails a BUILD.
                     if self.frames.is_empty() {

@@ -168,3 +168,39 @@ fn long_ints_within_64_bits() {
     assert_eq!(little_endian(&[1, 0, 0, 0, 0, 0, 0, 0, 0]), None);
     assert_eq!(little_endian(&[]), Some(0));
 }
+
+#[test]
+fn a_call_reads_its_dict_arguments_as_they_were() {
+    // d = {"k": 1}; f(m.Cls, d); d["k"] = 2 (through the memo): the call read 1. Then the
+    // object made by g() is built after f's call took it, which built_at tells.
+    let data = Asm::default()
+        .global("m", "f")
+        .global("m", "Cls")
+        .op(b'}')
+        .put(0)
+        .text("k")
+        .int(1)
+        .op(b's')
+        .op(0x86)
+        .op(b'R')
+        .get(0)
+        .text("k")
+        .int(2)
+        .op(b's')
+        .op(b'0')
+        .global("m", "g")
+        .op(b')')
+        .op(b'R')
+        .op(b'}')
+        .op(b'b')
+        .op(b'.');
+    let evaluator = evaluate(&data.0, MAX_VALUES);
+    assert_eq!(evaluator.gave_up, None);
+    let heap = &evaluator.heap;
+    let args = heap.tuple(heap.objects[0].args).unwrap();
+    assert_eq!(heap.int(heap.get(args[1], "k").unwrap()), Some(1));
+    let made = &heap.objects[1];
+    assert!(made
+        .built_at
+        .is_some_and(|at| at > heap.objects[0].offset && at > made.offset));
+}

@@ -170,37 +170,50 @@ fn bytes_of<'d>(heap: &Heap, data: &'d [u8], value: Val) -> Option<std::borrow::
     }
 }
 
-/// The array a value is, when its data is inside the input: `_reconstruct` + BUILD, protocol
-/// 5's `_frombuffer`, or joblib's wrapper followed by its bytes.
-pub(super) fn array_of<'d>(heap: &Heap, data: &'d [u8], value: Val) -> Result<Array<'d>, String> {
+/// An array's shape, dtype and data as its making gives them (the data may be elsewhere).
+type Parts<'d> = (
+    Option<Vec<u64>>,
+    Option<Result<Dtype, String>>,
+    Result<std::borrow::Cow<'d, [u8]>, String>,
+);
+
+/// What a value reconstructs to as an array: `_reconstruct` + BUILD, protocol 5's
+/// `_frombuffer`, or joblib's wrapper followed by its bytes. Built twice, it is not trusted.
+fn parts<'d>(heap: &Heap, data: &'d [u8], value: Val) -> Result<Parts<'d>, String> {
     let object = heap.object(value).ok_or("not an array made in the pickle")?;
     if object.rebuilt {
         return Err("an array built twice".into());
     }
-    let (shape, dtype, bytes) = if is(heap, object.callee, &RECONSTRUCT) {
+    if is(heap, object.callee, &RECONSTRUCT) {
         let state = object
             .state
             .and_then(|s| heap.tuple(s))
             .ok_or("an array without its state")?;
         let raw = state.get(4).and_then(|v| bytes_of(heap, data, *v));
-        (
+        Ok((
             state.get(1).and_then(|v| shape_of(heap, *v)),
             state.get(2).map(|v| dtype_of(heap, *v, true)),
-            raw.ok_or("array data that is not bytes (an object array)")?,
-        )
+            raw.ok_or_else(|| "array data that is not bytes (an object array)".into()),
+        ))
     } else if is(heap, object.callee, &FROMBUFFER) {
         let args = heap.tuple(object.args).ok_or("_frombuffer without arguments")?;
         let raw = args.first().and_then(|v| bytes_of(heap, data, *v));
-        (
+        Ok((
             args.get(2).and_then(|v| shape_of(heap, *v)),
             args.get(1).map(|v| dtype_of(heap, *v, true)),
-            raw.ok_or("array data out of band")?,
-        )
+            raw.ok_or_else(|| "array data out of band".into()),
+        ))
     } else if heap.global(object.callee) == Some(JOBLIB_WRAPPER) {
-        joblib_array(heap, data, object)?
+        joblib_array(heap, data, object)
     } else {
-        return Err("an array made some other way".into());
-    };
+        Err("an array made some other way".into())
+    }
+}
+
+/// The array a value is, when its data is inside the input.
+pub(super) fn array_of<'d>(heap: &Heap, data: &'d [u8], value: Val) -> Result<Array<'d>, String> {
+    let (shape, dtype, bytes) = parts(heap, data, value)?;
+    let bytes = bytes?;
     let shape = shape.ok_or("an array of unknown shape")?;
     let dtype = dtype.ok_or("an array without a dtype")??;
     let expected = shape
@@ -213,35 +226,56 @@ pub(super) fn array_of<'d>(heap: &Heap, data: &'d [u8], value: Val) -> Result<Ar
     Ok(Array { bytes, shape, dtype })
 }
 
-type Parts<'d> = (
-    Option<Vec<u64>>,
-    Option<Result<Dtype, String>>,
-    std::borrow::Cow<'d, [u8]>,
-);
+/// The shape of the array a value is, wherever its data is (an object array's items too: the
+/// policy refuses a list of another length).
+pub(super) fn array_shape(heap: &Heap, value: Val) -> Result<Vec<u64>, String> {
+    parts(heap, &[], value)?
+        .0
+        .ok_or_else(|| "an array of unknown shape".into())
+}
+
+/// An error (the state is broken) unless the object `value` is was built (BUILD) before
+/// `offset`, where something took it: what the taker holds then depends on whether it copied
+/// the object unbuilt, which the pickle does not show. Real files never do this.
+pub(super) fn built_before(heap: &Heap, value: Val, offset: u64, what: &str) -> Result<(), String> {
+    match heap.object(value).and_then(|o| o.built_at) {
+        Some(at) if at < offset => Ok(()),
+        Some(at) => Err(format!(
+            "{what} is given its state at offset {at}, after it is taken at offset {offset} (what was taken is \
+             not what the pickle shows)"
+        )),
+        None => Ok(()),
+    }
+}
 
 fn joblib_array<'d>(heap: &Heap, data: &'d [u8], wrapper: &Object) -> Result<Parts<'d>, String> {
     let state = wrapper.state.ok_or("a joblib array without its state")?;
-    let (start, len) = wrapper.trailing.ok_or("a joblib array whose data was not read")?;
-    let padded = heap
-        .get(state, "numpy_array_alignment_bytes")
-        .is_some_and(|v| v != Val::None);
-    let (start, len) = if padded {
-        let pad = u64::from(
-            *slice(data, start, 1)
-                .and_then(|b| b.first())
-                .ok_or("no padding byte")?,
-        );
-        (
-            start + 1 + pad,
-            len.checked_sub(1 + pad).ok_or("padding beyond the data")?,
-        )
-    } else {
-        (start, len)
+    let bytes = || -> Result<std::borrow::Cow<'d, [u8]>, String> {
+        let (start, len) = wrapper.trailing.ok_or("a joblib array whose data was not read")?;
+        let padded = heap
+            .get(state, "numpy_array_alignment_bytes")
+            .is_some_and(|v| v != Val::None);
+        let (start, len) = if padded {
+            let pad = u64::from(
+                *slice(data, start, 1)
+                    .and_then(|b| b.first())
+                    .ok_or("no padding byte")?,
+            );
+            (
+                start + 1 + pad,
+                len.checked_sub(1 + pad).ok_or("padding beyond the data")?,
+            )
+        } else {
+            (start, len)
+        };
+        Ok(std::borrow::Cow::Borrowed(
+            slice(data, start, len).ok_or("joblib array data beyond the input")?,
+        ))
     };
     Ok((
         heap.get(state, "shape").and_then(|v| shape_of(heap, v)),
         heap.get(state, "dtype").map(|v| dtype_of(heap, v, true)),
-        std::borrow::Cow::Borrowed(slice(data, start, len).ok_or("joblib array data beyond the input")?),
+        bytes(),
     ))
 }
 
@@ -260,14 +294,68 @@ pub(super) fn state_array<'d>(
     )
 }
 
-/// The int64 items of an array (native little-endian `<i8`, or `|`-less `i8` of a record field).
-pub(super) fn int64_items(array: &Array<'_>) -> Result<Vec<i64>, String> {
-    if array.dtype.code.as_deref() != Some("<i8") {
-        return Err(format!("an index array of type {:?}", array.dtype.code));
+/// How a one-dimensional integer array's items are stored (little-endian or one byte, as
+/// numpy writes them on this platform).
+fn int_field(array: &Array<'_>) -> Result<IntField, String> {
+    if array.shape.len() != 1 {
+        return Err(format!("an index array of shape {:?}", array.shape));
     }
-    Ok(array
+    array
+        .dtype
+        .code
+        .as_deref()
+        .and_then(|code| IntField::from_numpy(0, code))
+        .ok_or_else(|| format!("an index array of type {:?}", array.dtype.code))
+}
+
+/// The items of a one-dimensional integer array, read as they are needed.
+pub(super) fn int_items<'a>(array: &'a Array<'_>) -> Result<impl ExactSizeIterator<Item = i64> + 'a, String> {
+    let field = int_field(array)?;
+    Ok(array.bytes.chunks_exact(field.width).map(move |b| field.read(b)))
+}
+
+/// The first of the first `count` items of a one-dimensional integer array outside
+/// [low, high), with its index. The bounds of all of them are taken first in one pass the
+/// compiler vectorises (a million codes: well under a millisecond); only a broken array is
+/// walked item by item.
+pub(super) fn first_outside(
+    array: &Array<'_>,
+    count: usize,
+    low: i64,
+    high: i64,
+) -> Result<Option<(usize, i64)>, String> {
+    // Folded in the items' own type: eight times the lanes of i64 for int8 codes.
+    fn bounds<T: Copy + Ord + Into<i64>, const N: usize>(bytes: &[u8], read: fn([u8; N]) -> T) -> (i64, i64) {
+        let mut items = bytes
+            .chunks_exact(N)
+            .filter_map(|c| <[u8; N]>::try_from(c).ok().map(read));
+        let Some(first) = items.next() else {
+            return (0, 0);
+        };
+        let (lo, hi) = items.fold((first, first), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        (lo.into(), hi.into())
+    }
+    let field = int_field(array)?;
+    let used = array
         .bytes
-        .chunks_exact(8)
-        .filter_map(|b| b.try_into().ok().map(i64::from_le_bytes))
-        .collect())
+        .get(..count.saturating_mul(field.width))
+        .unwrap_or(&array.bytes);
+    let (lo, hi) = match (field.width, field.signed) {
+        (1, true) => bounds(used, i8::from_le_bytes),
+        (1, false) => bounds(used, u8::from_le_bytes),
+        (2, true) => bounds(used, i16::from_le_bytes),
+        (2, false) => bounds(used, u16::from_le_bytes),
+        (4, true) => bounds(used, i32::from_le_bytes),
+        (4, false) => bounds(used, u32::from_le_bytes),
+        (8, true) => bounds(used, i64::from_le_bytes),
+        _ => (i64::MIN, i64::MAX), // u64: read item by item (above i64::MAX reads as it)
+    };
+    if lo >= low && hi < high || used.is_empty() {
+        return Ok(None);
+    }
+    Ok(used
+        .chunks_exact(field.width)
+        .map(|b| field.read(b))
+        .enumerate()
+        .find(|(_, v)| !(low..high).contains(v)))
 }

@@ -1,16 +1,19 @@
 //! Classes whose compiled code trusts indices in their state (a tree's child indices, a sparse
 //! matrix's `indptr`, a frame's block placements). Their arrays are data to the analyzer; the
-//! guard validates every instance a load makes, and the scanner notes that a file relies on
-//! that load-time validation. Which classes these are is policy data
-//! ([`crate::policy::native_state`], re-exported here).
+//! guard validates every instance a load makes; the scanner checks those whose arrays are in
+//! the file and notes that the file relies on that load-time validation for the rest. Which
+//! classes these are is policy data ([`crate::policy::native_state`], re-exported here).
 //!
 //! `nodes.rs` holds the node checks the guard runs at load time, `pickled.rs` the same
-//! invariants checked by the scanner inside a pickle, reading arrays and dtypes through
-//! `arrays.rs`. Every item keeps its `native_state::` path.
+//! invariants checked by the scanner inside a pickle (`pandas.rs` and `sparse.rs` those of
+//! categoricals and sparse matrices), reading arrays and dtypes through `arrays.rs`. Every
+//! item keeps its `native_state::` path.
 
 mod arrays;
 mod nodes;
+mod pandas;
 mod pickled;
+mod sparse;
 
 pub use crate::policy::native_state::{entries, load_time_check, Entry, Verdict};
 pub use nodes::{

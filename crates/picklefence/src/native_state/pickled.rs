@@ -3,14 +3,16 @@
 
 use crate::evaluate::{Heap, Object, Trailing};
 
-use super::arrays::{array_of, dtype_of, int64_items, state_array, JOBLIB_WRAPPER};
+use super::arrays::{array_of, dtype_of, first_outside, state_array, JOBLIB_WRAPPER};
+use super::pandas::check_categorical;
+use super::sparse::{check_compressed, check_coo, Compressed};
 use super::{check_predictor_nodes, check_tree_nodes, NodeLayout, PredictorLayout, PredictorShape};
 
 /// How the scanner checks one class's instances inside a pickle.
 type Check = fn(&Heap, &[u8], &Object) -> PickledOutcome;
 
 /// The classes the scanner checks inside pickles, with their checks.
-const CHECKED: [((&str, &str), Check); 4] = [
+const CHECKED: &[((&str, &str), Check)] = &[
     (("sklearn.tree._tree", "Tree"), check_tree),
     (
         (
@@ -21,7 +23,36 @@ const CHECKED: [((&str, &str), Check); 4] = [
     ),
     (("sklearn.neighbors._kd_tree", "KDTree"), check_binary_tree),
     (("sklearn.neighbors._ball_tree", "BallTree"), check_binary_tree),
+    (("pandas", "Categorical"), check_categorical),
+    (
+        ("pandas.core.arrays.categorical", "Categorical"),
+        check_categorical,
+    ),
+    (("scipy.sparse._csr", "csr_matrix"), csr),
+    (("scipy.sparse._csr", "csr_array"), csr),
+    (("scipy.sparse.csr", "csr_matrix"), csr),
+    (("scipy.sparse._csc", "csc_matrix"), csc),
+    (("scipy.sparse._csc", "csc_array"), csc),
+    (("scipy.sparse.csc", "csc_matrix"), csc),
+    (("scipy.sparse._bsr", "bsr_matrix"), bsr),
+    (("scipy.sparse._bsr", "bsr_array"), bsr),
+    (("scipy.sparse.bsr", "bsr_matrix"), bsr),
+    (("scipy.sparse._coo", "coo_matrix"), check_coo),
+    (("scipy.sparse._coo", "coo_array"), check_coo),
+    (("scipy.sparse.coo", "coo_matrix"), check_coo),
 ];
+
+fn csr(heap: &Heap, data: &[u8], matrix: &Object) -> PickledOutcome {
+    check_compressed(heap, data, matrix, Compressed::Rows)
+}
+
+fn csc(heap: &Heap, data: &[u8], matrix: &Object) -> PickledOutcome {
+    check_compressed(heap, data, matrix, Compressed::Columns)
+}
+
+fn bsr(heap: &Heap, data: &[u8], matrix: &Object) -> PickledOutcome {
+    check_compressed(heap, data, matrix, Compressed::Blocks)
+}
 
 /// Whether the scanner checks instances of `module.name` inside pickles ([`check_pickled`]).
 pub(crate) fn checked_in_pickles(module: &str, name: &str) -> bool {
@@ -146,12 +177,14 @@ fn check_predictor(heap: &Heap, data: &[u8], predictor: &Object) -> PickledOutco
 
 /// The class an object is an instance of: what was called or reconstructed, or the class
 /// operand of `copyreg._reconstructor` / `copyreg.__newobj__` (protocols 0-1 and explicit
-/// reductions), or of scikit-learn's `newObj` (KD and ball trees).
-fn class_of<'h>(heap: &'h Heap, object: &Object) -> Option<(&'h str, &'h str)> {
+/// reductions), of scikit-learn's `newObj` (KD and ball trees) or of pandas'
+/// `__pyx_unpickle_NDArrayBacked` (extension arrays).
+pub(super) fn class_of<'h>(heap: &'h Heap, object: &Object) -> Option<(&'h str, &'h str)> {
     let callee = heap.global(object.callee)?;
     match callee {
         ("copyreg" | "copy_reg", "_reconstructor" | "__newobj__" | "__newobj_ex__")
-        | ("sklearn.neighbors._kd_tree" | "sklearn.neighbors._ball_tree", "newObj") => {
+        | ("sklearn.neighbors._kd_tree" | "sklearn.neighbors._ball_tree", "newObj")
+        | ("pandas._libs.arrays", "__pyx_unpickle_NDArrayBacked") => {
             heap.global(*heap.tuple(object.args)?.first()?)
         }
         _ => Some(callee),
@@ -191,11 +224,7 @@ fn check_binary_tree(heap: &Heap, data: &[u8], tree: &Object) -> PickledOutcome 
             )));
         }
         let samples = i64::try_from(samples).unwrap_or(i64::MAX);
-        if let Some((i, v)) = int64_items(&idx_array)?
-            .into_iter()
-            .enumerate()
-            .find(|(_, v)| !(0..samples).contains(v))
-        {
+        if let Some((i, v)) = first_outside(&idx_array, usize::MAX, 0, samples)? {
             return Ok(Err(format!(
                 "idx_array[{i}] is {v}, outside the {samples} samples"
             )));
@@ -239,7 +268,7 @@ fn check_binary_tree(heap: &Heap, data: &[u8], tree: &Object) -> PickledOutcome 
     outcome(run())
 }
 
-fn outcome(result: Result<Result<(), String>, String>) -> PickledOutcome {
+pub(super) fn outcome(result: Result<Result<(), String>, String>) -> PickledOutcome {
     match result {
         Ok(Ok(())) => PickledOutcome::Intact,
         Ok(Err(broken)) => PickledOutcome::Broken(broken),

@@ -1,0 +1,259 @@
+//! pandas inside a pickle: a `Categorical`'s codes must index its categories
+//! (`categories.take(codes)` runs unchecked). The categories' length is read from what the
+//! pickle makes of them: an `Index` or `RangeIndex` through `_new_Index`, an array, or an
+//! extension array (`NDArrayBacked`). Anything else is left to the guard.
+
+use crate::evaluate::{Heap, Object, Val};
+
+use super::arrays::{array_of, array_shape, built_before, first_outside};
+use super::pickled::{class_of, outcome};
+use super::PickledOutcome;
+
+const NDARRAY_BACKED: (&str, &str) = ("pandas._libs.arrays", "__pyx_unpickle_NDArrayBacked");
+/// `_new_Index(cls, d)` and `_new_DatetimeIndex(cls, d)`: `cls` made from the fields `d`.
+const NEW_INDEX: [(&str, &str); 2] = [
+    ("pandas.core.indexes.base", "_new_Index"),
+    ("pandas.core.indexes.datetimes", "_new_DatetimeIndex"),
+];
+const CATEGORICAL_DTYPE: [(&str, &str); 2] = [
+    ("pandas", "CategoricalDtype"),
+    ("pandas.core.dtypes.dtypes", "CategoricalDtype"),
+];
+const RANGE_INDEX: [(&str, &str); 2] = [
+    ("pandas", "RangeIndex"),
+    ("pandas.core.indexes.range", "RangeIndex"),
+];
+/// Indexes of indexes read at most (pandas makes one level; the reading recurses).
+const MAX_NESTING: usize = 4;
+/// Index classes whose length is their data's.
+const DATA_INDEX: [(&str, &str); 6] = [
+    ("pandas", "Index"),
+    ("pandas.core.indexes.base", "Index"),
+    ("pandas", "DatetimeIndex"),
+    ("pandas.core.indexes.datetimes", "DatetimeIndex"),
+    ("pandas", "TimedeltaIndex"),
+    ("pandas.core.indexes.timedeltas", "TimedeltaIndex"),
+];
+
+/// The two things an `NDArrayBacked` object holds, as its `__setstate__` (or Cython's state
+/// argument) gives them: its dtype (None when a dict state names categories instead) and its
+/// array, with where it read them and the state dict, if any.
+struct Backed {
+    dtype: Option<Val>,
+    array: Val,
+    read_at: u64,
+    dict: Option<Val>,
+}
+
+fn backed(heap: &Heap, object: &Object) -> Result<Backed, String> {
+    if object.rebuilt {
+        return Err("an array built twice".into());
+    }
+    let cython_state = heap
+        .tuple(object.args)
+        .filter(|_| heap.global(object.callee) == Some(NDARRAY_BACKED))
+        .and_then(|args| args.get(2).copied())
+        .filter(|state| *state != Val::None);
+    let (state, read_at) = match (cython_state, object.state, object.built_at) {
+        // Cython's own state tuple: (_dtype, _ndarray[, __dict__]), set at the call.
+        (Some(state), None, _) => {
+            let items = heap.tuple(state).ok_or("a Cython state that is not a tuple")?;
+            return match items {
+                [dtype, array] => Ok(Backed {
+                    dtype: Some(*dtype),
+                    array: *array,
+                    read_at: object.offset,
+                    dict: None,
+                }),
+                _ => Err(format!("a Cython state of {} items", items.len())),
+            };
+        }
+        (None, Some(state), Some(at)) => (state, at),
+        (Some(_), Some(_), _) => return Err("state given twice".into()),
+        _ => return Err("an extension array without its state".into()),
+    };
+    let state = match heap.tuple(state) {
+        Some([only]) if matches!(only, Val::Dict(_)) => *only,
+        Some(items) => {
+            let (first, second, extra) = match items {
+                [a, b] => (*a, *b, None),
+                [a, b, extra] => (*a, *b, Some(*extra)),
+                _ => return Err(format!("a state tuple of {} items", items.len())),
+            };
+            // Attributes set one by one: the array and dtype are read-only there.
+            if extra.is_some_and(|d| !matches!(d, Val::Dict(_))) {
+                return Err("a state tuple whose third item is not a dict".into());
+            }
+            // `data, dtype = state[:2]`, swapped when the second is the array.
+            let (array, dtype) = if is_array(heap, second) {
+                (second, first)
+            } else {
+                (first, second)
+            };
+            return Ok(Backed {
+                dtype: Some(dtype),
+                array,
+                read_at,
+                dict: None,
+            });
+        }
+        None => state,
+    };
+    // A dict: `_data`, else `_ndarray`, else (Categorical's own) `_codes`.
+    let array = ["_data", "_ndarray", "_codes"]
+        .iter()
+        .find_map(|key| heap.get(state, key))
+        .ok_or("a state dict without its array")?;
+    Ok(Backed {
+        dtype: heap.get(state, "_dtype"),
+        array,
+        read_at,
+        dict: Some(state),
+    })
+}
+
+fn is_array(heap: &Heap, value: Val) -> bool {
+    array_shape(heap, value).is_ok()
+}
+
+/// How many items a one-dimensional value read at `read_at` has: an array, an extension array,
+/// or an index made by `_new_Index`.
+/// Outer error: not readable here; inner: broken.
+fn length_of(heap: &Heap, value: Val, read_at: u64, depth: usize) -> Result<Result<u64, String>, String> {
+    if depth > MAX_NESTING {
+        return Err("categories nested too deep".into());
+    }
+    if let Err(broken) = built_before(heap, value, read_at, "the categories") {
+        return Ok(Err(broken));
+    }
+    let one_dimension = |shape: Vec<u64>| match shape[..] {
+        [n] => Ok(Ok(n)),
+        _ => Err(format!("categories of shape {shape:?}")),
+    };
+    if let Ok(shape) = array_shape(heap, value) {
+        return one_dimension(shape);
+    }
+    let object = heap
+        .object(value)
+        .ok_or("categories that are not made in the pickle")?;
+    if heap.global(object.callee).is_some_and(|f| NEW_INDEX.contains(&f)) {
+        return index_length(heap, object, depth);
+    }
+    let inner = backed(heap, object)?;
+    if let Err(broken) = built_before(heap, inner.array, inner.read_at, "an extension array's data") {
+        return Ok(Err(broken));
+    }
+    one_dimension(array_shape(heap, inner.array)?)
+}
+
+/// An index made by `_new_Index(cls, d)` (`cls(**d)`, d as it was at the call) or
+/// `_new_DatetimeIndex`, never given a state after.
+fn index_length(heap: &Heap, index: &Object, depth: usize) -> Result<Result<u64, String>, String> {
+    if index.state.is_some() {
+        return Err("an index given a state".into());
+    }
+    let [class, fields] = heap.tuple(index.args).unwrap_or_default() else {
+        return Err("an index made without its two arguments".into());
+    };
+    let class = heap.global(*class).ok_or("an index of a class not imported")?;
+    let int = |key: &str, default: Option<i64>| {
+        heap.get(*fields, key)
+            .map_or(default, |v| heap.int(v))
+            .ok_or_else(|| format!("a RangeIndex without an int {key}"))
+    };
+    if RANGE_INDEX.contains(&class) {
+        let (start, stop, step) = (int("start", Some(0))?, int("stop", None)?, int("step", Some(1))?);
+        let span = i128::from(stop) - i128::from(start);
+        let step = i128::from(step);
+        let length = match step {
+            0 => return Err("a RangeIndex with step 0".into()),
+            s if s > 0 => (span + s - 1).div_euclid(s),
+            s => (span + s + 1).div_euclid(s),
+        };
+        return Ok(Ok(u64::try_from(length.max(0)).unwrap_or(u64::MAX)));
+    }
+    if !DATA_INDEX.contains(&class) {
+        return Err(format!("categories in a {}.{}", class.0, class.1));
+    }
+    let data = heap.get(*fields, "data").ok_or("an index without data")?;
+    length_of(heap, data, index.offset, depth + 1)
+}
+
+/// `Categorical`: codes in [-1, len(categories)).
+pub(super) fn check_categorical(heap: &Heap, data: &[u8], categorical: &Object) -> PickledOutcome {
+    let run = || -> Result<Result<(), String>, String> {
+        let state = backed(heap, categorical)?;
+        let categories = match state.dtype {
+            Some(dtype) => {
+                let dtype_object = heap.object(dtype).ok_or("a dtype not made in the pickle")?;
+                if !class_of(heap, dtype_object).is_some_and(|c| CATEGORICAL_DTYPE.contains(&c)) {
+                    return Err("a dtype that is not a CategoricalDtype".into());
+                }
+                if dtype_object.rebuilt {
+                    return Err("a CategoricalDtype given its state twice".into());
+                }
+                let fields = dtype_object
+                    .state
+                    .filter(|s| matches!(s, Val::Dict(_)))
+                    .ok_or("a CategoricalDtype without its state dict")?;
+                heap.get(fields, "categories")
+                    .ok_or("a CategoricalDtype without categories")?
+            }
+            // An old state: the dtype is made from `_categories` at the BUILD.
+            None => state
+                .dict
+                .and_then(|d| heap.get(d, "_categories"))
+                .ok_or("a state without its dtype or categories")?,
+        };
+        // The dtype's categories are read when the categorical is used: as they end up.
+        let count = match length_of(heap, categories, u64::MAX, 0)? {
+            Ok(count) => count,
+            Err(broken) => return Ok(Err(broken)),
+        };
+        if let Err(broken) = built_before(heap, state.array, state.read_at, "the codes") {
+            return Ok(Err(broken));
+        }
+        let codes = array_of(heap, data, state.array)?;
+        let count = i64::try_from(count).unwrap_or(i64::MAX);
+        let broken = first_outside(&codes, usize::MAX, -1, count)?;
+        Ok(match broken {
+            Some((i, code)) => Err(format!(
+                "codes[{i}] is {code}, outside [-1, {count}) (the categories)"
+            )),
+            None => Ok(()),
+        })
+    };
+    outcome(run())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evaluate::tests::{evaluate, Asm};
+
+    #[test]
+    fn indexes_of_indexes_are_read_to_a_bound() {
+        // _new_Index(Index, {"data": _new_Index(Index, {"data": ...})}), 100,000 deep: no
+        // stack grows with the pickle.
+        let mut asm = Asm::default().op(0x80).op(2);
+        let depth = 100_000;
+        for _ in 0..depth {
+            asm = asm
+                .global("pandas.core.indexes.base", "_new_Index")
+                .global("pandas", "Index")
+                .op(b'}')
+                .text("data");
+        }
+        asm = asm.op(b'N');
+        for _ in 0..depth {
+            asm = asm.op(b's').op(0x86).op(b'R');
+        }
+        let data = asm.op(b'.').0;
+        let evaluator = evaluate(&data, 1 << 24);
+        assert_eq!(evaluator.gave_up, None);
+        let outermost = evaluator.heap.objects.len() - 1;
+        let value = Val::Obj(u32::try_from(outermost).unwrap());
+        let why = length_of(&evaluator.heap, value, u64::MAX, 0).unwrap_err();
+        assert!(why.contains("nested too deep"), "{why}");
+    }
+}
