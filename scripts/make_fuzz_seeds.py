@@ -420,6 +420,23 @@ def add_sklearn_joblib(corpus: Corpus) -> None:
         path = Path(tmp) / "evil.joblib"
         joblib.dump({"estimator": models[0], "hook": Evil()}, path)
         corpus.add(PICKLE_TARGETS, path.read_bytes())
+        # States the scanner checks inside the file: a categorical and sparse matrices.
+        import pandas as pd
+        import scipy.sparse as sp
+
+        checked = [
+            pd.Series(pd.Categorical(["a", "b", "a"])),
+            pd.Series(pd.Categorical([1, 2], categories=pd.RangeIndex(0, 3))),
+            sp.csr_matrix(np.eye(3)),
+            sp.bsr_matrix(np.eye(4), blocksize=(2, 2)),
+            sp.coo_array(np.eye(3)),
+        ]
+        for value in checked:
+            for protocol in (2, 4):
+                corpus.pickle(pickle.dumps(value, protocol=protocol))
+            path = Path(tmp) / "state.joblib"
+            joblib.dump(value, path)
+            corpus.pickle(path.read_bytes())
 
 
 def add_wrappers(corpus: Corpus) -> None:
