@@ -682,6 +682,11 @@ SCANNED: Dict[str, Tuple[Callable[[bool], Any], str, str]] = {
         "Categorical",
         "codes[3] is 3, outside [-1, 3)",
     ),
+    "categorical of a descending range": (
+        lambda broken: _with_codes(pd.RangeIndex(10, 0, -5), 2 if broken else 1),
+        "Categorical",
+        "codes[3] is 2, outside [-1, 2)",
+    ),
     "categorical of dates": (
         lambda broken: _with_codes(pd.to_datetime(["2020-01-01", "2021-01-01"]), -2 if broken else -1),
         "Categorical",

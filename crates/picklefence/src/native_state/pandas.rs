@@ -163,20 +163,30 @@ fn index_length(heap: &Heap, index: &Object, depth: usize) -> Result<Result<u64,
     };
     if RANGE_INDEX.contains(&class) {
         let (start, stop, step) = (int("start", Some(0))?, int("stop", None)?, int("step", Some(1))?);
-        let span = i128::from(stop) - i128::from(start);
-        let step = i128::from(step);
-        let length = match step {
-            0 => return Err("a RangeIndex with step 0".into()),
-            s if s > 0 => (span + s - 1).div_euclid(s),
-            s => (span + s + 1).div_euclid(s),
+        return match range_length(start, stop, step) {
+            Some(length) => Ok(Ok(length)),
+            None => Err("a RangeIndex with step 0".into()),
         };
-        return Ok(Ok(u64::try_from(length.max(0)).unwrap_or(u64::MAX)));
     }
     if !DATA_INDEX.contains(&class) {
         return Err(format!("categories in a {}.{}", class.0, class.1));
     }
     let data = heap.get(*fields, "data").ok_or("an index without data")?;
     length_of(heap, data, index.offset, depth + 1)
+}
+
+/// `len(range(start, stop, step))`; None for step 0.
+fn range_length(start: i64, stop: i64, step: i64) -> Option<u64> {
+    let (mut span, mut step) = (i128::from(stop) - i128::from(start), i128::from(step));
+    if step == 0 {
+        return None;
+    }
+    if step < 0 {
+        (span, step) = (-span, -step);
+    }
+    // ceil(span / step), nothing when the range runs the other way.
+    let length = (span + step - 1).div_euclid(step).max(0);
+    Some(u64::try_from(length).unwrap_or(u64::MAX))
 }
 
 /// `Categorical`: codes in [-1, len(categories)).
@@ -230,6 +240,31 @@ pub(super) fn check_categorical(heap: &Heap, data: &[u8], categorical: &Object) 
 mod tests {
     use super::*;
     use crate::evaluate::tests::{evaluate, Asm};
+
+    #[test]
+    fn range_lengths_are_python_s() {
+        // (start, stop, step, len(range(start, stop, step))) as Python gives them.
+        let cases = [
+            (0, 10, 1, 10),
+            (0, 10, 3, 4),
+            (10, 0, -3, 4),
+            (10, 0, -5, 2),
+            (0, 10, -1, 0),
+            (10, 0, 1, 0),
+            (-5, 5, 5, 2),
+            (5, -6, -5, 3),
+            (0, 0, 7, 0),
+            (i64::MIN, i64::MAX, 1, u64::MAX),
+        ];
+        for (start, stop, step, expected) in cases {
+            assert_eq!(
+                range_length(start, stop, step),
+                Some(expected),
+                "{start} {stop} {step}"
+            );
+        }
+        assert_eq!(range_length(0, 1, 0), None);
+    }
 
     #[test]
     fn indexes_of_indexes_are_read_to_a_bound() {
