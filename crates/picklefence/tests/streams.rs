@@ -230,3 +230,33 @@ fn assert_dangerous_import(report: &picklefence::ScanReport) {
         report.findings
     );
 }
+
+#[test]
+fn a_stream_held_in_memory_that_fails_says_how_far_it_was_read() {
+    // A joblib ZF stream (held whole to be read) whose source fails after 10,000 bytes: the
+    // finding names that offset (it said 0).
+    struct Fails;
+    impl Read for Fails {
+        fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::other("the disk went away"))
+        }
+    }
+    let mut data = format!("ZF{:<19}", "0x10").into_bytes();
+    data.resize(20_000, 0x5a);
+    let options = ScanOptions {
+        stream_prefix: 4096,
+        read_whole_up_to: 0,
+        ..ScanOptions::default()
+    };
+    let reader = std::io::Cursor::new(&data[..10_000]).chain(Fails);
+    let report = scan_reader(reader, &Policy::default(), &options);
+    assert_eq!(report.verdict, Verdict::Unsafe);
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.finding.message == "the stream cannot be read past offset 10000: the disk went away"),
+        "{:#?}",
+        report.findings
+    );
+}

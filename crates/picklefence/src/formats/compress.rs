@@ -456,10 +456,14 @@ pub(crate) fn open_deflate<'a>(input: impl BufRead + 'a, budget: &Budget) -> Box
     ))
 }
 
-/// Reads everything, refusing more than `max` bytes.
-pub(crate) fn read_bounded<R: Read>(reader: R, max: u64) -> io::Result<Result<Vec<u8>, u64>> {
+/// Reads everything, refusing more than `max` bytes; a read error comes with how many bytes
+/// were read before it.
+pub(crate) fn read_bounded<R: Read>(reader: R, max: u64) -> Result<Result<Vec<u8>, u64>, (io::Error, u64)> {
     let mut out = Vec::new();
-    reader.take(max.saturating_add(1)).read_to_end(&mut out)?;
+    // read_to_end keeps what it read before an error: how far the input could be read.
+    if let Err(e) = reader.take(max.saturating_add(1)).read_to_end(&mut out) {
+        return Err((e, out.len() as u64));
+    }
     if out.len() as u64 > max {
         return Ok(Err(max));
     }

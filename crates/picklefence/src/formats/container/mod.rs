@@ -227,8 +227,8 @@ impl Stream<'_> {
                 ctx.finding(location, FindingKind::LimitExceeded, Severity::High, self.head_len, format!("a {format} stream larger than {max} bytes would have to be held in memory to be read; it was not analysed"));
                 format
             }
-            Err(e) => {
-                unreadable(ctx, location, 0, &e);
+            Err((e, read)) => {
+                unreadable(ctx, location, read, &e);
                 format
             }
         }

@@ -239,7 +239,7 @@ fn scan_tar_stream(ctx: &mut Ctx<'_>, reader: impl Read, location: &str, depth: 
                     }
                 }
                 Ok(Err(max)) => ctx.finding(&at, FindingKind::LimitExceeded, Severity::High, member.header_offset, format!("member {:?} is over {max} bytes; torch reads it whole, and held whole it was not analysed", member.name)),
-                Err(e) => ctx.finding(&at, FindingKind::Container, Severity::High, member.header_offset, format!("member {:?} cannot be read: {e}", member.name)),
+                Err((e, read)) => ctx.finding(&at, FindingKind::Container, Severity::High, member.header_offset, format!("member {:?} cannot be read past byte {read} of its content: {e}", member.name)),
             }
         } else if member.is_file() {
             scan_reader(ctx, content, &at, depth + 1);

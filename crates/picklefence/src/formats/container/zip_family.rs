@@ -398,14 +398,16 @@ fn scan_zip_archive(
                         ctx.finding(&at, FindingKind::LimitExceeded, Severity::High, entry.local_offset, format!("pickle member {name:?} decompresses to more than {max} bytes; it was not analysed"));
                         continue;
                     }
-                    Err(e) => {
+                    Err((e, read)) => {
                         ctx.note_budget(&at);
                         ctx.finding(
                             &at,
                             FindingKind::Container,
                             Severity::High,
                             entry.local_offset,
-                            format!("member {name:?} cannot be decompressed: {e}"),
+                            format!(
+                                "member {name:?} cannot be decompressed past byte {read} of its content: {e}"
+                            ),
                         );
                         continue;
                     }
