@@ -260,3 +260,25 @@ fn a_stream_held_in_memory_that_fails_says_how_far_it_was_read() {
         report.findings
     );
 }
+
+#[test]
+fn binary_data_that_starts_like_a_long_opcode_is_not_a_pickle() {
+    // Raw bytes (a tensor, a weight file) whose first byte is BINBYTES8, FRAME or BINUNICODE8
+    // and whose next eight claim about 10^18 bytes: no input holds that, so they break at
+    // offset 0 and are no pickle, as a file (longer than the 1 MiB analysed) and as a stream.
+    let policy = Policy::default();
+    for opcode in [0x8e_u8, 0x95, 0x8d, 0x96] {
+        let mut data = vec![opcode];
+        data.extend_from_slice(&1_000_556_287_023_091_650_u64.to_le_bytes());
+        data.resize(2 << 20, 0x41);
+        for input in [data.clone(), common::gzip(&data)] {
+            let report = scan_bytes(&input, &policy, &ScanOptions::default());
+            assert_eq!(
+                report.verdict,
+                Verdict::Clean,
+                "{opcode:#x}: {:#?}",
+                report.findings
+            );
+        }
+    }
+}

@@ -163,7 +163,12 @@ impl Analyzer<'_> {
         }
         // An argument or a line (protocol 0's) cut by the end of the input: ran out, not broken.
         if let DecodeError::Truncated { .. } | DecodeError::UnterminatedLine { .. } = error {
-            self.report.ran_out_at.get_or_insert(error.offset());
+            if self.report.ran_out_at.is_none() {
+                self.report.ran_out_at = Some(error.offset());
+                if let DecodeError::Truncated { needed, .. } = error {
+                    self.report.ran_out_claiming = *needed;
+                }
+            }
         }
         self.unfinished(error.offset(), error.to_string());
     }

@@ -197,6 +197,10 @@ pub struct PickleReport {
     /// if it did: at the end of a prefix of a longer stream, that is not a break.
     #[serde(skip)]
     pub ran_out_at: Option<u64>,
+    /// How many bytes the opcode that ran out claimed for its argument (0 for a line, which
+    /// any later newline ends): a claim no input could meet is a break wherever it is cut.
+    #[serde(skip)]
+    pub ran_out_claiming: u64,
 }
 
 /// A file nested in a bytes constant of the pickle.

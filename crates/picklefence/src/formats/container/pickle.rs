@@ -73,6 +73,10 @@ impl<'d> Parsed<'d> for Recognised<'d> {
     }
 }
 
+/// The longest argument a stream of unknown length is taken to be able to hold (1 TiB, past
+/// every read budget).
+const MAX_STREAM_CLAIM: u64 = 1 << 40;
+
 /// Protocol 2+ pickles start with PROTO; protocol 0 and 1 pickles have no magic, so the first
 /// megabyte is analysed: it is a pickle if, before it first breaks, it imports, calls or loads
 /// something or runs to a STOP, or (when more input follows) it decodes for at least 4 KiB.
@@ -89,14 +93,24 @@ pub(crate) fn looks_like_pickle(data: &[u8], whole: bool) -> bool {
     let more_follows = !whole || head.len() < data.len();
     // Only what CPython would reach before the stream first breaks counts. Where more input
     // follows, running out at the end of these bytes (a FRAME longer than they are, say) is
-    // not a break: the stream goes on.
+    // not a break: the stream goes on, if it can hold what was claimed (the whole input, or a
+    // stream of at most MAX_STREAM_CLAIM): binary data that merely starts with such an opcode
+    // claims billions of gigabytes.
+    let room = if whole {
+        data.len() as u64
+    } else {
+        MAX_STREAM_CLAIM
+    };
+    let goes_on = |at: u64| {
+        more_follows && report.ran_out_at == Some(at) && at.saturating_add(report.ran_out_claiming) <= room
+    };
     let broken_at = report
         .findings
         .iter()
         .filter(|f| f.kind == FindingKind::MalformedPickle)
         .map(|f| f.offset)
         .min()
-        .filter(|&at| !(more_follows && report.ran_out_at == Some(at)))
+        .filter(|&at| !goes_on(at))
         .unwrap_or(u64::MAX);
     report.imports.iter().any(|i| i.offset < broken_at)
         || report.calls.iter().any(|c| c.offset < broken_at)
