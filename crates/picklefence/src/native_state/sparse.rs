@@ -5,7 +5,7 @@
 
 use crate::evaluate::{Heap, Object, Val};
 
-use super::arrays::{array_of, array_shape, built_before, first_outside, int_items, Array};
+use super::arrays::{array_of, array_shape, built_before, first_outside, int_items, state_array};
 use super::pickled::outcome;
 use super::PickledOutcome;
 
@@ -38,14 +38,6 @@ fn shape(heap: &Heap, state: Val) -> Result<Vec<i64>, String> {
         .map(|d| heap.int(*d).filter(|n| *n >= 0))
         .collect::<Option<Vec<i64>>>()
         .ok_or_else(|| "a _shape that is not non-negative ints".into())
-}
-
-/// An index array of the state.
-fn index_array<'d>(heap: &Heap, data: &'d [u8], state: Val, key: &str) -> Result<Array<'d>, String> {
-    let value = heap
-        .get(state, key)
-        .ok_or_else(|| format!("a state without {key}"))?;
-    array_of(heap, data, value)
 }
 
 /// The first of the state's arrays that was built after the matrix was given its state: the
@@ -103,8 +95,8 @@ pub(super) fn check_compressed(
         {
             return Ok(Err(format!("data of shape {data_shape:?}")));
         }
-        let indptr_array = index_array(heap, data, state, "indptr")?;
-        let indices_array = index_array(heap, data, state, "indices")?;
+        let indptr_array = state_array(heap, data, state, "indptr")?;
+        let indices_array = state_array(heap, data, state, "indices")?;
         let indptr = int_items(&indptr_array)?;
         let stored = int_items(&indices_array)?.len();
         let expected = usize::try_from(major).unwrap_or(usize::MAX).saturating_add(1);
