@@ -719,15 +719,7 @@ fn joblib_layouts_the_scanner_cannot_follow_fail_closed() {
 
 #[test]
 fn legacy_torch_storages_are_skipped_by_declared_size() {
-    let mut f = Vec::new();
-    f.extend(b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19.");
-    f.extend(b"\x80\x02M\xe9\x03.");
-    f.extend(b"\x80\x02}q\x00.");
-    f.extend(b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x00kX\x03\x00\x00\x00cpuK\x02NtQK\x00K\x02\x85K\x01\x85\x89ccollections\nOrderedDict\n)RtR.");
-    f.extend(b"\x80\x02]q\x00X\x01\x00\x00\x00kq\x01a.");
-    let storage_at = f.len();
-    f.extend(2i64.to_le_bytes());
-    f.extend(b"cos\nsys."); // 8 raw bytes: two floats
+    let (f, storage_at) = common::legacy_torch();
     assert_eq!(identify(&f), Format::PytorchLegacy);
     let report = scan(&f);
     assert_eq!(report.format, "pytorch-legacy");

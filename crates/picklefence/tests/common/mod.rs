@@ -1,5 +1,6 @@
 //! Inputs the integration tests build: zips (a stored one, or one with knobs for every trick), a
-//! gzip stream and a ustar archive (one writer each, shared by the test files that need them).
+//! gzip stream, a ustar archive and a legacy torch file (one writer each, shared by the test files
+//! that need them).
 
 #![allow(dead_code, clippy::unwrap_used)] // Each test file uses some of them; test code.
 
@@ -120,4 +121,20 @@ pub fn tar(members: &[(&str, &[u8])]) -> Vec<u8> {
     }
     out.resize(out.len() + 1024, 0);
     out
+}
+
+/// A legacy (`_use_new_zipfile_serialization=False`) torch file holding one two-float storage
+/// `k` whose raw bytes are `cos\nsys.`; returns the file and the offset of the storage's
+/// element count.
+pub fn legacy_torch() -> (Vec<u8>, usize) {
+    let mut f = Vec::new();
+    f.extend(b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19.");
+    f.extend(b"\x80\x02M\xe9\x03.");
+    f.extend(b"\x80\x02}q\x00.");
+    f.extend(b"\x80\x02ctorch._utils\n_rebuild_tensor_v2\n((X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x00kX\x03\x00\x00\x00cpuK\x02NtQK\x00K\x02\x85K\x01\x85\x89ccollections\nOrderedDict\n)RtR.");
+    f.extend(b"\x80\x02]q\x00X\x01\x00\x00\x00kq\x01a.");
+    let storage_at = f.len();
+    f.extend(2i64.to_le_bytes());
+    f.extend(b"cos\nsys."); // 8 raw bytes: two floats
+    (f, storage_at)
 }
