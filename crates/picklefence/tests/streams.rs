@@ -282,3 +282,52 @@ fn binary_data_that_starts_like_a_long_opcode_is_not_a_pickle() {
         }
     }
 }
+
+#[test]
+fn bytes_after_the_last_legacy_torch_storage_are_analysed_in_a_stream_too() {
+    // torch.load stops after the last storage; what follows is reported and analysed as
+    // pickles, held in memory or streamed alike (a stream used to stop unread: clean where the
+    // same bytes in memory were unsafe).
+    let (clean, _) = common::legacy_torch();
+    let policy = Policy::default();
+    // Past the identification window, so that the stream is read as it streams.
+    let streamed = ScanOptions {
+        read_whole_up_to: 0,
+        stream_prefix: 4096,
+        ..ScanOptions::default()
+    };
+    let padding = b"\x80\x02N.".repeat(1100);
+    for (tail, unsafe_) in [
+        (&b""[..], false),
+        (&b"\x80\x02cos\nsystem\nX\x04\x00\x00\x00true\x85R."[..], true),
+        // A memo key that only an earlier pickle stored.
+        (&b"\x80\x02Nq\x07.\x80\x02h\x07."[..], true),
+    ] {
+        let mut data = clean.clone();
+        data.extend_from_slice(tail);
+        if !tail.is_empty() {
+            data.extend_from_slice(&padding);
+        }
+        let in_memory = scan_bytes(&data, &policy, &ScanOptions::default());
+        let from_stream = scan_reader(Pipe { data: &data, turn: 0 }, &policy, &streamed);
+        assert_eq!(in_memory.format, "pytorch-legacy");
+        assert_eq!(from_stream.format, "pytorch-legacy");
+        for report in [&in_memory, &from_stream] {
+            assert_eq!(
+                report.verdict == Verdict::Unsafe,
+                unsafe_,
+                "{:#?}",
+                report.findings
+            );
+            assert_eq!(
+                report
+                    .findings
+                    .iter()
+                    .any(|f| f.finding.kind == FindingKind::TrailingData),
+                !tail.is_empty(),
+                "{:#?}",
+                report.findings
+            );
+        }
+    }
+}

@@ -222,20 +222,27 @@ fn one_pickle<S: Source>(
     drive(decoder, policy, &options, false, observe)
 }
 
-/// Bytes after the end of a layout: reported, and analysed as pickles when held in memory.
+/// Bytes after the end of a layout: reported, and analysed as pickles (whether held in memory
+/// or streamed, so that both readings of a file agree).
 fn trailing<S: Source>(
-    mut source: S,
+    source: S,
     policy: &Policy,
     options: &Options,
     report: &mut PickleReport,
     after: &str,
 ) {
     let end = source.position();
-    let present = match source.remaining() {
-        Some(n) => n > 0,
-        None => matches!(source.next_byte(), Ok(Some(_))),
+    let held = source.remaining();
+    if held == Some(0) {
+        return;
+    }
+    let options = Options {
+        mode: Mode::AllPickles,
+        ..*options
     };
-    if !present {
+    let (rest, decoder) = drive(Decoder::new(source), policy, &options, false, None);
+    // A stream tells whether anything follows only by being read.
+    if held.is_none() && decoder.position() == end {
         return;
     }
     report.findings.push(finding(
@@ -244,20 +251,13 @@ fn trailing<S: Source>(
         end,
         format!("bytes from offset {end} follow {after}"),
     ));
-    if source.remaining().is_some() {
-        let options = Options {
-            mode: Mode::AllPickles,
-            ..*options
-        };
-        let (rest, _) = drive(Decoder::new(source), policy, &options, false, None);
-        report.findings.extend(
-            rest.report
-                .findings
-                .into_iter()
-                .filter(Finding::is_violation)
-                .filter(|f| f.kind != FindingKind::MalformedPickle),
-        );
-    }
+    report.findings.extend(
+        rest.report
+            .findings
+            .into_iter()
+            .filter(Finding::is_violation)
+            .filter(|f| f.kind != FindingKind::MalformedPickle),
+    );
 }
 
 fn read_i64<S: Source>(source: &mut S) -> Result<i64, SourceError> {
