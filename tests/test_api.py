@@ -110,6 +110,35 @@ def test_scan_file(tmp_path: Path, marker: Path) -> None:
     assert not marker.exists()
 
 
+def test_scan_file_of_a_file_truncated_meanwhile_raises(tmp_path: Path) -> None:
+    """A large file is scanned through a memory map; truncated by another writer during the
+    scan, it used to kill this process with SIGBUS. The scan of that file now raises OSError
+    (EIO) and the process goes on."""
+    import threading
+    import time
+
+    path = tmp_path / "rewritten.pkl"
+    data = b"\x80\x02" + b"N0" * 16_000_000 + b"N."
+    cut_short = 0
+    for delay in (0.001, 0.002, 0.004, 0.008, 0.016, 0.032):
+        path.write_bytes(data)
+
+        def truncate(delay: float = delay) -> None:
+            time.sleep(delay)
+            os.truncate(path, 4096)
+
+        thread = threading.Thread(target=truncate)
+        thread.start()
+        try:
+            picklefence.scan_file(path)
+        except OSError as error:
+            assert error.errno == 5 and "truncated while it was scanned" in str(error), error
+            cut_short += 1
+        finally:
+            thread.join()
+    assert cut_short, "no scan was under way when its file was truncated"
+
+
 def test_danger_reason() -> None:
     assert picklefence.danger_reason("posix", "system")
     assert picklefence.danger_reason("collections", "OrderedDict") is None

@@ -48,6 +48,11 @@ pub(crate) fn scan_file(py: Python<'_>, path: PathBuf, policy: &Policy) -> PyRes
             source.to_string(),
             path.display().to_string(),
         ))),
+        Err(ScanError::Truncated { .. }) => Err(PyOSError::new_err((
+            5, // EIO: what was read is not the file
+            "the file was truncated while it was scanned; scan it again once it is written",
+            path.display().to_string(),
+        ))),
         Err(error @ ScanError::NotAFile { .. }) => Err(PyOSError::new_err((
             21, // EISDIR and the like: not something scan_file can read
             error.to_string(),

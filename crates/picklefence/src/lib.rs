@@ -11,6 +11,8 @@ pub mod error;
 mod evaluate;
 pub mod findings;
 pub mod formats;
+#[cfg(target_os = "linux")]
+mod mapped;
 pub mod native_state;
 pub mod opcodes;
 pub mod policy;

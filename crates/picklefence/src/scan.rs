@@ -36,6 +36,13 @@ pub enum ScanError {
         /// The path given to [`scan_path`].
         path: PathBuf,
     },
+    /// The file shrank while it was scanned through a memory map (another process truncated
+    /// or rewrote it): what was read is not the file, so no report is given.
+    #[error("{path}: the file was truncated while it was scanned; scan it again once it is written")]
+    Truncated {
+        /// The path given to [`scan_path`].
+        path: PathBuf,
+    },
     /// Memory-mapping a large file failed.
     #[error("{path}: cannot map into memory: {source}")]
     Map {
@@ -184,11 +191,22 @@ pub fn scan_path(
         path: path.to_path_buf(),
         source,
     })?;
-    Ok(scan_bytes(&map, policy, options))
+    #[cfg(target_os = "linux")]
+    let watched = crate::mapped::Watched::new(&map);
+    let report = scan_bytes(&map, policy, options);
+    #[cfg(target_os = "linux")]
+    if watched.truncated() {
+        return Err(ScanError::Truncated {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(report)
 }
 
-// Mapping is the one unsafe operation here: the mapped file must not be truncated by another
-// process while the scan runs (the scanner then sees SIGBUS, as any mmap reader would).
+// Mapping is the one unsafe operation here. A file truncated by another process while the scan
+// runs makes reads of the map past its new end raise SIGBUS; on Linux `mapped` turns those into
+// reads of zeros and the scan into `ScanError::Truncated` (elsewhere the signal ends the process,
+// as it would for any reader of a map).
 #[allow(unsafe_code)]
 fn map_file(file: &std::fs::File) -> std::io::Result<memmap2::Mmap> {
     // SAFETY: the map is read-only and lives only for the scan; see above for concurrent truncation.

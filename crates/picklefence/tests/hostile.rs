@@ -1119,3 +1119,43 @@ fn long_text_lines_in_a_slice() {
     eprintln!("long_text_lines_in_a_slice: {slope:.2} bytes of memory per input byte");
     assert!(slope < 2.0, "{slope:.2} bytes per input byte");
 }
+
+// --- files that change while they are scanned ----------------------------------------------------
+
+#[test]
+fn a_file_truncated_while_it_is_scanned_is_an_error_of_that_file() {
+    // A large file is scanned through a memory map. Another process truncating it meanwhile made
+    // the scanner's next read past the new end raise SIGBUS, which ended the whole process (a
+    // directory scan, or the Python process that called the scanner). Now that scan alone fails,
+    // with ScanError::Truncated; the process goes on.
+    use picklefence::{scan_path, ScanError, ScanOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rewritten.pkl");
+    // Every opcode is read: 32 MB of them take tens of milliseconds to scan.
+    let data = repeat(b"\x80\x02", b"N0", 16 * MILLION, b"N.");
+    let (policy, options) = (Policy::default(), ScanOptions::default());
+    std::fs::write(&path, &data).unwrap();
+    assert!(scan_path(&path, &policy, &options).unwrap().is_safe());
+    let mut cut_short = 0;
+    for delay in [1, 2, 4, 8, 16, 32] {
+        std::fs::write(&path, &data).unwrap();
+        let truncate = {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(delay));
+                let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+                file.set_len(4096).unwrap();
+            })
+        };
+        match scan_path(&path, &policy, &options) {
+            Ok(_) => {}
+            Err(ScanError::Truncated { path: named }) => {
+                assert_eq!(named, path);
+                cut_short += 1;
+            }
+            Err(other) => panic!("{other}"),
+        }
+        truncate.join().unwrap();
+    }
+    assert!(cut_short > 0, "no scan was under way when its file was truncated");
+}
