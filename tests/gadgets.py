@@ -73,6 +73,14 @@ class Build:
         self.obj, self.state = obj, state
 
 
+class SetItem:
+    """target[key] = value by SETITEM (on any object: CPython calls its __setitem__); the
+    target stays as the value."""
+
+    def __init__(self, target: Any, key: Any, value: Any) -> None:
+        self.target, self.key, self.value = target, key, value
+
+
 class Put:
     """Emit `expr` and memoize it under `key` (BINPUT/LONG_BINPUT)."""
 
@@ -160,6 +168,11 @@ class Asm:
             self.emit(x.obj)
             self.emit(x.state)
             o += b"b"
+        elif isinstance(x, SetItem):
+            self.emit(x.target)
+            self.emit(x.key)
+            self.emit(x.value)
+            o += b"s"
         elif isinstance(x, Put):
             self.emit(x.expr)
             idx = self.memo.setdefault(x.key, len(self.memo))
@@ -1510,6 +1523,37 @@ def b_dataframe_block_placement(tmp: Path) -> bytes:
     return dumps({"frame": Build(New(G("pandas.core.frame", "DataFrame")), state)})
 
 
+def older_frame(placement: Any) -> bytes:
+    """A frame as pandas < 2 pickled it: its BlockManager made by NEWOBJ and given the
+    ``(axes, values, items, {"0.14.1": {...}})`` state, which pandas still reads; two float
+    columns in one block at ``placement`` (an expression: a slice call, a list, ...)."""
+    import numpy as np
+    import pandas as pd
+
+    values = np.array([[1.0, 2.0], [3.0, 4.0]])
+    axes = [Lit(pd.Index(["a", "b"], dtype=object)), Lit(pd.RangeIndex(2))]
+    fields = {"axes": axes, "blocks": [{"values": Lit(values), "mgr_locs": placement}]}
+    manager = Build(
+        New(G("pandas.core.internals.managers", "BlockManager")),
+        (axes, [Lit(values)], axes, {"0.14.1": fields}),
+    )
+    state = {
+        "_mgr": manager,
+        "_typ": "dataframe",
+        "_metadata": [],
+        "attrs": {},
+        "_flags": {"allows_duplicate_labels": True},
+    }
+    return dumps({"frame": Build(New(G("pandas.core.frame", "DataFrame")), state)})
+
+
+def b_dataframe_older_state_placement(tmp: Path) -> bytes:
+    """An older frame whose block is placed at [0, 2**40]. ``__setstate__`` rebuilds the item
+    index at once (``_post_setstate``), writing blknos at index 2**40 of a 2-element array:
+    inside the load, before any check after it."""
+    return older_frame([0, 1 << 40])
+
+
 def b_sparse_unvalidated(tmp: Path) -> bytes:
     """_rebuild_sparse_tensor(sparse_coo, (indices, values, size)) in a plain pickle: torch builds
     it with check_invariants=False and validates only at the end of torch.load, which a plain
@@ -2738,11 +2782,25 @@ CATALOGUE: List[Gadget] = [
         b_dataframe_block_placement,
         crashed,
         "pickle",
-        (ARG,),
+        (STATE,),
         use=u_repr,
         chain="DataFrame{_mgr: BlockManager((_unpickle_block(values, slice(2**40, 2**40+1, 1), 2),), "
         "axes)}; repr",
         shows="SIGSEGV at repr()",
+    ),
+    Gadget(
+        "dataframe_older_state_placement_oob_write",
+        6,
+        "a DataFrame in pandas < 2's layout whose block is placed at [0, 2**40]: BlockManager.__setstate__ "
+        "rebuilds the item index at once and writes blknos at index 2**40 (Cython, boundscheck off), "
+        "inside the load",
+        b_dataframe_older_state_placement,
+        crashed,
+        "pickle",
+        (STATE,),
+        chain="DataFrame{_mgr: BlockManager.__setstate__((axes, values, items, {'0.14.1': {axes, blocks: "
+        "[{values, mgr_locs: [0, 2**40]}]}}))}",
+        shows="SIGSEGV in pickle.loads",
     ),
     Gadget(
         "sparse_tensor_unvalidated_indices",

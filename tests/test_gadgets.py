@@ -41,14 +41,17 @@ def _ids(g: Gadget) -> str:
 # Class 6, second half: compiled code trusting indices in a state, at first use. The guard
 # validates that state after the load (picklefence._native_state); every such file gets an info
 # note saying so (checked below). The scanner checks tree, HistGradientBoosting, KD/ball tree,
-# categorical and sparse matrix arrays inside the file itself; block placements and torch sparse
-# tensors it does not read, so it lets them through (strict: fails once it checks them).
+# categorical, sparse matrix and block placement arrays inside the file itself; torch sparse
+# tensors it does not read, so it lets them through (strict: fails once it checks them). A
+# block manager given pandas < 2's state writes at its placements inside the load: the guard
+# checks that state before pandas reads it (_native_state.SETSTATE_CHECKED).
 NATIVE_STATE: Set[str] = set()
 NATIVE_STATE_NOTED = {
     "tree_node_children_out_of_bounds",
     "tree_node_cycle_hangs_predict",
     "kdtree_indices_out_of_bounds",
     "dataframe_block_placement_oob_write",
+    "dataframe_older_state_placement_oob_write",
     "csr_matrix_indices_out_of_bounds",
     "hist_gradient_boosting_node_out_of_bounds",
     "sparse_tensor_unvalidated_indices",
@@ -59,6 +62,8 @@ NATIVE_STATE_SCAN = NATIVE_STATE_NOTED - {
     "hist_gradient_boosting_node_out_of_bounds",
     "kdtree_indices_out_of_bounds",
     "csr_matrix_indices_out_of_bounds",
+    "dataframe_block_placement_oob_write",
+    "dataframe_older_state_placement_oob_write",
 }
 
 

@@ -105,6 +105,14 @@ def _frame_with_placement(locations: Any, block: int = 0) -> pd.DataFrame:
     return frame
 
 
+def _series_with_placement(locations: Any) -> pd.Series:
+    from pandas._libs.internals import BlockPlacement
+
+    series = pd.Series([1.0, 2.0])
+    series._mgr.blocks[0]._mgr_locs = BlockPlacement(locations)
+    return series
+
+
 def _coo_row(row: int) -> sp.coo_matrix:
     matrix = sp.coo_matrix(np.eye(3))
     matrix.row[1] = row  # the constructor checks; a file's state is never checked
@@ -425,14 +433,14 @@ def test_every_compiled_class_of_the_policy_is_validated_or_safe_by_a_stated_rea
 
 
 def test_scanner_notes_what_it_leaves_to_load_time_validation(tmp_path: Path) -> None:
-    # The scanner does not read a frame's block placements: an info note, no verdict.
+    # The scanner does not read an IntervalArray's bounds: an info note, no verdict.
     path = tmp_path / "features.joblib"
-    joblib.dump({"features": pd.DataFrame({"a": [1.0, 2.0], "b": [3, 4]})}, path)
+    joblib.dump({"bins": pd.arrays.IntervalArray.from_breaks([0.0, 1.0, 2.0])}, path)
     report = picklefence.scan_file(path)
     assert report.is_safe, str(report)
     notes = [f for f in report.findings if f.kind == "native-state"]
     assert notes and all(f.severity == "info" for f in notes)
-    assert notes[0].message.startswith("pandas.core.internals.managers.BlockManager keeps state")
+    assert notes[0].message.startswith("pandas.arrays.IntervalArray keeps state")
     assert "the guard validates them" in notes[0].message
 
 
@@ -710,6 +718,21 @@ SCANNED: Dict[str, Tuple[Callable[[bool], Any], str, str]] = {
         "csr_matrix",
         "indptr must not decrease",
     ),
+    "frame block placement": (
+        lambda broken: _frame_with_placement(slice(5, 7) if broken else slice(0, 2)),
+        "BlockManager",
+        "blocks[0] is placed at item 5, outside [0, 2)",
+    ),
+    "frame block placement array": (
+        lambda broken: _frame_with_placement(np.array([0, 9 if broken else 1])),
+        "BlockManager",
+        "blocks[0] is placed at item 9, outside [0, 2)",
+    ),
+    "series block placement": (
+        lambda broken: _series_with_placement(slice(5, 7) if broken else slice(0, 2)),
+        "SingleBlockManager",
+        "blocks[0] is placed at item 5, outside [0, 2)",
+    ),
 }
 
 
@@ -817,6 +840,132 @@ def test_arrays_given_their_state_after_they_were_taken_are_refused(case: str) -
     report = picklefence.scan_bytes(data)
     assert not report.is_safe, str(report)
     assert "state-violation" in {f.kind for f in report.findings}, str(report)
+    with picklefence.safe_ml_environment():
+        with pytest.raises(UnsafeFileError):
+            pickle.loads(data)
+
+
+def test_scanner_checks_the_block_placements_of_older_frames() -> None:
+    """A frame as pandas < 2 pickled it (its manager given the "0.14.1" state): the scanner
+    reads the placements there, and the guard refuses a broken one before pandas writes at it
+    (inside the load; the gadget suite shows the plain load's SIGSEGV)."""
+    from gadgets import Call, G, older_frame
+
+    intact = older_frame(Call(G("builtins", "slice"), 0, 2, 1))
+    report = picklefence.scan_bytes(intact)
+    assert report.is_safe, str(report)
+    assert any("BlockManager" in f.message and "0 broken: intact" in f.message for f in report.findings)
+    with picklefence.safe_ml_environment():
+        loaded = pickle.loads(intact)["frame"]
+    expected = pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]})
+    expected.columns = pd.Index(["a", "b"], dtype=object)
+    pd.testing.assert_frame_equal(loaded, expected)
+    # A reversed slice places both columns too (pandas reads a missing stop as "down to 0").
+    reversed_ = older_frame(Call(G("builtins", "slice"), 1, None, -1))
+    assert picklefence.scan_bytes(reversed_).is_safe
+    with picklefence.safe_ml_environment():
+        assert list(pickle.loads(reversed_)["frame"]["a"]) == [3.0, 4.0]
+    for placement, item in [(Call(G("builtins", "slice"), 5, 7, 1), 5), ([0, 2**40], 2**40)]:
+        data = older_frame(placement)
+        report = picklefence.scan_bytes(data)
+        broken = [f for f in report.findings if f.kind == "state-violation"]
+        assert broken and f"placed at item {item}, outside [0, 2)" in broken[0].message, str(report)
+        with picklefence.safe_ml_environment():
+            with pytest.raises(UnsafeFileError):
+                pickle.loads(data)
+
+
+def _manager_attacks() -> Dict[str, Tuple[bytes, bool]]:
+    """Frames whose manager the scanner's reading of the pickle could get wrong, each with
+    whether the scan must flag it (else it leaves the manager to the guard): three items at the
+    call in the pickle's text, one in fact, and no count check (verify_integrity=False)."""
+    from gadgets import Build, Call, G, Lit, New, Put, Ref, SetItem, dumps
+
+    def frame(axes: Any, after: Any = None) -> bytes:
+        block = Call(
+            G("pandas._libs.internals", "_unpickle_block"),
+            Lit(np.ones((3, 2))),
+            Call(G("builtins", "slice"), 0, 3, 1),
+            2,
+        )
+        manager = Call(G("pandas.core.internals.managers", "BlockManager"), (block,), axes, False)
+        made = Build(New(G("pandas.core.frame", "DataFrame")), {"_mgr": manager, "_typ": "dataframe"})
+        return dumps([made, after] if after is not None else [made])
+
+    three = Lit(pd.Index(["a", "b", "c"], dtype=object))
+    unbuilt = Put("data", Call(G("numpy.core.multiarray", "_reconstruct"), G("numpy", "ndarray"), (0,), b"b"))
+    _, shape, dtype, fortran, raw = np.array(["a"], dtype=object).__reduce__()[2]
+    return {
+        # list[0] = ... is not followed by the scanner's evaluator: the list reads as changed.
+        "first axis replaced by SETITEM before the call": (
+            frame(
+                SetItem(Put("axes", [three, Lit(pd.RangeIndex(2))]), 0, Lit(pd.Index(["a"], dtype=object)))
+            ),
+            False,
+        ),
+        "first axis's data given its state after the call": (
+            frame(
+                [
+                    Call(
+                        G("pandas.core.indexes.base", "_new_Index"), G("pandas", "Index"), {"data": unbuilt}
+                    ),
+                    Lit(pd.RangeIndex(2)),
+                ],
+                Build(Ref("data"), (1, shape, Lit(dtype), fortran, raw)),
+            ),
+            True,
+        ),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_manager_attacks()))
+def test_block_managers_the_scanner_cannot_read_as_made_are_not_called_intact(case: str) -> None:
+    data, flagged = _manager_attacks()[case]
+    report = picklefence.scan_bytes(data)
+    notes = [f.message for f in report.findings if f.kind == "native-state" and "BlockManager" in f.message]
+    assert not any("0 broken: intact" in n for n in notes), str(report)
+    if flagged:
+        assert not report.is_safe and "state-violation" in {f.kind for f in report.findings}, str(report)
+    with picklefence.safe_ml_environment():
+        with pytest.raises(UnsafeFileError):
+            pickle.loads(data)
+
+
+def test_block_manager_setstate_is_checked_while_the_guard_is_active_and_restored_after() -> None:
+    from pandas.core.internals.managers import BlockManager, SingleBlockManager
+
+    classes = (BlockManager, SingleBlockManager)
+    before = [cls.__dict__.get("__setstate__") for cls in classes]
+    series = pickle.dumps(pd.Series([1.0, 2.0]))
+    with picklefence.safe_ml_environment():
+        assert list(pickle.loads(series)) == [1.0, 2.0]
+        assert SingleBlockManager.__dict__.get("__setstate__") is not before[1]
+        with pytest.raises(UnsafeFileError, match=r"blocks\[0\]\.mgr_locs: item 5 is outside \[0, 2\)"):
+            pickle.loads(pickle.dumps(_series_with_placement(slice(5, 7))))
+    assert [cls.__dict__.get("__setstate__") for cls in classes] == before
+
+
+def test_a_state_dict_changed_after_the_build_that_read_it_is_not_called_intact() -> None:
+    """A categorical given its state as a 1-tuple holding a memoized dict with broken codes; a
+    SETITEM afterwards puts intact codes in that dict. pandas read the broken ones at the BUILD
+    (the dict is not copied there), so the scanner must not judge the dict as it ends up."""
+    from gadgets import Build, Call, G, Lit, Put, Ref, SetItem, dumps
+
+    made = Call(
+        G("pandas._libs.arrays", "__pyx_unpickle_NDArrayBacked"), G("pandas", "Categorical"), 82904607, None
+    )
+    dtype = Build(
+        Call(G("copyreg", "__newobj__"), G("pandas", "CategoricalDtype")),
+        {"categories": Lit(pd.Index(["a", "b"])), "ordered": False},
+    )
+    fields = Put("fields", {"_ndarray": Lit(np.array([0, 7, 0], dtype="i1")), "_dtype": dtype})
+    good = Put("good", Lit(np.zeros(3, dtype="i1")))  # built before the BUILD that reads the dict
+    data = dumps([good, Build(made, (fields,)), SetItem(Ref("fields"), "_ndarray", Ref("good"))])
+    loaded = pickle.loads(data)[1]
+    assert int(loaded.codes.max()) >= len(loaded.categories)  # the plain load holds code 7
+    report = picklefence.scan_bytes(data)
+    notes = [f.message for f in report.findings if f.kind == "native-state" and "Categorical" in f.message]
+    assert notes and "a state dict changed after the BUILD that read it" in notes[0], str(report)
     with picklefence.safe_ml_environment():
         with pytest.raises(UnsafeFileError):
             pickle.loads(data)

@@ -38,6 +38,15 @@ WALKED_MODULES: Tuple[str, ...] = (
 # load a constructor that records what it makes, so no walk is needed to find them (a forest
 # or a boosting model holds hundreds).
 CAPTURED: Dict[Tuple[str, str], str] = {("sklearn.tree._tree", "Tree"): "tree"}
+# Classes whose ``__setstate__`` already trusts the state it is given, so a check after the load
+# comes too late: a block manager given the ``(axes, values, items, {"0.14.1": ...})`` state
+# (older frames, every series) rebuilds its item index at once, writing at every placement. While
+# the guard is active their ``__setstate__`` checks the placements first (restored on
+# deactivation).
+SETSTATE_CHECKED: Tuple[Tuple[str, str], ...] = (
+    ("pandas.core.internals.managers", "BlockManager"),
+    ("pandas.core.internals.managers", "SingleBlockManager"),
+)
 
 # Skipped by the walk: values that hold no objects (exact types), and classes and modules with
 # their subclasses.
@@ -63,6 +72,8 @@ _state = threading.local()
 
 def note_import(module: str, name: str) -> None:
     """Called by the guard's find_class layers for every allowed import of a guarded load."""
+    if (module, name) in SETSTATE_CHECKED:
+        _check_setstate_of(module, name)
     if module.startswith(WALKED_MODULES) and (module, name) not in CAPTURED:
         _state.triggered = True
 
@@ -70,6 +81,8 @@ def note_import(module: str, name: str) -> None:
 def note_audited(module: str, name: str) -> None:
     """Called by the audit hook for every allowed import: on paths without the guard's
     find_class (``pickle.loads``, pre-bound aliases) nothing captures, so the result is walked."""
+    if (module, name) in SETSTATE_CHECKED:
+        _check_setstate_of(module, name)
     if (module, name) in CAPTURED:
         if not getattr(_state, "in_capture", False):
             _state.triggered = True
@@ -342,34 +355,103 @@ def _check_interval_array(intervals: Any) -> None:
         raise _fail(intervals, "_right", f"{len(right)} bounds for {len(left)} left bounds")
 
 
+def _placed(placement: Any) -> Any:
+    """What a ``BlockPlacement`` places: a range for a slice of positive step (the usual one,
+    read without making its array), else the array."""
+    import numpy as np
+
+    indexer = placement.indexer
+    if isinstance(indexer, slice):
+        bounds = (indexer.start, indexer.stop, indexer.step)
+        if all(type(b) is int for b in bounds) and bounds[2] > 0:
+            return range(*bounds)
+    return np.asarray(placement.as_array)
+
+
+def _placement_error(owner: Any, field: str, placed: Any, items: int) -> Optional[NativeStateError]:
+    """An item of ``placed`` (see ``_placed``) outside [0, items)."""
+    if isinstance(placed, range):
+        if len(placed) and (placed[0] < 0 or placed[-1] >= items):
+            # The first one outside: the start, or the first at or past the end.
+            bad = placed[0] if placed[0] < 0 else placed[max(0, -(-(items - placed.start) // placed.step))]
+            return _fail(owner, field, f"item {bad} is outside [0, {items}) (the items axis)")
+        return None
+    return _range_error(owner, field, placed, 0, items, "the items axis")
+
+
+def _check_manager_state(manager: Any, state: Any) -> None:
+    """What a block manager's ``__setstate__`` reads of the ``"0.14.1"`` state, read the way
+    it reads it (``ensure_index`` of each axis, ``BlockPlacement`` of each block's
+    ``mgr_locs``): every placement inside the items axis. Other states pandas refuses itself."""
+    if not (isinstance(state, tuple) and len(state) >= 4 and isinstance(state[3], dict)):
+        return
+    if "0.14.1" not in state[3]:
+        return
+    import importlib
+
+    placement_class = importlib.import_module("pandas._libs.internals").BlockPlacement
+    ensure_index = importlib.import_module("pandas.core.indexes.api").ensure_index
+    fields = state[3]["0.14.1"]
+    axes = [ensure_index(axis) for axis in fields["axes"]]
+    items = len(axes[0]) if axes else 0
+    for number, block in enumerate(fields["blocks"]):
+        locations = block["mgr_locs"]
+        placement = locations if isinstance(locations, placement_class) else placement_class(locations)
+        error = _placement_error(manager, f"blocks[{number}].mgr_locs", _placed(placement), items)
+        if error is not None:
+            raise error
+
+
+def _check_setstate_of(module: str, name: str) -> None:
+    """Makes ``module.name``'s ``__setstate__`` check the state first (see
+    :data:`SETSTATE_CHECKED`), once, while the guard is active. The module is imported here if
+    it is not yet: the load that imports it may give the state right after."""
+    import importlib
+
+    from ._policy_state import _MISSING, _activations, _lock, _Patch, _patches
+
+    found = getattr(importlib.import_module(module), name, None)
+    if not isinstance(found, type):
+        return
+    cls: Any = found
+    with _lock:
+        if not _activations or any(p.owner is cls and p.attr == "__setstate__" for p in _patches):
+            return
+        own = cls.__dict__.get("__setstate__", _MISSING)
+        inherited = cls.__setstate__
+
+        def __setstate__(self: Any, state: Any) -> Any:
+            try:
+                _check_manager_state(self, state)
+            except NativeStateError as error:
+                raise unsafe_file_error(error, None) from None
+            except Exception as exc:
+                failed = _fail(
+                    self, "__setstate__", f"its state could not be checked ({type(exc).__name__}: {exc})"
+                )
+                raise unsafe_file_error(failed, None) from None
+            return inherited(self, state)
+
+        _patches.append(_Patch(cls, "__setstate__", own, __setstate__, f"{module}.{name}.__setstate__"))
+        cls.__setstate__ = __setstate__
+
+
 def _check_block_manager(manager: Any) -> None:
     """Each block placed inside the items axis (the Cython ``_rebuild_blknos_and_blklocs``
     writes at every placement with bounds checks off), each item placed once, the block's
-    shape matching its placement and the other axis. Slice placements (the usual ones) are
-    checked as ranges, without making their arrays."""
+    shape matching its placement and the other axis."""
     import numpy as np
 
     items = len(manager.axes[0])
     ranges: List[range] = []
     arrays: List[Any] = []
     for number, block in enumerate(manager.blocks):
-        field = f"blocks[{number}].mgr_locs"
-        indexer = block.mgr_locs.indexer
-        bounds = (indexer.start, indexer.stop, indexer.step) if isinstance(indexer, slice) else None
-        if bounds is not None and all(type(b) is int for b in bounds) and bounds[2] > 0:
-            placed = range(*bounds)
-            count = len(placed)
-            if count and (placed[0] < 0 or placed[-1] >= items):
-                bad = placed[0] if placed[0] < 0 else placed[-1]
-                raise _fail(manager, field, f"item {bad} is outside [0, {items}) (the items axis)")
-            ranges.append(placed)
-        else:
-            locations = np.asarray(block.mgr_locs.as_array)
-            error = _range_error(manager, field, locations, 0, items, "the items axis")
-            if error is not None:
-                raise error
-            arrays.append(locations)
-            count = len(locations)
+        placed = _placed(block.mgr_locs)
+        error = _placement_error(manager, f"blocks[{number}].mgr_locs", placed, items)
+        if error is not None:
+            raise error
+        (ranges if isinstance(placed, range) else arrays).append(placed)
+        count = len(placed)
         if manager.ndim == 2 and block.ndim == 2:
             expected = (count, len(manager.axes[1]))
             if tuple(block.shape) != expected:

@@ -79,6 +79,10 @@ pub(crate) struct Heap {
     tuples: Vec<(usize, usize)>,
     lists: Vec<Vec<Val>>,
     dicts: Vec<Vec<(Val, Val)>>,
+    /// Where each list and dict last changed after it was made (0: never). A list given items
+    /// by SETITEM (`list[i] = v`, which is not followed) changed at `u64::MAX`.
+    list_changed: Vec<u64>,
+    dict_changed: Vec<u64>,
     globals: Vec<(Box<str>, Box<str>)>,
     /// Every object made, in the order made ([`Val::Obj`] indexes it).
     pub objects: Vec<Object>,
@@ -138,6 +142,27 @@ impl Heap {
         self.tuple_items.extend(items);
         self.tuples.push((from, self.tuple_items.len()));
         Val::Tuple(index(self.tuples.len()))
+    }
+
+    /// The items of a list value as a reader at offset `read_at` saw them: None when the list
+    /// changed after that (a reader that kept it would see other items than these).
+    pub fn list(&self, value: Val, read_at: u64) -> Option<&[Val]> {
+        match value {
+            Val::List(i) if !self.changed_after(value, read_at) => {
+                self.lists.get(i as usize).map(Vec::as_slice)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether a list or dict changed after offset `at` (other values never change).
+    pub fn changed_after(&self, value: Val, at: u64) -> bool {
+        let changed = match value {
+            Val::List(i) => self.list_changed.get(i as usize),
+            Val::Dict(i) => self.dict_changed.get(i as usize),
+            _ => return false,
+        };
+        changed.is_some_and(|&c| c > at)
     }
 
     /// The item of a dict under a str key (the last one set wins, as in Python).
@@ -334,12 +359,14 @@ impl Evaluator {
 
     fn new_list(&mut self, items: Vec<Val>) -> Val {
         self.heap.lists.push(items);
+        self.heap.list_changed.push(0);
         Val::List(index(self.heap.lists.len()))
     }
 
     fn new_dict(&mut self, items: Vec<(Val, Val)>) -> Val {
         self.heap.values += 2 * items.len(); // a BUILD's snapshot copies them
         self.heap.dicts.push(items);
+        self.heap.dict_changed.push(0);
         Val::Dict(index(self.heap.dicts.len()))
     }
 
@@ -380,30 +407,45 @@ impl Evaluator {
         Some(self.heap.new_tuple(items))
     }
 
-    /// SETITEM(S) and DICT: the stack's items from `start` on, as key/value pairs, into
-    /// `target` (an object's `__setitem__` is not followed), then off the stack.
-    fn set_items(&mut self, target: Val, start: usize) -> Option<()> {
+    /// SETITEM(S) and DICT at `offset`: the stack's items from `start` on, as key/value pairs,
+    /// into `target` (a list's or an object's `__setitem__` is not followed: the list is marked
+    /// as changed in a way not known), then off the stack.
+    fn set_items(&mut self, target: Val, start: usize, offset: u64) -> Option<()> {
         let items = self.stack.get(start..)?;
         if !items.len().is_multiple_of(2) {
             return None;
         }
-        if let Val::Dict(i) = target {
-            let pairs = items.chunks_exact(2).filter_map(|pair| match pair {
-                [k, v] => Some((*k, *v)),
-                _ => None,
-            });
-            self.heap.dicts.get_mut(i as usize)?.extend(pairs);
+        match target {
+            Val::Dict(i) => {
+                let pairs = items.chunks_exact(2).filter_map(|pair| match pair {
+                    [k, v] => Some((*k, *v)),
+                    _ => None,
+                });
+                self.heap.dicts.get_mut(i as usize)?.extend(pairs);
+                let changed = self.heap.dict_changed.get_mut(i as usize)?;
+                *changed = (*changed).max(offset);
+            }
+            Val::List(i) if !items.is_empty() => {
+                *self.heap.list_changed.get_mut(i as usize)? = u64::MAX;
+            }
+            _ => {}
         }
         self.stack.truncate(start);
         Some(())
     }
 
-    /// APPEND(S): the stack's items from `start` on into `target`, then off the stack.
-    fn append(&mut self, target: Val, start: usize) {
+    /// APPEND(S) at `offset`: the stack's items from `start` on into `target`, then off the
+    /// stack.
+    fn append(&mut self, target: Val, start: usize, offset: u64) {
         if let Val::List(i) = target {
             if let (Some(list), Some(items)) = (self.heap.lists.get_mut(i as usize), self.stack.get(start..))
             {
-                list.extend_from_slice(items);
+                if !items.is_empty() {
+                    list.extend_from_slice(items);
+                    if let Some(changed) = self.heap.list_changed.get_mut(i as usize) {
+                        *changed = (*changed).max(offset);
+                    }
+                }
             }
         }
         self.stack.truncate(start);
@@ -528,28 +570,28 @@ impl Evaluator {
             O::Dict => {
                 let mark = self.marks.pop()?.min(self.stack.len());
                 let dict = self.new_dict(Vec::new());
-                self.set_items(dict, mark)?;
+                self.set_items(dict, mark, op.offset)?;
                 self.push(dict);
             }
             O::SetItem => {
                 let start = self.last_n(2)?;
                 let target = *self.stack.get(start.checked_sub(1)?)?;
-                self.set_items(target, start)?;
+                self.set_items(target, start, op.offset)?;
             }
             O::SetItems => {
                 let mark = self.marks.pop()?.min(self.stack.len());
                 let target = *self.stack.get(mark.checked_sub(1)?)?;
-                self.set_items(target, mark)?;
+                self.set_items(target, mark, op.offset)?;
             }
             O::Append => {
                 let start = self.last_n(1)?;
                 let target = *self.stack.get(start.checked_sub(1)?)?;
-                self.append(target, start);
+                self.append(target, start, op.offset);
             }
             O::Appends => {
                 let mark = self.marks.pop()?.min(self.stack.len());
                 let target = *self.stack.get(mark.checked_sub(1)?)?;
-                self.append(target, mark);
+                self.append(target, mark, op.offset);
             }
             O::AddItems => {
                 self.pop_mark()?;

@@ -204,3 +204,44 @@ fn a_call_reads_its_dict_arguments_as_they_were() {
         .built_at
         .is_some_and(|at| at > heap.objects[0].offset && at > made.offset));
 }
+
+#[test]
+fn lists_tell_when_they_changed_after_a_reader() {
+    // l = [1]; f(l) at the REDUCE; then l.append(2), then SETITEM l[0] = 3 (CPython calls the
+    // list's __setitem__; the evaluator does not follow it).
+    let asm = Asm::default()
+        .op(0x80)
+        .op(2)
+        .op(b']')
+        .put(0)
+        .int(1)
+        .op(b'a')
+        .op(b'0')
+        .global("m", "f")
+        .get(0)
+        .op(0x85)
+        .op(b'R')
+        .op(b'0');
+    let reduce_at = u64::try_from(asm.0.len() - 2).unwrap();
+    let appended = asm.get(0).int(2).op(b'a');
+    let append_at = u64::try_from(appended.0.len() - 1).unwrap();
+    let mut ended = appended.0.clone();
+    ended.push(b'.');
+    let evaluator = evaluate(&ended, MAX_VALUES);
+    let heap = &evaluator.heap;
+    let list = heap.tuple(heap.objects[0].args).unwrap()[0];
+    assert!(
+        heap.list(list, reduce_at).is_none(),
+        "appended after the call read it"
+    );
+    assert_eq!(heap.list(list, append_at).map(<[Val]>::len), Some(2));
+    let assigned = appended.int(0).int(3).op(b's').op(b'.');
+    let evaluator = evaluate(&assigned.0, MAX_VALUES);
+    let heap = &evaluator.heap;
+    let list = heap.tuple(heap.objects[0].args).unwrap()[0];
+    assert!(
+        heap.list(list, u64::MAX - 1).is_none(),
+        "item assignment is not followed"
+    );
+    assert!(heap.changed_after(list, u64::MAX - 1));
+}

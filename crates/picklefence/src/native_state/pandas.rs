@@ -1,7 +1,9 @@
 //! pandas inside a pickle: a `Categorical`'s codes must index its categories
-//! (`categories.take(codes)` runs unchecked). The categories' length is read from what the
-//! pickle makes of them: an `Index` or `RangeIndex` through `_new_Index`, an array, or an
-//! extension array (`NDArrayBacked`). Anything else is left to the guard.
+//! (`categories.take(codes)` runs unchecked), and a block manager's placements must lie inside
+//! its items axis (`_rebuild_blknos_and_blklocs` writes at each one with bounds checks off).
+//! Lengths are read from what the pickle makes of the categories and axes: an `Index` or
+//! `RangeIndex` through `_new_Index`, an array, or an extension array (`NDArrayBacked`).
+//! Anything else is left to the guard.
 
 use crate::evaluate::{Heap, Object, Val};
 
@@ -23,6 +25,10 @@ const RANGE_INDEX: [(&str, &str); 2] = [
     ("pandas", "RangeIndex"),
     ("pandas.core.indexes.range", "RangeIndex"),
 ];
+const SLICE: [(&str, &str); 2] = [("builtins", "slice"), ("__builtin__", "slice")];
+const UNPICKLE_BLOCK: (&str, &str) = ("pandas._libs.internals", "_unpickle_block");
+/// The key of the fields a block manager's state (pandas < 2, `SingleBlockManager`) keeps.
+const MANAGER_FIELDS: &str = "0.14.1";
 /// Indexes of indexes read at most (pandas makes one level; the reading recurses).
 const MAX_NESTING: usize = 4;
 /// Index classes whose length is their data's.
@@ -73,7 +79,13 @@ fn backed(heap: &Heap, object: &Object) -> Result<Backed, String> {
         _ => return Err("an extension array without its state".into()),
     };
     let state = match heap.tuple(state) {
-        Some([only]) if matches!(only, Val::Dict(_)) => *only,
+        // A dict inside a tuple is not copied at the BUILD: as it ends up, unless it changed.
+        Some([only]) if matches!(only, Val::Dict(_)) => {
+            if heap.changed_after(*only, read_at) {
+                return Err("a state dict changed after the BUILD that read it".into());
+            }
+            *only
+        }
         Some(items) => {
             let (first, second, extra) = match items {
                 [a, b] => (*a, *b, None),
@@ -234,6 +246,168 @@ pub(super) fn check_categorical(heap: &Heap, data: &[u8], categorical: &Object) 
         })
     };
     outcome(run())
+}
+
+/// `BlockManager` and `SingleBlockManager`: every block's placement inside the items axis
+/// (`axes[0]`). Two forms: `BlockManager(blocks, axes)` with each block
+/// `_unpickle_block(values, placement, ndim)` (pandas >= 2), and a state given by BUILD,
+/// `(axes, values, items, {"0.14.1": {"axes": [...], "blocks": [{"values", "mgr_locs"}]}})`
+/// (older frames, every series), which replaces what a call gave.
+pub(super) fn check_block_manager(heap: &Heap, data: &[u8], manager: &Object) -> PickledOutcome {
+    let run = || -> Result<Result<(), String>, String> {
+        if manager.rebuilt {
+            return Err("a block manager given its state twice".into());
+        }
+        let (axes, read_at, placements) = match (manager.state, manager.built_at) {
+            (Some(state), Some(built)) => manager_state(heap, state, built)?,
+            (None, _) => manager_call(heap, manager)?,
+            (Some(_), None) => return Err("a block manager with a state but no BUILD".into()),
+        };
+        let axes = sequence(heap, axes, read_at).ok_or("axes that are not a list")?;
+        let first = *axes.first().ok_or("a block manager without axes")?;
+        let items = match length_of(heap, first, read_at, 0)? {
+            Ok(items) => i64::try_from(items).unwrap_or(i64::MAX),
+            Err(broken) => return Ok(Err(broken)),
+        };
+        for (number, (placement, at)) in placements.into_iter().enumerate() {
+            match placed_outside(heap, data, placement, at, items)? {
+                Ok(None) => {}
+                Ok(Some(item)) => {
+                    return Ok(Err(format!(
+                        "blocks[{number}] is placed at item {item}, outside [0, {items}) (the items axis)"
+                    )))
+                }
+                Err(broken) => return Ok(Err(format!("blocks[{number}]: {broken}"))),
+            }
+        }
+        Ok(Ok(()))
+    };
+    outcome(run())
+}
+
+/// A block's placement and where it was read.
+type Placement = (Val, u64);
+
+/// `BlockManager(blocks, axes[, verify])`: the axes, where the call read them, the placements.
+fn manager_call(heap: &Heap, manager: &Object) -> Result<(Val, u64, Vec<Placement>), String> {
+    let [blocks, axes, ..] = heap.tuple(manager.args).unwrap_or_default() else {
+        return Err("a block manager called without blocks and axes".into());
+    };
+    let blocks = sequence(heap, *blocks, manager.offset).ok_or("blocks that are not a tuple")?;
+    let mut placements = Vec::with_capacity(blocks.len());
+    for block in blocks {
+        let object = heap.object(*block).ok_or("a block not made in the pickle")?;
+        if heap.global(object.callee) != Some(UNPICKLE_BLOCK) || object.state.is_some() {
+            return Err("a block not made by _unpickle_block".into());
+        }
+        let [_, placement, _] = heap.tuple(object.args).unwrap_or_default() else {
+            return Err("a block made without values, placement and ndim".into());
+        };
+        placements.push((*placement, object.offset));
+    }
+    Ok((*axes, manager.offset, placements))
+}
+
+/// The state `__setstate__` reads at the BUILD at `built`: the axes and placements of its
+/// "0.14.1" fields, none of them changed after that BUILD.
+fn manager_state(heap: &Heap, state: Val, built: u64) -> Result<(Val, u64, Vec<Placement>), String> {
+    let as_built = |value: Option<Val>, what: &str| match value {
+        Some(v) if heap.changed_after(v, built) => {
+            Err(format!("{what} changed after the BUILD that read it"))
+        }
+        Some(v) => Ok(v),
+        None => Err(format!("a block manager state without {what}")),
+    };
+    let extra = heap.tuple(state).and_then(|items| items.get(3).copied());
+    let fields = as_built(
+        heap.get(as_built(extra, "its fourth item")?, MANAGER_FIELDS),
+        "its fields",
+    )?;
+    let axes = as_built(heap.get(fields, "axes"), "axes")?;
+    let blocks = as_built(heap.get(fields, "blocks"), "blocks")?;
+    let blocks = sequence(heap, blocks, built).ok_or("blocks that are not a list")?;
+    let mut placements = Vec::with_capacity(blocks.len());
+    for block in blocks {
+        let block = as_built(Some(*block), "a block")?;
+        placements.push((
+            as_built(heap.get(block, "mgr_locs"), "a block's mgr_locs")?,
+            built,
+        ));
+    }
+    Ok((axes, built, placements))
+}
+
+/// The items of a tuple, or of a list as read at `read_at`.
+fn sequence(heap: &Heap, value: Val, read_at: u64) -> Option<&[Val]> {
+    heap.tuple(value).or_else(|| heap.list(value, read_at))
+}
+
+/// The first item a placement read at `at` places outside [0, items): a slice (as Python's
+/// range), an int array, a list of ints or one int. Outer error: not readable here; inner:
+/// broken otherwise (an array given its state after the block took it).
+fn placed_outside(
+    heap: &Heap,
+    data: &[u8],
+    placement: Val,
+    at: u64,
+    items: i64,
+) -> Result<Result<Option<i64>, String>, String> {
+    let outside = |item: i64| !(0..items).contains(&item);
+    if let Some(item) = heap.int(placement) {
+        return Ok(Ok(outside(item).then_some(item)));
+    }
+    if let Some(list) = heap.list(placement, at) {
+        for item in list {
+            let item = heap.int(*item).ok_or("a placement list of other than ints")?;
+            if outside(item) {
+                return Ok(Ok(Some(item)));
+            }
+        }
+        return Ok(Ok(None));
+    }
+    let object = heap
+        .object(placement)
+        .ok_or("a placement not made in the pickle")?;
+    let Some(callee) = heap.global(object.callee) else {
+        return Err("a placement made by a call of something not imported".into());
+    };
+    if !SLICE.contains(&callee) {
+        if let Err(broken) = built_before(heap, placement, at, "a placement") {
+            return Ok(Err(broken));
+        }
+        let array = array_of(heap, data, placement)?;
+        return Ok(Ok(
+            first_outside(&array, usize::MAX, 0, items)?.map(|(_, item)| item)
+        ));
+    }
+    if object.state.is_some() {
+        return Err("a slice given a state".into());
+    }
+    let bound = |v: &Val| match *v {
+        Val::None => Ok(None),
+        v => heap.int(v).map(Some).ok_or("a slice of other than ints"),
+    };
+    let (start, stop, step) = match heap.tuple(object.args).unwrap_or_default() {
+        [stop] => (None, bound(stop)?, None),
+        [start, stop] => (bound(start)?, bound(stop)?, None),
+        [start, stop, step] => (bound(start)?, bound(stop)?, bound(step)?),
+        _ => return Err("a slice of other than one to three bounds".into()),
+    };
+    // As pandas' slice_canonize: no start counts from 0 upwards; no stop runs down to 0.
+    let step = step.unwrap_or(1);
+    let (Some(start), Some(stop)) = (
+        start.or((step > 0).then_some(0)),
+        stop.or((step < 0).then_some(-1)),
+    ) else {
+        return Err("an unbounded slice".into());
+    };
+    let count = range_length(start, stop, step).ok_or("a slice of step 0")?;
+    if count == 0 {
+        return Ok(Ok(None));
+    }
+    let last = i128::from(start) + (i128::from(count) - 1) * i128::from(step);
+    let last = i64::try_from(last).unwrap_or(i64::MAX);
+    Ok(Ok([start, last].into_iter().find(|&item| outside(item))))
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use crate::evaluate::{Heap, Object, Trailing};
 
 use super::arrays::{array_of, dtype_of, first_outside, state_array, JOBLIB_WRAPPER};
-use super::pandas::check_categorical;
+use super::pandas::{check_block_manager, check_categorical};
 use super::sparse::{check_compressed, check_coo, Compressed};
 use super::{check_predictor_nodes, check_tree_nodes, NodeLayout, PredictorLayout, PredictorShape};
 
@@ -27,6 +27,14 @@ const CHECKED: &[((&str, &str), Check)] = &[
     (
         ("pandas.core.arrays.categorical", "Categorical"),
         check_categorical,
+    ),
+    (
+        ("pandas.core.internals.managers", "BlockManager"),
+        check_block_manager,
+    ),
+    (
+        ("pandas.core.internals.managers", "SingleBlockManager"),
+        check_block_manager,
     ),
     (("scipy.sparse._csr", "csr_matrix"), csr),
     (("scipy.sparse._csr", "csr_array"), csr),
