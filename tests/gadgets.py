@@ -1513,14 +1513,24 @@ def b_dataframe_block_placement(tmp: Path) -> bytes:
         (block,),
         [Lit(pd.Index(["a"], dtype=object)), Lit(pd.RangeIndex(2))],
     )
+    return frame_of(mgr)
+
+
+def frame_of(manager: Any, after: Any = None) -> bytes:
+    """``{"frame": DataFrame}`` made as pandas pickles it (NEWOBJ, then its state dict) around
+    the block manager ``manager`` (an expression), then ``"after": after`` when given (its
+    opcodes run after the frame's)."""
     state = {
-        "_mgr": mgr,
+        "_mgr": manager,
         "_typ": "dataframe",
         "_metadata": [],
         "attrs": {},
         "_flags": {"allows_duplicate_labels": True},
     }
-    return dumps({"frame": Build(New(G("pandas.core.frame", "DataFrame")), state)})
+    made: Dict[str, Any] = {"frame": Build(New(G("pandas.core.frame", "DataFrame")), state)}
+    if after is not None:
+        made["after"] = after
+    return dumps(made)
 
 
 def older_frame(placement: Any) -> bytes:
@@ -1537,14 +1547,7 @@ def older_frame(placement: Any) -> bytes:
         New(G("pandas.core.internals.managers", "BlockManager")),
         (axes, [Lit(values)], axes, {"0.14.1": fields}),
     )
-    state = {
-        "_mgr": manager,
-        "_typ": "dataframe",
-        "_metadata": [],
-        "attrs": {},
-        "_flags": {"allows_duplicate_labels": True},
-    }
-    return dumps({"frame": Build(New(G("pandas.core.frame", "DataFrame")), state)})
+    return frame_of(manager)
 
 
 def b_dataframe_older_state_placement(tmp: Path) -> bytes:

@@ -879,7 +879,7 @@ def _manager_attacks() -> Dict[str, Tuple[bytes, bool]]:
     """Frames whose manager the scanner's reading of the pickle could get wrong, each with
     whether the scan must flag it (else it leaves the manager to the guard): three items at the
     call in the pickle's text, one in fact, and no count check (verify_integrity=False)."""
-    from gadgets import Build, Call, G, Lit, New, Put, Ref, SetItem, dumps
+    from gadgets import Build, Call, G, Lit, Put, Ref, SetItem, frame_of
 
     def frame(axes: Any, after: Any = None) -> bytes:
         block = Call(
@@ -889,8 +889,7 @@ def _manager_attacks() -> Dict[str, Tuple[bytes, bool]]:
             2,
         )
         manager = Call(G("pandas.core.internals.managers", "BlockManager"), (block,), axes, False)
-        made = Build(New(G("pandas.core.frame", "DataFrame")), {"_mgr": manager, "_typ": "dataframe"})
-        return dumps([made, after] if after is not None else [made])
+        return frame_of(manager, after)
 
     three = Lit(pd.Index(["a", "b", "c"], dtype=object))
     unbuilt = Put("data", Call(G("numpy.core.multiarray", "_reconstruct"), G("numpy", "ndarray"), (0,), b"b"))
