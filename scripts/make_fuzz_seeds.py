@@ -420,12 +420,14 @@ def add_sklearn_joblib(corpus: Corpus) -> None:
         path = Path(tmp) / "evil.joblib"
         joblib.dump({"estimator": models[0], "hook": Evil()}, path)
         corpus.add(PICKLE_TARGETS, path.read_bytes())
-        # States the scanner checks inside the file: a categorical and sparse matrices.
+        # States the scanner checks inside the file: a categorical, sparse matrices, block
+        # managers (a frame of interleaved dtypes has array placements).
         import pandas as pd
         import scipy.sparse as sp
 
         checked = [
             pd.Series(pd.Categorical(["a", "b", "a"])),
+            pd.DataFrame({"a": [1.0, 2.0], "b": [1, 2], "c": [3.0, 4.0]}),
             pd.Series(pd.Categorical([1, 2], categories=pd.RangeIndex(0, 3))),
             sp.csr_matrix(np.eye(3)),
             sp.bsr_matrix(np.eye(4), blocksize=(2, 2)),
@@ -437,6 +439,11 @@ def add_sklearn_joblib(corpus: Corpus) -> None:
             path = Path(tmp) / "state.joblib"
             joblib.dump(value, path)
             corpus.pickle(path.read_bytes())
+        # A frame as pandas < 2 pickled it: the manager given its "0.14.1" state.
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+        from gadgets import Call, G, older_frame
+
+        corpus.pickle(older_frame(Call(G("builtins", "slice"), 0, 2, 1)))
 
 
 def add_wrappers(corpus: Corpus) -> None:
