@@ -331,3 +331,52 @@ fn bytes_after_the_last_legacy_torch_storage_are_analysed_in_a_stream_too() {
         }
     }
 }
+
+#[test]
+fn binary_data_that_starts_like_a_long_counted_opcode_and_then_breaks_is_not_a_pickle() {
+    // BINBYTES, BINUNICODE or BINSTRING with a 4-byte length of about 1 GB: a stream of unknown
+    // size (or a file that large) may hold it, so identification takes the start for a pickle;
+    // read whole, the bytes after the payload break at once with nothing imported or called.
+    // pickle.load runs nothing there: not a pickle (it was a broken, unsafe one: about 1 in 85
+    // random streams). The same start followed by an import stays a pickle, and unsafe.
+    let policy = Policy::default();
+    let streamed = ScanOptions {
+        read_whole_up_to: 0,
+        stream_prefix: 4096,
+        ..ScanOptions::default()
+    };
+    for opcode in [b'B', b'X', b'T'] {
+        for payload in [8_000_usize, 1 << 20] {
+            let mut data = vec![opcode];
+            data.extend_from_slice(&u32::try_from(payload).unwrap().to_le_bytes());
+            data.resize(1 + 4 + payload, 0x41);
+            let mut inert = data.clone();
+            inert.extend_from_slice(&[0xff; 64]); // not an opcode
+            let mut evil = data;
+            evil.extend_from_slice(b"0cos\nsystem\n(S'true'\ntR.");
+            for (input, unsafe_) in [(inert, false), (evil, true)] {
+                for bytes in [input.clone(), common::gzip(&input)] {
+                    let reports = [
+                        scan_bytes(&bytes, &policy, &ScanOptions::default()),
+                        scan_reader(
+                            Pipe {
+                                data: &bytes,
+                                turn: 0,
+                            },
+                            &policy,
+                            &streamed,
+                        ),
+                    ];
+                    for report in reports {
+                        assert_eq!(
+                            report.verdict == Verdict::Unsafe,
+                            unsafe_,
+                            "{opcode:#x} {payload}: {:#?}",
+                            report.findings
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

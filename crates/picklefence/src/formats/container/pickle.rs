@@ -42,8 +42,12 @@ impl Container for PickleFile {
             return stream.buffered(ctx, location, depth);
         }
         let options = ctx.analysis(Mode::AllPickles);
+        let mut reader = stream.reader;
+        let magic = std::io::BufRead::fill_buf(&mut reader)
+            .map(|head| head.get(..2).unwrap_or(head).to_vec())
+            .unwrap_or_default();
         let (analysis, _) = joblib::drive(
-            Decoder::from_reader(stream.reader, options.limits.stream),
+            Decoder::from_reader(reader, options.limits.stream),
             ctx.policy,
             &options,
             true,
@@ -54,8 +58,11 @@ impl Container for PickleFile {
         } else {
             Format::Pickle
         };
-        ctx.add_pickle(location, format.name(), analysis.report, None, depth);
         ctx.note_budget(location);
+        if inert(&magic, &analysis.report) {
+            return not_a_pickle(ctx, location);
+        }
+        ctx.add_pickle(location, format.name(), analysis.report, None, depth);
         format
     }
 }
@@ -140,6 +147,9 @@ fn scan_pickle_slice(ctx: &mut Ctx<'_>, data: &[u8], location: &str, depth: usiz
         });
     if !may_hold_arrays {
         let mut report = quick;
+        if inert(data, &report) {
+            return not_a_pickle(ctx, location);
+        }
         check_native_state(data, false, &[], &mut report);
         ctx.add_pickle(location, Format::Pickle.name(), report, Some((data, 0)), depth);
         return Format::Pickle;
@@ -192,12 +202,49 @@ fn scan_pickle_slice(ctx: &mut Ctx<'_>, data: &[u8], location: &str, depth: usiz
             });
         }
     }
+    if inert(data, &report) {
+        return not_a_pickle(ctx, location);
+    }
     let readable = data
         .get(..usize::try_from(analysis.end).unwrap_or(usize::MAX))
         .unwrap_or(data);
     check_native_state(readable, analysis.arrays > 0, &analysis.skips, &mut report);
     ctx.add_pickle(location, format.name(), report, Some((data, 0)), depth);
     format
+}
+
+/// Whether input that was taken for a pickle from its start alone (no PROTO 2+: it decoded for
+/// 4 KiB, or ran out there claiming more) proved, read whole, to be data that merely began like
+/// one: nothing imported, called, loaded or completed before it broke, and nothing else found.
+/// `pickle.load` of it runs nothing. Binary data whose first byte is BINBYTES, BINUNICODE or
+/// BINSTRING (about 1 in 85 random streams) claims a length that a stream of unknown size may
+/// hold, and was reported as a broken pickle.
+fn inert(start: &[u8], report: &PickleReport) -> bool {
+    !matches!(start, [0x80, 2..=5, ..])
+        && report.imports.is_empty()
+        && report.calls.is_empty()
+        && report.persistent_ids.is_empty()
+        && report.nested.is_empty()
+        && report.records_dropped == 0
+        && report.pickles.iter().all(|p| p.end.is_none())
+        && report
+            .findings
+            .iter()
+            .all(|f| f.kind == FindingKind::MalformedPickle || f.severity == Severity::Info)
+}
+
+/// What [`inert`] input is reported as: the note of bytes no container recognises.
+fn not_a_pickle(ctx: &mut Ctx<'_>, location: &str) -> Format {
+    ctx.finding(
+        location,
+        FindingKind::NonPickleFormat,
+        Severity::Info,
+        0,
+        "not a recognised model format: it begins like a pickle but, read whole, imports, calls or completes \
+         nothing before it breaks"
+            .into(),
+    );
+    Format::Unknown
 }
 
 /// A pickle member analysed whatever its content looks like (`*.pkl` in archives).
