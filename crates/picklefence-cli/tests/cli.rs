@@ -651,34 +651,6 @@ fn zip_of(name: &str, inner: &[u8]) -> Vec<u8> {
     common::stored_zip(&[(name, inner)])
 }
 
-/// A one-member ustar archive.
-fn tar_of(name: &str, data: &[u8]) -> Vec<u8> {
-    let mut header = [0u8; 512];
-    header[..name.len()].copy_from_slice(name.as_bytes());
-    header[100..107].copy_from_slice(b"0000644");
-    header[108..115].copy_from_slice(b"0000000");
-    header[116..123].copy_from_slice(b"0000000");
-    header[124..135].copy_from_slice(format!("{:011o}", data.len()).as_bytes());
-    header[136..147].copy_from_slice(b"00000000000");
-    header[156] = b'0';
-    header[257..263].copy_from_slice(b"ustar\0");
-    header[263..265].copy_from_slice(b"00");
-    header[148..156].copy_from_slice(b"        ");
-    let sum: u32 = header.iter().map(|&b| u32::from(b)).sum();
-    header[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
-    let mut out = header.to_vec();
-    out.extend_from_slice(data);
-    out.resize(out.len().div_ceil(512) * 512 + 1024, 0);
-    out
-}
-
-fn gzip_of(data: &[u8]) -> Vec<u8> {
-    use std::io::Write as _;
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    encoder.write_all(data).expect("gzip");
-    encoder.finish().expect("gzip")
-}
-
 /// An object-dtype .npy file: its header, then the pickle numpy.load unpickles.
 fn object_npy(pickle: &[u8]) -> Vec<u8> {
     let mut header = b"{'descr': '|O', 'fortran_order': False, 'shape': (1,), }".to_vec();
@@ -705,9 +677,9 @@ fn disasm_and_scan_read_the_same_pickles_in_every_container() {
         ),
         ("object.npy".into(), object_npy(REDUCE)),
         ("arrays.npz".into(), zip_of("a.npy", &object_npy(REDUCE))),
-        ("model.tar".into(), tar_of("model.pkl", REDUCE)),
-        ("model.pkl.gz".into(), gzip_of(REDUCE)),
-        ("zip_in_gzip".into(), gzip_of(&common::torch_zip(REDUCE))),
+        ("model.tar".into(), common::tar(&[("model.pkl", REDUCE)])),
+        ("model.pkl.gz".into(), common::gzip(REDUCE)),
+        ("zip_in_gzip".into(), common::gzip(&common::torch_zip(REDUCE))),
         (
             "polyglot.pkl".into(),
             [CLEAN, &common::torch_zip(REDUCE)].concat(),

@@ -23,64 +23,11 @@ pub const TRUNCATED: &[u8] = b"\x80\x02]q\x00(K\x01K\x02";
 /// An instance of `mypkg.Model` (not on any allowlist) with state `{'w': 1}`.
 pub const CUSTOM: &[u8] = b"\x80\x02cmypkg\nModel\nq\x00)\x81q\x01}q\x02X\x01\x00\x00\x00wq\x03K\x01sb.";
 
-/// A zip archive of `members`, stored (no compression), laid out the way `torch.save` writes.
-pub fn stored_zip(members: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut central = Vec::new();
-    for (name, data) in members {
-        let offset = out.len() as u32;
-        let crc = crc32(data);
-        let size = data.len() as u32;
-        let mut fields = Vec::new();
-        fields.extend_from_slice(&20u16.to_le_bytes()); // version needed
-        fields.extend_from_slice(&0u16.to_le_bytes()); // flags
-        fields.extend_from_slice(&0u16.to_le_bytes()); // method: stored
-        fields.extend_from_slice(&0u32.to_le_bytes()); // time, date
-        fields.extend_from_slice(&crc.to_le_bytes());
-        fields.extend_from_slice(&size.to_le_bytes());
-        fields.extend_from_slice(&size.to_le_bytes());
-        fields.extend_from_slice(&(name.len() as u16).to_le_bytes());
-        fields.extend_from_slice(&0u16.to_le_bytes()); // extra length
-        out.extend_from_slice(b"PK\x03\x04");
-        out.extend_from_slice(&fields);
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(data);
-        central.extend_from_slice(b"PK\x01\x02");
-        central.extend_from_slice(&20u16.to_le_bytes()); // version made by
-        central.extend_from_slice(&fields);
-        central.extend_from_slice(&0u16.to_le_bytes()); // comment length
-        central.extend_from_slice(&0u16.to_le_bytes()); // disk
-        central.extend_from_slice(&0u16.to_le_bytes()); // internal attributes
-        central.extend_from_slice(&0u32.to_le_bytes()); // external attributes
-        central.extend_from_slice(&offset.to_le_bytes());
-        central.extend_from_slice(name.as_bytes());
-    }
-    let central_offset = out.len() as u32;
-    out.extend_from_slice(&central);
-    out.extend_from_slice(b"PK\x05\x06");
-    out.extend_from_slice(&0u32.to_le_bytes()); // disk numbers
-    out.extend_from_slice(&(members.len() as u16).to_le_bytes());
-    out.extend_from_slice(&(members.len() as u16).to_le_bytes());
-    out.extend_from_slice(&(central.len() as u32).to_le_bytes());
-    out.extend_from_slice(&central_offset.to_le_bytes());
-    out.extend_from_slice(&0u16.to_le_bytes()); // comment length
-    out
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &byte in data {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
+// The archive and stream writers of the core crate's tests (one of each for the workspace).
+#[path = "../../../picklefence/tests/common/mod.rs"]
+mod inputs;
+#[allow(unused_imports)] // Each test file uses some of them.
+pub use inputs::{gzip, stored_zip, tar};
 
 /// A PyTorch-style zip whose `archive/data.pkl` is `pickle`.
 pub fn torch_zip(pickle: &[u8]) -> Vec<u8> {

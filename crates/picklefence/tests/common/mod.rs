@@ -1,6 +1,6 @@
 //! Inputs the integration tests build: zips (a stored one, or one with knobs for every trick), a
 //! gzip stream, a ustar archive and a legacy torch file (one writer each, shared by the test files
-//! that need them).
+//! that need them, the CLI crate's too).
 
 #![allow(dead_code, clippy::unwrap_used)] // Each test file uses some of them; test code.
 
