@@ -421,13 +421,14 @@ def add_sklearn_joblib(corpus: Corpus) -> None:
         joblib.dump({"estimator": models[0], "hook": Evil()}, path)
         corpus.add(PICKLE_TARGETS, path.read_bytes())
         # States the scanner checks inside the file: a categorical, sparse matrices, block
-        # managers (a frame of interleaved dtypes has array placements).
+        # managers (a frame of interleaved dtypes has array placements), an interval array.
         import pandas as pd
         import scipy.sparse as sp
 
         checked = [
             pd.Series(pd.Categorical(["a", "b", "a"])),
             pd.DataFrame({"a": [1.0, 2.0], "b": [1, 2], "c": [3.0, 4.0]}),
+            pd.arrays.IntervalArray.from_breaks([0.0, 1.0, 2.0]),
             pd.Series(pd.Categorical([1, 2], categories=pd.RangeIndex(0, 3))),
             sp.csr_matrix(np.eye(3)),
             sp.bsr_matrix(np.eye(4), blocksize=(2, 2)),

@@ -433,14 +433,17 @@ def test_every_compiled_class_of_the_policy_is_validated_or_safe_by_a_stated_rea
 
 
 def test_scanner_notes_what_it_leaves_to_load_time_validation(tmp_path: Path) -> None:
-    # The scanner does not read an IntervalArray's bounds: an info note, no verdict.
+    # The scanner does not read a torch sparse tensor's indices: an info note, no verdict.
+    import torch
+
     path = tmp_path / "features.joblib"
-    joblib.dump({"bins": pd.arrays.IntervalArray.from_breaks([0.0, 1.0, 2.0])}, path)
+    with torch.sparse.check_sparse_tensor_invariants(True):
+        joblib.dump({"sparse": torch.sparse_coo_tensor([[0, 2]], [1.0, 2.0], (3,))}, path)
     report = picklefence.scan_file(path)
     assert report.is_safe, str(report)
     notes = [f for f in report.findings if f.kind == "native-state"]
     assert notes and all(f.severity == "info" for f in notes)
-    assert notes[0].message.startswith("pandas.arrays.IntervalArray keeps state")
+    assert notes[0].message.startswith("torch._utils._rebuild_sparse_tensor keeps state")
     assert "the guard validates them" in notes[0].message
 
 
@@ -717,6 +720,13 @@ SCANNED: Dict[str, Tuple[Callable[[bool], Any], str, str]] = {
         lambda broken: _sparse("csr_matrix", _indptr_backwards if broken else lambda m: None),
         "csr_matrix",
         "indptr must not decrease",
+    ),
+    "interval bounds": (
+        lambda broken: (
+            _intervals_with_short_right() if broken else pd.arrays.IntervalArray.from_breaks([0.0, 1.0])
+        ),
+        "IntervalArray",
+        "_right holds 1 bounds for 3 left bounds",
     ),
     "frame block placement": (
         lambda broken: _frame_with_placement(slice(5, 7) if broken else slice(0, 2)),

@@ -1,6 +1,7 @@
 //! pandas inside a pickle: a `Categorical`'s codes must index its categories
-//! (`categories.take(codes)` runs unchecked), and a block manager's placements must lie inside
-//! its items axis (`_rebuild_blknos_and_blklocs` writes at each one with bounds checks off).
+//! (`categories.take(codes)` runs unchecked), an `IntervalArray`'s left and right bounds pair
+//! up, and a block manager's placements must lie inside its items axis
+//! (`_rebuild_blknos_and_blklocs` writes at each one with bounds checks off).
 //! Lengths are read from what the pickle makes of the categories and axes: an `Index` or
 //! `RangeIndex` through `_new_Index`, an array, or an extension array (`NDArrayBacked`).
 //! Anything else is left to the guard.
@@ -133,21 +134,19 @@ fn is_array(heap: &Heap, value: Val) -> bool {
 /// Outer error: not readable here; inner: broken.
 fn length_of(heap: &Heap, value: Val, read_at: u64, depth: usize) -> Result<Result<u64, String>, String> {
     if depth > MAX_NESTING {
-        return Err("categories nested too deep".into());
+        return Err("indexes nested too deep".into());
     }
-    if let Err(broken) = built_before(heap, value, read_at, "the categories") {
+    if let Err(broken) = built_before(heap, value, read_at, "the values") {
         return Ok(Err(broken));
     }
     let one_dimension = |shape: Vec<u64>| match shape[..] {
         [n] => Ok(Ok(n)),
-        _ => Err(format!("categories of shape {shape:?}")),
+        _ => Err(format!("values of shape {shape:?}")),
     };
     if let Ok(shape) = array_shape(heap, value) {
         return one_dimension(shape);
     }
-    let object = heap
-        .object(value)
-        .ok_or("categories that are not made in the pickle")?;
+    let object = heap.object(value).ok_or("values not made in the pickle")?;
     if heap.global(object.callee).is_some_and(|f| NEW_INDEX.contains(&f)) {
         return index_length(heap, object, depth);
     }
@@ -181,7 +180,7 @@ fn index_length(heap: &Heap, index: &Object, depth: usize) -> Result<Result<u64,
         };
     }
     if !DATA_INDEX.contains(&class) {
-        return Err(format!("categories in a {}.{}", class.0, class.1));
+        return Err(format!("values in a {}.{}", class.0, class.1));
     }
     let data = heap.get(*fields, "data").ok_or("an index without data")?;
     length_of(heap, data, index.offset, depth + 1)
@@ -243,6 +242,42 @@ pub(super) fn check_categorical(heap: &Heap, data: &[u8], categorical: &Object) 
                 "codes[{i}] is {code}, outside [-1, {count}) (the categories)"
             )),
             None => Ok(()),
+        })
+    };
+    outcome(run())
+}
+
+/// `IntervalArray` (`__pyx_unpickle_IntervalMixin`, then a BUILD whose state, a dict or a dict in
+/// a 1-tuple, sets `_left` and `_right`): both of one length (the interval tree and the
+/// comparisons pair them up by position).
+pub(super) fn check_intervals(heap: &Heap, _data: &[u8], intervals: &Object) -> PickledOutcome {
+    let run = || -> Result<Result<(), String>, String> {
+        if intervals.rebuilt {
+            return Err("an interval array given its state twice".into());
+        }
+        let (Some(state), Some(built)) = (intervals.state, intervals.built_at) else {
+            return Err("an interval array without its state".into());
+        };
+        let fields = match heap.tuple(state) {
+            Some([only]) if !heap.changed_after(*only, built) => *only,
+            Some(_) => return Err("a state tuple other than one unchanged dict".into()),
+            None => state,
+        };
+        let mut lengths = [0; 2];
+        for (length, key) in lengths.iter_mut().zip(["_left", "_right"]) {
+            let bound = heap
+                .get(fields, key)
+                .ok_or_else(|| format!("a state without {key}"))?;
+            *length = match length_of(heap, bound, built, 0)? {
+                Ok(n) => n,
+                Err(broken) => return Ok(Err(broken)),
+            };
+        }
+        Ok(match lengths {
+            [left, right] if left != right => {
+                Err(format!("_right holds {right} bounds for {left} left bounds"))
+            }
+            _ => Ok(()),
         })
     };
     outcome(run())

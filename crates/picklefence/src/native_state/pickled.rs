@@ -4,7 +4,7 @@
 use crate::evaluate::{Heap, Object, Trailing};
 
 use super::arrays::{array_of, dtype_of, first_outside, state_array, JOBLIB_WRAPPER};
-use super::pandas::{check_block_manager, check_categorical};
+use super::pandas::{check_block_manager, check_categorical, check_intervals};
 use super::sparse::{check_compressed, check_coo, Compressed};
 use super::{check_predictor_nodes, check_tree_nodes, NodeLayout, PredictorLayout, PredictorShape};
 
@@ -28,6 +28,8 @@ const CHECKED: &[((&str, &str), Check)] = &[
         ("pandas.core.arrays.categorical", "Categorical"),
         check_categorical,
     ),
+    (("pandas.arrays", "IntervalArray"), check_intervals),
+    (("pandas.core.arrays.interval", "IntervalArray"), check_intervals),
     (
         ("pandas.core.internals.managers", "BlockManager"),
         check_block_manager,
@@ -186,13 +188,14 @@ fn check_predictor(heap: &Heap, data: &[u8], predictor: &Object) -> PickledOutco
 /// The class an object is an instance of: what was called or reconstructed, or the class
 /// operand of `copyreg._reconstructor` / `copyreg.__newobj__` (protocols 0-1 and explicit
 /// reductions), of scikit-learn's `newObj` (KD and ball trees) or of pandas'
-/// `__pyx_unpickle_NDArrayBacked` (extension arrays).
+/// `__pyx_unpickle_NDArrayBacked` and `__pyx_unpickle_IntervalMixin` (extension arrays).
 pub(super) fn class_of<'h>(heap: &'h Heap, object: &Object) -> Option<(&'h str, &'h str)> {
     let callee = heap.global(object.callee)?;
     match callee {
         ("copyreg" | "copy_reg", "_reconstructor" | "__newobj__" | "__newobj_ex__")
         | ("sklearn.neighbors._kd_tree" | "sklearn.neighbors._ball_tree", "newObj")
-        | ("pandas._libs.arrays", "__pyx_unpickle_NDArrayBacked") => {
+        | ("pandas._libs.arrays", "__pyx_unpickle_NDArrayBacked")
+        | ("pandas._libs.interval", "__pyx_unpickle_IntervalMixin") => {
             heap.global(*heap.tuple(object.args)?.first()?)
         }
         _ => Some(callee),
