@@ -380,3 +380,31 @@ fn binary_data_that_starts_like_a_long_counted_opcode_and_then_breaks_is_not_a_p
         }
     }
 }
+
+#[test]
+fn a_stream_that_fails_to_read_is_never_taken_for_inert_data() {
+    // A protocol 0 list with nothing imported or called, gzipped and cut off: the pickle stops
+    // on a read error, not on its bytes, so what followed was never seen. In memory the gzip's
+    // failure is reported; as a stream too (it was dropped with the rest as "not a pickle").
+    let data: Vec<u8> = (0..3000).fold(b"(l".to_vec(), |mut out, i| {
+        out.extend_from_slice(format!("I{i}\na").as_bytes());
+        out
+    });
+    let gzip = common::gzip(&data);
+    let cut = &gzip[..gzip.len() / 2];
+    let policy = Policy::default();
+    let streamed = ScanOptions {
+        read_whole_up_to: 0,
+        stream_prefix: 4096,
+        ..ScanOptions::default()
+    };
+    let in_memory = scan_bytes(cut, &policy, &ScanOptions::default());
+    let from_stream = scan_reader(Pipe { data: cut, turn: 0 }, &policy, &streamed);
+    assert_eq!(in_memory.verdict, Verdict::Unsafe, "{:#?}", in_memory.findings);
+    assert_eq!(
+        from_stream.verdict,
+        Verdict::Unsafe,
+        "{:#?}",
+        from_stream.findings
+    );
+}

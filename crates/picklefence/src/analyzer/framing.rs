@@ -161,6 +161,9 @@ impl Analyzer<'_> {
             self.limit(error.offset(), &error.to_string());
             return;
         }
+        if let DecodeError::Io { .. } = error {
+            self.report.read_failed = true;
+        }
         // An argument or a line (protocol 0's) cut by the end of the input: ran out, not broken.
         if let DecodeError::Truncated { .. } | DecodeError::UnterminatedLine { .. } = error {
             if self.report.ran_out_at.is_none() {

@@ -201,6 +201,10 @@ pub struct PickleReport {
     /// any later newline ends): a claim no input could meet is a break wherever it is cut.
     #[serde(skip)]
     pub ran_out_claiming: u64,
+    /// Reading stopped on an error of the source (a corrupt compressed stream, a budget), not
+    /// on the bytes: what followed was never seen.
+    #[serde(skip)]
+    pub read_failed: bool,
 }
 
 /// A file nested in a bytes constant of the pickle.

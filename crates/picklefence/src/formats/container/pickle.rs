@@ -215,12 +215,14 @@ fn scan_pickle_slice(ctx: &mut Ctx<'_>, data: &[u8], location: &str, depth: usiz
 
 /// Whether input that was taken for a pickle from its start alone (no PROTO 2+: it decoded for
 /// 4 KiB, or ran out there claiming more) proved, read whole, to be data that merely began like
-/// one: nothing imported, called, loaded or completed before it broke, and nothing else found.
+/// one: nothing imported, called, loaded or completed before its bytes broke (a read error is no
+/// such break: what followed was never seen), and nothing else found.
 /// `pickle.load` of it runs nothing. Binary data whose first byte is BINBYTES, BINUNICODE or
 /// BINSTRING (about 1 in 85 random streams) claims a length that a stream of unknown size may
 /// hold, and was reported as a broken pickle.
 fn inert(start: &[u8], report: &PickleReport) -> bool {
     !matches!(start, [0x80, 2..=5, ..])
+        && !report.read_failed
         && report.imports.is_empty()
         && report.calls.is_empty()
         && report.persistent_ids.is_empty()
