@@ -37,8 +37,8 @@ import inspect
 import io
 import pickle
 import pkgutil
-import re
 import platform
+import re
 import sys
 import textwrap
 import warnings

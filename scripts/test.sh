@@ -20,7 +20,7 @@ cargo test --workspace
 echo "== python package (maturin, release)"
 "$PYTHON" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps .
 "$PYTHON" -m ruff format --check python tests bench scripts examples
-"$PYTHON" -m ruff check python tests bench
+"$PYTHON" -m ruff check python tests bench scripts examples
 "$PYTHON" -m mypy python/picklefence
 "$PYTHON" scripts/roles_table.py --check
 
