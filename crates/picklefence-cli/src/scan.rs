@@ -166,9 +166,7 @@ pub fn scan_file(path: &Path, policy: &Policy, options: &ScanOptions) -> Result<
             Err(format!("cannot read: {source}"))
         }
         Err(ScanError::Map { source, .. }) => Err(format!("cannot map into memory: {source}")),
-        Err(ScanError::Truncated { .. }) => {
-            Err("the file was truncated while it was scanned; scan it again once it is written".into())
-        }
+        Err(ScanError::Truncated { .. }) => Err(picklefence::scan::TRUNCATED.into()),
     }
 }
 

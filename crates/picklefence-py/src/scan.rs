@@ -50,7 +50,7 @@ pub(crate) fn scan_file(py: Python<'_>, path: PathBuf, policy: &Policy) -> PyRes
         ))),
         Err(ScanError::Truncated { .. }) => Err(PyOSError::new_err((
             5, // EIO: what was read is not the file
-            "the file was truncated while it was scanned; scan it again once it is written",
+            picklefence::scan::TRUNCATED,
             path.display().to_string(),
         ))),
         Err(error @ ScanError::NotAFile { .. }) => Err(PyOSError::new_err((

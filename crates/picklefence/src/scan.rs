@@ -38,7 +38,7 @@ pub enum ScanError {
     },
     /// The file shrank while it was scanned through a memory map (another process truncated
     /// or rewrote it): what was read is not the file, so no report is given.
-    #[error("{path}: the file was truncated while it was scanned; scan it again once it is written")]
+    #[error("{path}: {}", TRUNCATED)]
     Truncated {
         /// The path given to [`scan_path`].
         path: PathBuf,
@@ -52,6 +52,10 @@ pub enum ScanError {
         source: std::io::Error,
     },
 }
+
+/// What [`ScanError::Truncated`] says of its file (the command and the Python binding say it
+/// without the path).
+pub const TRUNCATED: &str = "the file was truncated while it was scanned; scan it again once it is written";
 
 /// Scan bytes of any supported kind, identified by content.
 pub fn scan_bytes(data: &[u8], policy: &Policy, options: &ScanOptions) -> ScanReport {
