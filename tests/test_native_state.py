@@ -978,3 +978,33 @@ def test_a_state_dict_changed_after_the_build_that_read_it_is_not_called_intact(
     with picklefence.safe_ml_environment():
         with pytest.raises(UnsafeFileError):
             pickle.loads(data)
+
+
+def _older_manager_routes() -> Dict[str, bytes]:
+    """An older manager state with a block at [0, 2**40] given by routes other than NEWOBJ of
+    the class: copyreg's __newobj__ (another allowed name that makes the object), and a second
+    BUILD through the memo after an intact first one."""
+    from gadgets import Build, Call, G, Lit, New, Put, Ref, frame_of
+
+    values = np.array([[1.0, 2.0], [3.0, 4.0]])
+    axes = [Lit(pd.Index(["a", "b"], dtype=object)), Lit(pd.RangeIndex(2))]
+
+    def state(placement: Any) -> Any:
+        fields = {"axes": axes, "blocks": [{"values": Lit(values), "mgr_locs": placement}]}
+        return (axes, [Lit(values)], axes, {"0.14.1": fields})
+
+    manager = G("pandas.core.internals.managers", "BlockManager")
+    intact = Put("manager", Build(New(manager), state(Call(G("builtins", "slice"), 0, 2, 1))))
+    return {
+        "copyreg.__newobj__": frame_of(Build(Call(G("copyreg", "__newobj__"), manager), state([0, 2**40]))),
+        "a second BUILD through the memo": frame_of(intact, after=Build(Ref("manager"), state([0, 2**40]))),
+    }
+
+
+@pytest.mark.parametrize("route", sorted(_older_manager_routes()))
+def test_older_manager_states_by_other_routes_are_refused(route: str) -> None:
+    data = _older_manager_routes()[route]
+    assert not picklefence.scan_bytes(data).is_safe
+    with picklefence.safe_ml_environment():
+        with pytest.raises(UnsafeFileError):
+            pickle.loads(data)
