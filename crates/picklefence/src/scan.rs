@@ -163,7 +163,12 @@ pub fn scan_path(
     policy: &Policy,
     options: &ScanOptions,
 ) -> Result<ScanReport, ScanError> {
-    let path = path.as_ref();
+    with_file(path.as_ref(), |data| scan_bytes(data, policy, options))
+}
+
+/// Runs `read` over the bytes of the file at `path`: read into memory when small, mapped
+/// otherwise. A file truncated while `read` runs is an error, whatever `read` returned.
+pub(crate) fn with_file<T>(path: &Path, read: impl FnOnce(&[u8]) -> T) -> Result<T, ScanError> {
     let file = std::fs::File::open(path).map_err(|source| ScanError::Open {
         path: path.to_path_buf(),
         source,
@@ -188,7 +193,7 @@ pub fn scan_path(
             })?;
         // A file that grew past the bound meanwhile is mapped like any large one.
         if data.len() as u64 <= READ_UP_TO {
-            return Ok(scan_bytes(&data, policy, options));
+            return Ok(read(&data));
         }
     }
     let map = map_file(&file).map_err(|source| ScanError::Map {
@@ -197,14 +202,14 @@ pub fn scan_path(
     })?;
     #[cfg(target_os = "linux")]
     let watched = crate::mapped::Watched::new(&map);
-    let report = scan_bytes(&map, policy, options);
+    let result = read(&map);
     #[cfg(target_os = "linux")]
     if watched.truncated() {
         return Err(ScanError::Truncated {
             path: path.to_path_buf(),
         });
     }
-    Ok(report)
+    Ok(result)
 }
 
 // Mapping is the one unsafe operation here. A file truncated by another process while the scan
