@@ -57,6 +57,7 @@ CONTAINER_TARGETS = (
     "torch_legacy",
 )
 TOML_TARGETS = ("policy_toml",)
+CHECKPOINT_TARGETS = ("convert",)
 
 
 class Corpus:
@@ -81,6 +82,9 @@ class Corpus:
 
     def container(self, data: bytes) -> None:
         self.add(CONTAINER_TARGETS, data)
+
+    def checkpoint(self, data: bytes) -> None:
+        self.add(CONTAINER_TARGETS + CHECKPOINT_TARGETS, data)
 
     def section(self, name: str, build: Callable[[], None]) -> None:
         try:
@@ -344,11 +348,16 @@ def add_torch(corpus: Corpus) -> None:
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.ReLU())
+    base = torch.arange(12, dtype=torch.float32)
     objects = [
         torch.arange(6, dtype=torch.float32).reshape(2, 3),
         {"weight": torch.ones(2, 2), "step": 3},
         model.state_dict(),
         model,
+        # Views, shared storages, dtypes and plain leaves: what convert evaluates.
+        {"t": base.reshape(3, 4).t(), "s": base[2:9:3], "e": base[:1].expand(4), "b": base},
+        {"h": torch.ones(3, dtype=torch.float16), "f8": torch.ones(2).to(torch.float8_e4m3fn), "lr": 0.1},
+        {"nested": {"a": [torch.zeros(1), {"k": (1, "x", None)}]}, "ids": {1, 2}},
     ]
     for obj in objects:
         for protocol in (2, 4):
@@ -360,7 +369,7 @@ def add_torch(corpus: Corpus) -> None:
             buffer = io.BytesIO()
             torch.save(obj, buffer, _use_new_zipfile_serialization=new_format)
             data = buffer.getvalue()
-            corpus.container(data)
+            corpus.checkpoint(data)
             if not new_format:
                 corpus.pickle(data)  # legacy format: a sequence of pickles
     # TorchScript archive.

@@ -51,6 +51,7 @@ joblib reads them (the raw array bytes after each NumpyArrayWrapper are skipped 
 from __future__ import annotations
 
 from . import _native
+from ._convert import Converted, convert
 from ._hook import (
     activate_safe_ml_environment,
     current_policy,
@@ -61,6 +62,7 @@ from ._hook import (
 from ._native import Policy, danger_reason
 from ._scan import ScanReport, scan_bytes, scan_file
 from .errors import (
+    ConvertError,
     Finding,
     PicklefenceError,
     PicklefenceWarning,
@@ -73,6 +75,8 @@ from .errors import (
 __version__: str = _native.__version__
 
 __all__ = [
+    "ConvertError",
+    "Converted",
     "Finding",
     "PicklefenceError",
     "PicklefenceWarning",
@@ -84,6 +88,7 @@ __all__ = [
     "Violation",
     "__version__",
     "activate_safe_ml_environment",
+    "convert",
     "current_policy",
     "danger_reason",
     "deactivate_safe_ml_environment",

@@ -21,6 +21,7 @@ __all__ = [
     "prescan",
     "scan_bytes",
     "scan_file",
+    "convert_file",
     "_panic_for_tests",
     "__version__",
 ]
@@ -148,6 +149,9 @@ def prescan(
 def prefix_kind(prefix: bytes) -> PrefixKind: ...
 def scan_bytes(data: bytes, policy: Policy) -> str: ...
 def scan_file(path: Union[str, os.PathLike[str]], policy: Policy) -> str: ...
+def convert_file(
+    input: Union[str, os.PathLike[str]], output: Union[str, os.PathLike[str]], policy: Policy
+) -> str: ...
 def danger_reason(module: str, name: str) -> Optional[str]: ...
 def check_tree_nodes(
     nodes: bytes, itemsize: int, left: int, right: int, feature: int, trees: List[Tuple[int, int]]

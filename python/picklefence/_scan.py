@@ -96,7 +96,11 @@ def _finding(raw: Dict[str, Any]) -> Finding:
 
 
 def _report(text: str, path: Optional[str]) -> ScanReport:
-    data = json.loads(text)
+    return _report_of(json.loads(text), path)
+
+
+def _report_of(data: Dict[str, Any], path: Optional[str]) -> ScanReport:
+    """The report of the core's JSON, parsed."""
     return ScanReport(
         format=str(data.get("format", "pickle")),
         verdict=str(data.get("verdict", "unsafe")),

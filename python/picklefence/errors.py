@@ -16,6 +16,7 @@ __all__ = [
     "UnsafeFileError",
     "ScanError",
     "PolicyError",
+    "ConvertError",
     "PicklefenceWarning",
     "Finding",
     "Violation",
@@ -32,6 +33,11 @@ class PolicyError(PicklefenceError, ValueError):
 
 class ScanError(PicklefenceError):
     """The scanner itself failed; nothing was loaded (picklefence fails closed)."""
+
+
+class ConvertError(PicklefenceError):
+    """A checkpoint could not be converted (malformed, or holding what safetensors cannot
+    express); nothing was written. An unsafe file raises ``UnsafeFileError`` instead."""
 
 
 class PicklefenceWarning(UserWarning):

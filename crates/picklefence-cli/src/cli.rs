@@ -46,6 +46,20 @@ to a call that names it), call(ARGS) -> RESULT (called with arguments of those k
 whose qualified name contains a dot are written `module:qual.name`, so every line can be
 passed back to --allow as it is.";
 
+const CONVERT_AFTER: &str = "\
+Reads torch.save files (the zip format and the legacy one): state dicts, nested dicts and lists
+(keys joined with '.'), and whole pickled modules (named as state_dict() names them). Nothing in
+the file is run and torch is not needed. The file is scanned first; an unsafe one is refused.
+Plain leaves (epoch, step, hyper-parameters) are written to the safetensors metadata as JSON;
+anything else is listed as dropped. Tensors that share a storage are each written with their
+own bytes.
+
+Exit status: 0 converted, 1 the file is unsafe (nothing written), 2 it cannot be converted or
+read (nothing written).
+
+Example:
+  picklefence convert pytorch_model.bin model.safetensors";
+
 #[derive(Debug, Parser)]
 #[command(name = "picklefence", version, about = ABOUT, long_about = LONG_ABOUT)]
 pub struct Cli {
@@ -64,6 +78,9 @@ pub enum Command {
     /// Print the effective allowlist
     #[command(after_help = POLICY_AFTER)]
     Policy(PolicyArgs),
+    /// Convert a PyTorch checkpoint to safetensors without running it (only a clean file)
+    #[command(after_help = CONVERT_AFTER)]
+    Convert(ConvertArgs),
 }
 
 /// Which allowlist to judge imports by.
@@ -162,4 +179,22 @@ pub struct PolicyArgs {
     /// List the named policies instead
     #[arg(long, conflicts_with_all = ["policy", "allow"])]
     pub list: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// The checkpoint to convert
+    #[arg(value_name = "IN")]
+    pub input: PathBuf,
+
+    /// The safetensors file to write (replaced atomically once complete)
+    #[arg(value_name = "OUT")]
+    pub output: PathBuf,
+
+    #[command(flatten)]
+    pub policy: PolicyOpts,
+
+    /// List every tensor and metadata entry written
+    #[arg(short, long)]
+    pub verbose: bool,
 }

@@ -3,6 +3,7 @@
 //! first), writes to stdout and stderr, and returns the exit code.
 
 mod cli;
+mod convert;
 mod disasm;
 mod json;
 mod policy_cmd;
@@ -89,6 +90,7 @@ where
         cli::Command::Scan(args) => scan::run(args, io),
         cli::Command::Disasm(args) => disasm::run(args, io),
         cli::Command::Policy(args) => policy_cmd::run(args, io),
+        cli::Command::Convert(args) => convert::run(args, io),
     }
 }
 

@@ -15,6 +15,7 @@ use std::borrow::Cow;
 use pyo3::panic::PanicException;
 use pyo3::prelude::*;
 
+mod convert;
 mod file;
 mod native_state;
 mod policy;
@@ -75,6 +76,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(prescan::prefix_kind, m)?)?;
     m.add_function(wrap_pyfunction!(scan::scan_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(scan::scan_file, m)?)?;
+    m.add_function(wrap_pyfunction!(convert::convert_file, m)?)?;
     m.add_function(wrap_pyfunction!(danger_reason, m)?)?;
     m.add_function(wrap_pyfunction!(native_state::check_tree_nodes, m)?)?;
     m.add_function(wrap_pyfunction!(native_state::check_predictor_nodes, m)?)?;

@@ -24,8 +24,13 @@ pub(crate) enum Val {
     Bool(bool),
     /// An int that fits in `i64`.
     Int(i64),
-    /// An int beyond `i64`, a float, a set, a persistent id, a buffer...: nothing checked reads it.
+    /// A float.
+    Float(f64),
+    /// An int beyond `i64`, a buffer...: nothing checked reads it.
     Other,
+    /// What a persistent id resolves to: an index into the heap's persistent ids (read the id
+    /// with [`Heap::persistent_id`]).
+    PersId(u32),
     /// A str: an index into the heap's strs (read it with [`Heap::str`]).
     Str(u32),
     /// A bytes (or bytearray) constant: where its payload lies in the input.
@@ -41,6 +46,8 @@ pub(crate) enum Val {
     List(u32),
     /// A dict: an index into the heap's dicts (look keys up with [`Heap::get`]).
     Dict(u32),
+    /// A set or frozenset: an index into the heap's lists (read it with [`Heap::set`]).
+    Set(u32),
     /// An imported name (GLOBAL, STACK_GLOBAL, INST): an index into the heap's globals (read it
     /// with [`Heap::global`]).
     Global(u32),
@@ -66,6 +73,8 @@ pub(crate) struct Object {
     pub offset: u64,
     /// Bytes joblib read right after this object's BUILD (a `NumpyArrayWrapper`'s data).
     pub trailing: Option<(u64, u64)>,
+    /// Items SETITEM(S) gave it (an `OrderedDict`'s): a dict value.
+    pub items: Option<Val>,
 }
 
 /// Everything the pickle made.
@@ -84,6 +93,8 @@ pub(crate) struct Heap {
     list_changed: Vec<u64>,
     dict_changed: Vec<u64>,
     globals: Vec<(Box<str>, Box<str>)>,
+    /// The value each persistent id was given as (PERSID's line as a str).
+    persistent: Vec<Val>,
     /// Every object made, in the order made ([`Val::Obj`] indexes it).
     pub objects: Vec<Object>,
     values: usize,
@@ -129,6 +140,28 @@ impl Heap {
         }
     }
 
+    /// The id a persistent-id value was loaded from.
+    pub fn persistent_id(&self, value: Val) -> Option<Val> {
+        match value {
+            Val::PersId(i) => self.persistent.get(i as usize).copied(),
+            _ => None,
+        }
+    }
+
+    /// Every persistent id the pickle loaded, in order.
+    pub fn persistent_ids(&self) -> &[Val] {
+        &self.persistent
+    }
+
+    /// The items of a dict value, in the order they were set (a key set twice appears twice;
+    /// the last one wins, as in Python).
+    pub fn dict_items(&self, value: Val) -> Option<&[(Val, Val)]> {
+        match value {
+            Val::Dict(i) => self.dicts.get(i as usize).map(Vec::as_slice),
+            _ => None,
+        }
+    }
+
     /// `(module, name)` of an imported value.
     pub fn global(&self, value: Val) -> Option<(&str, &str)> {
         match value {
@@ -151,6 +184,14 @@ impl Heap {
             Val::List(i) if !self.changed_after(value, read_at) => {
                 self.lists.get(i as usize).map(Vec::as_slice)
             }
+            _ => None,
+        }
+    }
+
+    /// The items of a set value (as added; duplicates are not removed).
+    pub fn set(&self, value: Val) -> Option<&[Val]> {
+        match value {
+            Val::Set(i) => self.lists.get(i as usize).map(Vec::as_slice),
             _ => None,
         }
     }
@@ -268,6 +309,8 @@ pub(crate) struct Evaluator {
     frames: Vec<Frame>,
     /// Why the reading stopped early; `None` while it has not.
     pub gave_up: Option<GaveUp>,
+    /// What the last outermost STOP returned (what `load` gives its caller).
+    pub result: Option<Val>,
 }
 
 impl Default for Evaluator {
@@ -290,6 +333,7 @@ impl Evaluator {
             awaiting_pickle: false,
             frames: Vec::new(),
             gave_up: None,
+            result: None,
         }
     }
 
@@ -370,6 +414,12 @@ impl Evaluator {
         Val::Dict(index(self.heap.dicts.len()))
     }
 
+    fn push_persistent(&mut self, id: Val) {
+        self.heap.persistent.push(id);
+        let value = Val::PersId(index(self.heap.persistent.len()));
+        self.push(value);
+    }
+
     fn new_global(&mut self, module: &str, name: &str) -> Val {
         self.heap.globals.push((module.into(), name.into()));
         Val::Global(index(self.heap.globals.len()))
@@ -384,6 +434,7 @@ impl Evaluator {
             built_at: None,
             offset,
             trailing: None,
+            items: None,
         });
         Val::Obj(index(self.heap.objects.len()))
     }
@@ -428,6 +479,27 @@ impl Evaluator {
             Val::List(i) if !items.is_empty() => {
                 *self.heap.list_changed.get_mut(i as usize)? = u64::MAX;
             }
+            Val::Obj(i) if !items.is_empty() => {
+                let pairs: Vec<(Val, Val)> = items
+                    .chunks_exact(2)
+                    .filter_map(|pair| match pair {
+                        [k, v] => Some((*k, *v)),
+                        _ => None,
+                    })
+                    .collect();
+                let held = match self.heap.objects.get(i as usize)?.items {
+                    Some(Val::Dict(d)) => d,
+                    _ => {
+                        let Val::Dict(d) = self.new_dict(Vec::new()) else {
+                            return None;
+                        };
+                        self.heap.objects.get_mut(i as usize)?.items = Some(Val::Dict(d));
+                        d
+                    }
+                };
+                self.heap.values += pairs.len();
+                self.heap.dicts.get_mut(held as usize)?.extend(pairs);
+            }
             _ => {}
         }
         self.stack.truncate(start);
@@ -463,7 +535,10 @@ impl Evaluator {
         match op.opcode {
             O::Proto | O::Frame => {}
             O::Stop => {
-                self.pop()?;
+                let top = self.pop()?;
+                if self.frames.is_empty() {
+                    self.result = Some(top);
+                }
                 // The end of a nested pickle gives the outer unpickler back its state.
                 (self.stack, self.marks, self.memo) = self.frames.pop().unwrap_or_default();
             }
@@ -501,7 +576,17 @@ impl Evaluator {
                 };
                 self.push(value);
             }
-            O::Float | O::BinFloat => self.push(Val::Other),
+            O::Float | O::BinFloat => {
+                let value = match &op.arg {
+                    Arg::Float(f) => Val::Float(*f),
+                    Arg::FloatText(text) => std::str::from_utf8(text)
+                        .ok()
+                        .and_then(|t| t.trim().parse::<f64>().ok())
+                        .map_or(Val::Other, Val::Float),
+                    _ => Val::Other,
+                };
+                self.push(value);
+            }
             O::String | O::BinString | O::ShortBinString => {
                 // A Python 2 str: text when ASCII (names); otherwise raw bytes (array data, which
                 // numpy reads back as latin-1), where the payload is raw.
@@ -546,7 +631,12 @@ impl Evaluator {
                 let dict = self.new_dict(Vec::new());
                 self.push(dict);
             }
-            O::EmptySet => self.push(Val::Other),
+            O::EmptySet => {
+                let Val::List(i) = self.new_list(Vec::new()) else {
+                    return None;
+                };
+                self.push(Val::Set(i));
+            }
             O::List => {
                 let mark = self.marks.pop()?.min(self.stack.len());
                 let items = self.stack.split_off(mark);
@@ -594,12 +684,17 @@ impl Evaluator {
                 self.append(target, mark, op.offset);
             }
             O::AddItems => {
-                self.pop_mark()?;
-                self.stack.last()?;
+                let items = self.pop_mark()?;
+                if let Val::Set(i) = *self.stack.last()? {
+                    self.heap.lists.get_mut(i as usize)?.extend(items);
+                }
             }
             O::FrozenSet => {
-                self.pop_mark()?;
-                self.push(Val::Other);
+                let items = self.pop_mark()?;
+                let Val::List(i) = self.new_list(items) else {
+                    return None;
+                };
+                self.push(Val::Set(i));
             }
             O::Get | O::BinGet | O::LongBinGet => {
                 let value = self.memo.get(memo_key(&op.arg)?)?;
@@ -690,10 +785,16 @@ impl Evaluator {
                     }
                 }
             }
-            O::PersId => self.push(Val::Other),
+            O::PersId => {
+                let id = match &op.arg {
+                    Arg::Line(line) => std::str::from_utf8(line).map_or(Val::Other, |t| self.new_str(t)),
+                    _ => Val::Other,
+                };
+                self.push_persistent(id);
+            }
             O::BinPersId => {
-                self.pop()?;
-                self.push(Val::Other);
+                let id = self.pop()?;
+                self.push_persistent(id);
             }
         }
         Some(())

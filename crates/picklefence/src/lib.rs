@@ -6,6 +6,7 @@
 
 pub mod analyzer;
 pub mod compat;
+pub mod convert;
 pub mod decoder;
 pub mod error;
 mod evaluate;

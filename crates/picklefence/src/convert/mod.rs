@@ -1,0 +1,207 @@
+//! Pickle checkpoints to safetensors, without torch and without running the file: a checkpoint
+//! whose scan is clean under the policy is evaluated as data ([`crate::evaluate`]: dicts, lists,
+//! tensors, storages, module states; nothing is called) and its tensors are written with the
+//! `safetensors` crate.
+//!
+//! - `storages.rs` finds each storage's bytes (zip records, the legacy format's sequential
+//!   records) and the byte order;
+//! - `tree.rs` walks the loaded value: tensors by dotted path, plain leaves as JSON metadata,
+//!   whole-module pickles as `state_dict()` would name their parameters and buffers;
+//! - `tensor.rs` checks each view against its storage and writes it out (contiguous views are
+//!   borrowed from the input, others materialised one tensor at a time).
+//!
+//! Tensors that share a storage are written separately (each with its own bytes), so that every
+//! key `torch.load` gives is in the output; [`Converted::shared`] lists them.
+
+mod storages;
+mod tensor;
+mod tree;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use crate::formats::Format;
+use crate::policy::Policy;
+use crate::scan::{scan_bytes, with_file, ScanError, ScanOptions, ScanReport, Verdict};
+
+/// Why a checkpoint was not converted (no output file is left behind in any case).
+#[derive(Debug, Error)]
+pub enum ConvertError {
+    /// The scan found violations under the policy in force: the file is never evaluated.
+    #[error("the file is unsafe under the policy in force ({} findings); nothing was converted", .0.findings.len())]
+    Unsafe(Box<ScanReport>),
+    /// The input is not a checkpoint format the converter reads.
+    #[error("not a PyTorch checkpoint the converter reads: the content is {0}")]
+    NotACheckpoint(String),
+    /// The checkpoint holds something safetensors cannot express (a quantized or sparse tensor,
+    /// a dtype without a safetensors counterpart), at `offset` of its pickle or record.
+    #[error("offset {offset}: {what}")]
+    Unsupported {
+        /// Byte offset in the pickle (or the input, for records) of the value.
+        offset: u64,
+        /// What it is.
+        what: String,
+    },
+    /// The checkpoint contradicts itself (a view outside its storage, a missing storage record,
+    /// a pickle that stops where `torch.load` would raise).
+    #[error("offset {offset}: {what}")]
+    Malformed {
+        /// Byte offset in the pickle (or the input, for records) of the value.
+        offset: u64,
+        /// What is wrong.
+        what: String,
+    },
+    /// Two values of the checkpoint flatten to the same name.
+    #[error("two values of the checkpoint are both named {name:?} once their keys are joined with '.'")]
+    NameClash {
+        /// The name.
+        name: String,
+    },
+    /// The output would be far larger than the input (views of one storage are written
+    /// separately, and expanded views are materialised).
+    #[error("the output would be {bytes} bytes, more than the limit of {limit} for this input")]
+    TooLarge {
+        /// Bytes the tensors would take.
+        bytes: u64,
+        /// The limit ([`output_limit`]).
+        limit: u64,
+    },
+    /// The input file could not be read.
+    #[error(transparent)]
+    Input(#[from] ScanError),
+    /// Writing the output failed (the partial file is removed).
+    #[error("cannot write {path}: {message}")]
+    Write {
+        /// The output path.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
+}
+
+/// A value of the checkpoint that is neither a tensor nor written as metadata.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Dropped {
+    /// Its dotted path (`""` for the checkpoint itself).
+    pub path: String,
+    /// What it is and why it was not written.
+    pub what: String,
+}
+
+/// What a conversion wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Converted {
+    /// The input's format (as the scanner names it).
+    pub format: String,
+    /// Tensor names, in the checkpoint's order.
+    pub tensors: Vec<String>,
+    /// Bytes of tensor data written.
+    pub tensor_bytes: u64,
+    /// `__metadata__`: each plain leaf (numbers, strings, lists and dicts of them) as JSON text
+    /// under its dotted path, and `format: pt`.
+    pub metadata: BTreeMap<String, String>,
+    /// Values not written, with why.
+    pub dropped: Vec<Dropped>,
+    /// Tensors whose storage an earlier tensor also uses: `(tensor, first tensor of that
+    /// storage)`. Each is written with its own bytes.
+    pub shared: Vec<(String, String)>,
+}
+
+/// The most bytes of tensor data a conversion writes for an input of `input_len` bytes: twice
+/// the input and 256 MiB more. Real checkpoints stay far below it (tied weights double a
+/// tensor at most); a file whose thousands of views of one storage, or expanded views, would
+/// fill a disk does not.
+pub fn output_limit(input_len: u64) -> u64 {
+    input_len.saturating_mul(2).saturating_add(256 << 20)
+}
+
+/// A checkpoint read and checked, ready to be written.
+#[derive(Debug)]
+pub struct Plan<'a> {
+    converted: Converted,
+    storages: Vec<std::borrow::Cow<'a, [u8]>>,
+    tensors: Vec<tensor::Planned>,
+}
+
+impl Plan<'_> {
+    /// What writing it produces.
+    pub fn summary(&self) -> &Converted {
+        &self.converted
+    }
+
+    /// Writes the safetensors file to `output` through a temporary file in the same directory,
+    /// renamed into place once complete.
+    pub fn write(&self, output: &Path) -> Result<Converted, ConvertError> {
+        tensor::write(self, output)?;
+        Ok(self.converted.clone())
+    }
+
+    /// The safetensors file, in memory (at most [`output_limit`] bytes of tensors).
+    pub fn to_bytes(&self) -> Result<Vec<u8>, ConvertError> {
+        tensor::serialize(self)
+    }
+}
+
+/// Reads the checkpoint in `data` (scanned first with `policy`: an unsafe file is refused
+/// before it is evaluated).
+pub fn plan<'a>(data: &'a [u8], policy: &Policy, options: &ScanOptions) -> Result<Plan<'a>, ConvertError> {
+    let report = scan_bytes(data, policy, options);
+    if report.verdict == Verdict::Unsafe {
+        return Err(ConvertError::Unsafe(Box::new(report)));
+    }
+    let format = crate::formats::identify(data);
+    let found = match format {
+        Format::PytorchZip => storages::zip(data)?,
+        Format::PytorchLegacy => storages::legacy(data)?,
+        other => return Err(ConvertError::NotACheckpoint(other.name().to_string())),
+    };
+    let mut converted = Converted {
+        format: format.name().to_string(),
+        ..Converted::default()
+    };
+    let walked = tree::walk(&found, &mut converted)?;
+    let storages = found.into_storages();
+    let tensors = tensor::plan_all(walked, &storages, &mut converted)?;
+    let limit = output_limit(data.len() as u64);
+    if converted.tensor_bytes > limit {
+        return Err(ConvertError::TooLarge {
+            bytes: converted.tensor_bytes,
+            limit,
+        });
+    }
+    Ok(Plan {
+        converted,
+        storages,
+        tensors,
+    })
+}
+
+/// Converts the checkpoint at `input` into the safetensors file `output` (see [`plan`]). A
+/// file changed while it is read is an error, and no output is left behind.
+pub fn convert_path(
+    input: &Path,
+    output: &Path,
+    policy: &Policy,
+    options: &ScanOptions,
+) -> Result<Converted, ConvertError> {
+    let staged = tensor::staging_path(output);
+    let written = with_file(input, |data| plan(data, policy, options)?.write(&staged));
+    let converted = match written {
+        Ok(Ok(converted)) => converted,
+        Ok(Err(e)) => return Err(e),
+        Err(e) => {
+            let _ = std::fs::remove_file(&staged);
+            return Err(e.into());
+        }
+    };
+    std::fs::rename(&staged, output).map_err(|e| {
+        let _ = std::fs::remove_file(&staged);
+        ConvertError::Write {
+            path: output.to_path_buf(),
+            message: e.to_string(),
+        }
+    })?;
+    Ok(converted)
+}
