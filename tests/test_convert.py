@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, List
 import pytest
 
 import picklefence
-from measured import command
+from measured import RSS_LIMIT_MIB, command, measure
 from pfhelpers import SystemPayload
 
 torch = pytest.importorskip("torch")
@@ -405,6 +405,20 @@ def test_the_command_converts_refuses_and_fails_with_its_exit_codes(tmp_path: Pa
     assert failed.returncode == 2
     assert "not converted" in failed.stderr
     assert not (tmp_path / "plain.safetensors").exists()
+
+
+def test_memory_is_bounded_by_the_largest_tensor_not_the_checkpoint(tmp_path: Path) -> None:
+    """256 MiB of 4 MiB tensors: the input is mapped and each tensor's pages are given back once
+    written, so the command stays far below the checkpoint's size."""
+    source = tmp_path / "large.pt"
+    torch.save({f"w{i}": torch.full((1 << 20,), float(i)) for i in range(64)}, source)
+    out = tmp_path / "large.safetensors"
+    result = measure([*command(), "convert", str(source), str(out)])
+    assert result["code"] == 0, result["err"]
+    assert result["peak_mib"] < RSS_LIMIT_MIB, result
+    with safe_open(str(out), "pt") as f:
+        assert len(list(f.keys())) == 64
+        assert torch.equal(f.get_tensor("w63"), torch.full((1 << 20,), 63.0))
 
 
 def test_a_huggingface_style_checkpoint_loads_in_transformers_layout(tmp_path: Path) -> None:

@@ -66,6 +66,37 @@ impl Watched {
     pub(crate) fn truncated(&self) -> bool {
         self.slot.is_some_and(|s| s.faulted.load(Ordering::Acquire))
     }
+
+    /// Drops the whole pages of `part` from the process's resident set, when `part` lies inside
+    /// this map (anything else is left alone). For bytes read once and not needed again: a later
+    /// read faults them in again from the file.
+    pub(crate) fn release(&self, part: &[u8]) {
+        let Some(slot) = self.slot else { return };
+        let (start, len) = (
+            slot.start.load(Ordering::Acquire),
+            slot.len.load(Ordering::Acquire),
+        );
+        let page = PAGE_SIZE.load(Ordering::Acquire);
+        let from = part.as_ptr() as usize;
+        let Some(to) = from.checked_add(part.len()) else {
+            return;
+        };
+        if page == 0 || from < start || start.checked_add(len).is_none_or(|end| to > end) {
+            return;
+        }
+        let first = from.div_ceil(page).saturating_mul(page);
+        let last = to / page * page;
+        if last <= first {
+            return;
+        }
+        // SAFETY: [first, last) is whole pages inside this read-only, private file mapping (or
+        // the zero pages the SIGBUS handler put over a part the file lost), which stays mapped
+        // while `self` lives. MADV_DONTNEED only takes them out of the resident set; the next
+        // read maps the same file contents (or zeros) in again, so no reference sees a change.
+        unsafe {
+            libc::madvise(first as *mut libc::c_void, last - first, libc::MADV_DONTNEED);
+        }
+    }
 }
 
 impl Drop for Watched {

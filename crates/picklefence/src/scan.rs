@@ -163,12 +163,44 @@ pub fn scan_path(
     policy: &Policy,
     options: &ScanOptions,
 ) -> Result<ScanReport, ScanError> {
-    with_file(path.as_ref(), |data| scan_bytes(data, policy, options))
+    with_file(path.as_ref(), |data, _| scan_bytes(data, policy, options))
+}
+
+/// Lets a reader of a mapped file give back the pages of the parts it is done with.
+pub(crate) struct Pages<'w> {
+    #[cfg(target_os = "linux")]
+    watched: Option<&'w crate::mapped::Watched>,
+    #[cfg(not(target_os = "linux"))]
+    watched: std::marker::PhantomData<&'w ()>,
+}
+
+impl Pages<'_> {
+    /// For bytes that are not a mapped file's: releasing does nothing.
+    pub(crate) fn none() -> Self {
+        Pages {
+            #[cfg(target_os = "linux")]
+            watched: None,
+            #[cfg(not(target_os = "linux"))]
+            watched: std::marker::PhantomData,
+        }
+    }
+
+    /// Drops the whole pages of `part` from the resident set when it lies in the mapped file;
+    /// a later read reads them again. Bytes held in memory are never touched.
+    pub(crate) fn release(&self, part: &[u8]) {
+        #[cfg(target_os = "linux")]
+        if let Some(watched) = self.watched {
+            watched.release(part);
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = part;
+    }
 }
 
 /// Runs `read` over the bytes of the file at `path`: read into memory when small, mapped
-/// otherwise. A file truncated while `read` runs is an error, whatever `read` returned.
-pub(crate) fn with_file<T>(path: &Path, read: impl FnOnce(&[u8]) -> T) -> Result<T, ScanError> {
+/// otherwise (`Pages` gives the pages of a mapped file back). A file truncated while `read`
+/// runs is an error, whatever `read` returned.
+pub(crate) fn with_file<T>(path: &Path, read: impl FnOnce(&[u8], &Pages<'_>) -> T) -> Result<T, ScanError> {
     let file = std::fs::File::open(path).map_err(|source| ScanError::Open {
         path: path.to_path_buf(),
         source,
@@ -193,7 +225,7 @@ pub(crate) fn with_file<T>(path: &Path, read: impl FnOnce(&[u8]) -> T) -> Result
             })?;
         // A file that grew past the bound meanwhile is mapped like any large one.
         if data.len() as u64 <= READ_UP_TO {
-            return Ok(read(&data));
+            return Ok(read(&data, &Pages::none()));
         }
     }
     let map = map_file(&file).map_err(|source| ScanError::Map {
@@ -202,7 +234,13 @@ pub(crate) fn with_file<T>(path: &Path, read: impl FnOnce(&[u8]) -> T) -> Result
     })?;
     #[cfg(target_os = "linux")]
     let watched = crate::mapped::Watched::new(&map);
-    let result = read(&map);
+    let pages = Pages {
+        #[cfg(target_os = "linux")]
+        watched: Some(&watched),
+        #[cfg(not(target_os = "linux"))]
+        watched: std::marker::PhantomData,
+    };
+    let result = read(&map, &pages);
     #[cfg(target_os = "linux")]
     if watched.truncated() {
         return Err(ScanError::Truncated {

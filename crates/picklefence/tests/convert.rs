@@ -1,7 +1,12 @@
 //! `convert::plan` on hand-written torch archives: what it writes, and that views, records and
 //! shapes an attacker controls end in an error (never a panic, a hang or a huge allocation).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 

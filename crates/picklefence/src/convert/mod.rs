@@ -24,7 +24,7 @@ use thiserror::Error;
 
 use crate::formats::Format;
 use crate::policy::Policy;
-use crate::scan::{scan_bytes, with_file, ScanError, ScanOptions, ScanReport, Verdict};
+use crate::scan::{scan_bytes, with_file, Pages, ScanError, ScanOptions, ScanReport, Verdict};
 
 /// Why a checkpoint was not converted (no output file is left behind in any case).
 #[derive(Debug, Error)]
@@ -134,7 +134,7 @@ impl Plan<'_> {
     /// Writes the safetensors file to `output` through a temporary file in the same directory,
     /// renamed into place once complete.
     pub fn write(&self, output: &Path) -> Result<Converted, ConvertError> {
-        tensor::write(self, output)?;
+        tensor::write(self, output, &Pages::none())?;
         Ok(self.converted.clone())
     }
 
@@ -187,7 +187,13 @@ pub fn convert_path(
     options: &ScanOptions,
 ) -> Result<Converted, ConvertError> {
     let staged = tensor::staging_path(output);
-    let written = with_file(input, |data| plan(data, policy, options)?.write(&staged));
+    // Each tensor's pages of a mapped input are given back once written: memory stays bounded
+    // by the largest tensor, not the checkpoint.
+    let written = with_file(input, |data, pages| {
+        let plan = plan(data, policy, options)?;
+        tensor::write(&plan, &staged, pages)?;
+        Ok(plan.converted)
+    });
     let converted = match written {
         Ok(Ok(converted)) => converted,
         Ok(Err(e)) => return Err(e),

@@ -2,6 +2,7 @@
 //! against the storage's bytes, and written out as a contiguous little-endian block.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -12,6 +13,7 @@ use crate::evaluate::{Heap, Val};
 
 use super::storages::Found;
 use super::{ConvertError, Converted, Plan};
+use crate::scan::Pages;
 
 /// An element type torch and safetensors share.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -317,6 +319,34 @@ fn is_contiguous(shape: &[usize], stride: &[usize]) -> bool {
 struct TensorView<'p> {
     planned: &'p Planned,
     storage: &'p [u8],
+    /// The input's bytes the previous view handed out (written by now: the writer asks for one
+    /// view's data at a time), given back to `pages` when the next is asked for.
+    handed_out: &'p Cell<&'p [u8]>,
+    pages: &'p Pages<'p>,
+}
+
+impl<'p> TensorView<'p> {
+    /// The bytes of the input this view reads (all of its span: the whole pages inside are
+    /// given back once it is written).
+    fn span(&self) -> &'p [u8] {
+        let p = self.planned;
+        let size = p.dtype.size as usize;
+        let start = p.offset.saturating_mul(size);
+        let span = p
+            .shape
+            .iter()
+            .zip(&p.stride)
+            .map(|(&d, &s)| d.saturating_sub(1).saturating_mul(s))
+            .sum::<usize>()
+            .saturating_add(1)
+            .saturating_mul(size);
+        let end = if p.bytes == 0 {
+            start
+        } else {
+            start.saturating_add(span)
+        };
+        self.storage.get(start..end).unwrap_or_default()
+    }
 }
 
 impl View for TensorView<'_> {
@@ -329,6 +359,7 @@ impl View for TensorView<'_> {
     }
 
     fn data(&self) -> Cow<'_, [u8]> {
+        self.pages.release(self.handed_out.replace(self.span()));
         let p = self.planned;
         let size = p.dtype.size as usize;
         let start = p.offset.saturating_mul(size);
@@ -408,17 +439,25 @@ pub(super) fn staging_path(output: &Path) -> PathBuf {
 /// The tensors of a plan as the safetensors crate takes them, and its metadata.
 fn parts<'p>(
     plan: &'p Plan<'_>,
+    handed_out: &'p Cell<&'p [u8]>,
+    pages: &'p Pages<'p>,
 ) -> (
     impl Iterator<Item = (&'p str, TensorView<'p>)>,
     std::collections::HashMap<String, String>,
 ) {
-    let views = plan.tensors.iter().map(|planned| {
+    let views = plan.tensors.iter().map(move |planned| {
         let storage = plan
             .storages
             .get(planned.storage)
             .map(AsRef::as_ref)
             .unwrap_or_default();
-        (planned.name.as_str(), TensorView { planned, storage })
+        let view = TensorView {
+            planned,
+            storage,
+            handed_out,
+            pages,
+        };
+        (planned.name.as_str(), view)
     });
     let metadata = plan
         .converted
@@ -430,10 +469,14 @@ fn parts<'p>(
 }
 
 /// Writes a plan's tensors and metadata (the safetensors crate writes a temporary file in the
-/// output's directory and renames it into place).
-pub(super) fn write(plan: &Plan<'_>, output: &Path) -> Result<(), ConvertError> {
-    let (views, metadata) = parts(plan);
-    safetensors::serialize_to_file(views, Some(metadata), output).map_err(|e| ConvertError::Write {
+/// output's directory and renames it into place); `pages`: the input's, given back tensor by
+/// tensor.
+pub(super) fn write(plan: &Plan<'_>, output: &Path, pages: &Pages<'_>) -> Result<(), ConvertError> {
+    let handed_out = Cell::new(&[][..]);
+    let (views, metadata) = parts(plan, &handed_out, pages);
+    let written = safetensors::serialize_to_file(views, Some(metadata), output);
+    pages.release(handed_out.get());
+    written.map_err(|e| ConvertError::Write {
         path: output.to_path_buf(),
         message: e.to_string(),
     })
@@ -441,7 +484,9 @@ pub(super) fn write(plan: &Plan<'_>, output: &Path) -> Result<(), ConvertError> 
 
 /// A plan's safetensors file, in memory.
 pub(super) fn serialize(plan: &Plan<'_>) -> Result<Vec<u8>, ConvertError> {
-    let (views, metadata) = parts(plan);
+    let handed_out = Cell::new(&[][..]);
+    let pages = Pages::none();
+    let (views, metadata) = parts(plan, &handed_out, &pages);
     safetensors::serialize(views, Some(metadata)).map_err(|e| ConvertError::Write {
         path: PathBuf::new(),
         message: e.to_string(),
