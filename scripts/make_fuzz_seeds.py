@@ -381,7 +381,7 @@ def add_torch(corpus: Corpus) -> None:
     except Exception as error:
         corpus.skipped.append(f"torchscript: {error}")
     # The legacy tar format (torch < 0.4): sys_info, pickle, storages and tensors members.
-    corpus.container(legacy_torch_tar())
+    corpus.checkpoint(legacy_torch_tar())
 
 
 def legacy_torch_tar() -> bytes:

@@ -9,7 +9,9 @@ import io
 import json
 import os
 import pickle
+import struct
 import subprocess
+import tarfile
 import zipfile
 from pathlib import Path
 from typing import Any, Callable, Dict, List
@@ -259,6 +261,73 @@ def test_a_big_endian_archive_is_swapped(tmp_path: Path, dtype: str) -> None:
     assert torch.equal(expected["t"], tensor)
     picklefence.convert(big, tmp_path / "out.safetensors")
     assert_same(flatten(expected), tmp_path / "out.safetensors")
+
+
+class TensorRef:
+    """A tensor of the tar format's data pickle: a persistent id naming it by key."""
+
+    def __init__(self, key: int) -> None:
+        self.key = key
+
+
+class TarPickler(pickle.Pickler):
+    def persistent_id(self, obj: Any) -> Any:
+        return str(obj.key) if isinstance(obj, TensorRef) else None
+
+
+def tar_format_checkpoint() -> bytes:
+    """The tar format of torch < 0.4, as its `_save` wrote it and `torch.load` still reads it:
+    two storages and a view of one, four tensors (one transposed, one strided with an offset,
+    one over the view) and a plain leaf."""
+    a = torch.arange(12, dtype=torch.float32)
+    b = torch.arange(6, dtype=torch.int64)
+    storages = io.BytesIO()
+    pickle.dump(2, storages, protocol=2)
+    for key, tensor, cls in ((101, a, torch.FloatStorage), (102, b, torch.LongStorage)):
+        pickle.dump((key, "cpu", cls), storages, protocol=2)
+        storages.write(struct.pack("<q", tensor.numel()) + tensor.numpy().tobytes())
+    pickle.dump([(103, 101, 4, 6)], storages, protocol=2)  # storage 103 is a[4:10]
+    specs = [
+        (1, 101, (3, 4), (4, 1), 0),
+        (2, 101, (4, 3), (1, 4), 0),
+        (3, 102, (3,), (2,), 1),
+        (4, 103, (2, 3), (3, 1), 0),
+    ]
+    tensors = io.BytesIO()
+    pickle.dump(len(specs), tensors, protocol=2)
+    for key, storage, size, stride, offset in specs:
+        pickle.dump((key, storage, torch.FloatTensor), tensors, protocol=2)
+        n = len(size)
+        tensors.write(struct.pack("<i", n) + b"\0" * 4 + struct.pack(f"<{n}q{n}qq", *size, *stride, offset))
+    main = io.BytesIO()
+    TarPickler(main, protocol=2).dump(
+        {"a": TensorRef(1), "t": TensorRef(2), "b": TensorRef(3), "view": TensorRef(4), "epoch": 5}
+    )
+    members = {
+        "sys_info": pickle.dumps({"protocol_version": 1001, "little_endian": True}, protocol=2),
+        "pickle": main.getvalue(),
+        "storages": storages.getvalue(),
+        "tensors": tensors.getvalue(),
+    }
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def test_the_tar_format_of_old_torch_converts(tmp_path: Path) -> None:
+    source = tmp_path / "old.pt"
+    source.write_bytes(tar_format_checkpoint())
+    loaded = torch.load(source, weights_only=False)  # our own file: torch's tar reader needs it
+    assert loaded["t"].tolist() == torch.arange(12.0).reshape(3, 4).t().tolist()
+    done = picklefence.convert(source, tmp_path / "out.safetensors")
+    assert done.format == "pytorch-tar"
+    assert_same(flatten(loaded), tmp_path / "out.safetensors")
+    assert done.metadata["epoch"] == "5"
+    assert ("view", "a") in done.shared
 
 
 def assert_nothing_written(directory: Path, before: List[str]) -> None:

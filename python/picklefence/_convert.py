@@ -40,8 +40,8 @@ def convert(
     *,
     policy: Optional[Policy] = None,
 ) -> Converted:
-    """Converts a PyTorch checkpoint (``torch.save``'s zip or legacy format: state dicts, nested
-    dicts, whole pickled modules) to a safetensors file, without torch and without running it.
+    """Converts a PyTorch checkpoint (``torch.save``'s zip, legacy or old tar format: state dicts,
+    nested dicts, whole pickled modules) to a safetensors file, without torch and without running it.
 
     The file is scanned first with ``policy`` (default: the policy in force); an unsafe file
     raises ``UnsafeFileError`` and nothing is written. A file that cannot be converted raises

@@ -47,7 +47,7 @@ whose qualified name contains a dot are written `module:qual.name`, so every lin
 passed back to --allow as it is.";
 
 const CONVERT_AFTER: &str = "\
-Reads torch.save files (the zip format and the legacy one): state dicts, nested dicts and lists
+Reads torch.save files (the zip format, the legacy one and the tar format of torch < 0.4): state dicts, nested dicts and lists
 (keys joined with '.'), and whole pickled modules (named as state_dict() names them). Nothing in
 the file is run and torch is not needed. The file is scanned first; an unsafe one is refused.
 Plain leaves (epoch, step, hyper-parameters) are written to the safetensors metadata as JSON;

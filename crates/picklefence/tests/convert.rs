@@ -264,3 +264,63 @@ fn arbitrary_bytes_never_panic() {
         let _ = plan(&good[..i], &Policy::default(), &ScanOptions::default());
     }
 }
+
+/// The tar format of torch < 0.4: one storage of four floats, one tensor viewing it as 2x2.
+fn tar_checkpoint() -> Vec<u8> {
+    let sys_info = Pickle::new().op(b"}").stop();
+    let mut storages = Pickle::new().int(1).stop();
+    storages.extend(
+        Pickle::new()
+            .op(b"(")
+            .int(101)
+            .str("cpu")
+            .global("torch", "FloatStorage")
+            .op(b"t")
+            .stop(),
+    );
+    storages.extend(4i64.to_le_bytes());
+    storages.extend(floats(&[1.0, 2.0, 3.0, 4.0]));
+    storages.extend(Pickle::new().op(b"]").stop());
+    let mut tensors = Pickle::new().int(1).stop();
+    tensors.extend(
+        Pickle::new()
+            .op(b"(")
+            .int(1)
+            .int(101)
+            .global("torch", "FloatTensor")
+            .op(b"t")
+            .stop(),
+    );
+    tensors.extend(2i32.to_le_bytes());
+    tensors.extend([0u8; 4]);
+    for v in [2i64, 2, 1, 2, 0] {
+        tensors.extend(v.to_le_bytes());
+    }
+    let pickle = Pickle::new().op(b"}").str("w").op(b"P1\ns").stop();
+    common::tar(&[
+        ("sys_info", sys_info.as_slice()),
+        ("pickle", pickle.as_slice()),
+        ("storages", storages.as_slice()),
+        ("tensors", tensors.as_slice()),
+    ])
+}
+
+#[test]
+fn the_tar_format_is_read_and_its_mutations_never_panic() {
+    let good = tar_checkpoint();
+    let (names, file) = convert(&good).unwrap();
+    assert_eq!(names, ["w"]);
+    // Stride (1, 2): the transpose of [[1, 2], [3, 4]].
+    assert_eq!(tensor_bytes(&file, "w"), floats(&[1.0, 3.0, 2.0, 4.0]));
+    for i in (0..good.len()).step_by(3) {
+        for value in [0u8, 0x7f, 0xff] {
+            let mut data = good.clone();
+            data[i] = value;
+            if let Ok(planned) = plan(&data, &Policy::default(), &ScanOptions::default()) {
+                if planned.summary().tensor_bytes <= 1 << 20 {
+                    planned.to_bytes().unwrap();
+                }
+            }
+        }
+    }
+}

@@ -4,7 +4,7 @@
 //! `safetensors` crate.
 //!
 //! - `storages.rs` finds each storage's bytes (zip records, the legacy format's sequential
-//!   records) and the byte order;
+//!   records, the tar format's storages and tensors members) and the byte order;
 //! - `tree.rs` walks the loaded value: tensors by dotted path, plain leaves as JSON metadata,
 //!   whole-module pickles as `state_dict()` would name their parameters and buffers;
 //! - `tensor.rs` checks each view against its storage and writes it out (contiguous views are
@@ -155,6 +155,7 @@ pub fn plan<'a>(data: &'a [u8], policy: &Policy, options: &ScanOptions) -> Resul
     let found = match format {
         Format::PytorchZip => storages::zip(data)?,
         Format::PytorchLegacy => storages::legacy(data)?,
+        Format::PytorchTar => storages::tar(data)?,
         other => return Err(ConvertError::NotACheckpoint(other.name().to_string())),
     };
     let mut converted = Converted {

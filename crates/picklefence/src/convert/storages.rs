@@ -34,6 +34,42 @@ pub(super) struct Found<'a> {
     pub big_endian: bool,
     /// Fields of a storage persistent id (5 in the zip format, 6 in the legacy one).
     pub id_fields: usize,
+    /// The tar format's tensors, by the key its data pickle's persistent ids name them with.
+    pub tar_tensors: HashMap<String, TarTensor>,
+}
+
+/// A tensor of the tar format's `tensors` member.
+#[derive(Debug, Clone)]
+pub(super) struct TarTensor {
+    /// Its storage's class (`FloatStorage`, ...).
+    pub class: String,
+    /// Index of its storage's record.
+    pub storage: usize,
+    /// Bytes of the record its storage may use (a storage view ends before the record does).
+    pub storage_bytes: u64,
+    /// In elements, from the record's start.
+    pub offset: u64,
+    pub shape: Vec<u64>,
+    pub stride: Vec<u64>,
+    /// Where its header is in the input.
+    pub at: u64,
+}
+
+/// The tar format's keys are ints (`id()` of the saved object) written as ints or as decimal
+/// text; both spell the same key.
+pub(super) fn tar_key(heap: &Heap, value: Val) -> Option<String> {
+    match value {
+        Val::Int(i) => Some(i.to_string()),
+        Val::Str(_) => {
+            let text = heap.str(value)?;
+            Some(
+                text.trim()
+                    .parse::<i64>()
+                    .map_or_else(|_| text.to_owned(), |i| i.to_string()),
+            )
+        }
+        _ => None,
+    }
 }
 
 impl<'a> Found<'a> {
@@ -114,6 +150,7 @@ pub(super) fn zip(data: &[u8]) -> Result<Found<'_>, ConvertError> {
         records,
         big_endian,
         id_fields: 5,
+        tar_tensors: HashMap::new(),
     })
 }
 
@@ -225,6 +262,203 @@ pub(super) fn legacy(data: &[u8]) -> Result<Found<'_>, ConvertError> {
         records,
         big_endian,
         id_fields: 6,
+        tar_tensors: HashMap::new(),
+    })
+}
+
+/// The tar format of torch < 0.4: members `sys_info`, `storages` (a count, then per storage a
+/// pickled `(key, location, class)`, its element count and bytes, then the views), `tensors`
+/// (a count, then per tensor a pickled `(key, storage key, type)`, `ndim` and 4 more bytes,
+/// sizes, strides and offset) and `pickle`, whose persistent ids name tensors by key.
+pub(super) fn tar(data: &[u8]) -> Result<Found<'_>, ConvertError> {
+    let (members, _) =
+        crate::formats::tar::members(data, MAX_ENTRIES).map_err(|e| malformed(0, e.to_string()))?;
+    let member = |name: &str| -> Result<(&[u8], u64), ConvertError> {
+        let found = members.iter().rev().find(|m| m.name == name && m.is_file());
+        let found = found.ok_or_else(|| malformed(0, format!("the archive has no {name} member")))?;
+        let bytes = usize::try_from(found.data_offset)
+            .ok()
+            .zip(usize::try_from(found.size).ok())
+            .and_then(|(start, len)| data.get(start..start.checked_add(len)?))
+            .ok_or_else(|| malformed(found.header_offset, format!("member {name} runs past the input")))?;
+        Ok((bytes, found.data_offset))
+    };
+    let (sys_info, sys_at) = member("sys_info")?;
+    let mut evaluator = Evaluator::default();
+    let info = next_result(&mut evaluator, &mut Decoder::from_slice(sys_info), sys_at)?;
+    let big_endian = matches!(evaluator.heap.get(info, "little_endian"), Some(Val::Bool(false)));
+    let read_i64 = |bytes: &[u8], at: usize| -> Option<i64> {
+        let raw = <[u8; 8]>::try_from(bytes.get(at..at.checked_add(8)?)?).ok()?;
+        Some(if big_endian {
+            i64::from_be_bytes(raw)
+        } else {
+            i64::from_le_bytes(raw)
+        })
+    };
+
+    // Storages: records, their classes, then the views of them.
+    let (bytes, base) = member("storages")?;
+    let mut evaluator = Evaluator::default();
+    let mut decoder = Decoder::from_slice(bytes);
+    let count = next_result(&mut evaluator, &mut decoder, base)?;
+    let count = evaluator
+        .heap
+        .int(count)
+        .filter(|&n| n >= 0)
+        .ok_or_else(|| malformed(base, "the storages member does not start with a count"))?;
+    let mut keys = HashMap::new();
+    let mut records = Vec::new();
+    let mut classes: Vec<(String, u64)> = Vec::new();
+    for _ in 0..count {
+        let at = base + decoder.position();
+        let record = next_result(&mut evaluator, &mut decoder, base)?;
+        let heap = &evaluator.heap;
+        let fields = heap.tuple(record).unwrap_or_default();
+        let (Some(key), Some((_, class))) = (
+            fields.first().and_then(|k| tar_key(heap, *k)),
+            fields.get(2).and_then(|c| heap.global(*c)),
+        ) else {
+            return Err(malformed(at, "a storage record is not (key, location, class)"));
+        };
+        let size =
+            element_size(class).ok_or_else(|| malformed(at, format!("storage class {class} is unknown")))?;
+        let start = usize::try_from(decoder.position()).unwrap_or(usize::MAX);
+        let numel = read_i64(bytes, start)
+            .and_then(|n| u64::try_from(n).ok())
+            .ok_or_else(|| malformed(at, "the member ends before a storage's element count"))?;
+        let len = numel.checked_mul(size).and_then(|l| usize::try_from(l).ok());
+        let data_start = start.saturating_add(8);
+        let stored = len
+            .and_then(|len| bytes.get(data_start..data_start.checked_add(len)?))
+            .ok_or_else(|| {
+                malformed(
+                    at,
+                    format!("storage {key} declares {numel} elements, past the member's end"),
+                )
+            })?;
+        keys.insert(key, records.len());
+        records.push(Cow::Borrowed(stored));
+        classes.push((class.to_owned(), size));
+        decoder
+            .source_mut()
+            .skip_to(data_start.saturating_add(stored.len()));
+    }
+    // A view of a storage: (key, root key, offset, numel), in elements of the root.
+    let mut views: HashMap<String, (usize, u64, u64)> = HashMap::new();
+    let views_at = base + decoder.position();
+    let listed = next_result(&mut evaluator, &mut decoder, base)?;
+    let heap = &evaluator.heap;
+    let listed = heap
+        .list(listed, u64::MAX)
+        .map(<[Val]>::to_vec)
+        .unwrap_or_default();
+    for view in listed {
+        let fields = heap.tuple(view).unwrap_or_default();
+        let parsed = match fields {
+            [key, root, offset, numel] => tar_key(heap, *key).zip(tar_key(heap, *root)).zip(
+                heap.int(*offset)
+                    .and_then(|o| u64::try_from(o).ok())
+                    .zip(heap.int(*numel).and_then(|n| u64::try_from(n).ok())),
+            ),
+            _ => None,
+        };
+        let ((key, root), (offset, numel)) =
+            parsed.ok_or_else(|| malformed(views_at, "a storage view is not (key, root, offset, numel)"))?;
+        let root = *keys
+            .get(&root)
+            .ok_or_else(|| malformed(views_at, format!("storage view {key} of unknown storage {root}")))?;
+        views.insert(key, (root, offset, numel));
+    }
+
+    // Tensors: their storage, view and class.
+    let (bytes, base) = member("tensors")?;
+    let mut evaluator = Evaluator::default();
+    let mut decoder = Decoder::from_slice(bytes);
+    let count = next_result(&mut evaluator, &mut decoder, base)?;
+    let count = evaluator
+        .heap
+        .int(count)
+        .filter(|&n| n >= 0)
+        .ok_or_else(|| malformed(base, "the tensors member does not start with a count"))?;
+    let mut tar_tensors = HashMap::new();
+    for _ in 0..count {
+        let at = base + decoder.position();
+        let record = next_result(&mut evaluator, &mut decoder, base)?;
+        let heap = &evaluator.heap;
+        let fields = heap.tuple(record).unwrap_or_default();
+        let (Some(key), Some(storage_key)) = (
+            fields.first().and_then(|k| tar_key(heap, *k)),
+            fields.get(1).and_then(|k| tar_key(heap, *k)),
+        ) else {
+            return Err(malformed(at, "a tensor record is not (key, storage key, type)"));
+        };
+        let header = usize::try_from(decoder.position()).unwrap_or(usize::MAX);
+        let ndim = bytes
+            .get(header..header.saturating_add(4))
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(|raw| {
+                if big_endian {
+                    i32::from_be_bytes(raw)
+                } else {
+                    i32::from_le_bytes(raw)
+                }
+            })
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|&n| n <= 64)
+            .ok_or_else(|| malformed(at, format!("tensor {key} has no valid dimension count")))?;
+        let field = |i: usize| {
+            read_i64(bytes, header + 8 + 8 * i)
+                .and_then(|v| u64::try_from(v).ok())
+                .ok_or_else(|| malformed(at, format!("tensor {key}'s header is cut short or negative")))
+        };
+        let shape = (0..ndim).map(&field).collect::<Result<Vec<_>, _>>()?;
+        let stride = (ndim..2 * ndim).map(&field).collect::<Result<Vec<_>, _>>()?;
+        let offset = field(2 * ndim)?;
+        let (storage, view_offset, view_numel) = match (views.get(&storage_key), keys.get(&storage_key)) {
+            (Some(&(root, offset, numel)), _) => (root, offset, Some(numel)),
+            (None, Some(&index)) => (index, 0, None),
+            (None, None) => {
+                return Err(malformed(
+                    at,
+                    format!("tensor {key} uses unknown storage {storage_key}"),
+                ))
+            }
+        };
+        let (class, size) = classes.get(storage).cloned().unwrap_or_default();
+        let record_numel = records.get(storage).map_or(0, |r| r.len() as u64) / size.max(1);
+        let end = match view_numel {
+            Some(numel) => view_offset.saturating_add(numel),
+            None => record_numel,
+        };
+        tar_tensors.insert(
+            key,
+            TarTensor {
+                class,
+                storage,
+                storage_bytes: end.saturating_mul(size),
+                offset: offset.saturating_add(view_offset),
+                shape,
+                stride,
+                at,
+            },
+        );
+        decoder
+            .source_mut()
+            .skip_to(header.saturating_add(16 + 16 * ndim));
+    }
+
+    let (pickle, pickle_at) = member("pickle")?;
+    let mut evaluator = Evaluator::default();
+    let root = next_result(&mut evaluator, &mut Decoder::from_slice(pickle), pickle_at)?;
+    Ok(Found {
+        heap: evaluator.heap,
+        root,
+        pickle_at,
+        keys,
+        records,
+        big_endian,
+        id_fields: 0,
+        tar_tensors,
     })
 }
 

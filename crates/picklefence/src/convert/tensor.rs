@@ -11,7 +11,7 @@ use safetensors::Dtype as StDtype;
 
 use crate::evaluate::{Heap, Val};
 
-use super::storages::Found;
+use super::storages::{Found, TarTensor};
 use super::{ConvertError, Converted, Plan};
 use crate::scan::Pages;
 
@@ -195,6 +195,28 @@ impl TensorSpec {
             shape,
             stride,
             big_endian: found.big_endian,
+        })
+    }
+}
+
+impl TensorSpec {
+    /// A tensor of the tar format.
+    pub(super) fn from_tar(tensor: &TarTensor, name: &str, big_endian: bool) -> Result<Self, String> {
+        let dtype = Dtype::from_storage(&tensor.class)
+            .ok_or_else(|| format!("storage class {} has no safetensors dtype", tensor.class))?;
+        if tensor.shape.len() != tensor.stride.len() {
+            return Err("size and stride differ in length".into());
+        }
+        Ok(TensorSpec {
+            name: name.to_owned(),
+            at: tensor.at,
+            dtype,
+            storage: tensor.storage,
+            storage_bytes: tensor.storage_bytes,
+            offset: tensor.offset,
+            shape: tensor.shape.clone(),
+            stride: tensor.stride.clone(),
+            big_endian,
         })
     }
 }

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use crate::evaluate::{Heap, Object, Val};
 
-use super::storages::Found;
+use super::storages::{tar_key, Found};
 use super::tensor::{Dtype, TensorSpec};
 use super::{ConvertError, Converted, Dropped};
 
@@ -233,6 +233,19 @@ impl Walker<'_, '_> {
     /// The tensor a value is, if it is one; an error for tensors the converter cannot write.
     fn tensor(&self, path: &str, value: Val) -> Result<Option<TensorSpec>, ConvertError> {
         let heap = self.heap;
+        // The tar format's data pickle names tensors by key.
+        if let Some(id) = heap.persistent_id(value) {
+            let tensor = tar_key(heap, id).and_then(|key| self.found.tar_tensors.get(&key));
+            return match tensor {
+                Some(tensor) => TensorSpec::from_tar(tensor, path, self.found.big_endian)
+                    .map(Some)
+                    .map_err(|what| ConvertError::Unsupported {
+                        offset: tensor.at,
+                        what: format!("{path}: {what}"),
+                    }),
+                None => Ok(None),
+            };
+        }
         let Some(object) = heap.object(value) else {
             return Ok(None);
         };
