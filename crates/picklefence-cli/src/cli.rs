@@ -134,6 +134,11 @@ pub struct ScanArgs {
     #[arg(long)]
     pub show_imports: bool,
 
+    /// Text output: also show `info` findings (persistent ids, notes on what was checked and
+    /// what is left to load-time validation); JSON and SARIF always carry them
+    #[arg(short, long)]
+    pub verbose: bool,
+
     /// Follow symbolic links that lead out of the scanned directories
     #[arg(long)]
     pub follow_symlinks: bool,
@@ -194,7 +199,8 @@ pub struct ConvertArgs {
     #[command(flatten)]
     pub policy: PolicyOpts,
 
-    /// List every tensor and metadata entry written
+    /// List every tensor and metadata entry written (and, for a refused file, its `info`
+    /// findings)
     #[arg(short, long)]
     pub verbose: bool,
 }

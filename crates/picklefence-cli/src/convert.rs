@@ -31,6 +31,7 @@ pub fn run(args: &ConvertArgs, io: &mut Io<'_>) -> i32 {
             let options = RenderOptions {
                 quiet: false,
                 show_imports: false,
+                verbose: args.verbose,
                 policy_name: policy.name().to_string(),
                 exit_code: EXIT_UNSAFE,
             };

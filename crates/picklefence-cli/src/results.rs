@@ -78,6 +78,8 @@ pub struct RenderOptions {
     pub quiet: bool,
     /// `--show-imports`: list every import each file makes, allowed or not.
     pub show_imports: bool,
+    /// `--verbose`: text shows `info` findings too (persistent ids, notes on what was checked).
+    pub verbose: bool,
     /// The policy's name, as the reports give it.
     pub policy_name: String,
     /// The run's exit code, as the reports give it.

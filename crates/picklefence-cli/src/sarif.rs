@@ -258,7 +258,6 @@ pub fn write_scan(w: &mut dyn Write, results: &[FileResult], options: &RenderOpt
             "name": "picklefence",
             "version": env!("CARGO_PKG_VERSION"),
             "semanticVersion": env!("CARGO_PKG_VERSION"),
-            "informationUri": env!("CARGO_PKG_REPOSITORY"),
             "rules": rules_json(),
         }}),
     );

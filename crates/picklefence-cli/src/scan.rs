@@ -49,6 +49,7 @@ pub fn run(args: &ScanArgs, io: &mut Io<'_>) -> i32 {
     let mut options = RenderOptions {
         quiet: args.quiet,
         show_imports: args.show_imports,
+        verbose: args.verbose,
         policy_name: policy.name().to_string(),
         exit_code: EXIT_CLEAN,
     };

@@ -2,7 +2,7 @@
 
 use std::io::{self, Write};
 
-use picklefence::ScanReport;
+use picklefence::{ScanReport, Severity};
 
 use crate::render::{import_label, import_verdict, location, plural};
 use crate::results::{Counts, FileResult, Outcome, RenderOptions};
@@ -59,7 +59,9 @@ fn write_report(
     writeln!(w, "{verdict:<8} {display}  [{}]", report.format)?;
     for located in &report.findings {
         let finding = &located.finding;
-        if options.quiet && !finding.is_violation() {
+        if (options.quiet && !finding.is_violation())
+            || (!options.verbose && finding.severity == Severity::Info)
+        {
             continue;
         }
         let import = match &finding.import {

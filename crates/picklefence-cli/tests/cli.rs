@@ -29,6 +29,25 @@ fn scan_text_clean() {
 }
 
 #[test]
+fn info_findings_show_only_with_verbose() {
+    // A persistent id: an info finding (the loader decides what it becomes).
+    let persistent: &[u8] = b"\x80\x02X\x01\x00\x00\x00aQ.";
+    let sandbox = sandbox_with(&[("pid.pkl", persistent)]);
+    let quiet = sandbox.run(&["scan", "pid.pkl"]);
+    assert_eq!(quiet.code, EXIT_CLEAN);
+    assert!(!quiet.stdout.contains("[info]"), "{}", quiet.stdout);
+    let verbose = sandbox.run(&["scan", "-v", "pid.pkl"]);
+    assert_eq!(verbose.code, EXIT_CLEAN);
+    assert!(
+        verbose.stdout.contains("[info] persistent-id"),
+        "{}",
+        verbose.stdout
+    );
+    let json = sandbox.run(&["scan", "--format", "json", "pid.pkl"]);
+    assert!(json.stdout.contains("persistent-id"), "{}", json.stdout);
+}
+
+#[test]
 fn scan_text_reduce() {
     let sandbox = sandbox_with(&[("reduce.pkl", REDUCE)]);
     let out = sandbox.run(&["scan", "reduce.pkl"]);

@@ -98,7 +98,8 @@ fn check_structure(name: &str, sarif: &Value) {
     let driver = &run["tool"]["driver"];
     assert_eq!(driver["name"], "picklefence");
     text(&driver["version"], "driver.version");
-    assert!(text(&driver["informationUri"], "informationUri").starts_with("https://"));
+    // No placeholder: the project has no public home yet, and the field is optional.
+    assert!(driver.get("informationUri").is_none());
     let rules = driver["rules"].as_array().expect("rules");
     let mut ids = HashSet::new();
     for rule in rules {
