@@ -706,3 +706,47 @@ def test_pickled_tensor_nested_file_is_scanned(protocol: int, tmp_path: Path, ma
         with pytest.raises(picklefence.UnsafeFileError):
             pickle.loads(evil)
     assert not marker.exists()
+
+
+LOADERS: Dict[str, Callable[[Path], Any]] = {
+    "torch.load": lambda path: torch.load(path, weights_only=False),
+    "torch.load legacy": lambda path: torch.load(path, weights_only=False),
+    "numpy.load": lambda path: np.load(path, allow_pickle=True),
+    "joblib.load": joblib.load,
+    "pandas.read_pickle": pd.read_pickle,
+}
+
+
+def write_for(loader: str, path: Path, payload: Any) -> None:
+    if loader == "torch.load":
+        torch.save({"x": payload}, path)
+    elif loader == "torch.load legacy":
+        torch.save({"x": payload}, path, _use_new_zipfile_serialization=False)
+    elif loader == "numpy.load":
+        np.save(path, np.array([payload], dtype=object), allow_pickle=True)
+    elif loader == "joblib.load":
+        joblib.dump({"x": payload}, path)
+    else:
+        pd.to_pickle({"x": payload}, path)
+
+
+@pytest.mark.parametrize("loader", list(LOADERS))
+def test_refusals_through_library_loaders_name_the_file(
+    loader: str, tmp_path: Path, marker: Path, guard: None
+) -> None:
+    """torch reads `data.pkl` out of the zip into memory: the refusal still names the file the
+    user asked for, by path and by open file object."""
+    path = tmp_path / ("model.npy" if loader == "numpy.load" else "model.bin")  # np.save adds .npy
+    write_for(loader, path, SystemPayload(marker))
+    with pytest.raises(UnsafeFileError) as refused:
+        LOADERS[loader](path)
+    assert refused.value.filepath == str(path)
+    assert f"file '{path}'" in str(refused.value)
+    if loader.startswith("torch"):
+        with open(path, "rb") as opened, pytest.raises(UnsafeFileError) as refused:
+            torch.load(opened, weights_only=False)
+        assert refused.value.filepath == str(path)
+        with pytest.raises(UnsafeFileError) as refused:
+            torch.load(io.BytesIO(path.read_bytes()), weights_only=False)
+        assert refused.value.filepath is None and "this pickle" in str(refused.value)
+    assert not marker.exists()

@@ -16,17 +16,12 @@ from typing import Any, Callable, List, Optional
 
 from . import _native
 from ._native import Policy, PrefixKind, PrescanVerdict
-from .errors import Finding, ScanError, UnsafeFileError
+from .errors import Finding, ScanError, UnsafeFileError, _path_of
 
 
 def _filepath(file: Any) -> Optional[str]:
-    name = getattr(file, "name", None)
-    if isinstance(name, (str, bytes, os.PathLike)):
-        try:
-            return os.fsdecode(name)
-        except (TypeError, ValueError):
-            return None
-    return None
+    """The path a file object was opened on, if it has one."""
+    return _path_of(getattr(file, "name", None))
 
 
 def _seek_start(file: Any) -> Optional[int]:

@@ -7,9 +7,11 @@ too; ``PolicyError`` is also a ``ValueError``.
 
 from __future__ import annotations
 
+import os
 import pickle
+import sys
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 __all__ = [
     "PicklefenceError",
@@ -101,6 +103,45 @@ _IMPORT_KINDS = ("disallowed-import", "dangerous-import", "unresolvable-import",
 _ROLE_KINDS = ("role-violation", "argument-violation", "build-violation", "state-violation")
 
 
+# The library loaders a refused pickle is read through, by (module, function), and the argument
+# that names the file. Their unpicklers read from memory (torch reads `data.pkl` out of the zip),
+# so the file's path is found in the loader's frame when a refusal is raised.
+_LOADERS = {
+    ("torch.serialization", "load"): "f",
+    ("numpy.lib._npyio_impl", "load"): "file",
+    ("numpy.lib.npyio", "load"): "file",
+    ("joblib.numpy_pickle", "load"): "filename",
+    ("pandas.io.pickle", "read_pickle"): "filepath_or_buffer",
+}
+_LOADER_NAMES = {name for _, name in _LOADERS}
+
+
+def _path_of(source: Any) -> Optional[str]:
+    """A path given as str, bytes or PathLike, or the name of a file object opened on one."""
+    if not isinstance(source, (str, bytes, os.PathLike)):
+        source = getattr(source, "name", None)
+    if isinstance(source, (str, bytes, os.PathLike)):
+        try:
+            return os.fsdecode(source)
+        except (TypeError, ValueError):
+            return None
+    return None
+
+
+def _loader_path(depth: int = 64) -> Optional[str]:
+    """The file a library loader on the calling stack was asked to read, if any."""
+    frame = sys._getframe(1)
+    while frame is not None and depth > 0:
+        code = frame.f_code
+        if code.co_name in _LOADER_NAMES:
+            argument = _LOADERS.get((frame.f_globals.get("__name__", ""), code.co_name))
+            if argument is not None:
+                return _path_of(frame.f_locals.get(argument))
+        frame = frame.f_back  # type: ignore[assignment]
+        depth -= 1
+    return None
+
+
 def _describe(violations: Sequence[Violation]) -> Tuple[Optional[str], Optional[str]]:
     for violation in violations:
         if violation.module is not None and violation.name is not None:
@@ -115,7 +156,9 @@ class UnsafeFileError(PicklefenceError, pickle.UnpicklingError):
         module, name: the first blocked import (``None`` if no violation is an import).
         violations: every violation found, each with ``kind``, ``module``, ``name``,
             ``offset`` and ``message``.
-        filepath: the file's name when the pickle came from a named file, else ``None``.
+        filepath: the file's name when the pickle came from a named file (directly, or through
+            ``torch.load``, ``numpy.load``, ``joblib.load`` or ``pandas.read_pickle`` of a path
+            or a named file object), else ``None``.
     """
 
     module: Optional[str]
@@ -129,6 +172,8 @@ class UnsafeFileError(PicklefenceError, pickle.UnpicklingError):
         *,
         filepath: Optional[str] = None,
     ) -> None:
+        if filepath is None:
+            filepath = _loader_path()
         if isinstance(message_or_violations, str):
             violations: Tuple[Violation, ...] = ()
             message = message_or_violations
