@@ -109,6 +109,10 @@ pub enum ScanFormat {
     Text,
     /// One JSON document
     Json,
+    /// JSON Lines: one object per file (as in the document's `files`), each written as soon as
+    /// its file is scanned; no summary (the exit status gives the verdict). For scans of
+    /// millions of files
+    Jsonl,
     /// SARIF 2.1.0, for GitHub code scanning and other SARIF consumers
     Sarif,
 }

@@ -1,4 +1,5 @@
-//! JSON output of `scan`: one document with a summary and an object per path.
+//! JSON output of `scan`: one document with a summary and an object per path, or (JSON Lines)
+//! the objects alone, one per line.
 
 use std::io::{self, Write};
 
@@ -16,6 +17,12 @@ const FORMAT_VERSION: u32 = 1;
 pub fn file_text(result: &FileResult, options: &RenderOptions) -> String {
     let text = serde_json::to_string_pretty(&file_json(result, options)).unwrap_or_default();
     text.replace('\n', &format!("\n{FILE_INDENT}"))
+}
+
+/// One path's object on a line of its own (`--format jsonl`).
+pub fn write_line(w: &mut dyn Write, result: &FileResult, options: &RenderOptions) -> io::Result<()> {
+    serde_json::to_writer(&mut *w, &file_json(result, options)).map_err(io::Error::other)?;
+    writeln!(w)
 }
 
 /// Where a file's object sits in the pretty-printed document.

@@ -24,6 +24,8 @@ enum Sink {
     Text,
     /// Each file's object, rendered at once (the document's exit code comes before the files).
     Json(Vec<String>),
+    /// Each file's object on a line, written at once.
+    Jsonl,
     /// The results (SARIF's rules and results are written from all of them).
     Sarif(Vec<FileResult>),
 }
@@ -56,6 +58,7 @@ pub fn run(args: &ScanArgs, io: &mut Io<'_>) -> i32 {
     let mut sink = match args.format {
         ScanFormat::Text => Sink::Text,
         ScanFormat::Json => Sink::Json(Vec::new()),
+        ScanFormat::Jsonl => Sink::Jsonl,
         ScanFormat::Sarif => Sink::Sarif(Vec::new()),
     };
     let mut counts = Counts::default();
@@ -69,6 +72,11 @@ pub fn run(args: &ScanArgs, io: &mut Io<'_>) -> i32 {
                 }
             }
             Sink::Json(files) => files.push(json::file_text(&result, &options)),
+            Sink::Jsonl => {
+                if written.is_ok() {
+                    written = json::write_line(io.out, &result, &options);
+                }
+            }
             Sink::Sarif(results) => results.push(result),
         }
     });
@@ -77,6 +85,7 @@ pub fn run(args: &ScanArgs, io: &mut Io<'_>) -> i32 {
     let written = written.and_then(|()| match &sink {
         Sink::Text => text::write_summary(io.out, &counts, &options),
         Sink::Json(files) => json::write_document(io.out, files, &counts, &options),
+        Sink::Jsonl => Ok(()),
         Sink::Sarif(results) => sarif::write_scan(io.out, results, &options),
     });
     finish(code, written, io)

@@ -130,6 +130,26 @@ fn scan_json_directory() {
 }
 
 #[test]
+fn scan_jsonl_is_the_documents_files_one_per_line() {
+    let sandbox = Sandbox::new();
+    sandbox.example_tree();
+    let args = ["models", "missing.pkl", "--show-imports"];
+    let lines = sandbox.run(&[&["scan", "--format", "jsonl"], &args[..]].concat());
+    let document = sandbox.run(&[&["scan", "--format", "json"], &args[..]].concat());
+    assert_eq!(lines.code, EXIT_UNSAFE);
+    assert_eq!(lines.code, document.code);
+    assert_eq!(lines.stderr, "");
+    let parsed: serde_json::Value = serde_json::from_str(&document.stdout).expect("valid JSON");
+    let objects: Vec<serde_json::Value> = lines
+        .stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("each line is one JSON object"))
+        .collect();
+    assert_eq!(parsed["files"].as_array().expect("files"), &objects);
+    assert!(objects.len() >= 3);
+}
+
+#[test]
 fn scan_sarif_directory() {
     let sandbox = Sandbox::new();
     sandbox.example_tree();
