@@ -408,3 +408,51 @@ fn a_stream_that_fails_to_read_is_never_taken_for_inert_data() {
         from_stream.findings
     );
 }
+
+#[test]
+fn text_whose_first_line_reads_as_an_import_of_no_possible_module_is_not_a_pickle() {
+    // A source file that begins with `c` reads as GLOBAL of a module named by the rest of its
+    // first line: no module can have such a name, so pickle.load raises there and runs nothing.
+    let policy = Policy::default();
+    let streamed = ScanOptions {
+        read_whole_up_to: 0,
+        ..ScanOptions::default()
+    };
+    let texts: [&[u8]; 4] = [
+        b"class Foo:\n    pass\n",
+        b"cmake_minimum_required(VERSION 3.10)\nproject(demo)\nadd_executable(demo main.c)\n",
+        b"changelog: 1.2 fixed\n- bug\n",
+        b"cython: language_level=3\nimport numpy\n",
+    ];
+    for text in texts {
+        for report in [
+            scan_bytes(text, &policy, &ScanOptions::default()),
+            picklefence::scan_reader(text, &policy, &streamed),
+        ] {
+            assert_eq!(
+                report.verdict,
+                Verdict::Clean,
+                "{:?}: {:#?}",
+                String::from_utf8_lossy(text),
+                report.findings
+            );
+        }
+    }
+    // Names that are modules stay imports, whatever follows; so does an unimportable name that
+    // is called (the call is still found) or one among real imports.
+    let pickles: [&[u8]; 4] = [
+        b"cos\nsystem\n",
+        b"cnumpy.core\nlong text that breaks\n",
+        b"cweird name\nx\n(tR.",
+        b"cweird name\nx\ncos\nsystem\n",
+    ];
+    for data in pickles {
+        let report = scan_bytes(data, &policy, &ScanOptions::default());
+        assert_eq!(
+            report.verdict,
+            Verdict::Unsafe,
+            "{:?}",
+            String::from_utf8_lossy(data)
+        );
+    }
+}

@@ -220,19 +220,37 @@ fn scan_pickle_slice(ctx: &mut Ctx<'_>, data: &[u8], location: &str, depth: usiz
 /// `pickle.load` of it runs nothing. Binary data whose first byte is BINBYTES, BINUNICODE or
 /// BINSTRING (about 1 in 85 random streams) claims a length that a stream of unknown size may
 /// hold, and was reported as a broken pickle.
+///
+/// An import of a module whose name is no dotted Python name (`lass Foo:` from a text file
+/// that begins `class Foo:`, `make_minimum_required(VERSION 3.10)` from a CMakeLists.txt) counts
+/// as nothing imported: no module can have that name (only a file planted under it on the
+/// module path, which needs code execution already), so `pickle.load` raises there.
 fn inert(start: &[u8], report: &PickleReport) -> bool {
+    let unimportable =
+        |name: Option<&crate::findings::ImportName>| name.is_some_and(|n| !dotted_name(&n.module));
     !matches!(start, [0x80, 2..=5, ..])
         && !report.read_failed
-        && report.imports.is_empty()
+        && report.imports.iter().all(|i| unimportable(i.target.as_ref()))
         && report.calls.is_empty()
         && report.persistent_ids.is_empty()
         && report.nested.is_empty()
         && report.records_dropped == 0
         && report.pickles.iter().all(|p| p.end.is_none())
-        && report
-            .findings
-            .iter()
-            .all(|f| f.kind == FindingKind::MalformedPickle || f.severity == Severity::Info)
+        && report.findings.iter().all(|f| {
+            f.kind == FindingKind::MalformedPickle
+                || f.severity == Severity::Info
+                || unimportable(f.import.as_ref())
+        })
+}
+
+/// Whether `module` could name a module: dot-separated Python identifiers (non-ASCII letters
+/// allowed, as Python allows them).
+fn dotted_name(module: &str) -> bool {
+    module.split('.').all(|part| {
+        let mut chars = part.chars();
+        chars.next().is_some_and(|c| c == '_' || c.is_alphabetic())
+            && chars.all(|c| c == '_' || c.is_alphanumeric())
+    })
 }
 
 /// What [`inert`] input is reported as: the note of bytes no container recognises.
