@@ -29,7 +29,7 @@ def test_an_endless_device_named_explicitly_ends_quickly_in_bounded_memory() -> 
     """Nothing recognises its start, so it is read on to its end: it never ends, and the scan
     stops at its byte budget with a limit finding (an input that cannot be read whole is not
     called clean)."""
-    result = _measure([*_command(), "scan", "/dev/zero"], stdin_mib=0)
+    result = _measure([*_command(), "scan", "-v", "/dev/zero"], stdin_mib=0)  # -v: the info note
     assert result["code"] == 1, result
     assert "not a recognised model format" in result["out"], result["out"]
     assert "longer than the scan's byte budget" in result["out"], result["out"]
