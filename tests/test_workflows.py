@@ -142,5 +142,5 @@ def test_action_yml_runs_the_script_with_every_input() -> None:
     names["install"] = "PF_INSTALL"
     assert set(action["inputs"]) == set(names)
     for name, variable in names.items():
-        assert step["env"][variable] == "${{ inputs.%s }}" % name
-        assert f"{variable}" in (ROOT / "scripts" / "ci_action.sh").read_text()
+        assert step["env"][variable] == "${{ inputs." + name + " }}"
+        assert variable in (ROOT / "scripts" / "ci_action.sh").read_text()
