@@ -144,3 +144,113 @@ def test_action_yml_runs_the_script_with_every_input() -> None:
     for name, variable in names.items():
         assert step["env"][variable] == "${{ inputs." + name + " }}"
         assert variable in (ROOT / "scripts" / "ci_action.sh").read_text()
+
+
+def hub_cache(root: Path, marker: Path) -> Path:
+    """A Hugging Face hub cache laid out as huggingface_hub lays it out: content in
+    `blobs/<hash>`, each revision a `snapshots/<commit>/` tree of relative links into it, `refs/`
+    naming commits. Two revisions of a model share their weights blob; the newer one adds a
+    malicious pickle; a dataset repository sits beside it."""
+    import hashlib
+
+    cache = root / "hub"
+
+    def repo(kind: str, repo_id: str, revisions: Dict[str, Dict[str, bytes]], refs: Dict[str, str]) -> None:
+        base = cache / f"{kind}--{repo_id.replace('/', '--')}"
+        for commit, files in revisions.items():
+            for name, data in files.items():
+                blob = base / "blobs" / hashlib.sha256(data).hexdigest()
+                blob.parent.mkdir(parents=True, exist_ok=True)
+                blob.write_bytes(data)
+                link = base / "snapshots" / commit / name
+                link.parent.mkdir(parents=True, exist_ok=True)
+                link.symlink_to(os.path.relpath(blob, link.parent))
+        for ref, commit in refs.items():
+            path = base / "refs" / ref
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(commit)
+
+    weights = pickle.dumps({"w": [0.25] * 8}, protocol=4)
+    old, new = "a" * 40, "b" * 40
+    repo(
+        "models",
+        "org/model",
+        {
+            old: {"pytorch_model.bin": weights, "config.json": b'{"a": 1}'},
+            new: {
+                "pytorch_model.bin": weights,
+                "extra/evil.pkl": pickle.dumps(SystemPayload(marker), protocol=2),
+            },
+        },
+        {"main": new, "v1": old},
+    )
+    repo("datasets", "org/data", {"c" * 40: {"data/train.pkl": pickle.dumps([1, 2, 3])}}, {"main": "c" * 40})
+    return cache
+
+
+@pytest.mark.skipif(shutil.which("picklefence") is None, reason="needs the installed picklefence command")
+def test_the_hugging_face_cache_is_scanned_by_repository_revision_and_path(
+    tmp_path: Path, marker: Path
+) -> None:
+    cache = hub_cache(tmp_path, marker)
+    done = subprocess.run(
+        ["picklefence", "scan", "--hf-cache", str(cache), "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stderr
+    files = {f["path"]: f for f in json.loads(done.stdout)["files"]}
+    a, b, c = "a" * 40, "b" * 40, "c" * 40
+    assert sorted(files) == sorted(
+        [
+            f"org/model@{a}:pytorch_model.bin",
+            f"org/model@{a}:config.json",
+            f"org/model@{b}:pytorch_model.bin",
+            f"org/model@{b}:extra/evil.pkl",
+            f"org/data@{c}:data/train.pkl",
+        ]
+    )
+    evil = files[f"org/model@{b}:extra/evil.pkl"]
+    assert evil["status"] == "unsafe"
+    assert (
+        evil["hf"]["repo_id"] == "org/model"
+        and evil["hf"]["revision"] == b
+        and evil["hf"]["refs"] == ["main"]
+    )
+    assert evil["hf"]["repo_type"] == "model" and evil["hf"]["path"] == "extra/evil.pkl"
+    assert files[f"org/data@{c}:data/train.pkl"]["hf"]["repo_type"] == "dataset"
+    assert files[f"org/model@{a}:pytorch_model.bin"]["hf"]["refs"] == ["v1"]
+    assert sum(f["status"] == "unsafe" for f in files.values()) == 1
+
+    # SARIF: each result carries the repository and revision.
+    sarif = subprocess.run(
+        ["picklefence", "scan", "--hf-cache", str(cache), "--format", "sarif"], capture_output=True, text=True
+    )
+    results = json.loads(sarif.stdout)["runs"][0]["results"]
+    assert results and all(r["properties"]["hf"]["repo_id"] in ("org/model", "org/data") for r in results)
+    flagged = [r for r in results if r["properties"]["hf"]["path"] == "extra/evil.pkl"]
+    assert flagged and all(r["properties"]["hf"]["revision"] == b for r in flagged)
+    assert any(r["level"] == "error" for r in flagged)
+
+    # The default cache is the one huggingface_hub uses (HF_HOME/hub here).
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE")}
+    default = subprocess.run(
+        ["picklefence", "scan", "--hf-cache", "--format", "json"],
+        capture_output=True,
+        text=True,
+        env={**env, "HF_HOME": str(tmp_path)},
+    )
+    assert sorted(f["path"] for f in json.loads(default.stdout)["files"]) == sorted(files)
+    assert not marker.exists()
+
+    # huggingface_hub's own reading of the cache names the same repositories, revisions and files.
+    hub = pytest.importorskip("huggingface_hub")
+    info = hub.scan_cache_dir(cache)
+    theirs = sorted(
+        f"{r.repo_id}@{rev.commit_hash}:{f.file_path.relative_to(rev.snapshot_path).as_posix()}"
+        for r in info.repos
+        for rev in r.revisions
+        for f in rev.files
+    )
+    assert theirs == sorted(files)

@@ -120,8 +120,18 @@ pub enum ScanFormat {
 #[derive(Debug, Args)]
 pub struct ScanArgs {
     /// Files and directories to scan (`-` for standard input)
-    #[arg(required = true, value_name = "PATH")]
+    #[arg(
+        required_unless_present = "hf_cache",
+        conflicts_with = "hf_cache",
+        value_name = "PATH"
+    )]
     pub paths: Vec<PathBuf>,
+
+    /// Scan a Hugging Face hub cache (default: the one huggingface_hub uses: HF_HUB_CACHE, or
+    /// HF_HOME/hub, or ~/.cache/huggingface/hub): every file of every snapshot, reported as
+    /// org/name@revision:path, each blob scanned once
+    #[arg(long, value_name = "DIR", num_args = 0..=1)]
+    pub hf_cache: Option<Option<PathBuf>>,
 
     /// Output format
     #[arg(long, value_enum, default_value_t = ScanFormat::Text)]

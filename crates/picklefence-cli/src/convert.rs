@@ -27,6 +27,7 @@ pub fn run(args: &ConvertArgs, io: &mut Io<'_>) -> i32 {
             let result = FileResult {
                 display: input.clone(),
                 outcome: Outcome::Scanned(*report),
+                origin: None,
             };
             let options = RenderOptions {
                 quiet: false,

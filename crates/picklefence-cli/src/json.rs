@@ -25,6 +25,18 @@ pub fn write_line(w: &mut dyn Write, result: &FileResult, options: &RenderOption
     writeln!(w)
 }
 
+/// Where a file sits in the Hugging Face cache (JSON and SARIF give it alike).
+pub fn hf_json(origin: &crate::hf::HfFile) -> Value {
+    json!({
+        "repo_type": origin.repo_type,
+        "repo_id": origin.repo_id,
+        "revision": origin.revision,
+        "refs": origin.refs,
+        "path": origin.path,
+        "file": origin.file.to_string_lossy(),
+    })
+}
+
 /// Where a file's object sits in the pretty-printed document.
 const FILE_INDENT: &str = "    ";
 
@@ -73,6 +85,9 @@ pub fn write_document(
 fn file_json(result: &FileResult, options: &RenderOptions) -> Value {
     let mut object = Map::new();
     object.insert("path".into(), json!(result.display));
+    if let Some(origin) = &result.origin {
+        object.insert("hf".into(), hf_json(origin));
+    }
     match &result.outcome {
         Outcome::Scanned(report) => {
             object.insert("status".into(), json!(report.verdict.as_str()));

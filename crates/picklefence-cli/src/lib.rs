@@ -5,6 +5,7 @@
 mod cli;
 mod convert;
 mod disasm;
+mod hf;
 mod json;
 mod policy_cmd;
 mod render;

@@ -5,7 +5,7 @@
 use picklefence::ScanReport;
 
 /// What became of one path.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Outcome {
     /// Scanned: the report.
     Scanned(ScanReport),
@@ -23,6 +23,8 @@ pub struct FileResult {
     pub display: String,
     /// What became of it.
     pub outcome: Outcome,
+    /// Where it sits in the Hugging Face cache (`scan --hf-cache`).
+    pub origin: Option<crate::hf::HfFile>,
 }
 
 /// How many paths ended which way.

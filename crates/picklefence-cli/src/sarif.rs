@@ -218,7 +218,12 @@ pub fn write_scan(w: &mut dyn Write, results: &[FileResult], options: &RenderOpt
     let mut notifications = Vec::new();
     let mut failed = false;
     for result in results {
-        let artifact = artifact_location(&result.display, cwd.as_deref());
+        // A file of the Hugging Face cache is located at its snapshot path; its repository,
+        // revision and path in it are properties of each result.
+        let artifact = match &result.origin {
+            Some(origin) => artifact_location(&origin.file.to_string_lossy(), cwd.as_deref()),
+            None => artifact_location(&result.display, cwd.as_deref()),
+        };
         match &result.outcome {
             Outcome::Scanned(report) => {
                 // Bytes analysed of the file itself: its size, for a plain pickle.
@@ -228,7 +233,13 @@ pub fn write_scan(w: &mut dyn Write, results: &[FileResult], options: &RenderOpt
                     .find(|entry| entry.location.is_empty())
                     .map(|entry| entry.report.consumed);
                 for located in &report.findings {
-                    sarif_results.push(result_json(&result.display, &artifact, located, file_size));
+                    let mut one = result_json(&result.display, &artifact, located, file_size);
+                    if let (Some(origin), Some(properties)) = (&result.origin, one.get_mut("properties")) {
+                        if let Some(properties) = properties.as_object_mut() {
+                            properties.insert("hf".into(), crate::json::hf_json(origin));
+                        }
+                    }
+                    sarif_results.push(one);
                 }
             }
             Outcome::Failed(error) => {

@@ -10,6 +10,7 @@ use picklefence::{scan_path, scan_reader, Policy, ScanError, ScanOptions, ScanRe
 use rayon::prelude::*;
 
 use crate::cli::{ScanArgs, ScanFormat};
+use crate::hf::{self, HfFile};
 use crate::results::{Counts, FileResult, Outcome, RenderOptions};
 use crate::walk::{self, Found, Source};
 use crate::{finish, json, policy_cmd, sarif, text, usage_error, Io, EXIT_CLEAN};
@@ -61,9 +62,13 @@ pub fn run(args: &ScanArgs, io: &mut Io<'_>) -> i32 {
         ScanFormat::Jsonl => Sink::Jsonl,
         ScanFormat::Sarif => Sink::Sarif(Vec::new()),
     };
+    let jobs = match jobs(args, &pool) {
+        Ok(jobs) => jobs,
+        Err(message) => return usage_error(io, &message),
+    };
     let mut counts = Counts::default();
     let mut written = Ok(());
-    scan_all(args, &policy, progress, &pool, |result| {
+    scan_all(jobs, &policy, progress, &pool, |result| {
         counts.add(&result);
         match &mut sink {
             Sink::Text => {
@@ -91,15 +96,53 @@ pub fn run(args: &ScanArgs, io: &mut Io<'_>) -> i32 {
     finish(code, written, io)
 }
 
-/// Scans every path found, handing each result to `sink` in the order found.
+/// One input to scan and the files it is (a blob of the Hugging Face cache is the content of
+/// every snapshot file that links to it: scanned once, reported for each).
+struct Job {
+    found: Found,
+    origins: Vec<HfFile>,
+}
+
+/// What to scan: the command line's paths, or the files of a Hugging Face cache.
+fn jobs(args: &ScanArgs, pool: &rayon::ThreadPool) -> Result<Vec<Job>, String> {
+    let Some(cache) = &args.hf_cache else {
+        let found = pool.install(|| walk::collect(&args.paths, args.follow_symlinks));
+        return Ok(found
+            .into_iter()
+            .map(|found| Job {
+                found,
+                origins: Vec::new(),
+            })
+            .collect());
+    };
+    let cache = match cache {
+        Some(dir) => dir.clone(),
+        None => hf::default_cache()
+            .ok_or("--hf-cache: no cache directory given and none can be found (set HF_HOME)")?,
+    };
+    let groups = hf::collect(&cache)?;
+    Ok(groups
+        .into_iter()
+        .map(|(blob, origins)| Job {
+            found: Found::Scan {
+                display: origins.first().map(HfFile::display).unwrap_or_default(),
+                source: Source::File(blob),
+            },
+            origins,
+        })
+        .collect())
+}
+
+/// Scans every job, handing each result to `sink` in the order found (a job's result once per
+/// file it is).
 fn scan_all(
-    args: &ScanArgs,
+    jobs: Vec<Job>,
     policy: &Policy,
     progress: bool,
     pool: &rayon::ThreadPool,
     mut sink: impl FnMut(FileResult),
 ) {
-    let found = pool.install(|| walk::collect(&args.paths, args.follow_symlinks));
+    let found = jobs;
     let bar = if progress {
         let bar = ProgressBar::with_draw_target(Some(found.len() as u64), ProgressDrawTarget::stderr());
         if let Ok(style) = ProgressStyle::with_template("scanning {bar:30} {pos}/{len} files {elapsed}") {
@@ -112,21 +155,33 @@ fn scan_all(
     let options = ScanOptions::default();
     let mut rest = found.into_iter();
     loop {
-        let batch: Vec<Found> = rest.by_ref().take(BATCH).collect();
+        let batch: Vec<Job> = rest.by_ref().take(BATCH).collect();
         if batch.is_empty() {
             break;
         }
-        let results: Vec<FileResult> = pool.install(|| {
+        let results: Vec<(FileResult, Vec<HfFile>)> = pool.install(|| {
             batch
                 .into_par_iter()
-                .map(|found| {
-                    let result = scan_found(found, policy, &options);
+                .map(|job| {
+                    let result = scan_found(job.found, policy, &options);
                     bar.inc(1);
-                    result
+                    (result, job.origins)
                 })
                 .collect()
         });
-        results.into_iter().for_each(&mut sink);
+        for (result, origins) in results {
+            if origins.is_empty() {
+                sink(result);
+                continue;
+            }
+            for origin in origins {
+                sink(FileResult {
+                    display: origin.display(),
+                    outcome: result.outcome.clone(),
+                    origin: Some(origin),
+                });
+            }
+        }
     }
     bar.finish_and_clear();
 }
@@ -144,11 +199,13 @@ fn scan_found(found: Found, policy: &Policy, options: &ScanOptions) -> FileResul
                     Ok(report) => Outcome::Scanned(report),
                     Err(error) => Outcome::Failed(error),
                 },
+                origin: None,
             }
         }
         Found::Failed { display, error } => FileResult {
             display,
             outcome: Outcome::Failed(error),
+            origin: None,
         },
         Found::Skipped {
             display,
@@ -157,6 +214,7 @@ fn scan_found(found: Found, policy: &Policy, options: &ScanOptions) -> FileResul
         } => FileResult {
             display,
             outcome: Outcome::Skipped { reason, unverified },
+            origin: None,
         },
     }
 }
