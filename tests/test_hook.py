@@ -173,6 +173,8 @@ def test_custom_class_needs_also_allow() -> None:
             pickle.loads(data)
     assert (info.value.module, info.value.name) == ("pfhelpers", "Point")
     assert 'also_allow=["pfhelpers.Point"]' in str(info.value)
+    assert 'In a TOML policy file: allow = ["pfhelpers.Point"]' in str(info.value)
+    assert "picklefence policy suggest FILE" in str(info.value)
     with picklefence.safe_ml_environment(also_allow=["pfhelpers.Point"]):
         assert pickle.loads(data) == {"p": Point(1, 2)}
     # Allowing changed neither the default policy nor a later activation.

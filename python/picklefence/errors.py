@@ -232,6 +232,11 @@ class UnsafeFileError(PicklefenceError, pickle.UnpicklingError):
                 f"picklefence.activate_safe_ml_environment(also_allow=[{shown}]) "
                 "(or safe_ml_environment(also_allow=[...]), or a policy with Policy.with_allowed)."
             )
+            source_file = f" {filepath}" if filepath else " FILE"
+            lines.append(
+                f"In a TOML policy file: allow = [{shown}]; `picklefence policy suggest{source_file}` "
+                "writes the narrowest role for each name instead of allowing any use."
+            )
             if any(v.kind == "dangerous-import" for v in violations):
                 lines.append(
                     "Some of these names are known to run code or touch the system: "

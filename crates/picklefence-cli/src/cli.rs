@@ -188,6 +188,9 @@ pub enum ListFormat {
 
 #[derive(Debug, Args)]
 pub struct PolicyArgs {
+    #[command(subcommand)]
+    pub action: Option<PolicyAction>,
+
     #[command(flatten)]
     pub policy: PolicyOpts,
 
@@ -217,4 +220,35 @@ pub struct ConvertArgs {
     /// findings)
     #[arg(short, long)]
     pub verbose: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyAction {
+    /// Write the smallest policy (TOML, with roles) under which trusted FILES scan clean
+    #[command(after_help = SUGGEST_AFTER)]
+    Suggest(SuggestArgs),
+}
+
+const SUGGEST_AFTER: &str = "\
+Each name a file needs is added with the narrowest role that clears it (value, argument,
+reconstruct, then any use), checked by scanning the files again. Names that reach code
+execution, files, processes, the network, imports, attribute lookup or nested unpickling are
+never suggested: they are listed as comments, with why.
+
+Exit status: 0 when the files scan clean under the suggestion, 1 when some stay unsafe (a
+dangerous name), 2 on usage or read errors.
+
+Example:
+  picklefence policy suggest model.pkl other.joblib > policy.toml
+  picklefence scan --policy policy.toml model.pkl other.joblib";
+
+#[derive(Debug, Args)]
+pub struct SuggestArgs {
+    /// Files you trust
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    /// The base the suggestion extends (default: the ML allowlist)
+    #[command(flatten)]
+    pub policy: PolicyOpts,
 }

@@ -12,6 +12,7 @@ mod render;
 mod results;
 mod sarif;
 mod scan;
+mod suggest;
 mod text;
 mod walk;
 

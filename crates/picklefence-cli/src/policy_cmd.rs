@@ -43,6 +43,9 @@ pub fn entry_text(module: &str, name: &str) -> String {
 }
 
 pub fn run(args: &PolicyArgs, io: &mut Io<'_>) -> i32 {
+    if let Some(crate::cli::PolicyAction::Suggest(suggest)) = &args.action {
+        return crate::suggest::run(suggest, io);
+    }
     if args.list {
         let written = write_list(io.out, args.format);
         return finish(EXIT_CLEAN, written, io);

@@ -48,6 +48,36 @@ fn info_findings_show_only_with_verbose() {
 }
 
 #[test]
+fn policy_suggest_writes_the_narrowest_roles_and_never_a_dangerous_name() {
+    // A custom class made by NEWOBJ and given one BUILD of plain state.
+    let custom: &[u8] = b"\x80\x02cmypkg.models\nNet\nq\x00)\x81q\x01}q\x02X\x01\x00\x00\x00wK\x01sb.";
+    let sandbox = sandbox_with(&[("net.pkl", custom), ("evil.pkl", REDUCE)]);
+    let out = sandbox.run(&["policy", "suggest", "net.pkl"]);
+    assert_eq!(out.code, EXIT_CLEAN, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("\"mypkg.models.Net=reconstruct\","),
+        "{}",
+        out.stdout
+    );
+    std::fs::write(sandbox.path().join("suggested.toml"), &out.stdout).unwrap();
+    let rescan = sandbox.run(&["scan", "--policy", "./suggested.toml", "net.pkl"]);
+    assert_eq!(rescan.code, EXIT_CLEAN, "{}", rescan.stdout);
+
+    let both = sandbox.run(&["policy", "suggest", "net.pkl", "evil.pkl"]);
+    assert_eq!(both.code, EXIT_UNSAFE);
+    assert!(both.stdout.contains("#   os.system: "), "{}", both.stdout);
+    assert!(
+        both.stdout.contains("# still unsafe under this policy: evil.pkl"),
+        "{}",
+        both.stdout
+    );
+    assert!(!both.stdout.contains("\"os.system"), "{}", both.stdout);
+
+    let from_file = sandbox.run(&["policy", "suggest", "--policy", "./suggested.toml", "net.pkl"]);
+    assert_eq!(from_file.code, 2);
+}
+
+#[test]
 fn scan_text_reduce() {
     let sandbox = sandbox_with(&[("reduce.pkl", REDUCE)]);
     let out = sandbox.run(&["scan", "reduce.pkl"]);
