@@ -298,14 +298,7 @@ pub(super) fn tar(data: &[u8]) -> Result<Found<'_>, ConvertError> {
 
     // Storages: records, their classes, then the views of them.
     let (bytes, base) = member("storages")?;
-    let mut evaluator = Evaluator::default();
-    let mut decoder = Decoder::from_slice(bytes);
-    let count = next_result(&mut evaluator, &mut decoder, base)?;
-    let count = evaluator
-        .heap
-        .int(count)
-        .filter(|&n| n >= 0)
-        .ok_or_else(|| malformed(base, "the storages member does not start with a count"))?;
+    let (mut evaluator, mut decoder, count) = counted(bytes, base, "storages")?;
     let mut keys = HashMap::new();
     let mut records = Vec::new();
     let mut classes: Vec<(String, u64)> = Vec::new();
@@ -372,14 +365,7 @@ pub(super) fn tar(data: &[u8]) -> Result<Found<'_>, ConvertError> {
 
     // Tensors: their storage, view and class.
     let (bytes, base) = member("tensors")?;
-    let mut evaluator = Evaluator::default();
-    let mut decoder = Decoder::from_slice(bytes);
-    let count = next_result(&mut evaluator, &mut decoder, base)?;
-    let count = evaluator
-        .heap
-        .int(count)
-        .filter(|&n| n >= 0)
-        .ok_or_else(|| malformed(base, "the tensors member does not start with a count"))?;
+    let (mut evaluator, mut decoder, count) = counted(bytes, base, "tensors")?;
     let mut tar_tensors = HashMap::new();
     for _ in 0..count {
         let at = base + decoder.position();
@@ -460,6 +446,24 @@ pub(super) fn tar(data: &[u8]) -> Result<Found<'_>, ConvertError> {
         id_fields: 0,
         tar_tensors,
     })
+}
+
+/// A tar-format member that starts with a pickled count: the evaluator and decoder that read
+/// it, and the count.
+fn counted<'d>(
+    bytes: &'d [u8],
+    base: u64,
+    what: &str,
+) -> Result<(Evaluator, Decoder<SliceSource<'d>>, i64), ConvertError> {
+    let mut evaluator = Evaluator::default();
+    let mut decoder = Decoder::from_slice(bytes);
+    let count = next_result(&mut evaluator, &mut decoder, base)?;
+    let count = evaluator
+        .heap
+        .int(count)
+        .filter(|&n| n >= 0)
+        .ok_or_else(|| malformed(base, format!("the {what} member does not start with a count")))?;
+    Ok((evaluator, decoder, count))
 }
 
 /// The element size of each storage key the persistent ids declare.
