@@ -336,11 +336,11 @@ def add_numpy(corpus: Corpus) -> None:
     for array in arrays[:5]:
         buffer = io.BytesIO()
         np.save(buffer, array, allow_pickle=True)
-        corpus.container(buffer.getvalue())
+        corpus.checkpoint(buffer.getvalue())
     for save in (np.savez, np.savez_compressed):
         buffer = io.BytesIO()
-        save(buffer, a=arrays[0], b=arrays[3])
-        corpus.container(buffer.getvalue())
+        save(buffer, a=arrays[0], b=arrays[3], c=np.asfortranarray(arrays[0]))
+        corpus.checkpoint(buffer.getvalue())
 
 
 def add_torch(corpus: Corpus) -> None:

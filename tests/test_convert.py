@@ -16,6 +16,7 @@ import zipfile
 from pathlib import Path
 from typing import Any, Callable, Dict, List
 
+import numpy as np
 import pytest
 
 import picklefence
@@ -428,10 +429,58 @@ def test_a_storage_record_shorter_than_declared_is_an_error(tmp_path: Path) -> N
 def test_files_that_are_not_checkpoints_are_an_error(tmp_path: Path) -> None:
     plain = tmp_path / "plain.pkl"
     plain.write_bytes(pickle.dumps({"a": 1}))
-    with pytest.raises(picklefence.ConvertError, match="not a PyTorch checkpoint"):
+    with pytest.raises(picklefence.ConvertError, match="not a checkpoint the converter reads"):
         picklefence.convert(plain, tmp_path / "out.safetensors")
     with pytest.raises(FileNotFoundError):
         picklefence.convert(tmp_path / "missing.pt", tmp_path / "out.safetensors")
+    assert not (tmp_path / "out.safetensors").exists()
+
+
+NUMPY_ARRAYS: Dict[str, Callable[[], Any]] = {
+    "float32 3-d": lambda: np.arange(24, dtype=np.float32).reshape(2, 3, 4),
+    "fortran int16": lambda: np.asfortranarray(np.arange(12, dtype=np.int16).reshape(3, 4)),
+    "big-endian float64": lambda: np.arange(5, dtype=">f8") / 3,
+    "big-endian complex64": lambda: (np.arange(4) + 1j).astype(">c8"),
+    "bool": lambda: np.array([True, False, True]),
+    "uint64 scalar": lambda: np.array(2**63 + 5, dtype=np.uint64),
+    "empty": lambda: np.zeros((0, 3), dtype=np.uint16),
+    "float16 fortran": lambda: np.asfortranarray(np.linspace(0, 1, 12, dtype=np.float16).reshape(2, 6)),
+}
+
+
+@pytest.mark.parametrize("array", list(NUMPY_ARRAYS))
+def test_numpy_arrays_convert_equal_to_numpy_load(tmp_path: Path, array: str) -> None:
+    from safetensors.numpy import load_file
+
+    value = NUMPY_ARRAYS[array]()
+    np.save(tmp_path / "a.npy", value)
+    done = picklefence.convert(tmp_path / "a.npy", tmp_path / "a.safetensors")
+    assert done.format == "npy" and list(done.tensors) == ["array"]
+    got = load_file(str(tmp_path / "a.safetensors"))["array"]
+    assert got.shape == value.shape and got.dtype.kind == value.dtype.kind
+    assert got.dtype.itemsize == value.dtype.itemsize
+    assert np.array_equal(got, value)
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_npz_members_convert_by_name(tmp_path: Path, compressed: bool) -> None:
+    from safetensors.numpy import load_file
+
+    arrays = {name: make() for name, make in NUMPY_ARRAYS.items()}
+    keyed = {f"k{i}": value for i, value in enumerate(arrays.values())}
+    (np.savez_compressed if compressed else np.savez)(tmp_path / "a.npz", **keyed)
+    done = picklefence.convert(tmp_path / "a.npz", tmp_path / "a.safetensors")
+    assert done.format == "npz" and sorted(done.tensors) == sorted(keyed)
+    got = load_file(str(tmp_path / "a.safetensors"))
+    for key, value in keyed.items():
+        assert np.array_equal(got[key], value) and got[key].shape == value.shape, key
+
+
+def test_numpy_arrays_safetensors_cannot_hold_are_an_error(tmp_path: Path) -> None:
+    for name, value in (("objects", np.array([{"a": 1}], dtype=object)), ("text", np.array(["ab"]))):
+        np.save(tmp_path / f"{name}.npy", value, allow_pickle=True)
+        with pytest.raises(picklefence.ConvertError, match="array: "):
+            picklefence.convert(tmp_path / f"{name}.npy", tmp_path / "out.safetensors")
     assert not (tmp_path / "out.safetensors").exists()
 
 

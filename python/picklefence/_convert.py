@@ -41,7 +41,8 @@ def convert(
     policy: Optional[Policy] = None,
 ) -> Converted:
     """Converts a PyTorch checkpoint (``torch.save``'s zip, legacy or old tar format: state dicts,
-    nested dicts, whole pickled modules) to a safetensors file, without torch and without running it.
+    nested dicts, whole pickled modules) or NumPy ``.npy``/``.npz`` arrays to a safetensors file,
+    without torch and without running it.
 
     The file is scanned first with ``policy`` (default: the policy in force); an unsafe file
     raises ``UnsafeFileError`` and nothing is written. A file that cannot be converted raises

@@ -324,3 +324,49 @@ fn the_tar_format_is_read_and_its_mutations_never_panic() {
         }
     }
 }
+
+/// A `.npy` file of `values` as float32 with `shape` (Fortran order when asked).
+fn npy(shape: &str, fortran: bool, values: &[f32]) -> Vec<u8> {
+    let order = if fortran { "True" } else { "False" };
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': {order}, 'shape': {shape}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend((header.len() as u16).to_le_bytes());
+    out.extend(header.as_bytes());
+    out.extend(floats(values));
+    out
+}
+
+#[test]
+fn npy_arrays_are_read_from_their_header_and_mutations_never_panic() {
+    let row_major = npy("(2, 2)", false, &[1.0, 2.0, 3.0, 4.0]);
+    let (names, file) = convert(&row_major).unwrap();
+    assert_eq!(names, ["array"]);
+    assert_eq!(tensor_bytes(&file, "array"), floats(&[1.0, 2.0, 3.0, 4.0]));
+    // Column-major storage of [[1, 2], [3, 4]] is 1, 3, 2, 4; written row-major.
+    let fortran = npy("(2, 2)", true, &[1.0, 3.0, 2.0, 4.0]);
+    assert_eq!(
+        tensor_bytes(&convert(&fortran).unwrap().1, "array"),
+        floats(&[1.0, 2.0, 3.0, 4.0])
+    );
+    // A shape larger than the data is refused.
+    let short = npy("(3, 2)", false, &[1.0, 2.0, 3.0, 4.0]);
+    assert!(matches!(
+        convert(&short),
+        Err(ConvertError::Malformed { .. } | ConvertError::Unsafe(_))
+    ));
+    for i in 0..row_major.len() {
+        for value in [0u8, b'9', 0xff] {
+            let mut data = row_major.clone();
+            data[i] = value;
+            if let Ok(planned) = plan(&data, &Policy::default(), &ScanOptions::default()) {
+                if planned.summary().tensor_bytes <= 1 << 20 {
+                    planned.to_bytes().unwrap();
+                }
+            }
+        }
+    }
+}

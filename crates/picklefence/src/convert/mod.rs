@@ -1,7 +1,7 @@
 //! Pickle checkpoints to safetensors, without torch and without running the file: a checkpoint
 //! whose scan is clean under the policy is evaluated as data ([`crate::evaluate`]: dicts, lists,
 //! tensors, storages, module states; nothing is called) and its tensors are written with the
-//! `safetensors` crate.
+//! `safetensors` crate. NumPy `.npy`/`.npz` arrays are read from their headers (`numpy.rs`).
 //!
 //! - `storages.rs` finds each storage's bytes (zip records, the legacy format's sequential
 //!   records, the tar format's storages and tensors members) and the byte order;
@@ -13,6 +13,7 @@
 //! Tensors that share a storage are written separately (each with its own bytes), so that every
 //! key `torch.load` gives is in the output; [`Converted::shared`] lists them.
 
+mod numpy;
 mod storages;
 mod tensor;
 mod tree;
@@ -33,7 +34,7 @@ pub enum ConvertError {
     #[error("the file is unsafe under the policy in force ({} findings); nothing was converted", .0.findings.len())]
     Unsafe(Box<ScanReport>),
     /// The input is not a checkpoint format the converter reads.
-    #[error("not a PyTorch checkpoint the converter reads: the content is {0}")]
+    #[error("not a checkpoint the converter reads (PyTorch or NumPy): the content is {0}")]
     NotACheckpoint(String),
     /// The checkpoint holds something safetensors cannot express (a quantized or sparse tensor,
     /// a dtype without a safetensors counterpart), at `offset` of its pickle or record.
@@ -152,18 +153,36 @@ pub fn plan<'a>(data: &'a [u8], policy: &Policy, options: &ScanOptions) -> Resul
         return Err(ConvertError::Unsafe(Box::new(report)));
     }
     let format = crate::formats::identify(data);
-    let found = match format {
-        Format::PytorchZip => storages::zip(data)?,
-        Format::PytorchLegacy => storages::legacy(data)?,
-        Format::PytorchTar => storages::tar(data)?,
-        other => return Err(ConvertError::NotACheckpoint(other.name().to_string())),
-    };
     let mut converted = Converted {
         format: format.name().to_string(),
         ..Converted::default()
     };
-    let walked = tree::walk(&found, &mut converted)?;
-    let storages = found.into_storages();
+    let (walked, storages) = match format {
+        Format::PytorchZip | Format::PytorchLegacy | Format::PytorchTar => {
+            let found = match format {
+                Format::PytorchZip => storages::zip(data)?,
+                Format::PytorchLegacy => storages::legacy(data)?,
+                _ => storages::tar(data)?,
+            };
+            let walked = tree::walk(&found, &mut converted)?;
+            (walked, found.into_storages())
+        }
+        Format::Npy | Format::Npz => {
+            let arrays = match format {
+                Format::Npy => {
+                    let mut arrays = numpy::Arrays {
+                        specs: Vec::new(),
+                        records: Vec::new(),
+                    };
+                    numpy::npy(std::borrow::Cow::Borrowed(data), 0, "array", &mut arrays)?;
+                    arrays
+                }
+                _ => numpy::npz(data)?,
+            };
+            (arrays.specs, arrays.records)
+        }
+        other => return Err(ConvertError::NotACheckpoint(other.name().to_string())),
+    };
     let tensors = tensor::plan_all(walked, &storages, &mut converted)?;
     let limit = output_limit(data.len() as u64);
     if converted.tensor_bytes > limit {

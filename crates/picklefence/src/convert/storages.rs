@@ -155,7 +155,7 @@ pub(super) fn zip(data: &[u8]) -> Result<Found<'_>, ConvertError> {
 }
 
 /// A member's bytes: stored ones borrowed, deflated ones inflated (torch writes them stored).
-fn member<'a>(data: &'a [u8], entry: &ZipEntry) -> Result<Cow<'a, [u8]>, ConvertError> {
+pub(super) fn member<'a>(data: &'a [u8], entry: &ZipEntry) -> Result<Cow<'a, [u8]>, ConvertError> {
     let at = entry.local_offset;
     let name = entry.display_name();
     if entry.is_encrypted() {

@@ -56,6 +56,39 @@ impl Dtype {
         })
     }
 
+    /// The dtype of a NumPy type string (`<f4`, `|b1`, `>i8`) and whether it is big-endian.
+    pub(super) fn from_numpy(type_str: &str) -> Option<(Dtype, bool)> {
+        let mut chars = type_str.chars();
+        let order = chars.next()?;
+        let code = chars.as_str();
+        let big_endian = match order {
+            '<' | '|' | '=' => false,
+            '>' => true,
+            _ => return None,
+        };
+        let dtype = match code {
+            "f8" => Dtype::new(StDtype::F64, 8),
+            "f4" => Dtype::new(StDtype::F32, 4),
+            "f2" => Dtype::new(StDtype::F16, 2),
+            "i8" => Dtype::new(StDtype::I64, 8),
+            "i4" => Dtype::new(StDtype::I32, 4),
+            "i2" => Dtype::new(StDtype::I16, 2),
+            "i1" => Dtype::new(StDtype::I8, 1),
+            "u8" => Dtype::new(StDtype::U64, 8),
+            "u4" => Dtype::new(StDtype::U32, 4),
+            "u2" => Dtype::new(StDtype::U16, 2),
+            "u1" => Dtype::new(StDtype::U8, 1),
+            "b1" => Dtype::new(StDtype::BOOL, 1),
+            "c8" => Dtype {
+                safetensors: StDtype::C64,
+                size: 8,
+                unit: 4,
+            },
+            _ => return None,
+        };
+        Some((dtype, big_endian))
+    }
+
     /// The dtype `torch.<name>` (as `_rebuild_tensor_v3` names it).
     pub(super) fn from_torch(name: &str) -> Option<Dtype> {
         Some(match name {
@@ -200,6 +233,36 @@ impl TensorSpec {
 }
 
 impl TensorSpec {
+    /// A NumPy array: `bytes` bytes of record `storage` from byte `offset_bytes` on (a whole
+    /// number of elements is required), viewed with `shape` and element `stride`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn from_array(
+        name: &str,
+        at: u64,
+        dtype: Dtype,
+        storage: usize,
+        offset_bytes: u64,
+        bytes: u64,
+        shape: Vec<u64>,
+        stride: Vec<u64>,
+        big_endian: bool,
+    ) -> Result<Self, String> {
+        if !offset_bytes.is_multiple_of(dtype.size) {
+            return Err("the array data is not aligned to its element size".into());
+        }
+        Ok(TensorSpec {
+            name: name.to_owned(),
+            at,
+            dtype,
+            storage,
+            storage_bytes: offset_bytes.saturating_add(bytes),
+            offset: offset_bytes / dtype.size,
+            shape,
+            stride,
+            big_endian,
+        })
+    }
+
     /// A tensor of the tar format.
     pub(super) fn from_tar(tensor: &TarTensor, name: &str, big_endian: bool) -> Result<Self, String> {
         let dtype = Dtype::from_storage(&tensor.class)

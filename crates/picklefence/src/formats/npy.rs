@@ -61,6 +61,8 @@ pub struct NpyHeader {
     pub data_offset: u64,
     /// The header's `descr` (the dtype), as the `Debug` form of its parsed literal, for display.
     pub descr: String,
+    /// The `descr` when it is one type string (`<f4`, `|b1`), not a structured or subarray dtype.
+    pub type_str: Option<String>,
     /// The header's `fortran_order`: whether the array is stored column-major.
     pub fortran_order: bool,
     /// The header's `shape`: the length of each dimension.
@@ -163,6 +165,10 @@ pub fn parse_header(data: &[u8]) -> Result<NpyHeader, NpyError> {
         version,
         data_offset: end,
         descr: format!("{descr:?}"),
+        type_str: match descr {
+            Lit::Str(text) => Some(text.clone()),
+            _ => None,
+        },
         fortran_order: *fortran_order,
         shape,
         payload: classify(descr, 0),
