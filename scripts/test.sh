@@ -39,3 +39,4 @@ bash scripts/fuzz_smoke.sh "${FUZZ_SECONDS:-10}"
 
 echo "== benchmark harness (quick)"
 "$PYTHON" bench/compare.py --quick
+"$PYTHON" bench/bench_ray.py --quick

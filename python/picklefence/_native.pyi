@@ -14,6 +14,9 @@ __all__ = [
     "check_predictor_nodes",
     "check_tree_nodes",
     "cli_main",
+    "list_files",
+    "scan_bytes_rows",
+    "scan_file_rows",
     "danger_reason",
     "native_state_classes",
     "predictor_feature_counts",
@@ -182,3 +185,29 @@ class NativeStateWalker:
 
 def cli_main(argv: List[str]) -> int: ...
 def _panic_for_tests(message: str) -> None: ...
+
+# Rows as columns: path, size, format, verdict, error and violations as lists, and findings
+# and imports as (offsets, {field: values}).
+_Columns = Dict[str, Any]
+
+def list_files(
+    paths: Sequence[Union[str, os.PathLike[str]]],
+    follow_symlinks: bool,
+    finding_fields: List[str],
+    import_fields: List[str],
+) -> Tuple[List[str], _Columns]:
+    """The files ``picklefence scan PATHS`` would scan, and the rows of the paths it would not."""
+
+def scan_file_rows(
+    paths: Sequence[str], policy: Policy, finding_fields: List[str], import_fields: List[str]
+) -> _Columns:
+    """Each file's row, scanned as ``picklefence scan`` scans it (its JSON Lines object and size)."""
+
+def scan_bytes_rows(
+    paths: Sequence[str],
+    contents: Sequence[bytes],
+    policy: Policy,
+    finding_fields: List[str],
+    import_fields: List[str],
+) -> _Columns:
+    """The rows of contents read elsewhere, each named by the path beside it."""

@@ -82,7 +82,7 @@ pub fn write_document(
     writeln!(w)
 }
 
-fn file_json(result: &FileResult, options: &RenderOptions) -> Value {
+pub(crate) fn file_json(result: &FileResult, options: &RenderOptions) -> Value {
     let mut object = Map::new();
     object.insert("path".into(), json!(result.display));
     if let Some(origin) = &result.origin {

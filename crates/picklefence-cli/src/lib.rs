@@ -8,6 +8,7 @@ mod disasm;
 mod hf;
 mod json;
 mod policy_cmd;
+pub mod records;
 mod render;
 mod results;
 mod sarif;

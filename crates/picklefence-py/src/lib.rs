@@ -21,6 +21,8 @@ mod native_state;
 mod policy;
 mod prescan;
 mod read_ahead;
+#[cfg(feature = "cli")]
+mod records;
 mod scan;
 mod walk;
 
@@ -84,7 +86,12 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(native_state::native_state_classes, m)?)?;
     m.add_function(wrap_pyfunction!(_panic_for_tests, m)?)?;
     #[cfg(feature = "cli")]
-    m.add_function(wrap_pyfunction!(cli_main, m)?)?;
+    {
+        m.add_function(wrap_pyfunction!(cli_main, m)?)?;
+        m.add_function(wrap_pyfunction!(records::list_files, m)?)?;
+        m.add_function(wrap_pyfunction!(records::scan_file_rows, m)?)?;
+        m.add_function(wrap_pyfunction!(records::scan_bytes_rows, m)?)?;
+    }
     m.add("PanicException", m.py().get_type_bound::<PanicException>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
