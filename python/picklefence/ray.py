@@ -31,7 +31,6 @@ since a compiled :class:`picklefence.Policy` is not sent between processes.
 
 from __future__ import annotations
 
-import functools
 import os
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -109,16 +108,22 @@ def _fields() -> Tuple[List[str], List[str]]:
     return list(_FINDING.names), list(_IMPORT.names)
 
 
-@functools.lru_cache(maxsize=8)
+_policies: Dict[Tuple[Optional[str], Optional[str]], Policy] = {}
+
+
 def _policy(name: Optional[str], toml: Optional[str]) -> Policy:
     """The policy a worker scans with, built once per process."""
     if name is not None and toml is not None:
         raise ValueError("give policy= (a name) or policy_toml= (TOML text), not both")
-    if toml is not None:
-        return Policy.from_toml(toml)
-    if name is not None:
-        return Policy.named(name)
-    return Policy.default()
+    key = (name, toml)
+    if key not in _policies:
+        if toml is not None:
+            _policies[key] = Policy.from_toml(toml)
+        elif name is not None:
+            _policies[key] = Policy.named(name)
+        else:
+            _policies[key] = Policy.default()
+    return _policies[key]
 
 
 def _check_policy_args(policy: Any, policy_toml: Any) -> None:
