@@ -204,3 +204,54 @@ def test_scan_results_are_plain_picklable_values(tmp_path: Path) -> None:
     assert row["verdict"] == "unsafe" and row["violations"] == len(
         [f for f in row["findings"] if f["violation"]]
     )
+
+
+def test_the_guard_lets_rays_own_channels_through_and_judges_files(
+    ray_session: None, corpus: Tuple[Path, Dict[str, Tuple[str, bool]]], tmp_path: Path
+) -> None:
+    """With the guard active in the driver, Ray's object store, function table and Ray Data's
+    block metadata are the cluster's own channels; a pickle the program loads itself, even one a
+    task handed back as bytes, is judged by the policy, in the driver and in a guarded worker."""
+    _root, written = corpus
+    marker = tmp_path / "pwned"
+    payload = pickle.dumps(_MarkerWriter(str(marker)))
+
+    @ray.remote
+    def load_in_guarded_worker(data: bytes) -> str:
+        import pickle as worker_pickle
+
+        import picklefence as worker_picklefence
+
+        with worker_picklefence.safe_ml_environment():
+            try:
+                worker_pickle.loads(data)
+            except worker_picklefence.UnsafeFileError as refused:
+                return f"refused: {refused.violations[0].module}"
+        return "loaded"
+
+    @ray.remote
+    def hand_back(data: bytes) -> bytes:
+        return data
+
+    files = sorted(written)[:300]
+    with picklefence.safe_ml_environment():
+        rows = by_path(
+            picklefence_ray.scan_dataset(ray.data.from_items([{"path": p} for p in files])).take_all()
+        )
+        assert {path: row["verdict"] for path, row in rows.items()} == {
+            path: ("unsafe" if written[path][1] else "clean") for path in files
+        }
+        assert ray.get(load_in_guarded_worker.remote(payload)) in ("refused: posix", "refused: os")
+        with pytest.raises(picklefence.UnsafeFileError):
+            pickle.loads(ray.get(hand_back.remote(payload)))
+    assert not marker.exists()
+
+
+class _MarkerWriter:
+    """Loading it would create `path` (a file in a temp directory)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> Any:
+        return (os.system, (f"touch '{self.path}'",))

@@ -24,6 +24,14 @@ only when both hold:
    model file, even wrapped in a ``Connection``) or a TCP connection (possibly another machine)
    is not a channel: what is read from it is judged like any other pickle.
 
+Ray's channels are its object store and its control store (GCS), read by Ray's own code: three
+readers are trusted, by code object and by the exact type of their ``self``:
+``SerializationContext._deserialize_pickle5_data`` called by Ray's ``_deserialize_msgpack_data``
+(``ray.get``, task arguments), ``FunctionActorManager``'s reads of the exported functions and
+actor classes, and Ray Data's ``DataOpTask.produce_block`` (block metadata a task returned).
+Every other load in Ray's code is judged: several read files or data (checkpoints, WebDataset
+samples, Arrow columns of pickled objects).
+
 The decision is made at the frame that called the unpickler, so it covers that one load only: a
 load started by code that the channel message runs (a ``__setstate__`` that calls ``torch.load``
 or ``pickle.loads``) is called from another frame and is judged by the policy as always.
@@ -55,7 +63,19 @@ from typing import Any, Callable, Dict, FrozenSet, Optional, Tuple
 __all__ = ["is_channel_read"]
 
 # co_name of every receive function: a cheap first test for the frames of ordinary code.
-_RECEIVER_NAMES: FrozenSet[str] = frozenset({"recv", "get", "_main", "<module>"})
+_RECEIVER_NAMES: FrozenSet[str] = frozenset(
+    {
+        "recv",
+        "get",
+        "_main",
+        "<module>",
+        "_deserialize_pickle5_data",
+        "fetch_registered_method",
+        "fetch_and_register_remote_function",
+        "_load_actor_class_from_gcs",
+        "produce_block",
+    }
+)
 _LOKY_BOOTSTRAP = frozenset(
     {"joblib.externals.loky.backend.popen_loky_posix", "loky.backend.popen_loky_posix"}
 )
@@ -129,7 +149,13 @@ _RECEIVER_MODULES = (
     "multiprocessing.queues",
     "multiprocessing.spawn",
     "torch.multiprocessing.queue",
+    "ray._private.serialization",
+    "ray._private.function_manager",
+    "ray.data._internal.execution.interfaces.physical_operator",
 )
+_RAY_SERIALIZATION = ("ray._private.serialization", "SerializationContext")
+_RAY_FUNCTIONS = ("ray._private.function_manager", "FunctionActorManager")
+_RAY_DATA_TASK = ("ray.data._internal.execution.interfaces.physical_operator", "DataOpTask")
 _receivers_key: Tuple[Any, ...] = ()
 _receivers_map: Dict[CodeType, _Check] = {}
 
@@ -149,6 +175,11 @@ def _receivers() -> Dict[CodeType, _Check]:
         (_function_code("multiprocessing.queues", "SimpleQueue", "get"), _reads_simple_queue),
         (_function_code("multiprocessing.spawn", "_main"), _reads_from_parent),
         (_function_code("torch.multiprocessing.queue", "ConnectionWrapper", "recv"), _reads_wrapper),
+        (_function_code(*_RAY_SERIALIZATION, "_deserialize_pickle5_data"), _reads_ray_object),
+        (_function_code(*_RAY_FUNCTIONS, "fetch_registered_method"), _reads_ray_function_table),
+        (_function_code(*_RAY_FUNCTIONS, "fetch_and_register_remote_function"), _reads_ray_function_table),
+        (_function_code(*_RAY_FUNCTIONS, "_load_actor_class_from_gcs"), _reads_ray_function_table),
+        (_function_code(*_RAY_DATA_TASK, "produce_block"), _reads_ray_block_metadata),
     ):
         if code is not None:
             table[code] = check
@@ -203,6 +234,39 @@ def _reads_wrapper(frame: FrameType) -> bool:
 def _reads_from_parent(frame: FrameType) -> bool:
     """``multiprocessing.spawn._main``: ``from_parent``, opened on the inherited pipe."""
     return _is_pipe_file(frame.f_locals.get("from_parent"))
+
+
+def _reads_ray_object(frame: FrameType) -> bool:
+    """Ray's ``SerializationContext._deserialize_pickle5_data``, called by Ray's own
+    ``_deserialize_msgpack_data`` on an object the worker fetched from the cluster's object store
+    (as ``ray.get`` and task arguments do): a program's direct call of it is not a channel."""
+    context = _ray_class(*_RAY_SERIALIZATION)
+    caller = frame.f_back
+    return (
+        context is not None
+        and type(frame.f_locals.get("self")) is context
+        and caller is not None
+        and caller.f_code is _function_code(*_RAY_SERIALIZATION, "_deserialize_msgpack_data")
+    )
+
+
+def _reads_ray_function_table(frame: FrameType) -> bool:
+    """Ray's ``FunctionActorManager``, reading the functions and actor classes the job's driver
+    exported to the cluster's own key-value store (GCS)."""
+    manager = _ray_class(*_RAY_FUNCTIONS)
+    return manager is not None and type(frame.f_locals.get("self")) is manager
+
+
+def _reads_ray_block_metadata(frame: FrameType) -> bool:
+    """Ray Data's ``DataOpTask.produce_block``: the metadata a Ray Data task returned for the
+    block it made (fetched from the object store by the executor)."""
+    task = _ray_class(*_RAY_DATA_TASK)
+    return task is not None and type(frame.f_locals.get("self")) is task
+
+
+def _ray_class(module_name: str, name: str) -> Optional[type]:
+    found = getattr(sys.modules.get(module_name), name, None)
+    return found if isinstance(found, type) else None
 
 
 def _is_torch_wrapper(obj: Any) -> bool:
