@@ -36,8 +36,9 @@ step "the Python package"
 if "$PYTHON" -c "import picklefence; picklefence.activate_safe_ml_environment" 2>/dev/null; then
     echo "picklefence is installed: $("$PYTHON" -c 'import picklefence; print(picklefence.__version__)')"
 else
-    echo "installing it from this checkout (pip install .; maturin builds the native module)"
-    "$PYTHON" -m pip install --quiet --disable-pip-version-check .
+    echo "installing it from this checkout (scripts/build_wheel.sh: the native module and command)"
+    wheel=$(bash scripts/build_wheel.sh target/wheels-demo)
+    "$PYTHON" -m pip install --quiet --disable-pip-version-check "$wheel"
 fi
 
 step "loading the examples under picklefence.activate_safe_ml_environment()"

@@ -18,10 +18,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --workspace
 
-echo "== python package (maturin, release)"
-rm -rf target/wheels-ci
-"$PYTHON" -m maturin build --release --quiet --out target/wheels-ci
-wheel=$(ls target/wheels-ci/picklefence-*-abi3-*.whl)
+echo "== python package (maturin, release; the native command in the wheel)"
+wheel=$(bash scripts/build_wheel.sh target/wheels-ci)
 "$PYTHON" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps "$wheel"
 "$PYTHON" -m ruff format --check python tests bench scripts examples
 "$PYTHON" -m ruff check python tests bench scripts examples

@@ -1,4 +1,5 @@
-"""The ``picklefence`` command (``python -m picklefence`` and the installed console script).
+"""The ``picklefence`` command as ``python -m picklefence`` (and as the console script of a wheel
+built by maturin alone; ``scripts/build_wheel.sh`` installs the native binary instead).
 
 It runs the same command-line interface as the Rust ``picklefence`` binary:
 
