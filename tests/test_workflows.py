@@ -254,3 +254,15 @@ def test_the_hugging_face_cache_is_scanned_by_repository_revision_and_path(
         for f in rev.files
     )
     assert theirs == sorted(files)
+
+
+def test_the_readme_pre_commit_snippet_is_the_hook() -> None:
+    """The README's first screen shows the hook as a local one: the same command, file types and
+    id as `.pre-commit-hooks.yaml`, run by the installed command."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("```yaml\n# .pre-commit-config.yaml", 1)[1].split("\n", 1)[1].split("```", 1)[0]
+    hooks = yaml.safe_load(block)["repos"][0]["hooks"]
+    hook = the_hook()
+    assert [(h["id"], h["entry"], h["types"], h["language"]) for h in hooks] == [
+        (hook["id"], hook["entry"], hook["types"], "system")
+    ]
