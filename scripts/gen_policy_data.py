@@ -1325,6 +1325,17 @@ def pandas_samples(rec: Recorder) -> set[str]:
         "bytes": np.array([b"a", b"b", b"c", b"d"], dtype=object),
     }
     try:
+        import pyarrow  # noqa: F401
+
+        # pandas' Arrow-backed columns: strings ("str" above is one when pyarrow is installed)
+        # and ArrowDtype columns of flat types.
+        columns["arrow_i8"] = pd.array([1, None, 3, 4], dtype="int64[pyarrow]")
+        columns["arrow_f8"] = pd.array([1.5, None, 3.0, 4.0], dtype="double[pyarrow]")
+        columns["arrow_bool"] = pd.array([True, None, False, True], dtype="bool[pyarrow]")
+        columns["arrow_str"] = pd.array(["a", None, "c", "d"], dtype="string[pyarrow]")
+    except Exception as exc:
+        rec.failures.append(f"pandas pyarrow columns: {exc!r}")
+    try:
         import dateutil.tz
 
         columns["dt_dateutil"] = pd.date_range("2020-01-01", periods=n, tz=dateutil.tz.tzutc())

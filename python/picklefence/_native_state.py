@@ -30,6 +30,7 @@ from .errors import UnsafeFileError, Violation
 # classes there are reconstructed (NEWOBJ and the like make them, which nothing can intercept).
 WALKED_MODULES: Tuple[str, ...] = (
     "pandas",
+    "pyarrow",
     "scipy.sparse",
     "sklearn.neighbors",
     "sklearn.ensemble._hist_gradient_boosting",
@@ -38,15 +39,20 @@ WALKED_MODULES: Tuple[str, ...] = (
 # load a constructor that records what it makes, so no walk is needed to find them (a forest
 # or a boosting model holds hundreds).
 CAPTURED: Dict[Tuple[str, str], str] = {("sklearn.tree._tree", "Tree"): "tree"}
-# Classes whose ``__setstate__`` already trusts the state it is given, so a check after the load
-# comes too late: a block manager given the ``(axes, values, items, {"0.14.1": ...})`` state
-# (older frames, every series) rebuilds its item index at once, writing at every placement. While
-# the guard is active their ``__setstate__`` checks the placements first (restored on
-# deactivation).
-SETSTATE_CHECKED: Tuple[Tuple[str, str], ...] = (
-    ("pandas.core.internals.managers", "BlockManager"),
-    ("pandas.core.internals.managers", "SingleBlockManager"),
-)
+# Classes whose state is used during the load itself, so a check after the load comes too late:
+# a block manager given the ``(axes, values, items, {"0.14.1": ...})`` state (older frames, every
+# series) rebuilds its item index at once, writing at every placement; a pandas Arrow-backed
+# array hands its pyarrow array to the index and block constructors that follow. While the guard
+# is active their ``__setstate__`` checks the state first (restored on deactivation). Value: the
+# checker's key in ``_SETSTATE_CHECKERS``.
+SETSTATE_CHECKED: Dict[Tuple[str, str], str] = {
+    ("pandas.core.internals.managers", "BlockManager"): "block_manager",
+    ("pandas.core.internals.managers", "SingleBlockManager"): "block_manager",
+    ("pandas.arrays", "ArrowStringArray"): "arrow",
+    ("pandas.core.arrays.string_arrow", "ArrowStringArray"): "arrow",
+    ("pandas.arrays", "ArrowExtensionArray"): "arrow",
+    ("pandas.core.arrays.arrow.array", "ArrowExtensionArray"): "arrow",
+}
 
 # Skipped by the walk: values that hold no objects (exact types), and classes and modules with
 # their subclasses.
@@ -347,6 +353,64 @@ def _check_categorical(categorical: Any) -> None:
         raise error
 
 
+def _check_arrow(owner: Any, field: str, array: Any) -> None:
+    """A pyarrow array (or chunked array) whose offsets, lengths and buffers agree:
+    ``_restore_array`` rebuilds one from a pickle's numbers without checking them, and reading
+    it then reads wherever they point. pyarrow's full validation is the check it documents for
+    untrusted data. Strings are validated as the binary they are laid out as: every value
+    inside the data buffer, without reading the text (UTF-8 validation read every byte: twice
+    the load of a string column); a text that is not UTF-8 is an error where pandas turns it
+    into ``str``, and a decoder can leave the buffer only past its last bytes, checked here."""
+    import pyarrow as pa
+
+    chunks = array.chunks if isinstance(array, pa.ChunkedArray) else [array]
+    try:
+        for chunk in chunks:
+            kind = chunk.type
+            large = pa.types.is_large_string(kind)
+            if large or pa.types.is_string(kind):
+                chunk.view(pa.large_binary() if large else pa.binary()).validate(full=True)
+                _check_utf8_tail(chunk, 8 if large else 4)
+            else:
+                chunk.validate(full=True)
+    except NativeStateError:
+        raise
+    except Exception as exc:
+        raise _fail(owner, field, f"an Arrow array whose buffers do not hold it: {exc}") from None
+
+
+def _check_utf8_tail(strings: Any, width: int) -> None:
+    """The text up to the array's last offset (``width``-byte offsets) does not end inside a
+    UTF-8 sequence (offsets are already known to lie inside the data)."""
+    if len(strings) == 0:
+        return
+    buffers = strings.buffers()
+    offsets = memoryview(buffers[1]).cast("B")
+    last = (strings.offset + len(strings)) * width
+    end = int.from_bytes(offsets[last : last + width], "little", signed=True)
+    data = memoryview(buffers[2]).cast("B") if buffers[2] is not None else memoryview(b"")
+    tail = bytes(data[max(0, end - 4) : end])
+    for back in range(1, len(tail) + 1):
+        byte = tail[-back]
+        if byte & 0xC0 != 0x80:  # the last lead (or ASCII) byte
+            needed = 1 if byte < 0x80 else 2 if byte >> 5 == 0x6 else 3 if byte >> 4 == 0xE else 4
+            if needed > back:
+                raise ValueError("the text ends inside a UTF-8 sequence")
+            return
+
+
+def _check_arrow_state(extension_array: Any, state: Any) -> None:
+    """An Arrow-backed pandas array's state: the pyarrow array it is given (``_pa_array``, or
+    ``_data`` in older pickles)."""
+    if not isinstance(state, dict):
+        return
+    pyarrow = sys.modules.get("pyarrow")
+    for key in ("_pa_array", "_data"):
+        value = state.get(key)
+        if pyarrow is not None and isinstance(value, (pyarrow.Array, pyarrow.ChunkedArray)):
+            _check_arrow(extension_array, key, value)
+
+
 def _check_interval_array(intervals: Any) -> None:
     """left and right of the same length: the interval tree and the comparisons pair them up
     by position."""
@@ -422,7 +486,10 @@ def _check_setstate_of(module: str, name: str) -> None:
 
         def __setstate__(self: Any, state: Any) -> Any:
             try:
-                _check_manager_state(self, state)
+                # Looked up at each call: the benchmark turns the checks off and on.
+                key = SETSTATE_CHECKED.get((module, name))
+                if key is not None:
+                    _SETSTATE_CHECKERS[key](self, state)
             except NativeStateError as error:
                 raise unsafe_file_error(error, None) from None
             except Exception as exc:
@@ -434,6 +501,12 @@ def _check_setstate_of(module: str, name: str) -> None:
 
         _patches.append(_Patch(cls, "__setstate__", own, __setstate__, f"{module}.{name}.__setstate__"))
         cls.__setstate__ = __setstate__
+
+
+_SETSTATE_CHECKERS: Dict[str, Callable[[Any, Any], None]] = {
+    "block_manager": _check_manager_state,
+    "arrow": _check_arrow_state,
+}
 
 
 def _check_block_manager(manager: Any) -> None:
@@ -504,6 +577,9 @@ _VALIDATED_CLASSES: Dict[str, Tuple[Tuple[str, str], ...]] = {
     "pandas.core.arrays.categorical": (("Categorical", "categorical"),),
     "pandas.core.arrays.interval": (("IntervalArray", "interval"),),
     "pandas.core.internals.managers": (("BaseBlockManager", "block_manager"),),
+    # Bare arrays: a chunked array is made only by an Arrow-backed pandas array's __setstate__,
+    # which checks the array first (SETSTATE_CHECKED).
+    "pyarrow.lib": (("Array", "arrow"),),
 }
 
 
@@ -585,6 +661,8 @@ def _validate(result: Any, watch: Watch) -> None:
         _check_interval_array(intervals)
     for manager in found.get("block_manager", []):
         _check_block_manager(manager)
+    for array in found.get("arrow", []):
+        _check_arrow(array, "buffers", array)
 
 
 def unsafe_file_error(error: NativeStateError, filepath: Optional[str]) -> UnsafeFileError:

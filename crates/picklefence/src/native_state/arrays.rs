@@ -144,7 +144,7 @@ fn slice(data: &[u8], start: u64, len: u64) -> Option<&[u8]> {
 /// The bytes an array's data value stands for: a bytes constant; a str (a Python 2 pickle,
 /// which numpy encodes as latin-1); `_codecs.encode(text, "latin1")` and `bytes()` (how
 /// protocols 0-2 write bytes under Python 3).
-fn bytes_of<'d>(heap: &Heap, data: &'d [u8], value: Val) -> Option<std::borrow::Cow<'d, [u8]>> {
+pub(super) fn bytes_of<'d>(heap: &Heap, data: &'d [u8], value: Val) -> Option<std::borrow::Cow<'d, [u8]>> {
     let latin1 =
         |text: &str| -> Option<Vec<u8>> { text.chars().map(|c| u8::try_from(u32::from(c)).ok()).collect() };
     match value {

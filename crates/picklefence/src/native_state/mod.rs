@@ -10,6 +10,7 @@
 //! item keeps its `native_state::` path.
 
 mod arrays;
+mod arrow;
 mod nodes;
 mod pandas;
 mod pickled;

@@ -26,6 +26,15 @@ const RANGE_INDEX: [(&str, &str); 2] = [
     ("pandas", "RangeIndex"),
     ("pandas.core.indexes.range", "RangeIndex"),
 ];
+/// pandas' Arrow-backed arrays: a pyarrow array rebuilt by `_restore_array` in their state
+/// dict's `_pa_array`.
+pub(super) const ARROW_BACKED: [(&str, &str); 4] = [
+    ("pandas.arrays", "ArrowStringArray"),
+    ("pandas.core.arrays.string_arrow", "ArrowStringArray"),
+    ("pandas.arrays", "ArrowExtensionArray"),
+    ("pandas.core.arrays.arrow.array", "ArrowExtensionArray"),
+];
+const RESTORE_ARRAY: (&str, &str) = ("pyarrow.lib", "_restore_array");
 const SLICE: [(&str, &str); 2] = [("builtins", "slice"), ("__builtin__", "slice")];
 const UNPICKLE_BLOCK: (&str, &str) = ("pandas._libs.internals", "_unpickle_block");
 /// The key of the fields a block manager's state (pandas < 2, `SingleBlockManager`) keeps.
@@ -150,11 +159,48 @@ fn length_of(heap: &Heap, value: Val, read_at: u64, depth: usize) -> Result<Resu
     if heap.global(object.callee).is_some_and(|f| NEW_INDEX.contains(&f)) {
         return index_length(heap, object, depth);
     }
+    if class_of(heap, object).is_some_and(|class| ARROW_BACKED.contains(&class)) {
+        return arrow_length(heap, object).map(Ok);
+    }
     let inner = backed(heap, object)?;
     if let Err(broken) = built_before(heap, inner.array, inner.read_at, "an extension array's data") {
         return Ok(Err(broken));
     }
     one_dimension(array_shape(heap, inner.array)?)
+}
+
+/// The length an Arrow-backed array declares: `_restore_array((type, length, ...))`'s. Whether
+/// its buffers hold that many items is the guard's check at load time (pyarrow's full
+/// validation); the scanner notes that the file relies on it.
+fn arrow_length(heap: &Heap, object: &Object) -> Result<u64, String> {
+    if object.rebuilt {
+        return Err("an array built twice".into());
+    }
+    let state = object.state.ok_or("an Arrow array without its state")?;
+    let array = heap
+        .get(state, "_pa_array")
+        .ok_or("an Arrow array state without _pa_array")?;
+    let restored = heap
+        .object(array)
+        .filter(|made| heap.global(made.callee) == Some(RESTORE_ARRAY))
+        .ok_or("an Arrow array not made by _restore_array")?;
+    let [data] = heap.tuple(restored.args).unwrap_or_default() else {
+        return Err("_restore_array without its one argument".into());
+    };
+    heap.tuple(*data)
+        .and_then(|fields| fields.get(1).copied())
+        .and_then(|length| heap.int(length))
+        .and_then(|length| u64::try_from(length).ok())
+        .ok_or_else(|| "an Arrow array without a length".into())
+}
+
+/// `ArrowStringArray`, `ArrowExtensionArray`: its state holds an array `_restore_array` made
+/// (whose buffers the scanner checks as that call's instance).
+pub(super) fn check_arrow_backed(heap: &Heap, _data: &[u8], array: &Object) -> PickledOutcome {
+    match arrow_length(heap, array) {
+        Ok(_) => PickledOutcome::Intact,
+        Err(why) => PickledOutcome::Unchecked(why),
+    }
 }
 
 /// An index made by `_new_Index(cls, d)` (`cls(**d)`, d as it was at the call) or

@@ -1,0 +1,186 @@
+//! pyarrow inside a pickle: `_restore_array((type, length, null_count, offset, buffers,
+//! children, dictionary))` rebuilds an array without checking its numbers against its buffers,
+//! so reading it reads wherever they point. For the flat types pandas writes (strings, binary,
+//! fixed-width numbers), whose buffers are bytes in the pickle, the scanner checks what
+//! pyarrow's full validation checks of them: each buffer large enough for `offset + length`
+//! items, and string offsets non-decreasing and inside the data. Other types are left to the
+//! guard, which runs that validation at load time.
+
+use crate::evaluate::{Heap, Object, Val};
+
+use super::arrays::bytes_of;
+use super::pickled::outcome;
+use super::PickledOutcome;
+
+const TYPE_FOR_ALIAS: (&str, &str) = ("pyarrow.lib", "type_for_alias");
+const PY_BUFFER: (&str, &str) = ("pyarrow.lib", "py_buffer");
+const BYTEARRAY: [(&str, &str); 2] = [("builtins", "bytearray"), ("__builtin__", "bytearray")];
+
+/// How a flat type lays out its items.
+enum Layout {
+    /// Bits of each item in one data buffer (bool: 1).
+    Fixed(u64),
+    /// Offsets of this width (bytes) into a data buffer; `text`: UTF-8 strings.
+    Offsets { width: u64, text: bool },
+}
+
+fn layout(alias: &str) -> Option<Layout> {
+    Some(match alias {
+        "bool" => Layout::Fixed(1),
+        "int8" | "uint8" | "i1" | "u1" => Layout::Fixed(8),
+        "int16" | "uint16" | "halffloat" | "float16" | "i2" | "u2" | "f2" => Layout::Fixed(16),
+        "int32" | "uint32" | "float" | "float32" | "date32" | "i4" | "u4" | "f4" => Layout::Fixed(32),
+        "int64" | "uint64" | "double" | "float64" | "date64" | "i8" | "u8" | "f8" => Layout::Fixed(64),
+        "string" | "str" | "utf8" => Layout::Offsets { width: 4, text: true },
+        "binary" => Layout::Offsets {
+            width: 4,
+            text: false,
+        },
+        "large_string" | "large_str" | "large_utf8" => Layout::Offsets { width: 8, text: true },
+        "large_binary" => Layout::Offsets {
+            width: 8,
+            text: false,
+        },
+        _ => return None,
+    })
+}
+
+/// `_restore_array(...)`: its buffers hold what its type, offset and length say.
+pub(super) fn check_arrow_array(heap: &Heap, data: &[u8], restored: &Object) -> PickledOutcome {
+    outcome(check(heap, data, restored))
+}
+
+fn check(heap: &Heap, data: &[u8], restored: &Object) -> Result<Result<(), String>, String> {
+    let [fields] = heap.tuple(restored.args).unwrap_or_default() else {
+        return Err("_restore_array without its one argument".into());
+    };
+    let [kind, length, _nulls, offset, buffers, ..] = heap.tuple(*fields).unwrap_or_default() else {
+        return Err("an array's data that is not a tuple of seven".into());
+    };
+    let alias = heap
+        .object(*kind)
+        .filter(|made| heap.global(made.callee) == Some(TYPE_FOR_ALIAS))
+        .and_then(|made| heap.str(*heap.tuple(made.args)?.first()?))
+        .ok_or("a type not named by type_for_alias")?;
+    let layout =
+        layout(alias).ok_or_else(|| format!("a {alias} array (not a flat type the scanner reads)"))?;
+    let count = |value: Val, what: &str| {
+        heap.int(value)
+            .and_then(|n| u64::try_from(n).ok())
+            .ok_or_else(|| format!("an array whose {what} is not a non-negative int"))
+    };
+    let items = count(*length, "length")?.checked_add(count(*offset, "offset")?);
+    let Some(items) = items else {
+        return Ok(Err("offset + length overflows".into()));
+    };
+    let buffers = heap
+        .list(*buffers, restored.offset)
+        .ok_or("buffers that are not a list as written")?;
+    let buffer = |index: usize| -> Result<Option<std::borrow::Cow<'_, [u8]>>, String> {
+        match buffers.get(index) {
+            None | Some(Val::None) => Ok(None),
+            Some(value) => buffer_bytes(heap, data, *value).map(Some),
+        }
+    };
+    let needed = |bits: u64| items.checked_mul(bits).map(|b| b.div_ceil(8));
+    if let Some(validity) = buffer(0)? {
+        if Some(validity.len() as u64) < needed(1) {
+            return Ok(Err(format!(
+                "validity bitmap of {} bytes for {items} items",
+                validity.len()
+            )));
+        }
+    }
+    match layout {
+        Layout::Fixed(bits) => {
+            let values = buffer(1)?.ok_or("an array without its data buffer")?;
+            if Some(values.len() as u64) < needed(bits) {
+                return Ok(Err(format!(
+                    "data buffer of {} bytes for {items} items",
+                    values.len()
+                )));
+            }
+        }
+        Layout::Offsets { width, text } => {
+            let offsets = buffer(1)?.ok_or("an array without its offsets buffer")?;
+            let data_buffer = buffer(2)?;
+            let values = data_buffer.as_ref().map_or(0, |v| v.len() as u64);
+            let entries = items.checked_add(1).and_then(|n| n.checked_mul(width));
+            if Some(offsets.len() as u64) < entries {
+                return Ok(Err(format!(
+                    "offsets buffer of {} bytes for {items} items",
+                    offsets.len()
+                )));
+            }
+            let read = |i: u64| -> Option<i64> {
+                let at = usize::try_from(i.checked_mul(width)?).ok()?;
+                let bytes = offsets.get(at..at.checked_add(width as usize)?)?;
+                Some(match width {
+                    4 => i64::from(i32::from_le_bytes(bytes.try_into().ok()?)),
+                    _ => i64::from_le_bytes(bytes.try_into().ok()?),
+                })
+            };
+            let first = count(*offset, "offset")?;
+            let mut previous = read(first).ok_or("offsets unreadable")?;
+            if previous < 0 {
+                return Ok(Err(format!("offset[{first}] is {previous}")));
+            }
+            for i in first + 1..=items {
+                let next = read(i).ok_or("offsets unreadable")?;
+                if next < previous || u64::try_from(next).map_or(true, |n| n > values) {
+                    return Ok(Err(format!(
+                        "offset[{i}] is {next}, after {previous}, outside the {values} data bytes"
+                    )));
+                }
+                previous = next;
+            }
+            // A decoder leaves the buffer only past the last value's bytes (as the guard checks).
+            let end = usize::try_from(previous).unwrap_or(0);
+            let tail = data_buffer
+                .as_deref()
+                .and_then(|d| d.get(end.saturating_sub(4)..end));
+            if text && tail.is_some_and(ends_inside_utf8) {
+                return Ok(Err("the text ends inside a UTF-8 sequence".into()));
+            }
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// Whether `tail` (the last bytes of a text) ends before its last UTF-8 sequence does.
+fn ends_inside_utf8(tail: &[u8]) -> bool {
+    for (back, byte) in tail.iter().rev().enumerate() {
+        if byte & 0xC0 != 0x80 {
+            let needed = match byte {
+                0x00..=0x7F => 1,
+                _ if byte >> 5 == 0x6 => 2,
+                _ if byte >> 4 == 0xE => 3,
+                _ => 4,
+            };
+            return needed > back + 1;
+        }
+    }
+    false
+}
+
+/// The bytes of `py_buffer(bytes)` or `py_buffer(bytearray(bytes))` (protocols < 5).
+fn buffer_bytes<'d>(heap: &Heap, data: &'d [u8], value: Val) -> Result<std::borrow::Cow<'d, [u8]>, String> {
+    let made = heap
+        .object(value)
+        .filter(|made| heap.global(made.callee) == Some(PY_BUFFER))
+        .ok_or("a buffer not made by py_buffer")?;
+    let mut inner = *heap
+        .tuple(made.args)
+        .and_then(|args| args.first())
+        .ok_or("py_buffer without its argument")?;
+    if let Some(copy) = heap
+        .object(inner)
+        .filter(|o| heap.global(o.callee).is_some_and(|c| BYTEARRAY.contains(&c)))
+    {
+        inner = *heap
+            .tuple(copy.args)
+            .and_then(|args| args.first())
+            .ok_or("bytearray without its argument")?;
+    }
+    bytes_of(heap, data, inner).ok_or_else(|| "a buffer whose bytes are not in the pickle".into())
+}
