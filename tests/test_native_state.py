@@ -1046,18 +1046,25 @@ def _arrow_pickles(protocol: int) -> Dict[str, Tuple[bytes, str, str]]:
     return cases
 
 
+def _the_refusal(loader: str, data: bytes, tmp_path: Path) -> Any:
+    """The one violation the guard refuses `data` with, loaded by `loader` (from a file where
+    the loader reads one)."""
+    path = tmp_path / "model.pkl"
+    path.write_bytes(data)
+    with picklefence.safe_ml_environment():
+        with pytest.raises(UnsafeFileError) as info:
+            LOADERS[loader](data, path)
+    (violation,) = info.value.violations
+    return violation
+
+
 @pytest.mark.parametrize("protocol", [4, 5])
 @pytest.mark.parametrize("loader", sorted(LOADERS))
 def test_arrow_arrays_whose_offsets_leave_their_buffers_are_refused(
     loader: str, protocol: int, tmp_path: Path
 ) -> None:
     for label, (data, cls, field) in _arrow_pickles(protocol).items():
-        path = tmp_path / "frame.pkl"
-        path.write_bytes(data)
-        with picklefence.safe_ml_environment():
-            with pytest.raises(UnsafeFileError) as info:
-                LOADERS[loader](data, path)
-        (violation,) = info.value.violations
+        violation = _the_refusal(loader, data, tmp_path)
         assert violation.kind == "native-state", label
         assert cls in violation.message and field in violation.message, (label, violation.message)
         # The scanner reads the same buffers in the file.
@@ -1136,12 +1143,7 @@ def test_arrow_text_that_ends_inside_a_utf8_sequence_is_refused(loader: str, tmp
     offsets = pa.py_buffer(struct.pack("<2i", 0, 2))
     broken = pa.Array.from_buffers(pa.string(), 1, [None, offsets, pa.py_buffer(b"a\xe2")])
     data = pickle.dumps({"column": broken}, protocol=5)
-    path = tmp_path / "strings.pkl"
-    path.write_bytes(data)
-    with picklefence.safe_ml_environment():
-        with pytest.raises(UnsafeFileError) as info:
-            LOADERS[loader](data, path)
-    (violation,) = info.value.violations
+    violation = _the_refusal(loader, data, tmp_path)
     assert "UTF-8" in violation.message, violation.message
     (flagged,) = [f for f in picklefence.scan_bytes(data).findings if f.kind == "state-violation"]
     assert "UTF-8" in flagged.message, flagged.message
