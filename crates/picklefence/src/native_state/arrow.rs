@@ -82,9 +82,14 @@ fn check(heap: &Heap, data: &[u8], restored: &Object) -> Result<Result<(), Strin
             Some(value) => buffer_bytes(heap, data, *value).map(Some),
         }
     };
-    let needed = |bits: u64| items.checked_mul(bits).map(|b| b.div_ceil(8));
+    // Bytes `bits` per item take; None (too many to hold) is short of any buffer.
+    let short = |len: usize, bits: u64| {
+        items
+            .checked_mul(bits)
+            .is_none_or(|b| (len as u64) < b.div_ceil(8))
+    };
     if let Some(validity) = buffer(0)? {
-        if Some(validity.len() as u64) < needed(1) {
+        if short(validity.len(), 1) {
             return Ok(Err(format!(
                 "validity bitmap of {} bytes for {items} items",
                 validity.len()
@@ -94,7 +99,7 @@ fn check(heap: &Heap, data: &[u8], restored: &Object) -> Result<Result<(), Strin
     match layout {
         Layout::Fixed(bits) => {
             let values = buffer(1)?.ok_or("an array without its data buffer")?;
-            if Some(values.len() as u64) < needed(bits) {
+            if short(values.len(), bits) {
                 return Ok(Err(format!(
                     "data buffer of {} bytes for {items} items",
                     values.len()
@@ -106,7 +111,7 @@ fn check(heap: &Heap, data: &[u8], restored: &Object) -> Result<Result<(), Strin
             let data_buffer = buffer(2)?;
             let values = data_buffer.as_ref().map_or(0, |v| v.len() as u64);
             let entries = items.checked_add(1).and_then(|n| n.checked_mul(width));
-            if Some(offsets.len() as u64) < entries {
+            if entries.is_none_or(|e| (offsets.len() as u64) < e) {
                 return Ok(Err(format!(
                     "offsets buffer of {} bytes for {items} items",
                     offsets.len()
@@ -183,4 +188,99 @@ fn buffer_bytes<'d>(heap: &Heap, data: &'d [u8], value: Val) -> Result<std::borr
             .ok_or("bytearray without its argument")?;
     }
     bytes_of(heap, data, inner).ok_or_else(|| "a buffer whose bytes are not in the pickle".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evaluate::tests::{evaluate, Asm};
+    use crate::native_state::check_pickled;
+
+    /// `_restore_array((type_for_alias(alias), length, 0, offset, [None, py_buffer(b1), ...], [], None))`.
+    fn restored(alias: &str, length: i32, offset: i32, buffers: &[&[u8]]) -> Vec<u8> {
+        let mut asm = Asm::default()
+            .op(0x80)
+            .op(2)
+            .global("pyarrow.lib", "_restore_array")
+            .op(b'(')
+            .global("pyarrow.lib", "type_for_alias")
+            .text(alias)
+            .op(0x85)
+            .op(b'R')
+            .int(length)
+            .int(0)
+            .int(offset)
+            .op(b']')
+            .op(b'(')
+            .op(b'N');
+        for buffer in buffers {
+            asm = asm
+                .global("pyarrow.lib", "py_buffer")
+                .bytes(buffer)
+                .op(0x85)
+                .op(b'R');
+        }
+        asm.op(b'e')
+            .op(b']')
+            .op(b'N')
+            .op(b't')
+            .op(0x85)
+            .op(b'R')
+            .op(b'.')
+            .0
+    }
+
+    fn outcome(data: &[u8]) -> PickledOutcome {
+        let evaluator = evaluate(data, 1 << 20);
+        let found = check_pickled(&evaluator.heap, data);
+        assert_eq!(found.len(), 1);
+        found[0].outcome.clone()
+    }
+
+    fn offsets(values: &[i64]) -> Vec<u8> {
+        values.iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn strings_whose_offsets_stay_in_their_data_are_intact() {
+        let data = restored("large_string", 3, 0, &[&offsets(&[0, 1, 1, 4]), b"accc"]);
+        assert_eq!(outcome(&data), PickledOutcome::Intact);
+        // A slice: items 1..3 of the same buffers.
+        let data = restored("large_string", 2, 1, &[&offsets(&[0, 1, 1, 4]), b"accc"]);
+        assert_eq!(outcome(&data), PickledOutcome::Intact);
+    }
+
+    #[test]
+    fn offsets_past_the_data_or_backwards_are_broken() {
+        for bad in [[0, 1, 1, 5], [0, 2, 1, 4], [-1, 1, 1, 4]] {
+            let data = restored("large_string", 3, 0, &[&offsets(&bad), b"accc"]);
+            assert!(matches!(outcome(&data), PickledOutcome::Broken(_)), "{bad:?}");
+        }
+        // Too few offsets for the length, or a length and offset that overflow.
+        let data = restored("large_string", 9, 0, &[&offsets(&[0, 1, 1, 4]), b"accc"]);
+        assert!(matches!(outcome(&data), PickledOutcome::Broken(_)));
+        let data = restored("large_string", i32::MAX, i32::MAX, &[&offsets(&[0]), b""]);
+        assert!(matches!(outcome(&data), PickledOutcome::Broken(_)));
+    }
+
+    #[test]
+    fn text_ending_inside_a_utf8_sequence_is_broken_but_binary_is_not() {
+        let four = 4_i32.to_le_bytes();
+        let offsets32: Vec<u8> = [0_i32, 2].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let data = restored("string", 1, 0, &[&offsets32, b"a\xe2"]);
+        assert!(matches!(outcome(&data), PickledOutcome::Broken(why) if why.contains("UTF-8")));
+        let data = restored("binary", 1, 0, &[&offsets32, b"a\xe2"]);
+        assert_eq!(outcome(&data), PickledOutcome::Intact);
+        // Fixed width: four int32 need 16 bytes.
+        let data = restored("int32", 4, 0, &[&four]);
+        assert!(matches!(outcome(&data), PickledOutcome::Broken(_)));
+        let data = restored("int32", 1, 0, &[&four]);
+        assert_eq!(outcome(&data), PickledOutcome::Intact);
+    }
+
+    #[test]
+    fn types_the_scanner_does_not_lay_out_are_left_to_the_guard() {
+        let data = restored("timestamp[ns]", 1, 0, &[&[0; 8]]);
+        assert!(matches!(outcome(&data), PickledOutcome::Unchecked(_)));
+    }
 }
