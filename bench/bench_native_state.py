@@ -89,11 +89,14 @@ def _models(tmp: Path, quick: bool) -> List[Tuple[str, Callable[[], Any]]]:
     return cases
 
 
-def _set_validation(on: bool, saved: Tuple[Any, Any, Any]) -> None:
+def _set_validation(on: bool, saved: Tuple[Any, Any, Any, Any]) -> None:
     """Validators on (as shipped) or off (nothing captured, nothing walked)."""
-    _native_state.CAPTURED, _native_state.WALKED_MODULES, _native_state.SETSTATE_CHECKED = (
-        saved if on else ({}, (), {})
-    )
+    (
+        _native_state.CAPTURED,
+        _native_state.WALKED_MODULES,
+        _native_state.SETSTATE_CHECKED,
+        _native_state.CHECKED_ON_CREATION,
+    ) = saved if on else ({}, (), {}, ())
 
 
 def main(argv: List[str]) -> int:
@@ -105,7 +108,12 @@ def main(argv: List[str]) -> int:
     parser.add_argument("--strict", action="store_true")
     args = parser.parse_args(argv)
     missed = []
-    saved = (_native_state.CAPTURED, _native_state.WALKED_MODULES, _native_state.SETSTATE_CHECKED)
+    saved = (
+        _native_state.CAPTURED,
+        _native_state.WALKED_MODULES,
+        _native_state.SETSTATE_CHECKED,
+        _native_state.CHECKED_ON_CREATION,
+    )
     validate = _native_state.validate
     spent: List[float] = []
 

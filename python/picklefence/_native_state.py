@@ -30,7 +30,6 @@ from .errors import UnsafeFileError, Violation
 # classes there are reconstructed (NEWOBJ and the like make them, which nothing can intercept).
 WALKED_MODULES: Tuple[str, ...] = (
     "pandas",
-    "pyarrow",
     "scipy.sparse",
     "sklearn.neighbors",
     "sklearn.ensemble._hist_gradient_boosting",
@@ -41,18 +40,18 @@ WALKED_MODULES: Tuple[str, ...] = (
 CAPTURED: Dict[Tuple[str, str], str] = {("sklearn.tree._tree", "Tree"): "tree"}
 # Classes whose state is used during the load itself, so a check after the load comes too late:
 # a block manager given the ``(axes, values, items, {"0.14.1": ...})`` state (older frames, every
-# series) rebuilds its item index at once, writing at every placement; a pandas Arrow-backed
-# array hands its pyarrow array to the index and block constructors that follow. While the guard
-# is active their ``__setstate__`` checks the state first (restored on deactivation). Value: the
-# checker's key in ``_SETSTATE_CHECKERS``.
+# series) rebuilds its item index at once, writing at every placement. While the guard is active
+# their ``__setstate__`` checks the state first (restored on deactivation). Value: the checker's
+# key in ``_SETSTATE_CHECKERS``.
 SETSTATE_CHECKED: Dict[Tuple[str, str], str] = {
     ("pandas.core.internals.managers", "BlockManager"): "block_manager",
     ("pandas.core.internals.managers", "SingleBlockManager"): "block_manager",
-    ("pandas.arrays", "ArrowStringArray"): "arrow",
-    ("pandas.core.arrays.string_arrow", "ArrowStringArray"): "arrow",
-    ("pandas.arrays", "ArrowExtensionArray"): "arrow",
-    ("pandas.core.arrays.arrow.array", "ArrowExtensionArray"): "arrow",
 }
+# Functions whose results the rest of a load may read at once (pyarrow's ``_restore_array``: a
+# pandas array, index or block reads the array it is handed), on every unpickling path: while
+# the guard is active the module attribute find_class resolves is a wrapper that checks what
+# the function made before the load sees it (restored on deactivation).
+CHECKED_ON_CREATION: Tuple[Tuple[str, str], ...] = (("pyarrow.lib", "_restore_array"),)
 
 # Skipped by the walk: values that hold no objects (exact types), and classes and modules with
 # their subclasses.
@@ -80,6 +79,8 @@ def note_import(module: str, name: str) -> None:
     """Called by the guard's find_class layers for every allowed import of a guarded load."""
     if (module, name) in SETSTATE_CHECKED:
         _check_setstate_of(module, name)
+    if (module, name) in CHECKED_ON_CREATION:
+        _check_made_by(module, name)
     if module.startswith(WALKED_MODULES) and (module, name) not in CAPTURED:
         _state.triggered = True
 
@@ -89,6 +90,8 @@ def note_audited(module: str, name: str) -> None:
     find_class (``pickle.loads``, pre-bound aliases) nothing captures, so the result is walked."""
     if (module, name) in SETSTATE_CHECKED:
         _check_setstate_of(module, name)
+    if (module, name) in CHECKED_ON_CREATION:
+        _check_made_by(module, name)
     if (module, name) in CAPTURED:
         if not getattr(_state, "in_capture", False):
             _state.triggered = True
@@ -399,18 +402,6 @@ def _check_utf8_tail(strings: Any, width: int) -> None:
             return
 
 
-def _check_arrow_state(extension_array: Any, state: Any) -> None:
-    """An Arrow-backed pandas array's state: the pyarrow array it is given (``_pa_array``, or
-    ``_data`` in older pickles)."""
-    if not isinstance(state, dict):
-        return
-    pyarrow = sys.modules.get("pyarrow")
-    for key in ("_pa_array", "_data"):
-        value = state.get(key)
-        if pyarrow is not None and isinstance(value, (pyarrow.Array, pyarrow.ChunkedArray)):
-            _check_arrow(extension_array, key, value)
-
-
 def _check_interval_array(intervals: Any) -> None:
     """left and right of the same length: the interval tree and the comparisons pair them up
     by position."""
@@ -505,8 +496,38 @@ def _check_setstate_of(module: str, name: str) -> None:
 
 _SETSTATE_CHECKERS: Dict[str, Callable[[Any, Any], None]] = {
     "block_manager": _check_manager_state,
-    "arrow": _check_arrow_state,
 }
+
+
+def _check_made_by(module: str, name: str) -> None:
+    """Makes ``module.name`` check what it makes (see :data:`CHECKED_ON_CREATION`), once, while
+    the guard is active. The module is imported here if it is not yet."""
+    import importlib
+
+    from ._policy_state import _activations, _lock, _Patch, _patches
+
+    owner = importlib.import_module(module)
+    original = getattr(owner, name, None)
+    if not callable(original):
+        return
+    with _lock:
+        if not _activations or any(p.owner is owner and p.attr == name for p in _patches):
+            return
+
+        def made(*args: Any, **kwargs: Any) -> Any:
+            array = original(*args, **kwargs)
+            # Looked up at each call: the benchmark turns the checks off and on.
+            if (module, name) in CHECKED_ON_CREATION:
+                try:
+                    _check_arrow(array, "buffers", array)
+                except NativeStateError as error:
+                    raise unsafe_file_error(error, None) from None
+            return array
+
+        # Pickled by reference as the name it stands in for (pickle finds this very object there).
+        made.__module__, made.__name__, made.__qualname__ = module, name, name
+        _patches.append(_Patch(owner, name, original, made, f"{module}.{name}"))
+        setattr(owner, name, made)
 
 
 def _check_block_manager(manager: Any) -> None:
@@ -577,9 +598,6 @@ _VALIDATED_CLASSES: Dict[str, Tuple[Tuple[str, str], ...]] = {
     "pandas.core.arrays.categorical": (("Categorical", "categorical"),),
     "pandas.core.arrays.interval": (("IntervalArray", "interval"),),
     "pandas.core.internals.managers": (("BaseBlockManager", "block_manager"),),
-    # Bare arrays: a chunked array is made only by an Arrow-backed pandas array's __setstate__,
-    # which checks the array first (SETSTATE_CHECKED).
-    "pyarrow.lib": (("Array", "arrow"),),
 }
 
 
@@ -661,8 +679,6 @@ def _validate(result: Any, watch: Watch) -> None:
         _check_interval_array(intervals)
     for manager in found.get("block_manager", []):
         _check_block_manager(manager)
-    for array in found.get("arrow", []):
-        _check_arrow(array, "buffers", array)
 
 
 def unsafe_file_error(error: NativeStateError, filepath: Optional[str]) -> UnsafeFileError:

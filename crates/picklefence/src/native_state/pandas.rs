@@ -28,7 +28,7 @@ const RANGE_INDEX: [(&str, &str); 2] = [
 ];
 /// pandas' Arrow-backed arrays: a pyarrow array rebuilt by `_restore_array` in their state
 /// dict's `_pa_array`.
-pub(super) const ARROW_BACKED: [(&str, &str); 4] = [
+const ARROW_BACKED: [(&str, &str); 4] = [
     ("pandas.arrays", "ArrowStringArray"),
     ("pandas.core.arrays.string_arrow", "ArrowStringArray"),
     ("pandas.arrays", "ArrowExtensionArray"),
@@ -192,15 +192,6 @@ fn arrow_length(heap: &Heap, object: &Object) -> Result<u64, String> {
         .and_then(|length| heap.int(length))
         .and_then(|length| u64::try_from(length).ok())
         .ok_or_else(|| "an Arrow array without a length".into())
-}
-
-/// `ArrowStringArray`, `ArrowExtensionArray`: its state holds an array `_restore_array` made
-/// (whose buffers the scanner checks as that call's instance).
-pub(super) fn check_arrow_backed(heap: &Heap, _data: &[u8], array: &Object) -> PickledOutcome {
-    match arrow_length(heap, array) {
-        Ok(_) => PickledOutcome::Intact,
-        Err(why) => PickledOutcome::Unchecked(why),
-    }
 }
 
 /// An index made by `_new_Index(cls, d)` (`cls(**d)`, d as it was at the call) or

@@ -5,9 +5,7 @@ use crate::evaluate::{Heap, Object, Trailing};
 
 use super::arrays::{array_of, dtype_of, first_outside, state_array, JOBLIB_WRAPPER};
 use super::arrow::check_arrow_array;
-use super::pandas::{
-    check_arrow_backed, check_block_manager, check_categorical, check_intervals, ARROW_BACKED,
-};
+use super::pandas::{check_block_manager, check_categorical, check_intervals};
 use super::sparse::{check_compressed, check_coo, Compressed};
 use super::{check_predictor_nodes, check_tree_nodes, NodeLayout, PredictorLayout, PredictorShape};
 
@@ -33,10 +31,6 @@ const CHECKED: &[((&str, &str), Check)] = &[
     ),
     (("pandas.arrays", "IntervalArray"), check_intervals),
     (("pyarrow.lib", "_restore_array"), check_arrow_array),
-    (ARROW_BACKED[0], check_arrow_backed),
-    (ARROW_BACKED[1], check_arrow_backed),
-    (ARROW_BACKED[2], check_arrow_backed),
-    (ARROW_BACKED[3], check_arrow_backed),
     (("pandas.core.arrays.interval", "IntervalArray"), check_intervals),
     (
         ("pandas.core.internals.managers", "BlockManager"),

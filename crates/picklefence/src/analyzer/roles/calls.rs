@@ -221,6 +221,7 @@ impl<'p> Analyzer<'p> {
                 Check::TensorView => self.check_tensor_view(args).map_err(Misfit::Shape)?,
                 Check::NewArgs => self.check_newargs(args)?,
                 Check::TreeArgs => self.check_tree_args(args).map_err(Misfit::Shape)?,
+                Check::ArrowBuffers => self.check_arrow_buffers(args).map_err(Misfit::Shape)?,
                 Check::ShapeOf(_) => {}
                 Check::BaseItems => self.check_base_items(args).map_err(Misfit::Shape)?,
                 Check::RangeLen(max) => check_range_len(args, *max).map_err(Misfit::Shape)?,
@@ -391,6 +392,39 @@ impl<'p> Analyzer<'p> {
                 "n_classes holds {numel} elements but n_outputs is {n_outputs} (Tree reads n_outputs of them)"
             )),
             None => Err("n_classes is not an array whose size the scanner knows".into()),
+        }
+    }
+
+    /// `_restore_array((type, length, nulls, offset, buffers, ...))`: exactly the buffers the
+    /// type's layout has. pyarrow indexes them by position while it makes the array, before
+    /// anything could validate it (too few: it reads past the list and crashes the load).
+    pub(super) fn check_arrow_buffers(&self, args: &[Value]) -> Result<(), String> {
+        let Some(Value::Tuple(fields, _)) = args.first() else {
+            return Err("the array's data is not a tuple".into());
+        };
+        let alias = match fields.first() {
+            Some(Value::Obj(id)) => self.obj_text(*id).and_then(|t| t.text.clone()),
+            _ => None,
+        }
+        .ok_or("a type whose alias the scanner does not know")?;
+        let count = match fields.get(4) {
+            Some(Value::List(id)) => self.tables.lists.get(*id as usize).map(|l| l.len),
+            _ => None,
+        }
+        .ok_or("buffers that are not a list")?;
+        let fits = match &*alias {
+            "null" => count == 1,
+            "string" | "str" | "utf8" | "binary" | "large_string" | "large_str" | "large_utf8"
+            | "large_binary" => count == 3,
+            "binary_view" | "string_view" => count >= 2,
+            _ => count == 2,
+        };
+        if fits {
+            Ok(())
+        } else {
+            Err(format!(
+                "{count} buffers for a {alias} array (pyarrow reads its layout's buffers by position)"
+            ))
         }
     }
 

@@ -335,7 +335,12 @@ impl<'p> Analyzer<'p> {
                 let mut obj = Obj::new(offset, index, callable | self.result_flags(index));
                 obj.schema = Some(schema);
                 let text = match args.first() {
-                    _ if !self.import_is_named(index, "_codecs", "encode") => None,
+                    // Kept: what encode made (bytes checked by length), the alias of an Arrow type.
+                    _ if !self.import_is_named(index, "_codecs", "encode")
+                        && !self.import_is_named(index, "pyarrow.lib", "type_for_alias") =>
+                    {
+                        None
+                    }
                     Some(Value::TextAt { at, len }) => Some(ObjText {
                         at: Some(*at),
                         len: *len,

@@ -372,6 +372,9 @@ pub enum Check {
     /// `_reconstructor(cls, dict, state)`: the state's entries become the object's items, so
     /// its keys are constants and no special names.
     BaseItems,
+    /// `_restore_array((type, length, nulls, offset, buffers, ...))`: as many buffers as the
+    /// type's layout has.
+    ArrowBuffers,
     /// `range(start, stop, step)` has at most `n` items: a constructor or the library may
     /// materialise any range a pickle holds.
     RangeLen(u64),

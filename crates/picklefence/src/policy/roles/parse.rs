@@ -38,6 +38,7 @@ pub fn parse_role(text: &str, reason: &str) -> Result<Roles, RoleError> {
                         "newargs" => checks.push(Check::NewArgs),
                         "tree-args" => checks.push(Check::TreeArgs),
                         "base-items" => checks.push(Check::BaseItems),
+                        "arrow-buffers" => checks.push(Check::ArrowBuffers),
                         "range-len" => {
                             p.expect("(")?;
                             checks.push(Check::RangeLen(p.number()?));
