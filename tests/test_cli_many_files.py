@@ -51,3 +51,14 @@ def test_a_hundred_thousand_files_are_scanned_in_bounded_memory(many_files: Path
     assert paths == sorted(paths)
     unsafe = [f["path"] for f in document["files"] if f["status"] == "unsafe"]
     assert unsafe == [str(many_files / "d050" / "f0500.pkl")]
+
+
+def test_the_json_document_is_written_as_files_finish(many_files: Path) -> None:
+    """The document's files are written as each is scanned (its summary and exit code follow
+    them), so JSON holds what text holds: a batch of reports, not one object per file (before:
+    85 MiB for these 100,000 files against text's 42 MiB)."""
+    text = measure([*command(), "scan", "--format", "text", "-q", str(many_files)])
+    document = measure([*command(), "scan", "--format", "json", str(many_files)])
+    assert document["code"] == text["code"] == 1
+    assert document["peak_mib"] < text["peak_mib"] + 16, (document["peak_mib"], text["peak_mib"])
+    assert json.loads(document["out"])["summary"]["scanned"] == FILES

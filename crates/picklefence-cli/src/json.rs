@@ -12,11 +12,18 @@ use crate::results::{Counts, FileResult, Outcome, RenderOptions};
 /// Bumped when a field changes meaning or goes away (adding fields does not bump it).
 const FORMAT_VERSION: u32 = 1;
 
-/// One path's object as it appears in the document's `files` array (indented for it), made as
-/// soon as the path is scanned so that its report need not be kept.
-pub fn file_text(result: &FileResult, options: &RenderOptions) -> String {
-    let text = serde_json::to_string_pretty(&file_json(result, options)).unwrap_or_default();
-    text.replace('\n', &format!("\n{FILE_INDENT}"))
+/// One path's object in the document's `files` array, written as soon as the path is scanned
+/// (`first`: no comma before it), so that a scan of millions of files holds none of them.
+pub fn write_file(
+    w: &mut dyn Write,
+    result: &FileResult,
+    options: &RenderOptions,
+    first: bool,
+) -> io::Result<()> {
+    let text = serde_json::to_string_pretty(&file_json(result, options)).map_err(io::Error::other)?;
+    w.write_all(if first { b"\n" } else { b",\n" })?;
+    w.write_all(FILE_INDENT.as_bytes())?;
+    w.write_all(text.replace('\n', &format!("\n{FILE_INDENT}")).as_bytes())
 }
 
 /// One path's object on a line of its own (`--format jsonl`).
@@ -40,18 +47,34 @@ pub fn hf_json(origin: &crate::hf::HfFile) -> Value {
 /// Where a file's object sits in the pretty-printed document.
 const FILE_INDENT: &str = "    ";
 
-/// The document: the summary and the files' objects ([`file_text`]), in the order scanned.
-pub fn write_document(
-    w: &mut dyn Write,
-    files: &[String],
-    counts: &Counts,
-    options: &RenderOptions,
-) -> io::Result<()> {
-    let document = json!({
+/// The document's head, up to the opening of its `files` array: what is known before any file
+/// is scanned. The files follow ([`write_file`]), then [`write_tail`].
+pub fn write_head(w: &mut dyn Write, options: &RenderOptions) -> io::Result<()> {
+    let head = json!({
         "format_version": FORMAT_VERSION,
         "tool": {"name": "picklefence", "version": env!("CARGO_PKG_VERSION")},
         "policy": options.policy_name,
-        "exit_code": options.exit_code,
+    });
+    let text = serde_json::to_string_pretty(&head).map_err(io::Error::other)?;
+    // The pretty printer's closing brace gives way to the files array.
+    let open = text
+        .strip_suffix("\n}")
+        .or_else(|| text.strip_suffix('}'))
+        .unwrap_or(&text);
+    w.write_all(open.as_bytes())?;
+    w.write_all(b",\n  \"files\": [")
+}
+
+/// The document's end, after the files (`any_file`: the array is not empty): the summary and the
+/// exit code, known only once every file is scanned.
+pub fn write_tail(
+    w: &mut dyn Write,
+    counts: &Counts,
+    options: &RenderOptions,
+    any_file: bool,
+) -> io::Result<()> {
+    w.write_all(if any_file { b"\n  ],\n" } else { b"],\n" })?;
+    let tail = json!({
         "summary": {
             "scanned": counts.scanned(),
             "clean": counts.clean,
@@ -59,26 +82,12 @@ pub fn write_document(
             "errors": counts.errors,
             "skipped": counts.skipped,
         },
-        "files": [],
+        "exit_code": options.exit_code,
     });
-    let text = serde_json::to_string_pretty(&document).map_err(io::Error::other)?;
-    // The files are spliced in where the pretty printer wrote the empty array.
-    let (head, tail) = text
-        .split_once("\"files\": []")
-        .ok_or_else(|| io::Error::other("no files array"))?;
-    w.write_all(head.as_bytes())?;
-    if files.is_empty() {
-        w.write_all(b"\"files\": []")?;
-    } else {
-        w.write_all(b"\"files\": [")?;
-        for (index, file) in files.iter().enumerate() {
-            w.write_all(if index == 0 { b"\n" } else { b",\n" })?;
-            w.write_all(FILE_INDENT.as_bytes())?;
-            w.write_all(file.as_bytes())?;
-        }
-        w.write_all(b"\n  ]")?;
-    }
-    w.write_all(tail.as_bytes())?;
+    let text = serde_json::to_string_pretty(&tail).map_err(io::Error::other)?;
+    // Its members, inside the document's braces.
+    let members = text.strip_prefix("{\n").unwrap_or(&text);
+    w.write_all(members.as_bytes())?;
     writeln!(w)
 }
 

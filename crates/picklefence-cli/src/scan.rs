@@ -23,8 +23,9 @@ const BATCH: usize = 1024;
 enum Sink {
     /// Written at once.
     Text,
-    /// Each file's object, rendered at once (the document's exit code comes before the files).
-    Json(Vec<String>),
+    /// Each file's object, written at once (the document's summary and exit code follow them);
+    /// `files`: how many were written.
+    Json { files: usize },
     /// Each file's object on a line, written at once.
     Jsonl,
     /// The results (SARIF's rules and results are written from all of them).
@@ -58,7 +59,7 @@ pub fn run(args: &ScanArgs, io: &mut Io<'_>) -> i32 {
     };
     let mut sink = match args.format {
         ScanFormat::Text => Sink::Text,
-        ScanFormat::Json => Sink::Json(Vec::new()),
+        ScanFormat::Json => Sink::Json { files: 0 },
         ScanFormat::Jsonl => Sink::Jsonl,
         ScanFormat::Sarif => Sink::Sarif(Vec::new()),
     };
@@ -67,7 +68,10 @@ pub fn run(args: &ScanArgs, io: &mut Io<'_>) -> i32 {
         Err(message) => return usage_error(io, &message),
     };
     let mut counts = Counts::default();
-    let mut written = Ok(());
+    let mut written = match sink {
+        Sink::Json { .. } => json::write_head(io.out, &options),
+        _ => Ok(()),
+    };
     scan_all(jobs, &policy, progress, &pool, |result| {
         counts.add(&result);
         match &mut sink {
@@ -76,7 +80,12 @@ pub fn run(args: &ScanArgs, io: &mut Io<'_>) -> i32 {
                     written = text::write_file(io.out, &result, &options);
                 }
             }
-            Sink::Json(files) => files.push(json::file_text(&result, &options)),
+            Sink::Json { files } => {
+                if written.is_ok() {
+                    written = json::write_file(io.out, &result, &options, *files == 0);
+                }
+                *files += 1;
+            }
             Sink::Jsonl => {
                 if written.is_ok() {
                     written = json::write_line(io.out, &result, &options);
@@ -89,7 +98,7 @@ pub fn run(args: &ScanArgs, io: &mut Io<'_>) -> i32 {
     options.exit_code = code;
     let written = written.and_then(|()| match &sink {
         Sink::Text => text::write_summary(io.out, &counts, &options),
-        Sink::Json(files) => json::write_document(io.out, files, &counts, &options),
+        Sink::Json { files } => json::write_tail(io.out, &counts, &options, *files > 0),
         Sink::Jsonl => Ok(()),
         Sink::Sarif(results) => sarif::write_scan(io.out, results, &options),
     });
