@@ -10,6 +10,7 @@ import io
 import json
 import os
 import pickle
+import random
 import struct
 import zipfile
 from pathlib import Path
@@ -61,7 +62,10 @@ def findings(report: picklefence.ScanReport) -> List[Tuple[str, str]]:
     ids=["stored", "deflated", "deflated-with-descriptors"],
 )
 def test_a_long_zip_stream_is_walked_and_gets_the_verdict_of_its_members(method: int, seekable: bool) -> None:
-    tensor = os.urandom(BIG)
+    # Seeded, and starting like no pickle: this archive's data.pkl names no storage, so its
+    # data/0 is judged by content (random bytes that begin with a BINBYTES length, about 1 in
+    # 85, draw a non-pickle note from the stream reader only, and failed this test once).
+    tensor = b"\x00" + random.Random(64).randbytes(BIG - 1)
     for pkl, verdict in ((EVIL, "unsafe"), (BENIGN, "clean")):
         archive = torch_like_zip(pkl, tensor, method, seekable)
         assert len(archive) > 32 << 20
