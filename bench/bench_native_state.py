@@ -96,7 +96,7 @@ def _set_validation(on: bool, saved: Tuple[Any, Any, Any, Any]) -> None:
         _native_state.WALKED_MODULES,
         _native_state.SETSTATE_CHECKED,
         _native_state.CHECKED_ON_CREATION,
-    ) = saved if on else ({}, (), {}, ())
+    ) = saved if on else ({}, (), (), ())
 
 
 def main(argv: List[str]) -> int:

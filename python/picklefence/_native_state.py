@@ -38,15 +38,15 @@ WALKED_MODULES: Tuple[str, ...] = (
 # load a constructor that records what it makes, so no walk is needed to find them (a forest
 # or a boosting model holds hundreds).
 CAPTURED: Dict[Tuple[str, str], str] = {("sklearn.tree._tree", "Tree"): "tree"}
-# Classes whose state is used during the load itself, so a check after the load comes too late:
-# a block manager given the ``(axes, values, items, {"0.14.1": ...})`` state (older frames, every
-# series) rebuilds its item index at once, writing at every placement. While the guard is active
-# their ``__setstate__`` checks the state first (restored on deactivation). Value: the checker's
-# key in ``_SETSTATE_CHECKERS``.
-SETSTATE_CHECKED: Dict[Tuple[str, str], str] = {
-    ("pandas.core.internals.managers", "BlockManager"): "block_manager",
-    ("pandas.core.internals.managers", "SingleBlockManager"): "block_manager",
-}
+# Classes whose ``__setstate__`` already trusts the state it is given, so a check after the load
+# comes too late: a block manager given the ``(axes, values, items, {"0.14.1": ...})`` state
+# (older frames, every series) rebuilds its item index at once, writing at every placement. While
+# the guard is active their ``__setstate__`` checks the placements first (restored on
+# deactivation).
+SETSTATE_CHECKED: Tuple[Tuple[str, str], ...] = (
+    ("pandas.core.internals.managers", "BlockManager"),
+    ("pandas.core.internals.managers", "SingleBlockManager"),
+)
 # Functions whose results the rest of a load may read at once (pyarrow's ``_restore_array``: a
 # pandas array, index or block reads the array it is handed), on every unpickling path: while
 # the guard is active the module attribute find_class resolves is a wrapper that checks what
@@ -356,30 +356,26 @@ def _check_categorical(categorical: Any) -> None:
         raise error
 
 
-def _check_arrow(owner: Any, field: str, array: Any) -> None:
-    """A pyarrow array (or chunked array) whose offsets, lengths and buffers agree:
-    ``_restore_array`` rebuilds one from a pickle's numbers without checking them, and reading
-    it then reads wherever they point. pyarrow's full validation is the check it documents for
-    untrusted data. Strings are validated as the binary they are laid out as: every value
-    inside the data buffer, without reading the text (UTF-8 validation read every byte: twice
-    the load of a string column); a text that is not UTF-8 is an error where pandas turns it
-    into ``str``, and a decoder can leave the buffer only past its last bytes, checked here."""
+def _check_arrow(array: Any) -> None:
+    """A pyarrow array whose offsets, lengths and buffers agree: ``_restore_array`` rebuilds one
+    from a pickle's numbers without checking them, and reading it then reads wherever they
+    point. pyarrow's full validation is the check it documents for untrusted data. Strings are
+    validated as the binary they are laid out as: every value inside the data buffer, without
+    reading the text (UTF-8 validation read every byte: twice the load of a string column); a
+    text that is not UTF-8 is an error where pandas turns it into ``str``, and a decoder can
+    leave the buffer only past its last bytes, checked here."""
     import pyarrow as pa
 
-    chunks = array.chunks if isinstance(array, pa.ChunkedArray) else [array]
+    kind = array.type
+    large = pa.types.is_large_string(kind)
     try:
-        for chunk in chunks:
-            kind = chunk.type
-            large = pa.types.is_large_string(kind)
-            if large or pa.types.is_string(kind):
-                chunk.view(pa.large_binary() if large else pa.binary()).validate(full=True)
-                _check_utf8_tail(chunk, 8 if large else 4)
-            else:
-                chunk.validate(full=True)
-    except NativeStateError:
-        raise
+        if large or pa.types.is_string(kind):
+            array.view(pa.large_binary() if large else pa.binary()).validate(full=True)
+            _check_utf8_tail(array, 8 if large else 4)
+        else:
+            array.validate(full=True)
     except Exception as exc:
-        raise _fail(owner, field, f"an Arrow array whose buffers do not hold it: {exc}") from None
+        raise _fail(array, "buffers", f"an Arrow array whose buffers do not hold it: {exc}") from None
 
 
 def _check_utf8_tail(strings: Any, width: int) -> None:
@@ -478,9 +474,8 @@ def _check_setstate_of(module: str, name: str) -> None:
         def __setstate__(self: Any, state: Any) -> Any:
             try:
                 # Looked up at each call: the benchmark turns the checks off and on.
-                key = SETSTATE_CHECKED.get((module, name))
-                if key is not None:
-                    _SETSTATE_CHECKERS[key](self, state)
+                if (module, name) in SETSTATE_CHECKED:
+                    _check_manager_state(self, state)
             except NativeStateError as error:
                 raise unsafe_file_error(error, None) from None
             except Exception as exc:
@@ -492,11 +487,6 @@ def _check_setstate_of(module: str, name: str) -> None:
 
         _patches.append(_Patch(cls, "__setstate__", own, __setstate__, f"{module}.{name}.__setstate__"))
         cls.__setstate__ = __setstate__
-
-
-_SETSTATE_CHECKERS: Dict[str, Callable[[Any, Any], None]] = {
-    "block_manager": _check_manager_state,
-}
 
 
 def _check_made_by(module: str, name: str) -> None:
@@ -519,7 +509,7 @@ def _check_made_by(module: str, name: str) -> None:
             # Looked up at each call: the benchmark turns the checks off and on.
             if (module, name) in CHECKED_ON_CREATION:
                 try:
-                    _check_arrow(array, "buffers", array)
+                    _check_arrow(array)
                 except NativeStateError as error:
                     raise unsafe_file_error(error, None) from None
             return array

@@ -7,58 +7,35 @@
 //! guard, which runs that validation at load time.
 
 use crate::evaluate::{Heap, Object, Val};
+use crate::policy::arrow::{layout, Layout};
 
 use super::arrays::bytes_of;
 use super::pickled::outcome;
 use super::PickledOutcome;
 
+/// The call whose arrays are checked (pandas reads an Arrow-backed array's length from it too).
+pub(super) const RESTORE_ARRAY: (&str, &str) = ("pyarrow.lib", "_restore_array");
 const TYPE_FOR_ALIAS: (&str, &str) = ("pyarrow.lib", "type_for_alias");
 const PY_BUFFER: (&str, &str) = ("pyarrow.lib", "py_buffer");
 const BYTEARRAY: [(&str, &str); 2] = [("builtins", "bytearray"), ("__builtin__", "bytearray")];
-
-/// How a flat type lays out its items.
-enum Layout {
-    /// Bits of each item in one data buffer (bool: 1).
-    Fixed(u64),
-    /// Offsets of this width (bytes) into a data buffer; `text`: UTF-8 strings.
-    Offsets { width: u64, text: bool },
-}
-
-fn layout(alias: &str) -> Option<Layout> {
-    Some(match alias {
-        "bool" | "boolean" => Layout::Fixed(1),
-        "int8" | "uint8" | "i1" | "u1" => Layout::Fixed(8),
-        "int16" | "uint16" | "halffloat" | "float16" | "i2" | "u2" | "f2" => Layout::Fixed(16),
-        "int32" | "uint32" | "float" | "float32" | "date32" | "date32[day]" | "i4" | "u4" | "f4"
-        | "time32[s]" | "time32[ms]" => Layout::Fixed(32),
-        "int64" | "uint64" | "double" | "float64" | "date64" | "date64[ms]" | "i8" | "u8" | "f8"
-        | "time64[us]" | "time64[ns]" => Layout::Fixed(64),
-        _ if alias.starts_with("timestamp[") || alias.starts_with("duration[") => Layout::Fixed(64),
-        "month_day_nano_interval" => Layout::Fixed(128),
-        "string" | "str" | "utf8" => Layout::Offsets { width: 4, text: true },
-        "binary" => Layout::Offsets {
-            width: 4,
-            text: false,
-        },
-        "large_string" | "large_str" | "large_utf8" => Layout::Offsets { width: 8, text: true },
-        "large_binary" => Layout::Offsets {
-            width: 8,
-            text: false,
-        },
-        _ => return None,
-    })
-}
 
 /// `_restore_array(...)`: its buffers hold what its type, offset and length say.
 pub(super) fn check_arrow_array(heap: &Heap, data: &[u8], restored: &Object) -> PickledOutcome {
     outcome(check(heap, data, restored))
 }
 
-fn check(heap: &Heap, data: &[u8], restored: &Object) -> Result<Result<(), String>, String> {
+/// The array data `_restore_array` was given: `(type, length, null_count, offset, buffers,
+/// children, dictionary)`.
+pub(super) fn array_data<'h>(heap: &'h Heap, restored: &Object) -> Result<&'h [Val], String> {
     let [fields] = heap.tuple(restored.args).unwrap_or_default() else {
         return Err("_restore_array without its one argument".into());
     };
-    let [kind, length, _nulls, offset, buffers, ..] = heap.tuple(*fields).unwrap_or_default() else {
+    heap.tuple(*fields)
+        .ok_or_else(|| "an array's data that is not a tuple".into())
+}
+
+fn check(heap: &Heap, data: &[u8], restored: &Object) -> Result<Result<(), String>, String> {
+    let [kind, length, _nulls, offset, buffers, ..] = array_data(heap, restored)? else {
         return Err("an array's data that is not a tuple of seven".into());
     };
     let alias = heap

@@ -9,6 +9,7 @@
 use crate::evaluate::{Heap, Object, Val};
 
 use super::arrays::{array_of, array_shape, built_before, first_outside};
+use super::arrow::{array_data, RESTORE_ARRAY};
 use super::pickled::{class_of, outcome};
 use super::PickledOutcome;
 
@@ -34,7 +35,6 @@ const ARROW_BACKED: [(&str, &str); 4] = [
     ("pandas.arrays", "ArrowExtensionArray"),
     ("pandas.core.arrays.arrow.array", "ArrowExtensionArray"),
 ];
-const RESTORE_ARRAY: (&str, &str) = ("pyarrow.lib", "_restore_array");
 const SLICE: [(&str, &str); 2] = [("builtins", "slice"), ("__builtin__", "slice")];
 const UNPICKLE_BLOCK: (&str, &str) = ("pandas._libs.internals", "_unpickle_block");
 /// The key of the fields a block manager's state (pandas < 2, `SingleBlockManager`) keeps.
@@ -184,12 +184,9 @@ fn arrow_length(heap: &Heap, object: &Object) -> Result<u64, String> {
         .object(array)
         .filter(|made| heap.global(made.callee) == Some(RESTORE_ARRAY))
         .ok_or("an Arrow array not made by _restore_array")?;
-    let [data] = heap.tuple(restored.args).unwrap_or_default() else {
-        return Err("_restore_array without its one argument".into());
-    };
-    heap.tuple(*data)
-        .and_then(|fields| fields.get(1).copied())
-        .and_then(|length| heap.int(length))
+    array_data(heap, restored)?
+        .get(1)
+        .and_then(|length| heap.int(*length))
         .and_then(|length| u64::try_from(length).ok())
         .ok_or_else(|| "an Arrow array without a length".into())
 }

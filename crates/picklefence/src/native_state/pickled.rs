@@ -4,7 +4,7 @@
 use crate::evaluate::{Heap, Object, Trailing};
 
 use super::arrays::{array_of, dtype_of, first_outside, state_array, JOBLIB_WRAPPER};
-use super::arrow::check_arrow_array;
+use super::arrow::{check_arrow_array, RESTORE_ARRAY};
 use super::pandas::{check_block_manager, check_categorical, check_intervals};
 use super::sparse::{check_compressed, check_coo, Compressed};
 use super::{check_predictor_nodes, check_tree_nodes, NodeLayout, PredictorLayout, PredictorShape};
@@ -30,7 +30,7 @@ const CHECKED: &[((&str, &str), Check)] = &[
         check_categorical,
     ),
     (("pandas.arrays", "IntervalArray"), check_intervals),
-    (("pyarrow.lib", "_restore_array"), check_arrow_array),
+    (RESTORE_ARRAY, check_arrow_array),
     (("pandas.core.arrays.interval", "IntervalArray"), check_intervals),
     (
         ("pandas.core.internals.managers", "BlockManager"),

@@ -14,6 +14,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
+pub(crate) mod arrow;
 mod danger;
 mod data;
 mod named;

@@ -412,14 +412,7 @@ impl<'p> Analyzer<'p> {
             _ => None,
         }
         .ok_or("buffers that are not a list")?;
-        let fits = match &*alias {
-            "null" => count == 1,
-            "string" | "str" | "utf8" | "binary" | "large_string" | "large_str" | "large_utf8"
-            | "large_binary" => count == 3,
-            "binary_view" | "string_view" => count >= 2,
-            _ => count == 2,
-        };
-        if fits {
+        if crate::policy::arrow::buffers_fit(&alias, count) {
             Ok(())
         } else {
             Err(format!(
