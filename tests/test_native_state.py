@@ -1204,3 +1204,33 @@ def test_a_broken_arrow_array_is_refused_before_the_load_reads_it(loader: str, t
     with picklefence.safe_ml_environment():
         with pytest.raises(UnsafeFileError):
             LOADERS[loader](data, path)
+
+
+def test_the_restore_array_wrapper_is_installed_while_guarded_pickles_by_name_and_is_restored() -> None:
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.lib
+
+    original = pyarrow.lib._restore_array
+    data = pickle.dumps(pa.array(["a", "b"]), protocol=5)
+    with picklefence.safe_ml_environment():
+        assert pickle.loads(data).to_pylist() == ["a", "b"]
+        assert pyarrow.lib._restore_array is not original
+        # pyarrow's own pickling now names the wrapper: by reference, as the name it replaces.
+        again = pickle.dumps(pa.array(["c"]), protocol=5)
+        assert b"_restore_array" in again and b"picklefence" not in again
+        assert pickle.loads(again).to_pylist() == ["c"]
+    assert pyarrow.lib._restore_array is original
+
+
+def test_every_array_is_checked_when_one_import_makes_several() -> None:
+    """The memo hands the same `_restore_array` to a second call: an intact array first does not
+    let a broken one through."""
+    pa = pytest.importorskip("pyarrow")
+    intact = _ArrowArrayOf(pa.int64(), 1, [None, pa.py_buffer(b"\0" * 8)])
+    broken = _ArrowArrayOf(pa.int64(), 100, [None, pa.py_buffer(b"\0" * 8)])
+    data = pickle.dumps([intact, broken], protocol=5)
+    assert data.count(b"_restore_array") == 1  # imported once, then taken from the memo
+    with picklefence.safe_ml_environment():
+        with pytest.raises(UnsafeFileError):
+            pickle.loads(data)
+    assert not picklefence.scan_bytes(data).is_safe
