@@ -1144,6 +1144,69 @@ def test_arrow_text_that_ends_inside_a_utf8_sequence_is_refused(loader: str, tmp
     assert "UTF-8" in flagged.message, flagged.message
 
 
+# Offsets whose first and last lie inside the 4 data bytes but whose middle goes back: pyarrow's
+# structural validation passes them, and item 1 spans [3, 1), a negative length.
+_ARROW_BACKWARDS = [0, 3, 1, 4]
+
+
+@pytest.mark.parametrize("width", [4, 8])
+@pytest.mark.parametrize("loader", sorted(LOADERS))
+def test_arrow_offsets_that_go_back_inside_the_data_are_refused(
+    loader: str, width: int, tmp_path: Path
+) -> None:
+    pa = pytest.importorskip("pyarrow")
+    kind, code = (pa.string(), "<4i") if width == 4 else (pa.large_binary(), "<4q")
+    offsets = pa.py_buffer(struct.pack(code, *_ARROW_BACKWARDS))
+    broken = pa.Array.from_buffers(kind, 3, [None, offsets, pa.py_buffer(b"accc")])
+    data = pickle.dumps({"column": broken}, protocol=5)
+    violation = _the_refusal(loader, data, tmp_path)
+    assert "offset 2 (1) is before the one ahead of it" in violation.message, violation.message
+    (flagged,) = [f for f in picklefence.scan_bytes(data).findings if f.kind == "state-violation"]
+    assert "offset[2] is 1, after 3" in flagged.message, flagged.message
+
+
+def test_unprotected_arrow_offsets_that_go_back_read_outside_the_buffer() -> None:
+    """The gadget is real: the item between offsets 3 and 1 has a length of -2, read as a huge
+    one (the process dies, or the read fails: no intact value comes back)."""
+    pa = pytest.importorskip("pyarrow")
+    offsets = pa.py_buffer(struct.pack("<4q", *_ARROW_BACKWARDS))
+    broken = pa.Array.from_buffers(pa.large_binary(), 3, [None, offsets, pa.py_buffer(b"accc")])
+    code = "import pickle, sys\narray = pickle.loads(sys.stdin.buffer.read())\nprint(len(array[1].as_py()))\n"
+    data = pickle.dumps(broken, protocol=5)
+    run = subprocess.run([sys.executable, "-c", code], input=data, capture_output=True, timeout=120)
+    assert run.returncode != 0, (run.stdout, run.stderr[-300:])
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 1 << 20])
+def test_arrow_offsets_are_compared_across_chunk_boundaries(
+    chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every pair of neighbours is compared whatever the chunking, in a sliced array too (only
+    the offsets of its own items count)."""
+    pa = pytest.importorskip("pyarrow")
+    from picklefence import _native_state
+
+    monkeypatch.setattr(_native_state, "_OFFSET_CHUNK", chunk)
+    intact = [0, 1, 2, 2, 3, 5, 8, 8]
+    data = pa.py_buffer(b"x" * 8)
+
+    def array_of(offsets: List[int], offset: int = 0) -> Any:
+        buffer = pa.py_buffer(struct.pack(f"<{len(offsets)}i", *offsets))
+        return pa.Array.from_buffers(
+            pa.string(), len(offsets) - 1 - offset, [None, buffer, data], offset=offset
+        )
+
+    _native_state._check_arrow(array_of(intact))
+    for item in range(2, len(intact) - 1):
+        backwards = [*intact[:item], intact[item - 1] - 1 if intact[item - 1] else 0, *intact[item + 1 :]]
+        if backwards[item] >= backwards[item - 1]:
+            continue
+        with pytest.raises(_native_state.NativeStateError, match=f"offset {item} "):
+            _native_state._check_arrow(array_of(backwards))
+    # Before a slice's first item, offsets are not read.
+    _native_state._check_arrow(array_of([7, 0, *intact[1:]], offset=1))
+
+
 class _ArrowArrayOf:
     """Pickles as `_restore_array((type, length, 0, 0, buffers, [], None))`."""
 

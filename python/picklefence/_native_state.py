@@ -359,23 +359,51 @@ def _check_categorical(categorical: Any) -> None:
 def _check_arrow(array: Any) -> None:
     """A pyarrow array whose offsets, lengths and buffers agree: ``_restore_array`` rebuilds one
     from a pickle's numbers without checking them, and reading it then reads wherever they
-    point. pyarrow's full validation is the check it documents for untrusted data. Strings are
-    validated as the binary they are laid out as: every value inside the data buffer, without
-    reading the text (UTF-8 validation read every byte: twice the load of a string column); a
-    text that is not UTF-8 is an error where pandas turns it into ``str``, and a decoder can
-    leave the buffer only past its last bytes, checked here."""
+    point. pyarrow's full validation is the check it documents for untrusted data; for the
+    binary-like types (pandas' strings) the same bounds are checked faster: pyarrow's
+    structural validation (buffer sizes, the first and last offsets inside the data) and the
+    offsets non-decreasing in NumPy, a quarter of the full validation's time. The text is not
+    read (UTF-8 validation read every byte: twice the load of a string column): a text that
+    is not UTF-8 is an error where pandas turns it into ``str``, and a decoder can leave the
+    buffer only past its last bytes, checked here. The null count is not recounted: a wrong
+    one makes nothing read outside the buffers."""
     import pyarrow as pa
 
     kind = array.type
-    large = pa.types.is_large_string(kind)
+    text = pa.types.is_string(kind) or pa.types.is_large_string(kind)
+    large = pa.types.is_large_string(kind) or pa.types.is_large_binary(kind)
     try:
-        if large or pa.types.is_string(kind):
-            array.view(pa.large_binary() if large else pa.binary()).validate(full=True)
-            _check_utf8_tail(array, 8 if large else 4)
+        if text or large or pa.types.is_binary(kind):
+            array.validate()
+            _check_offsets_increase(array, 8 if large else 4)
+            if text:
+                _check_utf8_tail(array, 8 if large else 4)
         else:
             array.validate(full=True)
     except Exception as exc:
         raise _fail(array, "buffers", f"an Arrow array whose buffers do not hold it: {exc}") from None
+
+
+# Offsets compared per chunk: the comparison's temporary stays this many bytes.
+_OFFSET_CHUNK = 1 << 20
+
+
+def _check_offsets_increase(strings: Any, width: int) -> None:
+    """The ``width``-byte offsets of a binary-like array's items never decrease (its structural
+    validation has checked that the buffer holds them and that the first and last lie inside
+    the data, so then every one does)."""
+    import numpy as np
+
+    count = len(strings)
+    if count < 2:
+        return
+    offsets = np.frombuffer(strings.buffers()[1], dtype=f"<i{width}")
+    offsets = offsets[strings.offset : strings.offset + count + 1]
+    for start in range(0, count, _OFFSET_CHUNK):
+        chunk = offsets[start : start + _OFFSET_CHUNK + 1]
+        if not np.greater_equal(chunk[1:], chunk[:-1]).all():
+            item = start + int(np.argmax(chunk[1:] < chunk[:-1])) + 1
+            raise ValueError(f"offset {item} ({int(offsets[item])}) is before the one ahead of it")
 
 
 def _check_utf8_tail(strings: Any, width: int) -> None:
