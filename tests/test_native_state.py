@@ -1208,15 +1208,46 @@ def test_arrow_offsets_are_compared_across_chunk_boundaries(
 
 
 class _ArrowArrayOf:
-    """Pickles as `_restore_array((type, length, 0, 0, buffers, [], None))`."""
+    """Pickles as `_restore_array((type, length, nulls, offset, buffers, [], None))`."""
 
-    def __init__(self, kind: Any, length: int, buffers: List[Any]) -> None:
-        self.args = (kind, length, 0, 0, buffers, [], None)
+    def __init__(self, kind: Any, length: int, buffers: List[Any], nulls: int = 0, offset: int = 0) -> None:
+        self.args = (kind, length, nulls, offset, buffers, [], None)
 
     def __reduce__(self) -> Any:
         import pyarrow.lib
 
         return (pyarrow.lib._restore_array, (self.args,))
+
+
+@pytest.mark.parametrize("loader", sorted(LOADERS))
+def test_an_arrow_null_count_other_than_the_bitmaps_is_refused(loader: str, tmp_path: Path) -> None:
+    """Code that sizes its output by the null count writes by the bitmap: the two must agree
+    (guard and scanner), for strings and fixed-width arrays, whole or sliced. (Given 0 nulls,
+    pyarrow drops the bitmap; given -1, it counts them.)"""
+    pa = pytest.importorskip("pyarrow")
+    for intact in (
+        pa.array(["a", None, "ccc", None], type=pa.large_string()),
+        pa.array([1, None, 3, None], type=pa.int64()),
+    ):
+        for array in (intact, intact.slice(1, 2)):
+            cases = [(array.null_count, False), (-1, False), (0, False), (array.null_count + 1, True)]
+            if array.null_count > 1:
+                cases.append((array.null_count - 1, True))
+            for nulls, refused in cases:
+                made = _ArrowArrayOf(
+                    array.type, len(array), array.buffers(), nulls=nulls, offset=array.offset
+                )
+                data = pickle.dumps({"column": made}, protocol=5)
+                assert picklefence.scan_bytes(data).is_safe is not refused, (array, nulls)
+                if refused:
+                    violation = _the_refusal(loader, data, tmp_path)
+                    assert "null" in violation.message, violation.message
+                else:
+                    path = tmp_path / "intact.pkl"
+                    path.write_bytes(data)
+                    with picklefence.safe_ml_environment():
+                        loaded = LOADERS[loader](data, path)["column"]
+                    assert loaded.equals(array) if nulls else loaded.null_count == 0
 
 
 @pytest.mark.parametrize("loader", sorted(LOADERS))

@@ -365,8 +365,7 @@ def _check_arrow(array: Any) -> None:
     offsets non-decreasing in NumPy, a quarter of the full validation's time. The text is not
     read (UTF-8 validation read every byte: twice the load of a string column): a text that
     is not UTF-8 is an error where pandas turns it into ``str``, and a decoder can leave the
-    buffer only past its last bytes, checked here. The null count is not recounted: a wrong
-    one makes nothing read outside the buffers."""
+    buffer only past its last bytes, checked here."""
     import pyarrow as pa
 
     kind = array.type
@@ -375,6 +374,7 @@ def _check_arrow(array: Any) -> None:
     try:
         if text or large or pa.types.is_binary(kind):
             array.validate()
+            _check_null_count(array)
             _check_offsets_increase(array, 8 if large else 4)
             if text:
                 _check_utf8_tail(array, 8 if large else 4)
@@ -382,6 +382,19 @@ def _check_arrow(array: Any) -> None:
             array.validate(full=True)
     except Exception as exc:
         raise _fail(array, "buffers", f"an Arrow array whose buffers do not hold it: {exc}") from None
+
+
+def _check_null_count(array: Any) -> None:
+    """The null count the pickle gave is the number of items its validity bitmap clears (code
+    that sizes its output by the count writes by the bitmap)."""
+    import pyarrow as pa
+
+    validity = array.buffers()[0]
+    if validity is None:
+        return  # the structural validation refuses a count above 0 without a bitmap
+    valid = pa.Array.from_buffers(pa.bool_(), len(array), [None, validity], offset=array.offset)
+    if len(array) - valid.true_count != array.null_count:
+        raise ValueError(f"null count {array.null_count} for {len(array) - valid.true_count} nulls")
 
 
 # Offsets compared per chunk: the comparison's temporary stays this many bytes.

@@ -3,8 +3,8 @@
 //! so reading it reads wherever they point. For the flat types pandas writes (strings, binary,
 //! fixed-width numbers), whose buffers are bytes in the pickle, the scanner checks what
 //! pyarrow's full validation checks of them: each buffer large enough for `offset + length`
-//! items, and string offsets non-decreasing and inside the data. Other types are left to the
-//! guard, which runs that validation at load time.
+//! items, the null count the validity bitmap's, and string offsets non-decreasing and inside
+//! the data. Other types are left to the guard, which runs that validation at load time.
 
 use crate::evaluate::{Heap, Object, Val};
 use crate::policy::arrow::{layout, Layout};
@@ -35,7 +35,7 @@ pub(super) fn array_data<'h>(heap: &'h Heap, restored: &Object) -> Result<&'h [V
 }
 
 fn check(heap: &Heap, data: &[u8], restored: &Object) -> Result<Result<(), String>, String> {
-    let [kind, length, _nulls, offset, buffers, ..] = array_data(heap, restored)? else {
+    let [kind, length, nulls, offset, buffers, ..] = array_data(heap, restored)? else {
         return Err("an array's data that is not a tuple of seven".into());
     };
     let alias = heap
@@ -69,13 +69,34 @@ fn check(heap: &Heap, data: &[u8], restored: &Object) -> Result<Result<(), Strin
             .checked_mul(bits)
             .is_none_or(|b| (len as u64) < b.div_ceil(8))
     };
-    if let Some(validity) = buffer(0)? {
-        if short(validity.len(), 1) {
-            return Ok(Err(format!(
-                "validity bitmap of {} bytes for {items} items",
-                validity.len()
-            )));
+    let nulls = heap
+        .int(*nulls)
+        .ok_or("an array whose null count is not an int")?;
+    let (first, length) = (count(*offset, "offset")?, count(*length, "length")?);
+    // -1: unknown, counted by pyarrow from the bitmap.
+    if nulls < -1 || nulls > 0 && nulls as u64 > length {
+        return Ok(Err(format!("null count {nulls} for {length} items")));
+    }
+    match buffer(0)? {
+        Some(validity) => {
+            if short(validity.len(), 1) {
+                return Ok(Err(format!(
+                    "validity bitmap of {} bytes for {items} items",
+                    validity.len()
+                )));
+            }
+            // pyarrow drops the bitmap of an array given 0 nulls.
+            let counted = length - set_bits(&validity, first, length);
+            if nulls > 0 && nulls as u64 != counted {
+                return Ok(Err(format!(
+                    "null count {nulls} for {counted} nulls in the validity bitmap"
+                )));
+            }
         }
+        None if nulls > 0 => {
+            return Ok(Err(format!("null count {nulls} without a validity bitmap")));
+        }
+        None => {}
     }
     match layout {
         Layout::Fixed(bits) => {
@@ -106,7 +127,6 @@ fn check(heap: &Heap, data: &[u8], restored: &Object) -> Result<Result<(), Strin
                     _ => i64::from_le_bytes(bytes.try_into().ok()?),
                 })
             };
-            let first = count(*offset, "offset")?;
             let mut previous = read(first).ok_or("offsets unreadable")?;
             if previous < 0 {
                 return Ok(Err(format!("offset[{first}] is {previous}")));
@@ -131,6 +151,30 @@ fn check(heap: &Heap, data: &[u8], restored: &Object) -> Result<Result<(), Strin
         }
     }
     Ok(Ok(()))
+}
+
+/// The set bits (least significant first) of `bitmap` at positions `[first, first + count)`;
+/// bits past its end count as clear.
+fn set_bits(bitmap: &[u8], first: u64, count: u64) -> u64 {
+    let bit = |i: u64| {
+        usize::try_from(i / 8)
+            .ok()
+            .and_then(|at| bitmap.get(at))
+            .map_or(0, |byte| u64::from(byte >> (i % 8) & 1))
+    };
+    let end = first.saturating_add(count);
+    let whole = (first.div_ceil(8), end / 8);
+    if whole.0 >= whole.1 {
+        return (first..end).map(bit).sum();
+    }
+    let bytes = usize::try_from(whole.0)
+        .ok()
+        .zip(usize::try_from(whole.1).ok())
+        .and_then(|(from, to)| bitmap.get(from..to))
+        .unwrap_or_default();
+    (first..whole.0 * 8).map(bit).sum::<u64>()
+        + bytes.iter().map(|b| u64::from(b.count_ones())).sum::<u64>()
+        + (whole.1 * 8..end).map(bit).sum::<u64>()
 }
 
 /// Whether `tail` (the last bytes of a text) ends before its last UTF-8 sequence does.
@@ -179,6 +223,18 @@ mod tests {
 
     /// `_restore_array((type_for_alias(alias), length, 0, offset, [None, py_buffer(b1), ...], [], None))`.
     fn restored(alias: &str, length: i32, offset: i32, buffers: &[&[u8]]) -> Vec<u8> {
+        restored_with_nulls(alias, length, 0, offset, None, buffers)
+    }
+
+    /// The same with a null count and a validity bitmap.
+    fn restored_with_nulls(
+        alias: &str,
+        length: i32,
+        nulls: i32,
+        offset: i32,
+        validity: Option<&[u8]>,
+        buffers: &[&[u8]],
+    ) -> Vec<u8> {
         let mut asm = Asm::default()
             .op(0x80)
             .op(2)
@@ -189,11 +245,18 @@ mod tests {
             .op(0x85)
             .op(b'R')
             .int(length)
-            .int(0)
+            .int(nulls)
             .int(offset)
             .op(b']')
-            .op(b'(')
-            .op(b'N');
+            .op(b'(');
+        asm = match validity {
+            Some(bitmap) => asm
+                .global("pyarrow.lib", "py_buffer")
+                .bytes(bitmap)
+                .op(0x85)
+                .op(b'R'),
+            None => asm.op(b'N'),
+        };
         for buffer in buffers {
             asm = asm
                 .global("pyarrow.lib", "py_buffer")
@@ -257,6 +320,48 @@ mod tests {
         assert!(matches!(outcome(&data), PickledOutcome::Broken(_)));
         let data = restored("int32", 1, 0, &[&four]);
         assert_eq!(outcome(&data), PickledOutcome::Intact);
+    }
+
+    #[test]
+    fn the_null_count_is_the_bitmaps() {
+        let eight = [0_u8; 80];
+        // Items 0..10 of 0b1111_0110, 0b0000_0010: nulls at 0, 3, 8; a slice from 2 has 2.
+        let bitmap: &[u8] = &[0b1111_0110, 0b0000_0010];
+        for (nulls, offset, length, intact) in [
+            (3, 0, 10, true),
+            (2, 2, 8, true),
+            (1, 8, 2, true),
+            (-1, 0, 10, true),
+            (0, 0, 10, true),
+            (2, 0, 10, false),
+            (4, 0, 10, false),
+            (11, 0, 10, false),
+            (-2, 0, 10, false),
+        ] {
+            let data = restored_with_nulls("int64", length, nulls, offset, Some(bitmap), &[&eight[..]]);
+            assert_eq!(
+                outcome(&data) == PickledOutcome::Intact,
+                intact,
+                "{nulls} nulls in {offset}..+{length}"
+            );
+        }
+        let data = restored_with_nulls("int64", 1, 1, 0, None, &[&eight[..]]);
+        assert!(
+            matches!(outcome(&data), PickledOutcome::Broken(why) if why.contains("without a validity bitmap"))
+        );
+    }
+
+    #[test]
+    fn set_bits_counts_any_range() {
+        let bitmap = [0b1010_1010_u8, 0xFF, 0b0000_0001];
+        for first in 0..24 {
+            for count in 0..=24 - first {
+                let slow = (first..first + count)
+                    .filter(|i| bitmap[(i / 8) as usize] >> (i % 8) & 1 == 1)
+                    .count();
+                assert_eq!(set_bits(&bitmap, first, count), slow as u64, "{first}..+{count}");
+            }
+        }
     }
 
     #[test]
