@@ -20,10 +20,16 @@ pub fn write_file(
     options: &RenderOptions,
     first: bool,
 ) -> io::Result<()> {
-    let text = serde_json::to_string_pretty(&file_json(result, options)).map_err(io::Error::other)?;
     w.write_all(if first { b"\n" } else { b",\n" })?;
     w.write_all(FILE_INDENT.as_bytes())?;
-    w.write_all(text.replace('\n', &format!("\n{FILE_INDENT}")).as_bytes())
+    write_indented(w, &file_json(result, options), FILE_INDENT)
+}
+
+/// Writes `value` pretty-printed, its lines after the first indented by `indent` (where the
+/// value sits in a document written piece by piece).
+pub(crate) fn write_indented(w: &mut dyn Write, value: &Value, indent: &str) -> io::Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(io::Error::other)?;
+    w.write_all(text.replace('\n', &format!("\n{indent}")).as_bytes())
 }
 
 /// One path's object on a line of its own (`--format jsonl`).

@@ -212,19 +212,71 @@ fn rules_json() -> Value {
         .collect()
 }
 
-pub fn write_scan(w: &mut dyn Write, results: &[FileResult], options: &RenderOptions) -> io::Result<()> {
-    let cwd = std::env::current_dir().ok();
-    let mut sarif_results = Vec::new();
-    let mut notifications = Vec::new();
-    let mut failed = false;
-    for result in results {
+/// A SARIF document written as the scan goes: the run's tool and properties first, then each
+/// file's results as soon as it is scanned ([`SarifWriter::write_file`]), then the invocation,
+/// whose exit code and notifications are known only at the end ([`SarifWriter::finish`]). A
+/// scan of millions of files holds their notifications (read errors and skipped paths), not
+/// their reports.
+pub struct SarifWriter {
+    cwd: Option<PathBuf>,
+    any_result: bool,
+    failed: bool,
+    /// Each notification as its pretty-printed JSON text.
+    notifications: Vec<String>,
+}
+
+/// Where a result sits in the pretty-printed document, and the run's members.
+const RESULT_INDENT: &str = "        ";
+const RUN_INDENT: &str = "      ";
+
+impl SarifWriter {
+    /// A writer for a scan run in the current directory (relative paths are relative to it).
+    pub fn new() -> Self {
+        SarifWriter {
+            cwd: std::env::current_dir().ok(),
+            any_result: false,
+            failed: false,
+            notifications: Vec::new(),
+        }
+    }
+
+    /// Writes the document's head, up to the opening of the run's `results` array.
+    pub fn write_head(&mut self, w: &mut dyn Write, options: &RenderOptions) -> io::Result<()> {
+        write!(
+            w,
+            "{{\n  \"$schema\": \"{SCHEMA}\",\n  \"version\": \"2.1.0\",\n  \"runs\": [\n    {{"
+        )?;
+        let tool = json!({"driver": {
+            "name": "picklefence",
+            "version": env!("CARGO_PKG_VERSION"),
+            "semanticVersion": env!("CARGO_PKG_VERSION"),
+            "rules": rules_json(),
+        }});
+        let mut members = vec![("tool", tool)];
+        if let Some(cwd) = &self.cwd {
+            members.push((
+                "originalUriBaseIds",
+                json!({SRCROOT: {"uri": format!("{}/", file_uri(cwd).trim_end_matches('/'))}}),
+            ));
+        }
+        members.push(("properties", json!({"policy": options.policy_name})));
+        for (key, value) in members {
+            write!(w, "\n{RUN_INDENT}\"{key}\": ")?;
+            crate::json::write_indented(w, &value, RUN_INDENT)?;
+            w.write_all(b",")?;
+        }
+        write!(w, "\n{RUN_INDENT}\"results\": [")
+    }
+
+    /// Writes one file's results (a finding each), or keeps its notification.
+    pub fn write_file(&mut self, w: &mut dyn Write, result: &FileResult) -> io::Result<()> {
         // A file of the Hugging Face cache is located at its snapshot path; its repository,
         // revision and path in it are properties of each result.
         let artifact = match &result.origin {
-            Some(origin) => artifact_location(&origin.file.to_string_lossy(), cwd.as_deref()),
-            None => artifact_location(&result.display, cwd.as_deref()),
+            Some(origin) => artifact_location(&origin.file.to_string_lossy(), self.cwd.as_deref()),
+            None => artifact_location(&result.display, self.cwd.as_deref()),
         };
-        match &result.outcome {
+        let notification = match &result.outcome {
             Outcome::Scanned(report) => {
                 // Bytes analysed of the file itself: its size, for a plain pickle.
                 let file_size = report
@@ -239,62 +291,60 @@ pub fn write_scan(w: &mut dyn Write, results: &[FileResult], options: &RenderOpt
                             properties.insert("hf".into(), crate::json::hf_json(origin));
                         }
                     }
-                    sarif_results.push(one);
+                    w.write_all(if self.any_result { b",\n" } else { b"\n" })?;
+                    w.write_all(RESULT_INDENT.as_bytes())?;
+                    crate::json::write_indented(w, &one, RESULT_INDENT)?;
+                    self.any_result = true;
                 }
+                return Ok(());
             }
             Outcome::Failed(error) => {
-                failed = true;
-                notifications.push(notification(
+                self.failed = true;
+                notification(
                     "error",
                     "read-error",
                     &artifact,
                     &format!("{}: {error}", result.display),
-                ));
+                )
             }
             Outcome::Skipped { reason, unverified } => {
                 let level = if *unverified { "warning" } else { "note" };
-                notifications.push(notification(
+                notification(
                     level,
                     "skipped",
                     &artifact,
                     &format!("{}: {reason}", result.display),
-                ));
+                )
             }
+        };
+        let text = serde_json::to_string_pretty(&notification).map_err(io::Error::other)?;
+        self.notifications.push(text);
+        Ok(())
+    }
+
+    /// Closes the results and writes the invocation and the document's end.
+    pub fn finish(self, w: &mut dyn Write, options: &RenderOptions) -> io::Result<()> {
+        if self.any_result {
+            write!(w, "\n{RUN_INDENT}")?;
         }
+        let member = format!("{RUN_INDENT}    ");
+        write!(
+            w,
+            "],\n{RUN_INDENT}\"invocations\": [\n{RUN_INDENT}  {{\n{member}\"executionSuccessful\": {},\n\
+             {member}\"exitCode\": {},\n{member}\"toolExecutionNotifications\": [",
+            !self.failed, options.exit_code
+        )?;
+        let item = format!("{member}  ");
+        for (index, text) in self.notifications.iter().enumerate() {
+            w.write_all(if index == 0 { b"\n" } else { b",\n" })?;
+            w.write_all(item.as_bytes())?;
+            w.write_all(text.replace('\n', &format!("\n{item}")).as_bytes())?;
+        }
+        if !self.notifications.is_empty() {
+            write!(w, "\n{member}")?;
+        }
+        write!(w, "]\n{RUN_INDENT}  }}\n{RUN_INDENT}]\n    }}\n  ]\n}}\n")
     }
-    let mut run = Map::new();
-    run.insert(
-        "tool".into(),
-        json!({"driver": {
-            "name": "picklefence",
-            "version": env!("CARGO_PKG_VERSION"),
-            "semanticVersion": env!("CARGO_PKG_VERSION"),
-            "rules": rules_json(),
-        }}),
-    );
-    run.insert(
-        "invocations".into(),
-        json!([{
-            "executionSuccessful": !failed,
-            "exitCode": options.exit_code,
-            "toolExecutionNotifications": notifications,
-        }]),
-    );
-    if let Some(cwd) = &cwd {
-        run.insert(
-            "originalUriBaseIds".into(),
-            json!({SRCROOT: {"uri": format!("{}/", file_uri(cwd).trim_end_matches('/'))}}),
-        );
-    }
-    run.insert("results".into(), Value::Array(sarif_results));
-    run.insert("properties".into(), json!({"policy": options.policy_name}));
-    let document = json!({
-        "$schema": SCHEMA,
-        "version": "2.1.0",
-        "runs": [Value::Object(run)],
-    });
-    serde_json::to_writer_pretty(&mut *w, &document)?;
-    writeln!(w)
 }
 
 fn result_json(display: &str, artifact: &Value, located: &LocatedFinding, file_size: Option<u64>) -> Value {

@@ -28,8 +28,8 @@ enum Sink {
     Json { files: usize },
     /// Each file's object on a line, written at once.
     Jsonl,
-    /// The results (SARIF's rules and results are written from all of them).
-    Sarif(Vec<FileResult>),
+    /// Each file's results, written at once (the invocation follows them).
+    Sarif(sarif::SarifWriter),
 }
 
 pub fn run(args: &ScanArgs, io: &mut Io<'_>) -> i32 {
@@ -61,15 +61,16 @@ pub fn run(args: &ScanArgs, io: &mut Io<'_>) -> i32 {
         ScanFormat::Text => Sink::Text,
         ScanFormat::Json => Sink::Json { files: 0 },
         ScanFormat::Jsonl => Sink::Jsonl,
-        ScanFormat::Sarif => Sink::Sarif(Vec::new()),
+        ScanFormat::Sarif => Sink::Sarif(sarif::SarifWriter::new()),
     };
     let jobs = match jobs(args, &pool) {
         Ok(jobs) => jobs,
         Err(message) => return usage_error(io, &message),
     };
     let mut counts = Counts::default();
-    let mut written = match sink {
+    let mut written = match &mut sink {
         Sink::Json { .. } => json::write_head(io.out, &options),
+        Sink::Sarif(writer) => writer.write_head(io.out, &options),
         _ => Ok(()),
     };
     scan_all(jobs, &policy, progress, &pool, |result| {
@@ -91,16 +92,20 @@ pub fn run(args: &ScanArgs, io: &mut Io<'_>) -> i32 {
                     written = json::write_line(io.out, &result, &options);
                 }
             }
-            Sink::Sarif(results) => results.push(result),
+            Sink::Sarif(writer) => {
+                if written.is_ok() {
+                    written = writer.write_file(io.out, &result);
+                }
+            }
         }
     });
     let code = counts.exit_code();
     options.exit_code = code;
-    let written = written.and_then(|()| match &sink {
+    let written = written.and_then(|()| match sink {
         Sink::Text => text::write_summary(io.out, &counts, &options),
-        Sink::Json { files } => json::write_tail(io.out, &counts, &options, *files > 0),
+        Sink::Json { files } => json::write_tail(io.out, &counts, &options, files > 0),
         Sink::Jsonl => Ok(()),
-        Sink::Sarif(results) => sarif::write_scan(io.out, results, &options),
+        Sink::Sarif(writer) => writer.finish(io.out, &options),
     });
     finish(code, written, io)
 }
