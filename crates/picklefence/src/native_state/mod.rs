@@ -21,5 +21,5 @@ pub use nodes::{
     check_predictor_nodes, check_tree_nodes, IntField, NodeLayout, PredictorLayout, PredictorShape,
     TreeNodeError,
 };
-pub(crate) use pickled::{check_pickled, checked_in_pickles, joblib_trailing};
+pub(crate) use pickled::{check_pickled, checked_in_pickles, evaluate_as_read};
 pub use pickled::{PickledOutcome, PickledState};

@@ -1,7 +1,8 @@
 //! The scanner's in-pickle checks: the invariants the guard checks at load time
 //! ([`super::check_tree_nodes`] and the others), checked where the arrays are inside the pickle.
 
-use crate::evaluate::{Heap, Object, Trailing};
+use crate::decoder::Decoder;
+use crate::evaluate::{Evaluator, Heap, Object, Trailing};
 
 use super::arrays::{array_of, dtype_of, first_outside, state_array, JOBLIB_WRAPPER};
 use super::arrow::{check_arrow_array, RESTORE_ARRAY};
@@ -73,7 +74,7 @@ pub(crate) fn checked_in_pickles(module: &str, name: &str) -> bool {
 
 /// What joblib reads after the BUILD of `object`: a wrapper's raw bytes, or the nested pickle of
 /// an object array (dtype `O`).
-pub(crate) fn joblib_trailing(heap: &Heap, object: &Object) -> Trailing {
+fn joblib_trailing(heap: &Heap, object: &Object) -> Trailing {
     if heap.global(object.callee) != Some(JOBLIB_WRAPPER) {
         return Trailing::Nothing;
     }
@@ -89,6 +90,42 @@ pub(crate) fn joblib_trailing(heap: &Heap, object: &Object) -> Trailing {
         Trailing::Bytes
     }
 }
+/// Evaluates the pickles of `data` as they are read: by `joblib.load` when `joblib` (the raw
+/// array bytes `skips` gives, from the analysis, are skipped between opcodes and recorded on
+/// each wrapper), else by `pickle.load`.
+pub(crate) fn evaluate_as_read(data: &[u8], joblib: bool, skips: &[(u64, u64)]) -> Evaluator {
+    let trailing = |heap: &Heap, object: &Object| {
+        if joblib {
+            joblib_trailing(heap, object)
+        } else {
+            Trailing::Nothing
+        }
+    };
+    let mut evaluator = Evaluator::default();
+    let mut skips = skips.iter().peekable();
+    let mut decoder = Decoder::from_slice(data);
+    while let Ok(Some(op)) = decoder.next_op() {
+        evaluator.step(&op, &trailing);
+        let end = op.end();
+        if evaluator.gave_up.is_some() {
+            break;
+        }
+        // The opcodes as joblib reads them: the array bytes the analysis skipped are skipped.
+        while let Some(&&(from, to)) = skips.peek() {
+            if from > end {
+                break;
+            }
+            if from == end {
+                decoder
+                    .source_mut()
+                    .skip_to(usize::try_from(to).unwrap_or(usize::MAX));
+            }
+            skips.next();
+        }
+    }
+    evaluator
+}
+
 /// What the scanner concluded about one instance of a validated class inside a pickle.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PickledState {

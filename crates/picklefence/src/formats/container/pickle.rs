@@ -298,8 +298,8 @@ pub(crate) fn stream_named_pickle(
 /// ([`crate::native_state::check_pickled`]): a broken one is a critical state violation; the
 /// note says what the scanner checked and what it leaves to the guard.
 fn check_native_state(data: &[u8], joblib: bool, skips: &[(u64, u64)], report: &mut PickleReport) {
-    use crate::evaluate::{Evaluator, GaveUp, Heap, Object, Trailing};
-    use crate::native_state::{check_pickled, joblib_trailing, load_time_check, PickledOutcome};
+    use crate::evaluate::GaveUp;
+    use crate::native_state::{check_pickled, evaluate_as_read, load_time_check, PickledOutcome};
 
     let checkable = |f: &Finding| {
         f.kind == FindingKind::NativeState
@@ -310,35 +310,7 @@ fn check_native_state(data: &[u8], joblib: bool, skips: &[(u64, u64)], report: &
     if !report.findings.iter().any(checkable) {
         return;
     }
-    let trailing = |heap: &Heap, object: &Object| {
-        if joblib {
-            joblib_trailing(heap, object)
-        } else {
-            Trailing::Nothing
-        }
-    };
-    let mut evaluator = Evaluator::default();
-    let mut skips = skips.iter().peekable();
-    let mut decoder = Decoder::from_slice(data);
-    while let Ok(Some(op)) = decoder.next_op() {
-        evaluator.step(&op, &trailing);
-        let end = op.end();
-        if evaluator.gave_up.is_some() {
-            break;
-        }
-        // The opcodes as joblib reads them: the array bytes the analysis skipped are skipped.
-        while let Some(&&(from, to)) = skips.peek() {
-            if from > end {
-                break;
-            }
-            if from == end {
-                decoder
-                    .source_mut()
-                    .skip_to(usize::try_from(to).unwrap_or(usize::MAX));
-            }
-            skips.next();
-        }
-    }
+    let evaluator = evaluate_as_read(data, joblib, skips);
     let states = check_pickled(&evaluator.heap, data);
     let incomplete = match &evaluator.gave_up {
         Some(GaveUp::TooLarge) => Some("the pickle is too large to read whole".to_owned()),
