@@ -427,8 +427,8 @@ def test_a_storage_record_shorter_than_declared_is_an_error(tmp_path: Path) -> N
 
 
 def test_files_that_are_not_checkpoints_are_an_error(tmp_path: Path) -> None:
-    plain = tmp_path / "plain.pkl"
-    plain.write_bytes(pickle.dumps({"a": 1}))
+    plain = tmp_path / "plain.txt"
+    plain.write_bytes(b"just some text\n")
     with pytest.raises(picklefence.ConvertError, match="not a checkpoint the converter reads"):
         picklefence.convert(plain, tmp_path / "out.safetensors")
     with pytest.raises(FileNotFoundError):
@@ -482,6 +482,85 @@ def test_numpy_arrays_safetensors_cannot_hold_are_an_error(tmp_path: Path) -> No
         with pytest.raises(picklefence.ConvertError, match="array: "):
             picklefence.convert(tmp_path / f"{name}.npy", tmp_path / "out.safetensors")
     assert not (tmp_path / "out.safetensors").exists()
+
+
+def _pickle_writer(protocol: int) -> Callable[[Any, Path], None]:
+    return lambda value, path: path.write_bytes(pickle.dumps(value, protocol=protocol))
+
+
+def _joblib_writer(compress: Any) -> Callable[[Any, Path], None]:
+    import joblib
+
+    return lambda value, path: joblib.dump(value, path, compress=compress) and None
+
+
+# How NumPy arrays reach a pickle: numpy's own reduce (protocols 0-4 in band, 5 by
+# _frombuffer), joblib's wrapper with its bytes after each BUILD, and joblib's compressed dumps.
+ARRAY_WRITERS: Dict[str, Callable[[Any, Path], None]] = {
+    **{f"pickle protocol {p}": _pickle_writer(p) for p in range(6)},
+    "joblib": _joblib_writer(0),
+    **{f"joblib {c}": _joblib_writer((c, 3)) for c in ("zlib", "gzip", "bz2", "xz", "lzma", "lz4")},
+}
+
+
+@pytest.mark.parametrize("writer", list(ARRAY_WRITERS))
+def test_numpy_arrays_in_pickles_and_joblib_files_convert(tmp_path: Path, writer: str) -> None:
+    """Arrays by their dotted path as the file's loader returns them, bit for bit; plain leaves as
+    metadata."""
+    import joblib
+    from safetensors.numpy import load_file
+
+    arrays = {name: make() for name, make in NUMPY_ARRAYS.items()}
+    value = {"arrays": arrays, "list": [arrays["bool"], {"inner": arrays["float32 3-d"]}], "epoch": 7}
+    source = tmp_path / "in.bin"
+    ARRAY_WRITERS[writer](value, source)
+    done = picklefence.convert(source, tmp_path / "out.safetensors")
+    assert done.format.startswith("joblib" if writer.startswith("joblib") else "pickle"), done.format
+    loaded = joblib.load(source) if writer.startswith("joblib") else pickle.loads(source.read_bytes())
+    expected = {
+        **{f"arrays.{name}": array for name, array in loaded["arrays"].items()},
+        "list.0": loaded["list"][0],
+        "list.1.inner": loaded["list"][1]["inner"],
+    }
+    assert list(done.tensors) == list(expected)
+    got = load_file(str(tmp_path / "out.safetensors"))
+    for key, array in expected.items():
+        assert got[key].shape == array.shape and got[key].dtype == array.dtype.newbyteorder("<"), key
+        assert np.array_equal(got[key], array), key
+    assert done.metadata["epoch"] == "7"
+
+
+def test_arrays_in_pickles_safetensors_cannot_hold_and_pickles_of_no_array_are_errors(tmp_path: Path) -> None:
+    import joblib
+
+    out = tmp_path / "out.safetensors"
+    for name, value in (("objects", np.array([{"a": 1}], dtype=object)), ("text", np.array(["ab"]))):
+        for writer in ("pickle", "joblib"):
+            source = tmp_path / f"{name}.{writer}"
+            if writer == "joblib":
+                joblib.dump({"w": np.ones(2), name: value}, source)
+            else:
+                source.write_bytes(pickle.dumps({"w": np.ones(2), name: value}, protocol=4))
+            with pytest.raises(picklefence.ConvertError, match=f"{name}: "):
+                picklefence.convert(source, out)
+    source = tmp_path / "plain.pkl"
+    source.write_bytes(pickle.dumps({"a": 1, "b": [2.5]}))
+    with pytest.raises(picklefence.ConvertError, match="a pickle of no NumPy array"):
+        picklefence.convert(source, out)
+    assert not out.exists()
+
+
+def test_a_malicious_joblib_file_is_refused_and_nothing_is_written(tmp_path: Path, marker: Path) -> None:
+    import joblib
+
+    for compress in (0, 3):
+        source = tmp_path / f"in{compress}.joblib"
+        joblib.dump({"w": np.ones(3), "x": SystemPayload(marker)}, source, compress=compress)
+        before = os.listdir(tmp_path)
+        with pytest.raises(picklefence.UnsafeFileError, match="system"):
+            picklefence.convert(source, tmp_path / "out.safetensors")
+        assert_nothing_written(tmp_path, before)
+    assert not marker.exists()
 
 
 def test_a_deflated_archive_converts(tmp_path: Path) -> None:

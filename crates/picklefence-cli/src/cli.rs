@@ -49,7 +49,8 @@ passed back to --allow as it is.";
 const CONVERT_AFTER: &str = "\
 Reads torch.save files (the zip format, the legacy one and the tar format of torch < 0.4): state dicts, nested dicts and lists
 (keys joined with '.'), and whole pickled modules (named as state_dict() names them). Nothing in
-the file is run and torch is not needed. NumPy .npy and .npz arrays convert too. The file is
+the file is run and torch is not needed. NumPy .npy and .npz arrays convert too, and NumPy arrays
+in a pickle or a joblib file (plain or compressed). The file is
 scanned first; an unsafe one is refused.
 Plain leaves (epoch, step, hyper-parameters) are written to the safetensors metadata as JSON;
 anything else is listed as dropped. Tensors that share a storage are each written with their

@@ -1,7 +1,9 @@
 //! Pickle checkpoints to safetensors, without torch and without running the file: a checkpoint
 //! whose scan is clean under the policy is evaluated as data ([`crate::evaluate`]: dicts, lists,
 //! tensors, storages, module states; nothing is called) and its tensors are written with the
-//! `safetensors` crate. NumPy `.npy`/`.npz` arrays are read from their headers (`numpy.rs`).
+//! `safetensors` crate. NumPy `.npy`/`.npz` arrays are read from their headers (`numpy.rs`);
+//! NumPy arrays in a pickle or a joblib file (plain or compressed) from the pickle, as
+//! `joblib.load` reads it (`storages::pickled`), nested containers as for a checkpoint.
 //!
 //! - `storages.rs` finds each storage's bytes (zip records, the legacy format's sequential
 //!   records, the tar format's storages and tensors members) and the byte order;
@@ -18,6 +20,7 @@ mod storages;
 mod tensor;
 mod tree;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -34,7 +37,7 @@ pub enum ConvertError {
     #[error("the file is unsafe under the policy in force ({} findings); nothing was converted", .0.findings.len())]
     Unsafe(Box<ScanReport>),
     /// The input is not a checkpoint format the converter reads.
-    #[error("not a checkpoint the converter reads (PyTorch or NumPy): the content is {0}")]
+    #[error("not a checkpoint the converter reads (PyTorch, NumPy, or NumPy arrays in a pickle or joblib file): the content is {0}")]
     NotACheckpoint(String),
     /// The checkpoint holds something safetensors cannot express (a quantized or sparse tensor,
     /// a dtype without a safetensors counterpart), at `offset` of its pickle or record.
@@ -164,8 +167,34 @@ pub fn plan<'a>(data: &'a [u8], policy: &Policy, options: &ScanOptions) -> Resul
                 Format::PytorchLegacy => storages::legacy(data)?,
                 _ => storages::tar(data)?,
             };
-            let walked = tree::walk(&found, &mut converted)?;
+            // No NumPy arrays are read from a torch checkpoint (its pickle is not `arrays_in`).
+            let (walked, _) = tree::walk(&found, &mut converted)?;
             (walked, found.into_storages())
+        }
+        Format::Pickle | Format::Joblib => {
+            let (found, format) = storages::pickled(data, policy, options)?;
+            let (walked, arrays) = tree::walk(&found, &mut converted)?;
+            converted.format = format.to_string();
+            (walked, arrays)
+        }
+        Format::Compressed(codec) => {
+            // joblib's compressed dumps: the whole pickle decompressed (within the scan's
+            // budget), each array then copied out of it.
+            let inner = decompress(codec, data, options)?;
+            if !matches!(crate::formats::identify(&inner), Format::Pickle | Format::Joblib) {
+                return Err(ConvertError::NotACheckpoint(format!(
+                    "{} of no pickle",
+                    codec.name()
+                )));
+            }
+            let (found, format) = storages::pickled(&inner, policy, options)?;
+            let (walked, arrays) = tree::walk(&found, &mut converted)?;
+            converted.format = format!("{format} ({})", codec.name());
+            let owned = arrays
+                .into_iter()
+                .map(|bytes| Cow::Owned(bytes.into_owned()))
+                .collect();
+            (walked, owned)
         }
         Format::Npy | Format::Npz => {
             let arrays = match format {
@@ -183,6 +212,15 @@ pub fn plan<'a>(data: &'a [u8], policy: &Policy, options: &ScanOptions) -> Resul
         }
         other => return Err(ConvertError::NotACheckpoint(other.name().to_string())),
     };
+    if walked.is_empty()
+        && storages.is_empty()
+        && matches!(format, Format::Pickle | Format::Joblib | Format::Compressed(_))
+    {
+        return Err(ConvertError::NotACheckpoint(format!(
+            "a {} of no NumPy array",
+            converted.format
+        )));
+    }
     let tensors = tensor::plan_all(walked, &storages, &mut converted)?;
     let limit = output_limit(data.len() as u64);
     if converted.tensor_bytes > limit {
@@ -196,6 +234,38 @@ pub fn plan<'a>(data: &'a [u8], policy: &Policy, options: &ScanOptions) -> Resul
         storages,
         tensors,
     })
+}
+
+/// The whole of a compressed input, within the scan's decompression budget.
+fn decompress(
+    codec: crate::formats::compress::Codec,
+    data: &[u8],
+    options: &ScanOptions,
+) -> Result<Vec<u8>, ConvertError> {
+    use crate::formats::compress::{open, read_bounded, Budget};
+    let budget = Budget::new(options.max_decompressed, options.max_ratio, options.ratio_floor);
+    let too_large = |what: String| ConvertError::Unsupported { offset: 0, what };
+    let reader = open(codec, data, &budget).map_err(|e| ConvertError::Malformed {
+        offset: 0,
+        what: format!("{}: {e}", codec.name()),
+    })?;
+    match read_bounded(reader, options.max_decompressed) {
+        Ok(Ok(inner)) => Ok(inner),
+        Ok(Err(max)) => Err(too_large(format!(
+            "the {} stream decompresses to more than {max} bytes",
+            codec.name()
+        ))),
+        Err((e, at)) => Err(match budget.take_tripped() {
+            Some(limit) => too_large(limit),
+            None => ConvertError::Malformed {
+                offset: 0,
+                what: format!(
+                    "{} stream broken after {at} decompressed bytes: {e}",
+                    codec.name()
+                ),
+            },
+        }),
+    }
 }
 
 /// Converts the checkpoint at `input` into the safetensors file `output` (see [`plan`]). A

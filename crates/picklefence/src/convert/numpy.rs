@@ -71,46 +71,72 @@ fn array_spec(
     at: u64,
     name: &str,
 ) -> Result<TensorSpec, ConvertError> {
+    let shown = header.type_str.clone().unwrap_or_else(|| header.descr.clone());
+    if header.payload != Payload::Raw {
+        return Err(ConvertError::Unsupported {
+            offset: at,
+            what: format!("{name}: an array of dtype {shown} (Python objects or an unknown type)"),
+        });
+    }
+    let layout = Layout {
+        shape: header.shape.clone(),
+        fortran: header.fortran_order,
+        offset_bytes: header.data_offset,
+        bytes: len.saturating_sub(header.data_offset),
+    };
+    spec(name, at, header.type_str.as_deref(), &shown, layout, record)
+}
+
+/// Where an array's items lie in its record.
+pub(super) struct Layout {
+    pub shape: Vec<u64>,
+    /// Column-major items.
+    pub fortran: bool,
+    /// Where the items start in the record, and how many bytes follow.
+    pub offset_bytes: u64,
+    pub bytes: u64,
+}
+
+/// The tensor of an array of NumPy type `type_str` (None: a structured dtype, `shown`) laid out
+/// as `layout` in record `record`.
+pub(super) fn spec(
+    name: &str,
+    at: u64,
+    type_str: Option<&str>,
+    shown: &str,
+    layout: Layout,
+    record: usize,
+) -> Result<TensorSpec, ConvertError> {
     let unsupported = |what: String| ConvertError::Unsupported {
         offset: at,
         what: format!("{name}: {what}"),
     };
-    let shown = header.type_str.clone().unwrap_or_else(|| header.descr.clone());
-    if header.payload != Payload::Raw {
-        return Err(unsupported(format!(
-            "an array of dtype {shown} (Python objects or an unknown type)"
-        )));
-    }
-    let type_str = header
-        .type_str
-        .as_deref()
-        .ok_or_else(|| unsupported(format!("a structured dtype {shown}")))?;
+    let type_str = type_str.ok_or_else(|| unsupported(format!("a structured dtype {shown}")))?;
     let (dtype, big_endian) = Dtype::from_numpy(type_str)
         .ok_or_else(|| unsupported(format!("dtype {type_str} has no safetensors counterpart")))?;
+    let shape = layout.shape;
     // Element strides: row-major, or column-major for a Fortran-ordered array.
-    let mut stride = vec![0u64; header.shape.len()];
+    let mut stride = vec![0u64; shape.len()];
     let mut step = 1u64;
-    let order: Vec<usize> = if header.fortran_order {
-        (0..header.shape.len()).collect()
+    let order: Vec<usize> = if layout.fortran {
+        (0..shape.len()).collect()
     } else {
-        (0..header.shape.len()).rev().collect()
+        (0..shape.len()).rev().collect()
     };
     for i in order {
-        if let (Some(slot), Some(&d)) = (stride.get_mut(i), header.shape.get(i)) {
+        if let (Some(slot), Some(&d)) = (stride.get_mut(i), shape.get(i)) {
             *slot = step;
             step = step.saturating_mul(d.max(1));
         }
     }
-    let offset_bytes = header.data_offset;
-    let bytes = len.saturating_sub(offset_bytes);
     TensorSpec::from_array(
         name,
         at,
         dtype,
         record,
-        offset_bytes,
-        bytes,
-        header.shape.clone(),
+        layout.offset_bytes,
+        layout.bytes,
+        shape,
         stride,
         big_endian,
     )

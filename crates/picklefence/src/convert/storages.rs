@@ -9,7 +9,10 @@ use crate::analyzer::element_size;
 use crate::decoder::{Decoder, Op, SliceSource};
 use crate::evaluate::{Evaluator, GaveUp, Heap, Trailing, Val};
 use crate::formats::zip::{ZipArchive, ZipEntry};
+use crate::native_state::evaluate_as_read;
 use crate::opcodes::Opcode;
+use crate::policy::Policy;
+use crate::report::ScanOptions;
 
 use super::ConvertError;
 
@@ -36,6 +39,8 @@ pub(super) struct Found<'a> {
     pub id_fields: usize,
     /// The tar format's tensors, by the key its data pickle's persistent ids name them with.
     pub tar_tensors: HashMap<String, TarTensor>,
+    /// A pickle or joblib file of NumPy arrays: its bytes, which hold the arrays' data.
+    pub arrays_in: Option<&'a [u8]>,
 }
 
 /// A tensor of the tar format's `tensors` member.
@@ -76,6 +81,11 @@ impl<'a> Found<'a> {
     /// The records' bytes, indexed as [`Found::keys`] gives.
     pub fn into_storages(self) -> Vec<Cow<'a, [u8]>> {
         self.records
+    }
+
+    /// How many records there are.
+    pub fn record_count(&self) -> usize {
+        self.records.len()
     }
 }
 
@@ -151,6 +161,7 @@ pub(super) fn zip(data: &[u8]) -> Result<Found<'_>, ConvertError> {
         big_endian,
         id_fields: 5,
         tar_tensors: HashMap::new(),
+        arrays_in: None,
     })
 }
 
@@ -263,6 +274,7 @@ pub(super) fn legacy(data: &[u8]) -> Result<Found<'_>, ConvertError> {
         big_endian,
         id_fields: 6,
         tar_tensors: HashMap::new(),
+        arrays_in: None,
     })
 }
 
@@ -445,7 +457,56 @@ pub(super) fn tar(data: &[u8]) -> Result<Found<'_>, ConvertError> {
         big_endian,
         id_fields: 0,
         tar_tensors,
+        arrays_in: None,
     })
+}
+
+/// A pickle or joblib file of NumPy arrays: its first pickle evaluated as `joblib.load` reads
+/// it (the array bytes joblib reads between opcodes are skipped and recorded on each wrapper,
+/// as the scanner reads them), the input holding the arrays' data. Also the format's name:
+/// joblib when joblib arrays follow its opcodes.
+pub(super) fn pickled<'a>(
+    data: &'a [u8],
+    policy: &Policy,
+    options: &ScanOptions,
+) -> Result<(Found<'a>, &'static str), ConvertError> {
+    let analysis_options = crate::analyzer::Options {
+        limits: options.limits,
+        mode: crate::analyzer::Mode::FirstPickle,
+        ..crate::analyzer::Options::default()
+    };
+    let (analysis, _) =
+        crate::formats::joblib::drive(Decoder::from_slice(data), policy, &analysis_options, true, None);
+    let first = data
+        .get(..usize::try_from(analysis.end).unwrap_or(usize::MAX))
+        .unwrap_or(data);
+    let evaluator = evaluate_as_read(first, analysis.arrays > 0, &analysis.skips);
+    match evaluator.gave_up {
+        Some(GaveUp::TooLarge) => {
+            return Err(ConvertError::Unsupported {
+                offset: 0,
+                what: "the pickle holds more values than the converter reads".into(),
+            })
+        }
+        Some(GaveUp::Broken(at)) => return Err(malformed(at, "the pickle stops here: the unpickler raises")),
+        None => {}
+    }
+    let root = evaluator
+        .result
+        .ok_or_else(|| malformed(analysis.end, "the input ends inside a pickle"))?;
+    let format = if analysis.arrays > 0 { "joblib" } else { "pickle" };
+    let found = Found {
+        heap: evaluator.heap,
+        root,
+        pickle_at: 0,
+        keys: HashMap::new(),
+        records: Vec::new(),
+        big_endian: false,
+        id_fields: 0,
+        tar_tensors: HashMap::new(),
+        arrays_in: Some(data),
+    };
+    Ok((found, format))
 }
 
 /// A tar-format member that starts with a pickled count: the evaluator and decoder that read

@@ -1,24 +1,33 @@
 //! The loaded value of a checkpoint, walked as `torch.load` would return it: tensors by dotted
 //! path (dict keys and list indices joined with `.`), plain leaves as JSON metadata, modules as
-//! `state_dict()` names their parameters and buffers. Nothing is called.
+//! `state_dict()` names their parameters and buffers; in a pickle or joblib file, NumPy arrays
+//! as tensors. Nothing is called.
 
+use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::fmt::Write as _;
 
 use crate::evaluate::{Heap, Object, Val};
 
+use super::numpy::{self, Layout};
 use super::storages::{tar_key, Found};
 use super::tensor::{Dtype, TensorSpec};
 use super::{ConvertError, Converted, Dropped};
+use crate::native_state::{array_of, makes_array};
 
 /// Containers nested deeper than this are refused (a cycle ends here too).
 const MAX_DEPTH: usize = 200;
 /// Values visited at most (shared containers are visited once per reference).
 const MAX_VISITS: usize = 1 << 22;
 
-/// Walks the checkpoint; its tensors, in order. Plain leaves go to `converted.metadata`,
-/// everything else to `converted.dropped`.
-pub(super) fn walk(found: &Found<'_>, converted: &mut Converted) -> Result<Vec<TensorSpec>, ConvertError> {
+/// A checkpoint's tensors, in order, and the records of its NumPy arrays (numbered after the
+/// found records).
+type Walked<'a> = (Vec<TensorSpec>, Vec<Cow<'a, [u8]>>);
+
+/// Walks the checkpoint. Plain leaves go to `converted.metadata`, everything else to
+/// `converted.dropped`.
+pub(super) fn walk<'a>(found: &Found<'a>, converted: &mut Converted) -> Result<Walked<'a>, ConvertError> {
     let mut walker = Walker {
         found,
         heap: &found.heap,
@@ -26,12 +35,14 @@ pub(super) fn walk(found: &Found<'_>, converted: &mut Converted) -> Result<Vec<T
         tensors: Vec::new(),
         names: HashSet::new(),
         visits: 0,
+        records: found.record_count(),
+        arrays: RefCell::new(Vec::new()),
     };
     walker.value("", found.root, 0)?;
     if !walker.converted.metadata.contains_key("format") {
         walker.converted.metadata.insert("format".into(), "pt".into());
     }
-    Ok(walker.tensors)
+    Ok((walker.tensors, walker.arrays.into_inner()))
 }
 
 struct Walker<'w, 'a> {
@@ -41,6 +52,10 @@ struct Walker<'w, 'a> {
     tensors: Vec<TensorSpec>,
     names: HashSet<String>,
     visits: usize,
+    /// Records found before the walk (arrays' records are numbered after them).
+    records: usize,
+    /// Each NumPy array's bytes, a record of its own.
+    arrays: RefCell<Vec<Cow<'a, [u8]>>>,
 }
 
 fn join(path: &str, key: &str) -> String {
@@ -51,7 +66,7 @@ fn join(path: &str, key: &str) -> String {
     }
 }
 
-impl Walker<'_, '_> {
+impl<'a> Walker<'_, 'a> {
     /// Offset of a pickle offset in the input.
     fn at(&self, offset: u64) -> u64 {
         self.found.pickle_at.saturating_add(offset)
@@ -249,11 +264,42 @@ impl Walker<'_, '_> {
         let Some(object) = heap.object(value) else {
             return Ok(None);
         };
+        if let Some(data) = self.found.arrays_in.filter(|_| makes_array(heap, value)) {
+            return self.array(path, data, value, object.offset).map(Some);
+        }
         let Some(callee) = heap.global(object.callee) else {
             return Ok(None);
         };
         let args = heap.tuple(object.args).unwrap_or_default();
         self.rebuild(path, callee, args, object.offset, 0)
+    }
+
+    /// A NumPy array (`_reconstruct` and BUILD, `_frombuffer`, joblib's wrapper and the bytes
+    /// after it) whose data is in the input.
+    fn array(&self, path: &str, data: &'a [u8], value: Val, offset: u64) -> Result<TensorSpec, ConvertError> {
+        let array = array_of(self.heap, data, value).map_err(|why| ConvertError::Unsupported {
+            offset: self.at(offset),
+            what: format!("{path}: a NumPy array the converter cannot write: {why}"),
+        })?;
+        let layout = Layout {
+            shape: array.shape,
+            fortran: array.fortran,
+            offset_bytes: 0,
+            bytes: array.bytes.len() as u64,
+        };
+        let code = array.dtype.code.as_deref();
+        let shown = code.unwrap_or("with fields");
+        let mut arrays = self.arrays.borrow_mut();
+        let spec = numpy::spec(
+            path,
+            self.at(offset),
+            code,
+            shown,
+            layout,
+            self.records + arrays.len(),
+        )?;
+        arrays.push(array.bytes);
+        Ok(spec)
     }
 
     /// A call of a torch rebuild function (`callee`) with `args`.

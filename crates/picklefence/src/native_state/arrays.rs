@@ -19,20 +19,22 @@ const FROMBUFFER: [(&str, &str); 2] = [
 pub(super) const JOBLIB_WRAPPER: (&str, &str) = (WRAPPER_MODULE, WRAPPER_NAME);
 
 /// A dtype as far as the checks need it.
-pub(super) struct Dtype {
+pub(crate) struct Dtype {
     /// Bytes an item.
     pub(super) itemsize: u64,
     /// A plain type: its NumPy type string (`<i8`).
-    pub(super) code: Option<String>,
+    pub(crate) code: Option<String>,
     /// A record type: each field's offset and type string.
     pub(super) fields: Vec<(String, u64, Option<String>)>,
 }
 
-/// An array inside the pickle: its bytes, shape and dtype.
-pub(super) struct Array<'d> {
-    pub(super) bytes: std::borrow::Cow<'d, [u8]>,
-    pub(super) shape: Vec<u64>,
-    pub(super) dtype: Dtype,
+/// An array inside the pickle: its bytes, shape and dtype, and whether its items are laid out
+/// in Fortran (column-major) order.
+pub(crate) struct Array<'d> {
+    pub(crate) bytes: std::borrow::Cow<'d, [u8]>,
+    pub(crate) shape: Vec<u64>,
+    pub(crate) dtype: Dtype,
+    pub(crate) fortran: bool,
 }
 
 impl Dtype {
@@ -170,12 +172,19 @@ pub(super) fn bytes_of<'d>(heap: &Heap, data: &'d [u8], value: Val) -> Option<st
     }
 }
 
-/// An array's shape, dtype and data as its making gives them (the data may be elsewhere).
+/// An array's shape, dtype and data as its making gives them (the data may be elsewhere), and
+/// its order (Fortran: true).
 type Parts<'d> = (
     Option<Vec<u64>>,
     Option<Result<Dtype, String>>,
     Result<std::borrow::Cow<'d, [u8]>, String>,
+    bool,
 );
+
+/// `order` as numpy's pickles and joblib's wrapper give it.
+fn is_fortran(heap: &Heap, order: Option<&Val>) -> bool {
+    order.is_some_and(|v| heap.str(*v) == Some("F") || heap.int(*v) == Some(1))
+}
 
 /// What a value reconstructs to as an array: `_reconstruct` + BUILD, protocol 5's
 /// `_frombuffer`, or joblib's wrapper followed by its bytes. Built twice, it is not trusted.
@@ -194,6 +203,7 @@ fn parts<'d>(heap: &Heap, data: &'d [u8], value: Val) -> Result<Parts<'d>, Strin
             state.get(1).and_then(|v| shape_of(heap, *v)),
             state.get(2).map(|v| dtype_of(heap, *v, true)),
             raw.ok_or_else(|| "array data that is not bytes (an object array)".into()),
+            is_fortran(heap, state.get(3)),
         ))
     } else if is(heap, object.callee, &FROMBUFFER) {
         let args = heap.tuple(object.args).ok_or("_frombuffer without arguments")?;
@@ -202,6 +212,7 @@ fn parts<'d>(heap: &Heap, data: &'d [u8], value: Val) -> Result<Parts<'d>, Strin
             args.get(2).and_then(|v| shape_of(heap, *v)),
             args.get(1).map(|v| dtype_of(heap, *v, true)),
             raw.ok_or_else(|| "array data out of band".into()),
+            is_fortran(heap, args.get(3)),
         ))
     } else if heap.global(object.callee) == Some(JOBLIB_WRAPPER) {
         joblib_array(heap, data, object)
@@ -210,9 +221,18 @@ fn parts<'d>(heap: &Heap, data: &'d [u8], value: Val) -> Result<Parts<'d>, Strin
     }
 }
 
+/// Whether a value was made the way NumPy's and joblib's pickles make an array.
+pub(crate) fn makes_array(heap: &Heap, value: Val) -> bool {
+    heap.object(value).is_some_and(|object| {
+        is(heap, object.callee, &RECONSTRUCT)
+            || is(heap, object.callee, &FROMBUFFER)
+            || heap.global(object.callee) == Some(JOBLIB_WRAPPER)
+    })
+}
+
 /// The array a value is, when its data is inside the input.
-pub(super) fn array_of<'d>(heap: &Heap, data: &'d [u8], value: Val) -> Result<Array<'d>, String> {
-    let (shape, dtype, bytes) = parts(heap, data, value)?;
+pub(crate) fn array_of<'d>(heap: &Heap, data: &'d [u8], value: Val) -> Result<Array<'d>, String> {
+    let (shape, dtype, bytes, fortran) = parts(heap, data, value)?;
     let bytes = bytes?;
     let shape = shape.ok_or("an array of unknown shape")?;
     let dtype = dtype.ok_or("an array without a dtype")??;
@@ -223,7 +243,12 @@ pub(super) fn array_of<'d>(heap: &Heap, data: &'d [u8], value: Val) -> Result<Ar
     if expected != Some(bytes.len()) {
         return Err(format!("{} data bytes for shape {shape:?}", bytes.len()));
     }
-    Ok(Array { bytes, shape, dtype })
+    Ok(Array {
+        bytes,
+        shape,
+        dtype,
+        fortran,
+    })
 }
 
 /// The shape of the array a value is, wherever its data is (an object array's items too: the
@@ -272,10 +297,12 @@ fn joblib_array<'d>(heap: &Heap, data: &'d [u8], wrapper: &Object) -> Result<Par
             slice(data, start, len).ok_or("joblib array data beyond the input")?,
         ))
     };
+    let order = heap.get(state, "order");
     Ok((
         heap.get(state, "shape").and_then(|v| shape_of(heap, v)),
         heap.get(state, "dtype").map(|v| dtype_of(heap, v, true)),
         bytes(),
+        is_fortran(heap, order.as_ref()),
     ))
 }
 

@@ -17,6 +17,7 @@ mod pickled;
 mod sparse;
 
 pub use crate::policy::native_state::{entries, load_time_check, Entry, Verdict};
+pub(crate) use arrays::{array_of, makes_array};
 pub use nodes::{
     check_predictor_nodes, check_tree_nodes, IntField, NodeLayout, PredictorLayout, PredictorShape,
     TreeNodeError,
