@@ -100,13 +100,24 @@ LEGACY = {
     "pandas": {
         "pandas._libs.tslibs.offsets:DateOffset",  # pandas < 3 (now pandas:DateOffset)
         "pandas._libs.missing:NA",  # pandas < 3 (now pandas:NA)
+        # pandas < 1 defined the tick offsets in Python: NEWOBJ + BUILD of their dict, which
+        # today's classes read with the same __setstate__ as BaseOffset (reconstruct too).
+        *(
+            f"pandas.tseries.offsets:{tick}"
+            for tick in ("Day", "Hour", "Minute", "Second", "Milli", "Micro", "Nano")
+        ),
     },
+    # scikit-learn < 0.22 defined SimpleImputer in the module sklearn.impute.
+    "sklearn": {"sklearn.impute:SimpleImputer"},
 }
 
 # Roles of names older releases used that today's samples cannot show (reviewed by hand).
 LEGACY_ROLES = {
     # pandas < 2 pickled the manager as NEWOBJ + BUILD of a tuple state.
     "pandas.core.internals.managers:BlockManager": ["reconstruct(state=any)"],
+    # pandas 1.1-2.0 pickled the string dtype as NEWOBJ + BUILD {"storage": ...}; the dtype
+    # holds plain attributes (the state rules apply as to every reconstructed class).
+    "pandas.core.arrays.string_:StringDtype": ["reconstruct"],
 }
 
 # Which generated file a collected module belongs to (by top-level package).
