@@ -361,8 +361,9 @@ def _check_arrow(array: Any) -> None:
     from a pickle's numbers without checking them, and reading it then reads wherever they
     point. pyarrow's full validation is the check it documents for untrusted data; for the
     binary-like types (pandas' strings) the same bounds are checked faster: pyarrow's
-    structural validation (buffer sizes, the first and last offsets inside the data) and the
-    offsets non-decreasing in NumPy, a quarter of the full validation's time. The text is not
+    structural validation (buffer sizes, the first and last offsets inside the data), the null
+    count recounted and the offsets non-decreasing in NumPy (2.4x faster than the full
+    validation on data in cache; right after a load both read at memory speed). The text is not
     read (UTF-8 validation read every byte: twice the load of a string column): a text that
     is not UTF-8 is an error where pandas turns it into ``str``, and a decoder can leave the
     buffer only past its last bytes, checked here."""
