@@ -106,6 +106,8 @@ LEGACY = {
             f"pandas.tseries.offsets:{tick}"
             for tick in ("Day", "Hour", "Minute", "Second", "Milli", "Micro", "Nano")
         ),
+        # pandas 1.3 pickled each block as functools.partial(new_block, ndim=2)(values, placement).
+        "pandas.core.internals.blocks:new_block",
     },
     # scikit-learn < 0.22 defined SimpleImputer in the module sklearn.impute.
     "sklearn": {"sklearn.impute:SimpleImputer"},
@@ -118,6 +120,9 @@ LEGACY_ROLES = {
     # pandas 1.1-2.0 pickled the string dtype as NEWOBJ + BUILD {"storage": ...}; the dtype
     # holds plain attributes (the state rules apply as to every reconstructed class).
     "pandas.core.arrays.string_:StringDtype": ["reconstruct"],
+    # The function in a pandas 1.3 partial's state (a tuple item); never under an attribute, where
+    # a library could call it.
+    "pandas.core.internals.blocks:new_block": ["value(item)"],
 }
 
 # Which generated file a collected module belongs to (by top-level package).

@@ -1172,3 +1172,114 @@ fn a_memo_key_from_an_earlier_pickle_is_refused() {
         .iter()
         .all(|f| f.kind == FindingKind::MalformedPickle));
 }
+
+/// `functools.partial(new_block)` built with `(func, args, keywords, None)`, as pandas 1.3
+/// writes each block, and called with `call_args` (pushed as one tuple).
+fn block_partial(keywords: Push, call_args: Push) -> Vec<u8> {
+    let partial = P::new()
+        .g("functools", "partial")
+        .g("pandas.core.internals.blocks", "new_block")
+        .put(0)
+        .op(b"\x85")
+        .reduce()
+        .mark()
+        .get(0)
+        .op(b")");
+    call_args(keywords(partial).op(b"N").tuple().build())
+        .reduce()
+        .stop()
+}
+
+#[test]
+fn a_partial_is_judged_as_a_call_of_its_function() {
+    let two_args: Push = |p| p.mark().s("values").int(0).tuple();
+    let ndim: Push = |p| p.dict(&[("ndim", |p| p.int(2))]);
+    assert_clean(&block_partial(ndim, two_args));
+    assert_clean(&block_partial(|p| p.op(b"N"), two_args));
+    // Keywords by the function's schema: named ones only, of their kinds.
+    let unnamed: Push = |p| p.dict(&[("ndim", |p| p.int(2)), ("dtype", |p| p.s("f8"))]);
+    assert_kind(&block_partial(unnamed, two_args), FindingKind::ArgumentViolation);
+    let huge: Push = |p| p.dict(&[("ndim", |p| p.int(1 << 30))]);
+    assert_kind(&block_partial(huge, two_args), FindingKind::ArgumentViolation);
+    let klass: Push = |p| p.dict(&[("klass", |p| p.g("builtins", "float"))]);
+    assert_kind(&block_partial(klass, two_args), FindingKind::ArgumentViolation);
+    // Positional arguments: the partial's and the call's together, by the positional schema.
+    let five: Push = |p| p.mark().s("v").int(0).int(2).op(b"N").int(5).tuple();
+    assert_kind(&block_partial(ndim, five), FindingKind::ArgumentViolation);
+    // Keywords changed after the BUILD judged them: the partial holds that very dict.
+    let changed: Push = |p| {
+        p.mark()
+            .get(1)
+            .s("klass")
+            .g("builtins", "float")
+            .op(b"s")
+            .int(0)
+            .tuple()
+    };
+    let kept: Push = |p| p.dict(&[("ndim", |p| p.int(2))]).put(1);
+    assert_kind(&block_partial(kept, changed), FindingKind::BuildViolation);
+    // Keywords in a dict made before the partial: the analyzer kept no items of it.
+    let early = P::new()
+        .op(b"]")
+        .mark()
+        .empty_dict()
+        .put(1)
+        .g("functools", "partial")
+        .g("pandas.core.internals.blocks", "new_block")
+        .put(0)
+        .op(b"\x85")
+        .reduce()
+        .mark()
+        .get(0)
+        .op(b")")
+        .get(1)
+        .op(b"N")
+        .tuple()
+        .build()
+        .mark()
+        .s("v")
+        .int(0)
+        .tuple()
+        .reduce()
+        .op(b"e")
+        .stop();
+    assert_clean(&early); // an empty dict: no keywords at all
+    let early_filled = {
+        let mut data = early.clone();
+        // The same, with the dict filled before the partial exists: `{}` -> `}(ndim 2u`.
+        let at = data.iter().position(|&b| b == b'}').unwrap_or(0);
+        let fill = P(Vec::new()).mark().s("ndim").int(2).op(b"u").0;
+        data.splice(at + 1..at + 1, fill);
+        data
+    };
+    assert_kind(&early_filled, FindingKind::ArgumentViolation);
+    // The partial's function comes from its list only, and a call of it obeys the function's
+    // own role (check_array may be stored, never called by the pickle).
+    let other = P::new()
+        .g("functools", "partial")
+        .g("sklearn.utils.validation", "check_array")
+        .put(0)
+        .op(b"\x85")
+        .reduce()
+        .mark()
+        .get(0)
+        .op(b")")
+        .op(b"N")
+        .op(b"N")
+        .tuple()
+        .build()
+        .mark()
+        .s("v")
+        .tuple()
+        .reduce()
+        .stop();
+    assert_kind(&other, FindingKind::RoleViolation);
+    // The function itself is never stored under an attribute, where a library would call it.
+    let stored = P::new()
+        .g("pandas.core.arrays.string_", "StringDtype")
+        .newobj()
+        .dict(&[("storage", |p| p.g("pandas.core.internals.blocks", "new_block"))])
+        .build()
+        .stop();
+    assert_kind(&stored, FindingKind::RoleViolation);
+}

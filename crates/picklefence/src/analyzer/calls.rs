@@ -359,6 +359,21 @@ impl Analyzer<'_> {
         args: CallArgs<'_>,
         kwargs: Option<&Value>,
     ) -> Value {
+        if let Some(partial) = self.partial_of(callable) {
+            let callee = match self.import_name(partial.func()) {
+                Some(target) => Callee::Import { target },
+                None => Callee::Unresolved,
+            };
+            self.record_call(CallSite {
+                offset,
+                opcode: opcode.name(),
+                callee,
+                pickle: self.pickle_index(),
+            });
+            let result = self.call_partial(offset, opcode, partial, args);
+            self.track_call(&result, callable, args);
+            return result;
+        }
         let callee = self.callee(callable);
         match &callee {
             Callee::Import { .. } | Callee::ExtCode { .. } | Callee::Unresolved => {}

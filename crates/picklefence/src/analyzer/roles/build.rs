@@ -106,7 +106,17 @@ impl<'p> Analyzer<'p> {
             (Some(Kind::NdarrayState), _) => self.ndarray_state(id, state).err(),
             (Some(_), _) => self.dtype_state(id, state).err(),
             (None, Some(spec)) => match self.match_arg(offset, &spec, state, &[]) {
-                Ok(()) => self.state_problem(state, StateShape::Any),
+                // An import that is an item of a tuple state was judged by the spec's kind there
+                // (`callable{...}` in a partial's state); the other items are judged as state.
+                Ok(()) => match state {
+                    Value::Tuple(items, _) if items.iter().any(|item| matches!(item, Value::Import(_))) => {
+                        items
+                            .iter()
+                            .filter(|item| !matches!(item, Value::Import(_)))
+                            .find_map(|item| self.state_problem(item, StateShape::Any))
+                    }
+                    _ => self.state_problem(state, StateShape::Any),
+                },
                 Err(Misfit::Shape(why)) => Some(format!("the state is {why}; expected {spec}")),
                 Err(Misfit::Role(import, why)) => Some(format!(
                     "the state holds {} {why}, which the policy allows only as {}",
@@ -139,6 +149,7 @@ impl<'p> Analyzer<'p> {
             self.poison(id);
         } else {
             self.freeze_state(state);
+            self.set_partial_state(id, state);
         }
     }
 

@@ -166,22 +166,27 @@ impl<'p> Analyzer<'p> {
         args: &[Value],
     ) -> Result<(), ()> {
         if let Err(misfit) = self.match_args(offset, &schema.args, args, &schema.checks) {
-            match misfit {
-                Misfit::Role(import, why) => {
-                    let message = format!(
-                        "{} at offset {offset} passes {} to {} {why}, which the policy allows only as {}",
-                        opcode.name(),
-                        self.shown(import),
-                        self.shown(index),
-                        self.role_words(import)
-                    );
-                    self.role_finding(offset, import, message);
-                }
-                Misfit::Shape(problem) => self.argument_finding(offset, opcode, index, problem),
-            }
+            self.report_misfit(offset, opcode, index, misfit);
             return Err(());
         }
         Ok(())
+    }
+
+    /// The finding for arguments of a call of `index` that do not fit its schema.
+    pub(super) fn report_misfit(&mut self, offset: u64, opcode: Opcode, index: u32, misfit: Misfit) {
+        match misfit {
+            Misfit::Role(import, why) => {
+                let message = format!(
+                    "{} at offset {offset} passes {} to {} {why}, which the policy allows only as {}",
+                    opcode.name(),
+                    self.shown(import),
+                    self.shown(index),
+                    self.role_words(import)
+                );
+                self.role_finding(offset, import, message);
+            }
+            Misfit::Shape(problem) => self.argument_finding(offset, opcode, index, problem),
+        }
     }
 
     pub(super) fn match_args(

@@ -312,6 +312,11 @@ impl<'p> Analyzer<'p> {
         args: &[Value],
     ) -> Value {
         let result = self.call_result_object(offset, index, schema, args);
+        if let Value::Obj(id) = result {
+            if self.import_is_named(index, "functools", "partial") {
+                self.note_partial(id, args);
+            }
+        }
         for check in &schema.checks {
             if let (Check::ShapeOf(slot), Value::Obj(id)) = (check, &result) {
                 if let Some(numel) = args.get(*slot).and_then(shape_numel) {

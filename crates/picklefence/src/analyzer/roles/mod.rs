@@ -26,10 +26,12 @@ mod build;
 mod calls;
 mod checks;
 mod kinds;
+mod partial;
 mod store;
 
 pub(super) use checks::shape_numel;
 use checks::*;
+pub(super) use partial::Partial;
 
 /// No import made the object (an indirect call, an unknown callee).
 pub(super) const NO_CLASS: u32 = u32::MAX;
@@ -167,6 +169,9 @@ const MAX_STR_ITEMS: usize = 1 << 18;
 /// Watched dict entries kept in all.
 const MAX_WATCHED: usize = 1 << 20;
 
+/// A kept dict's items, by str key.
+type KeptItems = Vec<(Box<str>, Value)>;
+
 /// The tables behind `Value::Obj`, `Value::Dict` and `Value::List`.
 #[derive(Debug, Default)]
 pub(super) struct Tables<'p> {
@@ -182,6 +187,14 @@ pub(super) struct Tables<'p> {
     watched: Vec<Watched>,
     /// dict id -> its first special key.
     special: HashMap<u32, Box<str>>,
+    /// The `functools.partial` objects the pickle made, by object id.
+    partials: HashMap<u32, Partial>,
+    /// Partials made and not built yet: while any is, new dicts keep their items.
+    open_partials: u32,
+    /// dict id -> its items (str keys), `None` once they cannot be kept.
+    kept_dicts: HashMap<u32, Option<KeptItems>>,
+    /// Dict items ever kept (bounded).
+    kept_items: usize,
 }
 
 impl Tables<'_> {
@@ -194,6 +207,10 @@ impl Tables<'_> {
         self.watched.clear();
         self.texts.clear();
         self.special.clear();
+        self.partials.clear();
+        self.open_partials = 0;
+        self.kept_dicts.clear();
+        self.kept_items = 0;
     }
 }
 
@@ -252,6 +269,7 @@ impl<'p> Analyzer<'p> {
         let id = u32::try_from(self.tables.dicts.len()).unwrap_or(u32::MAX);
         self.tables.dicts.push(DictInfo::default());
         self.joblib_new_dict(id);
+        self.keep_dict_if_partial_open(id);
         if !items.is_empty() {
             self.dict_set(id, items);
         }
@@ -317,6 +335,9 @@ impl<'p> Analyzer<'p> {
         }
         if let Some(dict) = self.tables.dicts.get_mut(id as usize) {
             dict.flags |= flags;
+        }
+        if !self.tables.kept_dicts.is_empty() {
+            self.keep_dict_items(id, items);
         }
         self.joblib_dict_set(id, items);
     }

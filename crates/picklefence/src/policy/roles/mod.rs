@@ -414,8 +414,11 @@ pub enum ResultSpec {
 /// code across its arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallSchema {
-    /// The arguments.
+    /// The positional arguments.
     pub args: Args,
+    /// The keyword arguments it may be given (`*, name=kinds`), by name; only a call of a
+    /// `functools.partial` passes any.
+    pub keywords: Vec<(Box<str>, ArgSpec)>,
     /// What the call returns.
     pub result: ResultSpec,
     /// Checks across arguments (`where ...`).
@@ -439,6 +442,7 @@ impl CallSchema {
                 }],
                 rest: true,
             },
+            keywords: Vec::new(),
             result: ResultSpec::Fresh {
                 state: None,
                 items: true,

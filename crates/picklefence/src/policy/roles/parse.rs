@@ -27,7 +27,10 @@ pub fn parse_role(text: &str, reason: &str) -> Result<Roles, RoleError> {
             ..Roles::default()
         },
         "call" => {
-            let args = p.args_in_parens()?;
+            p.expect("(")?;
+            let args = p.args(")")?;
+            let keywords = if p.eat("*") { p.keywords()? } else { Vec::new() };
+            p.expect(")")?;
             p.expect("->")?;
             let (result, callable_result) = p.result()?;
             let mut checks = Vec::new();
@@ -72,6 +75,7 @@ pub fn parse_role(text: &str, reason: &str) -> Result<Roles, RoleError> {
             Roles {
                 call: Some(Arc::new(CallSchema {
                     args,
+                    keywords,
                     result,
                     checks,
                     callable_result,
@@ -250,13 +254,6 @@ impl<'a> Parser<'a> {
         })
     }
 
-    fn args_in_parens(&mut self) -> Result<Args, RoleError> {
-        self.expect("(")?;
-        let args = self.args(")")?;
-        self.expect(")")?;
-        Ok(args)
-    }
-
     fn args(&mut self, close: &str) -> Result<Args, RoleError> {
         let mut items: Vec<ArgSpec> = Vec::new();
         let mut rest = false;
@@ -265,6 +262,11 @@ impl<'a> Parser<'a> {
             return Ok(Args { items, rest });
         }
         loop {
+            // `*` starts a call's keyword arguments (read by the caller).
+            self.skip_space();
+            if self.rest.starts_with('*') {
+                break;
+            }
             if self.eat("...") {
                 if items.is_empty() {
                     return Err(self.error("\"...\" repeats the argument before it".into()));
@@ -282,6 +284,32 @@ impl<'a> Parser<'a> {
             }
         }
         Ok(Args { items, rest })
+    }
+
+    /// `, name=kinds, name=kinds` after a call's `*`: the keyword arguments it may be given.
+    fn keywords(&mut self) -> Result<Vec<(Box<str>, ArgSpec)>, RoleError> {
+        let mut keywords: Vec<(Box<str>, ArgSpec)> = Vec::new();
+        while self.eat(",") {
+            self.skip_space();
+            let end = self
+                .rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(self.rest.len());
+            let (name, rest) = self.rest.split_at(end);
+            if name.is_empty() {
+                return Err(self.error("a keyword name is missing".into()));
+            }
+            self.rest = rest;
+            if keywords.iter().any(|(known, _)| &**known == name) {
+                return Err(self.error(format!("keyword {name:?} is named twice")));
+            }
+            self.expect("=")?;
+            keywords.push((name.into(), self.arg_spec()?));
+        }
+        if keywords.is_empty() {
+            return Err(self.error("\"*\" is followed by no keyword argument".into()));
+        }
+        Ok(keywords)
     }
 
     fn arg_spec(&mut self) -> Result<ArgSpec, RoleError> {
@@ -533,6 +561,14 @@ mod tests {
         assert_eq!(call.args.required(), 1);
         assert!(call.args.accepts_count(2));
         assert!(!call.args.accepts_count(3));
+        let r = parse_role("call(data, data?, *, ndim=int[1..2], klass=none) -> value", "x").unwrap();
+        let call = r.call.unwrap();
+        assert_eq!(call.args.items.len(), 2);
+        let names: Vec<&str> = call.keywords.iter().map(|(name, _)| &**name).collect();
+        assert_eq!(names, ["ndim", "klass"]);
+        assert_eq!(call.keywords[0].1.kinds, vec![Kind::Int { min: 1, max: 2 }]);
+        let r = parse_role("call(*, axis=int) -> value", "x").unwrap();
+        assert!(r.call.unwrap().args.items.is_empty());
     }
 
     #[test]
@@ -550,6 +586,11 @@ mod tests {
             "value(item,)",
             "value(items)",
             "call(str) -> value trailing",
+            "call(str, *) -> value",
+            "call(str, *, =int) -> value",
+            "call(str, *, a=int, a=str) -> value",
+            "call(str, *, a) -> value",
+            "tuple-less(str) -> value",
         ] {
             assert!(parse_role(bad, "reason").is_err(), "{bad:?}");
         }
