@@ -1253,6 +1253,16 @@ fn a_partial_is_judged_as_a_call_of_its_function() {
         data
     };
     assert_kind(&early_filled, FindingKind::ArgumentViolation);
+    // Partials left without their BUILD keep the items of the dicts made meanwhile, bounded:
+    // past the bound a partial's keywords are unreadable and refused, never kept at any cost.
+    let flood: Push = |p| {
+        let mut p = p.op(b"]").mark();
+        for _ in 0..20_000 {
+            p = p.empty_dict();
+        }
+        p.op(b"e0").dict(&[("ndim", |p| p.int(2))])
+    };
+    assert_kind(&block_partial(flood, two_args), FindingKind::ArgumentViolation);
     // The partial's function comes from its list only, and a call of it obeys the function's
     // own role (check_array may be stored, never called by the pickle).
     let other = P::new()

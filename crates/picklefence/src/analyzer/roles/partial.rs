@@ -17,10 +17,11 @@ pub(in crate::analyzer) struct Partial {
     keywords: Option<u32>,
 }
 
-/// Items a kept dict may hold, and kept dict items in all; past either, the dict's items are
-/// unknown (a partial given it as keywords is refused).
+/// Items a kept dict may hold, kept dict items in all, and dicts kept; past any, a dict's items
+/// are unknown (a partial given it as keywords is refused).
 const MAX_KEPT_DICT_LEN: usize = 32;
 const MAX_KEPT_ITEMS: usize = 1 << 16;
+const MAX_KEPT_DICTS: usize = 1 << 14;
 
 impl Partial {
     /// The wrapped function (an import index).
@@ -81,7 +82,7 @@ impl<'p> Analyzer<'p> {
 
     /// A new dict: its items are kept while a partial waits for its state.
     pub(super) fn keep_dict_if_partial_open(&mut self, id: u32) {
-        if self.tables.open_partials > 0 {
+        if self.tables.open_partials > 0 && self.tables.kept_dicts.len() < MAX_KEPT_DICTS {
             self.tables.kept_dicts.insert(id, Some(Vec::new()));
         }
     }
