@@ -14,7 +14,7 @@ import subprocess
 import tarfile
 import zipfile
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 import pytest
@@ -276,10 +276,10 @@ class TarPickler(pickle.Pickler):
         return str(obj.key) if isinstance(obj, TensorRef) else None
 
 
-def tar_format_checkpoint() -> bytes:
+def tar_format_checkpoint(extra: Optional[Dict[str, Any]] = None) -> bytes:
     """The tar format of torch < 0.4, as its `_save` wrote it and `torch.load` still reads it:
     two storages and a view of one, four tensors (one transposed, one strided with an offset,
-    one over the view) and a plain leaf."""
+    one over the view), a plain leaf and the `extra` values."""
     a = torch.arange(12, dtype=torch.float32)
     b = torch.arange(6, dtype=torch.int64)
     storages = io.BytesIO()
@@ -302,7 +302,14 @@ def tar_format_checkpoint() -> bytes:
         tensors.write(struct.pack("<i", n) + b"\0" * 4 + struct.pack(f"<{n}q{n}qq", *size, *stride, offset))
     main = io.BytesIO()
     TarPickler(main, protocol=2).dump(
-        {"a": TensorRef(1), "t": TensorRef(2), "b": TensorRef(3), "view": TensorRef(4), "epoch": 5}
+        {
+            "a": TensorRef(1),
+            "t": TensorRef(2),
+            "b": TensorRef(3),
+            "view": TensorRef(4),
+            "epoch": 5,
+            **(extra or {}),
+        }
     )
     members = {
         "sys_info": pickle.dumps({"protocol_version": 1001, "little_endian": True}, protocol=2),
@@ -329,6 +336,37 @@ def test_the_tar_format_of_old_torch_converts(tmp_path: Path) -> None:
     assert_same(flatten(loaded), tmp_path / "out.safetensors")
     assert done.metadata["epoch"] == "5"
     assert ("view", "a") in done.shared
+
+
+@pytest.mark.parametrize("save", ["zip", "legacy", "tar"])
+def test_numpy_arrays_in_torch_checkpoints_convert(tmp_path: Path, save: str) -> None:
+    """NumPy arrays saved with the tensors (data, an RNG state) are tensors of the output, read
+    from the data pickle's bytes, equal to what torch.load returns."""
+    from safetensors.numpy import load_file
+
+    arrays = {
+        "fortran": np.asfortranarray(np.arange(6.0).reshape(2, 3)),
+        "big_endian": np.arange(5, dtype=">f8") / 3,
+        "rng": np.random.RandomState(0).get_state(),
+    }
+    source = tmp_path / "in.pt"
+    if save == "tar":
+        source.write_bytes(tar_format_checkpoint(extra=arrays))
+    else:
+        torch.save({"w": torch.ones(3), **arrays}, source, _use_new_zipfile_serialization=save == "zip")
+    loaded = torch.load(source, weights_only=False)  # our own file, holding NumPy arrays
+    done = picklefence.convert(source, tmp_path / "out.safetensors")
+    assert done.dropped == ()
+    got = load_file(str(tmp_path / "out.safetensors"))
+    expected = {"fortran": loaded["fortran"], "big_endian": loaded["big_endian"], "rng.1": loaded["rng"][1]}
+    for key, array in expected.items():
+        assert got[key].shape == array.shape and got[key].dtype == array.dtype.newbyteorder("<"), key
+        assert np.array_equal(got[key], array), key
+    assert done.metadata["rng.0"] == '"MT19937"' and done.metadata["rng.2"] == "624"
+    torch_tensors = flatten(loaded)
+    assert set(torch_tensors) < set(got)
+    for key, tensor in torch_tensors.items():
+        assert np.array_equal(got[key], tensor.numpy()), key
 
 
 def assert_nothing_written(directory: Path, before: List[str]) -> None:

@@ -167,9 +167,11 @@ pub fn plan<'a>(data: &'a [u8], policy: &Policy, options: &ScanOptions) -> Resul
                 Format::PytorchLegacy => storages::legacy(data)?,
                 _ => storages::tar(data)?,
             };
-            // No NumPy arrays are read from a torch checkpoint (its pickle is not `arrays_in`).
-            let (walked, _) = tree::walk(&found, &mut converted)?;
-            (walked, found.into_storages())
+            // NumPy arrays in the checkpoint come after its storage records.
+            let (walked, arrays) = tree::walk(&found, &mut converted)?;
+            let mut storages = found.into_storages();
+            storages.extend(arrays);
+            (walked, storages)
         }
         Format::Pickle | Format::Joblib => {
             let (found, format) = storages::pickled(data, policy, options)?;

@@ -39,7 +39,8 @@ pub(super) struct Found<'a> {
     pub id_fields: usize,
     /// The tar format's tensors, by the key its data pickle's persistent ids name them with.
     pub tar_tensors: HashMap<String, TarTensor>,
-    /// A pickle or joblib file of NumPy arrays: its bytes, which hold the arrays' data.
+    /// The bytes the data pickle was read from, which hold its NumPy arrays' data (a pickle or
+    /// joblib file, a torch checkpoint's data pickle); `None`: its arrays are not read.
     pub arrays_in: Option<&'a [u8]>,
 }
 
@@ -152,6 +153,12 @@ pub(super) fn zip(data: &[u8]) -> Result<Found<'_>, ConvertError> {
     let mut evaluator = Evaluator::default();
     let mut decoder = Decoder::from_slice(&pickle);
     let root = next_result(&mut evaluator, &mut decoder, pickle_at)?;
+    // NumPy arrays in the checkpoint hold their data in data.pkl: read from it where it is
+    // stored (torch stores it); a deflated one's arrays are listed as dropped.
+    let arrays_in = match pickle {
+        Cow::Borrowed(bytes) => Some(bytes),
+        Cow::Owned(_) => None,
+    };
     Ok(Found {
         heap: evaluator.heap,
         root,
@@ -161,7 +168,7 @@ pub(super) fn zip(data: &[u8]) -> Result<Found<'_>, ConvertError> {
         big_endian,
         id_fields: 5,
         tar_tensors: HashMap::new(),
-        arrays_in: None,
+        arrays_in,
     })
 }
 
@@ -274,7 +281,7 @@ pub(super) fn legacy(data: &[u8]) -> Result<Found<'_>, ConvertError> {
         big_endian,
         id_fields: 6,
         tar_tensors: HashMap::new(),
-        arrays_in: None,
+        arrays_in: Some(data),
     })
 }
 
@@ -457,7 +464,7 @@ pub(super) fn tar(data: &[u8]) -> Result<Found<'_>, ConvertError> {
         big_endian,
         id_fields: 0,
         tar_tensors,
-        arrays_in: None,
+        arrays_in: Some(pickle),
     })
 }
 
