@@ -1176,9 +1176,14 @@ fn a_memo_key_from_an_earlier_pickle_is_refused() {
 /// `functools.partial(new_block)` built with `(func, args, keywords, None)`, as pandas 1.3
 /// writes each block, and called with `call_args` (pushed as one tuple).
 fn block_partial(keywords: Push, call_args: Push) -> Vec<u8> {
+    partial_call(("pandas.core.internals.blocks", "new_block"), keywords, call_args)
+}
+
+/// `functools.partial(func)` built with `(func, (), keywords, None)`, called with `call_args`.
+fn partial_call(func: (&str, &str), keywords: Push, call_args: Push) -> Vec<u8> {
     let partial = P::new()
         .g("functools", "partial")
-        .g("pandas.core.internals.blocks", "new_block")
+        .g(func.0, func.1)
         .put(0)
         .op(b"\x85")
         .reduce()
@@ -1265,24 +1270,11 @@ fn a_partial_is_judged_as_a_call_of_its_function() {
     assert_kind(&block_partial(flood, two_args), FindingKind::ArgumentViolation);
     // The partial's function comes from its list only, and a call of it obeys the function's
     // own role (check_array may be stored, never called by the pickle).
-    let other = P::new()
-        .g("functools", "partial")
-        .g("sklearn.utils.validation", "check_array")
-        .put(0)
-        .op(b"\x85")
-        .reduce()
-        .mark()
-        .get(0)
-        .op(b")")
-        .op(b"N")
-        .op(b"N")
-        .tuple()
-        .build()
-        .mark()
-        .s("v")
-        .tuple()
-        .reduce()
-        .stop();
+    let other = partial_call(
+        ("sklearn.utils.validation", "check_array"),
+        |p| p.op(b"N"),
+        |p| p.mark().s("v").tuple(),
+    );
     assert_kind(&other, FindingKind::RoleViolation);
     // The function itself is never stored under an attribute, where a library would call it.
     let stored = P::new()
