@@ -1043,6 +1043,17 @@ def _arrow_pickles(protocol: int) -> Dict[str, Tuple[bytes, str, str]]:
     return cases
 
 
+@pytest.fixture(params=["full validation", "stepwise"])
+def arrow_checks(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Small arrays get pyarrow's full validation, larger ones the stepwise checks (structure,
+    null count, offsets, UTF-8 tail): each refusal is tested both ways."""
+    from picklefence import _native_state
+
+    if request.param == "stepwise":
+        monkeypatch.setattr(_native_state, "_FULLY_VALIDATED_UP_TO", 0)
+    return str(request.param)
+
+
 def _the_refusal(loader: str, data: bytes, tmp_path: Path) -> Any:
     """The one violation the guard refuses `data` with, loaded by `loader` (from a file where
     the loader reads one)."""
@@ -1058,7 +1069,7 @@ def _the_refusal(loader: str, data: bytes, tmp_path: Path) -> Any:
 @pytest.mark.parametrize("protocol", [4, 5])
 @pytest.mark.parametrize("loader", sorted(LOADERS))
 def test_arrow_arrays_whose_offsets_leave_their_buffers_are_refused(
-    loader: str, protocol: int, tmp_path: Path
+    loader: str, protocol: int, tmp_path: Path, arrow_checks: str
 ) -> None:
     for label, (data, cls, field) in _arrow_pickles(protocol).items():
         violation = _the_refusal(loader, data, tmp_path)
@@ -1131,7 +1142,9 @@ def test_scanner_checks_the_arrow_buffers_inside_the_file() -> None:
 
 
 @pytest.mark.parametrize("loader", sorted(LOADERS))
-def test_arrow_text_that_ends_inside_a_utf8_sequence_is_refused(loader: str, tmp_path: Path) -> None:
+def test_arrow_text_that_ends_inside_a_utf8_sequence_is_refused(
+    loader: str, tmp_path: Path, arrow_checks: str
+) -> None:
     """Strings are validated as binary (offsets inside the data) plus their last bytes: a text
     ending in a lead byte would send a decoder past the buffer."""
     pa = pytest.importorskip("pyarrow")
@@ -1139,7 +1152,7 @@ def test_arrow_text_that_ends_inside_a_utf8_sequence_is_refused(loader: str, tmp
     broken = pa.Array.from_buffers(pa.string(), 1, [None, offsets, pa.py_buffer(b"a\xe2")])
     data = pickle.dumps({"column": broken}, protocol=5)
     violation = _the_refusal(loader, data, tmp_path)
-    assert "UTF-8" in violation.message, violation.message
+    assert ("UTF-8" if arrow_checks == "stepwise" else "UTF8") in violation.message, violation.message
     (flagged,) = [f for f in picklefence.scan_bytes(data).findings if f.kind == "state-violation"]
     assert "UTF-8" in flagged.message, flagged.message
 
@@ -1152,7 +1165,7 @@ _ARROW_BACKWARDS = [0, 3, 1, 4]
 @pytest.mark.parametrize("width", [4, 8])
 @pytest.mark.parametrize("loader", sorted(LOADERS))
 def test_arrow_offsets_that_go_back_inside_the_data_are_refused(
-    loader: str, width: int, tmp_path: Path
+    loader: str, width: int, tmp_path: Path, arrow_checks: str
 ) -> None:
     pa = pytest.importorskip("pyarrow")
     kind, code = (pa.string(), "<4i") if width == 4 else (pa.large_binary(), "<4q")
@@ -1160,7 +1173,8 @@ def test_arrow_offsets_that_go_back_inside_the_data_are_refused(
     broken = pa.Array.from_buffers(kind, 3, [None, offsets, pa.py_buffer(b"accc")])
     data = pickle.dumps({"column": broken}, protocol=5)
     violation = _the_refusal(loader, data, tmp_path)
-    assert "offset 2 (1) is before the one ahead of it" in violation.message, violation.message
+    expected = "offset 2 (1) is before the one ahead of it" if arrow_checks == "stepwise" else "offset"
+    assert expected in violation.message, violation.message
     (flagged,) = [f for f in picklefence.scan_bytes(data).findings if f.kind == "state-violation"]
     assert "offset[2] is 1, after 3" in flagged.message, flagged.message
 
@@ -1187,6 +1201,7 @@ def test_arrow_offsets_are_compared_across_chunk_boundaries(
     from picklefence import _native_state
 
     monkeypatch.setattr(_native_state, "_OFFSET_CHUNK", chunk)
+    monkeypatch.setattr(_native_state, "_FULLY_VALIDATED_UP_TO", 0)
     intact = [0, 1, 2, 2, 3, 5, 8, 8]
     data = pa.py_buffer(b"x" * 8)
 
@@ -1220,7 +1235,9 @@ class _ArrowArrayOf:
 
 
 @pytest.mark.parametrize("loader", sorted(LOADERS))
-def test_an_arrow_null_count_other_than_the_bitmaps_is_refused(loader: str, tmp_path: Path) -> None:
+def test_an_arrow_null_count_other_than_the_bitmaps_is_refused(
+    loader: str, tmp_path: Path, arrow_checks: str
+) -> None:
     """Code that sizes its output by the null count writes by the bitmap: the two must agree
     (guard and scanner), for strings and fixed-width arrays, whole or sliced. (Given 0 nulls,
     pyarrow drops the bitmap; given -1, it counts them.)"""

@@ -356,6 +356,11 @@ def _check_categorical(categorical: Any) -> None:
         raise error
 
 
+# Arrays up to this many items get pyarrow's full validation whatever their type (measured: 0.15
+# against 5.8 us at 4 items, 3.5 against 6.3 us at 1,000, 48 against 8 us at 10,000).
+_FULLY_VALIDATED_UP_TO = 1024
+
+
 def _check_arrow(array: Any) -> None:
     """A pyarrow array whose offsets, lengths and buffers agree: ``_restore_array`` rebuilds one
     from a pickle's numbers without checking them, and reading it then reads wherever they
@@ -366,14 +371,15 @@ def _check_arrow(array: Any) -> None:
     validation on data in cache; right after a load both read at memory speed). The text is not
     read (UTF-8 validation read every byte: twice the load of a string column): a text that
     is not UTF-8 is an error where pandas turns it into ``str``, and a decoder can leave the
-    buffer only past its last bytes, checked here."""
+    buffer only past its last bytes, checked here. Small arrays (a categorical's categories)
+    take the full validation: it costs less than the steps' fixed cost there."""
     import pyarrow as pa
 
     kind = array.type
     text = pa.types.is_string(kind) or pa.types.is_large_string(kind)
     large = pa.types.is_large_string(kind) or pa.types.is_large_binary(kind)
     try:
-        if text or large or pa.types.is_binary(kind):
+        if len(array) > _FULLY_VALIDATED_UP_TO and (text or large or pa.types.is_binary(kind)):
             array.validate()
             _check_null_count(array)
             _check_offsets_increase(array, 8 if large else 4)
