@@ -359,22 +359,12 @@ impl Analyzer<'_> {
         args: CallArgs<'_>,
         kwargs: Option<&Value>,
     ) -> Value {
-        if let Some(partial) = self.partial_of(callable) {
-            let callee = match self.import_name(partial.func()) {
-                Some(target) => Callee::Import { target },
-                None => Callee::Unresolved,
-            };
-            self.record_call(CallSite {
-                offset,
-                opcode: opcode.name(),
-                callee,
-                pickle: self.pickle_index(),
-            });
-            let result = self.call_partial(offset, opcode, partial, args);
-            self.track_call(&result, callable, args);
-            return result;
-        }
-        let callee = self.callee(callable);
+        // A call of a partial the pickle made is the call of the function it wraps.
+        let partial = self.partial_of(callable);
+        let callee = match &partial {
+            Some(partial) => self.callee(&Value::Import(partial.func())),
+            None => self.callee(callable),
+        };
         match &callee {
             Callee::Import { .. } | Callee::ExtCode { .. } | Callee::Unresolved => {}
             Callee::CallResult { offset: made } => {
@@ -412,7 +402,10 @@ impl Analyzer<'_> {
             callee,
             pickle: self.pickle_index(),
         });
-        let result = self.call_op(offset, opcode, callable, args, kwargs);
+        let result = match partial {
+            Some(partial) => self.call_partial(offset, opcode, partial, args),
+            None => self.call_op(offset, opcode, callable, args, kwargs),
+        };
         self.track_call(&result, callable, args);
         result
     }
