@@ -1345,3 +1345,54 @@ def test_every_array_is_checked_when_one_import_makes_several() -> None:
         with pytest.raises(UnsafeFileError):
             pickle.loads(data)
     assert not picklefence.scan_bytes(data).is_safe
+
+
+def _offsets_rewritten_after_the_array_was_made() -> bytes:
+    """A protocol-5 pickle of an Arrow string column whose offsets buffer is a memoized
+    bytearray (as pyarrow writes it); after `_restore_array` made (and the guard checked) the
+    array, SETITEM into that bytearray moves the last offset 2**63 bytes on. pyarrow's buffer
+    is a view of the bytearray, so the array the load returns reads wherever it points."""
+    import pickletools
+
+    pytest.importorskip("pyarrow")
+    series = pd.Series(pd.array(["a", "bb", "ccc", "dddd"], dtype=pd.StringDtype("pyarrow")))
+    data = pickle.dumps(series, protocol=5)
+    ops = list(pickletools.genops(data))
+    memo_keys = {}  # BYTEARRAY8 position -> its memo key
+    key = 0
+    for previous, (op, _, _) in zip(ops, ops[1:]):
+        if op.name == "MEMOIZE":
+            memo_keys[previous[2]] = key
+            key += 1
+    offsets_at, offsets = next((pos, arg) for op, arg, pos in ops if op.name == "BYTEARRAY8")
+    dtype_key = next(i for i, (op, arg, _) in enumerate(ops) if arg == "_dtype")
+    restored = max(i for i, (op, _, _) in enumerate(ops[:dtype_key]) if op.name == "REDUCE")
+    after = ops[restored + 1][2]
+    last_high_byte = 8 * (len(offsets) // 8 - 1) + 7
+    rewrite = b"h" + bytes([memo_keys[offsets_at]]) + b"K" + bytes([last_high_byte]) + b"K\x7fs0"
+    return data[:after] + rewrite + data[after:]
+
+
+@pytest.mark.parametrize("loader", sorted(LOADERS))
+def test_arrow_offsets_rewritten_after_the_array_was_checked_are_refused(loader: str, tmp_path: Path) -> None:
+    data = _offsets_rewritten_after_the_array_was_made()
+    path = tmp_path / "series.pkl"
+    path.write_bytes(data)
+    with picklefence.safe_ml_environment():
+        with pytest.raises(UnsafeFileError) as info:
+            LOADERS[loader](data, path)
+    (violation,) = info.value.violations
+    assert violation.kind == "build-violation" and "bytearray" in violation.message, violation
+    report = picklefence.scan_bytes(data)
+    assert not report.is_safe and [f.kind for f in report.findings if f.severity == "critical"] == [
+        "build-violation"
+    ], report.findings
+
+
+def test_unprotected_arrow_offsets_rewritten_after_the_array_was_made_read_out_of_bounds() -> None:
+    """The gadget is real: unprotected, reading the column reads 2**63 bytes past its buffer
+    (the process dies)."""
+    code = "import pickle, sys\nprint(pickle.loads(sys.stdin.buffer.read()).tolist())\n"
+    data = _offsets_rewritten_after_the_array_was_made()
+    run = subprocess.run([sys.executable, "-c", code], input=data, capture_output=True, timeout=120)
+    assert run.returncode < 0, (run.returncode, run.stdout[-300:], run.stderr[-300:])

@@ -1285,3 +1285,70 @@ fn a_partial_is_judged_as_a_call_of_its_function() {
         .stop();
     assert_kind(&stored, FindingKind::RoleViolation);
 }
+
+#[test]
+fn items_go_only_into_the_containers_that_take_them() {
+    // An int8 array over a memoized bytearray (NumPy's protocol 5 form): the array is a view of
+    // the bytearray's bytes, so items set into the bytearray afterwards rewrite the array (and
+    // an Arrow offsets buffer made the same way) after it was checked.
+    fn view_then(after: Push) -> Vec<u8> {
+        let mut p = P::new().g("numpy._core.numeric", "_frombuffer").mark();
+        p.0.push(0x96);
+        p.0.extend_from_slice(&4u64.to_le_bytes());
+        p.0.extend_from_slice(&[0, 1, 2, 3]);
+        let p = dtype(p.put(7), "i1").int(4).op(b"\x85").s("C").tuple().reduce();
+        after(p).stop()
+    }
+    assert_clean(&view_then(|p| p));
+    let setitem = |p: P| p.get(7).int(0).int(100).op(b"s0");
+    let setitems = |p: P| p.get(7).mark().int(0).int(100).int(1).int(100).op(b"u0");
+    let append = |p: P| p.get(7).int(100).op(b"a0");
+    let appends = |p: P| p.get(7).mark().int(100).op(b"e0");
+    let additems = |p: P| p.get(7).mark().int(100).op(b"\x900");
+    for after in [setitem, setitems, append, appends, additems] {
+        assert_kind(&view_then(after), FindingKind::BuildViolation);
+    }
+    // The same through `builtins.bytearray` (protocols 2 to 4) and into a bytes constant.
+    let called = P::new()
+        .g("builtins", "bytearray")
+        .bytes(b"abcd")
+        .op(b"\x85")
+        .reduce()
+        .int(0)
+        .int(100)
+        .op(b"s")
+        .stop();
+    assert_kind(&called, FindingKind::BuildViolation);
+    assert_kind(
+        &P::new().bytes(b"ab").int(0).int(1).op(b"s").stop(),
+        FindingKind::BuildViolation,
+    );
+    // A list's item replaced by SETITEM, a dict given APPENDS, a persistent object (a torch
+    // storage) given items: CPython would do the first and the last; no writer does any.
+    assert_kind(
+        &P::new().op(b"]").int(1).op(b"a").int(0).int(2).op(b"s").stop(),
+        FindingKind::BuildViolation,
+    );
+    assert_kind(
+        &P::new().empty_dict().mark().int(1).op(b"e").stop(),
+        FindingKind::BuildViolation,
+    );
+    let storage = |p: P| {
+        p.mark()
+            .s("storage")
+            .g("torch", "FloatStorage")
+            .s("0")
+            .s("cpu")
+            .int(4)
+            .tuple()
+            .op(b"Q")
+    };
+    assert_kind(
+        &storage(P::new()).int(0).int(1).op(b"s").stop(),
+        FindingKind::BuildViolation,
+    );
+    // What writers do stays clean: items into lists, dicts and sets the pickle made.
+    assert_clean(&P::new().op(b"]").mark().int(1).int(2).op(b"e").stop());
+    assert_clean(&P::new().empty_dict().mark().s("a").int(2).op(b"u").stop());
+    assert_clean(&P::new().op(b"\x8f").mark().int(1).int(2).op(b"\x90").stop());
+}

@@ -140,7 +140,24 @@ impl<'p> Analyzer<'p> {
                 };
                 self.obj_items(offset, opcode, *id, hooks, bad_key);
             }
-            _ => {}
+            Value::Set if opcode == Opcode::AddItems => {}
+            // Already reported where CPython would have raised.
+            Value::Unknown => {}
+            _ => self.finding(
+                FindingKind::BuildViolation,
+                Severity::Critical,
+                offset,
+                None,
+                format!(
+                    "{} at offset {offset} adds items to a {}, which no pickle writer does: into a bytearray it \
+                     would rewrite bytes that an array or buffer made from it already holds, after that was checked",
+                    opcode.name(),
+                    match target {
+                        Value::Bytes { .. } => "bytes or bytearray",
+                        other => other.what(),
+                    }
+                ),
+            ),
         }
     }
 
