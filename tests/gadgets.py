@@ -1494,6 +1494,47 @@ def b_hist_gb_predictor(tmp: Path) -> bytes:
     return joblib_file(Lit(model))
 
 
+def b_multi_index_code(tmp: Path) -> bytes:
+    """A Series whose MultiIndex has code 2**31 - 1 for a level of 40,000 values: _new_Index
+    makes the index with verify_integrity=False, and .values takes the level at its codes with
+    bounds checks off (take_nd with fill)."""
+    import numpy as np
+    import pandas as pd
+
+    index = pd.MultiIndex(
+        levels=[np.arange(40_000.0)], codes=[np.array([0, 2**31 - 1], dtype=np.int32)], verify_integrity=False
+    )
+    return dumps(Lit(pd.Series([1.0, 2.0], index=index)))
+
+
+def u_index_values(obj: Any, tmp: Path) -> Any:
+    return obj.index.values
+
+
+def b_masked_array_short_mask(tmp: Path) -> bytes:
+    """An Int8 Series of 20,000,000 values whose mask holds one: nothing compares the two on
+    unpickling (NEWOBJ and a BUILD of {_data, _mask}), and value_counts() reads mask[i] for every
+    value with bounds checks off."""
+    import numpy as np
+    import pandas as pd
+
+    values = pd.array(np.zeros(20_000_000, dtype=np.int8), dtype="Int8")
+    object.__setattr__(values, "_mask", np.zeros(1, dtype=bool))
+    return dumps(Lit(pd.Series(values)))
+
+
+def p_masked_misread(obj: Any, tmp: Path) -> Dict[str, Any]:
+    """value_counts of the 20,000,000 zeros, none missing: memory-safe code counts 20,000,000
+    zeros; reading the mask past its end finds other bytes there (missing values appear) or
+    dies."""
+    counts = obj.value_counts(dropna=False)
+    return {"misread": bool(counts.index.hasnans) or int(counts.get(0, 0)) != len(obj)}
+
+
+def crashed_or_misread(tmp: Path) -> bool:
+    return crashed(tmp) or probe_true("misread")(tmp)
+
+
 def b_dataframe_block_placement(tmp: Path) -> bytes:
     """A one-column DataFrame whose block placement is slice(2**40, 2**40 + 1): BlockManager only
     checks the count of placed items; _rebuild_blknos_and_blklocs (boundscheck off) writes at
@@ -2778,6 +2819,33 @@ CATALOGUE: List[Gadget] = [
         shows="SIGSEGV at predict",
     ),
     Gadget(
+        "multi_index_code_out_of_bounds",
+        6,
+        "a Series whose MultiIndex holds code 2**31 - 1 for a level of 40,000 values: unpickling makes the "
+        "index without pandas' integrity check, and .values reads the level 16 GB past its end",
+        b_multi_index_code,
+        crashed,
+        "pickle",
+        (STATE,),
+        use=u_index_values,
+        chain="Series{index: _new_Index(MultiIndex, {levels: [Index(40000 floats)], "
+        "codes: [[0, 2**31-1]]})}; series.index.values",
+        shows="SIGSEGV at .values",
+    ),
+    Gadget(
+        "masked_array_mask_shorter_than_data",
+        6,
+        "an Int8 Series of 20,000,000 values with a one-item mask: value_counts() reads the mask 20 MB past "
+        "its end (pandas' Cython hashing, boundscheck off)",
+        b_masked_array_short_mask,
+        crashed_or_misread,
+        "pickle",
+        (STATE,),
+        probe=p_masked_misread,
+        chain="Series{_mgr: ... IntegerArray{_data: int8[20000000], _mask: bool[1]}}; series.value_counts()",
+        shows="SIGSEGV at value_counts(), or missing values counted that the file does not hold",
+    ),
+    Gadget(
         "dataframe_block_placement_oob_write",
         6,
         "a DataFrame block placed at slice(2**40, 2**40 + 1): BlockManager checks the item count only; "
@@ -3085,6 +3153,12 @@ ROLES_ERA_ALLOWED: FrozenSet[str] = frozenset(
         "sklearn.ensemble._hist_gradient_boosting.binning:_BinMapper",
         "sklearn.ensemble._hist_gradient_boosting.gradient_boosting:HistGradientBoostingClassifier",
         "sklearn.ensemble._hist_gradient_boosting.predictor:TreePredictor",
+        # Native-state gadgets of pandas' index and array types (issue 13, later round).
+        "pandas:Series",
+        "pandas:MultiIndex",
+        "pandas.core.internals.managers:SingleBlockManager",
+        "pandas.arrays:IntegerArray",
+        "pandas:Int8Dtype",
     }
 )
 

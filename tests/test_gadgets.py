@@ -55,6 +55,8 @@ NATIVE_STATE_NOTED = {
     "csr_matrix_indices_out_of_bounds",
     "hist_gradient_boosting_node_out_of_bounds",
     "sparse_tensor_unvalidated_indices",
+    "multi_index_code_out_of_bounds",
+    "masked_array_mask_shorter_than_data",
 }
 NATIVE_STATE_SCAN = NATIVE_STATE_NOTED - {
     "tree_node_children_out_of_bounds",

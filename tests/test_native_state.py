@@ -95,6 +95,30 @@ def _categorical(code: int) -> pd.Categorical:
     return categorical
 
 
+def _multi_index_with_codes(codes: List[List[int]]) -> pd.Series:
+    """A Series on a two-level MultiIndex (levels of 2 and 3 values) holding ``codes`` unchecked,
+    as unpickling makes it."""
+    index = pd.MultiIndex(levels=[["a", "b"], [1.0, 2.0, 3.0]], codes=codes, verify_integrity=False)
+    return pd.Series(np.arange(len(codes[0]), dtype=float), index=index)
+
+
+def _masked_with(data: Any = None, mask: Any = None, dtype: str = "Int64") -> Any:
+    """A masked array (4 values) whose `_data` or `_mask` is replaced."""
+    values = pd.array([True, False, None, True] if dtype == "boolean" else [1, 2, None, 4], dtype=dtype)
+    if data is not None:
+        object.__setattr__(values, "_data", data)
+    if mask is not None:
+        object.__setattr__(values, "_mask", mask)
+    return values
+
+
+def _sparse_array_with(stored: np.ndarray) -> pd.Series:
+    """A Series of a SparseArray of 10 points whose stored values are replaced."""
+    values = pd.arrays.SparseArray(np.r_[np.arange(1.0, 11.0), np.zeros(5)], fill_value=0.0)
+    object.__setattr__(values, "_sparse_values", stored)
+    return pd.Series(values)
+
+
 def _frame_with_placement(locations: Any, block: int = 0) -> pd.DataFrame:
     """(block 1: a float and an int column, the int block placed where the float one is.)"""
     from pandas._libs.internals import BlockPlacement
@@ -178,6 +202,33 @@ BROKEN: Dict[str, Any] = {
     ),
     "categorical code": (lambda: _categorical(7), "Categorical", "codes"),
     "interval bounds": (lambda: _intervals_with_short_right(), "IntervalArray", "_right"),
+    "multi index code": (lambda: _multi_index_with_codes([[0, 1, 0], [0, 2, 3]]), "MultiIndex", "codes[1]"),
+    "multi index code below -1": (
+        lambda: _multi_index_with_codes([[0, -2, 0], [0, 1, 2]]),
+        "MultiIndex",
+        "codes[0]",
+    ),
+    "multi index codes of unequal lengths": (
+        lambda: _multi_index_with_codes([[0, 1, 0], [0, 1]]),
+        "MultiIndex",
+        "codes[1]",
+    ),
+    "masked array short mask": (
+        lambda: pd.Series(_masked_with(mask=np.zeros(1, dtype=bool))),
+        "IntegerArray",
+        "_mask",
+    ),
+    "masked array mask of ints": (
+        lambda: pd.Series(_masked_with(mask=np.zeros(4, dtype=np.int64))),
+        "IntegerArray",
+        "_mask",
+    ),
+    "boolean array short mask": (
+        lambda: pd.Series(_masked_with(mask=np.zeros(2, dtype=bool), dtype="boolean")),
+        "BooleanArray",
+        "_mask",
+    ),
+    "sparse array values": (lambda: _sparse_array_with(np.ones(1)), "SparseArray", "_sparse_values"),
     "block placement": (lambda: _frame_with_placement(slice(5, 7)), "BlockManager", "mgr_locs"),
     "block placed over another": (
         lambda: _frame_with_placement(slice(0, 1), block=1),
@@ -221,6 +272,18 @@ def test_broken_native_state_is_refused_naming_the_field(case: str, loader: str,
     (violation,) = info.value.violations
     assert violation.kind == "native-state"
     assert cls in violation.message and field in violation.message, violation.message
+
+
+def test_a_masked_array_holds_the_data_kind_of_its_class() -> None:
+    """pandas cannot even pickle a FloatingArray of ints (its dtype lookup fails), but a file
+    can hold one: the check names the data (unit-tested on the object)."""
+    from picklefence import _native_state
+
+    for data, dtype in ((np.arange(4), "Float64"), (np.arange(4.0), "Int64"), (np.arange(4), "boolean")):
+        values = _masked_with(data=data, dtype=dtype)
+        with pytest.raises(_native_state.NativeStateError, match=r"\._data: dtype"):
+            _native_state._check_masked_array(values)
+    _native_state._check_masked_array(_masked_with(data=np.arange(4, dtype=np.uint8)))
 
 
 def test_predictors_of_mixed_record_layouts_are_each_checked() -> None:
@@ -331,6 +394,18 @@ def test_intact_structures_load_unchanged(size: int, tmp_path: Path) -> None:
         "bsr": sp.bsr_matrix(np.ones((2 * size, 4))),
         "frame": frame,
         "series": pd.Series(np.arange(size), dtype="category"),
+        "multi": pd.Series(
+            np.arange(size, dtype=float),
+            index=pd.MultiIndex.from_arrays([np.arange(size) % 3, np.array(["x", "y"])[np.arange(size) % 2]]),
+        ),
+        "masked": pd.DataFrame(
+            {
+                "int": pd.array([None if i % 4 == 0 else i for i in range(size)], dtype="Int32"),
+                "float": pd.array([None if i % 3 == 0 else i / 2 for i in range(size)], dtype="Float64"),
+                "bool": pd.array([None if i % 5 == 0 else i % 2 == 0 for i in range(size)], dtype="boolean"),
+            }
+        ),
+        "sparse": pd.Series(pd.arrays.SparseArray(np.where(np.arange(size) % 4 == 0, np.arange(size), 0))),
         "empty": pd.DataFrame(),
     }
     path = tmp_path / "all.joblib"
@@ -347,6 +422,9 @@ def test_intact_structures_load_unchanged(size: int, tmp_path: Path) -> None:
             assert (got[key] != values[key]).nnz == 0
         pd.testing.assert_frame_equal(got["frame"], frame)
         pd.testing.assert_series_equal(got["series"], values["series"])
+        for key in ("multi", "sparse"):
+            pd.testing.assert_series_equal(got[key], values[key])
+        pd.testing.assert_frame_equal(got["masked"], values["masked"])
 
 
 def test_validation_sees_objects_inside_object_arrays(tmp_path: Path) -> None:

@@ -446,6 +446,70 @@ def _check_utf8_tail(strings: Any, width: int) -> None:
             return
 
 
+def _check_multi_index(index: Any) -> None:
+    """What pandas' own integrity check verifies and unpickling skips (``_new_Index`` makes a
+    ``MultiIndex`` with ``verify_integrity=False``): one codes array per level, all of the
+    index's length, each code in [-1, len(level)). The values of a level are taken at its codes
+    with bounds checks off (``take_nd`` with fill), so a code past the level reads beyond it."""
+    import numpy as np
+
+    levels, codes = index._levels, index._codes
+    if len(codes) != len(levels):
+        raise _fail(index, "codes", f"{len(codes)} code arrays for {len(levels)} levels")
+    length = None
+    for number, (level, level_codes) in enumerate(zip(levels, codes)):
+        if not isinstance(level_codes, np.ndarray) or level_codes.ndim != 1 or level_codes.dtype.kind != "i":
+            raise _fail(index, f"codes[{number}]", "not a one-dimensional array of integers")
+        if length is None:
+            length = len(level_codes)
+        elif len(level_codes) != length:
+            raise _fail(index, f"codes[{number}]", f"{len(level_codes)} codes where level 0 has {length}")
+        error = _range_error(index, f"codes[{number}]", level_codes, -1, len(level), "the level's values")
+        if error is not None:
+            raise error
+
+
+# The data's dtype kinds each masked array class is made with (its constructor refuses others).
+_MASKED_KINDS = {"BooleanArray": "b", "IntegerArray": "iu", "FloatingArray": "f"}
+
+
+def _check_masked_array(array: Any) -> None:
+    """A masked array (``IntegerArray``, ``FloatingArray``, ``BooleanArray``): a boolean
+    ``_mask`` of exactly ``_data``'s shape, as its constructor requires. pandas' Cython kernels
+    (group-bys, hashing, value counts, unique) read ``mask[i]`` for every item of the data with
+    bounds checks off: a shorter mask is read past its end."""
+    import numpy as np
+
+    data, mask = array._data, array._mask
+    if not isinstance(data, np.ndarray) or data.ndim == 0:
+        raise _fail(array, "_data", f"{type(data).__name__} is not an array of values")
+    kinds = next(
+        (_MASKED_KINDS[c.__name__] for c in type(array).__mro__ if c.__name__ in _MASKED_KINDS), None
+    )
+    if kinds is not None and data.dtype.kind not in kinds:
+        raise _fail(array, "_data", f"dtype {data.dtype} is not one this array holds")
+    if not isinstance(mask, np.ndarray) or mask.dtype != np.bool_:
+        raise _fail(array, "_mask", f"{getattr(mask, 'dtype', type(mask).__name__)} is not a boolean array")
+    if mask.shape != data.shape:
+        raise _fail(array, "_mask", f"shape {mask.shape} for data of shape {data.shape}")
+
+
+def _check_sparse_array(array: Any) -> None:
+    """A ``SparseArray``: one stored value per point of its sparse index (pandas' Cython sparse
+    kernels read ``sp_values[i]`` for every point unchecked; the index itself checked its points
+    against its length when the pickle made it)."""
+    import numpy as np
+
+    values, index = array._sparse_values, array._sparse_index
+    if not isinstance(values, np.ndarray) or values.ndim != 1:
+        raise _fail(array, "_sparse_values", "not a one-dimensional array")
+    points = getattr(index, "npoints", None)
+    if not isinstance(points, int):
+        raise _fail(array, "_sparse_index", f"{type(index).__name__} is not a sparse index")
+    if len(values) != points:
+        raise _fail(array, "_sparse_values", f"{len(values)} values for the {points} points of its index")
+
+
 def _check_interval_array(intervals: Any) -> None:
     """left and right of the same length: the interval tree and the comparisons pair them up
     by position."""
@@ -635,6 +699,9 @@ _VALIDATED_CLASSES: Dict[str, Tuple[Tuple[str, str], ...]] = {
     "scipy.sparse._coo": (("_coo_base", "sparse"),),
     "pandas.core.arrays.categorical": (("Categorical", "categorical"),),
     "pandas.core.arrays.interval": (("IntervalArray", "interval"),),
+    "pandas.core.indexes.multi": (("MultiIndex", "multi_index"),),
+    "pandas.core.arrays.masked": (("BaseMaskedArray", "masked"),),
+    "pandas.core.arrays.sparse.array": (("SparseArray", "sparse_array"),),
     "pandas.core.internals.managers": (("BaseBlockManager", "block_manager"),),
 }
 
@@ -715,6 +782,12 @@ def _validate(result: Any, watch: Watch) -> None:
         _check_categorical(categorical)
     for intervals in found.get("interval", []):
         _check_interval_array(intervals)
+    for index in found.get("multi_index", []):
+        _check_multi_index(index)
+    for array in found.get("masked", []):
+        _check_masked_array(array)
+    for array in found.get("sparse_array", []):
+        _check_sparse_array(array)
     for manager in found.get("block_manager", []):
         _check_block_manager(manager)
 
