@@ -1535,6 +1535,121 @@ def crashed_or_misread(tmp: Path) -> bool:
     return crashed(tmp) or probe_true("misread")(tmp)
 
 
+def b_tree_wider_than_input(tmp: Path) -> bytes:
+    """A DecisionTreeRegressor fitted on 3 features whose Tree says 100,000,000 features, its root
+    splitting on the last: predict checks X against n_features_in_ (3), then the Tree reads
+    X[i, 99_999_999] unchecked."""
+    import numpy as np
+    from sklearn.tree import DecisionTreeRegressor
+    from sklearn.tree._tree import Tree
+
+    x, y = _fit_data()
+    model = DecisionTreeRegressor(max_depth=1).fit(x, y)
+    state = model.tree_.__getstate__()
+    state["nodes"] = state["nodes"].copy()
+    state["nodes"]["feature"][0] = 10**8 - 1
+    tree = Tree(10**8, np.array([1], dtype=np.intp), 1)
+    tree.__setstate__(state)
+    object.__setattr__(model, "tree_", tree)
+    return joblib_file(Lit(model))
+
+
+def b_svm_support_count(tmp: Path) -> bytes:
+    """An SVC whose support_ holds 2,000,000 indices for its few support vectors: libsvm's
+    set_model takes the vector count from support_ and reads that many rows."""
+    import numpy as np
+    from sklearn.svm import SVC
+
+    x, y = _fit_data()
+    model = SVC().fit(x, y)
+    object.__setattr__(model, "support_", np.zeros(2_000_000, dtype=np.int32))
+    return joblib_file(Lit(model))
+
+
+def b_vectorizer_column_beyond_vocabulary(tmp: Path) -> bytes:
+    """A CountVectorizer + MultinomialNB pipeline whose vocabulary_ sends 'cat' to column 10**9:
+    transform builds a sparse matrix with that column unchecked, and predict multiplies it."""
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.naive_bayes import MultinomialNB
+    from sklearn.pipeline import make_pipeline
+
+    docs = ["the cat sat on the mat", "the dog ate the cat", "a bird flew over the dog"] * 4
+    pipeline = make_pipeline(CountVectorizer(), MultinomialNB()).fit(docs, [0, 1, 0] * 4)
+    pipeline[0].vocabulary_ = {**pipeline[0].vocabulary_, "cat": 10**9, "dog": 3 * 10**8}
+    return dumps(Lit(pipeline))
+
+
+def u_predict_text(obj: Any, tmp: Path) -> Any:
+    return obj.predict(["the cat", "the dog sat"])
+
+
+def b_one_hot_beyond_outputs(tmp: Path) -> bytes:
+    """A OneHotEncoder (dense output) whose second feature's categories start at -5,000,000:
+    the value 3 codes to 5,000,003, and transform writes at that column of an 8-column array."""
+    import numpy as np
+    from sklearn.preprocessing import OneHotEncoder
+
+    encoder = OneHotEncoder(sparse_output=False).fit(np.arange(60).reshape(30, 2) % 4)
+    encoder.categories_ = [encoder.categories_[0], np.arange(-5_000_000, 4, dtype=np.int64)]
+    return dumps(Lit(encoder))
+
+
+def u_transform_4x2(obj: Any, tmp: Path) -> Any:
+    import numpy as np
+
+    return obj.transform(np.arange(8).reshape(4, 2) % 4)
+
+
+def b_neighbors_narrow_training_data(tmp: Path) -> bytes:
+    """A brute-force KNeighborsClassifier whose training data is one column wide while it checks
+    its input for 4,000,000: the Cython reduction reads each training row 4,000,000 values wide."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    x, y = _fit_data()
+    model = KNeighborsClassifier(n_neighbors=1, algorithm="brute").fit(x, y)
+    object.__setattr__(model, "_fit_X", x[:, :1].copy())
+    object.__setattr__(model, "n_features_in_", 4_000_000)
+    return joblib_file(Lit(model))
+
+
+def u_predict_wide(obj: Any, tmp: Path) -> Any:
+    import numpy as np
+
+    return _model(obj).predict(np.full((1, 4_000_000), 0.5))
+
+
+def b_dia_offsets_without_data(tmp: Path) -> bytes:
+    """A 2000 x 2000 DIA matrix with 2000 offsets and one row of data: the matvec kernel reads
+    a data row per offset."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    matrix = sp.dia_matrix((np.ones((1, 2000)), [0]), shape=(2000, 2000))
+    matrix.offsets = np.arange(2000, dtype=np.int32)
+    return dumps({"features": Lit(matrix)})
+
+
+def u_matvec_2000(obj: Any, tmp: Path) -> Any:
+    import numpy as np
+
+    return obj["features"] @ np.ones(2000)
+
+
+def b_lil_column_beyond_shape(tmp: Path) -> bytes:
+    """A 3 x 3 LIL matrix whose first row holds column 10**8: tocsr copies it unchecked and
+    toarray writes there."""
+    import scipy.sparse as sp
+
+    matrix = sp.lil_matrix((3, 3))
+    matrix[0, 0] = 1.0
+    matrix.rows[0] = [10**8]
+    return dumps({"features": Lit(matrix)})
+
+
+def u_lil_dense(obj: Any, tmp: Path) -> Any:
+    return obj["features"].tocsr().toarray()
+
+
 def b_dataframe_block_placement(tmp: Path) -> bytes:
     """A one-column DataFrame whose block placement is slice(2**40, 2**40 + 1): BlockManager only
     checks the count of placed items; _rebuild_blknos_and_blklocs (boundscheck off) writes at
@@ -2819,6 +2934,98 @@ CATALOGUE: List[Gadget] = [
         shows="SIGSEGV at predict",
     ),
     Gadget(
+        "tree_built_wider_than_its_input",
+        6,
+        "a DecisionTreeRegressor fitted on 3 features whose Tree says 100,000,000: predict checks X for 3 "
+        "and "
+        "the Tree reads X[i, 99_999_999]",
+        b_tree_wider_than_input,
+        crashed,
+        "joblib",
+        (STATE,),
+        use=u_predict,
+        chain="DecisionTreeRegressor{n_features_in_: 3, tree_: Tree(10**8){root feature 10**8 - 1}}; "
+        "model.predict(X)",
+        shows="SIGSEGV at predict",
+    ),
+    Gadget(
+        "svm_support_count_beyond_vectors",
+        6,
+        "an SVC whose support_ holds 2,000,000 indices: libsvm reads that many support vector rows",
+        b_svm_support_count,
+        crashed,
+        "joblib",
+        (STATE,),
+        use=u_predict,
+        chain="SVC{support_: int32[2000000], support_vectors_: (4, 3)}; model.predict(X)",
+        shows="SIGSEGV at predict",
+    ),
+    Gadget(
+        "vectorizer_column_beyond_vocabulary",
+        6,
+        "a CountVectorizer + MultinomialNB pipeline whose vocabulary_ sends a term to column 10**9: the "
+        "sparse product reads there",
+        b_vectorizer_column_beyond_vocabulary,
+        crashed,
+        "pickle",
+        (STATE,),
+        use=u_predict_text,
+        chain="Pipeline[CountVectorizer{vocabulary_: {cat: 10**9}}, MultinomialNB]; pipeline.predict(texts)",
+        shows="SIGSEGV at predict",
+    ),
+    Gadget(
+        "one_hot_code_beyond_outputs",
+        6,
+        "a OneHotEncoder whose categories start at -5,000,000: transform writes at column 5,000,007 of an "
+        "8-column array",
+        b_one_hot_beyond_outputs,
+        crashed,
+        "pickle",
+        (STATE,),
+        use=u_transform_4x2,
+        chain="OneHotEncoder{categories_: [[0..3], [-5000000..3]], _n_features_outs: [4, 4]}; "
+        "encoder.transform(X)",
+        shows="SIGSEGV at transform",
+    ),
+    Gadget(
+        "neighbors_training_data_narrower_than_input",
+        6,
+        "a brute-force KNeighborsClassifier with one-column training data checking its input for 4,000,000 "
+        "columns: the Cython reduction reads each training row that wide",
+        b_neighbors_narrow_training_data,
+        crashed,
+        "joblib",
+        (STATE,),
+        use=u_predict_wide,
+        chain="KNeighborsClassifier{_fit_X: (6, 1), n_features_in_: 4000000}; "
+        "model.predict(X of 4000000 columns)",
+        shows="SIGSEGV at predict",
+    ),
+    Gadget(
+        "dia_offsets_without_data",
+        6,
+        "a DIA matrix with 2000 offsets and one data row: the matvec kernel reads a row per offset",
+        b_dia_offsets_without_data,
+        crashed,
+        "pickle",
+        (STATE,),
+        use=u_matvec_2000,
+        chain="{'features': dia_matrix{data: (1, 2000), offsets: [0..1999]}}; features @ v",
+        shows="SIGSEGV at matvec",
+    ),
+    Gadget(
+        "lil_column_beyond_shape",
+        6,
+        "a 3 x 3 LIL matrix holding column 10**8: tocsr copies it unchecked, toarray writes there",
+        b_lil_column_beyond_shape,
+        crashed,
+        "pickle",
+        (STATE,),
+        use=u_lil_dense,
+        chain="{'features': lil_matrix{rows: [[10**8], [], []]}}; features.tocsr().toarray()",
+        shows="SIGSEGV at toarray",
+    ),
+    Gadget(
         "multi_index_code_out_of_bounds",
         6,
         "a Series whose MultiIndex holds code 2**31 - 1 for a level of 40,000 values: unpickling makes the "
@@ -3159,6 +3366,11 @@ ROLES_ERA_ALLOWED: FrozenSet[str] = frozenset(
         "pandas.core.internals.managers:SingleBlockManager",
         "pandas.arrays:IntegerArray",
         "pandas:Int8Dtype",
+        "sklearn.tree._classes:DecisionTreeRegressor",
+        "sklearn.svm._classes:SVC",
+        "sklearn.naive_bayes:MultinomialNB",
+        "sklearn.preprocessing._encoders:OneHotEncoder",
+        "scipy.sparse._dia:dia_matrix",
     }
 )
 

@@ -57,6 +57,13 @@ NATIVE_STATE_NOTED = {
     "sparse_tensor_unvalidated_indices",
     "multi_index_code_out_of_bounds",
     "masked_array_mask_shorter_than_data",
+    "tree_built_wider_than_its_input",
+    "svm_support_count_beyond_vectors",
+    "vectorizer_column_beyond_vocabulary",
+    "one_hot_code_beyond_outputs",
+    "neighbors_training_data_narrower_than_input",
+    "dia_offsets_without_data",
+    "lil_column_beyond_shape",
 }
 NATIVE_STATE_SCAN = NATIVE_STATE_NOTED - {
     "tree_node_children_out_of_bounds",

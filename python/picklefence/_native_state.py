@@ -31,8 +31,15 @@ from .errors import UnsafeFileError, Violation
 WALKED_MODULES: Tuple[str, ...] = (
     "pandas",
     "scipy.sparse",
+    "scipy.interpolate",
     "sklearn.neighbors",
-    "sklearn.ensemble._hist_gradient_boosting",
+    "sklearn.ensemble",
+    "sklearn.tree._classes",
+    "sklearn.svm",
+    "sklearn.cluster._kmeans",
+    "sklearn.cluster._bisect_k_means",
+    "sklearn.feature_extraction.text",
+    "sklearn.preprocessing._encoders",
 )
 # Classes a pickle can make only by calling them (their role is `call`): find_class hands the
 # load a constructor that records what it makes, so no walk is needed to find them (a forest
@@ -326,6 +333,264 @@ def _check_tree_predictors(predictors: List[Any], models: List[Tuple[Any, int]])
         )
 
 
+def _plain(obj: Any, name: str) -> Any:
+    """An attribute from the instance dict (what the pickle set), not looked up on the class."""
+    return getattr(obj, "__dict__", {}).get(name)
+
+
+def _input_width(estimator: Any) -> Optional[int]:
+    """The feature count an estimator checks its input against (``n_features_in_``; scikit-learn
+    before 1.2 also kept ``n_features_``), or None when it keeps neither."""
+    import numpy as np
+
+    for name in ("n_features_in_", "n_features_"):
+        width = _plain(estimator, name)
+        if isinstance(width, (int, np.integer)) and not isinstance(width, bool):
+            return int(width)
+    return None
+
+
+def _check_tree_estimators(estimators: List[Any]) -> None:
+    """Decision tree estimators: each ``Tree`` built for as many features as its estimator
+    checks its input for. ``predict`` checks ``X``'s width against ``n_features_in_`` and the
+    ``Tree`` then reads ``X[i, feature]`` for features below its own ``n_features``. One loop
+    over all of them (a gradient-boosting model holds hundreds)."""
+    for estimator in estimators:
+        tree = _plain(estimator, "tree_")
+        if tree is None:
+            continue
+        width = _input_width(estimator)
+        if width is None:
+            raise _fail(estimator, "n_features_in_", "missing: predict would not check its input's width")
+        if tree.n_features != width:
+            raise _fail(
+                estimator, "tree_.n_features", f"{int(tree.n_features)} for an input of {width} features"
+            )
+
+
+def _check_tree_ensemble(ensemble: Any) -> None:
+    """Forests, gradient boosting and bagging (isolation forests): their estimators' trees read
+    the ensemble's input (or the columns ``estimators_features_`` picks for each) unchecked
+    (``check_input=False``, ``predict_stages``), so each tree is built for that many features
+    and the picked columns lie inside the input."""
+    import numpy as np
+
+    estimators = _plain(ensemble, "estimators_")
+    if estimators is None:
+        return
+    width = _input_width(ensemble)
+    features = _plain(ensemble, "estimators_features_")
+    for number, estimator in enumerate(np.asarray(estimators, dtype=object).flat):
+        tree = _plain(estimator, "tree_")
+        expected = width
+        if features is not None:
+            picked = np.asarray(features[number])
+            if width is None:
+                raise _fail(ensemble, "n_features_in_", "missing: predict would not check its input's width")
+            error = _range_error(
+                ensemble, f"estimators_features_[{number}]", picked, 0, width, "the input's features"
+            )
+            if error is not None:
+                raise error
+            expected = len(picked)
+        if tree is None:
+            continue
+        if expected is None:
+            raise _fail(ensemble, "n_features_in_", "missing: predict would not check its input's width")
+        if int(tree.n_features) != expected:
+            raise _fail(
+                ensemble,
+                f"estimators_[{number}].tree_.n_features",
+                f"{int(tree.n_features)} for an input of {expected} features",
+            )
+
+
+def _check_libsvm(model: Any) -> None:
+    """An SVM (SVC, NuSVC, SVR, NuSVR, OneClassSVM): libsvm's ``set_model`` takes the number of
+    support vectors from ``support_`` and the number of classes from ``_n_support``, and reads
+    the vectors, coefficients and intercepts by those counts unchecked (scikit-learn compares
+    the sum of ``_n_support`` with the vectors only for dense, non-precomputed models)."""
+    import numpy as np
+
+    support, vectors, counts = (
+        _plain(model, "support_"),
+        _plain(model, "support_vectors_"),
+        _plain(model, "_n_support"),
+    )
+    if support is None or counts is None:
+        return  # not fitted: predict raises first
+    support, counts = np.asarray(support), np.asarray(counts)
+    if support.ndim != 1 or counts.ndim != 1 or counts.dtype.kind not in "iu":
+        raise _fail(model, "_n_support", "not one-dimensional integer arrays (support_, _n_support)")
+    precomputed = _plain(model, "kernel") == "precomputed"
+    vector_count = len(support) if precomputed or vectors is None else int(vectors.shape[0])
+    if len(support) != vector_count:
+        raise _fail(model, "support_", f"{len(support)} indices for {vector_count} support vectors")
+    classes = len(counts)
+    if classes < 2:
+        raise _fail(model, "_n_support", f"{classes} classes")
+    # libsvm's model type: a class attribute, which the instance dict may shadow.
+    if getattr(model, "_impl", None) in ("c_svc", "nu_svc"):
+        if int(counts.min()) < 0 or int(counts.sum()) != vector_count:
+            raise _fail(model, "_n_support", f"{counts.tolist()[:8]} for {vector_count} support vectors")
+    elif classes != 2:
+        raise _fail(model, "_n_support", f"{classes} entries for a regression or one-class model")
+    pairs = classes * (classes - 1) // 2
+    coefficients = _plain(model, "_dual_coef_")
+    shape = tuple(getattr(coefficients, "shape", ()))
+    if shape != (classes - 1, vector_count):
+        raise _fail(model, "_dual_coef_", f"shape {shape} for {classes} classes and {vector_count} vectors")
+    stored = getattr(coefficients, "data", coefficients)
+    if np.asarray(stored).size != (classes - 1) * vector_count:
+        raise _fail(model, "_dual_coef_", f"{np.asarray(stored).size} stored coefficients")
+    for name, allowed in (("_intercept_", (pairs,)), ("_probA", (0, pairs)), ("_probB", (0, pairs))):
+        value = _plain(model, name)
+        if value is not None and np.asarray(value).size not in allowed:
+            raise _fail(model, name, f"{np.asarray(value).size} values for {pairs} class pairs")
+    if precomputed:
+        rows = _plain(model, "shape_fit_")
+        if not rows:
+            raise _fail(model, "shape_fit_", "missing for a precomputed kernel")
+        error = _range_error(model, "support_", support, 0, int(rows[0]), "the training samples")
+        if error is not None:
+            raise error
+
+
+def _check_kmeans(model: Any) -> None:
+    """KMeans, MiniBatchKMeans, BisectingKMeans: the centers (and a bisecting tree's node
+    centers) as wide as the input ``predict`` checks for; the Cython assignment reads each
+    center row that wide."""
+    import numpy as np
+
+    width = _input_width(model)
+    centers = _plain(model, "cluster_centers_")
+    if centers is None or width is None:
+        return  # not fitted as this scikit-learn reads it: predict raises first
+    if not isinstance(centers, np.ndarray) or centers.ndim != 2 or centers.shape[1] != width:
+        raise _fail(
+            model, "cluster_centers_", f"shape {getattr(centers, 'shape', None)} for {width} features"
+        )
+    root = _plain(model, "_bisecting_tree")
+    pending, seen = ([root] if root is not None else []), set()
+    while pending:
+        node = pending.pop()
+        if id(node) in seen:
+            raise _fail(model, "_bisecting_tree", "a node reached twice")
+        seen.add(id(node))
+        center = _plain(node, "center")
+        # A row of `width` values (an np.matrix of one row when the model was fitted on sparse data).
+        if center is not None and (
+            not isinstance(center, np.ndarray) or center.size != width or center.shape[-1] != width
+        ):
+            raise _fail(model, "_bisecting_tree", f"a node center of shape {getattr(center, 'shape', None)}")
+        pending.extend(child for child in (_plain(node, "left"), _plain(node, "right")) if child is not None)
+
+
+def _check_vocabulary(vectorizer: Any) -> None:
+    """CountVectorizer (and TfidfVectorizer): ``vocabulary_`` maps each term to a distinct
+    column in [0, len(vocabulary_)), as scikit-learn's own vocabulary check requires; the
+    columns become a sparse matrix's indices unchecked, which compiled code then follows."""
+    import numpy as np
+
+    vocabulary = _plain(vectorizer, "vocabulary_")
+    if vocabulary is None:
+        return
+    if not isinstance(vocabulary, dict):
+        raise _fail(vectorizer, "vocabulary_", f"a {type(vocabulary).__name__}, not a dict")
+    columns = np.array(list(vocabulary.values()))
+    size = len(vocabulary)
+    if size == 0:
+        return
+    if columns.dtype.kind not in "iu" or columns.ndim != 1:
+        raise _fail(vectorizer, "vocabulary_", "columns that are not integers")
+    error = _range_error(vectorizer, "vocabulary_", columns, 0, size, "the vocabulary's columns")
+    if error is not None:
+        raise error
+    if int(np.bincount(columns, minlength=size).max()) > 1:
+        raise _fail(vectorizer, "vocabulary_", "two terms share a column")
+
+
+def _check_one_hot_encoder(encoder: Any) -> None:
+    """OneHotEncoder: every code ``transform`` can make for feature i (its categories, mapped to
+    the infrequent group and shifted past the dropped one, as scikit-learn does) lies in [0,
+    _n_features_outs[i]). The codes plus the running sum of ``_n_features_outs`` become the
+    columns of a sparse matrix unchecked; a dense output writes at them."""
+    import numpy as np
+
+    outputs, categories = _plain(encoder, "_n_features_outs"), _plain(encoder, "categories_")
+    if outputs is None or categories is None:
+        return  # not fitted as this scikit-learn reads it: transform raises first
+    if not isinstance(outputs, list) or not all(type(n) is int and n >= 0 for n in outputs):
+        raise _fail(encoder, "_n_features_outs", "not a list of counts")
+    if len(outputs) != len(categories):
+        raise _fail(encoder, "_n_features_outs", f"{len(outputs)} counts for {len(categories)} features")
+    drops = _plain(encoder, "_drop_idx_after_grouping")
+    mappings = (
+        _plain(encoder, "_default_to_infrequent_mappings") if _plain(encoder, "_infrequent_enabled") else None
+    )
+    for feature, (values, count) in enumerate(zip(categories, outputs)):
+        codes = np.arange(len(values))
+        mapping = mappings[feature] if mappings is not None and feature < len(mappings) else None
+        if mapping is not None:
+            codes = np.asarray(mapping)[: len(values)]
+            if codes.size and codes.dtype.kind not in "iu":
+                raise _fail(encoder, f"_default_to_infrequent_mappings[{feature}]", "not integers")
+        drop = drops[feature] if drops is not None and feature < len(drops) else None
+        if drop is not None:
+            codes = codes[codes != drop]
+            codes = codes - (codes > drop)
+        error = _range_error(encoder, f"_n_features_outs[{feature}]", codes, 0, count, "its output columns")
+        if error is not None:
+            raise error
+
+
+def _check_bspline(spline: Any) -> None:
+    """A scipy ``BSpline`` (SplineTransformer's ``bsplines_``): what its constructor checks and
+    unpickling skips. Evaluation reads ``k + 1`` coefficients from the knot interval it finds,
+    so the knots must be sorted and finite, at least ``2k + 2`` of them, and ``c`` must hold
+    ``len(t) - k - 1`` rows."""
+    import numpy as np
+
+    # scipy >= 1.15 keeps the arrays as _t and _c behind properties; older releases as t and c.
+    fields = getattr(spline, "__dict__", {})
+    knots = fields.get("_t", fields.get("t"))
+    coefficients = fields.get("_c", fields.get("c"))
+    k = fields.get("k")
+    if type(k) is not int or k < 0:
+        raise _fail(spline, "k", f"{k!r} is not a degree")
+    if not isinstance(knots, np.ndarray) or knots.ndim != 1 or knots.dtype != np.float64:
+        raise _fail(spline, "t", "not a one-dimensional float64 array")
+    if not knots.flags.c_contiguous:
+        raise _fail(spline, "t", "not contiguous")
+    intervals = len(knots) - k - 1
+    if intervals < k + 1:
+        raise _fail(spline, "t", f"{len(knots)} knots for degree {k}")
+    if not np.isfinite(knots).all() or bool((knots[1:] < knots[:-1]).any()):
+        raise _fail(spline, "t", "knots not finite and non-decreasing")
+    if not isinstance(coefficients, np.ndarray) or coefficients.ndim < 1:
+        raise _fail(spline, "c", "not an array")
+    if coefficients.dtype not in (np.float64, np.complex128) or not coefficients.flags.c_contiguous:
+        raise _fail(spline, "c", f"dtype {coefficients.dtype}, or not contiguous")
+    if coefficients.shape[0] < intervals:
+        raise _fail(spline, "c", f"{coefficients.shape[0]} rows for {intervals} knot intervals")
+
+
+def _check_neighbors(model: Any) -> None:
+    """Nearest-neighbor estimators: the brute-force Cython reductions read each ``_fit_X`` row as
+    wide as the query (whose width ``n_features_in_`` checks), and the neighbor graphs size
+    their matrices by ``n_samples_fit_``: both as ``fit`` set them from the training data."""
+    fitted = _plain(model, "_fit_X")
+    if fitted is None:
+        return
+    shape = tuple(getattr(fitted, "shape", ()))
+    width = _input_width(model)
+    if len(shape) != 2 or (width is not None and shape[1] != width):
+        raise _fail(model, "_fit_X", f"shape {shape} for {width} features")
+    samples = _plain(model, "n_samples_fit_")
+    if samples is not None and samples != shape[0]:
+        raise _fail(model, "n_samples_fit_", f"{samples} for {shape[0]} training samples")
+
+
 # --------------------------------------------------------------------------------------------
 # scipy.sparse
 
@@ -342,6 +607,44 @@ def _check_sparse(matrix: Any) -> None:
             matrix._check()
     except (ValueError, TypeError, IndexError) as exc:
         raise _fail(matrix, "indices", str(exc)) from None
+
+
+def _check_dia(matrix: Any) -> None:
+    """DIA matrices: one row of ``data`` per offset, offsets distinct (what the constructor
+    checks); the C++ kernels walk ``len(offsets)`` rows of ``data``."""
+    import numpy as np
+
+    data, offsets = matrix.data, matrix.offsets
+    if not isinstance(data, np.ndarray) or data.ndim != 2:
+        raise _fail(matrix, "data", "not a two-dimensional array")
+    if not isinstance(offsets, np.ndarray) or offsets.ndim != 1 or offsets.dtype.kind not in "iu":
+        raise _fail(matrix, "offsets", "not a one-dimensional integer array")
+    if data.shape[0] != len(offsets):
+        raise _fail(matrix, "offsets", f"{len(offsets)} offsets for {data.shape[0]} diagonals")
+    if len(np.unique(offsets)) != len(offsets):
+        raise _fail(matrix, "offsets", "repeated offsets")
+
+
+def _check_lil(matrix: Any) -> None:
+    """LIL matrices: per row, sorted column indices inside the shape and as many values
+    (``tocsr`` copies them into a CSR matrix unchecked)."""
+    import numpy as np
+
+    rows, values, shape = matrix.rows, matrix.data, matrix.shape
+    if not (isinstance(rows, np.ndarray) and isinstance(values, np.ndarray)) or rows.shape != (shape[0],):
+        raise _fail(matrix, "rows", f"not {shape[0]} rows")
+    if values.shape != rows.shape:
+        raise _fail(matrix, "data", f"shape {values.shape} for {shape[0]} rows")
+    for number, (columns, items) in enumerate(zip(rows, values)):
+        if not isinstance(columns, list) or not isinstance(items, list) or len(columns) != len(items):
+            raise _fail(matrix, f"rows[{number}]", "not a list of as many columns as values")
+        if columns and (
+            not all(type(c) is int for c in columns)
+            or columns[0] < 0
+            or columns[-1] >= shape[1]
+            or any(a >= b for a, b in zip(columns, columns[1:]))
+        ):
+            raise _fail(matrix, f"rows[{number}]", f"columns not increasing inside [0, {shape[1]})")
 
 
 # --------------------------------------------------------------------------------------------
@@ -699,6 +1002,18 @@ _VALIDATED_CLASSES: Dict[str, Tuple[Tuple[str, str], ...]] = {
     "scipy.sparse._coo": (("_coo_base", "sparse"),),
     "pandas.core.arrays.categorical": (("Categorical", "categorical"),),
     "pandas.core.arrays.interval": (("IntervalArray", "interval"),),
+    "sklearn.tree._classes": (("BaseDecisionTree", "tree_estimator"),),
+    "sklearn.ensemble._forest": (("BaseForest", "tree_ensemble"),),
+    "sklearn.ensemble._gb": (("BaseGradientBoosting", "tree_ensemble"),),
+    "sklearn.ensemble._bagging": (("BaseBagging", "tree_ensemble"),),
+    "sklearn.svm._base": (("BaseLibSVM", "libsvm"),),
+    "sklearn.cluster._kmeans": (("_BaseKMeans", "kmeans"),),
+    "sklearn.feature_extraction.text": (("CountVectorizer", "vocabulary"),),
+    "sklearn.preprocessing._encoders": (("OneHotEncoder", "one_hot"),),
+    "sklearn.neighbors._base": (("NeighborsBase", "neighbors"),),
+    "scipy.interpolate._bsplines": (("BSpline", "bspline"),),
+    "scipy.sparse._dia": (("_dia_base", "dia"),),
+    "scipy.sparse._lil": (("_lil_base", "lil"),),
     "pandas.core.indexes.multi": (("MultiIndex", "multi_index"),),
     "pandas.core.arrays.masked": (("BaseMaskedArray", "masked"),),
     "pandas.core.arrays.sparse.array": (("SparseArray", "sparse_array"),),
@@ -782,6 +1097,10 @@ def _validate(result: Any, watch: Watch) -> None:
         _check_categorical(categorical)
     for intervals in found.get("interval", []):
         _check_interval_array(intervals)
+    _check_tree_estimators(found.get("tree_estimator", []))
+    for key, check in _MORE_CHECKS:
+        for obj in found.get(key, []):
+            check(obj)
     for index in found.get("multi_index", []):
         _check_multi_index(index)
     for array in found.get("masked", []):
@@ -790,6 +1109,20 @@ def _validate(result: Any, watch: Watch) -> None:
         _check_sparse_array(array)
     for manager in found.get("block_manager", []):
         _check_block_manager(manager)
+
+
+# The checks of scikit-learn estimators and scipy structures, by walk key.
+_MORE_CHECKS: Tuple[Tuple[str, Callable[[Any], None]], ...] = (
+    ("tree_ensemble", _check_tree_ensemble),
+    ("libsvm", _check_libsvm),
+    ("kmeans", _check_kmeans),
+    ("vocabulary", _check_vocabulary),
+    ("one_hot", _check_one_hot_encoder),
+    ("neighbors", _check_neighbors),
+    ("bspline", _check_bspline),
+    ("dia", _check_dia),
+    ("lil", _check_lil),
+)
 
 
 def unsafe_file_error(error: NativeStateError, filepath: Optional[str]) -> UnsafeFileError:
