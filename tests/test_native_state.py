@@ -608,12 +608,44 @@ def test_loads_without_validated_libraries_are_not_walked(monkeypatch: pytest.Mo
     from picklefence import _native_state
 
     walked = []
-    monkeypatch.setattr(_native_state, "_walk", lambda root, classes: walked.append(root) or {})
+    monkeypatch.setattr(_native_state, "_walk", lambda root, classes, seen=None: walked.append(root) or {})
     with picklefence.safe_ml_environment():
         pickle.loads(pickle.dumps({"weights": np.arange(3)}))
         assert not walked
         pickle.loads(pickle.dumps(pd.Series([1, 2])))
     assert walked
+
+
+def test_what_a_nested_load_validated_is_not_walked_again(tmp_path: Path) -> None:
+    """joblib loads a gradient-boosting model's object array of trees by a nested load, which
+    checks them; the outer load's walk does not look into them again, and still finds what the
+    outer pickle made (the ensemble, checked against its trees)."""
+    from picklefence import _native_state
+
+    model = GradientBoostingClassifier(n_estimators=5, max_depth=2, random_state=0).fit(X, Y)
+    path = tmp_path / "gb.joblib"
+    joblib.dump(model, path)
+    checked: List[List[str]] = []
+    walk = _native_state._walk
+
+    def recording(root: Any, classes: Any, walked: Any = None) -> Dict[str, List[Any]]:
+        found = walk(root, classes, walked)
+        checked.append(sorted(f"{key}:{len(items)}" for key, items in found.items()))
+        return found
+
+    with picklefence.safe_ml_environment():
+        _native_state._walk = recording  # type: ignore[assignment]
+        try:
+            joblib.load(path)
+        finally:
+            _native_state._walk = walk  # type: ignore[assignment]
+    assert checked == [["tree:5", "tree_estimator:5"], ["tree_ensemble:1"]], checked
+    # The ensemble is still checked against the trees it holds.
+    _edited(model, n_features_in_=1)
+    joblib.dump(model, path)
+    with picklefence.safe_ml_environment():
+        with pytest.raises(UnsafeFileError, match=r"estimators_\[0\]\.tree_\.n_features"):
+            joblib.load(path)
 
 
 def test_nested_loads_keep_the_outer_note(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from typing import Any, Callable, ClassVar, Dict, Iterable, List, Optional, Sequ
 __all__ = [
     "Finding",
     "NativeStateWalker",
+    "WalkedObjects",
     "PanicException",
     "Policy",
     "PrefixKind",
@@ -181,7 +182,13 @@ class NativeStateWalker:
         skipped_bases: List[type],
         ndarray: Optional[type] = None,
     ) -> NativeStateWalker: ...
-    def walk(self, root: Any) -> Dict[str, List[Any]]: ...
+    def walk(self, root: Any, walked: Optional[WalkedObjects] = None) -> Dict[str, List[Any]]: ...
+
+@final
+class WalkedObjects:
+    """The objects the walks of one outer load (and its nested loads) looked at."""
+
+    def __init__(self) -> None: ...
 
 def cli_main(argv: List[str]) -> int: ...
 def _panic_for_tests(message: str) -> None: ...

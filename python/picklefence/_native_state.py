@@ -78,6 +78,8 @@ _ATOMIC_TYPES: List[type] = [
     types.FrameType,
 ]
 _SKIPPED_BASES: List[type] = [type, types.ModuleType]
+# NumPy's numeric scalars hold no objects either (added when numpy is loaded: see ``_walker``).
+_SKIPPED_NUMPY_BASES = ("number", "bool_")
 
 _state = threading.local()
 
@@ -133,10 +135,15 @@ class Watch:
     """One load's notes: what it made of the captured classes, and (``triggered``, read while
     the load's scope is open) whether it imported from a walked library."""
 
-    __slots__ = ("captured",)
+    __slots__ = ("captured", "validated", "walked")
 
-    def __init__(self) -> None:
+    def __init__(self, walked: Optional[_native.WalkedObjects] = None) -> None:
         self.captured: List[Any] = []
+        # Results of the loads nested in this one (joblib's object arrays), validated by them:
+        # kept alive while this load runs, so the objects their walks looked at (``walked``,
+        # shared by the nested loads) are not walked again.
+        self.validated: List[Any] = []
+        self.walked = walked if walked is not None else _native.WalkedObjects()
 
     @property
     def triggered(self) -> bool:
@@ -149,14 +156,29 @@ def watching() -> Iterator[Watch]:
     own; the outer one is told what they triggered)."""
     outer_triggered = getattr(_state, "triggered", False)
     outer_captured = getattr(_state, "captured", None)
-    watch = Watch()
+    outer_validated = getattr(_state, "validated", None)
+    outer_walked = getattr(_state, "walked", None)
+    watch = Watch(outer_walked)
+    _state.walked = watch.walked
     _state.triggered = False
     _state.captured = watch.captured
+    _state.validated = watch.validated
     try:
         yield watch
     finally:
         _state.triggered = outer_triggered or watch.triggered
         _state.captured = outer_captured
+        _state.validated = outer_validated
+        _state.walked = outer_walked
+
+
+def note_validated(result: Any) -> None:
+    """Tells the load this one is nested in (if any) that ``result`` and everything it holds
+    was validated: its walk does not look into it again (a gradient-boosting model's 900 trees
+    are checked by the nested load of their object array, not twice)."""
+    validated = getattr(_state, "validated", None)
+    if validated is not None:
+        validated.append(result)
 
 
 class NativeStateError(Exception):
@@ -1042,16 +1064,21 @@ def _walker(classes: List[Tuple[type, str]]) -> _native.NativeStateWalker:
     if cached is not None and cached[0] == classes and cached[1] is ndarray:
         walker: _native.NativeStateWalker = cached[2]
         return walker
-    walker = _native.NativeStateWalker(classes, _ATOMIC_TYPES, _SKIPPED_BASES, ndarray)
+    numpy_bases = [getattr(sys.modules.get("numpy"), name, None) for name in _SKIPPED_NUMPY_BASES]
+    skipped = _SKIPPED_BASES + [base for base in numpy_bases if isinstance(base, type)]
+    walker = _native.NativeStateWalker(classes, _ATOMIC_TYPES, skipped, ndarray)
     _walker.cache = (classes, ndarray, walker)  # type: ignore[attr-defined]
     return walker
 
 
-def _walk(root: Any, classes: List[Tuple[type, str]]) -> Dict[str, List[Any]]:
+def _walk(
+    root: Any, classes: List[Tuple[type, str]], walked: Optional[_native.WalkedObjects] = None
+) -> Dict[str, List[Any]]:
     """Instances of the validated classes reachable from ``root``, by checker key: what the
     garbage collector sees of each object (containers, instance dicts, extension types'
-    fields), and the items of object arrays (walked in Rust, see ``NativeStateWalker``)."""
-    return _walker(classes).walk(root)
+    fields), and the items of object arrays (walked in Rust, see ``NativeStateWalker``); not
+    looking again at what a nested load's walk looked at (``walked``)."""
+    return _walker(classes).walk(root, walked)
 
 
 def validate(result: Any, watch: Watch) -> None:
@@ -1073,7 +1100,7 @@ def _validate(result: Any, watch: Watch) -> None:
     if watch.triggered:
         classes = _classes()
         if classes:
-            found = _walk(result, classes)
+            found = _walk(result, classes, watch.walked)
     if watch.captured:
         tree_class = getattr(sys.modules.get("sklearn.tree._tree"), "Tree", None)
         walked = {id(t) for t in found.get("tree", [])}

@@ -130,6 +130,7 @@ def _validated(load: Callable[[], Any], filepath: Optional[str] = None) -> Any:
         except UnsafeFileError:
             del result
             raise
+    _native_state.note_validated(result)
     return result
 
 

@@ -70,6 +70,7 @@ fn cli_main(py: Python<'_>, argv: Vec<String>) -> i32 {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Policy>()?;
     m.add_class::<walk::NativeStateWalker>()?;
+    m.add_class::<walk::WalkedObjects>()?;
     m.add_class::<prescan::Prescan>()?;
     m.add_class::<prescan::Finding>()?;
     m.add_class::<prescan::Verdict>()?;

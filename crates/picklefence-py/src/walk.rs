@@ -94,12 +94,86 @@ impl NativeStateWalker {
     }
 
     /// The instances reachable from `root` (itself included), by checker key. Level by level:
-    /// one `gc.get_referents` call per level; each object is looked at once.
-    fn walk<'py>(&self, root: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyDict>> {
+    /// one `gc.get_referents` call per level; each object is looked at once. With `walked`,
+    /// objects an earlier walk of the same outer load looked at (a nested load's, whose result
+    /// the caller keeps alive) are not looked at again, and this walk's are added.
+    #[pyo3(signature = (root, walked=None))]
+    fn walk<'py>(
+        &self,
+        root: &Bound<'py, PyAny>,
+        walked: Option<&Bound<'py, WalkedObjects>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
         let py = root.py();
         let mut found: Vec<Vec<Bound<'py, PyAny>>> = vec![Vec::new(); self.classes.len()];
-        let mut seen: HashSet<usize, ByAddress> =
-            HashSet::with_capacity_and_hasher(1024, ByAddress::default());
+        let mut seen: HashSet<usize, ByAddress> = match walked {
+            Some(walked) => walked.get().take(),
+            None => HashSet::with_capacity_and_hasher(1024, ByAddress::default()),
+        };
+        let result = self.walk_from(root, &mut found, &mut seen);
+        if let Some(walked) = walked {
+            walked.get().put(seen);
+        }
+        result?;
+        let result = PyDict::new_bound(py);
+        for ((_, key), instances) in self.classes.iter().zip(found) {
+            if instances.is_empty() {
+                continue;
+            }
+            match result.get_item(key)? {
+                Some(list) => {
+                    let list = list.downcast_into::<PyList>()?;
+                    for instance in instances {
+                        list.append(instance)?;
+                    }
+                }
+                None => result.set_item(key, PyList::new_bound(py, instances))?,
+            }
+        }
+        Ok(result)
+    }
+}
+
+/// The addresses of the objects the walks of one outer load (and its nested loads) looked at.
+/// Valid while those objects live: the guard keeps every nested load's result until the outer
+/// load ends.
+#[pyclass(module = "picklefence._native", frozen)]
+#[derive(Default)]
+pub struct WalkedObjects {
+    addresses: Mutex<HashSet<usize, ByAddress>>,
+}
+
+#[pymethods]
+impl WalkedObjects {
+    #[new]
+    fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl WalkedObjects {
+    fn take(&self) -> HashSet<usize, ByAddress> {
+        self.addresses
+            .lock()
+            .map(|mut set| std::mem::take(&mut *set))
+            .unwrap_or_default()
+    }
+
+    fn put(&self, addresses: HashSet<usize, ByAddress>) {
+        if let Ok(mut set) = self.addresses.lock() {
+            *set = addresses;
+        }
+    }
+}
+
+impl NativeStateWalker {
+    /// The walk itself: fills `found` and `seen`.
+    fn walk_from<'py>(
+        &self,
+        root: &Bound<'py, PyAny>,
+        found: &mut [Vec<Bound<'py, PyAny>>],
+        seen: &mut HashSet<usize, ByAddress>,
+    ) -> PyResult<()> {
+        let py = root.py();
         let mut local: HashMap<usize, Action, ByAddress> = HashMap::default();
         // Lists made here (object arrays' items) live until the walk ends: their addresses
         // must not be reused by a later one while the walk runs.
@@ -166,26 +240,14 @@ impl NativeStateWalker {
                 .call1(PyTuple::new_bound(py, traverse))?;
             level = referents.downcast_into::<PyList>()?;
         }
-        let result = PyDict::new_bound(py);
-        for ((_, key), instances) in self.classes.iter().zip(found) {
-            if instances.is_empty() {
-                continue;
-            }
-            match result.get_item(key)? {
-                Some(list) => {
-                    let list = list.downcast_into::<PyList>()?;
-                    for instance in instances {
-                        list.append(instance)?;
-                    }
-                }
-                None => result.set_item(key, PyList::new_bound(py, instances))?,
-            }
+        // Lists made here (object arrays' items) die with this walk: their addresses may be
+        // reused, so they are not remembered as walked.
+        for list in &made {
+            seen.remove(&(list.as_ptr() as usize));
         }
-        Ok(result)
+        Ok(())
     }
-}
 
-impl NativeStateWalker {
     /// The action for objects of `kind`: from the shared cache, or decided from its MRO.
     fn action_of(&self, kind: &Bound<'_, PyType>) -> PyResult<Action> {
         let address = kind.as_ptr() as usize;
