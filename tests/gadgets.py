@@ -1579,6 +1579,20 @@ def b_vectorizer_column_beyond_vocabulary(tmp: Path) -> bytes:
     return dumps(Lit(pipeline))
 
 
+def b_dict_vectorizer_column(tmp: Path) -> bytes:
+    """A DictVectorizer (dense output) whose vocabulary_ sends 'b' to column 2,000,000,000:
+    transform builds a two-column sparse matrix with that column and toarray writes there."""
+    from sklearn.feature_extraction import DictVectorizer
+
+    vectorizer = DictVectorizer(sparse=False).fit([{"a": 1, "b": 2}])
+    vectorizer.vocabulary_ = {"a": 0, "b": 2_000_000_000}
+    return dumps(Lit(vectorizer))
+
+
+def u_transform_records(obj: Any, tmp: Path) -> Any:
+    return obj.transform([{"a": 1, "b": 3}] * 4)
+
+
 def u_predict_text(obj: Any, tmp: Path) -> Any:
     return obj.predict(["the cat", "the dog sat"])
 
@@ -3026,6 +3040,19 @@ CATALOGUE: List[Gadget] = [
         shows="SIGSEGV at toarray",
     ),
     Gadget(
+        "dict_vectorizer_column_beyond_vocabulary",
+        6,
+        "a DictVectorizer whose vocabulary_ sends a feature to column 2,000,000,000: transform writes there "
+        "in a two-column array",
+        b_dict_vectorizer_column,
+        crashed,
+        "pickle",
+        (STATE,),
+        use=u_transform_records,
+        chain="DictVectorizer{vocabulary_: {a: 0, b: 2000000000}}; vectorizer.transform(records)",
+        shows="SIGSEGV at transform",
+    ),
+    Gadget(
         "multi_index_code_out_of_bounds",
         6,
         "a Series whose MultiIndex holds code 2**31 - 1 for a level of 40,000 values: unpickling makes the "
@@ -3371,6 +3398,7 @@ ROLES_ERA_ALLOWED: FrozenSet[str] = frozenset(
         "sklearn.naive_bayes:MultinomialNB",
         "sklearn.preprocessing._encoders:OneHotEncoder",
         "scipy.sparse._dia:dia_matrix",
+        "sklearn.feature_extraction._dict_vectorizer:DictVectorizer",
     }
 )
 

@@ -57,6 +57,7 @@ NATIVE_STATE_NOTED = {
     "sparse_tensor_unvalidated_indices",
     "multi_index_code_out_of_bounds",
     "masked_array_mask_shorter_than_data",
+    "dict_vectorizer_column_beyond_vocabulary",
     "tree_built_wider_than_its_input",
     "svm_support_count_beyond_vectors",
     "vectorizer_column_beyond_vocabulary",

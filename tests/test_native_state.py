@@ -19,13 +19,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from sklearn.cluster import BisectingKMeans, KMeans
+from sklearn.cluster import Birch, BisectingKMeans, KMeans
 from sklearn.ensemble import (
     GradientBoostingClassifier,
     HistGradientBoostingClassifier,
     IsolationForest,
     RandomForestClassifier,
 )
+from sklearn.feature_extraction import DictVectorizer
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.neighbors import BallTree, KDTree, KNeighborsClassifier, KNeighborsTransformer
 from sklearn.preprocessing import OneHotEncoder
@@ -332,6 +333,18 @@ BROKEN: Dict[str, Any] = {
         ),
         "TfidfVectorizer",
         "vocabulary_",
+    ),
+    "dict vectorizer column beyond the vocabulary": (
+        lambda: _edited(
+            DictVectorizer(sparse=False).fit([{"a": 1, "b": 2}]), vocabulary_={"a": 0, "b": 2 * 10**9}
+        ),
+        "DictVectorizer",
+        "vocabulary_",
+    ),
+    "birch norms shorter than the centers": (
+        lambda: (lambda m: _edited(m, _subcluster_norms=np.zeros(1)))(Birch(n_clusters=None).fit(X)),
+        "Birch",
+        "_subcluster_norms",
     ),
     "one hot categories beyond the outputs": (
         lambda: (lambda m: _edited(m, categories_=[m.categories_[0], np.arange(-50.0, 4.0)]))(

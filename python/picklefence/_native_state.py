@@ -38,7 +38,9 @@ WALKED_MODULES: Tuple[str, ...] = (
     "sklearn.svm",
     "sklearn.cluster._kmeans",
     "sklearn.cluster._bisect_k_means",
+    "sklearn.cluster._birch",
     "sklearn.feature_extraction.text",
+    "sklearn.feature_extraction._dict_vectorizer",
     "sklearn.preprocessing._encoders",
 )
 # Classes a pickle can make only by calling them (their role is `call`): find_class hands the
@@ -508,8 +510,30 @@ def _check_kmeans(model: Any) -> None:
         pending.extend(child for child in (_plain(node, "left"), _plain(node, "right")) if child is not None)
 
 
+def _check_birch(model: Any) -> None:
+    """Birch: ``predict`` hands ``_subcluster_norms`` to the Cython nearest-center reduction as
+    the squared norm of each subcluster center, read for every center unchecked: one norm per
+    center (as ``fit`` computes them), centers as wide as the input."""
+    import numpy as np
+
+    centers, norms = _plain(model, "subcluster_centers_"), _plain(model, "_subcluster_norms")
+    if centers is None:
+        return
+    width = _input_width(model)
+    if (
+        not isinstance(centers, np.ndarray)
+        or centers.ndim != 2
+        or (width is not None and centers.shape[1] != width)
+    ):
+        raise _fail(
+            model, "subcluster_centers_", f"shape {getattr(centers, 'shape', None)} for {width} features"
+        )
+    if norms is not None and np.shape(norms) != (centers.shape[0],):
+        raise _fail(model, "_subcluster_norms", f"shape {np.shape(norms)} for {centers.shape[0]} centers")
+
+
 def _check_vocabulary(vectorizer: Any) -> None:
-    """CountVectorizer (and TfidfVectorizer): ``vocabulary_`` maps each term to a distinct
+    """CountVectorizer, TfidfVectorizer, DictVectorizer: ``vocabulary_`` maps each term to a distinct
     column in [0, len(vocabulary_)), as scikit-learn's own vocabulary check requires; the
     columns become a sparse matrix's indices unchecked, which compiled code then follows."""
     import numpy as np
@@ -1031,6 +1055,8 @@ _VALIDATED_CLASSES: Dict[str, Tuple[Tuple[str, str], ...]] = {
     "sklearn.svm._base": (("BaseLibSVM", "libsvm"),),
     "sklearn.cluster._kmeans": (("_BaseKMeans", "kmeans"),),
     "sklearn.feature_extraction.text": (("CountVectorizer", "vocabulary"),),
+    "sklearn.feature_extraction._dict_vectorizer": (("DictVectorizer", "vocabulary"),),
+    "sklearn.cluster._birch": (("Birch", "birch"),),
     "sklearn.preprocessing._encoders": (("OneHotEncoder", "one_hot"),),
     "sklearn.neighbors._base": (("NeighborsBase", "neighbors"),),
     "scipy.interpolate._bsplines": (("BSpline", "bspline"),),
@@ -1143,6 +1169,7 @@ _MORE_CHECKS: Tuple[Tuple[str, Callable[[Any], None]], ...] = (
     ("tree_ensemble", _check_tree_ensemble),
     ("libsvm", _check_libsvm),
     ("kmeans", _check_kmeans),
+    ("birch", _check_birch),
     ("vocabulary", _check_vocabulary),
     ("one_hot", _check_one_hot_encoder),
     ("neighbors", _check_neighbors),
