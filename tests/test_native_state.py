@@ -1678,12 +1678,7 @@ def _offsets_rewritten_after_the_array_was_made() -> bytes:
 @pytest.mark.parametrize("loader", sorted(LOADERS))
 def test_arrow_offsets_rewritten_after_the_array_was_checked_are_refused(loader: str, tmp_path: Path) -> None:
     data = _offsets_rewritten_after_the_array_was_made()
-    path = tmp_path / "series.pkl"
-    path.write_bytes(data)
-    with picklefence.safe_ml_environment():
-        with pytest.raises(UnsafeFileError) as info:
-            LOADERS[loader](data, path)
-    (violation,) = info.value.violations
+    violation = _the_refusal(loader, data, tmp_path)
     assert violation.kind == "build-violation" and "bytearray" in violation.message, violation
     report = picklefence.scan_bytes(data)
     assert not report.is_safe and [f.kind for f in report.findings if f.severity == "critical"] == [

@@ -797,21 +797,23 @@ fn a_state_is_a_dict_not_a_mapping_object() {
     );
 }
 
+/// The persistent id of a 4-element float storage (`torch.save`'s record), loaded by BINPERSID.
+fn float_storage(p: P) -> P {
+    p.mark()
+        .s("storage")
+        .g("torch", "FloatStorage")
+        .s("0")
+        .s("cpu")
+        .int(4)
+        .tuple()
+        .op(b"Q")
+}
+
 #[test]
 fn what_a_call_was_given_does_not_change_afterwards() {
     // _rebuild_tensor_v2(..., hooks=OrderedDict()) keeps the very dict as the tensor's hooks.
     fn tensor(after: Push) -> Vec<u8> {
-        let p = P::new()
-            .g("torch._utils", "_rebuild_tensor_v2")
-            .mark()
-            .mark()
-            .s("storage")
-            .g("torch", "FloatStorage")
-            .s("0")
-            .s("cpu")
-            .int(4)
-            .tuple()
-            .op(b"Q")
+        let p = float_storage(P::new().g("torch._utils", "_rebuild_tensor_v2").mark())
             .int(0)
             .int(4)
             .op(b"\x85")
@@ -1333,18 +1335,8 @@ fn items_go_only_into_the_containers_that_take_them() {
         &P::new().empty_dict().mark().int(1).op(b"e").stop(),
         FindingKind::BuildViolation,
     );
-    let storage = |p: P| {
-        p.mark()
-            .s("storage")
-            .g("torch", "FloatStorage")
-            .s("0")
-            .s("cpu")
-            .int(4)
-            .tuple()
-            .op(b"Q")
-    };
     assert_kind(
-        &storage(P::new()).int(0).int(1).op(b"s").stop(),
+        &float_storage(P::new()).int(0).int(1).op(b"s").stop(),
         FindingKind::BuildViolation,
     );
     // What writers do stays clean: items into lists, dicts and sets the pickle made.
