@@ -334,6 +334,11 @@ BROKEN: Dict[str, Any] = {
         "TfidfVectorizer",
         "vocabulary_",
     ),
+    "count vectorizer column that is not a number": (
+        lambda: _edited(CountVectorizer().fit(["the cat sat"]), vocabulary_={"the": 0, "cat": "x", "sat": 2}),
+        "CountVectorizer",
+        "vocabulary_",
+    ),
     "dict vectorizer column beyond the vocabulary": (
         lambda: _edited(
             DictVectorizer(sparse=False).fit([{"a": 1, "b": 2}]), vocabulary_={"a": 0, "b": 2 * 10**9}

@@ -543,12 +543,15 @@ def _check_vocabulary(vectorizer: Any) -> None:
         return
     if not isinstance(vocabulary, dict):
         raise _fail(vectorizer, "vocabulary_", f"a {type(vocabulary).__name__}, not a dict")
-    columns = np.array(list(vocabulary.values()))
     size = len(vocabulary)
     if size == 0:
         return
-    if columns.dtype.kind not in "iu" or columns.ndim != 1:
-        raise _fail(vectorizer, "vocabulary_", "columns that are not integers")
+    try:
+        # Half the time of np.array(list(...)); what it converts (a float, a numeric string)
+        # the vectorizer's own array('i') refuses at transform.
+        columns = np.fromiter(vocabulary.values(), dtype=np.int64, count=size)
+    except (TypeError, ValueError, OverflowError):
+        raise _fail(vectorizer, "vocabulary_", "columns that are not integers") from None
     error = _range_error(vectorizer, "vocabulary_", columns, 0, size, "the vocabulary's columns")
     if error is not None:
         raise error
