@@ -1139,36 +1139,24 @@ def _validate(result: Any, watch: Watch) -> None:
     if not found:
         return
     _check_trees(found.get("tree", []))
-    for tree in found.get("binary_tree", []):
-        _check_binary_tree(tree)
     models = [
         (model._predictors, model.n_features_in_)
         for model in found.get("hist_gb", [])
         if isinstance(getattr(model, "n_features_in_", None), int) and getattr(model, "_predictors", None)
     ]
     _check_tree_predictors(found.get("predictor", []), models)
-    for matrix in found.get("sparse", []):
-        _check_sparse(matrix)
-    for categorical in found.get("categorical", []):
-        _check_categorical(categorical)
-    for intervals in found.get("interval", []):
-        _check_interval_array(intervals)
     _check_tree_estimators(found.get("tree_estimator", []))
-    for key, check in _MORE_CHECKS:
+    for key, check in _CHECKS_BY_KEY:
         for obj in found.get(key, []):
             check(obj)
-    for index in found.get("multi_index", []):
-        _check_multi_index(index)
-    for array in found.get("masked", []):
-        _check_masked_array(array)
-    for array in found.get("sparse_array", []):
-        _check_sparse_array(array)
-    for manager in found.get("block_manager", []):
-        _check_block_manager(manager)
 
 
-# The checks of scikit-learn estimators and scipy structures, by walk key.
-_MORE_CHECKS: Tuple[Tuple[str, Callable[[Any], None]], ...] = (
+# The checks that take one instance at a time, by walk key, in the order they run.
+_CHECKS_BY_KEY: Tuple[Tuple[str, Callable[[Any], None]], ...] = (
+    ("binary_tree", _check_binary_tree),
+    ("sparse", _check_sparse),
+    ("categorical", _check_categorical),
+    ("interval", _check_interval_array),
     ("tree_ensemble", _check_tree_ensemble),
     ("libsvm", _check_libsvm),
     ("kmeans", _check_kmeans),
@@ -1179,6 +1167,10 @@ _MORE_CHECKS: Tuple[Tuple[str, Callable[[Any], None]], ...] = (
     ("bspline", _check_bspline),
     ("dia", _check_dia),
     ("lil", _check_lil),
+    ("multi_index", _check_multi_index),
+    ("masked", _check_masked_array),
+    ("sparse_array", _check_sparse_array),
+    ("block_manager", _check_block_manager),
 )
 
 
