@@ -1307,7 +1307,18 @@ fn items_go_only_into_the_containers_that_take_them() {
     let append = |p: P| p.get(7).int(100).op(b"a0");
     let appends = |p: P| p.get(7).mark().int(100).op(b"e0");
     let additems = |p: P| p.get(7).mark().int(100).op(b"\x900");
-    for after in [setitem, setitems, append, appends, additems] {
+    // The same bytearray through DUP, and the array view itself.
+    let duplicated = |p: P| p.get(7).op(b"2").int(0).int(100).op(b"s00");
+    let into_the_view = |p: P| p.op(b"2").int(0).int(100).op(b"s0");
+    for after in [
+        setitem,
+        setitems,
+        append,
+        appends,
+        additems,
+        duplicated,
+        into_the_view,
+    ] {
         assert_kind(&view_then(after), FindingKind::BuildViolation);
     }
     // The same through `builtins.bytearray` (protocols 2 to 4) and into a bytes constant.
