@@ -122,7 +122,7 @@ def _models(tmp: Path, quick: bool) -> List[Case]:
 
 
 # What the validators switch: on (as shipped) or off (nothing captured, walked or patched).
-_SWITCHES = ("CAPTURED", "WALKED_MODULES", "SETSTATE_CHECKED", "CHECKED_ON_CREATION")
+_SWITCHES = ("CAPTURED", "SETSTATE_CAPTURED", "WALKED_MODULES", "SETSTATE_CHECKED", "CHECKED_ON_CREATION")
 # The checks whose time is the validation's: after the load, and inside it (Arrow arrays as they
 # are made, block manager states as __setstate__ gets them).
 _TIMED = ("validate", "_check_arrow", "_check_manager_state")

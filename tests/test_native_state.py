@@ -634,16 +634,9 @@ def test_loads_without_validated_libraries_are_not_walked(monkeypatch: pytest.Mo
     assert walked
 
 
-def test_what_a_nested_load_validated_is_not_walked_again(tmp_path: Path) -> None:
-    """joblib loads a gradient-boosting model's object array of trees by a nested load, which
-    checks them; the outer load's walk does not look into them again, and still finds what the
-    outer pickle made (the ensemble, checked against its trees)."""
+def _recording_walks(checked: List[List[str]]) -> Callable[..., Dict[str, List[Any]]]:
     from picklefence import _native_state
 
-    model = GradientBoostingClassifier(n_estimators=5, max_depth=2, random_state=0).fit(X, Y)
-    path = tmp_path / "gb.joblib"
-    joblib.dump(model, path)
-    checked: List[List[str]] = []
     walk = _native_state._walk
 
     def recording(root: Any, classes: Any, walked: Any = None) -> Dict[str, List[Any]]:
@@ -651,19 +644,140 @@ def test_what_a_nested_load_validated_is_not_walked_again(tmp_path: Path) -> Non
         checked.append(sorted(f"{key}:{len(items)}" for key, items in found.items()))
         return found
 
+    return recording
+
+
+def test_what_a_nested_load_validated_is_not_walked_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """joblib loads an object array by a nested load, which walks and checks what it holds;
+    the outer load's walk does not look into it again, and still finds what the outer pickle
+    made."""
+    from picklefence import _native_state
+
+    matrix = sp.random(5, 4, density=0.5, format="csr", random_state=0)
+    inner = np.empty(2, dtype=object)
+    inner[:] = [matrix, matrix.tocsc()]
+    path = tmp_path / "matrices.joblib"
+    joblib.dump({"outer": matrix.tocoo(), "inner": inner}, path)
+    checked: List[List[str]] = []
+    monkeypatch.setattr(_native_state, "_walk", _recording_walks(checked))
     with picklefence.safe_ml_environment():
-        _native_state._walk = recording  # type: ignore[assignment]
-        try:
-            joblib.load(path)
-        finally:
-            _native_state._walk = walk  # type: ignore[assignment]
-    assert checked == [["tree:5", "tree_estimator:5"], ["tree_ensemble:1"]], checked
-    # The ensemble is still checked against the trees it holds.
-    _edited(model, n_features_in_=1)
+        joblib.load(path)
+    assert checked == [["sparse:2"], ["sparse:1"]], checked
+
+
+def test_tree_ensembles_are_checked_without_a_walk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tree estimators and ensembles are recorded by their ``__setstate__`` (no walk of a
+    900-tree model); the estimators of the nested load of a boosting model's object array are
+    checked with the ensemble by the outer load, and each broken width is still refused."""
+    from picklefence import _native_state
+
+    model = GradientBoostingClassifier(n_estimators=5, max_depth=2, random_state=0).fit(X, Y)
+    path = tmp_path / "gb.joblib"
     joblib.dump(model, path)
+    checked: List[List[str]] = []
+    monkeypatch.setattr(_native_state, "_walk", _recording_walks(checked))
+    owners: List[Tuple[int, int]] = []
+    check_owners = _native_state._check_tree_owners
+    monkeypatch.setattr(
+        _native_state,
+        "_check_tree_owners",
+        lambda estimators, ensembles: (
+            owners.append((len(estimators), len(ensembles))) or check_owners(estimators, ensembles)
+        ),
+    )
     with picklefence.safe_ml_environment():
-        with pytest.raises(UnsafeFileError, match=r"estimators_\[0\]\.tree_\.n_features"):
-            joblib.load(path)
+        joblib.load(path)
+    assert checked == []
+    assert owners == [(0, 0), (5, 1)], owners  # the nested load, then the outer one with both
+    # The ensemble is checked against the trees it holds, and each estimator against its own.
+    for edited, field in (
+        (lambda m: _edited(m, n_features_in_=1), r"estimators_\[0\]\.tree_\.n_features"),
+        (
+            lambda m: _edited(m.estimators_[0, 0], n_features_in_=1),
+            r"Regressor\.tree_\.n_features: 4 for an input of 1 ",
+        ),
+        (
+            lambda m: _edited(m.estimators_[0, 0], tree_=_wide_tree(m.estimators_[0, 0], 9)),
+            r"tree_\.n_features: 9 ",
+        ),
+    ):
+        broken = GradientBoostingClassifier(n_estimators=2, max_depth=2, random_state=0).fit(X, Y)
+        edited(broken)
+        joblib.dump(broken, path)
+        data = pickle.dumps(broken)
+        with picklefence.safe_ml_environment():
+            with pytest.raises(UnsafeFileError, match=field):
+                joblib.load(path)
+            with pytest.raises(UnsafeFileError, match=field):
+                pickle.loads(data)
+
+
+def test_setstate_capture_cannot_be_sidestepped(tmp_path: Path) -> None:
+    """The ways around a capture by ``__setstate__``: state given again after the first BUILD
+    (the second BUILD is recorded too), an estimator of a user's subclass (its own class is
+    patched when a load imports it, whatever its module), an estimator in a plain list beside
+    its ensemble (checked on its own), the list of a forest's estimators grown after the
+    forest's BUILD (read after the load), and protocols 0-5."""
+    forest = RandomForestClassifier(n_estimators=2, max_depth=2, random_state=0).fit(X, Y)
+    wide = _edited(
+        DecisionTreeClassifier(max_depth=2, random_state=0).fit(X, Y),
+        tree_=_wide_tree(forest.estimators_[0], 9),
+    )
+    good = DecisionTreeClassifier(max_depth=2, random_state=0).fit(X, Y)
+
+    class Rebuilt:
+        """Pickles ``good``, then BUILDs it again with the wide tree."""
+
+        def __reduce__(self) -> Any:
+            return (_identity, (good,), {**good.__getstate__(), "tree_": wide.tree_})
+
+    files = {
+        "second build": pickle.dumps(Rebuilt(), protocol=4),
+        "user subclass": pickle.dumps(_edited(_UserTree(), **wide.__dict__), protocol=4),
+        "beside the ensemble": pickle.dumps([forest, wide], protocol=4),
+        **{f"protocol {p}": pickle.dumps({"m": wide}, protocol=p) for p in range(6)},
+    }
+    held = RandomForestClassifier(n_estimators=2, max_depth=2, random_state=0).fit(X, Y)
+    held.estimators_.append(_edited(DecisionTreeClassifier(), **wide.__dict__))
+    files["held by the forest"] = pickle.dumps(held, protocol=4)
+    also_allow = [f"{__name__}._UserTree", f"{__name__}._identity"]
+    for name, data in files.items():
+        with picklefence.safe_ml_environment(also_allow=also_allow):
+            for load in (pickle.loads, lambda data: pickle.Unpickler(io.BytesIO(data)).load()):
+                with pytest.raises(UnsafeFileError, match="n_features"):
+                    load(data)
+                    pytest.fail(f"{name}: loaded")
+
+
+def test_a_users_subclass_of_a_validated_class_is_validated(tmp_path: Path) -> None:
+    """A class a user allows (``also_allow``) that derives from a validated one lives in a module
+    the guard does not know: importing it makes the load walked all the same, and its instances
+    are checked as their base's (here a k-means model whose centers are narrower than its input,
+    the Cython assignment reading each row as wide as the input)."""
+    model = _edited(_UserKMeans(3, n_init=1, random_state=0).fit(X), cluster_centers_=np.zeros((3, 1)))
+    path = tmp_path / "kmeans.joblib"
+    joblib.dump({"model": model}, path)
+    data = pickle.dumps({"model": model})
+    with picklefence.safe_ml_environment(also_allow=[f"{__name__}._UserKMeans"]):
+        for load in (lambda: pickle.loads(data), lambda: joblib.load(path)):
+            with pytest.raises(UnsafeFileError, match=r"_UserKMeans\.cluster_centers_: shape \(3, 1\)"):
+                load()
+        intact = _UserKMeans(3, n_init=1, random_state=0).fit(X)
+        assert (pickle.loads(pickle.dumps(intact)).predict(X) == intact.predict(X)).all()
+
+
+class _UserKMeans(KMeans):
+    """A user's k-means class, in a module the walk does not know."""
+
+
+def _identity(obj: Any) -> Any:
+    return obj
+
+
+class _UserTree(DecisionTreeClassifier):
+    """A user's estimator class, in a module the walk does not know."""
 
 
 def test_nested_loads_keep_the_outer_note(tmp_path: Path) -> None:
@@ -1266,6 +1380,39 @@ def test_block_manager_setstate_is_checked_while_the_guard_is_active_and_restore
         with pytest.raises(UnsafeFileError, match=r"blocks\[0\]\.mgr_locs: item 5 is outside \[0, 2\)"):
             pickle.loads(pickle.dumps(_series_with_placement(slice(5, 7))))
     assert [cls.__dict__.get("__setstate__") for cls in classes] == before
+
+
+def test_tree_estimator_setstate_records_once_while_the_guard_is_active_and_is_restored_after() -> None:
+    """The recorder sits on each class a load imports (a subclass whose base was patched first
+    records its instances once, not twice), and deactivation leaves the classes as they were;
+    the estimators still unpickle and predict."""
+    from sklearn.ensemble import ExtraTreesClassifier
+    from sklearn.tree import ExtraTreeClassifier
+
+    from picklefence import _native_state
+
+    classes = (DecisionTreeClassifier, ExtraTreeClassifier, ExtraTreesClassifier)
+    before = [cls.__dict__.get("__setstate__") for cls in classes]
+    plain = DecisionTreeClassifier(max_depth=2, random_state=0).fit(X, Y)
+    extra = ExtraTreeClassifier(max_depth=2, random_state=0).fit(X, Y)
+    recorded: List[Dict[str, List[Any]]] = []
+    validate = _native_state._validate
+    with picklefence.safe_ml_environment():
+        _native_state._validate = lambda result, watch: (
+            recorded.append(dict(watch.captured)) or validate(result, watch)
+        )
+        try:
+            pickle.loads(pickle.dumps(plain))
+            loaded = pickle.loads(pickle.dumps([extra, ExtraTreesClassifier(n_estimators=2).fit(X, Y)]))
+        finally:
+            _native_state._validate = validate  # type: ignore[assignment]
+        assert all(cls.__dict__.get("__setstate__") is not old for cls, old in zip(classes, before))
+    # The second: the estimator, the forest's two and the forest's template (``estimator_``).
+    assert [len(r.get("tree_estimator", [])) for r in recorded] == [1, 4]
+    assert [len(r.get("tree_ensemble", [])) for r in recorded] == [0, 1]
+    assert [cls.__dict__.get("__setstate__") for cls in classes] == before
+    assert (loaded[0].predict(X) == extra.predict(X)).all()
+    assert pickle.loads(pickle.dumps(plain)).predict(X[:3]).shape == (3,)
 
 
 def test_a_state_dict_changed_after_the_build_that_read_it_is_not_called_intact() -> None:

@@ -14,6 +14,7 @@ __all__ = [
     "PrescanVerdict",
     "check_predictor_nodes",
     "check_tree_nodes",
+    "check_trees",
     "cli_main",
     "list_files",
     "scan_bytes_rows",
@@ -158,7 +159,16 @@ def convert_file(
 ) -> str: ...
 def danger_reason(module: str, name: str) -> Optional[str]: ...
 def check_tree_nodes(
-    nodes: bytes, itemsize: int, left: int, right: int, feature: int, trees: List[Tuple[int, int]]
+    nodes: bytes,
+    itemsize: int,
+    left: int,
+    right: int,
+    feature: int,
+    node_counts: List[int],
+    n_features: List[int],
+) -> Optional[Tuple[int, int, str, int, str]]: ...
+def check_trees(
+    trees: List[Any], dtype: Any, itemsize: int, left: int, right: int, feature: int
 ) -> Optional[Tuple[int, int, str, int, str]]: ...
 def check_predictor_nodes(
     records: bytes,

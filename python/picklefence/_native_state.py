@@ -47,6 +47,17 @@ WALKED_MODULES: Tuple[str, ...] = (
 # load a constructor that records what it makes, so no walk is needed to find them (a forest
 # or a boosting model holds hundreds).
 CAPTURED: Dict[Tuple[str, str], str] = {("sklearn.tree._tree", "Tree"): "tree"}
+# Base classes whose subclasses get their state from a pickle only through ``__setstate__``
+# (BUILD calls it whenever the class has one): while the guard is active, the ``__setstate__``
+# of each such class a load imports records the instance for the check after the load, so
+# loads that import nothing else need no walk (a boosting model holds 900 estimators; the walk
+# was a quarter of its validation).
+SETSTATE_CAPTURED: Dict[Tuple[str, str], str] = {
+    ("sklearn.tree._classes", "BaseDecisionTree"): "tree_estimator",
+    ("sklearn.ensemble._forest", "BaseForest"): "tree_ensemble",
+    ("sklearn.ensemble._gb", "BaseGradientBoosting"): "tree_ensemble",
+    ("sklearn.ensemble._bagging", "BaseBagging"): "tree_ensemble",
+}
 # Classes whose ``__setstate__`` already trusts the state it is given, so a check after the load
 # comes too late: a block manager given the ``(axes, values, items, {"0.14.1": ...})`` state
 # (older frames, every series) rebuilds its item index at once, writing at every placement. While
@@ -92,13 +103,14 @@ def note_import(module: str, name: str) -> None:
         _check_setstate_of(module, name)
     if (module, name) in CHECKED_ON_CREATION:
         _check_made_by(module, name)
-    if module.startswith(WALKED_MODULES) and (module, name) not in CAPTURED:
+    if (module, name) not in CAPTURED and _needs_walk(module, name):
         _state.triggered = True
 
 
 def note_audited(module: str, name: str) -> None:
     """Called by the audit hook for every allowed import: on paths without the guard's
-    find_class (``pickle.loads``, pre-bound aliases) nothing captures, so the result is walked."""
+    find_class (``pickle.loads``, pre-bound aliases) the constructors do not capture, so their
+    results are walked."""
     if (module, name) in SETSTATE_CHECKED:
         _check_setstate_of(module, name)
     if (module, name) in CHECKED_ON_CREATION:
@@ -106,8 +118,94 @@ def note_audited(module: str, name: str) -> None:
     if (module, name) in CAPTURED:
         if not getattr(_state, "in_capture", False):
             _state.triggered = True
-    elif module.startswith(WALKED_MODULES):
+    elif _needs_walk(module, name):
         _state.triggered = True
+
+
+# Class -> how a load finds its instances: ("capture", key) when its ``__setstate__`` records
+# them (see SETSTATE_CAPTURED), ("walk", None) for another subclass of a validated class, ("",
+# None) for neither. Decided once per class (its bases are loaded with it).
+_class_decisions: Dict[type, Tuple[str, Optional[str]]] = {}
+
+
+def _needs_walk(module: str, name: str) -> bool:
+    """Whether a load that imports ``module.name`` must walk its result: not for a class whose
+    instances its ``__setstate__`` records (a subclass of a :data:`SETSTATE_CAPTURED` base, in
+    any module: a user's forest too; the recorder is installed here, once, while the guard is
+    active), always for another subclass of a validated class (a user's ``KMeans`` allowed by
+    ``also_allow`` lives in a module the walk does not know), else when the module holds such
+    classes (:data:`WALKED_MODULES`: also the functions that make them). The module is imported
+    here if it is not yet (find_class imports it next)."""
+    if getattr(_state, "captured", None) is not None:  # a watched load (else nothing validates)
+        import importlib
+
+        try:
+            found = getattr(sys.modules.get(module) or importlib.import_module(module), name, None)
+        except Exception:
+            found = None  # find_class reports it
+        if isinstance(found, type):
+            kind, key = _class_decisions.get(found) or _decide(found)
+            if kind == "capture":
+                if key is not None and SETSTATE_CAPTURED and _recording(found, key, module, name):
+                    return False
+            elif kind == "walk":
+                return True
+    return module.startswith(WALKED_MODULES)
+
+
+def _decide(cls: Any) -> Tuple[str, Optional[str]]:
+    decision: Tuple[str, Optional[str]] = ("", None)
+    for (base_module, base_name), key in SETSTATE_CAPTURED.items():
+        base = getattr(sys.modules.get(base_module), base_name, None)
+        if isinstance(base, type) and issubclass(cls, base):
+            # Without a __setstate__, BUILD sets the instance dict directly: walked instead.
+            decision = ("capture", key) if callable(getattr(cls, "__setstate__", None)) else ("walk", None)
+            break
+    else:
+        if any(issubclass(cls, validated) for validated, _ in _classes()):
+            decision = ("walk", None)
+    _class_decisions[cls] = decision
+    return decision
+
+
+def _recording(cls: Any, key: str, module: str, name: str) -> bool:
+    """Whether ``cls.__setstate__`` records its instances under ``key``, installing the
+    recorder if not yet (False when the guard is not active)."""
+    if getattr(cls.__dict__.get("__setstate__"), "_picklefence_records", None) == key:
+        return True
+    return _record_setstate(cls, key, module, name)
+
+
+def _record_setstate(cls: Any, key: str, module: str, name: str) -> bool:
+    """Makes ``cls.__setstate__`` record each instance it is called on into the running load's
+    captures, under ``key`` (restored on deactivation). False when the guard is not active."""
+    from ._policy_state import _MISSING, _activations, _lock, _Patch, _patches
+
+    with _lock:
+        if not _activations:
+            return False
+        if getattr(cls.__dict__.get("__setstate__"), "_picklefence_records", None) == key:
+            return True
+        own = cls.__dict__.get("__setstate__", _MISSING)
+        inherited = cls.__setstate__
+        # A base class's recorder (a forest's estimator class patched before its subclass)
+        # would record each instance twice.
+        while getattr(inherited, "_picklefence_records", None) is not None:
+            inherited = inherited.__wrapped__
+
+        def __setstate__(self: Any, state: Any) -> Any:
+            captured = getattr(_state, "captured", None)
+            # Looked up at each call: the benchmark turns the captures off and on.
+            if captured is not None and SETSTATE_CAPTURED:
+                captured.setdefault(key, []).append(self)
+            return inherited(self, state)
+
+        __setstate__._picklefence_records = key  # type: ignore[attr-defined]
+        __setstate__.__wrapped__ = inherited  # type: ignore[attr-defined]
+        __setstate__.__doc__ = getattr(inherited, "__doc__", None)
+        _patches.append(_Patch(cls, "__setstate__", own, __setstate__, f"{module}.{name}.__setstate__"))
+        cls.__setstate__ = __setstate__
+        return True
 
 
 def resolve_class(module: str, name: str, find: Callable[[str, str], Any]) -> Any:
@@ -126,7 +224,7 @@ def resolve_class(module: str, name: str, find: Callable[[str, str], Any]) -> An
         made = cls(*args, **kwargs)
         captured = getattr(_state, "captured", None)
         if captured is not None:
-            captured.append(made)
+            captured.setdefault(CAPTURED[(module, name)], []).append(made)
         return made
 
     construct.__name__ = construct.__qualname__ = name
@@ -134,13 +232,20 @@ def resolve_class(module: str, name: str, find: Callable[[str, str], Any]) -> An
 
 
 class Watch:
-    """One load's notes: what it made of the captured classes, and (``triggered``, read while
-    the load's scope is open) whether it imported from a walked library."""
+    """One load's notes: what it made of the captured classes (by checker key), and
+    (``triggered``, read while the load's scope is open) whether it imported from a walked
+    library."""
 
-    __slots__ = ("captured", "validated", "walked")
+    __slots__ = ("captured", "outer_captured", "validated", "walked")
 
-    def __init__(self, walked: Optional[_native.WalkedObjects] = None) -> None:
-        self.captured: List[Any] = []
+    def __init__(
+        self,
+        walked: Optional[_native.WalkedObjects] = None,
+        outer_captured: Optional[Dict[str, List[Any]]] = None,
+    ) -> None:
+        self.captured: Dict[str, List[Any]] = {}
+        # The captures of the load this one is nested in (None: not nested).
+        self.outer_captured = outer_captured
         # Results of the loads nested in this one (joblib's object arrays), validated by them:
         # kept alive while this load runs, so the objects their walks looked at (``walked``,
         # shared by the nested loads) are not walked again.
@@ -160,7 +265,7 @@ def watching() -> Iterator[Watch]:
     outer_captured = getattr(_state, "captured", None)
     outer_validated = getattr(_state, "validated", None)
     outer_walked = getattr(_state, "walked", None)
-    watch = Watch(outer_walked)
+    watch = Watch(outer_walked, outer_captured)
     _state.walked = watch.walked
     _state.triggered = False
     _state.captured = watch.captured
@@ -239,34 +344,45 @@ def _check_trees(trees: List[Any]) -> None:
 
     if not trees:
         return
-    arrays = []
-    for tree in trees:
-        state = tree.__getstate__()
-        nodes = state["nodes"]
-        if nodes.shape[0] != int(state["node_count"]):
-            raise _fail(tree, "nodes", f"{nodes.shape[0]} nodes for node_count {int(state['node_count'])}")
-        arrays.append(nodes)
-    dtype = arrays[0].dtype
+    dtype = trees[0].__getstate__()["nodes"].dtype
     fields = dtype.fields or {}
-    if all(a.dtype == dtype and a.flags.c_contiguous for a in arrays) and all(
-        f in fields and fields[f][0] == np.dtype("<i8") for f in _TREE_FIELDS
-    ):
-        joined = b"".join(arrays)
-        itemsize, left, right, feature = dtype.itemsize, *(int(fields[f][1]) for f in _TREE_FIELDS)
-    else:  # another layout (a 32-bit build): the three fields as little-endian int64
-        canonical = np.dtype([(f, "<i8") for f in _TREE_FIELDS])
-        joined = b"".join(a[list(_TREE_FIELDS)].astype(canonical).tobytes() for a in arrays)
-        itemsize, left, right, feature = canonical.itemsize, 0, 8, 16
-    counts = [(len(a), int(t.n_features)) for a, t in zip(arrays, trees)]
-    broken = _native.check_tree_nodes(joined, itemsize, left, right, feature, counts)
+    broken = None
+    if all(f in fields and fields[f][0] == np.dtype("<i8") for f in _TREE_FIELDS):
+        offsets = [int(fields[f][1]) for f in _TREE_FIELDS]
+        try:
+            broken = _native.check_trees(trees, dtype, dtype.itemsize, *offsets)
+        except TypeError:  # trees of several node layouts
+            broken = _check_trees_field_by_field(trees)
+    else:  # another layout (a 32-bit build)
+        broken = _check_trees_field_by_field(trees)
     if broken is not None:
         which, node, field, value, why = broken
+        tree = trees[which]
         raise _fail(
-            trees[which],
-            f"nodes[{node}].{field}",
-            f"{value} is {why} (node_count {counts[which][0]}, n_features {counts[which][1]}); predict would "
-            "read out of bounds or never finish",
+            tree,
+            f"nodes[{node}].{field}" if field != "nodes" else "nodes",
+            f"{value} is {why} (node_count {tree.node_count}, n_features {tree.n_features}); predict "
+            "would read out of bounds or never finish",
         )
+
+
+def _check_trees_field_by_field(trees: List[Any]) -> Any:
+    """``_check_trees`` for node arrays of any layout: the three fields of each tree as
+    little-endian int64, joined and checked in Rust."""
+    import numpy as np
+
+    canonical = np.dtype([(f, "<i8") for f in _TREE_FIELDS])
+    parts = []
+    for which, tree in enumerate(trees):
+        state = tree.__getstate__()
+        nodes = state["nodes"]
+        if len(nodes) != state["node_count"]:
+            return which, 0, "nodes", len(nodes), "not node_count records"
+        parts.append(nodes[list(_TREE_FIELDS)].astype(canonical).tobytes())
+    # Lists of ints, not a pair per tree: tuples are tracked by the garbage collector.
+    node_counts = [len(part) // canonical.itemsize for part in parts]
+    n_features = [tree.n_features for tree in trees]
+    return _native.check_tree_nodes(b"".join(parts), canonical.itemsize, 0, 8, 16, node_counts, n_features)
 
 
 def _check_binary_tree(tree: Any) -> None:
@@ -357,46 +473,63 @@ def _check_tree_predictors(predictors: List[Any], models: List[Tuple[Any, int]])
         )
 
 
+_NO_DICT: Dict[str, Any] = {}
+
+
 def _plain(obj: Any, name: str) -> Any:
     """An attribute from the instance dict (what the pickle set), not looked up on the class."""
-    return getattr(obj, "__dict__", {}).get(name)
+    return getattr(obj, "__dict__", _NO_DICT).get(name)
+
+
+def _width(value: Any) -> Optional[int]:
+    """A feature count as an estimator keeps it: an int or a NumPy integer (not a bool)."""
+    if type(value) is int:
+        return value
+    import numpy as np
+
+    return int(value) if isinstance(value, np.integer) else None
 
 
 def _input_width(estimator: Any) -> Optional[int]:
     """The feature count an estimator checks its input against (``n_features_in_``; scikit-learn
     before 1.2 also kept ``n_features_``), or None when it keeps neither."""
-    import numpy as np
-
-    for name in ("n_features_in_", "n_features_"):
-        width = _plain(estimator, name)
-        if isinstance(width, (int, np.integer)) and not isinstance(width, bool):
-            return int(width)
-    return None
+    state = getattr(estimator, "__dict__", _NO_DICT)
+    width = _width(state.get("n_features_in_"))
+    return width if width is not None else _width(state.get("n_features_"))
 
 
-def _check_tree_estimators(estimators: List[Any]) -> None:
-    """Decision tree estimators: each ``Tree`` built for as many features as its estimator
-    checks its input for. ``predict`` checks ``X``'s width against ``n_features_in_`` and the
-    ``Tree`` then reads ``X[i, feature]`` for features below its own ``n_features``. One loop
-    over all of them (a gradient-boosting model holds hundreds)."""
+def _missing_width(owner: Any) -> NativeStateError:
+    return _fail(owner, "n_features_in_", "missing: predict would not check its input's width")
+
+
+def _check_tree_owners(estimators: List[Any], ensembles: List[Any]) -> None:
+    """Decision tree estimators and the ensembles holding them: each ``Tree`` built for as many
+    features as its owners check their input for. ``predict`` checks ``X``'s width against the
+    estimator's ``n_features_in_`` and the ``Tree`` then reads ``X[i, feature]`` for features
+    below its own ``n_features``; forests, gradient boosting and bagging (isolation forests)
+    hand their input (or the columns ``estimators_features_`` picks for each estimator) to the
+    trees unchecked (``check_input=False``, ``predict_stages``), so each tree is built for that
+    many features and the picked columns lie inside the input. Both in one validation (a
+    nested load leaves its estimators to the load that holds their ensemble): what the first
+    loop reads of 900 cold estimators is in the cache for the second."""
+    for ensemble in ensembles:
+        _check_tree_ensemble(ensemble)
     for estimator in estimators:
-        tree = _plain(estimator, "tree_")
+        state = getattr(estimator, "__dict__", _NO_DICT)
+        tree = state.get("tree_")
         if tree is None:
             continue
-        width = _input_width(estimator)
-        if width is None:
-            raise _fail(estimator, "n_features_in_", "missing: predict would not check its input's width")
+        width = state.get("n_features_in_")
+        if type(width) is not int:
+            width = _input_width(estimator)
+            if width is None:
+                raise _missing_width(estimator)
         if tree.n_features != width:
-            raise _fail(
-                estimator, "tree_.n_features", f"{int(tree.n_features)} for an input of {width} features"
-            )
+            raise _fail(estimator, "tree_.n_features", f"{tree.n_features} for an input of {width} features")
 
 
 def _check_tree_ensemble(ensemble: Any) -> None:
-    """Forests, gradient boosting and bagging (isolation forests): their estimators' trees read
-    the ensemble's input (or the columns ``estimators_features_`` picks for each) unchecked
-    (``check_input=False``, ``predict_stages``), so each tree is built for that many features
-    and the picked columns lie inside the input."""
+    """One ensemble of ``_check_tree_owners``."""
     import numpy as np
 
     estimators = _plain(ensemble, "estimators_")
@@ -404,28 +537,35 @@ def _check_tree_ensemble(ensemble: Any) -> None:
         return
     width = _input_width(ensemble)
     features = _plain(ensemble, "estimators_features_")
-    for number, estimator in enumerate(np.asarray(estimators, dtype=object).flat):
-        tree = _plain(estimator, "tree_")
-        expected = width
-        if features is not None:
-            picked = np.asarray(features[number])
-            if width is None:
-                raise _fail(ensemble, "n_features_in_", "missing: predict would not check its input's width")
+    # Not np.asarray of a list: it asks each item whether it is an array (a miss each, cold).
+    held = estimators.ravel().tolist() if isinstance(estimators, np.ndarray) else list(estimators)
+    if features is None:
+        widths = [width] * len(held)
+    elif width is None:
+        raise _missing_width(ensemble)
+    else:
+        widths = []
+        for number, picked in enumerate(features):
+            picked = np.asarray(picked)
             error = _range_error(
                 ensemble, f"estimators_features_[{number}]", picked, 0, width, "the input's features"
             )
             if error is not None:
                 raise error
-            expected = len(picked)
+            widths.append(len(picked))
+    if len(widths) != len(held):
+        raise _fail(ensemble, "estimators_features_", f"{len(widths)} column sets for {len(held)} estimators")
+    for number, (estimator, expected) in enumerate(zip(held, widths)):
+        tree = getattr(estimator, "__dict__", _NO_DICT).get("tree_")
         if tree is None:
             continue
         if expected is None:
-            raise _fail(ensemble, "n_features_in_", "missing: predict would not check its input's width")
-        if int(tree.n_features) != expected:
+            raise _missing_width(ensemble)
+        if tree.n_features != expected:
             raise _fail(
                 ensemble,
                 f"estimators_[{number}].tree_.n_features",
-                f"{int(tree.n_features)} for an input of {expected} features",
+                f"{tree.n_features} for an input of {expected} features",
             )
 
 
@@ -1124,18 +1264,31 @@ def validate(result: Any, watch: Watch) -> None:
         ) from None
 
 
+# Captures a nested load leaves to the load it is nested in, which checks them before its caller
+# gets anything: a tree estimator is checked with the ensemble that holds it (a boosting model's
+# 900 estimators come from the nested load of their object array; checked there, their state
+# was read twice).
+_DEFERRED_TO_OUTER = ("tree_estimator",)
+
+
 def _validate(result: Any, watch: Watch) -> None:
     found: Dict[str, List[Any]] = {}
+    if watch.outer_captured is not None:
+        for key in _DEFERRED_TO_OUTER:
+            deferred = watch.captured.pop(key, None)
+            if deferred:
+                watch.outer_captured.setdefault(key, []).extend(deferred)
     if watch.triggered:
         classes = _classes()
         if classes:
             found = _walk(result, classes, watch.walked)
-    if watch.captured:
-        tree_class = getattr(sys.modules.get("sklearn.tree._tree"), "Tree", None)
-        walked = {id(t) for t in found.get("tree", [])}
-        found.setdefault("tree", []).extend(
-            t for t in watch.captured if isinstance(t, tree_class or ()) and id(t) not in walked
-        )
+    for key, captured in watch.captured.items():
+        walked = found.get(key)
+        if walked:  # not twice what the walk found too (an instance built twice is checked twice)
+            seen = {id(obj) for obj in walked}
+            walked.extend(obj for obj in captured if id(obj) not in seen)
+        else:
+            found[key] = captured
     if not found:
         return
     _check_trees(found.get("tree", []))
@@ -1145,7 +1298,7 @@ def _validate(result: Any, watch: Watch) -> None:
         if isinstance(getattr(model, "n_features_in_", None), int) and getattr(model, "_predictors", None)
     ]
     _check_tree_predictors(found.get("predictor", []), models)
-    _check_tree_estimators(found.get("tree_estimator", []))
+    _check_tree_owners(found.get("tree_estimator", []), found.get("tree_ensemble", []))
     for key, check in _CHECKS_BY_KEY:
         for obj in found.get(key, []):
             check(obj)
@@ -1157,7 +1310,6 @@ _CHECKS_BY_KEY: Tuple[Tuple[str, Callable[[Any], None]], ...] = (
     ("sparse", _check_sparse),
     ("categorical", _check_categorical),
     ("interval", _check_interval_array),
-    ("tree_ensemble", _check_tree_ensemble),
     ("libsvm", _check_libsvm),
     ("kmeans", _check_kmeans),
     ("birch", _check_birch),

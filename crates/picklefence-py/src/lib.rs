@@ -82,6 +82,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(convert::convert_file, m)?)?;
     m.add_function(wrap_pyfunction!(danger_reason, m)?)?;
     m.add_function(wrap_pyfunction!(native_state::check_tree_nodes, m)?)?;
+    m.add_function(wrap_pyfunction!(native_state::check_trees, m)?)?;
     m.add_function(wrap_pyfunction!(native_state::check_predictor_nodes, m)?)?;
     m.add_function(wrap_pyfunction!(native_state::predictor_feature_counts, m)?)?;
     m.add_function(wrap_pyfunction!(native_state::native_state_classes, m)?)?;

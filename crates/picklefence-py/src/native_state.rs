@@ -1,36 +1,108 @@
 //! The native-state checks the Python validators call: node records of scikit-learn trees and
 //! HistGradientBoosting predictors, checked in Rust, and the table of validated classes.
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyList};
 
 /// Checks the node records of scikit-learn trees laid end to end in `nodes` (see
-/// `picklefence::native_state::check_tree_nodes`). Returns None, or `(tree, node, field, value,
-/// why)` for the first broken node.
+/// `picklefence::native_state::check_tree_nodes`); `node_counts` and `n_features` hold one item
+/// per tree (two lists of ints, not a list of pairs: a pair per tree is an object the garbage
+/// collector tracks, and 900 of them set off collections of the whole model just loaded).
+/// Returns None, or `(tree, node, field, value, why)` for the first broken node.
 #[pyfunction]
-#[pyo3(signature = (nodes, itemsize, left, right, feature, trees))]
+#[pyo3(signature = (nodes, itemsize, left, right, feature, node_counts, n_features))]
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn check_tree_nodes(
     nodes: &Bound<'_, PyBytes>,
     itemsize: usize,
     left: usize,
     right: usize,
     feature: usize,
-    trees: Vec<(u64, i64)>,
-) -> Option<BrokenNode> {
+    node_counts: Vec<u64>,
+    n_features: Vec<i64>,
+) -> PyResult<Option<BrokenNode>> {
+    if node_counts.len() != n_features.len() {
+        return Err(PyValueError::new_err("one feature count per node count"));
+    }
     let layout = picklefence::native_state::NodeLayout {
         itemsize,
         left,
         right,
         feature,
     };
-    picklefence::native_state::check_tree_nodes(nodes.as_bytes(), layout, &trees)
+    let trees: Vec<(u64, i64)> = node_counts.into_iter().zip(n_features).collect();
+    Ok(
+        picklefence::native_state::check_tree_nodes(nodes.as_bytes(), layout, &trees)
+            .err()
+            .map(broken_node),
+    )
+}
+
+/// `check_trees(trees, dtype, itemsize, left, right, feature)`: the node records of scikit-learn
+/// `Tree`s, each read through `__getstate__()` (`nodes`, which must be of `dtype` and hold
+/// `node_count` records) and `n_features`, laid end to end and checked as by
+/// [`check_tree_nodes`]. The loop over the trees is here, not in Python: the trees are cold
+/// after a load, and a gradient-boosting model holds 900 of them. TypeError when a tree's nodes
+/// are of another dtype (the caller then reads them field by field). Returns None, or `(tree,
+/// node, field, value, why)` for the first broken node (field `nodes`: not `node_count`
+/// records).
+#[pyfunction]
+#[pyo3(signature = (trees, dtype, itemsize, left, right, feature))]
+pub(crate) fn check_trees(
+    py: Python<'_>,
+    trees: &Bound<'_, PyList>,
+    dtype: &Bound<'_, PyAny>,
+    itemsize: usize,
+    left: usize,
+    right: usize,
+    feature: usize,
+) -> PyResult<Option<BrokenNode>> {
+    let mut arrays = Vec::with_capacity(trees.len());
+    let mut counts = Vec::with_capacity(trees.len());
+    for (which, tree) in trees.iter().enumerate() {
+        let state = tree.call_method0(intern!(py, "__getstate__"))?;
+        let nodes = state.get_item(intern!(py, "nodes"))?;
+        let declared: i64 = state.get_item(intern!(py, "node_count"))?.extract()?;
+        let node_dtype = nodes.getattr(intern!(py, "dtype"))?;
+        if !node_dtype.is(dtype) && !node_dtype.eq(dtype)? {
+            return Err(PyTypeError::new_err("trees of another node dtype"));
+        }
+        let records = nodes.len()?;
+        if i64::try_from(records).ok() != Some(declared) {
+            let value = i64::try_from(records).unwrap_or(i64::MAX);
+            return Ok(Some((which, 0, "nodes", value, "not node_count records")));
+        }
+        let n_features: i64 = tree.getattr(intern!(py, "n_features"))?.extract()?;
+        counts.push((records as u64, n_features));
+        arrays.push(nodes);
+    }
+    // bytes.join reads each array's buffer (BufferError for one that is not contiguous).
+    let joined = PyBytes::new_bound(py, b"").call_method1(intern!(py, "join"), (arrays,))?;
+    let layout = picklefence::native_state::NodeLayout {
+        itemsize,
+        left,
+        right,
+        feature,
+    };
+    Ok(
+        picklefence::native_state::check_tree_nodes(
+            joined.downcast::<PyBytes>()?.as_bytes(),
+            layout,
+            &counts,
+        )
         .err()
-        .map(|e| (e.tree, e.node, e.field, e.value, e.why))
+        .map(broken_node),
+    )
 }
 
 /// The first broken node of a batch of trees: `(tree, node, field, value, why)`.
 type BrokenNode = (usize, u64, &'static str, i64, &'static str);
+
+fn broken_node(e: picklefence::native_state::TreeNodeError) -> BrokenNode {
+    (e.tree, e.node, e.field, e.value, e.why)
+}
 
 /// `check_predictor_nodes(records, itemsize, fields, shapes, predictors, bitset_rows)`: the node
 /// records of HistGradientBoosting `TreePredictor`s laid end to end in `records` (see
