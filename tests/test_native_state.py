@@ -21,6 +21,7 @@ import pytest
 import scipy.sparse as sp
 from sklearn.cluster import Birch, BisectingKMeans, KMeans
 from sklearn.ensemble import (
+    BaggingClassifier,
     GradientBoostingClassifier,
     HistGradientBoostingClassifier,
     IsolationForest,
@@ -936,6 +937,85 @@ def test_scanner_checks_tree_nodes_inside_the_file(kind: str, writer: str, tmp_p
     expected = {"hist": "right is 3000000000", "kd": "idx_array[0] is 1000000000000"}
     expected["ball"] = expected["kd"]
     assert expected.get(kind, "left_child is 1000000000") in broken.message
+
+
+def _width_cases() -> Dict[str, Tuple[Any, str]]:
+    """Tree models whose widths the scanner reads in the file, with what it must say of each
+    ("" for intact)."""
+    plain = DecisionTreeClassifier(max_depth=2, random_state=0).fit(X, Y)
+    forest = RandomForestClassifier(n_estimators=3, max_depth=2, random_state=0).fit(X, Y)
+    wide_member = RandomForestClassifier(n_estimators=3, max_depth=2, random_state=0).fit(X, Y)
+    member = wide_member.estimators_[1]
+    _edited(member, tree_=_wide_tree(member, 9), n_features_in_=9)
+    return {
+        "estimator": (plain, ""),
+        "forest": (forest, ""),
+        "numpy width": (
+            _edited(DecisionTreeClassifier(max_depth=2).fit(X, Y), n_features_in_=np.int64(4)),
+            "",
+        ),
+        "wide estimator": (
+            _edited(DecisionTreeClassifier(max_depth=2).fit(X, Y), tree_=_wide_tree(plain, 9)),
+            "tree_.n_features is 9 for an input of 4 features;",
+        ),
+        "forest member wider than the forest": (
+            wide_member,
+            "estimators_[1].tree_.n_features is 9 for an input of 4",
+        ),
+        "forest narrower than its trees": (
+            _edited(
+                RandomForestClassifier(n_estimators=2, max_depth=2, random_state=0).fit(X, Y),
+                n_features_in_=2,
+            ),
+            "estimators_[0].tree_.n_features is 4 for an input of 2",
+        ),
+    }
+
+
+@pytest.mark.parametrize("writer", sorted(WRITERS))
+@pytest.mark.parametrize("case", sorted(_width_cases()))
+def test_scanner_checks_tree_widths_inside_the_file(case: str, writer: str, tmp_path: Path) -> None:
+    """A tree estimator's ``Tree`` built for its input width, and a forest's trees for the
+    forest's, read in the file (the ``Tree``'s width is its constructor's first argument): the
+    scanner and the guard agree on each; a width kept as a NumPy integer is left to the guard."""
+    model, broken = _width_cases()[case]
+    path = tmp_path / "model.bin"
+    WRITERS[writer](model, path)
+    report = picklefence.scan_file(path)
+    violations = [f.message for f in report.findings if f.kind == "state-violation"]
+    with picklefence.safe_ml_environment():
+        if broken:
+            assert len(violations) == 1 and broken in violations[0], str(report)
+            with pytest.raises(UnsafeFileError, match="n_features"):
+                joblib.load(path) if writer.startswith("joblib") else pickle.loads(path.read_bytes())
+        else:
+            assert report.is_safe and not violations, str(report)
+            loaded = joblib.load(path) if writer.startswith("joblib") else pickle.loads(path.read_bytes())
+            assert (loaded.predict(X) == model.predict(X)).all()
+    notes = [
+        f.message
+        for f in report.findings
+        if f.kind == "native-state" and "sklearn.tree._classes" in f.message
+    ]
+    if case == "numpy width":
+        assert notes and "not all could be read here (n_features_in_ is not an int)" in notes[0], notes
+
+
+def test_scanner_leaves_ensembles_it_cannot_read_to_the_guard(tmp_path: Path) -> None:
+    """Gradient boosting keeps its estimators in an array, bagging picks columns per estimator:
+    the scanner says it left them to the guard (which checks both)."""
+    for model, why in (
+        (GradientBoostingClassifier(n_estimators=2, max_depth=2).fit(X, Y), "estimators_ is not a list"),
+        (BaggingClassifier(n_estimators=2, max_features=2).fit(X, Y), "columns picked per estimator"),
+    ):
+        path = tmp_path / "model.joblib"
+        joblib.dump(model, path)
+        report = picklefence.scan_file(path)
+        assert report.is_safe, str(report)
+        (note,) = [
+            f.message for f in report.findings if f.kind == "native-state" and "sklearn.ensemble" in f.message
+        ]
+        assert f"not all could be read here ({why}" in note and "the guard validates them" in note, note
 
 
 class _Reduced:

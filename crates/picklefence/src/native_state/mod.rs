@@ -6,7 +6,7 @@
 //!
 //! `nodes.rs` holds the node checks the guard runs at load time, `pickled.rs` the same
 //! invariants checked by the scanner inside a pickle (`pandas.rs` and `sparse.rs` those of
-//! categoricals and sparse matrices), reading arrays and dtypes through `arrays.rs`. Every
+//! categoricals and sparse matrices, `sklearn.rs` those of tree estimators), reading arrays and dtypes through `arrays.rs`. Every
 //! item keeps its `native_state::` path.
 
 mod arrays;
@@ -14,6 +14,7 @@ mod arrow;
 mod nodes;
 mod pandas;
 mod pickled;
+mod sklearn;
 mod sparse;
 
 pub use crate::policy::native_state::{entries, load_time_check, Entry, Verdict};

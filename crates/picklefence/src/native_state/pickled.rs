@@ -7,6 +7,7 @@ use crate::evaluate::{Evaluator, Heap, Object, Trailing};
 use super::arrays::{array_of, dtype_of, first_outside, state_array, JOBLIB_WRAPPER};
 use super::arrow::{check_arrow_array, RESTORE_ARRAY};
 use super::pandas::{check_block_manager, check_categorical, check_intervals};
+use super::sklearn::{check_tree_ensemble, check_tree_estimator};
 use super::sparse::{check_compressed, check_coo, Compressed};
 use super::{check_predictor_nodes, check_tree_nodes, NodeLayout, PredictorLayout, PredictorShape};
 
@@ -53,6 +54,62 @@ const CHECKED: &[((&str, &str), Check)] = &[
     (("scipy.sparse._coo", "coo_matrix"), check_coo),
     (("scipy.sparse._coo", "coo_array"), check_coo),
     (("scipy.sparse.coo", "coo_matrix"), check_coo),
+    (
+        ("sklearn.tree._classes", "DecisionTreeClassifier"),
+        check_tree_estimator,
+    ),
+    (
+        ("sklearn.tree._classes", "DecisionTreeRegressor"),
+        check_tree_estimator,
+    ),
+    (
+        ("sklearn.tree._classes", "ExtraTreeClassifier"),
+        check_tree_estimator,
+    ),
+    (
+        ("sklearn.tree._classes", "ExtraTreeRegressor"),
+        check_tree_estimator,
+    ),
+    (
+        ("sklearn.ensemble._forest", "RandomForestClassifier"),
+        check_tree_ensemble,
+    ),
+    (
+        ("sklearn.ensemble._forest", "RandomForestRegressor"),
+        check_tree_ensemble,
+    ),
+    (
+        ("sklearn.ensemble._forest", "ExtraTreesClassifier"),
+        check_tree_ensemble,
+    ),
+    (
+        ("sklearn.ensemble._forest", "ExtraTreesRegressor"),
+        check_tree_ensemble,
+    ),
+    (
+        ("sklearn.ensemble._forest", "RandomTreesEmbedding"),
+        check_tree_ensemble,
+    ),
+    (
+        ("sklearn.ensemble._gb", "GradientBoostingClassifier"),
+        check_tree_ensemble,
+    ),
+    (
+        ("sklearn.ensemble._gb", "GradientBoostingRegressor"),
+        check_tree_ensemble,
+    ),
+    (
+        ("sklearn.ensemble._bagging", "BaggingClassifier"),
+        check_tree_ensemble,
+    ),
+    (
+        ("sklearn.ensemble._bagging", "BaggingRegressor"),
+        check_tree_ensemble,
+    ),
+    (
+        ("sklearn.ensemble._iforest", "IsolationForest"),
+        check_tree_ensemble,
+    ),
 ];
 
 fn csr(heap: &Heap, data: &[u8], matrix: &Object) -> PickledOutcome {
