@@ -41,8 +41,9 @@ def _ids(g: Gadget) -> str:
 # Class 6, second half: compiled code trusting indices in a state, at first use. The guard
 # validates that state after the load (picklefence._native_state); every such file gets an info
 # note saying so (checked below). The scanner checks tree, HistGradientBoosting, KD/ball tree,
-# categorical, interval, sparse matrix and block placement arrays and tree estimators' widths
-# inside the file itself; torch sparse
+# categorical, interval, sparse matrix and block placement arrays, masked arrays' masks, tree
+# estimators' widths, k-means and neighbors' data widths and vectorizers' vocabularies inside
+# the file itself; torch sparse
 # tensors it does not read, so it lets them through (strict: fails once it checks them). A
 # block manager given pandas < 2's state writes at its placements inside the load: the guard
 # checks that state before pandas reads it (_native_state.SETSTATE_CHECKED).
@@ -76,6 +77,10 @@ NATIVE_STATE_SCAN = NATIVE_STATE_NOTED - {
     "dataframe_block_placement_oob_write",
     "dataframe_older_state_placement_oob_write",
     "tree_built_wider_than_its_input",
+    "masked_array_mask_shorter_than_data",
+    "neighbors_training_data_narrower_than_input",
+    "vectorizer_column_beyond_vocabulary",
+    "dict_vectorizer_column_beyond_vocabulary",
 }
 
 

@@ -164,7 +164,8 @@ def _decide(cls: Any) -> Tuple[str, Optional[str]]:
     else:
         if any(issubclass(cls, validated) for validated, _ in _classes()):
             decision = ("walk", None)
-    _class_decisions[cls] = decision
+    if SETSTATE_CAPTURED:  # not while the benchmark has the captures off
+        _class_decisions[cls] = decision
     return decision
 
 

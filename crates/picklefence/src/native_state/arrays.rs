@@ -143,6 +143,30 @@ fn slice(data: &[u8], start: u64, len: u64) -> Option<&[u8]> {
     data.get(start..start.checked_add(usize::try_from(len).ok()?)?)
 }
 
+const SCALAR: [(&str, &str); 2] = [
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+];
+
+/// The value of an int, or of a NumPy integer scalar (`scalar(dtype, bytes)`, how a `np.int64`
+/// is pickled: scikit-learn keeps some counts and columns so).
+pub(super) fn int_value(heap: &Heap, data: &[u8], value: Val) -> Option<i64> {
+    if let Val::Int(i) = value {
+        return Some(i);
+    }
+    let object = heap.object(value)?;
+    if object.rebuilt || !is(heap, object.callee, &SCALAR) {
+        return None;
+    }
+    let [dtype, payload] = heap.tuple(object.args)? else {
+        return None;
+    };
+    let code = dtype_of(heap, *dtype, false).ok()?.code?;
+    let field = IntField::from_numpy(0, &code)?;
+    let bytes = bytes_of(heap, data, *payload)?;
+    (bytes.len() == field.width).then(|| field.read(&bytes))
+}
+
 /// The bytes an array's data value stands for: a bytes constant; a str (a Python 2 pickle,
 /// which numpy encodes as latin-1); `_codecs.encode(text, "latin1")` and `bytes()` (how
 /// protocols 0-2 write bytes under Python 3).

@@ -4,7 +4,7 @@
 //! (`_rebuild_blknos_and_blklocs` writes at each one with bounds checks off).
 //! Lengths are read from what the pickle makes of the categories and axes: an `Index` or
 //! `RangeIndex` through `_new_Index`, an array, or an extension array (`NDArrayBacked`).
-//! Anything else is left to the guard.
+//! Masked arrays' masks must match their data. Anything else is left to the guard.
 
 use crate::evaluate::{Heap, Object, Val};
 
@@ -477,6 +477,62 @@ fn placed_outside(
     let last = i128::from(start) + (i128::from(count) - 1) * i128::from(step);
     let last = i64::try_from(last).unwrap_or(i64::MAX);
     Ok(Ok([start, last].into_iter().find(|&item| outside(item))))
+}
+
+/// A masked array (`IntegerArray`, `FloatingArray`, `BooleanArray`): a boolean `_mask` of
+/// exactly `_data`'s shape, data of the kind the class holds (what its constructor requires;
+/// pandas' Cython kernels read `mask[i]` for every item of the data with bounds checks off).
+pub(super) fn check_masked(heap: &Heap, data: &[u8], array: &Object) -> PickledOutcome {
+    let run = || -> Result<Result<(), String>, String> {
+        if array.rebuilt {
+            return Err("an array built twice".into());
+        }
+        let state = array.state.ok_or("a masked array without its state")?;
+        if !matches!(state, Val::Dict(_)) {
+            return Err("a masked array whose state is not a dict".into());
+        }
+        let kinds = match class_of(heap, array).map(|(_, name)| name) {
+            Some("IntegerArray") => "iu",
+            Some("FloatingArray") => "f",
+            Some("BooleanArray") => "b",
+            _ => return Err("not a masked array class".into()),
+        };
+        let kind = |a: &super::arrays::Array<'_>| {
+            a.dtype
+                .code
+                .as_deref()
+                .and_then(|c| c.get(1..2))
+                .map(str::to_owned)
+        };
+        let values = array_of(
+            heap,
+            data,
+            heap.get(state, "_data").ok_or("a state without _data")?,
+        )?;
+        let mask = array_of(
+            heap,
+            data,
+            heap.get(state, "_mask").ok_or("a state without _mask")?,
+        )?;
+        if values.shape.is_empty() {
+            return Ok(Err("_data is not an array of values".into()));
+        }
+        match kind(&values) {
+            Some(k) if kinds.contains(k.as_str()) => {}
+            other => return Ok(Err(format!("_data has kind {other:?}, not one this array holds"))),
+        }
+        if kind(&mask).as_deref() != Some("b") {
+            return Ok(Err("_mask is not a boolean array".into()));
+        }
+        if mask.shape != values.shape {
+            return Ok(Err(format!(
+                "_mask has shape {:?} for data of shape {:?}",
+                mask.shape, values.shape
+            )));
+        }
+        Ok(Ok(()))
+    };
+    outcome(run())
 }
 
 #[cfg(test)]

@@ -6,8 +6,10 @@ use crate::evaluate::{Evaluator, Heap, Object, Trailing};
 
 use super::arrays::{array_of, dtype_of, first_outside, state_array, JOBLIB_WRAPPER};
 use super::arrow::{check_arrow_array, RESTORE_ARRAY};
-use super::pandas::{check_block_manager, check_categorical, check_intervals};
-use super::sklearn::{check_tree_ensemble, check_tree_estimator};
+use super::pandas::{check_block_manager, check_categorical, check_intervals, check_masked};
+use super::sklearn::{
+    check_kmeans, check_neighbors, check_tree_ensemble, check_tree_estimator, check_vocabulary,
+};
 use super::sparse::{check_compressed, check_coo, Compressed};
 use super::{check_predictor_nodes, check_tree_nodes, NodeLayout, PredictorLayout, PredictorShape};
 
@@ -110,6 +112,55 @@ const CHECKED: &[((&str, &str), Check)] = &[
         ("sklearn.ensemble._iforest", "IsolationForest"),
         check_tree_ensemble,
     ),
+    (("sklearn.cluster._kmeans", "KMeans"), check_kmeans),
+    (("sklearn.cluster._kmeans", "MiniBatchKMeans"), check_kmeans),
+    (
+        ("sklearn.neighbors._classification", "KNeighborsClassifier"),
+        check_neighbors,
+    ),
+    (
+        ("sklearn.neighbors._classification", "RadiusNeighborsClassifier"),
+        check_neighbors,
+    ),
+    (
+        ("sklearn.neighbors._graph", "KNeighborsTransformer"),
+        check_neighbors,
+    ),
+    (
+        ("sklearn.neighbors._graph", "RadiusNeighborsTransformer"),
+        check_neighbors,
+    ),
+    (("sklearn.neighbors._lof", "LocalOutlierFactor"), check_neighbors),
+    (
+        ("sklearn.neighbors._regression", "KNeighborsRegressor"),
+        check_neighbors,
+    ),
+    (
+        ("sklearn.neighbors._regression", "RadiusNeighborsRegressor"),
+        check_neighbors,
+    ),
+    (
+        ("sklearn.neighbors._unsupervised", "NearestNeighbors"),
+        check_neighbors,
+    ),
+    (
+        ("sklearn.feature_extraction.text", "CountVectorizer"),
+        check_vocabulary,
+    ),
+    (
+        ("sklearn.feature_extraction.text", "TfidfVectorizer"),
+        check_vocabulary,
+    ),
+    (
+        ("sklearn.feature_extraction._dict_vectorizer", "DictVectorizer"),
+        check_vocabulary,
+    ),
+    (("pandas.arrays", "IntegerArray"), check_masked),
+    (("pandas.core.arrays.integer", "IntegerArray"), check_masked),
+    (("pandas.arrays", "FloatingArray"), check_masked),
+    (("pandas.core.arrays.floating", "FloatingArray"), check_masked),
+    (("pandas.arrays", "BooleanArray"), check_masked),
+    (("pandas.core.arrays.boolean", "BooleanArray"), check_masked),
 ];
 
 fn csr(heap: &Heap, data: &[u8], matrix: &Object) -> PickledOutcome {

@@ -4,23 +4,29 @@
 //! `n_features`, the first argument of its constructor), and a forest's estimators' trees for
 //! the forest's input width (it hands them `X` unchecked). Ensembles whose estimators sit in an
 //! array (gradient boosting) or that pick columns per estimator (bagging) are left to the guard.
+//! k-means centers and nearest-neighbor training data as wide as the input; vectorizers'
+//! vocabularies map terms to distinct columns below their size.
 
 use crate::evaluate::{Heap, Object, Val};
 
+use super::arrays::{array_shape, int_value};
 use super::pickled::{class_of, outcome};
 use super::PickledOutcome;
 
 const TREE: (&str, &str) = ("sklearn.tree._tree", "Tree");
 
 /// The feature count an estimator's state says `predict` checks its input against
-/// (`n_features_in_`; scikit-learn before 1.2 also kept `n_features_`), None when it keeps
-/// neither (a bool is not one, as for the guard); a NumPy integer is left to the guard.
-fn input_width(heap: &Heap, state: Val) -> Result<Option<i64>, String> {
+/// (`n_features_in_`; scikit-learn before 1.2 also kept `n_features_`): an int or a NumPy
+/// integer; None when it keeps neither (a bool is not one, as for the guard).
+fn input_width(heap: &Heap, data: &[u8], state: Val) -> Result<Option<i64>, String> {
     for name in ["n_features_in_", "n_features_"] {
         match heap.get(state, name) {
-            Some(Val::Int(width)) => return Ok(Some(width)),
             None | Some(Val::Bool(_)) => {}
-            Some(_) => return Err(format!("{name} is not an int")),
+            Some(value) => {
+                return int_value(heap, data, value)
+                    .map(Some)
+                    .ok_or_else(|| format!("{name} is not an int"))
+            }
         }
     }
     Ok(None)
@@ -54,7 +60,7 @@ fn tree_width(heap: &Heap, tree: Val) -> Result<i64, String> {
 }
 
 /// A decision tree estimator: `tree_.n_features == n_features_in_`.
-pub(super) fn check_tree_estimator(heap: &Heap, _data: &[u8], estimator: &Object) -> PickledOutcome {
+pub(super) fn check_tree_estimator(heap: &Heap, data: &[u8], estimator: &Object) -> PickledOutcome {
     let run = || -> Result<Result<(), String>, String> {
         let Some(state) = estimator_state(estimator)? else {
             return Ok(Ok(())); // unfitted: predict raises first
@@ -63,7 +69,7 @@ pub(super) fn check_tree_estimator(heap: &Heap, _data: &[u8], estimator: &Object
             return Ok(Ok(()));
         };
         let features = tree_width(heap, tree)?;
-        let Some(width) = input_width(heap, state)? else {
+        let Some(width) = input_width(heap, data, state)? else {
             return Ok(Err(MISSING_WIDTH.into()));
         };
         if features != width {
@@ -79,7 +85,7 @@ pub(super) fn check_tree_estimator(heap: &Heap, _data: &[u8], estimator: &Object
 /// A forest (or gradient boosting, bagging, isolation forest): every estimator's `Tree` built for
 /// the ensemble's input width, where the estimators are a list of estimators the pickle made
 /// and no columns are picked per estimator.
-pub(super) fn check_tree_ensemble(heap: &Heap, _data: &[u8], ensemble: &Object) -> PickledOutcome {
+pub(super) fn check_tree_ensemble(heap: &Heap, data: &[u8], ensemble: &Object) -> PickledOutcome {
     let run = || -> Result<Result<(), String>, String> {
         let Some(state) = estimator_state(ensemble)? else {
             return Ok(Ok(()));
@@ -97,7 +103,7 @@ pub(super) fn check_tree_ensemble(heap: &Heap, _data: &[u8], ensemble: &Object) 
         let items = heap
             .list(estimators, u64::MAX)
             .ok_or("estimators_ is not a list the pickle made")?;
-        let width = input_width(heap, state)?;
+        let width = input_width(heap, data, state)?;
         for (number, &item) in items.iter().enumerate() {
             let estimator = heap
                 .object(item)
@@ -113,6 +119,119 @@ pub(super) fn check_tree_ensemble(heap: &Heap, _data: &[u8], ensemble: &Object) 
                 return Ok(Err(format!(
                     "estimators_[{number}].tree_.n_features is {features} for an input of {width} features"
                 )));
+            }
+        }
+        Ok(Ok(()))
+    };
+    outcome(run())
+}
+
+/// The shape of the array under `key` of an estimator's state, None when the state has none.
+fn state_shape(heap: &Heap, state: Val, key: &str) -> Result<Option<Vec<u64>>, String> {
+    match heap.get(state, key) {
+        None | Some(Val::None) => Ok(None),
+        Some(value) => array_shape(heap, value).map(Some),
+    }
+}
+
+/// k-means (`KMeans`, `MiniBatchKMeans`): `cluster_centers_` two-dimensional, as wide as the
+/// input `predict` checks for; the Cython assignment reads each center row that wide.
+pub(super) fn check_kmeans(heap: &Heap, data: &[u8], model: &Object) -> PickledOutcome {
+    let run = || -> Result<Result<(), String>, String> {
+        let Some(state) = estimator_state(model)? else {
+            return Ok(Ok(()));
+        };
+        let (Some(shape), Some(width)) = (
+            state_shape(heap, state, "cluster_centers_")?,
+            input_width(heap, data, state)?,
+        ) else {
+            return Ok(Ok(())); // not fitted as scikit-learn reads it: predict raises first
+        };
+        let columns = match shape[..] {
+            [_, columns] => i64::try_from(columns).ok(),
+            _ => None,
+        };
+        if columns != Some(width) {
+            return Ok(Err(format!(
+                "cluster_centers_ has shape {shape:?} for {width} features"
+            )));
+        }
+        Ok(Ok(()))
+    };
+    outcome(run())
+}
+
+/// Nearest-neighbor estimators: `_fit_X` two-dimensional and as wide as the input `predict`
+/// checks for (the brute-force reductions read each row that wide), `n_samples_fit_` its rows
+/// (the neighbor graphs size their matrices by it).
+pub(super) fn check_neighbors(heap: &Heap, data: &[u8], model: &Object) -> PickledOutcome {
+    let run = || -> Result<Result<(), String>, String> {
+        let Some(state) = estimator_state(model)? else {
+            return Ok(Ok(()));
+        };
+        let Some(shape) = state_shape(heap, state, "_fit_X")? else {
+            return Ok(Ok(()));
+        };
+        let width = input_width(heap, data, state)?;
+        let [rows, columns] = shape[..] else {
+            return Ok(Err(format!("_fit_X has shape {shape:?}, not two dimensions")));
+        };
+        if let Some(width) = width.filter(|&w| i64::try_from(columns).ok() != Some(w)) {
+            return Ok(Err(format!("_fit_X has shape {shape:?} for {width} features")));
+        }
+        if let Some(value) = heap.get(state, "n_samples_fit_") {
+            let samples = int_value(heap, data, value).ok_or("n_samples_fit_ is not an int")?;
+            if u64::try_from(samples).ok() != Some(rows) {
+                return Ok(Err(format!(
+                    "n_samples_fit_ is {samples} for {rows} training samples"
+                )));
+            }
+        }
+        Ok(Ok(()))
+    };
+    outcome(run())
+}
+
+/// Terms read at most from one vocabulary (a real one holds up to a few million).
+const MAX_TERMS: usize = 1 << 24;
+
+/// Text and dict vectorizers: `vocabulary_` maps each term to a distinct column in
+/// `[0, len(vocabulary_))`, as scikit-learn's own vocabulary check requires; `transform` puts
+/// the columns into a sparse matrix's indices unchecked. Read as the dict ends up (items set
+/// after the estimator's BUILD change the dict it holds).
+pub(super) fn check_vocabulary(heap: &Heap, data: &[u8], vectorizer: &Object) -> PickledOutcome {
+    let run = || -> Result<Result<(), String>, String> {
+        let Some(state) = estimator_state(vectorizer)? else {
+            return Ok(Ok(()));
+        };
+        let Some(vocabulary) = heap.get(state, "vocabulary_").filter(|v| *v != Val::None) else {
+            return Ok(Ok(()));
+        };
+        let items = heap
+            .dict_items(vocabulary)
+            .ok_or("vocabulary_ is not a dict the pickle made")?;
+        if items.len() > MAX_TERMS {
+            return Err("a vocabulary too large to read here".into());
+        }
+        // The last column set for each term wins, as in Python.
+        let mut columns = std::collections::HashMap::with_capacity(items.len());
+        for &(term, column) in items {
+            let term = heap.str(term).ok_or("a term that is not a str")?;
+            columns.insert(term, column);
+        }
+        let size = columns.len();
+        let mut taken = vec![false; size];
+        for (term, column) in columns {
+            // A NumPy integer too (some analyzers keep them); another value is left to the guard.
+            let column = int_value(heap, data, column)
+                .ok_or_else(|| format!("vocabulary_[{term:?}] is not an int"))?;
+            let Some(slot) = usize::try_from(column).ok().and_then(|c| taken.get_mut(c)) else {
+                return Ok(Err(format!(
+                    "vocabulary_[{term:?}] is {column}, outside [0, {size}) (the vocabulary's columns)"
+                )));
+            };
+            if std::mem::replace(slot, true) {
+                return Ok(Err(format!("vocabulary_: two terms share column {column}")));
             }
         }
         Ok(Ok(()))
