@@ -42,8 +42,8 @@ def _ids(g: Gadget) -> str:
 # validates that state after the load (picklefence._native_state); every such file gets an info
 # note saying so (checked below). The scanner checks tree, HistGradientBoosting, KD/ball tree,
 # categorical, interval, sparse matrix and block placement arrays, masked arrays' masks, tree
-# estimators' widths, k-means and neighbors' data widths and vectorizers' vocabularies inside
-# the file itself; torch sparse
+# estimators' widths, k-means and neighbors' data widths, vectorizers' vocabularies and
+# MultiIndex codes inside the file itself; torch sparse
 # tensors it does not read, so it lets them through (strict: fails once it checks them). A
 # block manager given pandas < 2's state writes at its placements inside the load: the guard
 # checks that state before pandas reads it (_native_state.SETSTATE_CHECKED).
@@ -81,6 +81,7 @@ NATIVE_STATE_SCAN = NATIVE_STATE_NOTED - {
     "neighbors_training_data_narrower_than_input",
     "vectorizer_column_beyond_vocabulary",
     "dict_vectorizer_column_beyond_vocabulary",
+    "multi_index_code_out_of_bounds",
 }
 
 

@@ -1018,7 +1018,22 @@ def _shape_cases() -> Dict[str, Tuple[Any, str]]:
         )
         return _edited(model, vocabulary_={**model.vocabulary_, **columns})
 
+    def multi_index(*codes: Any) -> Any:
+        index = pd.MultiIndex(levels=[["a", "b"], [1, 2, 3]], codes=[[0, 1, 0], [0, 1, 2]])
+        if codes:
+            object.__setattr__(index, "_codes", tuple(np.array(c, np.int8) for c in codes))
+        return pd.DataFrame({"v": [1.0, 2.0, 3.0]}, index=index)
+
     return {
+        "multi index": (multi_index(), ""),
+        "multi index code beyond its level": (
+            multi_index([0, 1, 50], [0, 1, 2]),
+            "codes[0][2] is 50, outside [-1, 2) (the level's values)",
+        ),
+        "multi index codes of two lengths": (
+            multi_index([0, 1, 0], [0, 1]),
+            "codes[1] holds 2 codes where codes[0] holds 3",
+        ),
         "vectorizer": (vectorizer(CountVectorizer), ""),
         "vectorizer column beyond": (
             vectorizer(CountVectorizer, cat=10**9),
@@ -1048,8 +1063,8 @@ def test_scanner_checks_estimator_shapes_and_masks_inside_the_file(
 ) -> None:
     """k-means centers and nearest-neighbor training data as wide as the input, the neighbors'
     sample count, a masked array's mask as long as its data, a vectorizer's vocabulary mapping
-    terms to distinct columns below its size, read in the file: the scanner and the guard agree
-    on each."""
+    terms to distinct columns below its size, a ``MultiIndex``'s codes inside its levels (an
+    index of a frame), read in the file: the scanner and the guard agree on each."""
     obj, broken = _shape_cases()[case]
     path = tmp_path / "model.bin"
     WRITERS[writer](obj, path)

@@ -4,7 +4,8 @@
 //! (`_rebuild_blknos_and_blklocs` writes at each one with bounds checks off).
 //! Lengths are read from what the pickle makes of the categories and axes: an `Index` or
 //! `RangeIndex` through `_new_Index`, an array, or an extension array (`NDArrayBacked`).
-//! Masked arrays' masks must match their data. Anything else is left to the guard.
+//! Masked arrays' masks must match their data, a `MultiIndex`'s codes index its levels.
+//! Anything else is left to the guard.
 
 use crate::evaluate::{Heap, Object, Val};
 
@@ -477,6 +478,64 @@ fn placed_outside(
     let last = i128::from(start) + (i128::from(count) - 1) * i128::from(step);
     let last = i64::try_from(last).unwrap_or(i64::MAX);
     Ok(Ok([start, last].into_iter().find(|&item| outside(item))))
+}
+
+/// A `MultiIndex` made by `_new_Index(MultiIndex, d)`, which skips pandas' integrity check
+/// (`verify_integrity=False`): one codes array per level, all as long as the first, each code
+/// in [-1, len(level)) (a level's values are taken at its codes with bounds checks off).
+pub(super) fn check_multi_index(heap: &Heap, data: &[u8], index: &Object) -> PickledOutcome {
+    let run = || -> Result<Result<(), String>, String> {
+        if index.state.is_some() {
+            return Err("an index given a state".into());
+        }
+        let [_, fields] = heap.tuple(index.args).unwrap_or_default() else {
+            return Err("an index made without its two arguments".into());
+        };
+        // `cls(**d)` reads the lists at the call.
+        let list = |key: &str| {
+            let value = heap
+                .get(*fields, key)
+                .ok_or_else(|| format!("a MultiIndex without {key}"))?;
+            heap.list(value, index.offset)
+                .or_else(|| heap.tuple(value))
+                .ok_or_else(|| format!("{key} is not a list the pickle made"))
+        };
+        let (levels, codes) = (list("levels")?, list("codes")?);
+        if levels.len() != codes.len() {
+            return Ok(Err(format!(
+                "{} code arrays for {} levels",
+                codes.len(),
+                levels.len()
+            )));
+        }
+        let mut length = None;
+        for (number, (&level, &level_codes)) in levels.iter().zip(codes).enumerate() {
+            let values = match length_of(heap, level, index.offset, 0)? {
+                Ok(values) => i64::try_from(values).unwrap_or(i64::MAX),
+                Err(broken) => return Ok(Err(format!("levels[{number}]: {broken}"))),
+            };
+            if let Err(broken) = built_before(heap, level_codes, index.offset, "the codes") {
+                return Ok(Err(broken));
+            }
+            let array = array_of(heap, data, level_codes)?;
+            let [count] = array.shape[..] else {
+                return Ok(Err(format!("codes[{number}] has shape {:?}", array.shape)));
+            };
+            if *length.get_or_insert(count) != count {
+                return Ok(Err(format!(
+                    "codes[{number}] holds {count} codes where codes[0] holds {}",
+                    length.unwrap_or_default()
+                )));
+            }
+            if let Some((i, code)) = first_outside(&array, usize::MAX, -1, values)? {
+                return Ok(Err(format!(
+                    "codes[{number}][{i}] is {code}, outside [-1, {values}) (the level's values)"
+                )));
+            }
+        }
+        Ok(Ok(()))
+    };
+    outcome(run())
 }
 
 /// A masked array (`IntegerArray`, `FloatingArray`, `BooleanArray`): a boolean `_mask` of

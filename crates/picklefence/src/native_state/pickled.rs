@@ -6,7 +6,9 @@ use crate::evaluate::{Evaluator, Heap, Object, Trailing};
 
 use super::arrays::{array_of, dtype_of, first_outside, state_array, JOBLIB_WRAPPER};
 use super::arrow::{check_arrow_array, RESTORE_ARRAY};
-use super::pandas::{check_block_manager, check_categorical, check_intervals, check_masked};
+use super::pandas::{
+    check_block_manager, check_categorical, check_intervals, check_masked, check_multi_index,
+};
 use super::sklearn::{
     check_kmeans, check_neighbors, check_tree_ensemble, check_tree_estimator, check_vocabulary,
 };
@@ -155,6 +157,8 @@ const CHECKED: &[((&str, &str), Check)] = &[
         ("sklearn.feature_extraction._dict_vectorizer", "DictVectorizer"),
         check_vocabulary,
     ),
+    (("pandas", "MultiIndex"), check_multi_index),
+    (("pandas.core.indexes.multi", "MultiIndex"), check_multi_index),
     (("pandas.arrays", "IntegerArray"), check_masked),
     (("pandas.core.arrays.integer", "IntegerArray"), check_masked),
     (("pandas.arrays", "FloatingArray"), check_masked),
@@ -335,16 +339,16 @@ fn check_predictor(heap: &Heap, data: &[u8], predictor: &Object) -> PickledOutco
 /// The class an object is an instance of: what was called or reconstructed, or the class
 /// operand of `copyreg._reconstructor` / `copyreg.__newobj__` (protocols 0-1 and explicit
 /// reductions), of scikit-learn's `newObj` (KD and ball trees) or of pandas'
-/// `__pyx_unpickle_NDArrayBacked` and `__pyx_unpickle_IntervalMixin` (extension arrays).
+/// `__pyx_unpickle_NDArrayBacked` and `__pyx_unpickle_IntervalMixin` (extension arrays) and
+/// `_new_Index` (indexes).
 pub(super) fn class_of<'h>(heap: &'h Heap, object: &Object) -> Option<(&'h str, &'h str)> {
     let callee = heap.global(object.callee)?;
     match callee {
         ("copyreg" | "copy_reg", "_reconstructor" | "__newobj__" | "__newobj_ex__")
         | ("sklearn.neighbors._kd_tree" | "sklearn.neighbors._ball_tree", "newObj")
         | ("pandas._libs.arrays", "__pyx_unpickle_NDArrayBacked")
-        | ("pandas._libs.interval", "__pyx_unpickle_IntervalMixin") => {
-            heap.global(*heap.tuple(object.args)?.first()?)
-        }
+        | ("pandas._libs.interval", "__pyx_unpickle_IntervalMixin")
+        | ("pandas.core.indexes.base", "_new_Index") => heap.global(*heap.tuple(object.args)?.first()?),
         _ => Some(callee),
     }
 }
