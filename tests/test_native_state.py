@@ -1024,7 +1024,18 @@ def _shape_cases() -> Dict[str, Tuple[Any, str]]:
             object.__setattr__(index, "_codes", tuple(np.array(c, np.int8) for c in codes))
         return pd.DataFrame({"v": [1.0, 2.0, 3.0]}, index=index)
 
+    def sparse(*stored: float) -> Any:
+        array = pd.arrays.SparseArray([0.0, 0.0, 1.5, 0.0, 2.0], fill_value=0.0)
+        if stored:
+            object.__setattr__(array, "_sparse_values", np.array(stored))
+        return {"sparse": array, "series": pd.Series(array)}
+
     return {
+        "sparse array": (sparse(), ""),
+        "sparse array values short": (
+            sparse(1.5),
+            "_sparse_values has shape [1] for the 2 points of its index",
+        ),
         "multi index": (multi_index(), ""),
         "multi index code beyond its level": (
             multi_index([0, 1, 50], [0, 1, 2]),
@@ -1064,7 +1075,8 @@ def test_scanner_checks_estimator_shapes_and_masks_inside_the_file(
     """k-means centers and nearest-neighbor training data as wide as the input, the neighbors'
     sample count, a masked array's mask as long as its data, a vectorizer's vocabulary mapping
     terms to distinct columns below its size, a ``MultiIndex``'s codes inside its levels (an
-    index of a frame), read in the file: the scanner and the guard agree on each."""
+    index of a frame), a ``SparseArray``'s values one per point, read in the file: the scanner
+    and the guard agree on each."""
     obj, broken = _shape_cases()[case]
     path = tmp_path / "model.bin"
     WRITERS[writer](obj, path)

@@ -4,7 +4,8 @@
 //! (`_rebuild_blknos_and_blklocs` writes at each one with bounds checks off).
 //! Lengths are read from what the pickle makes of the categories and axes: an `Index` or
 //! `RangeIndex` through `_new_Index`, an array, or an extension array (`NDArrayBacked`).
-//! Masked arrays' masks must match their data, a `MultiIndex`'s codes index its levels.
+//! Masked arrays' masks must match their data, a `MultiIndex`'s codes index its levels, a
+//! `SparseArray` stores a value per point of its index.
 //! Anything else is left to the guard.
 
 use crate::evaluate::{Heap, Object, Val};
@@ -534,6 +535,49 @@ pub(super) fn check_multi_index(heap: &Heap, data: &[u8], index: &Object) -> Pic
             }
         }
         Ok(Ok(()))
+    };
+    outcome(run())
+}
+
+const INT_INDEX: (&str, &str) = ("pandas._libs.sparse", "IntIndex");
+
+/// A `SparseArray`: one stored value per point of its sparse index (the Cython sparse kernels
+/// read `sp_values[i]` for every point unchecked). An `IntIndex(length, indices)` has one point
+/// per index, which it checks against its length when the pickle calls it.
+pub(super) fn check_sparse_array(heap: &Heap, _data: &[u8], array: &Object) -> PickledOutcome {
+    let run = || -> Result<Result<(), String>, String> {
+        if array.rebuilt {
+            return Err("an array built twice".into());
+        }
+        let state = array.state.ok_or("a sparse array without its state")?;
+        if !matches!(state, Val::Dict(_)) {
+            return Err("a sparse array whose state is not a dict".into());
+        }
+        let index = heap
+            .get(state, "_sparse_index")
+            .and_then(|v| heap.object(v))
+            .filter(|made| heap.global(made.callee) == Some(INT_INDEX) && made.state.is_none())
+            .ok_or("a sparse index that is not an IntIndex the pickle called")?;
+        let indices = heap
+            .tuple(index.args)
+            .and_then(|args| args.get(1).copied())
+            .ok_or("an IntIndex called without its indices")?;
+        let points = match array_shape(heap, indices)?[..] {
+            [points] => points,
+            ref shape => return Ok(Err(format!("_sparse_index's indices have shape {shape:?}"))),
+        };
+        let values = heap
+            .get(state, "_sparse_values")
+            .ok_or("a state without _sparse_values")?;
+        if let Err(broken) = built_before(heap, values, array.built_at.unwrap_or(u64::MAX), "the values") {
+            return Ok(Err(broken));
+        }
+        match array_shape(heap, values)?[..] {
+            [stored] if stored == points => Ok(Ok(())),
+            ref shape => Ok(Err(format!(
+                "_sparse_values has shape {shape:?} for the {points} points of its index"
+            ))),
+        }
     };
     outcome(run())
 }

@@ -8,6 +8,7 @@ use super::arrays::{array_of, dtype_of, first_outside, state_array, JOBLIB_WRAPP
 use super::arrow::{check_arrow_array, RESTORE_ARRAY};
 use super::pandas::{
     check_block_manager, check_categorical, check_intervals, check_masked, check_multi_index,
+    check_sparse_array,
 };
 use super::sklearn::{
     check_kmeans, check_neighbors, check_tree_ensemble, check_tree_estimator, check_vocabulary,
@@ -156,6 +157,11 @@ const CHECKED: &[((&str, &str), Check)] = &[
     (
         ("sklearn.feature_extraction._dict_vectorizer", "DictVectorizer"),
         check_vocabulary,
+    ),
+    (("pandas.arrays", "SparseArray"), check_sparse_array),
+    (
+        ("pandas.core.arrays.sparse.array", "SparseArray"),
+        check_sparse_array,
     ),
     (("pandas", "MultiIndex"), check_multi_index),
     (("pandas.core.indexes.multi", "MultiIndex"), check_multi_index),
