@@ -12,7 +12,7 @@ use crate::evaluate::{Heap, Object, Val};
 
 use super::arrays::{array_of, array_shape, built_before, first_outside};
 use super::arrow::{array_data, RESTORE_ARRAY};
-use super::pickled::{class_of, outcome};
+use super::pickled::{class_of, dict_state, outcome};
 use super::PickledOutcome;
 
 const NDARRAY_BACKED: (&str, &str) = ("pandas._libs.arrays", "__pyx_unpickle_NDArrayBacked");
@@ -546,13 +546,7 @@ const INT_INDEX: (&str, &str) = ("pandas._libs.sparse", "IntIndex");
 /// per index, which it checks against its length when the pickle calls it.
 pub(super) fn check_sparse_array(heap: &Heap, _data: &[u8], array: &Object) -> PickledOutcome {
     let run = || -> Result<Result<(), String>, String> {
-        if array.rebuilt {
-            return Err("an array built twice".into());
-        }
-        let state = array.state.ok_or("a sparse array without its state")?;
-        if !matches!(state, Val::Dict(_)) {
-            return Err("a sparse array whose state is not a dict".into());
-        }
+        let state = dict_state(array, "a sparse array")?.ok_or("a sparse array without its state")?;
         let index = heap
             .get(state, "_sparse_index")
             .and_then(|v| heap.object(v))
@@ -587,13 +581,7 @@ pub(super) fn check_sparse_array(heap: &Heap, _data: &[u8], array: &Object) -> P
 /// pandas' Cython kernels read `mask[i]` for every item of the data with bounds checks off).
 pub(super) fn check_masked(heap: &Heap, data: &[u8], array: &Object) -> PickledOutcome {
     let run = || -> Result<Result<(), String>, String> {
-        if array.rebuilt {
-            return Err("an array built twice".into());
-        }
-        let state = array.state.ok_or("a masked array without its state")?;
-        if !matches!(state, Val::Dict(_)) {
-            return Err("a masked array whose state is not a dict".into());
-        }
+        let state = dict_state(array, "a masked array")?.ok_or("a masked array without its state")?;
         let kinds = match class_of(heap, array).map(|(_, name)| name) {
             Some("IntegerArray") => "iu",
             Some("FloatingArray") => "f",

@@ -2,7 +2,7 @@
 //! ([`super::check_tree_nodes`] and the others), checked where the arrays are inside the pickle.
 
 use crate::decoder::Decoder;
-use crate::evaluate::{Evaluator, Heap, Object, Trailing};
+use crate::evaluate::{Evaluator, Heap, Object, Trailing, Val};
 
 use super::arrays::{array_of, dtype_of, first_outside, state_array, JOBLIB_WRAPPER};
 use super::arrow::{check_arrow_array, RESTORE_ARRAY};
@@ -434,6 +434,19 @@ fn check_binary_tree(heap: &Heap, data: &[u8], tree: &Object) -> PickledOutcome 
         Ok(Ok(()))
     };
     outcome(run())
+}
+
+/// The state dict the single BUILD of `object` (`what`, for messages) gave it: None when it was
+/// never built; not readable here when built twice or given another state.
+pub(super) fn dict_state(object: &Object, what: &str) -> Result<Option<Val>, String> {
+    if object.rebuilt {
+        return Err(format!("{what} built twice"));
+    }
+    match object.state {
+        None => Ok(None),
+        Some(state @ Val::Dict(_)) => Ok(Some(state)),
+        Some(_) => Err(format!("{what} whose state is not a dict")),
+    }
 }
 
 pub(super) fn outcome(result: Result<Result<(), String>, String>) -> PickledOutcome {

@@ -10,7 +10,7 @@
 use crate::evaluate::{Heap, Object, Val};
 
 use super::arrays::{array_shape, int_value};
-use super::pickled::{class_of, outcome};
+use super::pickled::{class_of, dict_state, outcome};
 use super::PickledOutcome;
 
 const TREE: (&str, &str) = ("sklearn.tree._tree", "Tree");
@@ -34,18 +34,6 @@ fn input_width(heap: &Heap, data: &[u8], state: Val) -> Result<Option<i64>, Stri
 
 const MISSING_WIDTH: &str = "n_features_in_ is missing: predict would not check its input's width";
 
-/// The state dict an estimator's (single) BUILD gave it, or why it cannot be read.
-fn estimator_state(object: &Object) -> Result<Option<Val>, String> {
-    if object.rebuilt {
-        return Err("an estimator built twice".into());
-    }
-    match object.state {
-        None => Ok(None),
-        Some(state @ Val::Dict(_)) => Ok(Some(state)),
-        Some(_) => Err("an estimator whose state is not a dict".into()),
-    }
-}
-
 /// `n_features` of the `Tree` a `tree_` value is: the first argument of its constructor.
 fn tree_width(heap: &Heap, tree: Val) -> Result<i64, String> {
     let object = heap
@@ -62,7 +50,7 @@ fn tree_width(heap: &Heap, tree: Val) -> Result<i64, String> {
 /// A decision tree estimator: `tree_.n_features == n_features_in_`.
 pub(super) fn check_tree_estimator(heap: &Heap, data: &[u8], estimator: &Object) -> PickledOutcome {
     let run = || -> Result<Result<(), String>, String> {
-        let Some(state) = estimator_state(estimator)? else {
+        let Some(state) = dict_state(estimator, "an estimator")? else {
             return Ok(Ok(())); // unfitted: predict raises first
         };
         let Some(tree) = heap.get(state, "tree_") else {
@@ -87,7 +75,7 @@ pub(super) fn check_tree_estimator(heap: &Heap, data: &[u8], estimator: &Object)
 /// and no columns are picked per estimator.
 pub(super) fn check_tree_ensemble(heap: &Heap, data: &[u8], ensemble: &Object) -> PickledOutcome {
     let run = || -> Result<Result<(), String>, String> {
-        let Some(state) = estimator_state(ensemble)? else {
+        let Some(state) = dict_state(ensemble, "an estimator")? else {
             return Ok(Ok(()));
         };
         let Some(estimators) = heap.get(state, "estimators_") else {
@@ -108,7 +96,7 @@ pub(super) fn check_tree_ensemble(heap: &Heap, data: &[u8], ensemble: &Object) -
             let estimator = heap
                 .object(item)
                 .ok_or("an estimator that is not an object the pickle made")?;
-            let Some(tree) = estimator_state(estimator)?.and_then(|s| heap.get(s, "tree_")) else {
+            let Some(tree) = dict_state(estimator, "an estimator")?.and_then(|s| heap.get(s, "tree_")) else {
                 continue;
             };
             let features = tree_width(heap, tree)?;
@@ -138,7 +126,7 @@ fn state_shape(heap: &Heap, state: Val, key: &str) -> Result<Option<Vec<u64>>, S
 /// input `predict` checks for; the Cython assignment reads each center row that wide.
 pub(super) fn check_kmeans(heap: &Heap, data: &[u8], model: &Object) -> PickledOutcome {
     let run = || -> Result<Result<(), String>, String> {
-        let Some(state) = estimator_state(model)? else {
+        let Some(state) = dict_state(model, "an estimator")? else {
             return Ok(Ok(()));
         };
         let (Some(shape), Some(width)) = (
@@ -166,7 +154,7 @@ pub(super) fn check_kmeans(heap: &Heap, data: &[u8], model: &Object) -> PickledO
 /// (the neighbor graphs size their matrices by it).
 pub(super) fn check_neighbors(heap: &Heap, data: &[u8], model: &Object) -> PickledOutcome {
     let run = || -> Result<Result<(), String>, String> {
-        let Some(state) = estimator_state(model)? else {
+        let Some(state) = dict_state(model, "an estimator")? else {
             return Ok(Ok(()));
         };
         let Some(shape) = state_shape(heap, state, "_fit_X")? else {
@@ -201,7 +189,7 @@ const MAX_TERMS: usize = 1 << 24;
 /// after the estimator's BUILD change the dict it holds).
 pub(super) fn check_vocabulary(heap: &Heap, data: &[u8], vectorizer: &Object) -> PickledOutcome {
     let run = || -> Result<Result<(), String>, String> {
-        let Some(state) = estimator_state(vectorizer)? else {
+        let Some(state) = dict_state(vectorizer, "an estimator")? else {
             return Ok(Ok(()));
         };
         let Some(vocabulary) = heap.get(state, "vocabulary_").filter(|v| *v != Val::None) else {
