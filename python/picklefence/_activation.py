@@ -24,6 +24,7 @@ from ._policy_state import (
     _Activation,
     _activations,
     _allows,
+    _current,
     _in_verified_load,
     _lock,
     _Patch,
@@ -98,12 +99,6 @@ def _targets() -> List[Tuple[Any, str, Any, str]]:
         (_PY_UNPICKLER, "find_class", _py_unpickler_find_class, "pickle._Unpickler.find_class"),
         (_PY_UNPICKLER, "get_extension", _py_unpickler_get_extension, "pickle._Unpickler.get_extension"),
     ]
-
-
-def _current(owner: Any, attr: str) -> Any:
-    if isinstance(owner, type):
-        return owner.__dict__.get(attr, _MISSING)
-    return getattr(owner, attr, _MISSING)
 
 
 class _ModuleByName:

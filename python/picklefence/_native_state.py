@@ -180,15 +180,9 @@ def _recording(cls: Any, key: str, module: str, name: str) -> bool:
 def _record_setstate(cls: Any, key: str, module: str, name: str) -> bool:
     """Makes ``cls.__setstate__`` record each instance it is called on into the running load's
     captures, under ``key`` (restored on deactivation). False when the guard is not active."""
-    from ._policy_state import _MISSING, _activations, _lock, _Patch, _patches
+    from ._policy_state import patch_while_active
 
-    with _lock:
-        if not _activations:
-            return False
-        if getattr(cls.__dict__.get("__setstate__"), "_picklefence_records", None) == key:
-            return True
-        own = cls.__dict__.get("__setstate__", _MISSING)
-        inherited = cls.__setstate__
+    def recorder(inherited: Any) -> Any:
         # A base class's recorder (a forest's estimator class patched before its subclass)
         # would record each instance twice.
         while getattr(inherited, "_picklefence_records", None) is not None:
@@ -204,9 +198,15 @@ def _record_setstate(cls: Any, key: str, module: str, name: str) -> bool:
         __setstate__._picklefence_records = key  # type: ignore[attr-defined]
         __setstate__.__wrapped__ = inherited  # type: ignore[attr-defined]
         __setstate__.__doc__ = getattr(inherited, "__doc__", None)
-        _patches.append(_Patch(cls, "__setstate__", own, __setstate__, f"{module}.{name}.__setstate__"))
-        cls.__setstate__ = __setstate__
-        return True
+        return __setstate__
+
+    return patch_while_active(
+        cls,
+        "__setstate__",
+        recorder,
+        f"{module}.{name}.__setstate__",
+        lambda: getattr(cls.__dict__.get("__setstate__"), "_picklefence_records", None) == key,
+    )
 
 
 def resolve_class(module: str, name: str, find: Callable[[str, str], Any]) -> Any:
@@ -1064,18 +1064,13 @@ def _check_setstate_of(module: str, name: str) -> None:
     it is not yet: the load that imports it may give the state right after."""
     import importlib
 
-    from ._policy_state import _MISSING, _activations, _lock, _Patch, _patches
+    from ._policy_state import patch_while_active
 
-    found = getattr(importlib.import_module(module), name, None)
-    if not isinstance(found, type):
+    cls = getattr(importlib.import_module(module), name, None)
+    if not isinstance(cls, type):
         return
-    cls: Any = found
-    with _lock:
-        if not _activations or any(p.owner is cls and p.attr == "__setstate__" for p in _patches):
-            return
-        own = cls.__dict__.get("__setstate__", _MISSING)
-        inherited = cls.__setstate__
 
+    def checker(inherited: Any) -> Any:
         def __setstate__(self: Any, state: Any) -> Any:
             try:
                 # Looked up at each call: the benchmark turns the checks off and on.
@@ -1090,8 +1085,9 @@ def _check_setstate_of(module: str, name: str) -> None:
                 raise unsafe_file_error(failed, None) from None
             return inherited(self, state)
 
-        _patches.append(_Patch(cls, "__setstate__", own, __setstate__, f"{module}.{name}.__setstate__"))
-        cls.__setstate__ = __setstate__
+        return __setstate__
+
+    patch_while_active(cls, "__setstate__", checker, f"{module}.{name}.__setstate__")
 
 
 def _check_made_by(module: str, name: str) -> None:
@@ -1099,16 +1095,13 @@ def _check_made_by(module: str, name: str) -> None:
     the guard is active. The module is imported here if it is not yet."""
     import importlib
 
-    from ._policy_state import _activations, _lock, _Patch, _patches
+    from ._policy_state import patch_while_active
 
     owner = importlib.import_module(module)
-    original = getattr(owner, name, None)
-    if not callable(original):
+    if not callable(getattr(owner, name, None)):
         return
-    with _lock:
-        if not _activations or any(p.owner is owner and p.attr == name for p in _patches):
-            return
 
+    def checking(original: Any) -> Any:
         def made(*args: Any, **kwargs: Any) -> Any:
             array = original(*args, **kwargs)
             # Looked up at each call: the benchmark turns the checks off and on.
@@ -1121,8 +1114,9 @@ def _check_made_by(module: str, name: str) -> None:
 
         # Pickled by reference as the name it stands in for (pickle finds this very object there).
         made.__module__, made.__name__, made.__qualname__ = module, name, name
-        _patches.append(_Patch(owner, name, original, made, f"{module}.{name}"))
-        setattr(owner, name, made)
+        return made
+
+    patch_while_active(owner, name, checking, f"{module}.{name}")
 
 
 def _check_block_manager(manager: Any) -> None:

@@ -13,7 +13,7 @@ import _compat_pickle
 import contextlib
 import copyreg
 import threading
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from . import _native, _native_state
 from ._native import Policy
@@ -51,6 +51,39 @@ class _Patch:
         self.original = original
         self.replacement = replacement
         self.label = label
+
+
+def _current(owner: Any, attr: str) -> Any:
+    """What restoring ``owner.attr`` puts back: a class's own entry (``_MISSING`` for an
+    inherited one), else the attribute."""
+    if isinstance(owner, type):
+        return owner.__dict__.get(attr, _MISSING)
+    return getattr(owner, attr, _MISSING)
+
+
+def patch_while_active(
+    owner: Any,
+    attr: str,
+    make: Callable[[Any], Any],
+    label: str,
+    installed: Optional[Callable[[], bool]] = None,
+) -> bool:
+    """Sets ``owner.attr`` to ``make(what it resolves to now)`` until the last activation ends
+    (then restored), once: not again while ``installed()`` (by default: while a patch of
+    ``owner.attr`` is in place). False when the guard is not active."""
+    with _lock:
+        if not _activations:
+            return False
+        if installed is not None:
+            done = installed()
+        else:
+            done = any(p.owner is owner and p.attr == attr for p in _patches)
+        if done:
+            return True
+        replacement = make(getattr(owner, attr))
+        _patches.append(_Patch(owner, attr, _current(owner, attr), replacement, label))
+        setattr(owner, attr, replacement)
+        return True
 
 
 def _set_policy(policy: Optional[Policy]) -> None:

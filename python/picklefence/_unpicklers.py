@@ -21,14 +21,11 @@ from . import _policy_state as _state
 from ._native import Policy
 from ._policy_state import (
     _MISSING,
-    _activations,
     _allows,
-    _lock,
-    _Patch,
-    _patches,
     _refuse_import,
     _verified_load,
     _with_ext_codes,
+    patch_while_active,
 )
 from ._prescan import _filepath, _seek_start, prescan_bytes, prescan_stream
 from .errors import UnsafeFileError, Violation
@@ -91,27 +88,22 @@ def _in_legacy_torch_load() -> bool:
 def _strict_sparse_validation(utils: Any) -> None:
     """Makes ``torch._utils._validate_loaded_sparse_tensors``, which ``torch.load`` calls at its
     end, check invariants while the guard is active (restored on deactivation)."""
-    with _lock:
-        if not _activations or any(p.owner is utils for p in _patches):
-            return
-        original = utils._validate_loaded_sparse_tensors
 
+    def strict(original: Any) -> Any:
         def _validate_loaded_sparse_tensors(*args: Any, **kwargs: Any) -> Any:
             if kwargs.get("weights_only") or (args and args[0]):
                 return original(*args, **kwargs)  # torch validates these itself
             _validate_sparse(original, None, *args, **kwargs)
 
         _validate_loaded_sparse_tensors.__doc__ = original.__doc__
-        _patches.append(
-            _Patch(
-                utils,
-                "_validate_loaded_sparse_tensors",
-                original,
-                _validate_loaded_sparse_tensors,
-                "torch._utils._validate_loaded_sparse_tensors",
-            )
-        )
-        utils._validate_loaded_sparse_tensors = _validate_loaded_sparse_tensors
+        return _validate_loaded_sparse_tensors
+
+    patch_while_active(
+        utils,
+        "_validate_loaded_sparse_tensors",
+        strict,
+        "torch._utils._validate_loaded_sparse_tensors",
+    )
 
 
 def _validated(load: Callable[[], Any], filepath: Optional[str] = None) -> Any:
