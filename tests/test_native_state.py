@@ -1120,6 +1120,30 @@ def test_scanner_leaves_ensembles_it_cannot_read_to_the_guard(tmp_path: Path) ->
         assert f"not all could be read here ({why}" in note and "the guard validates them" in note, note
 
 
+@pytest.mark.parametrize("compress", ["zlib", "gzip", "bz2", "xz", "lzma"])
+def test_scanner_reads_a_compressed_joblib_file_s_arrays(tmp_path: Path, compress: str) -> None:
+    """A compressed joblib file is scanned as it decompresses. A pickle past the 64 KiB that tell
+    what a stream is used to be analysed as a stream, which keeps no arrays: a broken tree in
+    such a file passed the scan with a note. Pickles up to 8 MiB are now held and read as a
+    file's bytes; a longer one is still streamed, and noted as left to the guard."""
+    intact = _tree_models()["forest"]
+    broken = _break(_tree_models()["forest"])
+    path = tmp_path / "model.joblib"
+    for model, padding in ((intact, 100_000), (broken, 100_000), (broken, 1_100_000)):
+        # Zeros: a pickle of 0.8 or 8.8 MB in a file of a few kB.
+        joblib.dump({"model": model, "padding": np.zeros(padding)}, path, compress=(compress, 3))
+        report = picklefence.scan_file(path)
+        violations = [f.message for f in report.findings if f.kind == "state-violation"]
+        notes = [f.message for f in report.findings if "the scanner cannot read those arrays" in f.message]
+        if model is intact:
+            assert report.is_safe and not violations and not notes, str(report)
+        elif padding * 8 < 8 << 20:
+            assert not report.is_safe and any("left_child" in v for v in violations), str(report)
+        else:
+            assert report.is_safe and not violations, str(report)
+            assert any("sklearn.tree._tree.Tree" in note for note in notes), str(report)
+
+
 class _Reduced:
     def __init__(self, reduced: Tuple[Any, ...]) -> None:
         self.reduced = reduced

@@ -138,6 +138,10 @@ pub struct ScanOptions {
     /// Bytes of a stream (decompressed data, a deflated member) read to tell what it is; a
     /// stream that ends within them is scanned as bytes.
     pub stream_prefix: usize,
+    /// A pickle in a stream (a compressed joblib file) that ends within this many bytes is held
+    /// and scanned as bytes, so that the native-state checks read its arrays; a longer one is
+    /// scanned as it streams, and the guard's checks at load time are noted instead.
+    pub hold_pickles_up_to: u64,
     /// A zip that is itself a stream and ends within this many bytes is held and read from its
     /// central directory, as a file is; a longer one is read member after member as streaming
     /// readers read it, and its directory checked against them.
@@ -156,6 +160,7 @@ impl Default for ScanOptions {
             max_members: 100_000,
             read_whole_up_to: 16 << 20,
             stream_prefix: 64 << 10,
+            hold_pickles_up_to: 8 << 20,
             zip_stream_held: 32 << 20,
         }
     }

@@ -210,6 +210,7 @@ fn a_torch_tar_stream_reads_its_storages_as_torch_does() {
     let policy = Policy::default();
     let streamed = ScanOptions {
         stream_prefix: 4096,
+        hold_pickles_up_to: 0,
         ..ScanOptions::default()
     };
     for input in [archive.clone(), common::gzip(&archive)] {
@@ -245,6 +246,7 @@ fn a_stream_held_in_memory_that_fails_says_how_far_it_was_read() {
     data.resize(20_000, 0x5a);
     let options = ScanOptions {
         stream_prefix: 4096,
+        hold_pickles_up_to: 0,
         read_whole_up_to: 0,
         ..ScanOptions::default()
     };
@@ -294,6 +296,7 @@ fn bytes_after_the_last_legacy_torch_storage_are_analysed_in_a_stream_too() {
     let streamed = ScanOptions {
         read_whole_up_to: 0,
         stream_prefix: 4096,
+        hold_pickles_up_to: 0,
         ..ScanOptions::default()
     };
     let padding = b"\x80\x02N.".repeat(1100);
@@ -343,6 +346,7 @@ fn binary_data_that_starts_like_a_long_counted_opcode_and_then_breaks_is_not_a_p
     let streamed = ScanOptions {
         read_whole_up_to: 0,
         stream_prefix: 4096,
+        hold_pickles_up_to: 0,
         ..ScanOptions::default()
     };
     for opcode in [b'B', b'X', b'T'] {
@@ -396,6 +400,7 @@ fn a_stream_that_fails_to_read_is_never_taken_for_inert_data() {
     let streamed = ScanOptions {
         read_whole_up_to: 0,
         stream_prefix: 4096,
+        hold_pickles_up_to: 0,
         ..ScanOptions::default()
     };
     let in_memory = scan_bytes(cut, &policy, &ScanOptions::default());

@@ -144,15 +144,16 @@ pub(crate) fn scan_slice(ctx: &mut Ctx<'_>, data: &[u8], location: &str, depth: 
     find(data, Probe::whole(ctx.options.max_members)).scan(ctx, location, depth)
 }
 
-/// Scans a stream (decompressed data, deflated members): small ones are read whole; the
-/// container its first bytes name reads the rest ([`Container::scan_stream`]).
+/// Scans a stream (decompressed data, deflated members): small ones are read whole, and so are
+/// pickles up to `hold_pickles_up_to`; the container its first bytes name reads the rest
+/// ([`Container::scan_stream`]).
 pub(crate) fn scan_reader(ctx: &mut Ctx<'_>, reader: impl Read, location: &str, depth: usize) -> Format {
     let mut reader = reader;
     if ctx.too_deep(location, depth) {
         return Format::Unknown;
     }
     let window = ctx.options.stream_prefix;
-    let (prefix, read) = hold(ctx, &mut reader, window as u64, location);
+    let (mut prefix, read) = hold(ctx, &mut reader, window as u64, location);
     if !read {
         if prefix.is_empty() {
             return Format::Unknown;
@@ -167,6 +168,18 @@ pub(crate) fn scan_reader(ctx: &mut Ctx<'_>, reader: impl Read, location: &str, 
         let found = find(&prefix, Probe::prefix());
         (found.container, found.format())
     };
+    // A pickle's native-state checks read its arrays from its bytes, which a stream does not
+    // keep: a pickle that ends within `hold_pickles_up_to` is held and read as bytes (a forest's
+    // broken tree passed the scan of its compressed joblib file).
+    let hold_up_to = ctx.options.hold_pickles_up_to;
+    if matches!(format, Format::Pickle | Format::Joblib) && (prefix.len() as u64) < hold_up_to {
+        let more = hold_up_to - prefix.len() as u64;
+        prefix.reserve_exact(usize::try_from(more).unwrap_or(0));
+        let read = hold_into(ctx, &mut reader, more, &mut prefix, location);
+        if !read || (prefix.len() as u64) < hold_up_to {
+            return scan_slice(ctx, &prefix, location, depth);
+        }
+    }
     let head_len = prefix.len() as u64;
     // The buffer is concrete, so the decoders' small reads stay static calls; only its
     // refills go through the caller's reader behind `dyn`.
@@ -183,11 +196,18 @@ pub(crate) fn scan_reader(ctx: &mut Ctx<'_>, reader: impl Read, location: &str, 
 /// decompression limit, a corrupt stream) is reported at `location` where it struck.
 pub(crate) fn hold(ctx: &mut Ctx<'_>, reader: &mut impl Read, n: u64, location: &str) -> (Vec<u8>, bool) {
     let mut held = Vec::new();
-    match reader.take(n).read_to_end(&mut held) {
-        Ok(_) => (held, true),
+    let read = hold_into(ctx, reader, n, &mut held, location);
+    (held, read)
+}
+
+/// [`hold`], appending to `held` (the stream's bytes read before, which an error's offset
+/// counts).
+fn hold_into(ctx: &mut Ctx<'_>, reader: &mut impl Read, n: u64, held: &mut Vec<u8>, location: &str) -> bool {
+    match reader.take(n).read_to_end(held) {
+        Ok(_) => true,
         Err(e) => {
             unreadable(ctx, location, held.len() as u64, &e);
-            (held, false)
+            false
         }
     }
 }
