@@ -1649,6 +1649,51 @@ def u_matvec_2000(obj: Any, tmp: Path) -> Any:
     return obj["features"] @ np.ones(2000)
 
 
+def b_series_index_longer_than_values(tmp: Path) -> bytes:
+    """A series of one value whose index claims 10,000,000 labels (its block placed at the
+    first): reindex takes values at the index's positions with pandas' Cython take,
+    boundscheck off."""
+    import numpy as np
+    import pandas as pd
+
+    series = pd.Series(np.array([1.5]))
+    series._mgr.axes[0] = pd.RangeIndex(10_000_000)
+    return _recorded(pickle.dumps(series, protocol=2, fix_imports=False))
+
+
+def u_reindex_far(obj: Any, tmp: Path) -> Any:
+    return obj.reindex([0, 9_999_999, -5]).tolist()
+
+
+def b_boosting_stage_wider_than_predictions(tmp: Path) -> bytes:
+    """A gradient-boosting regressor whose stages hold 4096 trees (its own, shared) for raw
+    predictions one column wide: predict_stages adds every tree's leaf values into the next
+    rows of the output and 32 kB past its end."""
+    import numpy as np
+    from sklearn.ensemble import GradientBoostingRegressor
+
+    rng = np.random.RandomState(0)
+    x = rng.rand(200, 3)
+    model = GradientBoostingRegressor(n_estimators=2, max_depth=2, random_state=0).fit(x, rng.rand(200))
+    stages = np.empty((2, 4096), dtype=object)
+    for stage in range(2):
+        stages[stage, :] = [model.estimators_[stage, 0]] * 4096
+    object.__setattr__(model, "estimators_", stages)
+    return _recorded(pickle.dumps(model, protocol=2, fix_imports=False))
+
+
+def p_boosting_misread(obj: Any, tmp: Path) -> Dict[str, Any]:
+    """predict against what the model's first tree of each stage gives: memory-safe code adds
+    only those into a one-column output."""
+    import numpy as np
+
+    x = np.random.RandomState(1).rand(4, 3)
+    expected = obj.init_.predict(x) + obj.learning_rate * sum(
+        stage[0].predict(x) for stage in obj.estimators_
+    )
+    return {"misread": not np.allclose(obj.predict(x), expected)}
+
+
 def b_lil_column_beyond_shape(tmp: Path) -> bytes:
     """A 3 x 3 LIL matrix whose first row holds column 10**8: tocsr copies it unchecked and
     toarray writes there."""
@@ -3040,6 +3085,35 @@ CATALOGUE: List[Gadget] = [
         shows="SIGSEGV at toarray",
     ),
     Gadget(
+        "series_index_longer_than_values",
+        6,
+        "a Series of one value whose index claims 10,000,000 labels: SingleBlockManager.__setstate__ runs "
+        "no integrity check; reindex takes values at the index's positions (pandas' Cython take, "
+        "boundscheck off)",
+        b_series_index_longer_than_values,
+        crashed,
+        "pickle",
+        (STATE,),
+        use=u_reindex_far,
+        chain="Series{_mgr: SingleBlockManager.__setstate__(values: float64[1], axes: [RangeIndex(10**7)])}; "
+        "series.reindex([0, 9999999, -5])",
+        shows="SIGSEGV at reindex",
+    ),
+    Gadget(
+        "boosting_stage_wider_than_predictions",
+        6,
+        "a GradientBoostingRegressor whose stages hold 4096 trees for raw predictions one column wide: "
+        "predict_stages adds their leaf values past each row of the output, unchecked",
+        b_boosting_stage_wider_than_predictions,
+        crashed_or_misread,
+        "pickle",
+        (STATE,),
+        probe=p_boosting_misread,
+        chain="GradientBoostingRegressor{estimators_: object[2, 4096], n_trees_per_iteration_: 1}; "
+        "model.predict(X)",
+        shows="predictions summed from other rows' trees (writes past each row), or SIGSEGV",
+    ),
+    Gadget(
         "dict_vectorizer_column_beyond_vocabulary",
         6,
         "a DictVectorizer whose vocabulary_ sends a feature to column 2,000,000,000: transform writes there "
@@ -3375,6 +3449,11 @@ ROLES_ERA_ALLOWED: FrozenSet[str] = frozenset(
         "torch.nn.modules.padding:ZeroPad2d",
         "builtins:dict",
         # Native-state gadgets of issue 13 (real fitted models, names of the current policy).
+        "numpy.random._mt19937:MT19937",
+        "sklearn._loss._loss:CyHalfSquaredError",
+        "sklearn._loss.link:IdentityLink",
+        "sklearn._loss.loss:HalfSquaredError",
+        "sklearn.ensemble._gb:GradientBoostingRegressor",
         "scipy.sparse._csr:csr_matrix",
         "builtins:bytes",
         "numpy.random._pcg64:PCG64",

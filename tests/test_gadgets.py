@@ -67,6 +67,8 @@ NATIVE_STATE_NOTED = {
     "neighbors_training_data_narrower_than_input",
     "dia_offsets_without_data",
     "lil_column_beyond_shape",
+    "series_index_longer_than_values",
+    "boosting_stage_wider_than_predictions",
 }
 NATIVE_STATE_SCAN = NATIVE_STATE_NOTED - {
     "tree_node_children_out_of_bounds",

@@ -19,17 +19,19 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from sklearn.cluster import Birch, BisectingKMeans, KMeans
+from sklearn.cluster import Birch, BisectingKMeans, KMeans, MiniBatchKMeans
 from sklearn.ensemble import (
     BaggingClassifier,
     GradientBoostingClassifier,
+    GradientBoostingRegressor,
     HistGradientBoostingClassifier,
     IsolationForest,
     RandomForestClassifier,
 )
 from sklearn.feature_extraction import DictVectorizer
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
-from sklearn.neighbors import BallTree, KDTree, KNeighborsClassifier, KNeighborsTransformer
+from sklearn.metrics.pairwise import pairwise_kernels
+from sklearn.neighbors import BallTree, KDTree, KernelDensity, KNeighborsClassifier, KNeighborsTransformer
 from sklearn.preprocessing import OneHotEncoder
 from sklearn.tree import DecisionTreeClassifier
 
@@ -58,7 +60,7 @@ def _set(nodes: np.ndarray, field: str, index: int, value: int) -> None:
 def _binary_tree_with(kind: type, item: int, edit: Callable[[Any], Any]) -> Any:
     tree = kind(X, leaf_size=5)
     state = list(tree.__getstate__())
-    state[item] = edit(state[item].copy())
+    state[item] = edit(state[item].copy() if isinstance(state[item], np.ndarray) else state[item])
     tree.__setstate__(tuple(state))
     return tree
 
@@ -184,6 +186,32 @@ def _series_with_placement(locations: Any) -> pd.Series:
     series = pd.Series([1.0, 2.0])
     series._mgr.blocks[0]._mgr_locs = BlockPlacement(locations)
     return series
+
+
+def _series_of_lengths(values: int, index: int, placed: int) -> pd.Series:
+    """A series holding ``values`` values for an index of ``index`` labels, placed at the first
+    ``placed`` (as a file could hold it)."""
+    from pandas._libs.internals import BlockPlacement
+
+    series = pd.Series(np.ones(values))
+    series._mgr.axes[0] = pd.RangeIndex(index)
+    series._mgr.blocks[0]._mgr_locs = BlockPlacement(slice(0, placed))
+    return series
+
+
+def _masked_node_data(node_data: np.ndarray) -> Any:
+    """``node_data`` with its first node's range beyond the samples, that record masked: NumPy
+    skips it, the compiled code reads the buffer."""
+    _with_item(node_data, ("idx_end", 0), 10**6)
+    masked = np.ma.masked_array(node_data)
+    masked[0] = np.ma.masked
+    return masked
+
+
+def _boosting(trees_per_stage: int, **fields: Any) -> Any:
+    """A fitted regressor whose stages hold ``trees_per_stage`` trees (its own, repeated)."""
+    model = GradientBoostingRegressor(n_estimators=2, max_depth=2, random_state=0).fit(X, X[:, 0])
+    return _edited(model, estimators_=np.repeat(model.estimators_, trees_per_stage, axis=1), **fields)
 
 
 def _coo_row(row: int) -> sp.coo_matrix:
@@ -415,6 +443,76 @@ BROKEN: Dict[str, Any] = {
         "lil_matrix",
         "rows[0]",
     ),
+    "series values longer than the index": (
+        lambda: _series_of_lengths(300, 2, 1),
+        "SingleBlockManager",
+        "blocks[0].values",
+    ),
+    "series index longer than the values": (
+        lambda: _series_of_lengths(1, 10**7, 1),
+        "SingleBlockManager",
+        "blocks[0].values",
+    ),
+    "kd_tree n_nodes beyond node_data": (
+        lambda: _binary_tree_with(KDTree, 6, lambda n: n + 9),
+        "KDTree",
+        "n_nodes",
+    ),
+    "kd_tree leaf_size zero": (lambda: _binary_tree_with(KDTree, 4, lambda n: 0), "KDTree", "leaf_size"),
+    "kd_tree one slab of bounds": (
+        lambda: _binary_tree_with(KDTree, 3, lambda bounds: bounds[:1].copy()),
+        "KDTree",
+        "node_bounds",
+    ),
+    "ball_tree two slabs of bounds": (
+        lambda: _binary_tree_with(BallTree, 3, lambda bounds: np.concatenate([bounds, bounds])),
+        "BallTree",
+        "node_bounds",
+    ),
+    "kd_tree sample weights short": (
+        lambda: _binary_tree_with(KDTree, 12, lambda weights: np.ones(3)),
+        "KDTree",
+        "sample_weight",
+    ),
+    "kd_tree node range masked": (
+        lambda: _binary_tree_with(KDTree, 2, _masked_node_data),
+        "KDTree",
+        "node_data",
+    ),
+    "neighbors tree built on more rows than _fit_X": (
+        lambda: (lambda m: _edited(m, _fit_X=m._fit_X[:10].copy(), n_samples_fit_=10))(
+            KNeighborsTransformer(n_neighbors=2, algorithm="kd_tree").fit(X)
+        ),
+        "KNeighborsTransformer",
+        "_tree.data",
+    ),
+    "boosting stages wider than n_trees_per_iteration_": (
+        lambda: _boosting(3),
+        "GradientBoostingRegressor",
+        "estimators_",
+    ),
+    "boosting stages wider than the init predictions": (
+        lambda: _boosting(3, n_trees_per_iteration_=3),
+        "GradientBoostingRegressor",
+        "init_",
+    ),
+    "minibatch kmeans counts short": (
+        lambda: (lambda m: _edited(m, _counts=np.zeros(1)))(
+            MiniBatchKMeans(3, n_init=1, random_state=0).fit(X)
+        ),
+        "MiniBatchKMeans",
+        "_counts",
+    ),
+    "kmeans negative thread count": (
+        lambda: _edited(KMeans(3, n_init=1, random_state=0).fit(X), _n_threads=-5),
+        "KMeans",
+        "_n_threads",
+    ),
+    "svm callable kernel support_ beyond the samples": (
+        lambda: (lambda m: _edited(m, support_=m.support_ + 10**8))(_svc(kernel=pairwise_kernels)),
+        "SVC",
+        "support_",
+    ),
     "block placement": (lambda: _frame_with_placement(slice(5, 7)), "BlockManager", "mgr_locs"),
     "block placed over another": (
         lambda: _frame_with_placement(slice(0, 1), block=1),
@@ -611,6 +709,50 @@ def test_intact_structures_load_unchanged(size: int, tmp_path: Path) -> None:
         for key in ("multi", "sparse"):
             pd.testing.assert_series_equal(got[key], values[key])
         pd.testing.assert_frame_equal(got["masked"], values["masked"])
+
+
+def test_intact_models_the_shape_rules_read_load_unchanged(tmp_path: Path) -> None:
+    """What the rules on stage widths, tree arrays, thread counts, callable kernels and series
+    lengths read, as real fits make it: every such model loads and predicts as before."""
+    y3 = (X[:, 0] * 3).astype(int)
+    weights = np.linspace(0.5, 2.0, len(X))
+    values = {
+        "boosting 3 classes": GradientBoostingClassifier(n_estimators=3, random_state=0).fit(X, y3),
+        "boosting binary": GradientBoostingClassifier(n_estimators=3, random_state=0).fit(X, Y),
+        "boosting zero init": GradientBoostingClassifier(n_estimators=3, init="zero", random_state=0).fit(
+            X, y3
+        ),
+        "boosting regressor": GradientBoostingRegressor(n_estimators=3, random_state=0).fit(X, X[:, 0]),
+        "boosting tree init": GradientBoostingClassifier(
+            n_estimators=2, init=DecisionTreeClassifier(max_depth=1), random_state=0
+        ).fit(X, Y),
+        "density kd": KernelDensity(algorithm="kd_tree").fit(X, sample_weight=weights),
+        "density ball": KernelDensity(algorithm="ball_tree").fit(X, sample_weight=weights),
+        "neighbors kd": KNeighborsTransformer(n_neighbors=2, algorithm="kd_tree").fit(X),
+        "minibatch": MiniBatchKMeans(3, n_init=1, random_state=0).fit(X),
+        "svm callable": _svc(kernel=pairwise_kernels),
+        "series": pd.Series(np.arange(7.0), index=list("abcdefg")),
+        "empty series": pd.Series([], dtype=float),
+    }
+    path = tmp_path / "all.joblib"
+    joblib.dump(values, path)
+    data = pickle.dumps(values, protocol=5)
+    with picklefence.safe_ml_environment():
+        loaded = [joblib.load(path), pickle.loads(data)]
+    x3 = X[:90] + np.repeat([0, 1, 2], 30)[:, None]
+    for got in loaded:
+        for key in ("boosting 3 classes", "boosting binary", "boosting zero init", "boosting tree init"):
+            np.testing.assert_array_equal(got[key].predict_proba(X), values[key].predict_proba(X))
+        np.testing.assert_array_equal(
+            got["boosting regressor"].predict(X), values["boosting regressor"].predict(X)
+        )
+        for key in ("density kd", "density ball"):
+            np.testing.assert_allclose(got[key].score_samples(X[:20]), values[key].score_samples(X[:20]))
+        assert (got["neighbors kd"].transform(X[:20]) != values["neighbors kd"].transform(X[:20])).nnz == 0
+        np.testing.assert_array_equal(got["minibatch"].predict(X), values["minibatch"].predict(X))
+        np.testing.assert_array_equal(got["svm callable"].predict(x3), values["svm callable"].predict(x3))
+        pd.testing.assert_series_equal(got["series"], values["series"])
+        pd.testing.assert_series_equal(got["empty series"], values["empty series"])
 
 
 def test_validation_sees_objects_inside_object_arrays(tmp_path: Path) -> None:

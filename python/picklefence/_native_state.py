@@ -388,19 +388,30 @@ def _check_trees_field_by_field(trees: List[Any]) -> Any:
 
 def _check_binary_tree(tree: Any) -> None:
     """``KDTree``/``BallTree``: queries read ``data[idx_array[i]]`` for i in each node's
-    [idx_start, idx_end), and visit children 2i+1, 2i+2 of internal nodes."""
+    [idx_start, idx_end), visit children 2i+1, 2i+2 of internal nodes, read a node's bounds
+    (a KD tree's lower and upper slabs, a ball tree's centroid) and, in kernel density, the
+    sample weights of its points; the breadth-first density estimate sizes its per-node arrays
+    by the stored ``n_nodes``. All read through raw pointers, from the arrays' buffers (a
+    ``MaskedArray``'s data, whatever its mask)."""
     import numpy as np
 
-    data, idx_array, node_data, node_bounds = tree.get_arrays()
-    samples = int(data.shape[0]) if getattr(data, "ndim", 0) == 2 else -1
+    state = tree.__getstate__()
+    data, idx_array, node_data, node_bounds = (np.asarray(array) for array in state[:4])
+    samples = int(data.shape[0]) if data.ndim == 2 else -1
     if samples < 0:
-        raise _fail(tree, "data", f"shape {getattr(data, 'shape', None)} is not two-dimensional")
+        raise _fail(tree, "data", f"shape {data.shape} is not two-dimensional")
     if idx_array.shape != (samples,):
         raise _fail(tree, "idx_array", f"shape {idx_array.shape} for {samples} samples")
     error = _range_error(tree, "idx_array", idx_array, 0, samples, "the samples")
     if error is not None:
         raise error
-    nodes = int(node_data.shape[0])
+    nodes = int(node_data.shape[0]) if node_data.ndim == 1 else 0
+    if nodes < 1:
+        raise _fail(tree, "node_data", f"shape {node_data.shape}: no nodes")
+    if state[6] != nodes:
+        raise _fail(tree, "n_nodes", f"{state[6]!r} for {nodes} nodes in node_data")
+    if not (type(state[4]) is int and state[4] >= 1):
+        raise _fail(tree, "leaf_size", f"{state[4]!r} is not a positive int")
     start, end = node_data["idx_start"], node_data["idx_end"]
     bad = (start < 0) | (start > end) | (end > samples)
     if bad.any():
@@ -416,10 +427,16 @@ def _check_binary_tree(tree: Any) -> None:
         raise _fail(
             tree, f"node_data[{index}].is_leaf", f"node {index} has children beyond the {nodes} nodes"
         )
-    if node_bounds.ndim != 3 or node_bounds.shape[1] != nodes or node_bounds.shape[2] != data.shape[1]:
+    slabs = 2 if any(c.__module__.endswith("_kd_tree") for c in type(tree).__mro__) else 1
+    if node_bounds.shape != (slabs, nodes, data.shape[1]):
         raise _fail(
-            tree, "node_bounds", f"shape {node_bounds.shape} for {nodes} nodes of {data.shape[1]} features"
+            tree,
+            "node_bounds",
+            f"shape {node_bounds.shape} for {slabs} bound(s) of {nodes} nodes of {data.shape[1]} features",
         )
+    weights = state[12] if len(state) > 12 else None
+    if weights is not None and np.shape(weights) != (samples,):
+        raise _fail(tree, "sample_weight", f"shape {np.shape(weights)} for {samples} samples")
 
 
 def _bitset_rows(predictor: Any) -> int:
@@ -538,6 +555,9 @@ def _check_tree_ensemble(ensemble: Any) -> None:
         return
     width = _input_width(ensemble)
     features = _plain(ensemble, "estimators_features_")
+    boosting = getattr(sys.modules.get("sklearn.ensemble._gb"), "BaseGradientBoosting", None)
+    if isinstance(boosting, type) and isinstance(ensemble, boosting):
+        _check_boosting_stages(ensemble, estimators)
     # Not np.asarray of a list: it asks each item whether it is an array (a miss each, cold).
     held = estimators.ravel().tolist() if isinstance(estimators, np.ndarray) else list(estimators)
     if features is None:
@@ -570,6 +590,62 @@ def _check_tree_ensemble(ensemble: Any) -> None:
             )
 
 
+def _check_boosting_stages(ensemble: Any, estimators: Any) -> None:
+    """Gradient boosting: ``predict_stages`` adds the trees of each stage (a row of
+    ``estimators_``) into as many columns of the raw predictions, unchecked; those have
+    ``n_trees_per_iteration_`` columns (``init_="zero"``) or as many as the init estimator's
+    predictions."""
+    import numpy as np
+
+    if not isinstance(estimators, np.ndarray) or estimators.ndim != 2:
+        raise _fail(ensemble, "estimators_", f"shape {np.shape(estimators)}: not (stages, trees per stage)")
+    trees = estimators.shape[1]
+    per_stage = _plain(ensemble, "n_trees_per_iteration_")
+    if per_stage is not None and per_stage != trees:
+        raise _fail(
+            ensemble, "estimators_", f"{trees} trees per stage for n_trees_per_iteration_ {per_stage!r}"
+        )
+    init, loss = _plain(ensemble, "init_"), _plain(ensemble, "_loss")
+    if init is None or loss is None or (isinstance(init, str) and init == "zero"):
+        return  # predict reads n_trees_per_iteration_ (checked above), or raises first
+    import importlib
+
+    is_classifier = importlib.import_module("sklearn.base").is_classifier
+    width = _init_prediction_width(
+        init, is_classifier(ensemble), getattr(loss, "is_multiclass", False) is True
+    )
+    if width is None or width < trees:
+        raise _fail(
+            ensemble,
+            "init_",
+            f"predictions {width if width is not None else 'of a width that cannot be read'} wide for "
+            f"{trees} trees per stage",
+        )
+
+
+def _init_prediction_width(init: Any, classifier: bool, multiclass: bool) -> Optional[int]:
+    """How many columns gradient boosting's initial raw predictions from ``init`` have
+    (``_init_raw_predictions``), when that can be read from its state: a binary classifier's
+    are its probabilities of one class; scikit-learn's dummy estimators (the default) predict
+    as many columns as their fitted state holds. None for any other estimator."""
+    import numpy as np
+
+    if classifier and not multiclass:
+        return 1
+    name = f"{type(init).__module__}.{type(init).__qualname__}"
+    outputs = _plain(init, "n_outputs_")
+    if name == "sklearn.dummy.DummyClassifier" and outputs == 1:
+        if not classifier:
+            return 1  # its predicted labels, one column
+        classes, priors = _plain(init, "n_classes_"), _plain(init, "class_prior_")
+        if type(classes) is int and priors is not None:
+            return min(classes, int(np.size(priors)))
+    if name == "sklearn.dummy.DummyRegressor" and type(outputs) is int:
+        if np.shape(_plain(init, "constant_")) == (1, outputs):
+            return outputs
+    return None
+
+
 def _check_libsvm(model: Any) -> None:
     """An SVM (SVC, NuSVC, SVR, NuSVR, OneClassSVM): libsvm's ``set_model`` takes the number of
     support vectors from ``support_`` and the number of classes from ``_n_support``, and reads
@@ -587,7 +663,10 @@ def _check_libsvm(model: Any) -> None:
     support, counts = np.asarray(support), np.asarray(counts)
     if support.ndim != 1 or counts.ndim != 1 or counts.dtype.kind not in "iu":
         raise _fail(model, "_n_support", "not one-dimensional integer arrays (support_, _n_support)")
-    precomputed = _plain(model, "kernel") == "precomputed"
+    kernel = _plain(model, "kernel")
+    # A callable kernel predicts through libsvm's precomputed kernel too: on its matrix of the
+    # input against the training data scikit-learn keeps (no support vectors are kept).
+    precomputed = callable(kernel) or (isinstance(kernel, str) and kernel == "precomputed")
     vector_count = len(support) if precomputed or vectors is None else int(vectors.shape[0])
     if len(support) != vector_count:
         raise _fail(model, "support_", f"{len(support)} indices for {vector_count} support vectors")
@@ -612,13 +691,27 @@ def _check_libsvm(model: Any) -> None:
         value = _plain(model, name)
         if value is not None and np.asarray(value).size not in allowed:
             raise _fail(model, name, f"{np.asarray(value).size} values for {pairs} class pairs")
-    if precomputed:
+    if callable(kernel):
+        training = _plain(model, "_BaseLibSVM__Xfit")
+        if getattr(training, "ndim", 0) != 2:
+            raise _fail(
+                model, "_BaseLibSVM__Xfit", "not the two-dimensional training data a callable kernel needs"
+            )
+        error = _range_error(model, "support_", support, 0, int(training.shape[0]), "the training samples")
+        if error is not None:
+            raise error
+    elif precomputed:
         rows = _plain(model, "shape_fit_")
         if not rows:
             raise _fail(model, "shape_fit_", "missing for a precomputed kernel")
         error = _range_error(model, "support_", support, 0, int(rows[0]), "the training samples")
         if error is not None:
             raise error
+
+
+# The most OpenMP threads a model may ask for: the cores of the largest machines (a model fitted
+# on one keeps its count).
+_MAX_THREADS = 4096
 
 
 def _check_kmeans(model: Any) -> None:
@@ -635,6 +728,15 @@ def _check_kmeans(model: Any) -> None:
         raise _fail(
             model, "cluster_centers_", f"shape {getattr(centers, 'shape', None)} for {width} features"
         )
+    # MiniBatchKMeans.partial_fit adds each center's weight into _counts, unchecked.
+    counts = _plain(model, "_counts")
+    if counts is not None and np.shape(counts) != (centers.shape[0],):
+        raise _fail(model, "_counts", f"shape {np.shape(counts)} for {centers.shape[0]} centers")
+    # OpenMP's thread count for predict: libgomp exits the process on a negative one (it asks
+    # for terabytes); fit stores the cores it found.
+    threads = _plain(model, "_n_threads")
+    if threads is not None and not (type(threads) is int and 1 <= threads <= _MAX_THREADS):
+        raise _fail(model, "_n_threads", f"{threads!r} is not a thread count in [1, {_MAX_THREADS}]")
     root = _plain(model, "_bisecting_tree")
     pending, seen = ([root] if root is not None else []), set()
     while pending:
@@ -769,6 +871,8 @@ def _check_neighbors(model: Any) -> None:
     """Nearest-neighbor estimators: the brute-force Cython reductions read each ``_fit_X`` row as
     wide as the query (whose width ``n_features_in_`` checks), and the neighbor graphs size
     their matrices by ``n_samples_fit_``: both as ``fit`` set them from the training data."""
+    import numpy as np
+
     fitted = _plain(model, "_fit_X")
     if fitted is None:
         return
@@ -779,6 +883,13 @@ def _check_neighbors(model: Any) -> None:
     samples = _plain(model, "n_samples_fit_")
     if samples is not None and samples != shape[0]:
         raise _fail(model, "n_samples_fit_", f"{samples} for {shape[0]} training samples")
+    # The tree's neighbours index the training data (the graphs' columns, the labels): the
+    # tree is built on it. Anything but a tree ("brute", None) holds no indices.
+    tree = _plain(model, "_tree")
+    if callable(getattr(tree, "get_arrays", None)):
+        built_on = tuple(np.shape(tree.__getstate__()[0]))
+        if built_on != shape:
+            raise _fail(model, "_tree.data", f"shape {built_on} for training data of shape {shape}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -1122,7 +1233,7 @@ def _check_made_by(module: str, name: str) -> None:
 def _check_block_manager(manager: Any) -> None:
     """Each block placed inside the items axis (the Cython ``_rebuild_blknos_and_blklocs``
     writes at every placement with bounds checks off), each item placed once, the block's
-    shape matching its placement and the other axis."""
+    shape matching its placement and the other axis (a series: its index)."""
     import numpy as np
 
     items = len(manager.axes[0])
@@ -1134,15 +1245,16 @@ def _check_block_manager(manager: Any) -> None:
         if error is not None:
             raise error
         (ranges if isinstance(placed, range) else arrays).append(placed)
-        count = len(placed)
-        if manager.ndim == 2 and block.ndim == 2:
-            expected = (count, len(manager.axes[1]))
-            if tuple(block.shape) != expected:
-                raise _fail(
-                    manager,
-                    f"blocks[{number}].values",
-                    f"shape {tuple(block.shape)} for placement {expected}",
-                )
+        # A frame's block holds its placement's columns, each as long as the index; a series'
+        # one block is as long as its index (pandas' take and groupby kernels index the values
+        # by the index's positions, unchecked).
+        expected = (len(placed), len(manager.axes[1])) if manager.ndim == 2 else (items,)
+        if block.ndim != manager.ndim or tuple(block.shape) != expected:
+            raise _fail(
+                manager,
+                f"blocks[{number}].values",
+                f"shape {tuple(block.shape)} for placement {expected}",
+            )
     if manager.ndim != 2:
         return
     if not arrays and all(r.step == 1 for r in ranges):
