@@ -283,6 +283,11 @@ pub(super) fn array_shape(heap: &Heap, value: Val) -> Result<Vec<u64>, String> {
         .ok_or_else(|| "an array of unknown shape".into())
 }
 
+/// The kind character of an array's plain dtype (`i`, `u`, `f`, `c`, `O`...).
+pub(super) fn kind(array: &Array<'_>) -> Option<char> {
+    array.dtype.code.as_deref().and_then(|c| c.chars().nth(1))
+}
+
 /// An error (the state is broken) unless the object `value` is was built (BUILD) before
 /// `offset`, where something took it: what the taker holds then depends on whether it copied
 /// the object unbuilt, which the pickle does not show. Real files never do this.

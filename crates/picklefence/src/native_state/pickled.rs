@@ -11,7 +11,7 @@ use super::pandas::{
     check_sparse_array,
 };
 use super::sklearn::{
-    check_kmeans, check_neighbors, check_tree_ensemble, check_tree_estimator, check_vocabulary,
+    check_kmeans, check_libsvm, check_neighbors, check_tree_ensemble, check_tree_estimator, check_vocabulary,
 };
 use super::sparse::{check_compressed, check_coo, Compressed};
 use super::{check_predictor_nodes, check_tree_nodes, NodeLayout, PredictorLayout, PredictorShape};
@@ -117,6 +117,11 @@ const CHECKED: &[((&str, &str), Check)] = &[
     ),
     (("sklearn.cluster._kmeans", "KMeans"), check_kmeans),
     (("sklearn.cluster._kmeans", "MiniBatchKMeans"), check_kmeans),
+    (("sklearn.svm._classes", "SVC"), check_libsvm),
+    (("sklearn.svm._classes", "NuSVC"), check_libsvm),
+    (("sklearn.svm._classes", "SVR"), check_libsvm),
+    (("sklearn.svm._classes", "NuSVR"), check_libsvm),
+    (("sklearn.svm._classes", "OneClassSVM"), check_libsvm),
     (
         ("sklearn.neighbors._classification", "KNeighborsClassifier"),
         check_neighbors,
@@ -477,7 +482,7 @@ pub(crate) fn check_pickled(heap: &Heap, data: &[u8]) -> Vec<PickledState> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::evaluate::tests::{evaluate, Asm};
 
@@ -614,6 +619,92 @@ mod tests {
             asm = asm.int(d);
         }
         dtype(asm.op(b't')).op(0x89).bytes(data).op(b't').op(b'b')
+    }
+
+    /// A value a test pickle builds: what it appends to the assembler.
+    pub(in crate::native_state) type Value<'a> = Box<dyn Fn(Asm) -> Asm + 'a>;
+
+    /// A one-dimensional integer array (`descr`: `i4` or `i8`) of `values`.
+    pub(in crate::native_state) fn int_array<'a>(values: &'a [i64], descr: &'a str) -> Value<'a> {
+        Box::new(move |asm| {
+            let bytes: Vec<u8> = match descr {
+                "i4" => values
+                    .iter()
+                    .flat_map(|&v| i32::try_from(v).unwrap().to_le_bytes())
+                    .collect(),
+                _ => ints(values),
+            };
+            let count = i32::try_from(values.len()).unwrap();
+            array(asm, &[count], &|a| plain(a, descr), &bytes)
+        })
+    }
+
+    /// A float64 array of zeros in the shape `shape`.
+    pub(in crate::native_state) fn zeros(shape: &[i32]) -> Value<'_> {
+        Box::new(move |asm| {
+            let size: usize = shape.iter().map(|&d| usize::try_from(d).unwrap()).product();
+            array(asm, shape, &|a| plain(a, "f8"), &vec![0; 8 * size])
+        })
+    }
+
+    /// An int.
+    pub(in crate::native_state) fn int<'a>(n: i32) -> Value<'a> {
+        Box::new(move |asm| asm.int(n))
+    }
+
+    /// A str.
+    pub(in crate::native_state) fn text(value: &str) -> Value<'_> {
+        Box::new(move |asm| asm.text(value))
+    }
+
+    /// A list (`list: true`) or tuple of `items`.
+    pub(in crate::native_state) fn sequence(items: Vec<Value<'_>>, list: bool) -> Value<'_> {
+        Box::new(move |asm| {
+            let asm = if list { asm.op(b']').op(b'(') } else { asm.op(b'(') };
+            let asm = items.iter().fold(asm, |asm, item| item(asm));
+            asm.op(if list { b'e' } else { b't' })
+        })
+    }
+
+    /// An instance of `module.name` (NEWOBJ) built with a dict of `fields`.
+    pub(in crate::native_state) fn instance<'a>(
+        module: &'a str,
+        name: &'a str,
+        fields: Vec<(&'a str, Value<'a>)>,
+    ) -> Value<'a> {
+        Box::new(move |asm| {
+            let asm = asm.global(module, name).op(b')').op(0x81).op(b'}');
+            let asm = fields
+                .iter()
+                .fold(asm, |asm, (key, value)| value(asm.text(key)).op(b's'));
+            asm.op(b'b')
+        })
+    }
+
+    /// A protocol 2 pickle of `value`.
+    pub(in crate::native_state) fn pickle(value: &Value<'_>) -> Vec<u8> {
+        value(Asm::default().op(0x80).op(2)).op(b'.').0
+    }
+
+    /// The outcome for the one instance of the class `name` in `data`.
+    pub(in crate::native_state) fn outcome_for(data: &[u8], name: &str) -> PickledOutcome {
+        let evaluator = evaluate(data, 1 << 20);
+        let found: Vec<_> = check_pickled(&evaluator.heap, data)
+            .into_iter()
+            .filter(|s| s.name == name)
+            .collect();
+        let [state] = &found[..] else {
+            panic!("{} instances of {name}", found.len())
+        };
+        state.outcome.clone()
+    }
+
+    /// The reason an outcome is broken (a panic when it is not).
+    pub(in crate::native_state) fn broken(outcome: PickledOutcome) -> String {
+        match outcome {
+            PickledOutcome::Broken(why) => why,
+            other => panic!("not broken: {other:?}"),
+        }
     }
 
     /// node_data's record dtype: idx_start, idx_end, is_leaf (int64), radius (float64).

@@ -5,11 +5,12 @@
 //! the forest's input width (it hands them `X` unchecked). Ensembles whose estimators sit in an
 //! array (gradient boosting) or that pick columns per estimator (bagging) are left to the guard.
 //! k-means centers and nearest-neighbor training data as wide as the input; vectorizers'
-//! vocabularies map terms to distinct columns below their size.
+//! vocabularies map terms to distinct columns below their size. SVMs' counts and shapes as
+//! libsvm reads them.
 
 use crate::evaluate::{Heap, Object, Val};
 
-use super::arrays::{array_shape, int_value};
+use super::arrays::{array_of, array_shape, first_outside, int_items, int_value, kind};
 use super::pickled::{class_of, dict_state, outcome};
 use super::PickledOutcome;
 
@@ -143,6 +144,147 @@ pub(super) fn check_kmeans(heap: &Heap, data: &[u8], model: &Object) -> PickledO
             return Ok(Err(format!(
                 "cluster_centers_ has shape {shape:?} for {width} features"
             )));
+        }
+        Ok(Ok(()))
+    };
+    outcome(run())
+}
+
+/// The shape of an array or of a scipy sparse matrix (its `_shape`).
+fn shape_of_any(heap: &Heap, value: Val) -> Result<Vec<u64>, String> {
+    if let Ok(shape) = array_shape(heap, value) {
+        return Ok(shape);
+    }
+    let sparse = heap
+        .object(value)
+        .filter(|o| class_of(heap, o).is_some_and(|(module, _)| module.starts_with("scipy.sparse")));
+    sparse
+        .and_then(|o| dict_state(o, "a sparse matrix").ok().flatten())
+        .and_then(|state| heap.tuple(heap.get(state, "_shape")?))
+        .and_then(|dims| dims.iter().map(|d| u64::try_from(heap.int(*d)?).ok()).collect())
+        .ok_or_else(|| "neither an array nor a sparse matrix".into())
+}
+
+/// How many items `np.asarray(value)` has: 1 for a number, an array's size.
+fn size_of(heap: &Heap, value: Val) -> Result<u64, String> {
+    match value {
+        Val::Int(_) | Val::Float(_) | Val::Bool(_) => Ok(1),
+        _ => Ok(array_shape(heap, value)?
+            .iter()
+            .try_fold(1u64, |acc, d| acc.checked_mul(*d))
+            .unwrap_or(u64::MAX)),
+    }
+}
+
+/// An SVM (`SVC`, `NuSVC`, `SVR`, `NuSVR`, `OneClassSVM`): libsvm's `set_model` takes the
+/// number of support vectors from `support_` and the number of classes from `_n_support`, and
+/// reads the vectors, coefficients and intercepts by those counts unchecked. As the guard
+/// checks them: `support_` one per support vector, `_n_support` (classifiers: non-negative,
+/// summing to the vectors; else two entries), `_dual_coef_` of (classes - 1) rows, one value
+/// per class pair in `_intercept_` (`_probA`, `_probB`: none or one per pair), and a
+/// precomputed kernel's `support_` inside the training samples.
+pub(super) fn check_libsvm(heap: &Heap, data: &[u8], model: &Object) -> PickledOutcome {
+    let run = || -> Result<Result<(), String>, String> {
+        let Some(state) = dict_state(model, "an estimator")? else {
+            return Ok(Ok(()));
+        };
+        let field = |name: &str| heap.get(state, name).filter(|v| *v != Val::None);
+        let (Some(support), Some(counts)) = (field("support_"), field("_n_support")) else {
+            return Ok(Ok(())); // not fitted: predict raises first
+        };
+        let support_shape = array_shape(heap, support)?;
+        let counts = array_of(heap, data, counts)?;
+        if support_shape.len() != 1 || counts.shape.len() != 1 || !matches!(kind(&counts), Some('i' | 'u')) {
+            return Ok(Err(
+                "_n_support: support_ and _n_support are not one-dimensional integer arrays".into(),
+            ));
+        }
+        let indices = support_shape.first().copied().unwrap_or(0);
+        let precomputed = field("kernel").and_then(|k| heap.str(k)) == Some("precomputed");
+        let vectors = match field("support_vectors_") {
+            Some(vectors) if !precomputed => match shape_of_any(heap, vectors)?.first() {
+                Some(&rows) => rows,
+                None => return Ok(Err("support_vectors_ has no rows".into())),
+            },
+            _ => indices,
+        };
+        if indices != vectors {
+            return Ok(Err(format!(
+                "support_ has {indices} indices for {vectors} support vectors"
+            )));
+        }
+        let items: Vec<i64> = int_items(&counts)?.collect();
+        let classes = items.len() as u64;
+        if classes < 2 {
+            return Ok(Err(format!("_n_support has {classes} classes")));
+        }
+        // libsvm's model type: a class attribute, which the instance dict may shadow.
+        let classifier = match heap.get(state, "_impl") {
+            Some(implementation) => matches!(heap.str(implementation), Some("c_svc" | "nu_svc")),
+            None => matches!(class_of(heap, model), Some((_, "SVC" | "NuSVC"))),
+        };
+        if classifier {
+            let total: i128 = items.iter().map(|&n| i128::from(n)).sum();
+            if items.iter().any(|&n| n < 0) || total != i128::from(vectors) {
+                return Ok(Err(format!(
+                    "_n_support is {:?} for {vectors} support vectors",
+                    items.get(..8).unwrap_or(&items)
+                )));
+            }
+        } else if classes != 2 {
+            return Ok(Err(format!(
+                "_n_support has {classes} entries for a regression or one-class model"
+            )));
+        }
+        let pairs = classes.saturating_mul(classes - 1) / 2;
+        let coefficients = field("_dual_coef_");
+        let shape = match coefficients {
+            Some(coefficients) => shape_of_any(heap, coefficients)?,
+            None => Vec::new(), // None has no shape: the guard refuses it too
+        };
+        if shape != [classes - 1, vectors] {
+            return Ok(Err(format!(
+                "_dual_coef_ has shape {shape:?} for {classes} classes and {vectors} vectors"
+            )));
+        }
+        // A sparse model's coefficients: a CSR matrix whose stored values libsvm reads.
+        if let Some(matrix) = coefficients.filter(|c| array_shape(heap, *c).is_err()) {
+            let values = heap
+                .object(matrix)
+                .and_then(|o| heap.get(o.state?, "data"))
+                .ok_or("a sparse matrix without data")?;
+            let stored = size_of(heap, values)?;
+            if stored != (classes - 1).saturating_mul(vectors) {
+                return Ok(Err(format!("_dual_coef_ holds {stored} stored coefficients")));
+            }
+        }
+        for (name, optional) in [("_intercept_", false), ("_probA", true), ("_probB", true)] {
+            let Some(value) = field(name) else {
+                continue;
+            };
+            let size = size_of(heap, value)?;
+            if size != pairs && !(optional && size == 0) {
+                return Ok(Err(format!("{name} has {size} values for {pairs} class pairs")));
+            }
+        }
+        if precomputed {
+            let rows = field("shape_fit_")
+                .map(|v| match v {
+                    Val::Tuple(_) => Ok(heap.tuple(v).and_then(|t| t.first().copied())),
+                    _ => Err("shape_fit_ that is not a tuple".to_owned()),
+                })
+                .transpose()?
+                .flatten();
+            let Some(rows) = rows else {
+                return Ok(Err("shape_fit_ is missing for a precomputed kernel".into()));
+            };
+            let rows = int_value(heap, data, rows).ok_or("shape_fit_ that is not ints")?;
+            let support = array_of(heap, data, support)?;
+            if let Some((i, v)) = first_outside(&support, usize::MAX, 0, rows)? {
+                return Ok(Err(format!(
+                    "support_[{i}] is {v}, outside [0, {rows}) (the training samples)"
+                )));
+            }
         }
         Ok(Ok(()))
     };
@@ -330,5 +472,174 @@ mod tests {
                 "estimators_[1].tree_.n_features is 7 for an input of 3 features"
             )]
         );
+    }
+
+    use crate::native_state::pickled::tests::{
+        broken, instance, int, int_array, outcome_for, pickle, sequence, text, zeros, Value,
+    };
+
+    const SVM: &str = "sklearn.svm._classes";
+
+    /// Fields of a test estimator replaced (None: left out) or added.
+    type Changes<'a> = Vec<(&'a str, Option<Value<'a>>)>;
+
+    /// A fitted SVM of `class` with `fields` (3 classes, 5 support vectors of 2 features), each
+    /// replaced by or added from `changes` (None: left out).
+    fn svm<'a>(class: &'a str, changes: Changes<'a>) -> Vec<u8> {
+        let mut fields: Vec<(&str, Option<Value<'_>>)> = vec![
+            ("kernel", Some(text("rbf"))),
+            ("support_", Some(int_array(&[0, 1, 2, 3, 4], "i4"))),
+            ("support_vectors_", Some(zeros(&[5, 2]))),
+            ("_n_support", Some(int_array(&[2, 2, 1], "i4"))),
+            ("_dual_coef_", Some(zeros(&[2, 5]))),
+            ("_intercept_", Some(zeros(&[3]))),
+            ("_probA", Some(zeros(&[0]))),
+            ("_probB", Some(zeros(&[0]))),
+        ];
+        for (key, value) in changes {
+            match fields.iter_mut().find(|(k, _)| *k == key) {
+                Some(field) => field.1 = value,
+                None => fields.push((key, value)),
+            }
+        }
+        let fields = fields.into_iter().filter_map(|(k, v)| Some((k, v?))).collect();
+        pickle(&instance(SVM, class, fields))
+    }
+
+    /// A CSR matrix of `shape` holding `stored` values (its indices are not needed here).
+    fn csr<'a>(shape: &'a [i32], stored: &'a [i32]) -> Value<'a> {
+        instance(
+            "scipy.sparse._csr",
+            "csr_matrix",
+            vec![
+                ("_shape", sequence(shape.iter().map(|&d| int(d)).collect(), false)),
+                ("data", zeros(stored)),
+            ],
+        )
+    }
+
+    #[test]
+    fn an_svms_counts_agree_with_its_vectors() {
+        for class in ["SVC", "NuSVC"] {
+            assert_eq!(outcome_for(&svm(class, vec![]), class), PickledOutcome::Intact);
+        }
+        // Unfitted: no support_.
+        assert_eq!(
+            outcome_for(&svm("SVC", vec![("support_", None)]), "SVC"),
+            PickledOutcome::Intact
+        );
+        // Probability estimates: one per class pair.
+        let probability = svm(
+            "SVC",
+            vec![("_probA", Some(zeros(&[3]))), ("_probB", Some(zeros(&[3])))],
+        );
+        assert_eq!(outcome_for(&probability, "SVC"), PickledOutcome::Intact);
+        let cases: Vec<(Changes<'_>, &str)> = vec![
+            (
+                vec![("support_", Some(int_array(&[0; 2000], "i4")))],
+                "support_ has 2000 indices for 5 support vectors",
+            ),
+            (
+                vec![("_n_support", Some(int_array(&[7, -3, 1], "i4")))],
+                "_n_support is [7, -3, 1] for 5 support vectors",
+            ),
+            (
+                vec![("_n_support", Some(int_array(&[2, 2, 2], "i4")))],
+                "_n_support is [2, 2, 2]",
+            ),
+            (
+                vec![("_n_support", Some(int_array(&[5], "i4")))],
+                "_n_support has 1 classes",
+            ),
+            (
+                vec![("_n_support", Some(zeros(&[3])))],
+                "not one-dimensional integer arrays",
+            ),
+            (
+                vec![("_dual_coef_", Some(zeros(&[1, 5])))],
+                "_dual_coef_ has shape [1, 5] for 3 classes and 5 vectors",
+            ),
+            (vec![("_dual_coef_", None)], "_dual_coef_ has shape []"),
+            (
+                vec![("_intercept_", Some(zeros(&[1])))],
+                "_intercept_ has 1 values for 3 class pairs",
+            ),
+            (
+                vec![("_probA", Some(zeros(&[2])))],
+                "_probA has 2 values for 3 class pairs",
+            ),
+        ];
+        for (changes, expected) in cases {
+            let why = broken(outcome_for(&svm("SVC", changes), "SVC"));
+            assert!(why.contains(expected), "{expected}: {why}");
+        }
+    }
+
+    #[test]
+    fn regression_and_one_class_svms_have_two_count_entries() {
+        for class in ["SVR", "NuSVR", "OneClassSVM"] {
+            let two = svm(
+                class,
+                vec![
+                    ("_n_support", Some(int_array(&[0, 0], "i4"))),
+                    ("_dual_coef_", Some(zeros(&[1, 5]))),
+                    ("_intercept_", Some(zeros(&[1]))),
+                ],
+            );
+            assert_eq!(outcome_for(&two, class), PickledOutcome::Intact, "{class}");
+            let why = broken(outcome_for(&svm(class, vec![]), class));
+            assert!(
+                why.contains("3 entries for a regression or one-class model"),
+                "{why}"
+            );
+        }
+        // The instance dict's _impl shadows the class's.
+        let shadowed = svm("SVR", vec![("_impl", Some(text("c_svc")))]);
+        assert_eq!(outcome_for(&shadowed, "SVR"), PickledOutcome::Intact);
+    }
+
+    #[test]
+    fn a_sparse_svm_is_read_through_its_matrices() {
+        let sparse = |rows: i32, stored: &'static [i32]| {
+            svm(
+                "SVC",
+                vec![
+                    ("support_vectors_", Some(csr(vec![rows, 2].leak(), &[10]))),
+                    ("_dual_coef_", Some(csr(&[2, 5], stored))),
+                ],
+            )
+        };
+        assert_eq!(outcome_for(&sparse(5, &[10]), "SVC"), PickledOutcome::Intact);
+        let why = broken(outcome_for(&sparse(7, &[10]), "SVC"));
+        assert!(
+            why.contains("support_ has 5 indices for 7 support vectors"),
+            "{why}"
+        );
+        let why = broken(outcome_for(&sparse(5, &[3]), "SVC"));
+        assert!(why.contains("_dual_coef_ holds 3 stored coefficients"), "{why}");
+    }
+
+    #[test]
+    fn a_precomputed_svms_support_lies_inside_its_training_samples() {
+        let precomputed = |support: &'static [i64], fit: Option<Value<'static>>| {
+            svm(
+                "SVC",
+                vec![
+                    ("kernel", Some(text("precomputed"))),
+                    ("support_", Some(int_array(support, "i4"))),
+                    ("support_vectors_", Some(zeros(&[0, 0]))),
+                    ("shape_fit_", fit),
+                ],
+            )
+        };
+        let samples = || Some(sequence(vec![int(10), int(10)], false));
+        assert_eq!(
+            outcome_for(&precomputed(&[0, 1, 2, 3, 9], samples()), "SVC"),
+            PickledOutcome::Intact
+        );
+        let why = broken(outcome_for(&precomputed(&[0, 1, 2, 3, 10], samples()), "SVC"));
+        assert!(why.contains("support_[4] is 10, outside [0, 10)"), "{why}");
+        let why = broken(outcome_for(&precomputed(&[0, 1, 2, 3, 4], None), "SVC"));
+        assert!(why.contains("shape_fit_ is missing"), "{why}");
     }
 }
