@@ -11,7 +11,8 @@ use super::pandas::{
     check_sparse_array,
 };
 use super::sklearn::{
-    check_kmeans, check_libsvm, check_neighbors, check_tree_ensemble, check_tree_estimator, check_vocabulary,
+    check_kmeans, check_libsvm, check_neighbors, check_one_hot_encoder, check_tree_ensemble,
+    check_tree_estimator, check_vocabulary,
 };
 use super::sparse::{check_compressed, check_coo, Compressed};
 use super::{check_predictor_nodes, check_tree_nodes, NodeLayout, PredictorLayout, PredictorShape};
@@ -122,6 +123,10 @@ const CHECKED: &[((&str, &str), Check)] = &[
     (("sklearn.svm._classes", "SVR"), check_libsvm),
     (("sklearn.svm._classes", "NuSVR"), check_libsvm),
     (("sklearn.svm._classes", "OneClassSVM"), check_libsvm),
+    (
+        ("sklearn.preprocessing._encoders", "OneHotEncoder"),
+        check_one_hot_encoder,
+    ),
     (
         ("sklearn.neighbors._classification", "KNeighborsClassifier"),
         check_neighbors,
@@ -657,12 +662,40 @@ pub(super) mod tests {
         Box::new(move |asm| asm.text(value))
     }
 
+    /// None.
+    pub(in crate::native_state) fn none<'a>() -> Value<'a> {
+        Box::new(|asm| asm.op(b'N'))
+    }
+
     /// A list (`list: true`) or tuple of `items`.
     pub(in crate::native_state) fn sequence(items: Vec<Value<'_>>, list: bool) -> Value<'_> {
         Box::new(move |asm| {
             let asm = if list { asm.op(b']').op(b'(') } else { asm.op(b'(') };
             let asm = items.iter().fold(asm, |asm, item| item(asm));
             asm.op(if list { b'e' } else { b't' })
+        })
+    }
+
+    /// A one-dimensional object array (`_reconstruct` with dtype `O8`) of `items`, as numpy
+    /// pickles it: the items as a list in its state.
+    pub(in crate::native_state) fn object_array(items: Vec<Value<'_>>) -> Value<'_> {
+        Box::new(move |asm| {
+            let count = i32::try_from(items.len()).unwrap();
+            let asm = asm
+                .global("numpy.core.multiarray", "_reconstruct")
+                .global("numpy", "ndarray")
+                .int(0)
+                .op(0x85)
+                .text("b")
+                .op(0x87)
+                .op(b'R')
+                .op(b'(')
+                .int(1)
+                .int(count)
+                .op(0x85);
+            let asm = plain(asm, "O8").op(0x89).op(b']').op(b'(');
+            let asm = items.iter().fold(asm, |asm, item| item(asm));
+            asm.op(b'e').op(b't').op(b'b')
         })
     }
 

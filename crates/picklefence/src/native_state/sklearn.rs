@@ -6,11 +6,13 @@
 //! array (gradient boosting) or that pick columns per estimator (bagging) are left to the guard.
 //! k-means centers and nearest-neighbor training data as wide as the input; vectorizers'
 //! vocabularies map terms to distinct columns below their size. SVMs' counts and shapes as
-//! libsvm reads them.
+//! libsvm reads them; a one-hot encoder's codes below its output counts.
 
 use crate::evaluate::{Heap, Object, Val};
 
-use super::arrays::{array_of, array_shape, first_outside, int_items, int_value, kind};
+use super::arrays::{
+    array_of, array_shape, first_outside, int_items, int_value, kind, object_items, shape_if_array, AS_HELD,
+};
 use super::pickled::{class_of, dict_state, outcome};
 use super::PickledOutcome;
 
@@ -291,6 +293,138 @@ pub(super) fn check_libsvm(heap: &Heap, data: &[u8], model: &Object) -> PickledO
     outcome(run())
 }
 
+/// The items of a list, tuple or one-dimensional array (object or integer) the guard indexes
+/// per feature; an error when not read here.
+fn per_feature(heap: &Heap, data: &[u8], value: Val, what: &str) -> Result<Vec<Val>, String> {
+    if let Some(items) = heap.list(value, AS_HELD).or_else(|| heap.tuple(value)) {
+        return Ok(items.to_vec());
+    }
+    if let Ok((_, items)) = object_items(heap, value) {
+        return Ok(items.to_vec());
+    }
+    let array = array_of(heap, data, value).map_err(|why| format!("{what}: {why}"))?;
+    let items = int_items(&array)?.map(Val::Int).collect();
+    Ok(items)
+}
+
+/// How many values `len()` gives for a feature's categories: an array's rows or a list's items.
+fn categories_length(heap: &Heap, value: Val) -> Result<Result<u64, String>, String> {
+    if let Some(items) = heap.list(value, AS_HELD).or_else(|| heap.tuple(value)) {
+        return Ok(Ok(items.len() as u64));
+    }
+    Ok(match shape_if_array(heap, value)? {
+        Some(shape) => shape
+            .first()
+            .copied()
+            .ok_or_else(|| "a zero-dimensional array".into()),
+        None => Err("not a sequence".into()),
+    })
+}
+
+/// OneHotEncoder: every code `transform` can make for feature i (its categories, mapped to the
+/// infrequent group and shifted past the dropped one, as scikit-learn does) lies in
+/// [0, `_n_features_outs[i]`). The codes plus the running sum of the counts become the columns
+/// of a sparse matrix unchecked; a dense output writes at them.
+pub(super) fn check_one_hot_encoder(heap: &Heap, data: &[u8], encoder: &Object) -> PickledOutcome {
+    let run = || -> Result<Result<(), String>, String> {
+        let Some(state) = dict_state(encoder, "an estimator")? else {
+            return Ok(Ok(()));
+        };
+        let field = |name: &str| heap.get(state, name).filter(|v| *v != Val::None);
+        let (Some(outputs), Some(categories)) = (field("_n_features_outs"), field("categories_")) else {
+            return Ok(Ok(())); // not fitted as scikit-learn reads it: transform raises first
+        };
+        // A list of non-negative ints (a bool, a NumPy integer or an array is refused).
+        let outputs = match outputs {
+            Val::List(_) => heap
+                .list(outputs, AS_HELD)
+                .ok_or("_n_features_outs changed in a way not followed")?,
+            _ => return Ok(Err("_n_features_outs is not a list of counts".into())),
+        };
+        let mut counts = Vec::with_capacity(outputs.len());
+        for count in outputs {
+            match count {
+                Val::Int(n) if *n >= 0 => counts.push(*n),
+                Val::Other => return Err("a count not read here".into()),
+                _ => return Ok(Err("_n_features_outs is not a list of counts".into())),
+            }
+        }
+        let categories = per_feature(heap, data, categories, "categories_")?;
+        if counts.len() != categories.len() {
+            return Ok(Err(format!(
+                "_n_features_outs has {} counts for {} features",
+                counts.len(),
+                categories.len()
+            )));
+        }
+        let drops = field("_drop_idx_after_grouping")
+            .map(|d| per_feature(heap, data, d, "_drop_idx_after_grouping"))
+            .transpose()?;
+        let infrequent = match field("_infrequent_enabled") {
+            None => false,
+            Some(Val::Bool(enabled)) => enabled,
+            Some(Val::Int(enabled)) => enabled != 0,
+            Some(_) => return Err("_infrequent_enabled that is not a bool".into()),
+        };
+        let mappings = match field("_default_to_infrequent_mappings") {
+            Some(mappings) if infrequent => Some(per_feature(
+                heap,
+                data,
+                mappings,
+                "_default_to_infrequent_mappings",
+            )?),
+            _ => None,
+        };
+        for (feature, (&values, &count)) in categories.iter().zip(&counts).enumerate() {
+            let values = match categories_length(heap, values)? {
+                Ok(values) => values,
+                Err(why) => return Ok(Err(format!("categories_[{feature}] is {why}"))),
+            };
+            let mapping = mappings
+                .as_ref()
+                .and_then(|m| m.get(feature).copied())
+                .filter(|m| *m != Val::None);
+            let mapped;
+            let codes: Box<dyn Iterator<Item = i64>> = match mapping {
+                None => Box::new((0..values).map(|c| i64::try_from(c).unwrap_or(i64::MAX))),
+                Some(mapping) => {
+                    mapped = array_of(heap, data, mapping)?;
+                    if mapped.shape.len() != 1 {
+                        return Err(format!("a mapping of shape {:?}", mapped.shape));
+                    }
+                    if mapped.size() > 0 && values > 0 && !matches!(kind(&mapped), Some('i' | 'u')) {
+                        return Ok(Err(format!(
+                            "_default_to_infrequent_mappings[{feature}] is not integers"
+                        )));
+                    }
+                    Box::new(int_items(&mapped)?.take(usize::try_from(values).unwrap_or(usize::MAX)))
+                }
+            };
+            let drop = match drops.as_ref().and_then(|d| d.get(feature).copied()) {
+                None | Some(Val::None) => None,
+                Some(drop) => {
+                    Some(int_value(heap, data, drop).ok_or("a dropped category that is not an int")?)
+                }
+            };
+            // As scikit-learn shifts them: the dropped code removed, the codes above it one down.
+            let shifted = codes.filter_map(|code| match drop {
+                Some(drop) if code == drop => None,
+                Some(drop) if code > drop => Some(code - 1),
+                _ => Some(code),
+            });
+            for (item, code) in shifted.enumerate() {
+                if !(0..count).contains(&code) {
+                    return Ok(Err(format!(
+                        "_n_features_outs[{feature}]: item {item} is {code}, outside [0, {count}) (its output columns)"
+                    )));
+                }
+            }
+        }
+        Ok(Ok(()))
+    };
+    outcome(run())
+}
+
 /// Nearest-neighbor estimators: `_fit_X` two-dimensional and as wide as the input `predict`
 /// checks for (the brute-force reductions read each row that wide), `n_samples_fit_` its rows
 /// (the neighbor graphs size their matrices by it).
@@ -475,7 +609,8 @@ mod tests {
     }
 
     use crate::native_state::pickled::tests::{
-        broken, instance, int, int_array, outcome_for, pickle, sequence, text, zeros, Value,
+        broken, instance, int, int_array, none, object_array, outcome_for, pickle, sequence, text, zeros,
+        Value,
     };
 
     const SVM: &str = "sklearn.svm._classes";
@@ -641,5 +776,120 @@ mod tests {
         assert!(why.contains("support_[4] is 10, outside [0, 10)"), "{why}");
         let why = broken(outcome_for(&precomputed(&[0, 1, 2, 3, 4], None), "SVC"));
         assert!(why.contains("shape_fit_ is missing"), "{why}");
+    }
+
+    /// A OneHotEncoder of two features with `fields`.
+    fn encoder(fields: Vec<(&str, Value<'_>)>) -> Vec<u8> {
+        pickle(&instance(
+            "sklearn.preprocessing._encoders",
+            "OneHotEncoder",
+            fields,
+        ))
+    }
+
+    fn counts(counts: &[i32]) -> Value<'_> {
+        sequence(counts.iter().map(|&n| int(n)).collect(), true)
+    }
+
+    /// `categories_`: two features of 4 values each (the second of `second`).
+    fn categories(second: i32) -> Value<'static> {
+        sequence(
+            vec![zeros(&[4]), Box::new(move |asm| zeros(&[second])(asm))],
+            true,
+        )
+    }
+
+    #[test]
+    fn a_one_hot_encoders_codes_lie_below_its_output_counts() {
+        let plain = |second: i32, outs: &'static [i32]| {
+            encoder(vec![
+                ("categories_", categories(second)),
+                ("_n_features_outs", counts(outs)),
+            ])
+        };
+        assert_eq!(
+            outcome_for(&plain(4, &[4, 4]), "OneHotEncoder"),
+            PickledOutcome::Intact
+        );
+        // Unfitted.
+        assert_eq!(
+            outcome_for(&encoder(vec![]), "OneHotEncoder"),
+            PickledOutcome::Intact
+        );
+        let why = broken(outcome_for(&plain(54, &[4, 4]), "OneHotEncoder"));
+        assert!(
+            why.contains("_n_features_outs[1]: item 4 is 4, outside [0, 4)"),
+            "{why}"
+        );
+        let why = broken(outcome_for(&plain(4, &[4]), "OneHotEncoder"));
+        assert!(why.contains("1 counts for 2 features"), "{why}");
+        let why = broken(outcome_for(&plain(4, &[4, -1]), "OneHotEncoder"));
+        assert!(why.contains("not a list of counts"), "{why}");
+        let as_array = encoder(vec![
+            ("categories_", categories(4)),
+            ("_n_features_outs", int_array(&[4, 4], "i8")),
+        ]);
+        let why = broken(outcome_for(&as_array, "OneHotEncoder"));
+        assert!(why.contains("not a list of counts"), "{why}");
+    }
+
+    #[test]
+    fn a_one_hot_encoders_codes_are_shifted_past_the_dropped_one() {
+        let dropped = |outs: &'static [i32]| {
+            encoder(vec![
+                ("categories_", categories(4)),
+                ("_drop_idx_after_grouping", object_array(vec![int(0), none()])),
+                ("_n_features_outs", counts(outs)),
+            ])
+        };
+        assert_eq!(
+            outcome_for(&dropped(&[3, 4]), "OneHotEncoder"),
+            PickledOutcome::Intact
+        );
+        let why = broken(outcome_for(&dropped(&[3, 3]), "OneHotEncoder"));
+        assert!(why.contains("_n_features_outs[1]: item 3 is 3"), "{why}");
+        // Every feature dropping one: an integer array.
+        let all = encoder(vec![
+            ("categories_", categories(4)),
+            ("_drop_idx_after_grouping", int_array(&[3, 1], "i8")),
+            ("_n_features_outs", counts(&[3, 3])),
+        ]);
+        assert_eq!(outcome_for(&all, "OneHotEncoder"), PickledOutcome::Intact);
+    }
+
+    #[test]
+    fn a_one_hot_encoders_infrequent_categories_map_into_its_outputs() {
+        let mapped = |enabled: bool, mapping: Value<'static>, outs: &'static [i32]| {
+            encoder(vec![
+                ("categories_", categories(4)),
+                (
+                    "_infrequent_enabled",
+                    Box::new(move |asm| asm.op(if enabled { 0x88 } else { 0x89 })),
+                ),
+                (
+                    "_default_to_infrequent_mappings",
+                    sequence(vec![none(), mapping], true),
+                ),
+                ("_n_features_outs", counts(outs)),
+            ])
+        };
+        let grouped = || int_array(&[0, 0, 1, 2], "i8");
+        assert_eq!(
+            outcome_for(&mapped(true, grouped(), &[4, 3]), "OneHotEncoder"),
+            PickledOutcome::Intact
+        );
+        let why = broken(outcome_for(
+            &mapped(true, int_array(&[0, 0, 1, 5], "i8"), &[4, 3]),
+            "OneHotEncoder",
+        ));
+        assert!(why.contains("item 3 is 5, outside [0, 3)"), "{why}");
+        let why = broken(outcome_for(&mapped(true, zeros(&[4]), &[4, 3]), "OneHotEncoder"));
+        assert!(
+            why.contains("_default_to_infrequent_mappings[1] is not integers"),
+            "{why}"
+        );
+        // Not enabled: the mappings are not used, the categories' own codes are.
+        let why = broken(outcome_for(&mapped(false, grouped(), &[4, 3]), "OneHotEncoder"));
+        assert!(why.contains("item 3 is 3, outside [0, 3)"), "{why}");
     }
 }
