@@ -11,7 +11,7 @@ use super::pandas::{
     check_sparse_array,
 };
 use super::sklearn::{
-    check_kmeans, check_libsvm, check_neighbors, check_one_hot_encoder, check_tree_ensemble,
+    check_birch, check_kmeans, check_libsvm, check_neighbors, check_one_hot_encoder, check_tree_ensemble,
     check_tree_estimator, check_vocabulary,
 };
 use super::sparse::{check_compressed, check_coo, Compressed};
@@ -118,6 +118,11 @@ const CHECKED: &[((&str, &str), Check)] = &[
     ),
     (("sklearn.cluster._kmeans", "KMeans"), check_kmeans),
     (("sklearn.cluster._kmeans", "MiniBatchKMeans"), check_kmeans),
+    (
+        ("sklearn.cluster._bisect_k_means", "BisectingKMeans"),
+        check_kmeans,
+    ),
+    (("sklearn.cluster._birch", "Birch"), check_birch),
     (("sklearn.svm._classes", "SVC"), check_libsvm),
     (("sklearn.svm._classes", "NuSVC"), check_libsvm),
     (("sklearn.svm._classes", "SVR"), check_libsvm),

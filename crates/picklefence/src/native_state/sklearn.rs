@@ -6,7 +6,8 @@
 //! array (gradient boosting) or that pick columns per estimator (bagging) are left to the guard.
 //! k-means centers and nearest-neighbor training data as wide as the input; vectorizers'
 //! vocabularies map terms to distinct columns below their size. SVMs' counts and shapes as
-//! libsvm reads them; a one-hot encoder's codes below its output counts.
+//! libsvm reads them; a one-hot encoder's codes below its output counts; Birch's norms one per
+//! center and a bisecting k-means tree's node centers as wide as the input.
 
 use crate::evaluate::{Heap, Object, Val};
 
@@ -125,8 +126,9 @@ fn state_shape(heap: &Heap, state: Val, key: &str) -> Result<Option<Vec<u64>>, S
     }
 }
 
-/// k-means (`KMeans`, `MiniBatchKMeans`): `cluster_centers_` two-dimensional, as wide as the
-/// input `predict` checks for; the Cython assignment reads each center row that wide.
+/// k-means (`KMeans`, `MiniBatchKMeans`, `BisectingKMeans`): `cluster_centers_`
+/// two-dimensional, as wide as the input `predict` checks for; the Cython assignment reads each
+/// center row that wide. A bisecting tree's node centers too (its `predict` walks them).
 pub(super) fn check_kmeans(heap: &Heap, data: &[u8], model: &Object) -> PickledOutcome {
     let run = || -> Result<Result<(), String>, String> {
         let Some(state) = dict_state(model, "an estimator")? else {
@@ -145,6 +147,89 @@ pub(super) fn check_kmeans(heap: &Heap, data: &[u8], model: &Object) -> PickledO
         if columns != Some(width) {
             return Ok(Err(format!(
                 "cluster_centers_ has shape {shape:?} for {width} features"
+            )));
+        }
+        match heap.get(state, "_bisecting_tree") {
+            None | Some(Val::None) => Ok(Ok(())),
+            Some(root) => check_bisecting_tree(heap, root, width),
+        }
+    };
+    outcome(run())
+}
+
+/// The nodes of a bisecting tree (`_BisectingTree`: center, left, right): each center a row of
+/// `width` values (an `np.matrix` of one row when fitted on sparse data), no node reached twice.
+fn check_bisecting_tree(heap: &Heap, root: Val, width: i64) -> Result<Result<(), String>, String> {
+    let mut pending = vec![root];
+    let mut seen = std::collections::HashSet::new();
+    while let Some(node) = pending.pop() {
+        let Val::Obj(index) = node else {
+            return Err("a bisecting tree node that is not an object the pickle made".into());
+        };
+        if !seen.insert(index) {
+            return Ok(Err("_bisecting_tree: a node reached twice".into()));
+        }
+        let object = heap
+            .object(node)
+            .ok_or("a bisecting tree node that is not an object the pickle made")?;
+        let Some(fields) = dict_state(object, "a bisecting tree node")? else {
+            continue; // no instance dict: the guard reads no center and no children
+        };
+        if let Some(center) = heap.get(fields, "center").filter(|c| *c != Val::None) {
+            let shape = array_shape(heap, center)?;
+            let size = shape.iter().try_fold(1u64, |acc, d| acc.checked_mul(*d));
+            let row = |n: Option<u64>| n.and_then(|n| i64::try_from(n).ok()) == Some(width);
+            if !row(size) || !row(shape.last().copied()) {
+                return Ok(Err(format!(
+                    "_bisecting_tree: a node center of shape {shape:?} for {width} features"
+                )));
+            }
+        }
+        for side in ["left", "right"] {
+            if let Some(child) = heap.get(fields, side).filter(|c| *c != Val::None) {
+                pending.push(child);
+            }
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// Birch: `predict` hands `_subcluster_norms` to the Cython nearest-center reduction as one
+/// squared norm per subcluster center, read for every center unchecked: centers
+/// two-dimensional and as wide as the input, one norm per center.
+pub(super) fn check_birch(heap: &Heap, data: &[u8], model: &Object) -> PickledOutcome {
+    let run = || -> Result<Result<(), String>, String> {
+        let Some(state) = dict_state(model, "an estimator")? else {
+            return Ok(Ok(()));
+        };
+        let Some(centers) = heap.get(state, "subcluster_centers_").filter(|c| *c != Val::None) else {
+            return Ok(Ok(())); // not fitted
+        };
+        let width = input_width(heap, data, state)?;
+        let shape = shape_if_array(heap, centers)?;
+        let rows = match shape.as_deref() {
+            Some(&[rows, columns]) if width.is_none_or(|w| i64::try_from(columns).ok() == Some(w)) => rows,
+            _ => {
+                let shape = shape.map_or_else(|| "none (not an array)".into(), |s| format!("{s:?}"));
+                let width = width.map_or_else(|| "any number of".into(), |w| w.to_string());
+                return Ok(Err(format!(
+                    "subcluster_centers_ has shape {shape} for {width} features"
+                )));
+            }
+        };
+        let Some(norms) = heap.get(state, "_subcluster_norms").filter(|n| *n != Val::None) else {
+            return Ok(Ok(()));
+        };
+        // A number has shape (); a list's shape is not read here.
+        let norms_shape = match norms {
+            Val::Int(_) | Val::Float(_) | Val::Bool(_) => Some(Vec::new()),
+            Val::Obj(_) => Some(array_shape(heap, norms)?),
+            _ => None,
+        }
+        .ok_or("_subcluster_norms that is not an array")?;
+        if norms_shape != [rows] {
+            return Ok(Err(format!(
+                "_subcluster_norms has shape {norms_shape:?} for {rows} centers"
             )));
         }
         Ok(Ok(()))
@@ -891,5 +976,86 @@ mod tests {
         // Not enabled: the mappings are not used, the categories' own codes are.
         let why = broken(outcome_for(&mapped(false, grouped(), &[4, 3]), "OneHotEncoder"));
         assert!(why.contains("item 3 is 3, outside [0, 3)"), "{why}");
+    }
+
+    fn birch(centers: &[i32], norms: &[i32]) -> Vec<u8> {
+        pickle(&instance(
+            "sklearn.cluster._birch",
+            "Birch",
+            vec![
+                ("n_features_in_", int(2)),
+                ("subcluster_centers_", zeros(centers)),
+                ("_subcluster_norms", zeros(norms)),
+            ],
+        ))
+    }
+
+    #[test]
+    fn birch_keeps_one_norm_per_center_as_wide_as_its_input() {
+        assert_eq!(
+            outcome_for(&birch(&[3, 2], &[3]), "Birch"),
+            PickledOutcome::Intact
+        );
+        let why = broken(outcome_for(&birch(&[3, 2], &[1]), "Birch"));
+        assert!(
+            why.contains("_subcluster_norms has shape [1] for 3 centers"),
+            "{why}"
+        );
+        let why = broken(outcome_for(&birch(&[3, 5], &[3]), "Birch"));
+        assert!(
+            why.contains("subcluster_centers_ has shape [3, 5] for 2 features"),
+            "{why}"
+        );
+        let why = broken(outcome_for(&birch(&[6], &[6]), "Birch"));
+        assert!(why.contains("subcluster_centers_ has shape [6]"), "{why}");
+    }
+
+    const BISECTING: (&str, &str) = ("sklearn.cluster._bisect_k_means", "_BisectingTree");
+
+    /// A bisecting tree node with a center of shape `center` and children.
+    fn node<'a>(center: &'a [i32], left: Value<'a>, right: Value<'a>) -> Value<'a> {
+        instance(
+            BISECTING.0,
+            BISECTING.1,
+            vec![("center", zeros(center)), ("left", left), ("right", right)],
+        )
+    }
+
+    fn bisecting(tree: Value<'_>) -> Vec<u8> {
+        pickle(&instance(
+            "sklearn.cluster._bisect_k_means",
+            "BisectingKMeans",
+            vec![
+                ("n_features_in_", int(3)),
+                ("cluster_centers_", zeros(&[2, 3])),
+                ("_bisecting_tree", tree),
+            ],
+        ))
+    }
+
+    #[test]
+    fn a_bisecting_trees_centers_are_as_wide_as_the_input() {
+        // Dense centers are rows of 3; fitted on sparse data, np.matrix rows of (1, 3).
+        let tree =
+            |left: &'static [i32]| node(&[3], node(left, none(), none()), node(&[1, 3], none(), none()));
+        assert_eq!(
+            outcome_for(&bisecting(tree(&[3])), "BisectingKMeans"),
+            PickledOutcome::Intact
+        );
+        for (center, shape) in [(&[1][..], "[1]"), (&[3, 1], "[3, 1]"), (&[], "[]")] {
+            let why = broken(outcome_for(&bisecting(tree(center)), "BisectingKMeans"));
+            assert!(
+                why.contains(&format!("a node center of shape {shape} for 3 features")),
+                "{why}"
+            );
+        }
+        // The same node as both children.
+        let shared = node(
+            &[3],
+            Box::new(|asm| node(&[3], none(), none())(asm).put(7)),
+            Box::new(|asm| asm.get(7)),
+        );
+        let why = broken(outcome_for(&bisecting(shared), "BisectingKMeans"));
+        assert!(why.contains("a node reached twice"), "{why}");
     }
 }
