@@ -14,7 +14,7 @@ use super::sklearn::{
     check_birch, check_kmeans, check_libsvm, check_neighbors, check_one_hot_encoder, check_tree_ensemble,
     check_tree_estimator, check_vocabulary,
 };
-use super::sparse::{check_compressed, check_coo, Compressed};
+use super::sparse::{check_compressed, check_coo, check_dia, check_lil, Compressed};
 use super::{check_predictor_nodes, check_tree_nodes, NodeLayout, PredictorLayout, PredictorShape};
 
 /// How the scanner checks one class's instances inside a pickle.
@@ -60,6 +60,12 @@ const CHECKED: &[((&str, &str), Check)] = &[
     (("scipy.sparse._coo", "coo_matrix"), check_coo),
     (("scipy.sparse._coo", "coo_array"), check_coo),
     (("scipy.sparse.coo", "coo_matrix"), check_coo),
+    (("scipy.sparse._dia", "dia_matrix"), check_dia),
+    (("scipy.sparse._dia", "dia_array"), check_dia),
+    (("scipy.sparse.dia", "dia_matrix"), check_dia),
+    (("scipy.sparse._lil", "lil_matrix"), check_lil),
+    (("scipy.sparse._lil", "lil_array"), check_lil),
+    (("scipy.sparse.lil", "lil_matrix"), check_lil),
     (
         ("sklearn.tree._classes", "DecisionTreeClassifier"),
         check_tree_estimator,
