@@ -6,6 +6,7 @@ use crate::evaluate::{Evaluator, Heap, Object, Trailing, Val};
 
 use super::arrays::{array_of, dtype_of, first_outside, state_array, JOBLIB_WRAPPER};
 use super::arrow::{check_arrow_array, RESTORE_ARRAY};
+use super::interpolate::check_bspline;
 use super::pandas::{
     check_block_manager, check_categorical, check_intervals, check_masked, check_multi_index,
     check_sparse_array,
@@ -66,6 +67,7 @@ const CHECKED: &[((&str, &str), Check)] = &[
     (("scipy.sparse._lil", "lil_matrix"), check_lil),
     (("scipy.sparse._lil", "lil_array"), check_lil),
     (("scipy.sparse.lil", "lil_matrix"), check_lil),
+    (("scipy.interpolate._bsplines", "BSpline"), check_bspline),
     (
         ("sklearn.tree._classes", "DecisionTreeClassifier"),
         check_tree_estimator,
@@ -652,6 +654,14 @@ pub(super) mod tests {
             };
             let count = i32::try_from(values.len()).unwrap();
             array(asm, &[count], &|a| plain(a, descr), &bytes)
+        })
+    }
+
+    /// A float64 array of `values` in the shape `shape`.
+    pub(in crate::native_state) fn floats<'a>(shape: &'a [i32], values: &'a [f64]) -> Value<'a> {
+        Box::new(move |asm| {
+            let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            array(asm, shape, &|a| plain(a, "f8"), &bytes)
         })
     }
 
