@@ -239,7 +239,17 @@ fn parts<'d>(heap: &Heap, data: &'d [u8], value: Val) -> Result<Parts<'d>, Strin
             is_fortran(heap, args.get(3)),
         ))
     } else if heap.global(object.callee) == Some(JOBLIB_WRAPPER) {
-        joblib_array(heap, data, object)
+        match object.nested {
+            // An object array: joblib returns what the pickle after the wrapper made, whatever
+            // shape the wrapper declares (that pickle is plain: no wrapper in it is followed).
+            Some(nested)
+                if heap.object(nested).map(|o| heap.global(o.callee)) == Some(Some(JOBLIB_WRAPPER)) =>
+            {
+                Err("a joblib array whose pickled items are another wrapper".into())
+            }
+            Some(nested) => parts(heap, data, nested),
+            None => joblib_array(heap, data, object),
+        }
     } else {
         Err("an array made some other way".into())
     }
@@ -306,14 +316,22 @@ pub(super) fn kind(array: &Array<'_>) -> Option<char> {
 
 /// The shape and items of an object array (dtype `O`) as numpy pickles it: the list its state
 /// holds, which numpy's `__setstate__` reads at the array's BUILD (it refuses a list of another
-/// length). joblib pickles them apart, after its wrapper: not read here.
+/// length). joblib pickles it whole right after its wrapper, and returns that array.
 pub(super) fn object_items(heap: &Heap, value: Val) -> Result<(Vec<u64>, &[Val]), String> {
-    let object = heap.object(value).ok_or("not an array made in the pickle")?;
+    let mut object = heap.object(value).ok_or("not an array made in the pickle")?;
     if object.rebuilt {
         return Err("an array built twice".into());
     }
     if heap.global(object.callee) == Some(JOBLIB_WRAPPER) {
-        return Err("an object array joblib pickles apart from its wrapper".into());
+        let nested = object
+            .nested
+            .ok_or("an object array joblib pickles apart from its wrapper, not read")?;
+        object = heap
+            .object(nested)
+            .ok_or("a joblib array whose items are no array")?;
+        if object.rebuilt {
+            return Err("an array built twice".into());
+        }
     }
     if !is(heap, object.callee, &RECONSTRUCT) {
         return Err("an object array made some other way".into());

@@ -673,6 +673,11 @@ pub(super) mod tests {
         })
     }
 
+    /// `numpy.dtype(descr)` of a plain little-endian type.
+    pub(in crate::native_state) fn dtype(descr: &str) -> Value<'_> {
+        Box::new(move |asm| plain(asm, descr))
+    }
+
     /// An int.
     pub(in crate::native_state) fn int<'a>(n: i32) -> Value<'a> {
         Box::new(move |asm| asm.int(n))

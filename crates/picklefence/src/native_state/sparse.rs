@@ -295,7 +295,8 @@ pub(super) fn check_lil(heap: &Heap, _data: &[u8], matrix: &Object) -> PickledOu
 #[cfg(test)]
 mod tests {
     use crate::native_state::pickled::tests::{
-        broken, int, int_array, object_array, outcome_for, pickle, sequence, zeros, Value,
+        broken, dtype, instance, int, int_array, object_array, outcome_for, pickle, sequence, text, zeros,
+        Value,
     };
     use crate::native_state::PickledOutcome;
 
@@ -304,9 +305,7 @@ mod tests {
     }
 
     fn matrix<'a>(module: &'a str, name: &'a str, fields: Vec<(&'a str, Value<'a>)>) -> Vec<u8> {
-        pickle(&crate::native_state::pickled::tests::instance(
-            module, name, fields,
-        ))
+        pickle(&instance(module, name, fields))
     }
 
     fn dia(diagonals: i32, offsets: &[i64]) -> Vec<u8> {
@@ -398,5 +397,62 @@ mod tests {
             "lil_matrix",
         ));
         assert!(why.contains("rows has shape [2], not 3 rows"), "{why}");
+    }
+
+    /// A joblib wrapper of a one-dimensional object array of `count` items (its shape as
+    /// declared), followed by the nested pickle of the array itself: `items`.
+    fn wrapped<'a>(count: i32, items: Vec<Value<'a>>) -> Value<'a> {
+        let wrapper = instance(
+            "joblib.numpy_pickle",
+            "NumpyArrayWrapper",
+            vec![
+                ("shape", sequence(vec![int(count)], false)),
+                ("order", text("C")),
+                ("dtype", dtype("O8")),
+            ],
+        );
+        let array = object_array(items);
+        Box::new(move |asm| array(wrapper(asm).op(0x80).op(2)).op(b'.'))
+    }
+
+    fn joblib_outcome(data: &[u8]) -> PickledOutcome {
+        let evaluator = crate::native_state::evaluate_as_read(data, true, &[]);
+        let found = crate::native_state::check_pickled(&evaluator.heap, data);
+        let [state] = &found[..] else {
+            panic!("{} checked", found.len())
+        };
+        state.outcome.clone()
+    }
+
+    #[test]
+    fn a_lil_matrix_in_a_joblib_file_is_read_through_the_arrays_joblib_pickles_apart() {
+        let joblib = |declared: i32, rows: Vec<Value<'static>>, values: Vec<Value<'static>>| {
+            matrix(
+                "scipy.sparse._lil",
+                "lil_matrix",
+                vec![
+                    ("_shape", shape(3, 4)),
+                    ("rows", wrapped(declared, rows)),
+                    ("data", wrapped(declared, values)),
+                ],
+            )
+        };
+        let rows = |last: i32| {
+            vec![
+                ints(&[0, 3]),
+                ints(&[]),
+                Box::new(move |asm| ints(&[last])(asm)) as Value<'static>,
+            ]
+        };
+        let values = || vec![ints(&[1, 1]), ints(&[]), ints(&[1])];
+        assert_eq!(
+            joblib_outcome(&joblib(3, rows(1), values())),
+            PickledOutcome::Intact
+        );
+        let why = broken(joblib_outcome(&joblib(3, rows(4), values())));
+        assert!(why.contains("rows[2][0] is 4"), "{why}");
+        // joblib returns the pickled array, whatever shape its wrapper declares.
+        let why = broken(joblib_outcome(&joblib(3, vec![ints(&[0])], vec![ints(&[1])])));
+        assert!(why.contains("rows has shape [1], not 3 rows"), "{why}");
     }
 }
