@@ -91,7 +91,7 @@ pub(super) fn check_bspline(heap: &Heap, data: &[u8], spline: &Object) -> Pickle
 #[cfg(test)]
 mod tests {
     use crate::native_state::pickled::tests::{
-        broken, floats, instance, int, outcome_for, pickle, zeros, Value,
+        broken, floats, instance, int, int_array, outcome_for, pickle, zeros, Value,
     };
     use crate::native_state::PickledOutcome;
 
@@ -149,6 +149,10 @@ mod tests {
                 "t is not a one-dimensional float64 array",
             ),
             (spline(3, int(8), zeros(&[4])), "t is not an array"),
+            (
+                spline(3, good(), int_array(&[0, 0, 0, 0], "i8")),
+                "c of dtype Some(\"<i8\"), or not contiguous",
+            ),
         ];
         for (data, expected) in cases {
             let why = broken(outcome_for(&data, "BSpline"));

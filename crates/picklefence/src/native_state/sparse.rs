@@ -343,6 +343,20 @@ mod tests {
         );
         let why = broken(outcome_for(&flat, "dia_array"));
         assert!(why.contains("data has shape [5], not two dimensions"), "{why}");
+        let float_offsets = matrix(
+            "scipy.sparse._dia",
+            "dia_matrix",
+            vec![
+                ("_shape", shape(5, 5)),
+                ("data", zeros(&[1, 5])),
+                ("offsets", zeros(&[1])),
+            ],
+        );
+        let why = broken(outcome_for(&float_offsets, "dia_matrix"));
+        assert!(
+            why.contains("offsets is not a one-dimensional integer array"),
+            "{why}"
+        );
     }
 
     /// A list of ints.
