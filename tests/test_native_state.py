@@ -6,11 +6,13 @@ unprotected process is shown by the class 6 gadgets of test_gadgets.py.)"""
 
 from __future__ import annotations
 
+import functools
 import io
 import pickle
 import struct
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Tuple
 
@@ -1206,6 +1208,132 @@ def _shape_cases() -> Dict[str, Tuple[Any, str]]:
         "neighbors sample count": (knn(n_samples_fit_=10**9), "n_samples_fit_ is 1000000000 for 300"),
         "masked": (masked(3), ""),
         "masked short mask": (masked(1), "_mask has shape [1] for data of shape [3]"),
+        **_structure_cases(),
+    }
+
+
+@functools.cache
+def _structure_cases() -> Dict[str, Tuple[Any, str]]:
+    """SVMs, one-hot encoders, Birch and bisecting k-means, splines, DIA and LIL matrices whose
+    arrays the scanner reads in the file, intact in their several forms and sizes, and broken
+    as the guard refuses them (fitted once: each case only writes its object)."""
+    from scipy.interpolate import BSpline, make_interp_spline
+    from sklearn.preprocessing import SplineTransformer
+    from sklearn.svm import SVC, SVR, NuSVC, NuSVR, OneClassSVM
+
+    x3, y3 = X[:90] + np.repeat([0, 1, 2], 30)[:, None], np.repeat([0, 1, 2], 30)
+    columns = np.array([["abcd"[i % 4], i % 7, i % 2] for i in range(60)], dtype=object)
+
+    def encoder(**fit: Any) -> Any:
+        return OneHotEncoder(**fit).fit(columns)
+
+    def bisecting(centers: Any = None, **fit: Any) -> Any:
+        model = BisectingKMeans(4, random_state=0, **fit).fit(sp.csr_matrix(X) if fit else X)
+        if centers is not None:
+            model._bisecting_tree.left.__dict__["center"] = centers
+        return model
+
+    def spline(**fields: Any) -> Any:
+        return _spline_with(**fields) if fields else SplineTransformer(n_knots=4).fit(X)
+
+    def lil(size: int, row: Any = None) -> Any:
+        matrix = sp.lil_matrix(sp.random(size, 5, density=0.4, random_state=0))
+        if row is not None:
+            matrix.rows[0] = row
+            matrix.data[0] = [1.0] * len(row)
+        return matrix
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # scikit-learn 1.9 deprecates probability=True
+        probability = _svc(probability=True, random_state=0)
+    return {
+        "svc": (_svc(), ""),
+        "svc binary small": (SVC().fit(X[:10], np.arange(10) % 2), ""),
+        "svc probability": (probability, ""),
+        "svc precomputed": (_svc(kernel="precomputed"), ""),
+        "svc sparse": (SVC().fit(sp.csr_matrix(x3), y3), ""),
+        "nu svc": (NuSVC().fit(x3, y3), ""),
+        "svr": (SVR().fit(X, X[:, 0]), ""),
+        "nu svr sparse": (NuSVR().fit(sp.csr_matrix(X[:50]), X[:50, 0]), ""),
+        "one class svm": (OneClassSVM().fit(X), ""),
+        "svc support longer than the vectors": (
+            _edited(_svc(), support_=np.zeros(2000, np.int32)),
+            "support_ has 2000 indices for",
+        ),
+        "svc counts summing past the vectors": (
+            (lambda m: _edited(m, _n_support=m._n_support + np.array([1000, 0, 0], np.int32)))(_svc()),
+            "_n_support is [",
+        ),
+        "svc intercept short": (
+            _edited(_svc(), _intercept_=np.zeros(1)),
+            "_intercept_ has 1 values for 3 class pairs",
+        ),
+        "svc precomputed support beyond the samples": (
+            (lambda m: _edited(m, support_=m.support_ + 10**8))(_svc(kernel="precomputed")),
+            "is 1000000",
+        ),
+        "one hot": (encoder(), ""),
+        "one hot dropping first": (encoder(drop="first"), ""),
+        "one hot dropping binary": (encoder(drop="if_binary", handle_unknown="ignore"), ""),
+        "one hot dropping chosen": (encoder(drop=["b", 3, 1]), ""),
+        "one hot infrequent": (encoder(min_frequency=9, handle_unknown="infrequent_if_exist"), ""),
+        "one hot infrequent dropped": (encoder(max_categories=3, drop="first", sparse_output=False), ""),
+        "one hot categories beyond the outputs": (
+            (lambda m: _edited(m, categories_=[m.categories_[0], np.arange(-50, 7), m.categories_[2]]))(
+                encoder()
+            ),
+            "_n_features_outs[1]: item 7 is 7, outside [0, 7)",
+        ),
+        "one hot outputs as an array": (
+            (lambda m: _edited(m, _n_features_outs=np.array(m._n_features_outs)))(encoder()),
+            "_n_features_outs is not a list of counts",
+        ),
+        "birch": (Birch(n_clusters=None).fit(X), ""),
+        "birch clustered": (Birch(n_clusters=3).fit(X[:40]), ""),
+        "birch norms short": (
+            _edited(Birch(n_clusters=None).fit(X), _subcluster_norms=np.zeros(1)),
+            "_subcluster_norms has shape [1] for",
+        ),
+        "bisecting kmeans": (bisecting(), ""),
+        "bisecting kmeans on sparse data": (bisecting(bisecting_strategy="largest_cluster"), ""),
+        "kmeans on sparse data": (KMeans(3, n_init=1, random_state=0).fit(sp.csr_matrix(X)), ""),
+        "bisecting kmeans node center narrow": (
+            bisecting(np.zeros(1)),
+            "_bisecting_tree: a node center of shape [1] for 4 features",
+        ),
+        "spline transformer": (spline(), ""),
+        "spline transformer periodic": (SplineTransformer(degree=2, extrapolation="periodic").fit(X), ""),
+        "bspline extrapolating": (BSpline(np.arange(10.0), np.ones(6), 3, extrapolate=True), ""),
+        "bspline periodic": (BSpline(np.arange(10.0), np.ones(6), 3, extrapolate="periodic"), ""),
+        "bspline of vectors": (make_interp_spline(np.arange(12.0), RNG.rand(12, 3)), ""),
+        "bspline complex": (BSpline(np.arange(10.0), np.ones(6) * 1j, 3), ""),
+        "spline coefficients short": (spline(_c=np.zeros((2, 1))), "c has 2 rows for"),
+        "spline knots unsorted": (
+            spline(_t=np.arange(20.0)[::-1].copy()),
+            "knots not finite and non-decreasing",
+        ),
+        "dia matrix": (sp.dia_matrix((np.ones((3, 5)), [0, -1, 2]), shape=(5, 5)), ""),
+        "dia array": (sp.dia_array(RNG.rand(30, 30) * np.tri(30, 30, 2)), ""),
+        "dia empty": (sp.dia_matrix((4, 4)), ""),
+        "dia offsets without data": (
+            _edited(
+                sp.dia_matrix((np.ones((1, 8)), [0]), shape=(8, 8)), offsets=np.arange(8, dtype=np.int32)
+            ),
+            "offsets holds 8 offsets for 1 diagonals",
+        ),
+        "dia offsets repeated": (
+            _edited(
+                sp.dia_matrix((np.ones((2, 8)), [0, 1]), shape=(8, 8)), offsets=np.array([1, 1], np.int32)
+            ),
+            "offsets repeats the offset 1",
+        ),
+        "lil matrix": (lil(6), ""),
+        "lil matrix large": (lil(300), ""),
+        "lil array": (sp.lil_array(np.eye(3)), ""),
+        "lil empty": (sp.lil_matrix((0, 4)), ""),
+        "lil without values": (sp.lil_matrix((3, 4)), ""),
+        "lil column beyond the shape": (lil(6, [0, 10**8]), "rows[0][1] is 100000000"),
+        "lil columns unsorted": (lil(6, [3, 1]), "rows[0][1] is 1: columns not increasing inside [0, 5)"),
     }
 
 
@@ -1217,8 +1345,9 @@ def test_scanner_checks_estimator_shapes_and_masks_inside_the_file(
     """k-means centers and nearest-neighbor training data as wide as the input, the neighbors'
     sample count, a masked array's mask as long as its data, a vectorizer's vocabulary mapping
     terms to distinct columns below its size, a ``MultiIndex``'s codes inside its levels (an
-    index of a frame), a ``SparseArray``'s values one per point, read in the file: the scanner
-    and the guard agree on each."""
+    index of a frame), a ``SparseArray``'s values one per point, and SVMs' counts, one-hot
+    codes, Birch's norms, bisecting k-means centers, splines, DIA and LIL matrices
+    (``_structure_cases``), read in the file: the scanner and the guard agree on each."""
     obj, broken = _shape_cases()[case]
     path = tmp_path / "model.bin"
     WRITERS[writer](obj, path)

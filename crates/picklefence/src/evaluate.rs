@@ -75,6 +75,9 @@ pub(crate) struct Object {
     pub trailing: Option<(u64, u64)>,
     /// Items SETITEM(S) gave it (an `OrderedDict`'s): a dict value.
     pub items: Option<Val>,
+    /// What the nested pickle joblib read right after this object's BUILD made (the object
+    /// array a `NumpyArrayWrapper` stands for).
+    pub nested: Option<Val>,
 }
 
 /// Everything the pickle made.
@@ -238,8 +241,9 @@ pub(crate) enum Trailing {
     Pickle,
 }
 
-/// What an unpickler was doing when a nested pickle started.
-type Frame = (Vec<Val>, Vec<usize>, Memo);
+/// What an unpickler was doing when a nested pickle started, and the object whose BUILD the
+/// nested pickle follows.
+type Frame = (Vec<Val>, Vec<usize>, Memo, u32);
 
 /// An unpickler's memo (a dict in CPython): keys written in order live in a vector, others in
 /// a map; `len` counts distinct keys, as MEMOIZE needs.
@@ -303,8 +307,8 @@ pub(crate) struct Evaluator {
     memo: Memo,
     /// The object whose BUILD joblib follows with array data, and where that BUILD ended.
     awaiting_data: Option<(u32, u64)>,
-    /// A nested pickle starts with the next opcode.
-    awaiting_pickle: bool,
+    /// A nested pickle starts with the next opcode, after the BUILD of this object.
+    awaiting_pickle: Option<u32>,
     /// The outer unpicklers' state while a nested pickle is read.
     frames: Vec<Frame>,
     /// Why the reading stopped early; `None` while it has not.
@@ -330,7 +334,7 @@ impl Evaluator {
             marks: Vec::new(),
             memo: Memo::default(),
             awaiting_data: None,
-            awaiting_pickle: false,
+            awaiting_pickle: None,
             frames: Vec::new(),
             gave_up: None,
             result: None,
@@ -344,11 +348,12 @@ impl Evaluator {
         if self.gave_up.is_some() {
             return;
         }
-        if std::mem::take(&mut self.awaiting_pickle) {
+        if let Some(object) = self.awaiting_pickle.take() {
             let frame = (
                 std::mem::take(&mut self.stack),
                 std::mem::take(&mut self.marks),
                 std::mem::take(&mut self.memo),
+                object,
             );
             self.frames.push(frame);
         }
@@ -435,6 +440,7 @@ impl Evaluator {
             offset,
             trailing: None,
             items: None,
+            nested: None,
         });
         Val::Obj(index(self.heap.objects.len()))
     }
@@ -539,8 +545,17 @@ impl Evaluator {
                 if self.frames.is_empty() {
                     self.result = Some(top);
                 }
-                // The end of a nested pickle gives the outer unpickler back its state.
-                (self.stack, self.marks, self.memo) = self.frames.pop().unwrap_or_default();
+                // The end of a nested pickle gives the outer unpickler back its state, and the
+                // object it follows what it made.
+                match self.frames.pop() {
+                    Some((stack, marks, memo, object)) => {
+                        (self.stack, self.marks, self.memo) = (stack, marks, memo);
+                        if let Some(o) = self.heap.objects.get_mut(object as usize) {
+                            o.nested = Some(top);
+                        }
+                    }
+                    None => (self.stack, self.marks, self.memo) = Default::default(),
+                }
             }
             O::Mark => self.marks.push(self.stack.len()),
             O::Pop => {
@@ -780,7 +795,7 @@ impl Evaluator {
                         match trailing(&self.heap, object) {
                             Trailing::Nothing => {}
                             Trailing::Bytes => self.awaiting_data = Some((i, op.end())),
-                            Trailing::Pickle => self.awaiting_pickle = true,
+                            Trailing::Pickle => self.awaiting_pickle = Some(i),
                         }
                     }
                 }

@@ -239,7 +239,17 @@ fn parts<'d>(heap: &Heap, data: &'d [u8], value: Val) -> Result<Parts<'d>, Strin
             is_fortran(heap, args.get(3)),
         ))
     } else if heap.global(object.callee) == Some(JOBLIB_WRAPPER) {
-        joblib_array(heap, data, object)
+        match object.nested {
+            // An object array: joblib returns what the pickle after the wrapper made, whatever
+            // shape the wrapper declares (that pickle is plain: no wrapper in it is followed).
+            Some(nested)
+                if heap.object(nested).map(|o| heap.global(o.callee)) == Some(Some(JOBLIB_WRAPPER)) =>
+            {
+                Err("a joblib array whose pickled items are another wrapper".into())
+            }
+            Some(nested) => parts(heap, data, nested),
+            None => joblib_array(heap, data, object),
+        }
     } else {
         Err("an array made some other way".into())
     }
@@ -281,6 +291,75 @@ pub(super) fn array_shape(heap: &Heap, value: Val) -> Result<Vec<u64>, String> {
     parts(heap, &[], value)?
         .0
         .ok_or_else(|| "an array of unknown shape".into())
+}
+
+/// A list the object holding it reads as it ends up (a reference, read at each use): None when
+/// the pickle changed it by SETITEM, which is not followed.
+pub(super) const AS_HELD: u64 = u64::MAX - 1;
+
+/// The shape of a value the guard requires to be an array: None when it is plainly none (a
+/// number, str, bytes or container the pickle made), an error when it is some other object.
+pub(super) fn shape_if_array(heap: &Heap, value: Val) -> Result<Option<Vec<u64>>, String> {
+    match value {
+        Val::Obj(_) => array_shape(heap, value).map(Some),
+        Val::Global(_) | Val::PersId(_) | Val::Other => {
+            Err("a value not read here where an array belongs".into())
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The kind character of an array's plain dtype (`i`, `u`, `f`, `c`, `O`...).
+pub(super) fn kind(array: &Array<'_>) -> Option<char> {
+    array.dtype.code.as_deref().and_then(|c| c.chars().nth(1))
+}
+
+/// The shape and items of an object array (dtype `O`) as numpy pickles it: the list its state
+/// holds, which numpy's `__setstate__` reads at the array's BUILD (it refuses a list of another
+/// length). joblib pickles it whole right after its wrapper, and returns that array.
+pub(super) fn object_items(heap: &Heap, value: Val) -> Result<(Vec<u64>, &[Val]), String> {
+    let mut object = heap.object(value).ok_or("not an array made in the pickle")?;
+    if object.rebuilt {
+        return Err("an array built twice".into());
+    }
+    if heap.global(object.callee) == Some(JOBLIB_WRAPPER) {
+        let nested = object
+            .nested
+            .ok_or("an object array joblib pickles apart from its wrapper, not read")?;
+        object = heap
+            .object(nested)
+            .ok_or("a joblib array whose items are no array")?;
+        if object.rebuilt {
+            return Err("an array built twice".into());
+        }
+    }
+    if !is(heap, object.callee, &RECONSTRUCT) {
+        return Err("an object array made some other way".into());
+    }
+    let state = object
+        .state
+        .and_then(|s| heap.tuple(s))
+        .ok_or("an array without its state")?;
+    let shape = state
+        .get(1)
+        .and_then(|v| shape_of(heap, *v))
+        .ok_or("an array of unknown shape")?;
+    let dtype = dtype_of(heap, *state.get(2).ok_or("an array without a dtype")?, false)?;
+    if dtype.code.as_deref().and_then(|c| c.get(1..2)) != Some("O") {
+        return Err(format!("an array of type {:?} where objects belong", dtype.code));
+    }
+    let items = state
+        .get(4)
+        .and_then(|v| heap.list(*v, object.built_at.unwrap_or(u64::MAX)))
+        .ok_or("object array items that are not a list the pickle made")?;
+    let size = shape.iter().try_fold(1u64, |acc, d| acc.checked_mul(*d));
+    if size != Some(items.len() as u64) {
+        return Err(format!(
+            "{} items for shape {shape:?} (numpy refuses them)",
+            items.len()
+        ));
+    }
+    Ok((shape, items))
 }
 
 /// An error (the state is broken) unless the object `value` is was built (BUILD) before

@@ -6,11 +6,12 @@
 //!
 //! `nodes.rs` holds the node checks the guard runs at load time, `pickled.rs` the same
 //! invariants checked by the scanner inside a pickle (`pandas.rs` and `sparse.rs` those of
-//! categoricals and sparse matrices, `sklearn.rs` those of tree estimators), reading arrays and dtypes through `arrays.rs`. Every
+//! categoricals and sparse matrices, `sklearn.rs` those of estimators, `interpolate.rs` those of splines), reading arrays and dtypes through `arrays.rs`. Every
 //! item keeps its `native_state::` path.
 
 mod arrays;
 mod arrow;
+mod interpolate;
 mod nodes;
 mod pandas;
 mod pickled;

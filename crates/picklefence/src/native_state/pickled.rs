@@ -6,14 +6,16 @@ use crate::evaluate::{Evaluator, Heap, Object, Trailing, Val};
 
 use super::arrays::{array_of, dtype_of, first_outside, state_array, JOBLIB_WRAPPER};
 use super::arrow::{check_arrow_array, RESTORE_ARRAY};
+use super::interpolate::check_bspline;
 use super::pandas::{
     check_block_manager, check_categorical, check_intervals, check_masked, check_multi_index,
     check_sparse_array,
 };
 use super::sklearn::{
-    check_kmeans, check_neighbors, check_tree_ensemble, check_tree_estimator, check_vocabulary,
+    check_birch, check_kmeans, check_libsvm, check_neighbors, check_one_hot_encoder, check_tree_ensemble,
+    check_tree_estimator, check_vocabulary,
 };
-use super::sparse::{check_compressed, check_coo, Compressed};
+use super::sparse::{check_compressed, check_coo, check_dia, check_lil, Compressed};
 use super::{check_predictor_nodes, check_tree_nodes, NodeLayout, PredictorLayout, PredictorShape};
 
 /// How the scanner checks one class's instances inside a pickle.
@@ -59,6 +61,13 @@ const CHECKED: &[((&str, &str), Check)] = &[
     (("scipy.sparse._coo", "coo_matrix"), check_coo),
     (("scipy.sparse._coo", "coo_array"), check_coo),
     (("scipy.sparse.coo", "coo_matrix"), check_coo),
+    (("scipy.sparse._dia", "dia_matrix"), check_dia),
+    (("scipy.sparse._dia", "dia_array"), check_dia),
+    (("scipy.sparse.dia", "dia_matrix"), check_dia),
+    (("scipy.sparse._lil", "lil_matrix"), check_lil),
+    (("scipy.sparse._lil", "lil_array"), check_lil),
+    (("scipy.sparse.lil", "lil_matrix"), check_lil),
+    (("scipy.interpolate._bsplines", "BSpline"), check_bspline),
     (
         ("sklearn.tree._classes", "DecisionTreeClassifier"),
         check_tree_estimator,
@@ -117,6 +126,20 @@ const CHECKED: &[((&str, &str), Check)] = &[
     ),
     (("sklearn.cluster._kmeans", "KMeans"), check_kmeans),
     (("sklearn.cluster._kmeans", "MiniBatchKMeans"), check_kmeans),
+    (
+        ("sklearn.cluster._bisect_k_means", "BisectingKMeans"),
+        check_kmeans,
+    ),
+    (("sklearn.cluster._birch", "Birch"), check_birch),
+    (("sklearn.svm._classes", "SVC"), check_libsvm),
+    (("sklearn.svm._classes", "NuSVC"), check_libsvm),
+    (("sklearn.svm._classes", "SVR"), check_libsvm),
+    (("sklearn.svm._classes", "NuSVR"), check_libsvm),
+    (("sklearn.svm._classes", "OneClassSVM"), check_libsvm),
+    (
+        ("sklearn.preprocessing._encoders", "OneHotEncoder"),
+        check_one_hot_encoder,
+    ),
     (
         ("sklearn.neighbors._classification", "KNeighborsClassifier"),
         check_neighbors,
@@ -477,7 +500,7 @@ pub(crate) fn check_pickled(heap: &Heap, data: &[u8]) -> Vec<PickledState> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::evaluate::tests::{evaluate, Asm};
 
@@ -614,6 +637,133 @@ mod tests {
             asm = asm.int(d);
         }
         dtype(asm.op(b't')).op(0x89).bytes(data).op(b't').op(b'b')
+    }
+
+    /// A value a test pickle builds: what it appends to the assembler.
+    pub(in crate::native_state) type Value<'a> = Box<dyn Fn(Asm) -> Asm + 'a>;
+
+    /// A one-dimensional integer array (`descr`: `i4` or `i8`) of `values`.
+    pub(in crate::native_state) fn int_array<'a>(values: &'a [i64], descr: &'a str) -> Value<'a> {
+        Box::new(move |asm| {
+            let bytes: Vec<u8> = match descr {
+                "i4" => values
+                    .iter()
+                    .flat_map(|&v| i32::try_from(v).unwrap().to_le_bytes())
+                    .collect(),
+                _ => ints(values),
+            };
+            let count = i32::try_from(values.len()).unwrap();
+            array(asm, &[count], &|a| plain(a, descr), &bytes)
+        })
+    }
+
+    /// A float64 array of `values` in the shape `shape`.
+    pub(in crate::native_state) fn floats<'a>(shape: &'a [i32], values: &'a [f64]) -> Value<'a> {
+        Box::new(move |asm| {
+            let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            array(asm, shape, &|a| plain(a, "f8"), &bytes)
+        })
+    }
+
+    /// A float64 array of zeros in the shape `shape`.
+    pub(in crate::native_state) fn zeros(shape: &[i32]) -> Value<'_> {
+        Box::new(move |asm| {
+            let size: usize = shape.iter().map(|&d| usize::try_from(d).unwrap()).product();
+            array(asm, shape, &|a| plain(a, "f8"), &vec![0; 8 * size])
+        })
+    }
+
+    /// `numpy.dtype(descr)` of a plain little-endian type.
+    pub(in crate::native_state) fn dtype(descr: &str) -> Value<'_> {
+        Box::new(move |asm| plain(asm, descr))
+    }
+
+    /// An int.
+    pub(in crate::native_state) fn int<'a>(n: i32) -> Value<'a> {
+        Box::new(move |asm| asm.int(n))
+    }
+
+    /// A str.
+    pub(in crate::native_state) fn text(value: &str) -> Value<'_> {
+        Box::new(move |asm| asm.text(value))
+    }
+
+    /// None.
+    pub(in crate::native_state) fn none<'a>() -> Value<'a> {
+        Box::new(|asm| asm.op(b'N'))
+    }
+
+    /// A list (`list: true`) or tuple of `items`.
+    pub(in crate::native_state) fn sequence(items: Vec<Value<'_>>, list: bool) -> Value<'_> {
+        Box::new(move |asm| {
+            let asm = if list { asm.op(b']').op(b'(') } else { asm.op(b'(') };
+            let asm = items.iter().fold(asm, |asm, item| item(asm));
+            asm.op(if list { b'e' } else { b't' })
+        })
+    }
+
+    /// A one-dimensional object array (`_reconstruct` with dtype `O8`) of `items`, as numpy
+    /// pickles it: the items as a list in its state.
+    pub(in crate::native_state) fn object_array(items: Vec<Value<'_>>) -> Value<'_> {
+        Box::new(move |asm| {
+            let count = i32::try_from(items.len()).unwrap();
+            let asm = asm
+                .global("numpy.core.multiarray", "_reconstruct")
+                .global("numpy", "ndarray")
+                .int(0)
+                .op(0x85)
+                .text("b")
+                .op(0x87)
+                .op(b'R')
+                .op(b'(')
+                .int(1)
+                .int(count)
+                .op(0x85);
+            let asm = plain(asm, "O8").op(0x89).op(b']').op(b'(');
+            let asm = items.iter().fold(asm, |asm, item| item(asm));
+            asm.op(b'e').op(b't').op(b'b')
+        })
+    }
+
+    /// An instance of `module.name` (NEWOBJ) built with a dict of `fields`.
+    pub(in crate::native_state) fn instance<'a>(
+        module: &'a str,
+        name: &'a str,
+        fields: Vec<(&'a str, Value<'a>)>,
+    ) -> Value<'a> {
+        Box::new(move |asm| {
+            let asm = asm.global(module, name).op(b')').op(0x81).op(b'}');
+            let asm = fields
+                .iter()
+                .fold(asm, |asm, (key, value)| value(asm.text(key)).op(b's'));
+            asm.op(b'b')
+        })
+    }
+
+    /// A protocol 2 pickle of `value`.
+    pub(in crate::native_state) fn pickle(value: &Value<'_>) -> Vec<u8> {
+        value(Asm::default().op(0x80).op(2)).op(b'.').0
+    }
+
+    /// The outcome for the one instance of the class `name` in `data`.
+    pub(in crate::native_state) fn outcome_for(data: &[u8], name: &str) -> PickledOutcome {
+        let evaluator = evaluate(data, 1 << 20);
+        let found: Vec<_> = check_pickled(&evaluator.heap, data)
+            .into_iter()
+            .filter(|s| s.name == name)
+            .collect();
+        let [state] = &found[..] else {
+            panic!("{} instances of {name}", found.len())
+        };
+        state.outcome.clone()
+    }
+
+    /// The reason an outcome is broken (a panic when it is not).
+    pub(in crate::native_state) fn broken(outcome: PickledOutcome) -> String {
+        match outcome {
+            PickledOutcome::Broken(why) => why,
+            other => panic!("not broken: {other:?}"),
+        }
     }
 
     /// node_data's record dtype: idx_start, idx_end, is_leaf (int64), radius (float64).
