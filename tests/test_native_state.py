@@ -1251,6 +1251,11 @@ def _structure_cases() -> Dict[str, Tuple[Any, str]]:
         "svc binary small": (SVC().fit(X[:10], np.arange(10) % 2), ""),
         "svc probability": (probability, ""),
         "svc precomputed": (_svc(kernel="precomputed"), ""),
+        "svc callable kernel": (_svc(kernel=pairwise_kernels), ""),
+        "svc callable kernel support beyond the samples": (
+            (lambda m: _edited(m, support_=m.support_ + 10**8))(_svc(kernel=pairwise_kernels)),
+            "outside [0, 90) (the training samples)",
+        ),
         "svc sparse": (SVC().fit(sp.csr_matrix(x3), y3), ""),
         "nu svc": (NuSVC().fit(x3, y3), ""),
         "svr": (SVR().fit(X, X[:, 0]), ""),

@@ -269,7 +269,7 @@ fn size_of(heap: &Heap, value: Val) -> Result<u64, String> {
 /// checks them: `support_` one per support vector, `_n_support` (classifiers: non-negative,
 /// summing to the vectors; else two entries), `_dual_coef_` of (classes - 1) rows, one value
 /// per class pair in `_intercept_` (`_probA`, `_probB`: none or one per pair), and a
-/// precomputed kernel's `support_` inside the training samples.
+/// precomputed or callable kernel's `support_` inside the training samples.
 pub(super) fn check_libsvm(heap: &Heap, data: &[u8], model: &Object) -> PickledOutcome {
     let run = || -> Result<Result<(), String>, String> {
         let Some(state) = dict_state(model, "an estimator")? else {
@@ -287,7 +287,11 @@ pub(super) fn check_libsvm(heap: &Heap, data: &[u8], model: &Object) -> PickledO
             ));
         }
         let indices = support_shape.first().copied().unwrap_or(0);
-        let precomputed = field("kernel").and_then(|k| heap.str(k)) == Some("precomputed");
+        // A callable kernel (a function or an object the pickle makes) predicts through libsvm's
+        // precomputed kernel too, on its matrix of the input against the kept training data.
+        let kernel = field("kernel");
+        let callable_kernel = matches!(kernel, Some(Val::Global(_) | Val::Obj(_)));
+        let precomputed = callable_kernel || kernel.and_then(|k| heap.str(k)) == Some("precomputed");
         let vectors = match field("support_vectors_") {
             Some(vectors) if !precomputed => match shape_of_any(heap, vectors)?.first() {
                 Some(&rows) => rows,
@@ -354,7 +358,25 @@ pub(super) fn check_libsvm(heap: &Heap, data: &[u8], model: &Object) -> PickledO
                 return Ok(Err(format!("{name} has {size} values for {pairs} class pairs")));
             }
         }
-        if precomputed {
+        if callable_kernel {
+            let training = match field("_BaseLibSVM__Xfit") {
+                Some(training) => array_shape(heap, training)?,
+                None => Vec::new(),
+            };
+            let [rows, _] = training[..] else {
+                return Ok(Err(
+                    "_BaseLibSVM__Xfit is not the two-dimensional training data a callable kernel needs"
+                        .into(),
+                ));
+            };
+            let rows = i64::try_from(rows).unwrap_or(i64::MAX);
+            let support = array_of(heap, data, support)?;
+            if let Some((i, v)) = first_outside(&support, usize::MAX, 0, rows)? {
+                return Ok(Err(format!(
+                    "support_[{i}] is {v}, outside [0, {rows}) (the training samples)"
+                )));
+            }
+        } else if precomputed {
             let rows = field("shape_fit_")
                 .map(|v| match v {
                     Val::Tuple(_) => Ok(heap.tuple(v).and_then(|t| t.first().copied())),
