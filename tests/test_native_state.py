@@ -1206,6 +1206,38 @@ def _shape_cases() -> Dict[str, Tuple[Any, str]]:
         "outlier factor": (LocalOutlierFactor(novelty=True).fit(X), ""),
         "neighbors narrow data": (knn(_fit_X=X[:, :2].copy()), "_fit_X has shape [300, 2] for 4 features"),
         "neighbors sample count": (knn(n_samples_fit_=10**9), "n_samples_fit_ is 1000000000 for 300"),
+        "neighbors tree on more rows": (
+            _edited(
+                KNeighborsTransformer(n_neighbors=2, algorithm="kd_tree").fit(X),
+                _fit_X=X[:10].copy(),
+                n_samples_fit_=10,
+            ),
+            "_tree.data has shape [300, 4] for training data of shape [10, 4]",
+        ),
+        "neighbors kd tree": (KNeighborsClassifier(3, algorithm="kd_tree").fit(X, Y), ""),
+        "kmeans counts short": (
+            _edited(MiniBatchKMeans(3, n_init=1, random_state=0).fit(X), _counts=np.zeros(1)),
+            "_counts has shape [1] for 3 centers",
+        ),
+        "minibatch kmeans": (MiniBatchKMeans(3, n_init=1, random_state=0).fit(X), ""),
+        "kmeans negative threads": (kmeans(_n_threads=-5), "_n_threads is not a thread count"),
+        "kd tree one slab": (
+            _binary_tree_with(KDTree, 3, lambda bounds: bounds[:1].copy()),
+            "node_bounds has shape [1, 63, 4] for 2 bound(s)",
+        ),
+        "kd tree n_nodes": (
+            _binary_tree_with(KDTree, 6, lambda n: n + 9),
+            "n_nodes is Some(72) for 63 nodes",
+        ),
+        "kd tree short weights": (
+            _binary_tree_with(KDTree, 12, lambda weights: np.ones(3)),
+            "sample_weight has shape [3] for 300 samples",
+        ),
+        "density kd weighted": (KernelDensity(algorithm="kd_tree").fit(X, sample_weight=np.ones(len(X))), ""),
+        "density ball weighted": (
+            KernelDensity(algorithm="ball_tree").fit(X, sample_weight=np.ones(len(X))),
+            "",
+        ),
         "masked": (masked(3), ""),
         "masked short mask": (masked(1), "_mask has shape [1] for data of shape [3]"),
         **_structure_cases(),

@@ -4,7 +4,7 @@
 use crate::decoder::Decoder;
 use crate::evaluate::{Evaluator, Heap, Object, Trailing, Val};
 
-use super::arrays::{array_of, dtype_of, first_outside, state_array, JOBLIB_WRAPPER};
+use super::arrays::{array_of, array_shape, dtype_of, first_outside, int_value, state_array, JOBLIB_WRAPPER};
 use super::arrow::{check_arrow_array, RESTORE_ARRAY};
 use super::interpolate::check_bspline;
 use super::pandas::{
@@ -444,15 +444,42 @@ fn check_binary_tree(heap: &Heap, data: &[u8], tree: &Object) -> PickledOutcome 
                 )));
             }
         }
+        if count == 0 {
+            return Ok(Err("node_data holds no nodes".into()));
+        }
+        // A KD tree keeps lower and upper bounds, a ball tree its centroids.
+        let slabs = match class_of(heap, tree) {
+            Some(("sklearn.neighbors._kd_tree", _)) => 2,
+            _ => 1,
+        };
         let bounds = array(3, "node_bounds")?;
-        if bounds.shape.len() != 3
-            || bounds.shape.get(1) != Some(&count)
-            || bounds.shape.get(2) != Some(&features)
-        {
+        if bounds.shape != [slabs, count, features] {
             return Ok(Err(format!(
-                "node_bounds has shape {:?} for {count} nodes of {features} features",
+                "node_bounds has shape {:?} for {slabs} bound(s) of {count} nodes of {features} features",
                 bounds.shape
             )));
+        }
+        // What __setstate__ stores unchecked besides the arrays: the leaf size, the node count
+        // the breadth-first density estimate sizes its arrays by, the sample weights kernel
+        // density reads per sample (a state without them fails to load).
+        if let (Some(&leaf_size), Some(&n_nodes)) = (state.get(4), state.get(6)) {
+            if !matches!(leaf_size, Val::Int(size) if size >= 1) {
+                return Ok(Err("leaf_size is not a positive int".into()));
+            }
+            let stored = int_value(heap, data, n_nodes);
+            if stored != i64::try_from(count).ok() {
+                return Ok(Err(format!(
+                    "n_nodes is {stored:?} for {count} nodes in node_data"
+                )));
+            }
+        }
+        if let Some(&weights) = state.get(12).filter(|w| **w != Val::None) {
+            let shape = array_shape(heap, weights)?;
+            if shape != [u64::try_from(samples).unwrap_or(0)] {
+                return Ok(Err(format!(
+                    "sample_weight has shape {shape:?} for {samples} samples"
+                )));
+            }
         }
         Ok(Ok(()))
     };
@@ -795,8 +822,31 @@ pub(super) mod tests {
         values.iter().flat_map(|v| v.to_le_bytes()).collect()
     }
 
+    /// What a KD tree's state holds after its arrays (scikit-learn's 13 items).
+    struct TreeTail {
+        leaf_size: i32,
+        /// None: the node count of `node_data`.
+        n_nodes: Option<i32>,
+        sample_weights: Option<usize>,
+    }
+
+    const TAIL: TreeTail = TreeTail {
+        leaf_size: 40,
+        n_nodes: None,
+        sample_weights: None,
+    };
+
     /// A KDTree over 4 samples of 2 features with 3 nodes (a root and two leaves).
     fn kd_tree_pickle(idx: &[i64], nodes: &[(i64, i64, i64)], bounds_shape: &[i32]) -> Vec<u8> {
+        kd_tree_pickle_with(idx, nodes, bounds_shape, TAIL)
+    }
+
+    fn kd_tree_pickle_with(
+        idx: &[i64],
+        nodes: &[(i64, i64, i64)],
+        bounds_shape: &[i32],
+        tail: TreeTail,
+    ) -> Vec<u8> {
         let records: Vec<u8> = nodes
             .iter()
             .flat_map(|&(start, end, leaf)| ints(&[start, end, leaf, 0]))
@@ -821,7 +871,22 @@ pub(super) mod tests {
             &records,
         );
         asm = array(asm, bounds_shape, &f8, &bounds);
-        asm.int(40).op(b't').op(b'b').op(b'.').0
+        let n_nodes = tail.n_nodes.unwrap_or(i32::try_from(nodes.len()).unwrap());
+        // leaf_size, n_levels, n_nodes, n_trims, n_leaves, n_splits, n_calls, dist_metric.
+        asm = asm
+            .int(tail.leaf_size)
+            .int(2)
+            .int(n_nodes)
+            .int(0)
+            .int(2)
+            .int(1)
+            .int(0)
+            .op(b'N');
+        asm = match tail.sample_weights {
+            Some(count) => array(asm, &[i32::try_from(count).unwrap()], &f8, &vec![0u8; 8 * count]),
+            None => asm.op(b'N'),
+        };
+        asm.op(b't').op(b'b').op(b'.').0
     }
 
     #[test]
@@ -857,6 +922,50 @@ pub(super) mod tests {
             };
             assert!(why.contains(expected), "{why}");
         }
+        // What __setstate__ stores besides the arrays.
+        let tails = [
+            (
+                TreeTail { leaf_size: 0, ..TAIL },
+                "leaf_size is not a positive int",
+            ),
+            (
+                TreeTail {
+                    n_nodes: Some(9),
+                    ..TAIL
+                },
+                "n_nodes is Some(9) for 3 nodes",
+            ),
+            (
+                TreeTail {
+                    sample_weights: Some(1),
+                    ..TAIL
+                },
+                "sample_weight has shape [1] for 4 samples",
+            ),
+        ];
+        for (tail, expected) in tails {
+            let data = kd_tree_pickle_with(&[3, 1, 0, 2], &nodes, &[2, 3, 2], tail);
+            let [PickledOutcome::Broken(why)] = &outcome_of(&data)[..] else {
+                panic!("{expected}: not broken")
+            };
+            assert!(why.contains(expected), "{why}");
+        }
+        let weighted = kd_tree_pickle_with(
+            &[3, 1, 0, 2],
+            &nodes,
+            &[2, 3, 2],
+            TreeTail {
+                sample_weights: Some(4),
+                ..TAIL
+            },
+        );
+        assert_eq!(outcome_of(&weighted), [PickledOutcome::Intact]);
+        // A KD tree's bounds are two slabs.
+        let one_slab = kd_tree_pickle(&[3, 1, 0, 2], &nodes, &[1, 3, 2]);
+        let [PickledOutcome::Broken(why)] = &outcome_of(&one_slab)[..] else {
+            panic!("one slab: not broken")
+        };
+        assert!(why.contains("node_bounds has shape [1, 3, 2]"), "{why}");
         // The root internal with children beyond the nodes.
         let short = kd_tree_pickle(&[3, 1, 0, 2], &[(0, 4, 0), (0, 2, 1)], &[2, 2, 2]);
         let [PickledOutcome::Broken(why)] = &outcome_of(&short)[..] else {

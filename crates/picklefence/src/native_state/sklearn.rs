@@ -149,6 +149,23 @@ pub(super) fn check_kmeans(heap: &Heap, data: &[u8], model: &Object) -> PickledO
                 "cluster_centers_ has shape {shape:?} for {width} features"
             )));
         }
+        // MiniBatchKMeans.partial_fit adds each center's weight into _counts, unchecked.
+        let centers = shape.first().copied().unwrap_or(0);
+        if let Some(counts) = state_shape(heap, state, "_counts")? {
+            if counts != [centers] {
+                return Ok(Err(format!("_counts has shape {counts:?} for {centers} centers")));
+            }
+        }
+        // OpenMP's thread count for predict: libgomp ends the process asked for a negative one.
+        match heap.get(state, "_n_threads") {
+            None | Some(Val::None) => {}
+            Some(Val::Int(threads)) if (1..=MAX_THREADS).contains(&threads) => {}
+            Some(_) => {
+                return Ok(Err(format!(
+                    "_n_threads is not a thread count in [1, {MAX_THREADS}]"
+                )))
+            }
+        }
         match heap.get(state, "_bisecting_tree") {
             None | Some(Val::None) => Ok(Ok(())),
             Some(root) => check_bisecting_tree(heap, root, width),
@@ -156,6 +173,10 @@ pub(super) fn check_kmeans(heap: &Heap, data: &[u8], model: &Object) -> PickledO
     };
     outcome(run())
 }
+
+/// The most OpenMP threads a model may ask for (the guard's `_MAX_THREADS`): the cores of the
+/// largest machines (a model keeps the count of the machine that fitted it).
+const MAX_THREADS: i64 = 4096;
 
 /// The nodes of a bisecting tree (`_BisectingTree`: center, left, right): each center a row of
 /// `width` values (an `np.matrix` of one row when fitted on sparse data), no node reached twice.
@@ -556,6 +577,17 @@ pub(super) fn check_neighbors(heap: &Heap, data: &[u8], model: &Object) -> Pickl
                 return Ok(Err(format!(
                     "n_samples_fit_ is {samples} for {rows} training samples"
                 )));
+            }
+        }
+        // A KD/ball tree's neighbours index the training data: built on it.
+        if let Some(tree) = heap.get(state, "_tree").and_then(|t| heap.object(t)) {
+            if let Some(&built_on) = tree.state.and_then(|s| heap.tuple(s)).and_then(|s| s.first()) {
+                let tree_shape = array_shape(heap, built_on)?;
+                if tree_shape != shape {
+                    return Ok(Err(format!(
+                        "_tree.data has shape {tree_shape:?} for training data of shape {shape:?}"
+                    )));
+                }
             }
         }
         Ok(Ok(()))
