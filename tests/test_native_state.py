@@ -24,6 +24,7 @@ import scipy.sparse as sp
 from sklearn.cluster import Birch, BisectingKMeans, KMeans, MiniBatchKMeans
 from sklearn.ensemble import (
     BaggingClassifier,
+    ExtraTreesRegressor,
     GradientBoostingClassifier,
     GradientBoostingRegressor,
     HistGradientBoostingClassifier,
@@ -35,7 +36,7 @@ from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.metrics.pairwise import pairwise_kernels
 from sklearn.neighbors import BallTree, KDTree, KernelDensity, KNeighborsClassifier, KNeighborsTransformer
 from sklearn.preprocessing import OneHotEncoder
-from sklearn.tree import DecisionTreeClassifier
+from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 import picklefence
 from picklefence import UnsafeFileError, _native
@@ -57,6 +58,22 @@ def _tree_with(edit: Callable[[np.ndarray], None]) -> DecisionTreeClassifier:
 
 def _set(nodes: np.ndarray, field: str, index: int, value: int) -> None:
     nodes[field][index] = value
+
+
+def _with_max_depth(model: Any, max_depth: Any) -> Any:
+    """``model`` (a tree estimator or an ensemble: its last tree) with its ``Tree``'s
+    ``max_depth`` set to ``max_depth``, as a file could hold it."""
+    tree = model.tree_ if hasattr(model, "tree_") else np.ravel(model.estimators_)[-1].tree_
+    state = tree.__getstate__()
+    state["max_depth"] = max_depth
+    tree.__setstate__(state)
+    return model
+
+
+def _deep_tree() -> DecisionTreeRegressor:
+    """A tree grown without a depth limit on noise: depth 48, 3999 nodes."""
+    rng = np.random.RandomState(0)
+    return DecisionTreeRegressor(random_state=0).fit(rng.rand(2000, 3), rng.rand(2000))
 
 
 def _binary_tree_with(kind: type, item: int, edit: Callable[[Any], Any]) -> Any:
@@ -252,6 +269,19 @@ BROKEN: Dict[str, Any] = {
         lambda: _tree_with(lambda n: _set(n, "feature", 0, 99)),
         "Tree",
         "feature",
+    ),
+    # decision_path writes each sample's path into n_samples * (1 + max_depth) node ids.
+    "tree max_depth below its depth": (lambda: _with_max_depth(_deep_tree(), 0), "Tree", "max_depth"),
+    "forest tree max_depth below its depth": (
+        lambda: _with_max_depth(RandomForestClassifier(n_estimators=3, random_state=0).fit(X, Y), 1),
+        "Tree",
+        "max_depth",
+    ),
+    "tree max_depth negative": (lambda: _with_max_depth(_deep_tree(), -1), "Tree", "max_depth"),
+    "tree max_depth that overflows the buffer size": (
+        lambda: _with_max_depth(_deep_tree(), 2**62 - 1),
+        "Tree",
+        "max_depth",
     ),
     "kd_tree idx_array": (
         lambda: _binary_tree_with(KDTree, 1, lambda a: _with_item(a, 3, 10**12)),
@@ -1081,6 +1111,142 @@ def test_scanner_checks_tree_nodes_inside_the_file(kind: str, writer: str, tmp_p
     expected = {"hist": "right is 3000000000", "kd": "idx_array[0] is 1000000000000"}
     expected["ball"] = expected["kd"]
     assert expected.get(kind, "left_child is 1000000000") in broken.message
+
+
+def _hand_pruned() -> DecisionTreeRegressor:
+    """A deep tree pruned by hand, as users do: a split made a leaf (children -1), its subtree
+    left unreached and ``max_depth`` left as it was, above the depth of what is reached."""
+    model = _deep_tree()
+    state = model.tree_.__getstate__()
+    nodes = state["nodes"].copy()
+    nodes["left_child"][1] = nodes["right_child"][1] = -1
+    state["nodes"] = nodes
+    model.tree_.__setstate__(state)
+    return model
+
+
+_DEPTH_MODELS: Dict[str, Callable[[], Any]] = {
+    # A root alone (one class): depth 0.
+    "stump": lambda: DecisionTreeClassifier(random_state=0).fit(X, np.zeros(len(X), dtype=int)),
+    "deep tree": _deep_tree,
+    "hand-pruned tree": _hand_pruned,
+    "cost-complexity pruned tree": lambda: DecisionTreeClassifier(ccp_alpha=0.01, random_state=0).fit(X, Y),
+    "forest": lambda: RandomForestClassifier(n_estimators=5, random_state=0).fit(X, Y),
+    "extra trees": lambda: ExtraTreesRegressor(n_estimators=5, random_state=0).fit(X, X[:, 0]),
+    "boosting": lambda: GradientBoostingClassifier(n_estimators=5, max_depth=4, random_state=0).fit(X, Y),
+    "isolation forest": lambda: IsolationForest(n_estimators=5, random_state=0).fit(X),
+}
+
+
+def _trees_of(model: Any) -> List[Any]:
+    return [e.tree_ for e in np.ravel(getattr(model, "estimators_", [model]))]
+
+
+@pytest.mark.parametrize("kind", sorted(_DEPTH_MODELS))
+def test_trees_of_any_depth_load_and_scan_clean(kind: str, tmp_path: Path) -> None:
+    """The builders store the depth of the nodes as ``max_depth`` (a hand-pruned tree keeps a
+    higher one): every such tree loads through each loader, its ``decision_path`` unchanged,
+    and scans clean."""
+    model = _DEPTH_MODELS[kind]()
+    trees = _trees_of(model)
+    depths = [int(tree.compute_node_depths().max()) - 1 for tree in trees]
+    if kind == "hand-pruned tree":
+        assert trees[0].max_depth == 48 and trees[0].max_depth <= trees[0].node_count
+    else:
+        assert [tree.max_depth for tree in trees] == depths
+    if kind == "stump":
+        assert depths == [0] and trees[0].node_count == 1
+    path = tmp_path / "model.joblib"
+    joblib.dump(model, path)
+    data = pickle.dumps(model, protocol=5)
+    with picklefence.safe_ml_environment():
+        loaded = [
+            pickle.loads(data),
+            pickle._Unpickler(io.BytesIO(data)).load(),  # type: ignore[attr-defined]
+            joblib.load(path),
+        ]
+    x = np.asarray(X, dtype=np.float32)
+    for got in loaded:
+        for mine, theirs in zip(_trees_of(got), trees):
+            assert mine.max_depth == theirs.max_depth
+            assert (mine.decision_path(x) != theirs.decision_path(x)).nnz == 0
+    for written in (path, tmp_path / "model.pkl"):
+        if written.suffix == ".pkl":
+            written.write_bytes(data)
+        report = picklefence.scan_file(written)
+        assert report.is_safe, str(report)
+        assert not [f for f in report.findings if f.kind == "state-violation"], str(report)
+
+
+def test_a_lowered_max_depth_is_refused_naming_the_depth_of_the_nodes() -> None:
+    """The guard's refusal names the field, its value and the depth it is below (or the node
+    count it is above); the field-by-field path (node arrays of another layout) says the same."""
+    from picklefence import _native_state
+
+    for max_depth, expected in (
+        (0, "Tree.max_depth: 0 is below the depth 48 of the nodes; decision_path writes past its buffer"),
+        (-1, "Tree.max_depth: -1 is below the depth 48 of the nodes"),
+        (2**62 - 1, f"Tree.max_depth: {2**62 - 1} is above node_count 3999"),
+    ):
+        data = pickle.dumps(_with_max_depth(_deep_tree(), max_depth))
+        with picklefence.safe_ml_environment():
+            with pytest.raises(UnsafeFileError) as info:
+                pickle.loads(data)
+        assert expected in str(info.value), str(info.value)
+        tree = _with_max_depth(_deep_tree(), max_depth).tree_
+        which, _, field, value, why = _native_state._check_trees_field_by_field([_deep_tree().tree_, tree])
+        assert (which, field, value) == (1, "max_depth", max_depth)
+        assert expected.split(": ", 1)[1] == f"{value} is {why}"[: len(expected.split(": ", 1)[1])]
+    assert _native_state._check_trees_field_by_field([_deep_tree().tree_, _hand_pruned().tree_]) is None
+
+
+@pytest.mark.parametrize("max_depth", [0, -1, 2**62 - 1])
+def test_unprotected_a_wrong_max_depth_corrupts_decision_path(max_depth: int) -> None:
+    """The gadget is real: without the guard, decision_path writes each sample's path of up to
+    49 nodes into a buffer sized n_samples * (1 + max_depth) (none at all when that product wraps
+    to 0) and the process dies."""
+    data = pickle.dumps(_with_max_depth(_deep_tree(), max_depth))
+    code = (
+        "import pickle, sys, numpy as np\n"
+        "obj = pickle.loads(sys.stdin.buffer.read())\n"
+        "X = np.random.RandomState(1).rand(200000, 3)\n"
+        "for _ in range(3):\n"
+        "    obj.decision_path(X)\n"
+        "print('returned')\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], input=data, capture_output=True, timeout=120)
+    assert run.returncode < 0, (run.returncode, run.stdout[-200:], run.stderr[-300:])
+
+
+@pytest.mark.parametrize("writer", sorted(WRITERS))
+@pytest.mark.parametrize("kind", ["tree", "forest", "boosting"])
+def test_scanner_checks_tree_max_depth_inside_the_file(kind: str, writer: str, tmp_path: Path) -> None:
+    """A tree's ``max_depth`` is read with its nodes in the file: below their depth or above
+    their count, a state violation naming it, its value and the depth or count."""
+    make = {
+        "tree": lambda: DecisionTreeClassifier(random_state=0).fit(X, Y),
+        "forest": lambda: RandomForestClassifier(n_estimators=3, random_state=0).fit(X, Y),
+        "boosting": lambda: GradientBoostingClassifier(n_estimators=3, random_state=0).fit(X, Y),
+    }[kind]
+    edited = _trees_of(make())[-1]
+    depth, count = edited.max_depth, edited.node_count
+    below = "of the nodes; decision_path writes past its buffer"
+    path = tmp_path / "model.bin"
+    for max_depth, expected in (
+        (0, f"max_depth 0 is below the depth {depth} {below}"),
+        (depth - 1, f"max_depth {depth - 1} is below the depth {depth} {below}"),
+        (-5, f"max_depth -5 is below the depth {depth} {below}"),
+        (2**62 - 1, f"max_depth {2**62 - 1} is above node_count {count}, "),
+    ):
+        WRITERS[writer](_with_max_depth(make(), max_depth), path)
+        report = picklefence.scan_file(path)
+        assert not report.is_safe
+        (broken,) = [f for f in report.findings if f.kind == "state-violation"]
+        assert broken.severity == "critical"
+        assert "sklearn.tree._tree.Tree" in broken.message and expected in broken.message, broken.message
+    # Up to node_count: a larger buffer, not a broken tree.
+    WRITERS[writer](_with_max_depth(make(), count), path)
+    assert picklefence.scan_file(path).is_safe
 
 
 def _width_cases() -> Dict[str, Tuple[Any, str]]:

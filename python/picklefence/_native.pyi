@@ -166,6 +166,7 @@ def check_tree_nodes(
     feature: int,
     node_counts: List[int],
     n_features: List[int],
+    max_depths: List[int],
 ) -> Optional[Tuple[int, int, str, int, str]]: ...
 def check_trees(
     trees: List[Any], dtype: Any, itemsize: int, left: int, right: int, feature: int

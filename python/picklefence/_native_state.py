@@ -340,7 +340,10 @@ def _check_trees(trees: List[Any]) -> None:
     ``left_child``/``right_child`` unchecked and read ``X[:, feature]``. Internal nodes must have
     both children in (own index, node_count) (the builders append children after their parent;
     anything else reads out of bounds or loops forever) and a feature in [0, n_features); leaves
-    have both children -1."""
+    have both children -1. decision_path() writes each sample's path into a buffer of
+    ``n_samples * (1 + max_depth)`` node ids, unchecked: ``max_depth`` must be at least the depth
+    of the nodes (the builders store exactly that) and at most node_count (above, the buffer's
+    size can overflow)."""
     import numpy as np
 
     if not trees:
@@ -359,6 +362,8 @@ def _check_trees(trees: List[Any]) -> None:
     if broken is not None:
         which, node, field, value, why = broken
         tree = trees[which]
+        if field == "max_depth":
+            raise _fail(tree, "max_depth", f"{value} is {why}")
         raise _fail(
             tree,
             f"nodes[{node}].{field}" if field != "nodes" else "nodes",
@@ -374,16 +379,20 @@ def _check_trees_field_by_field(trees: List[Any]) -> Any:
 
     canonical = np.dtype([(f, "<i8") for f in _TREE_FIELDS])
     parts = []
+    max_depths = []
     for which, tree in enumerate(trees):
         state = tree.__getstate__()
         nodes = state["nodes"]
         if len(nodes) != state["node_count"]:
             return which, 0, "nodes", len(nodes), "not node_count records"
         parts.append(nodes[list(_TREE_FIELDS)].astype(canonical).tobytes())
-    # Lists of ints, not a pair per tree: tuples are tracked by the garbage collector.
+        max_depths.append(state["max_depth"])
+    # Lists of ints, not a tuple per tree: tuples are tracked by the garbage collector.
     node_counts = [len(part) // canonical.itemsize for part in parts]
     n_features = [tree.n_features for tree in trees]
-    return _native.check_tree_nodes(b"".join(parts), canonical.itemsize, 0, 8, 16, node_counts, n_features)
+    return _native.check_tree_nodes(
+        b"".join(parts), canonical.itemsize, 0, 8, 16, node_counts, n_features, max_depths
+    )
 
 
 def _check_binary_tree(tree: Any) -> None:

@@ -6,13 +6,16 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
+use picklefence::native_state::TreeShape;
+
 /// Checks the node records of scikit-learn trees laid end to end in `nodes` (see
-/// `picklefence::native_state::check_tree_nodes`); `node_counts` and `n_features` hold one item
-/// per tree (two lists of ints, not a list of pairs: a pair per tree is an object the garbage
-/// collector tracks, and 900 of them set off collections of the whole model just loaded).
-/// Returns None, or `(tree, node, field, value, why)` for the first broken node.
+/// `picklefence::native_state::check_tree_nodes`); `node_counts`, `n_features` and `max_depths`
+/// hold one item per tree (lists of ints, not a tuple per tree: a tuple per tree is an object
+/// the garbage collector tracks, and 900 of them set off collections of the whole model just
+/// loaded). Returns None, or `(tree, node, field, value, why)` for the first broken node (field
+/// `max_depth`: the tree's, not below the depth of its nodes or above their count).
 #[pyfunction]
-#[pyo3(signature = (nodes, itemsize, left, right, feature, node_counts, n_features))]
+#[pyo3(signature = (nodes, itemsize, left, right, feature, node_counts, n_features, max_depths))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn check_tree_nodes(
     nodes: &Bound<'_, PyBytes>,
@@ -22,9 +25,12 @@ pub(crate) fn check_tree_nodes(
     feature: usize,
     node_counts: Vec<u64>,
     n_features: Vec<i64>,
+    max_depths: Vec<i64>,
 ) -> PyResult<Option<BrokenNode>> {
-    if node_counts.len() != n_features.len() {
-        return Err(PyValueError::new_err("one feature count per node count"));
+    if node_counts.len() != n_features.len() || node_counts.len() != max_depths.len() {
+        return Err(PyValueError::new_err(
+            "one feature count and one max_depth per node count",
+        ));
     }
     let layout = picklefence::native_state::NodeLayout {
         itemsize,
@@ -32,7 +38,16 @@ pub(crate) fn check_tree_nodes(
         right,
         feature,
     };
-    let trees: Vec<(u64, i64)> = node_counts.into_iter().zip(n_features).collect();
+    let trees: Vec<TreeShape> = node_counts
+        .into_iter()
+        .zip(n_features)
+        .zip(max_depths)
+        .map(|((nodes, n_features), max_depth)| TreeShape {
+            nodes,
+            n_features,
+            max_depth,
+        })
+        .collect();
     Ok(
         picklefence::native_state::check_tree_nodes(nodes.as_bytes(), layout, &trees)
             .err()
@@ -42,12 +57,12 @@ pub(crate) fn check_tree_nodes(
 
 /// `check_trees(trees, dtype, itemsize, left, right, feature)`: the node records of scikit-learn
 /// `Tree`s, each read through `__getstate__()` (`nodes`, which must be of `dtype` and hold
-/// `node_count` records) and `n_features`, laid end to end and checked as by
+/// `node_count` records, and `max_depth`) and `n_features`, laid end to end and checked as by
 /// [`check_tree_nodes`]. The loop over the trees is here, not in Python: the trees are cold
 /// after a load, and a gradient-boosting model holds 900 of them. TypeError when a tree's nodes
 /// are of another dtype (the caller then reads them field by field). Returns None, or `(tree,
 /// node, field, value, why)` for the first broken node (field `nodes`: not `node_count`
-/// records).
+/// records; `max_depth`: the tree's).
 #[pyfunction]
 #[pyo3(signature = (trees, dtype, itemsize, left, right, feature))]
 pub(crate) fn check_trees(
@@ -60,7 +75,7 @@ pub(crate) fn check_trees(
     feature: usize,
 ) -> PyResult<Option<BrokenNode>> {
     let mut arrays = Vec::with_capacity(trees.len());
-    let mut counts = Vec::with_capacity(trees.len());
+    let mut shapes = Vec::with_capacity(trees.len());
     for (which, tree) in trees.iter().enumerate() {
         let state = tree.call_method0(intern!(py, "__getstate__"))?;
         let nodes = state.get_item(intern!(py, "nodes"))?;
@@ -72,10 +87,13 @@ pub(crate) fn check_trees(
         let records = nodes.len()?;
         if i64::try_from(records).ok() != Some(declared) {
             let value = i64::try_from(records).unwrap_or(i64::MAX);
-            return Ok(Some((which, 0, "nodes", value, "not node_count records")));
+            return Ok(Some((which, 0, "nodes", value, "not node_count records".into())));
         }
-        let n_features: i64 = tree.getattr(intern!(py, "n_features"))?.extract()?;
-        counts.push((records as u64, n_features));
+        shapes.push(TreeShape {
+            nodes: records as u64,
+            n_features: tree.getattr(intern!(py, "n_features"))?.extract()?,
+            max_depth: state.get_item(intern!(py, "max_depth"))?.extract()?,
+        });
         arrays.push(nodes);
     }
     // bytes.join reads each array's buffer (BufferError for one that is not contiguous).
@@ -90,7 +108,7 @@ pub(crate) fn check_trees(
         picklefence::native_state::check_tree_nodes(
             joined.downcast::<PyBytes>()?.as_bytes(),
             layout,
-            &counts,
+            &shapes,
         )
         .err()
         .map(broken_node),
@@ -98,10 +116,10 @@ pub(crate) fn check_trees(
 }
 
 /// The first broken node of a batch of trees: `(tree, node, field, value, why)`.
-type BrokenNode = (usize, u64, &'static str, i64, &'static str);
+type BrokenNode = (usize, u64, &'static str, i64, String);
 
 fn broken_node(e: picklefence::native_state::TreeNodeError) -> BrokenNode {
-    (e.tree, e.node, e.field, e.value, e.why)
+    (e.tree, e.node, e.field, e.value, e.why.into_owned())
 }
 
 /// `check_predictor_nodes(records, itemsize, fields, shapes, predictors, bitset_rows)`: the node
@@ -160,7 +178,7 @@ pub(crate) fn check_predictor_nodes(
             return Ok(None);
         };
         let which = first + e.tree;
-        let broken = Some((which, e.node, e.field, e.value, e.why));
+        let broken = Some((which, e.node, e.field, e.value, e.why.into_owned()));
         let (Some(shape), Some(predictor)) = (shapes.get_mut(which), predictors.get(which)) else {
             return Ok(broken);
         };

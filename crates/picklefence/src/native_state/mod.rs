@@ -22,7 +22,7 @@ pub use crate::policy::native_state::{entries, load_time_check, Entry, Verdict};
 pub(crate) use arrays::{array_of, makes_array};
 pub use nodes::{
     check_predictor_nodes, check_tree_nodes, IntField, NodeLayout, PredictorLayout, PredictorShape,
-    TreeNodeError,
+    TreeNodeError, TreeShape,
 };
 pub(crate) use pickled::{check_pickled, checked_in_pickles, evaluate_as_read};
 pub use pickled::{PickledOutcome, PickledState};

@@ -2,6 +2,8 @@
 //! checked where the guard has the arrays (`check_tree_nodes`, `check_predictor_nodes`) and
 //! where the scanner reads them from a pickle. Compiled code follows these indices unchecked.
 
+use std::borrow::Cow;
+
 /// Where the fields a tree walk follows sit in a node record of scikit-learn's `Tree` (native
 /// little-endian int64 each; the record is `itemsize` bytes).
 #[derive(Debug, Clone, Copy)]
@@ -16,20 +18,34 @@ pub struct NodeLayout {
     pub feature: usize,
 }
 
-/// A node that breaks what `Tree.apply` assumes.
+/// A node that breaks what `Tree.apply` assumes, or a `max_depth` that breaks what
+/// `Tree.decision_path` assumes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("tree {tree}, node {node}: {field} is {value}, {why}")]
 pub struct TreeNodeError {
     /// Which tree of the batch.
     pub tree: usize,
-    /// The node's index in its tree.
+    /// The node's index in its tree (for `max_depth`: the first of the deepest nodes).
     pub node: u64,
-    /// `left_child`, `right_child`, `feature` or `nodes` (the record array itself).
+    /// `left_child`, `right_child`, `feature`, `nodes` (the record array itself), `node_count`
+    /// or `max_depth` (of the tree, not of a node).
     pub field: &'static str,
     /// The offending value.
     pub value: i64,
     /// The broken invariant.
-    pub why: &'static str,
+    pub why: Cow<'static, str>,
+}
+
+/// One tree of a batch, as its state declares it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TreeShape {
+    /// `node_count`: its node records.
+    pub nodes: u64,
+    /// `n_features`: the width of the `X` that `apply` reads `X[i, feature]` in.
+    pub n_features: i64,
+    /// `max_depth`: `decision_path` writes a path of up to `1 + max_depth` nodes per sample
+    /// into a buffer it sizes by it.
+    pub max_depth: i64,
 }
 
 /// The node records of a batch of trees laid end to end: each tree's records in turn, or the
@@ -53,30 +69,57 @@ fn tree_records<'a>(
             node: 0,
             field: "nodes",
             value: i64::try_from(nodes.len()).unwrap_or(i64::MAX),
-            why: "not the records the trees declare",
+            why: "not the records the trees declare".into(),
         });
     }
     Ok(nodes.chunks_exact(itemsize))
 }
 
 /// Checks the node records of several trees laid end to end in `nodes`; `trees` gives each
-/// tree's node count and feature count. Internal nodes: both children in (own index,
-/// node_count) (the builders append children after their parent: anything else reads out of
-/// bounds or loops) and a feature in [0, n_features); leaves: both children -1.
-pub fn check_tree_nodes(nodes: &[u8], layout: NodeLayout, trees: &[(u64, i64)]) -> Result<(), TreeNodeError> {
-    let bad = |tree, node, field, value, why| TreeNodeError {
+/// tree's node count, feature count and `max_depth`. Internal nodes: both children in (own
+/// index, node_count) (the builders append children after their parent: anything else reads out
+/// of bounds or loops) and a feature in [0, n_features); leaves: both children -1. Then
+/// `max_depth` in [depth, node_count], where depth is the most splits on a path from the root
+/// (0 for a root alone or no nodes): `decision_path` allocates `n_samples * (1 + max_depth)`
+/// node ids and writes each sample's path there unchecked, so a lower one writes past the
+/// buffer, and a higher one than any tree of node_count nodes has lets that product overflow.
+/// Every child comes after its parent, so one forward pass gives each node its depth; a node
+/// that two parents claim gets the deeper of the two (what a walk through either reaches), and
+/// nodes the root does not reach count for none.
+pub fn check_tree_nodes(nodes: &[u8], layout: NodeLayout, trees: &[TreeShape]) -> Result<(), TreeNodeError> {
+    let bad = |tree, node, field, value, why: &'static str| TreeNodeError {
         tree,
         node,
         field,
         value,
-        why,
+        why: why.into(),
     };
     let fields_fit = [layout.left, layout.right, layout.feature]
         .iter()
         .all(|&at| at.checked_add(8).is_some_and(|end| end <= layout.itemsize));
-    let mut records = tree_records(nodes, layout.itemsize, fields_fit, trees.iter().map(|t| t.0))?;
-    for (tree, &(count, n_features)) in trees.iter().enumerate() {
+    let mut records = tree_records(nodes, layout.itemsize, fields_fit, trees.iter().map(|t| t.nodes))?;
+    // 1 + the depth of each node the root reaches, 0 for the others; one buffer for all trees.
+    let mut depths: Vec<u32> = Vec::new();
+    for (tree, shape) in trees.iter().enumerate() {
+        let count = shape.nodes;
         let count_i64 = i64::try_from(count).unwrap_or(i64::MAX);
+        let slots = usize::try_from(count)
+            .ok()
+            .filter(|&n| n < u32::MAX as usize)
+            .ok_or_else(|| {
+                bad(
+                    tree,
+                    0,
+                    "node_count",
+                    count_i64,
+                    "more nodes than the depth check counts",
+                )
+            })?;
+        depths.clear();
+        depths.resize(slots, 0);
+        if let Some(root) = depths.first_mut() {
+            *root = 1;
+        }
         for node in 0..count {
             let Some(record) = records.next() else {
                 return Err(bad(tree, node, "nodes", 0, "missing"));
@@ -120,7 +163,7 @@ pub fn check_tree_nodes(nodes: &[u8], layout: NodeLayout, trees: &[(u64, i64)]) 
                 }
             }
             let feature = field(layout.feature);
-            if feature < 0 || feature >= n_features {
+            if feature < 0 || feature >= shape.n_features {
                 return Err(bad(
                     tree,
                     node,
@@ -129,9 +172,48 @@ pub fn check_tree_nodes(nodes: &[u8], layout: NodeLayout, trees: &[(u64, i64)]) 
                     "not a feature below n_features",
                 ));
             }
+            // Below u32::MAX: at most 1 + the node's index, which is below count.
+            let reached = usize::try_from(node)
+                .ok()
+                .and_then(|at| depths.get(at))
+                .copied()
+                .unwrap_or(0);
+            if reached != 0 {
+                for child in [left, right] {
+                    if let Some(depth) = usize::try_from(child).ok().and_then(|at| depths.get_mut(at)) {
+                        *depth = (*depth).max(reached + 1);
+                    }
+                }
+            }
         }
+        check_max_depth(tree, shape, &depths)?;
     }
     Ok(())
+}
+
+/// `max_depth` in [depth, node_count], given `depths` (1 + each reached node's depth).
+fn check_max_depth(tree: usize, shape: &TreeShape, depths: &[u32]) -> Result<(), TreeNodeError> {
+    let deepest = depths.iter().copied().max().unwrap_or(0);
+    let depth = i64::from(deepest.saturating_sub(1));
+    let node_count = i64::try_from(shape.nodes).unwrap_or(i64::MAX);
+    let why = if shape.max_depth < depth {
+        format!("below the depth {depth} of the nodes; decision_path writes past its buffer")
+    } else if shape.max_depth > node_count {
+        format!(
+            "above node_count {node_count}, deeper than any tree of its nodes; decision_path's \
+             buffer of n_samples * (1 + max_depth) node ids can overflow its size"
+        )
+    } else {
+        return Ok(());
+    };
+    let node = depths.iter().position(|&d| d == deepest).unwrap_or(0);
+    Err(TreeNodeError {
+        tree,
+        node: u64::try_from(node).unwrap_or(u64::MAX),
+        field: "max_depth",
+        value: shape.max_depth,
+        why: why.into(),
+    })
 }
 
 /// The width and signedness of an integer field, as NumPy spells it (`<i8`, `|u1`, ...;
@@ -257,12 +339,12 @@ pub fn check_predictor_nodes(
     for (tree, shape) in predictors.iter().enumerate() {
         let count = i64::try_from(shape.nodes).unwrap_or(i64::MAX);
         for node in 0..shape.nodes {
-            let bad = |field, value, why| TreeNodeError {
+            let bad = |field, value, why: &'static str| TreeNodeError {
                 tree,
                 node,
                 field,
                 value,
-                why,
+                why: why.into(),
             };
             let Some(record) = records.next() else {
                 return Err(bad("nodes", 0, "missing"));
@@ -313,12 +395,24 @@ mod tests {
         feature: 16,
     };
 
+    /// A tree of `nodes` node records for 1 feature, with `max_depth`.
+    fn shape(nodes: u64, max_depth: i64) -> TreeShape {
+        TreeShape {
+            nodes,
+            n_features: 1,
+            max_depth,
+        }
+    }
+
     #[test]
     fn tree_nodes_are_checked_per_tree() {
         let good = [(1, 2, 0), (-1, -1, -2), (-1, -1, -2)];
         let mut both = records(&good);
         both.extend(records(&good));
-        assert_eq!(check_tree_nodes(&both, LAYOUT, &[(3, 1), (3, 1)]), Ok(()));
+        assert_eq!(
+            check_tree_nodes(&both, LAYOUT, &[shape(3, 1), shape(3, 1)]),
+            Ok(())
+        );
         let cases: [(&Nodes, &str); 5] = [
             (&[(1, 3, 0), (-1, -1, -2), (-1, -1, -2)], "right_child"),
             (&[(0, 2, 0), (-1, -1, -2), (-1, -1, -2)], "left_child"),
@@ -329,11 +423,11 @@ mod tests {
         for (nodes, field) in cases {
             let mut bytes = records(&good);
             bytes.extend(records(nodes));
-            let error = check_tree_nodes(&bytes, LAYOUT, &[(3, 1), (3, 1)]).unwrap_err();
+            let error = check_tree_nodes(&bytes, LAYOUT, &[shape(3, 1), shape(3, 1)]).unwrap_err();
             assert_eq!((error.tree, error.node, error.field), (1, 0, field), "{nodes:?}");
         }
         assert_eq!(
-            check_tree_nodes(&both, LAYOUT, &[(3, 1), (2, 1)])
+            check_tree_nodes(&both, LAYOUT, &[shape(3, 1), shape(2, 1)])
                 .unwrap_err()
                 .field,
             "nodes"
@@ -343,10 +437,109 @@ mod tests {
             ..LAYOUT
         };
         assert_eq!(
-            check_tree_nodes(&both[..16], short, &[(1, 1)]).unwrap_err().field,
+            check_tree_nodes(&both[..16], short, &[shape(1, 0)])
+                .unwrap_err()
+                .field,
             "nodes"
         );
     }
+
+    /// A chain of `depth` splits: node 2k splits into 2k+1 (a leaf) and 2k+2.
+    fn chain(depth: i64) -> Vec<(i64, i64, i64)> {
+        let mut nodes: Vec<_> = (0..depth)
+            .flat_map(|k| [(2 * k + 1, 2 * k + 2, 0), (-1, -1, -2)])
+            .collect();
+        nodes.push((-1, -1, -2));
+        nodes
+    }
+
+    fn max_depth_error(nodes: &Nodes, max_depth: i64) -> Option<(u64, i64, String)> {
+        let count = u64::try_from(nodes.len()).unwrap();
+        check_tree_nodes(&records(nodes), LAYOUT, &[shape(count, max_depth)])
+            .err()
+            .map(|e| {
+                assert_eq!((e.tree, e.field), (0, "max_depth"), "{e}");
+                (e.node, e.value, e.why.into_owned())
+            })
+    }
+
+    #[test]
+    fn max_depth_is_at_least_the_depth_of_the_nodes() {
+        // A root alone and no nodes at all: depth 0.
+        assert_eq!(max_depth_error(&[(-1, -1, -2)], 0), None);
+        assert_eq!(max_depth_error(&[], 0), None);
+        for depth in [1, 2, 47] {
+            let nodes = chain(depth);
+            assert_eq!(max_depth_error(&nodes, depth), None, "{depth}");
+            let (node, value, why) = max_depth_error(&nodes, depth - 1).unwrap();
+            assert_eq!((node, value), (2 * depth as u64 - 1, depth - 1));
+            assert_eq!(
+                why,
+                format!("below the depth {depth} of the nodes; decision_path writes past its buffer")
+            );
+            assert!(max_depth_error(&nodes, 0).is_some());
+        }
+        // Negative: below the depth 0 of a root alone, below any depth.
+        for max_depth in [-1, i64::MIN] {
+            let (_, value, why) = max_depth_error(&[(-1, -1, -2)], max_depth).unwrap();
+            assert_eq!(value, max_depth);
+            assert!(why.starts_with("below the depth 0"), "{why}");
+            assert!(max_depth_error(&chain(3), max_depth).is_some());
+        }
+        // The second tree of a batch, after an intact one.
+        let mut bytes = records(&chain(2));
+        bytes.extend(records(&chain(3)));
+        let error = check_tree_nodes(&bytes, LAYOUT, &[shape(5, 2), shape(7, 2)]).unwrap_err();
+        assert_eq!((error.tree, error.field, error.value), (1, "max_depth", 2));
+        assert_eq!(
+            check_tree_nodes(&bytes, LAYOUT, &[shape(5, 2), shape(7, 3)]),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn max_depth_is_at_most_node_count() {
+        let nodes = chain(3);
+        // Higher than the depth is harmless (a larger buffer) up to node_count.
+        assert_eq!(max_depth_error(&nodes, 4), None);
+        assert_eq!(max_depth_error(&nodes, 7), None);
+        for max_depth in [8, 1 << 62, i64::MAX] {
+            let (_, value, why) = max_depth_error(&nodes, max_depth).unwrap();
+            assert_eq!(value, max_depth);
+            assert!(why.starts_with("above node_count 7"), "{why}");
+        }
+        assert!(max_depth_error(&[], 1).is_some());
+    }
+
+    #[test]
+    fn depth_follows_the_deepest_parent_and_skips_unreached_nodes() {
+        // Node 3 is claimed by the root (depth 1) and by node 2 (depth 2): depth 2 for the
+        // walk through node 2, 3 for its children.
+        let shared: &Nodes = &[
+            (1, 3, 0),
+            (-1, -1, -2),
+            (-1, -1, -2),
+            (4, 5, 0),
+            (-1, -1, -2),
+            (-1, -1, -2),
+        ];
+        let mut dag = shared.to_vec();
+        dag[1] = (2, 3, 0);
+        assert_eq!(max_depth_error(&dag, 3), None);
+        assert_eq!(max_depth_error(&dag, 2).unwrap().1, 2);
+        // Without node 1's split, node 2 is unreached: depth 2.
+        assert_eq!(max_depth_error(shared, 2), None);
+        // Nodes no parent reaches (a tree pruned by setting a split to -1, -1) count for none,
+        // however deep their own subtree.
+        let mut pruned = chain(5);
+        pruned[2] = (-1, -1, -2);
+        assert_eq!(max_depth_error(&pruned, 1), None);
+        assert_eq!(
+            max_depth_error(&pruned, 0).unwrap().2.split(';').next(),
+            Some("below the depth 1 of the nodes")
+        );
+    }
+
     fn predictor_layout() -> PredictorLayout {
         let field = |offset, code| IntField::from_numpy(offset, code).unwrap();
         PredictorLayout {

@@ -16,7 +16,9 @@ use super::sklearn::{
     check_tree_estimator, check_vocabulary,
 };
 use super::sparse::{check_compressed, check_coo, check_dia, check_lil, Compressed};
-use super::{check_predictor_nodes, check_tree_nodes, NodeLayout, PredictorLayout, PredictorShape};
+use super::{
+    check_predictor_nodes, check_tree_nodes, NodeLayout, PredictorLayout, PredictorShape, TreeShape,
+};
 
 /// How the scanner checks one class's instances inside a pickle.
 type Check = fn(&Heap, &[u8], &Object) -> PickledOutcome;
@@ -324,9 +326,20 @@ fn check_tree(heap: &Heap, data: &[u8], tree: &Object) -> PickledOutcome {
                 nodes.shape
             )));
         }
+        let max_depth = heap
+            .get(state, "max_depth")
+            .and_then(|v| int_value(heap, data, v))
+            .ok_or("a Tree state without an int max_depth")?;
+        let shape = TreeShape {
+            nodes: node_count,
+            n_features,
+            max_depth,
+        };
         Ok(
-            check_tree_nodes(&nodes.bytes, layout, &[(node_count, n_features)])
-                .map_err(|e| format!("nodes[{}].{} is {}, {}", e.node, e.field, e.value, e.why)),
+            check_tree_nodes(&nodes.bytes, layout, &[shape]).map_err(|e| match e.field {
+                "max_depth" => format!("max_depth {} is {}", e.value, e.why),
+                _ => format!("nodes[{}].{} is {}, {}", e.node, e.field, e.value, e.why),
+            }),
         )
     };
     outcome(run())
@@ -566,9 +579,18 @@ pub(super) mod tests {
     }
 
     /// `Tree(n_features=2, ...)` whose state holds `nodes` (records of left_child, right_child,
-    /// feature as int64) read through a `_reconstruct` array; `field_dtype` writes each field's
-    /// dtype.
+    /// feature as int64) read through a `_reconstruct` array and `max_depth` 1; `field_dtype`
+    /// writes each field's dtype.
     fn tree_pickle(nodes: &Nodes, field_dtype: &dyn Fn(Asm) -> Asm) -> Vec<u8> {
+        tree_pickle_with(nodes, field_dtype, &|asm: Asm| asm.int(1))
+    }
+
+    /// [`tree_pickle`] with the `max_depth` value `max_depth` writes.
+    fn tree_pickle_with(
+        nodes: &Nodes,
+        field_dtype: &dyn Fn(Asm) -> Asm,
+        max_depth: &dyn Fn(Asm) -> Asm,
+    ) -> Vec<u8> {
         let records: Vec<u8> = nodes
             .iter()
             .flat_map(|&(l, r, f)| [l, r, f].into_iter().flat_map(i64::to_le_bytes))
@@ -602,8 +624,8 @@ pub(super) mod tests {
             .op(b'}')
             .text("node_count")
             .int(count)
-            .op(b's')
-            .text("nodes");
+            .op(b's');
+        let asm = max_depth(asm.text("max_depth")).op(b's').text("nodes");
         array(asm, &[count], &record, &records)
             .op(b's')
             .op(b'b')
@@ -633,6 +655,51 @@ pub(super) mod tests {
             &outcome_of(&tree_pickle(wide_feature, &int64))[..],
             [PickledOutcome::Broken(_)]
         ));
+    }
+
+    /// A LONG1 int (the opcode a pickle writes an int beyond 32 bits with).
+    fn long(asm: Asm, value: i64) -> Asm {
+        value.to_le_bytes().into_iter().fold(asm.op(0x8a).op(8), Asm::op)
+    }
+
+    #[test]
+    fn a_tree_max_depth_below_the_depth_of_its_nodes_is_broken() {
+        // Depth 2: the root splits into a leaf and node 2, which splits into two leaves.
+        let deep: &Nodes = &[(1, 2, 0), (-1, -1, -2), (3, 4, 1), (-1, -1, -2), (-1, -1, -2)];
+        let with = |max_depth: &dyn Fn(Asm) -> Asm| outcome_of(&tree_pickle_with(deep, &int64, max_depth));
+        assert_eq!(with(&|asm: Asm| asm.int(2)), [PickledOutcome::Intact]);
+        assert_eq!(with(&|asm: Asm| asm.int(5)), [PickledOutcome::Intact]);
+        let broken = |max_depth: &dyn Fn(Asm) -> Asm| match &with(max_depth)[..] {
+            [PickledOutcome::Broken(why)] => why.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            broken(&|asm: Asm| asm.int(0)),
+            "max_depth 0 is below the depth 2 of the nodes; decision_path writes past its buffer"
+        );
+        assert!(broken(&|asm: Asm| asm.int(-1)).starts_with("max_depth -1 is below the depth 2"));
+        assert!(broken(&|asm: Asm| asm.int(6)).starts_with("max_depth 6 is above node_count 5"));
+        let huge = broken(&|asm: Asm| long(asm, i64::MAX));
+        assert!(
+            huge.starts_with(&format!("max_depth {} is above node_count 5", i64::MAX)),
+            "{huge}"
+        );
+        // A NumPy integer scalar, read as the int it holds.
+        let scalar = |value: i64| {
+            move |asm: Asm| {
+                plain(asm.global("numpy.core.multiarray", "scalar"), "i8")
+                    .bytes(&value.to_le_bytes())
+                    .op(0x86)
+                    .op(b'R')
+            }
+        };
+        assert_eq!(with(&scalar(2)), [PickledOutcome::Intact]);
+        assert!(broken(&scalar(1)).starts_with("max_depth 1 is below the depth 2"));
+        // Not an int: left to the guard.
+        let [PickledOutcome::Unchecked(why)] = &with(&|asm: Asm| asm.text("2"))[..] else {
+            panic!("checked")
+        };
+        assert!(why.contains("max_depth"), "{why}");
     }
 
     #[test]
