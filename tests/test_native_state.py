@@ -844,7 +844,12 @@ def test_every_compiled_class_of_the_policy_is_validated_or_safe_by_a_stated_rea
             assert (module, name) in _native_state.CHECKED_ON_CREATION, f"{module}:{name} has no validator"
             continue
         kinds = [key for base, key in _native_state._classes() if issubclass(found, base)]
-        checked = (module, name) in _native_state.CAPTURED or (module, name) in _native_state.SETSTATE_CHECKED
+        checked = (module, name) in (
+            *_native_state.CAPTURED,
+            *_native_state.SETSTATE_CHECKED,
+            *_native_state.CAPTURED_ARGUMENTS,
+            *_native_state.WALKED_CLASSES,
+        )
         assert kinds or checked, f"{module}:{name} has no validator"
         assert module.startswith(_native_state.WALKED_MODULES) or checked
 

@@ -47,12 +47,31 @@ WALKED_MODULES: Tuple[str, ...] = (
     "sklearn.linear_model._perceptron",
     "sklearn.linear_model._passive_aggressive",
     "sklearn.cluster._hdbscan",
-    "numpy.random",
+)
+# Classes whose import makes a load's result walked, in modules whose other names do not: NumPy's
+# generators when a pickle reconstructs them (their usual pickles call the constructors of
+# CAPTURED instead, so a model holding a RandomState is not walked for it).
+WALKED_CLASSES: Tuple[Tuple[str, str], ...] = (
+    ("numpy.random.mtrand", "RandomState"),
+    ("numpy.random._generator", "Generator"),
+    ("numpy.random.bit_generator", "BitGenerator"),
 )
 # Classes a pickle can make only by calling them (their role is `call`): find_class hands the
 # load a constructor that records what it makes, so no walk is needed to find them (a forest
 # or a boosting model holds hundreds).
-CAPTURED: Dict[Tuple[str, str], str] = {("sklearn.tree._tree", "Tree"): "tree"}
+CAPTURED: Dict[Tuple[str, str], str] = {
+    ("sklearn.tree._tree", "Tree"): "tree",
+    # NumPy's pickled generators: what these make is checked after the load.
+    ("numpy.random._pickle", "__randomstate_ctor"): "random",
+    ("numpy.random._pickle", "__generator_ctor"): "random",
+    ("numpy.random._pickle", "__bit_generator_ctor"): "random",
+}
+# Classes a pickle can only hand to a CAPTURED constructor (their role is `argument`): the
+# instances are checked as what the constructor made.
+CAPTURED_ARGUMENTS: Tuple[Tuple[str, str], ...] = (
+    ("numpy.random._mt19937", "MT19937"),
+    ("numpy.random._philox", "Philox"),
+)
 # Base classes whose subclasses get their state from a pickle only through ``__setstate__``
 # (BUILD calls it whenever the class has one): while the guard is active, the ``__setstate__``
 # of each such class a load imports records the instance for the check after the load, so
@@ -141,7 +160,10 @@ def _needs_walk(module: str, name: str) -> bool:
     active), always for another subclass of a validated class (a user's ``KMeans`` allowed by
     ``also_allow`` lives in a module the walk does not know), else when the module holds such
     classes (:data:`WALKED_MODULES`: also the functions that make them). The module is imported
-    here if it is not yet (find_class imports it next)."""
+    here if it is not yet (find_class imports it next). Not for a class only handed to a captured
+    constructor (:data:`CAPTURED_ARGUMENTS`), checked as what that made."""
+    if (module, name) in CAPTURED_ARGUMENTS:
+        return False
     if getattr(_state, "captured", None) is not None:  # a watched load (else nothing validates)
         import importlib
 
@@ -156,7 +178,7 @@ def _needs_walk(module: str, name: str) -> bool:
                     return False
             elif kind == "walk":
                 return True
-    return module.startswith(WALKED_MODULES)
+    return module.startswith(WALKED_MODULES) or (module, name) in WALKED_CLASSES
 
 
 def _decide(cls: Any) -> Tuple[str, Optional[str]]:
