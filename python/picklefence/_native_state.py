@@ -956,6 +956,8 @@ def _check_hist_gradient_boosting(model: Any) -> None:
     if width is None:
         raise _missing_width(model)
     categorical = _plain(mapper, "is_categorical_")
+    if categorical is None:
+        return  # a bin mapper of scikit-learn < 0.24: predict raises first
     if not isinstance(categorical, np.ndarray) or categorical.shape != (width,):
         raise _fail(
             model,
