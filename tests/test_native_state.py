@@ -1018,7 +1018,12 @@ def test_every_compiled_class_of_the_policy_is_validated_or_safe_by_a_stated_rea
             assert (module, name) in _native_state.CHECKED_ON_CREATION, f"{module}:{name} has no validator"
             continue
         kinds = [key for base, key in _native_state._classes() if issubclass(found, base)]
-        checked = (module, name) in _native_state.CAPTURED or (module, name) in _native_state.SETSTATE_CHECKED
+        checked = (module, name) in (
+            *_native_state.CAPTURED,
+            *_native_state.SETSTATE_CHECKED,
+            *_native_state.CAPTURED_ARGUMENTS,
+            *_native_state.WALKED_CLASSES,
+        )
         assert kinds or checked, f"{module}:{name} has no validator"
         assert module.startswith(_native_state.WALKED_MODULES) or checked
 
@@ -2525,3 +2530,452 @@ def test_unprotected_arrow_offsets_rewritten_after_the_array_was_made_read_out_o
     data = _offsets_rewritten_after_the_array_was_made()
     run = subprocess.run([sys.executable, "-c", code], input=data, capture_output=True, timeout=120)
     assert run.returncode < 0, (run.returncode, run.stdout[-300:], run.stderr[-300:])
+
+
+# --------------------------------------------------------------------------------------------
+# Gadgets a red team found in fitted models with edited state (and the attacks on their checks):
+# each is refused by the guard naming the field; unprotected, it crashes or misreads.
+
+
+def _mlb(**fields: Any) -> Any:
+    from sklearn.preprocessing import MultiLabelBinarizer
+
+    binarizer = MultiLabelBinarizer().fit([["a", "b"], ["c"]])
+    binarizer.transform([["a"]])  # makes _cached_dict
+    return _edited(binarizer, **fields)
+
+
+def _sgd(kind: str = "classifier", features: int = 4, **fit: Any) -> Any:
+    from sklearn.linear_model import SGDClassifier, SGDOneClassSVM, SGDRegressor
+
+    x = np.random.RandomState(0).rand(20, features)
+    if kind == "regressor":
+        return SGDRegressor(max_iter=2, tol=None, random_state=0, **fit).fit(x, x[:, 0])
+    if kind == "one_class":
+        return SGDOneClassSVM(max_iter=2, tol=None, random_state=0, **fit).fit(x)
+    return SGDClassifier(max_iter=2, tol=None, random_state=0, **fit).fit(x, np.arange(20) % 2)
+
+
+def _hdbscan(edit: Callable[[np.ndarray], Any]) -> Any:
+    from sklearn.cluster import HDBSCAN
+
+    model = HDBSCAN(min_cluster_size=5, copy=True).fit(np.random.RandomState(0).rand(50, 2))
+    tree = model._single_linkage_tree_.copy()
+    edited = edit(tree)
+    return _edited(model, _single_linkage_tree_=tree if edited is None else edited)
+
+
+def _hdbscan_node(field: str, row: int, value: int) -> Any:
+    def edit(tree: np.ndarray) -> None:
+        tree[field][row] = value
+
+    return _hdbscan(edit)
+
+
+def _hgb_categorical(**mapper: Any) -> Any:
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    rng = np.random.RandomState(0)
+    x = np.c_[rng.randint(0, 4, 2000), rng.rand(2000)].astype(float)
+    model = HistGradientBoostingRegressor(max_iter=3, categorical_features=[0], random_state=0).fit(
+        x, (x[:, 0] == 2) * 1.0 + rng.rand(2000) * 0.1
+    )
+    for name, value in mapper.items():
+        object.__setattr__(model._bin_mapper, name, value)
+    return model
+
+
+def _hgb_feature_beyond(width: Any) -> Any:
+    """A HistGradientBoosting model whose first predictor splits on feature 2**31, its width
+    ``width`` (a NumPy integer: what the check's type test once skipped)."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    x = np.random.RandomState(0).rand(500, 2)
+    model = HistGradientBoostingRegressor(max_iter=2, random_state=0).fit(x, x[:, 0])
+    nodes = model._predictors[0][0].nodes
+    nodes["feature_idx"][np.flatnonzero(nodes["is_leaf"] == 0)] = 1 << 31
+    return _edited(model, n_features_in_=width)
+
+
+def _random_state(position: int) -> Any:
+    state = list(np.random.RandomState(0).get_state())
+    state[2] = position
+    generator = np.random.RandomState(0)
+    generator.set_state(tuple(state))
+    return generator
+
+
+def _mt19937_generator(position: int) -> Any:
+    bit_generator = np.random.MT19937(0)
+    state = bit_generator.state
+    state["state"]["pos"] = position
+    bit_generator.state = state
+    return np.random.Generator(bit_generator)
+
+
+def _philox(position: int) -> Any:
+    bit_generator = np.random.Philox(0)
+    state = bit_generator.state
+    state["buffer_pos"] = position
+    bit_generator.state = state
+    return bit_generator
+
+
+def _one_hot(categories: List[Any], fit: Any = None, **options: Any) -> Any:
+    encoder = OneHotEncoder(sparse_output=False, **options).fit(
+        fit if fit is not None else np.array([[1.0], [5.0]])
+    )
+    return _edited(encoder, categories_=categories)
+
+
+def _swapped_linkage_fields(tree: np.ndarray) -> np.ndarray:
+    """The tree's bytes under a dtype whose first two fields swap names: the Cython struct reads
+    by position, a check by name would read the other column."""
+    swapped = np.dtype(
+        {
+            "names": ["right_node", "left_node", "value", "cluster_size"],
+            "formats": [np.intp, np.intp, np.float64, np.intp],
+        }
+    )
+    return tree.view(swapped)
+
+
+RED_TEAM: Dict[str, Tuple[Callable[[], Any], str, str]] = {
+    "multilabel column far beyond": (
+        lambda: _mlb(_cached_dict={"a": 10**8, "b": 1, "c": 2}),
+        "MultiLabelBinarizer",
+        "_cached_dict",
+    ),
+    "multilabel column before the first": (
+        lambda: _mlb(_cached_dict={"a": -2, "b": 1, "c": 2}),
+        "MultiLabelBinarizer",
+        "_cached_dict",
+    ),
+    "multilabel column not an integer": (
+        lambda: _mlb(_cached_dict={"a": "x", "b": 1, "c": 2}),
+        "MultiLabelBinarizer",
+        "_cached_dict",
+    ),
+    "multilabel cache not a dict": (
+        lambda: _mlb(_cached_dict=[("a", 10**8)]),
+        "MultiLabelBinarizer",
+        "_cached_dict",
+    ),
+    "sgd averaged coefficients short": (
+        lambda: (lambda m: _edited(m, _average_coef=np.zeros(1)))(_sgd(average=True)),
+        "SGDClassifier",
+        "_average_coef",
+    ),
+    "sgd standard coefficients short": (
+        lambda: (lambda m: _edited(m, _standard_coef=np.zeros(1)))(_sgd(average=True)),
+        "SGDClassifier",
+        "_standard_coef",
+    ),
+    # Not averaging, the pickle can still turn averaging on: its arrays are checked anyway.
+    "sgd averaged coefficients of a model that does not average": (
+        lambda: _edited(_sgd(), average=True, _average_coef=np.zeros(1), _standard_coef=np.zeros(4)),
+        "SGDClassifier",
+        "_average_coef",
+    ),
+    # The regressor checks its input against n_features_in_ only.
+    "sgd regressor coefficients narrower than its input": (
+        lambda: (lambda m: _edited(m, coef_=m.coef_[:1].copy()))(_sgd("regressor")),
+        "SGDRegressor",
+        "coef_",
+    ),
+    "sgd regressor input wider than its coefficients": (
+        lambda: _edited(_sgd("regressor"), n_features_in_=np.int64(50_000)),
+        "SGDRegressor",
+        "coef_",
+    ),
+    "sgd one-class averaged coefficients short": (
+        lambda: (lambda m: _edited(m, _average_coef=np.zeros(1)))(_sgd("one_class", average=True)),
+        "SGDOneClassSVM",
+        "_average_coef",
+    ),
+    "sgd without an input width": (
+        lambda: (lambda m: (m.__dict__.pop("n_features_in_"), m)[1])(_sgd("regressor")),
+        "SGDRegressor",
+        "n_features_in_",
+    ),
+    "hdbscan node far beyond": (
+        lambda: _hdbscan_node("left_node", 0, 1 << 40),
+        "HDBSCAN",
+        "_single_linkage_tree_[0].left_node",
+    ),
+    "hdbscan node negative": (
+        lambda: _hdbscan_node("right_node", 3, -5),
+        "HDBSCAN",
+        "_single_linkage_tree_[3].right_node",
+    ),
+    # In the union-find table, but not a sample or an earlier merge.
+    "hdbscan node of a later merge": (
+        lambda: _hdbscan_node("left_node", 0, 97),
+        "HDBSCAN",
+        "_single_linkage_tree_[0].left_node",
+    ),
+    "hdbscan fields renamed": (
+        lambda: _hdbscan(_swapped_linkage_fields),
+        "HDBSCAN",
+        "_single_linkage_tree_",
+    ),
+    "hist gradient boosting bin mapper without categories": (
+        lambda: _hgb_categorical(is_categorical_=np.zeros(0, dtype=np.uint8)),
+        "HistGradientBoostingRegressor",
+        "_bin_mapper.is_categorical_",
+    ),
+    # The right length, but the split's feature is numerical there: f_idx_map sends it to row 0
+    # of a bitset array with no rows.
+    "hist gradient boosting categorical split on a numerical feature": (
+        lambda: _hgb_categorical(is_categorical_=np.zeros(2, dtype=np.uint8)),
+        "HistGradientBoostingRegressor",
+        "_bin_mapper.is_categorical_",
+    ),
+    "hist gradient boosting bin counts short": (
+        lambda: _hgb_categorical(n_bins_non_missing_=np.zeros(1, dtype=np.uint32)),
+        "HistGradientBoostingRegressor",
+        "_bin_mapper.n_bins_non_missing_",
+    ),
+    "hist gradient boosting width a numpy integer": (
+        lambda: _hgb_feature_beyond(np.int64(2)),
+        "TreePredictor",
+        "feature_idx",
+    ),
+    "hist gradient boosting without a width": (
+        lambda: (lambda m: (m.__dict__.pop("n_features_in_"), m)[1])(_hgb_feature_beyond(2)),
+        "HistGradientBoostingRegressor",
+        "n_features_in_",
+    ),
+    "random state position far beyond": (lambda: _random_state(10**9), "MT19937", "state.pos"),
+    "random state position past the key": (lambda: _random_state(625), "MT19937", "state.pos"),
+    "random state position negative": (lambda: _random_state(-1), "MT19937", "state.pos"),
+    "generator mt19937 position": (lambda: _mt19937_generator(640), "MT19937", "state.pos"),
+    "philox buffer position": (lambda: _philox(-(10**7)), "Philox", "state.buffer_pos"),
+    "philox buffer position beyond": (lambda: _philox(5), "Philox", "state.buffer_pos"),
+    "random state over philox": (
+        lambda: np.random.RandomState(_philox(-(10**7))),
+        "Philox",
+        "state.buffer_pos",
+    ),
+    "one hot numeric categories unsorted": (
+        lambda: _one_hot([np.array([5.0, 1.0])]),
+        "OneHotEncoder",
+        "categories_[0]",
+    ),
+    "one hot numeric categories repeated": (
+        lambda: _one_hot([np.array([1.0, 1.0])]),
+        "OneHotEncoder",
+        "categories_[0]",
+    ),
+    "one hot nan before a number": (
+        lambda: _one_hot([np.array([1.0, np.nan, 5.0])]),
+        "OneHotEncoder",
+        "categories_[0]",
+    ),
+    "one hot two nans": (
+        lambda: _one_hot([np.array([1.0, np.nan, np.nan])]),
+        "OneHotEncoder",
+        "categories_[0]",
+    ),
+    # Object categories meet searchsorted too when the input is numeric.
+    "one hot object numbers unsorted": (
+        lambda: _one_hot([np.array([5, 1], dtype=object)], fit=np.array([[1], [5]], dtype=object)),
+        "OneHotEncoder",
+        "categories_[0]",
+    ),
+    "one hot object categories mixed": (
+        lambda: _one_hot([np.array(["a", 1], dtype=object)], fit=np.array([["a"], ["b"]], dtype=object)),
+        "OneHotEncoder",
+        "categories_[0]",
+    ),
+}
+
+
+@pytest.mark.parametrize("loader", sorted(LOADERS))
+@pytest.mark.parametrize("case", sorted(RED_TEAM))
+def test_red_team_gadgets_are_refused_naming_the_field(case: str, loader: str, tmp_path: Path) -> None:
+    make, cls, field = RED_TEAM[case]
+    path = tmp_path / "model.bin"
+    data = _dump(make(), loader, path)
+    with picklefence.safe_ml_environment():
+        with pytest.raises(UnsafeFileError) as info:
+            LOADERS[loader](data, path)
+    (violation,) = info.value.violations
+    assert violation.kind == "native-state"
+    assert cls in violation.message and field in violation.message, violation.message
+
+
+# What each gadget does unprotected (`obj` is the loaded object): the process dies, or prints
+# UNCHECKED when the library went on with the broken state.
+RED_TEAM_TRIGGERS: Dict[str, Tuple[Callable[[], Any], str]] = {
+    "multilabel column beyond": (
+        lambda: _mlb(sparse_output=True, _cached_dict={"a": 7, "b": 1, "c": 2}),
+        "y = obj.transform([['a', 'b']])\nprint('UNCHECKED' if y.indices.max() >= y.shape[1] else y.indices)",
+    ),
+    "sgd averaged coefficients short": (
+        lambda: (lambda m: _edited(m, _average_coef=np.zeros(1)))(_sgd(features=50_000, average=True)),
+        "import numpy as np\nobj.partial_fit(np.random.RandomState(1).rand(20, 50_000), np.arange(20) % 2)\n"
+        "print('UNCHECKED')",  # 50,000 features trained into a 1-item array
+    ),
+    "hdbscan node far beyond": (
+        lambda: _hdbscan_node("left_node", 0, 1 << 40),
+        "print(obj.dbscan_clustering(cut_distance=1.0, min_cluster_size=5))",
+    ),
+    "hist gradient boosting bin mapper without categories": (
+        lambda: _hgb_categorical(is_categorical_=np.zeros(0, dtype=np.uint8)),
+        "import numpy as np\nquery = np.c_[np.arange(256), np.full(256, 0.5)].astype(float)\n"
+        "for _ in range(3): obj.predict(query)\nprint('UNCHECKED')",
+    ),
+    "hist gradient boosting width a numpy integer": (
+        lambda: _hgb_feature_beyond(np.int64(2)),
+        "import numpy as np\nprint(obj.predict(np.random.RandomState(1).rand(3, 2)))",
+    ),
+    "random state position far beyond": (
+        lambda: _random_state(10**9),
+        "print(obj.randint(0, 2**32, 12, dtype='uint64'))",
+    ),
+    "philox buffer position": (lambda: _philox(-(10**7)), "print(obj.random_raw(3))"),
+    "one hot numeric categories unsorted": (
+        lambda: _edited(_one_hot([np.array([5.0, 1.0])]), sparse_output=True),
+        "import numpy as np\ny = obj.transform(np.array([[5.0]]))\n"
+        "print('UNCHECKED' if y.indices.max() >= y.shape[1] else y.indices)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(RED_TEAM_TRIGGERS))
+def test_unprotected_red_team_gadgets_crash_or_misread(case: str) -> None:
+    """The gadgets are real: without the guard the same state crashes the process (reads far
+    past an array) or the library builds a structure that points outside itself."""
+    make, trigger = RED_TEAM_TRIGGERS[case]
+    code = "import pickle, sys, warnings\nwarnings.simplefilter('ignore')\n"
+    code += "obj = pickle.loads(sys.stdin.buffer.read())\n" + trigger + "\n"
+    run = subprocess.run(
+        [sys.executable, "-c", code], input=pickle.dumps(make()), capture_output=True, timeout=300
+    )
+    assert run.returncode < 0 or run.stdout.strip().endswith(b"UNCHECKED"), (
+        run.returncode,
+        run.stdout[-300:],
+        run.stderr[-300:],
+    )
+
+
+def _fitted_red_team_classes(size: int) -> Dict[str, Any]:
+    """The classes of the red team's gadgets as fit, partial_fit and draws leave them, in
+    several sizes and options."""
+    from sklearn.cluster import HDBSCAN
+    from sklearn.ensemble import HistGradientBoostingRegressor
+    from sklearn.linear_model import (
+        PassiveAggressiveClassifier,
+        Perceptron,
+        SGDClassifier,
+        SGDOneClassSVM,
+        SGDRegressor,
+    )
+    from sklearn.preprocessing import MultiLabelBinarizer
+
+    rng = np.random.RandomState(size)
+    x = rng.rand(max(size, 12), 3)
+    y2, y3 = np.arange(len(x)) % 2, np.arange(len(x)) % 3
+    models: Dict[str, Any] = {
+        "labels": MultiLabelBinarizer().fit([["a", "b"], ["c"], [str(i) for i in range(size)]]),
+        "labels given": MultiLabelBinarizer(classes=[3, 1, 2], sparse_output=True).fit([[1], [2]]),
+        "perceptron": Perceptron(random_state=0).fit(x, y3),
+        "passive aggressive": PassiveAggressiveClassifier(random_state=0).fit(x, y2),
+        "unfitted sgd": SGDClassifier(),
+    }
+    models["labels"].transform([["a"]])
+    models["labels given"].transform([[1]])
+    for average in (False, True, 10):
+        models[f"sgd {average}"] = SGDClassifier(average=average, max_iter=3, tol=None).fit(x, y3)
+        models[f"sgd binary {average}"] = SGDClassifier(average=average, max_iter=3, tol=None).fit(x, y2)
+        models[f"sgd regressor {average}"] = SGDRegressor(average=average, max_iter=3, tol=None).fit(
+            x, x[:, 0]
+        )
+        models[f"sgd one-class {average}"] = SGDOneClassSVM(average=average, max_iter=3, tol=None).fit(x)
+        warm = SGDClassifier(average=average, warm_start=True, max_iter=3, tol=None).fit(x, y3)
+        models[f"sgd warm {average}"] = warm.fit(x, y3)
+        partial = SGDClassifier(average=average).partial_fit(x, y3, classes=[0, 1, 2])
+        models[f"sgd partial {average}"] = partial.partial_fit(x, y3)
+        models[f"sgd regressor partial {average}"] = SGDRegressor(average=average).partial_fit(x, x[:, 1])
+    broken = x.copy()
+    broken[:2, 0], broken[2:3, 1] = np.nan, np.inf
+    for smallest in (2, 5):
+        models[f"hdbscan {smallest}"] = HDBSCAN(
+            min_cluster_size=smallest, store_centers="both", copy=True
+        ).fit(x)
+    models["hdbscan non-finite"] = HDBSCAN(min_cluster_size=3, copy=True).fit(broken)
+    categorical = np.c_[rng.randint(0, 4, len(x)), rng.randint(0, 30, len(x)), x].astype(float)
+    models["hist categorical"] = HistGradientBoostingRegressor(max_iter=3, categorical_features=[0, 1]).fit(
+        categorical, x[:, 0]
+    )
+    models["hist numpy width"] = _edited(
+        HistGradientBoostingRegressor(max_iter=3).fit(x, x[:, 0]), n_features_in_=np.int64(3)
+    )
+    numbers = np.c_[rng.randint(0, 9, len(x)), np.where(np.arange(len(x)) % 5 == 0, np.nan, x[:, 0].round(1))]
+    words = np.array([["x", "y", None, "z"][i % 4] for i in range(len(x))], dtype=object).reshape(-1, 1)
+    with_nan = np.c_[words, np.where(np.arange(len(x)) % 7 == 0, np.nan, 1.0).astype(object)]
+    for options in ({}, {"drop": "first"}, {"handle_unknown": "ignore"}, {"min_frequency": 3}):
+        models[f"one hot numbers {options}"] = OneHotEncoder(**options).fit(numbers)
+        if "drop" not in options:  # None among the words: drop cannot sort them
+            models[f"one hot objects {options}"] = OneHotEncoder(**options).fit(with_nan)
+        models[f"one hot strings {options}"] = OneHotEncoder(**options).fit(
+            np.array(list("bca") * 4)[:, None]
+        )
+    state = np.random.RandomState(size)
+    state.rand(size)
+    mt = np.random.Generator(np.random.MT19937(size))
+    mt.random(size)
+    philox = np.random.Generator(np.random.Philox(size))
+    philox.random(size)
+    models.update(
+        {
+            "random state": state,
+            "fresh random state": np.random.RandomState(0),
+            "generator": np.random.default_rng(size),
+            "mt19937 generator": mt,
+            "philox generator": philox,
+            "sfc64": np.random.SFC64(size),
+            "random state over philox": np.random.RandomState(np.random.Philox(size)),
+        }
+    )
+    return models
+
+
+def _same(got: Any, expected: Any) -> None:
+    """Loaded and original behave alike (what each class does with its checked state)."""
+    probe = np.random.RandomState(7).rand(5, 3)
+    if hasattr(expected, "dbscan_clustering"):
+        np.testing.assert_array_equal(got.dbscan_clustering(0.3), expected.dbscan_clustering(0.3))
+    elif hasattr(expected, "classes_") and hasattr(expected, "_cached_dict"):
+        rows = [[c] for c in expected.classes_]
+        assert (got.transform(rows) != expected.transform(rows)).sum() == 0
+    elif isinstance(expected, OneHotEncoder):
+        rows = np.array([[c[0] for c in expected.categories_]], dtype=object)
+        assert (got.transform(rows) != expected.transform(rows)).sum() == 0
+    elif hasattr(expected, "coef_") and expected.coef_ is not None:
+        decide = "decision_function" if hasattr(expected, "decision_function") else "predict"
+        np.testing.assert_array_equal(getattr(got, decide)(probe), getattr(expected, decide)(probe))
+    elif hasattr(expected, "_predictors"):
+        width = expected.n_features_in_
+        query = np.random.RandomState(7).randint(0, 4, (5, width)).astype(float)
+        np.testing.assert_array_equal(got.predict(query), expected.predict(query))
+    elif hasattr(expected, "random_raw"):
+        assert got.random_raw(5).tolist() == expected.random_raw(5).tolist()
+    elif hasattr(expected, "random_sample") or hasattr(expected, "random"):
+        draw = getattr(expected, "random_sample", None) or expected.random
+        assert np.array_equal(getattr(got, draw.__name__)(5), draw(5))
+
+
+@pytest.mark.parametrize("size", [1, 30, 300])
+def test_fitted_red_team_classes_load_unchanged(size: int, tmp_path: Path) -> None:
+    values = _fitted_red_team_classes(size)
+    path = tmp_path / "all.joblib"
+    joblib.dump(values, path)
+    data = pickle.dumps(values, protocol=5)
+    with picklefence.safe_ml_environment():
+        loaded = [joblib.load(path), pickle.loads(data)]
+    for got in loaded:
+        # Each compared with a copy loaded unguarded (draws advance a generator's state).
+        for name, expected in pickle.loads(data).items():
+            _same(got[name], expected)

@@ -42,11 +42,36 @@ WALKED_MODULES: Tuple[str, ...] = (
     "sklearn.feature_extraction.text",
     "sklearn.feature_extraction._dict_vectorizer",
     "sklearn.preprocessing._encoders",
+    "sklearn.preprocessing._label",
+    "sklearn.linear_model._stochastic_gradient",
+    "sklearn.linear_model._perceptron",
+    "sklearn.linear_model._passive_aggressive",
+    "sklearn.cluster._hdbscan",
+)
+# Classes whose import makes a load's result walked, in modules whose other names do not: NumPy's
+# generators when a pickle reconstructs them (their usual pickles call the constructors of
+# CAPTURED instead, so a model holding a RandomState is not walked for it).
+WALKED_CLASSES: Tuple[Tuple[str, str], ...] = (
+    ("numpy.random.mtrand", "RandomState"),
+    ("numpy.random._generator", "Generator"),
+    ("numpy.random.bit_generator", "BitGenerator"),
 )
 # Classes a pickle can make only by calling them (their role is `call`): find_class hands the
 # load a constructor that records what it makes, so no walk is needed to find them (a forest
 # or a boosting model holds hundreds).
-CAPTURED: Dict[Tuple[str, str], str] = {("sklearn.tree._tree", "Tree"): "tree"}
+CAPTURED: Dict[Tuple[str, str], str] = {
+    ("sklearn.tree._tree", "Tree"): "tree",
+    # NumPy's pickled generators: what these make is checked after the load.
+    ("numpy.random._pickle", "__randomstate_ctor"): "random",
+    ("numpy.random._pickle", "__generator_ctor"): "random",
+    ("numpy.random._pickle", "__bit_generator_ctor"): "random",
+}
+# Classes a pickle can only hand to a CAPTURED constructor (their role is `argument`): the
+# instances are checked as what the constructor made.
+CAPTURED_ARGUMENTS: Tuple[Tuple[str, str], ...] = (
+    ("numpy.random._mt19937", "MT19937"),
+    ("numpy.random._philox", "Philox"),
+)
 # Base classes whose subclasses get their state from a pickle only through ``__setstate__``
 # (BUILD calls it whenever the class has one): while the guard is active, the ``__setstate__``
 # of each such class a load imports records the instance for the check after the load, so
@@ -135,7 +160,10 @@ def _needs_walk(module: str, name: str) -> bool:
     active), always for another subclass of a validated class (a user's ``KMeans`` allowed by
     ``also_allow`` lives in a module the walk does not know), else when the module holds such
     classes (:data:`WALKED_MODULES`: also the functions that make them). The module is imported
-    here if it is not yet (find_class imports it next)."""
+    here if it is not yet (find_class imports it next). Not for a class only handed to a captured
+    constructor (:data:`CAPTURED_ARGUMENTS`), checked as what that made."""
+    if (module, name) in CAPTURED_ARGUMENTS:
+        return False
     if getattr(_state, "captured", None) is not None:  # a watched load (else nothing validates)
         import importlib
 
@@ -150,7 +178,7 @@ def _needs_walk(module: str, name: str) -> bool:
                     return False
             elif kind == "walk":
                 return True
-    return module.startswith(WALKED_MODULES)
+    return module.startswith(WALKED_MODULES) or (module, name) in WALKED_CLASSES
 
 
 def _decide(cls: Any) -> Tuple[str, Optional[str]]:
@@ -788,34 +816,54 @@ def _check_vocabulary(vectorizer: Any) -> None:
     """CountVectorizer, TfidfVectorizer, DictVectorizer: ``vocabulary_`` maps each term to a distinct
     column in [0, len(vocabulary_)), as scikit-learn's own vocabulary check requires; the
     columns become a sparse matrix's indices unchecked, which compiled code then follows."""
+    _check_columns(
+        vectorizer, "vocabulary_", _plain(vectorizer, "vocabulary_"), "terms", "the vocabulary's columns"
+    )
+
+
+def _check_columns(owner: Any, field: str, mapping: Any, keys: str, columns_are: str) -> None:
+    """``mapping`` (None, or a dict) maps its ``keys`` to distinct integer columns in [0,
+    len(mapping))."""
     import numpy as np
 
-    vocabulary = _plain(vectorizer, "vocabulary_")
-    if vocabulary is None:
+    if mapping is None:
         return
-    if not isinstance(vocabulary, dict):
-        raise _fail(vectorizer, "vocabulary_", f"a {type(vocabulary).__name__}, not a dict")
-    size = len(vocabulary)
+    if not isinstance(mapping, dict):
+        raise _fail(owner, field, f"a {type(mapping).__name__}, not a dict")
+    size = len(mapping)
     if size == 0:
         return
     try:
         # Half the time of np.array(list(...)); what it converts (a float, a numeric string)
-        # the vectorizer's own array('i') refuses at transform.
-        columns = np.fromiter(vocabulary.values(), dtype=np.int64, count=size)
+        # the estimator's own array('i') refuses at transform.
+        columns = np.fromiter(mapping.values(), dtype=np.int64, count=size)
     except (TypeError, ValueError, OverflowError):
-        raise _fail(vectorizer, "vocabulary_", "columns that are not integers") from None
-    error = _range_error(vectorizer, "vocabulary_", columns, 0, size, "the vocabulary's columns")
+        raise _fail(owner, field, "columns that are not integers") from None
+    error = _range_error(owner, field, columns, 0, size, columns_are)
     if error is not None:
         raise error
     if int(np.bincount(columns, minlength=size).max()) > 1:
-        raise _fail(vectorizer, "vocabulary_", "two terms share a column")
+        raise _fail(owner, field, f"two {keys} share a column")
+
+
+def _check_multilabel_binarizer(binarizer: Any) -> None:
+    """MultiLabelBinarizer: ``transform`` makes a sparse matrix of ``len(_cached_dict)`` columns
+    whose column indices are ``_cached_dict``'s values, unchecked (dense outputs then write
+    there): distinct integers in [0, len(_cached_dict)), as ``fit`` (or the first transform)
+    makes it from ``classes_``."""
+    _check_columns(
+        binarizer, "_cached_dict", _plain(binarizer, "_cached_dict"), "labels", "the output's columns"
+    )
 
 
 def _check_one_hot_encoder(encoder: Any) -> None:
     """OneHotEncoder: every code ``transform`` can make for feature i (its categories, mapped to
     the infrequent group and shifted past the dropped one, as scikit-learn does) lies in [0,
     _n_features_outs[i]). The codes plus the running sum of ``_n_features_outs`` become the
-    columns of a sparse matrix unchecked; a dense output writes at them."""
+    columns of a sparse matrix unchecked; a dense output writes at them. A value's code is its
+    index in the categories only if they are sorted as ``fit`` sorts them (a numeric input is
+    encoded with ``searchsorted``, which gives a known value of unsorted categories the code
+    ``len(categories)``): strictly increasing, missing values last."""
     import numpy as np
 
     outputs, categories = _plain(encoder, "_n_features_outs"), _plain(encoder, "categories_")
@@ -830,6 +878,12 @@ def _check_one_hot_encoder(encoder: Any) -> None:
         _plain(encoder, "_default_to_infrequent_mappings") if _plain(encoder, "_infrequent_enabled") else None
     )
     for feature, (values, count) in enumerate(zip(categories, outputs)):
+        if not _sorted_categories(values):
+            raise _fail(
+                encoder,
+                f"categories_[{feature}]",
+                "not strictly increasing with missing values last (as fit sorts them)",
+            )
         codes = np.arange(len(values))
         mapping = mappings[feature] if mappings is not None and feature < len(mappings) else None
         if mapping is not None:
@@ -843,6 +897,36 @@ def _check_one_hot_encoder(encoder: Any) -> None:
         error = _range_error(encoder, f"_n_features_outs[{feature}]", codes, 0, count, "its output columns")
         if error is not None:
             raise error
+
+
+def _sorted_categories(values: Any) -> bool:
+    """Whether ``values`` are as scikit-learn's ``_unique`` makes categories: strictly increasing,
+    then the missing values (numbers: one NaN or NaT; objects: None, then NaN)."""
+    import numpy as np
+
+    values = np.asarray(values)
+    if values.ndim != 1:
+        return False
+    kind = values.dtype.kind
+    if kind in "fcmM":
+        missing = np.isnan(values) if kind in "fc" else np.isnat(values)
+        present = int(len(values) - missing.sum())
+        if missing.any() and not (missing[present:].all() and len(values) - present == 1):
+            return False
+        values = values[:present]
+    elif kind == "O":
+        items = values.tolist()
+        if items and isinstance(items[-1], float) and items[-1] != items[-1]:
+            items.pop()  # NaN
+        if items and items[-1] is None:
+            items.pop()
+        try:
+            return all(a < b for a, b in zip(items, items[1:]))
+        except TypeError:  # what fit refuses to sort: mixed strings and numbers
+            return False
+    elif kind not in "biuUS":
+        return False
+    return bool((values[1:] > values[:-1]).all())
 
 
 def _check_bspline(spline: Any) -> None:
@@ -899,6 +983,163 @@ def _check_neighbors(model: Any) -> None:
         built_on = tuple(np.shape(tree.__getstate__()[0]))
         if built_on != shape:
             raise _fail(model, "_tree.data", f"shape {built_on} for training data of shape {shape}")
+
+
+def _check_sgd(model: Any) -> None:
+    """SGD linear models (SGDClassifier, SGDRegressor, SGDOneClassSVM, Perceptron,
+    PassiveAggressive*): ``fit``/``partial_fit`` hand ``coef_`` (or ``_standard_coef`` and
+    ``_average_coef`` when averaging; the pickle's ``average`` chooses) to the Cython SGD loop,
+    which reads and writes every weight at the input's feature indices and scales the whole
+    averaged vector unchecked. The input is checked against ``n_features_in_`` (and, for
+    classifiers, ``coef_``'s width): each of the three as wide as ``n_features_in_``, all of
+    ``coef_``'s size. (Intercepts are read and written as scalars by NumPy's checked indexing.)"""
+    import numpy as np
+
+    coefficients = _plain(model, "coef_")
+    if coefficients is None:
+        return  # not fitted: partial_fit allocates all three
+    width = _input_width(model)
+    if width is None:
+        raise _missing_width(model)
+    for name in ("coef_", "_standard_coef", "_average_coef"):
+        weights = _plain(model, name)
+        if weights is None and name != "coef_":
+            continue
+        shape = getattr(weights, "shape", None)
+        if (
+            not isinstance(weights, np.ndarray)
+            or weights.ndim not in (1, 2)
+            or weights.shape[-1] != width
+            or weights.size != coefficients.size
+        ):
+            raise _fail(
+                model,
+                name,
+                f"shape {shape} for {width} features (coef_ of shape {getattr(coefficients, 'shape', None)})",
+            )
+
+
+# The row layout of HDBSCAN's single linkage tree (sklearn.cluster._hdbscan._tree.HIERARCHY_dtype),
+# which the Cython code reads as a packed struct.
+_HIERARCHY_FIELDS = (
+    ("left_node", "intp"),
+    ("right_node", "intp"),
+    ("value", "float64"),
+    ("cluster_size", "intp"),
+)
+
+
+def _check_hdbscan(model: Any) -> None:
+    """HDBSCAN: ``dbscan_clustering`` unions the nodes of ``_single_linkage_tree_`` in a
+    union-find table of 2 * rows + 1 entries unchecked. Row i merges two nodes into node
+    ``rows + 1 + i``: as ``fit`` builds it, both are ids in [0, rows + 1 + i) (a sample, or an
+    earlier merge)."""
+    import numpy as np
+
+    tree = _plain(model, "_single_linkage_tree_")
+    if tree is None:
+        return
+    layout = np.dtype([(name, kind) for name, kind in _HIERARCHY_FIELDS])
+    if not isinstance(tree, np.ndarray) or tree.ndim != 1 or tree.dtype != layout:
+        raise _fail(
+            model,
+            "_single_linkage_tree_",
+            f"{getattr(tree, 'dtype', type(tree).__name__)} is not a linkage tree",
+        )
+    merged = len(tree) + 1 + np.arange(len(tree))
+    for field in ("left_node", "right_node"):
+        nodes = tree[field]
+        bad = (nodes < 0) | (nodes >= merged)
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise _fail(
+                model,
+                f"_single_linkage_tree_[{row}].{field}",
+                f"{int(nodes[row])} is not a sample or an earlier merge (the row makes {int(merged[row])})",
+            )
+
+
+def _check_hist_gradient_boosting(model: Any) -> None:
+    """HistGradientBoosting models: ``predict`` makes ``f_idx_map`` (one entry per item of the
+    bin mapper's ``is_categorical_``) and one known-categories bitset per categorical feature,
+    and the Cython predictor reads ``f_idx_map[feature_idx]`` and that bitset row at every
+    categorical split unchecked (fit and binned prediction read ``is_categorical_`` and the
+    thresholds per feature too). The bin mapper's arrays hold one item per feature the model
+    checks its input for, and every categorical split is on a feature the bin mapper holds as
+    categorical. (The predictors' own nodes: ``_check_tree_predictors``.)"""
+    import numpy as np
+
+    predictors, mapper = _plain(model, "_predictors"), _plain(model, "_bin_mapper")
+    if predictors is None or mapper is None:
+        return
+    width = _input_width(model)
+    if width is None:
+        raise _missing_width(model)
+    categorical = _plain(mapper, "is_categorical_")
+    if categorical is None:
+        return  # a bin mapper of scikit-learn < 0.24: predict raises first
+    if not isinstance(categorical, np.ndarray) or categorical.shape != (width,):
+        raise _fail(
+            model,
+            "_bin_mapper.is_categorical_",
+            f"shape {getattr(categorical, 'shape', None)} for {width} features",
+        )
+    bins = _plain(mapper, "n_bins_non_missing_")
+    if bins is not None and np.shape(bins) != (width,):
+        raise _fail(model, "_bin_mapper.n_bins_non_missing_", f"shape {np.shape(bins)} for {width} features")
+    thresholds = _plain(mapper, "bin_thresholds_")
+    if thresholds is not None and (not isinstance(thresholds, list) or len(thresholds) != width):
+        raise _fail(model, "_bin_mapper.bin_thresholds_", f"not a list of {width} threshold arrays")
+    for iteration, held in enumerate(predictors):
+        for k, predictor in enumerate(held):
+            nodes = predictor.nodes
+            split = nodes[(nodes["is_leaf"] == 0) & (nodes["is_categorical"] != 0)]["feature_idx"]
+            error = _range_error(
+                model,
+                f"_predictors[{iteration}][{k}].nodes.feature_idx",
+                split,
+                0,
+                width,
+                "the input's features",
+            )
+            if error is not None:
+                raise error
+            if split.size and not categorical[split].all():
+                feature = int(split[np.argmax(categorical[split] == 0)])
+                raise _fail(
+                    model,
+                    "_bin_mapper.is_categorical_",
+                    f"feature {feature} has categorical splits but is not categorical",
+                )
+
+
+# --------------------------------------------------------------------------------------------
+# NumPy
+
+
+def _check_random_generator(generator: Any) -> None:
+    """NumPy bit generators, and the ``RandomState``/``Generator`` drawing from one: a state
+    setter copies the state and keeps the position in it unchecked, and each draw reads
+    ``key[pos++]`` (MT19937: 624 words, regenerated when pos reaches 624) or
+    ``buffer[buffer_pos++]`` (Philox: 4 words) with it. The position in [0, 624] or [0, 4],
+    as seeding and drawing keep it. PCG64, PCG64DXSM and SFC64 keep no position."""
+    from numpy.random import MT19937, Philox
+    from numpy.random.bit_generator import BitGenerator
+
+    bit_generator = generator
+    if not isinstance(generator, BitGenerator):
+        bit_generator = generator._bit_generator  # a Cython attribute of RandomState and Generator
+    # The bit generator's own getter, not one a subclass defines.
+    if isinstance(bit_generator, MT19937):
+        state = MT19937.state.__get__(bit_generator)
+        position, field, end = state["state"]["pos"], "state.pos", 624
+    elif isinstance(bit_generator, Philox):
+        state = Philox.state.__get__(bit_generator)
+        position, field, end = state["buffer_pos"], "state.buffer_pos", 4
+    else:
+        return
+    if not 0 <= position <= end:
+        raise _fail(generator, field, f"{position} is outside [0, {end}] (the words of its state)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -1317,6 +1558,12 @@ _VALIDATED_CLASSES: Dict[str, Tuple[Tuple[str, str], ...]] = {
     "sklearn.feature_extraction._dict_vectorizer": (("DictVectorizer", "vocabulary"),),
     "sklearn.cluster._birch": (("Birch", "birch"),),
     "sklearn.preprocessing._encoders": (("OneHotEncoder", "one_hot"),),
+    "sklearn.preprocessing._label": (("MultiLabelBinarizer", "multilabel"),),
+    "sklearn.linear_model._stochastic_gradient": (("BaseSGD", "sgd"),),
+    "sklearn.cluster._hdbscan.hdbscan": (("HDBSCAN", "hdbscan"),),
+    "numpy.random.bit_generator": (("BitGenerator", "random"),),
+    "numpy.random.mtrand": (("RandomState", "random"),),
+    "numpy.random._generator": (("Generator", "random"),),
     "sklearn.neighbors._base": (("NeighborsBase", "neighbors"),),
     "scipy.interpolate._bsplines": (("BSpline", "bspline"),),
     "scipy.sparse._dia": (("_dia_base", "dia"),),
@@ -1408,11 +1655,13 @@ def _validate(result: Any, watch: Watch) -> None:
     if not found:
         return
     _check_trees(found.get("tree", []))
-    models = [
-        (model._predictors, model.n_features_in_)
-        for model in found.get("hist_gb", [])
-        if isinstance(getattr(model, "n_features_in_", None), int) and getattr(model, "_predictors", None)
-    ]
+    models = []
+    for model in found.get("hist_gb", []):
+        if getattr(model, "_predictors", None):
+            width = _input_width(model)
+            if width is None:  # predict would not check its input's width
+                raise _missing_width(model)
+            models.append((model._predictors, width))
     _check_tree_predictors(found.get("predictor", []), models)
     _check_tree_owners(found.get("tree_estimator", []), found.get("tree_ensemble", []))
     for key, check in _CHECKS_BY_KEY:
@@ -1431,6 +1680,11 @@ _CHECKS_BY_KEY: Tuple[Tuple[str, Callable[[Any], None]], ...] = (
     ("birch", _check_birch),
     ("vocabulary", _check_vocabulary),
     ("one_hot", _check_one_hot_encoder),
+    ("multilabel", _check_multilabel_binarizer),
+    ("sgd", _check_sgd),
+    ("hdbscan", _check_hdbscan),
+    ("hist_gb", _check_hist_gradient_boosting),
+    ("random", _check_random_generator),
     ("neighbors", _check_neighbors),
     ("bspline", _check_bspline),
     ("dia", _check_dia),
