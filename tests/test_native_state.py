@@ -2484,10 +2484,36 @@ def test_a_users_subclass_of_an_rnn_is_validated(tmp_path: Path) -> None:
     """An RNN of a user's class (allowed by ``also_allow``, in a module the walk does not know)
     makes the load walked all the same, and is checked as the RNN it derives from."""
     broken = _rnn_with(lambda: _UserLSTM(4, 8), lambda m: setattr(m, "hidden_size", 64))
-    with picklefence.safe_ml_environment(also_allow=[f"{__name__}._UserLSTM"]):
-        for loader in ("torch.load", "pickle.loads"):
-            load = _save_rnn(broken, loader, tmp_path / "model.pt")
+    for loader in ("torch.load", "pickle.loads"):
+        load = _save_rnn(broken, loader, tmp_path / "model.pt")
+        with picklefence.safe_ml_environment(also_allow=[f"{__name__}._UserLSTM"]):
             with pytest.raises(UnsafeFileError, match=r"_UserLSTM\.weight_ih_l0: shape \(32, 4\)"):
+                load()
+
+
+class _NestedTorchFile:
+    """Pickles as ``torch.storage._load_from_bytes(data)``: a torch file inside the pickle."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __reduce__(self) -> Any:
+        import torch.storage
+
+        return (torch.storage._load_from_bytes, (self.data,))
+
+
+def test_an_rnn_from_a_nested_torch_file_is_validated(tmp_path: Path) -> None:
+    """The outer pickle imports no RNN class: the nested torch file's own guarded load
+    imports it and checks what it made."""
+    broken = _rnn_with(lambda: torch.nn.GRU(4, 8), lambda m: setattr(m, "hidden_size", 64))
+    inner = io.BytesIO()
+    torch.save(broken, inner)
+    outer = {"model": _NestedTorchFile(inner.getvalue())}
+    for loader in ("torch.load", "pickle.loads"):
+        load = _save_rnn(outer, loader, tmp_path / "outer.pt")
+        with picklefence.safe_ml_environment():
+            with pytest.raises(UnsafeFileError, match=r"GRU\.weight_ih_l0: shape \(24, 4\)"):
                 load()
 
 
