@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+import torch
 from sklearn.cluster import Birch, BisectingKMeans, KMeans, MiniBatchKMeans
 from sklearn.ensemble import (
     BaggingClassifier,
@@ -2979,3 +2980,301 @@ def test_fitted_red_team_classes_load_unchanged(size: int, tmp_path: Path) -> No
         # Each compared with a copy loaded unguarded (draws advance a generator's state).
         for name, expected in pickle.loads(data).items():
             _same(got[name], expected)
+
+
+# --------------------------------------------------------------------------------------------
+# torch RNN modules: forward hands the weights to the compiled kernels with sizes from the
+# settings (the CPU oneDNN LSTM reads every weight as large as hidden_size makes it).
+
+
+def _rnn_with(make: Callable[[], Any], edit: Callable[[Any], Any]) -> Any:
+    torch.manual_seed(0)
+    module = make()
+    edit(module)
+    return module
+
+
+def _with_weight(name: str, *shape: int) -> Callable[[Any], Any]:
+    """Replaces a weight (the parameter and its ``_flat_weights`` entry, as assignment does)."""
+    return lambda module: setattr(module, name, torch.nn.Parameter(torch.zeros(shape)))
+
+
+def _with_names(edit: Callable[[List[str]], Any]) -> Callable[[Any], Any]:
+    """Edits ``_flat_weights_names`` (and the weight references ``__getstate__`` zips with it)."""
+
+    def edited(module: Any) -> None:
+        edit(module._flat_weights_names)
+        module._flat_weight_refs = [None] * len(module._flat_weights_names)
+
+    return edited
+
+
+def _as_class(cls: Any) -> Callable[[Any], Any]:
+    return lambda module: setattr(module, "__class__", cls)
+
+
+RNN_BROKEN: Dict[str, Tuple[Callable[[], Any], str, str]] = {
+    "lstm hidden_size beyond its weights": (
+        lambda: _rnn_with(
+            lambda: torch.nn.LSTM(4, 8, batch_first=True), lambda m: setattr(m, "hidden_size", 64)
+        ),
+        "LSTM.weight_ih_l0",
+        "hidden_size 64",
+    ),
+    "gru weight of the wrong shape": (
+        lambda: _rnn_with(lambda: torch.nn.GRU(4, 8, num_layers=2), _with_weight("weight_hh_l1", 24, 4)),
+        "GRU.weight_hh_l1",
+        "shape (24, 4)",
+    ),
+    "rnn reverse bias of the wrong shape": (
+        lambda: _rnn_with(
+            lambda: torch.nn.RNN(4, 8, nonlinearity="relu", bidirectional=True),
+            _with_weight("bias_ih_l0_reverse", 1),
+        ),
+        "RNN.bias_ih_l0_reverse",
+        "shape (1,)",
+    ),
+    "lstm projection weight of the wrong shape": (
+        lambda: _rnn_with(lambda: torch.nn.LSTM(4, 8, proj_size=3), _with_weight("weight_hr_l0", 3, 2)),
+        "LSTM.weight_hr_l0",
+        "(3, 8)",
+    ),
+    "lstm proj_size not below hidden_size": (
+        lambda: _rnn_with(lambda: torch.nn.LSTM(4, 8, proj_size=4), lambda m: setattr(m, "proj_size", 8)),
+        "LSTM.proj_size",
+        "8 for hidden_size 8",
+    ),
+    "gru with a projection": (
+        lambda: _rnn_with(lambda: torch.nn.GRU(4, 8), lambda m: setattr(m, "proj_size", 2)),
+        "GRU.proj_size",
+        "2 for hidden_size 8",
+    ),
+    "lstm weight name missing": (
+        lambda: _rnn_with(lambda: torch.nn.LSTM(4, 8), _with_names(lambda names: names.pop())),
+        "LSTM._flat_weights_names",
+        "3 names for the 4 weights",
+    ),
+    "lstm weight name extra": (
+        lambda: _rnn_with(
+            lambda: torch.nn.LSTM(4, 8), _with_names(lambda names: names.append("weight_ih_l1"))
+        ),
+        "LSTM._flat_weights_names",
+        "5 names for the 4 weights",
+    ),
+    "lstm weight names swapped": (
+        lambda: _rnn_with(
+            lambda: torch.nn.LSTM(4, 8),
+            _with_names(lambda names: names.__setitem__(slice(2, 4), ["bias_hh_l0", "bias_ih_l0"])),
+        ),
+        "LSTM._flat_weights_names[2]",
+        "'bias_hh_l0'",
+    ),
+    "lstm num_layers beyond its weights": (
+        lambda: _rnn_with(lambda: torch.nn.LSTM(4, 8), lambda m: setattr(m, "num_layers", 3)),
+        "LSTM._flat_weights_names",
+        "3 layer(s)",
+    ),
+    "lstm flat weight other than its parameter": (
+        lambda: _rnn_with(
+            lambda: torch.nn.LSTM(4, 8), lambda m: m._flat_weights.__setitem__(1, torch.zeros(32, 2))
+        ),
+        "LSTM._flat_weights[1]",
+        "shape (32, 2)",
+    ),
+    # forward builds _flat_weights again from getattr, which finds the instance dict first.
+    "lstm weight shadowed in the instance dict": (
+        lambda: _rnn_with(
+            lambda: torch.nn.LSTM(4, 8), lambda m: m.__dict__.__setitem__("weight_hh_l0", torch.zeros(32, 2))
+        ),
+        "LSTM.weight_hh_l0",
+        "shape (32, 2)",
+    ),
+    # LSTM.forward calls the LSTM kernel whatever the mode: four gates over GRU's three.
+    "gru weights run as an lstm": (
+        lambda: _rnn_with(lambda: torch.nn.GRU(4, 8), _as_class(torch.nn.LSTM)),
+        "LSTM.mode",
+        "'GRU'",
+    ),
+    "rnn num_layers zero": (
+        lambda: _rnn_with(lambda: torch.nn.RNN(4, 8), lambda m: setattr(m, "num_layers", 0)),
+        "RNN.num_layers",
+        "0 is not an int of at least 1",
+    ),
+    "lstm batch_first not a bool": (
+        lambda: _rnn_with(lambda: torch.nn.LSTM(4, 8), lambda m: setattr(m, "batch_first", 1)),
+        "LSTM.batch_first",
+        "1 is not a bool",
+    ),
+}
+
+
+def _save_rnn(module: Any, loader: str, path: Path) -> Callable[[], Any]:
+    """Writes ``module`` as ``loader`` reads it; returns the load."""
+    if loader == "torch.load":
+        torch.save(module, path)
+        return lambda: torch.load(path, weights_only=False)
+    data = pickle.dumps(module, protocol=4)
+    return lambda: pickle.loads(data)
+
+
+@pytest.mark.parametrize("loader", ["torch.load", "pickle.loads"])
+@pytest.mark.parametrize("case", sorted(RNN_BROKEN))
+def test_broken_rnn_modules_are_refused_naming_the_field(case: str, loader: str, tmp_path: Path) -> None:
+    make, field, detail = RNN_BROKEN[case]
+    load = _save_rnn(make(), loader, tmp_path / "model.pt")
+    with picklefence.safe_ml_environment():
+        with pytest.raises(UnsafeFileError) as info:
+            load()
+    (violation,) = info.value.violations
+    assert violation.kind == "native-state"
+    assert f"torch.nn.modules.rnn.{field}:" in violation.message and detail in violation.message, (
+        violation.message
+    )
+
+
+def test_a_users_subclass_of_an_rnn_is_validated(tmp_path: Path) -> None:
+    """An RNN of a user's class (allowed by ``also_allow``, in a module the walk does not know)
+    makes the load walked all the same, and is checked as the RNN it derives from."""
+    broken = _rnn_with(lambda: _UserLSTM(4, 8), lambda m: setattr(m, "hidden_size", 64))
+    for loader in ("torch.load", "pickle.loads"):
+        load = _save_rnn(broken, loader, tmp_path / "model.pt")
+        with picklefence.safe_ml_environment(also_allow=[f"{__name__}._UserLSTM"]):
+            with pytest.raises(UnsafeFileError, match=r"_UserLSTM\.weight_ih_l0: shape \(32, 4\)"):
+                load()
+
+
+class _NestedTorchFile:
+    """Pickles as ``torch.storage._load_from_bytes(data)``: a torch file inside the pickle."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __reduce__(self) -> Any:
+        import torch.storage
+
+        return (torch.storage._load_from_bytes, (self.data,))
+
+
+def test_an_rnn_from_a_nested_torch_file_is_validated(tmp_path: Path) -> None:
+    """The outer pickle imports no RNN class: the nested torch file's own guarded load
+    imports it and checks what it made."""
+    broken = _rnn_with(lambda: torch.nn.GRU(4, 8), lambda m: setattr(m, "hidden_size", 64))
+    inner = io.BytesIO()
+    torch.save(broken, inner)
+    outer = {"model": _NestedTorchFile(inner.getvalue())}
+    for loader in ("torch.load", "pickle.loads"):
+        load = _save_rnn(outer, loader, tmp_path / "outer.pt")
+        with picklefence.safe_ml_environment():
+            with pytest.raises(UnsafeFileError, match=r"GRU\.weight_ih_l0: shape \(24, 4\)"):
+                load()
+
+
+def test_unprotected_an_lstm_with_hidden_size_beyond_its_weights_reads_past_them(tmp_path: Path) -> None:
+    """The gadget is real: unprotected, the CPU oneDNN LSTM computes 64 hidden units from weights
+    made for 8 (a quarter of the first weight's rows and a 32nd of the second's exist: the rest
+    is read from past their buffers, NaN or heap values), or the process dies."""
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("the oneDNN LSTM is not built in")
+    path = tmp_path / "lstm.pt"
+    torch.save(
+        _rnn_with(lambda: torch.nn.LSTM(4, 8, batch_first=True), lambda m: setattr(m, "hidden_size", 64)),
+        path,
+    )
+    code = (
+        "import sys, torch\n"
+        "module = torch.load(sys.argv[1], weights_only=False)\n"
+        "with torch.no_grad():\n"
+        "    out, _ = module(torch.ones(1, 3, 4))\n"
+        "print(out.shape[-1], int(out[..., 8:].isnan().sum()))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, timeout=120)
+    assert run.returncode < 0 or run.stdout.split()[:1] == [b"64"], (
+        run.returncode,
+        run.stdout[-300:],
+        run.stderr[-300:],
+    )
+
+
+def _intact_rnns() -> Dict[str, Any]:
+    torch.manual_seed(0)
+    modules = {
+        "lstm": torch.nn.LSTM(4, 8, num_layers=2, bidirectional=True, batch_first=True),
+        "lstm projection": torch.nn.LSTM(4, 8, num_layers=2, proj_size=3),
+        "lstm projection no bias": torch.nn.LSTM(4, 8, bias=False, proj_size=3, bidirectional=True),
+        "gru": torch.nn.GRU(4, 6, num_layers=3, dropout=0.25, batch_first=True),
+        "rnn relu": torch.nn.RNN(4, 5, nonlinearity="relu", bidirectional=True, bias=False),
+        "rnn tanh": torch.nn.RNN(4, 5, num_layers=2),
+        "double": torch.nn.GRU(4, 6, bidirectional=True).to(torch.float64),
+        "sequential": torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LSTM(4, 8)),
+        "user model": _UserRNNModel(),
+        "user lstm": _UserLSTM(4, 8, num_layers=2),
+    }
+    for module in modules.values():
+        module.eval()
+    return modules
+
+
+def _tensors(value: Any) -> List[Any]:
+    """The tensors of an RNN's output (output, hidden state or an LSTM's pair), in order."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    return [t for item in value for t in _tensors(item)]
+
+
+def _rnn_outputs(modules: Dict[str, Any]) -> Dict[str, List[Any]]:
+    x = torch.linspace(-1, 1, 24).reshape(2, 3, 4)
+    runs = {key: lambda module, x=x: module(x) for key in modules}
+    runs["double"] = lambda module: module(x.double())
+    runs["sequential"] = lambda module: module[1](module[0](x))
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "LSTM with projections is not supported with oneDNN")
+        return {key: _tensors(run(modules[key])) for key, run in runs.items()}
+
+
+def test_intact_rnn_modules_load_and_run_unchanged(tmp_path: Path) -> None:
+    """Bidirectional, stacked, projected, bias-free, batch-first RNNs of every mode, one in
+    float64, one in a Sequential, one in a user's model and one of a user's LSTM class: each
+    loads under the guard and gives the same outputs and hidden states."""
+    modules = _intact_rnns()
+    expected = _rnn_outputs(modules)
+    also_allow = [f"{__name__}._UserRNNModel", f"{__name__}._UserLSTM"]
+    for loader in ("torch.load", "pickle.loads"):
+        load = _save_rnn(modules, loader, tmp_path / "models.pt")
+        with picklefence.safe_ml_environment(also_allow=also_allow):
+            got = _rnn_outputs(load())
+        for key, tensors in expected.items():
+            assert len(got[key]) == len(tensors) > 1 or key == "user model", (loader, key)
+            assert all(torch.equal(a, b) for a, b in zip(got[key], tensors)), (loader, key)
+
+
+def test_loads_of_modules_without_an_rnn_are_not_walked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from picklefence import _native_state
+
+    walked: List[Any] = []
+    monkeypatch.setattr(_native_state, "_walk", lambda root, classes, seen=None: walked.append(root) or {})
+    path = tmp_path / "model.pt"
+    torch.save(torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU(), torch.nn.LayerNorm(4)), path)
+    with picklefence.safe_ml_environment():
+        torch.load(path, weights_only=False)
+        assert not walked
+        torch.save(torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.GRU(4, 4)), path)
+        torch.load(path, weights_only=False)
+    assert walked
+
+
+class _UserLSTM(torch.nn.LSTM):
+    """A user's LSTM class, in a module the walk does not know."""
+
+
+class _UserRNNModel(torch.nn.Module):
+    """A user's model holding an LSTM."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = torch.nn.LSTM(4, 8, batch_first=True)
+        self.head = torch.nn.Linear(8, 2)
+
+    def forward(self, x: Any) -> Any:
+        return self.head(self.rnn(x)[0])

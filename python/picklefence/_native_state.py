@@ -3,8 +3,9 @@
 A type allowlist is not memory safety. A scikit-learn ``Tree`` follows the child indices of its
 node array without bounds checks, a ``KDTree`` reads ``data[idx_array[i]]``, a pandas
 ``BlockManager`` writes at its blocks' placements, scipy's sparse kernels index with
-``indptr``/``indices``, a ``Categorical`` takes ``categories[codes[i]]``. Loaded from a file, all of
-these are data the attacker chose. After a guarded load, and before the caller gets the result,
+``indptr``/``indices``, a ``Categorical`` takes ``categories[codes[i]]``, torch's oneDNN LSTM reads
+each weight as large as the module's ``hidden_size`` makes it. Loaded from a file, all of these are
+data the attacker chose. After a guarded load, and before the caller gets the result,
 every instance of such a class that the load made is checked against the invariant its own code
 assumes (vectorised NumPy over the arrays; nothing in the object is called but attribute reads
 and the libraries' own format checks).
@@ -47,6 +48,7 @@ WALKED_MODULES: Tuple[str, ...] = (
     "sklearn.linear_model._perceptron",
     "sklearn.linear_model._passive_aggressive",
     "sklearn.cluster._hdbscan",
+    "torch.nn.modules.rnn",
 )
 # Classes whose import makes a load's result walked, in modules whose other names do not: NumPy's
 # generators when a pickle reconstructs them (their usual pickles call the constructors of
@@ -1528,6 +1530,139 @@ def _check_block_manager(manager: Any) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# torch
+
+
+# The rows of an RNN's weights per hidden unit, by mode.
+_RNN_GATES = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
+# The modes each RNN class runs (its forward calls that kernel, whatever the mode says).
+_RNN_MODES = (("LSTM", ("LSTM",)), ("GRU", ("GRU",)), ("RNN", ("RNN_TANH", "RNN_RELU")))
+# What ``Module.__getattr__`` looks in after the instance dict, in order.
+_MODULE_HOLDERS = ("_parameters", "_buffers", "_modules")
+_ABSENT = object()
+
+
+def _rnn_setting(module: Any, name: str, low: int) -> int:
+    """An RNN size setting: an int (or NumPy integer, not a bool) of at least ``low``."""
+    value = _plain(module, name)
+    width = None if isinstance(value, bool) else _width(value)
+    if width is None or width < low:
+        raise _fail(module, name, f"{value!r} is not an int of at least {low}")
+    return width
+
+
+def _rnn_weight_shapes(
+    gates: int, input_size: int, hidden: int, layers: int, bias: bool, directions: int, projection: int
+) -> List[Tuple[str, Tuple[int, ...]]]:
+    """The weights ``RNNBase.__init__`` makes for these settings, in its order, with their
+    shapes: per layer and direction ``weight_ih`` (gates, layer input), ``weight_hh`` (gates,
+    real hidden), with bias ``bias_ih`` and ``bias_hh`` (gates,), with a projection
+    ``weight_hr`` (proj_size, hidden_size); layer 0's input is ``input_size``, the others' the
+    real hidden size (proj_size or hidden_size) times the directions."""
+    real = projection or hidden
+    shapes: List[Tuple[str, Tuple[int, ...]]] = []
+    for layer in range(layers):
+        width = input_size if layer == 0 else real * directions
+        for suffix in ("", "_reverse")[:directions]:
+            made: List[Tuple[str, Tuple[int, ...]]] = [
+                ("weight_ih", (gates, width)),
+                ("weight_hh", (gates, real)),
+            ]
+            if bias:
+                made += [("bias_ih", (gates,)), ("bias_hh", (gates,))]
+            if projection:
+                made.append(("weight_hr", (projection, hidden)))
+            shapes.extend((f"{name}_l{layer}{suffix}", shape) for name, shape in made)
+    return shapes
+
+
+def _module_attribute(module: Any, name: str) -> Any:
+    """What ``getattr(module, name)`` finds for a weight, read from the dicts: the instance
+    dict, then the holders ``Module.__getattr__`` looks in (_ABSENT when none has it)."""
+    state = getattr(module, "__dict__", _NO_DICT)
+    if name in state:
+        return state[name]
+    for holder in _MODULE_HOLDERS:
+        held = state.get(holder)
+        if not isinstance(held, dict):
+            raise _fail(module, holder, f"a {type(held).__name__}, not a dict")
+        if name in held:
+            return held[name]
+    return _ABSENT
+
+
+def _check_rnn(module: Any) -> None:
+    """torch ``RNN``, ``LSTM``, ``GRU`` (``RNNBase``): forward makes the hidden state of
+    ``hidden_size`` (``proj_size``) and hands ``_flat_weights`` (built again from the attributes
+    ``_flat_weights_names`` names when those were replaced) to ``_VF.lstm``/``gru``/``rnn_*``
+    with the settings; the CPU oneDNN LSTM takes its sizes from that state and reads every
+    weight that large through its raw pointer (64 hidden units over weights made for 8 read
+    NaN and heap values, 32,768 crash). The settings as the constructor checks them, the
+    weight names it makes for them, and each weight, in ``_flat_weights`` and as the attribute,
+    of the shape it gives."""
+    tensor = sys.modules["torch"].Tensor  # loaded: the module's class is torch's
+    rnn = sys.modules.get("torch.nn.modules.rnn")
+    mode = _plain(module, "mode")
+    modes: Tuple[str, ...] = tuple(_RNN_GATES)
+    for name, allowed in _RNN_MODES:
+        cls = getattr(rnn, name, None)
+        if isinstance(cls, type) and isinstance(module, cls):
+            modes = allowed
+    if not (type(mode) is str and mode in modes):
+        raise _fail(module, "mode", f"{mode!r} is not one of {', '.join(modes)}")
+    input_size = _rnn_setting(module, "input_size", 1)
+    hidden = _rnn_setting(module, "hidden_size", 1)
+    layers = _rnn_setting(module, "num_layers", 1)
+    projection = _rnn_setting(module, "proj_size", 0)
+    if projection >= hidden or (projection and mode != "LSTM"):
+        raise _fail(
+            module, "proj_size", f"{projection} for hidden_size {hidden} (below it, and an LSTM's only)"
+        )
+    flags = {}
+    for name in ("bias", "batch_first", "bidirectional"):
+        flags[name] = _plain(module, name)
+        if type(flags[name]) is not bool:
+            raise _fail(module, name, f"{flags[name]!r} is not a bool")
+    dropout = _plain(module, "dropout")
+    if not (isinstance(dropout, (int, float)) and not isinstance(dropout, bool) and 0 <= dropout <= 1):
+        raise _fail(module, "dropout", f"{dropout!r} is not a probability")
+    directions = 2 if flags["bidirectional"] else 1
+    per_layer = (4 if flags["bias"] else 2) + (1 if projection else 0)
+    names, weights = _plain(module, "_flat_weights_names"), _plain(module, "_flat_weights")
+    count = layers * directions * per_layer
+    settings = (
+        f"{layers} layer(s) of {mode}, {directions} direction(s), bias {flags['bias']}, "
+        f"proj_size {projection}"
+    )
+    if type(names) is not list or len(names) != count:
+        size = len(names) if type(names) is list else type(names).__name__
+        raise _fail(module, "_flat_weights_names", f"{size} names for the {count} weights of {settings}")
+    if type(weights) is not list or len(weights) != count:
+        size = len(weights) if type(weights) is list else type(weights).__name__
+        raise _fail(module, "_flat_weights", f"{size} weights for the {count} of {settings}")
+    shapes = _rnn_weight_shapes(
+        _RNN_GATES[mode] * hidden, input_size, hidden, layers, flags["bias"], directions, projection
+    )
+    for index, ((name, shape), given, flat) in enumerate(zip(shapes, names, weights)):
+        if type(given) is not str or given != name:
+            raise _fail(module, f"_flat_weights_names[{index}]", f"{given!r}, not the {name!r} of {settings}")
+        attribute = _module_attribute(module, name)
+        for field, weight in ((name, attribute), (f"_flat_weights[{index}]", flat)):
+            if field != name and weight is attribute:
+                continue
+            found = tuple(weight.shape) if isinstance(weight, tensor) else None
+            if found != shape:
+                what = f"shape {found}" if found is not None else "not a tensor"
+                what = "missing" if weight is _ABSENT else what
+                raise _fail(
+                    module,
+                    field,
+                    f"{what}; input_size {input_size}, hidden_size {hidden} and {settings} make "
+                    f"{name} {shape}",
+                )
+
+
+# --------------------------------------------------------------------------------------------
 # The walk
 
 
@@ -1572,6 +1707,7 @@ _VALIDATED_CLASSES: Dict[str, Tuple[Tuple[str, str], ...]] = {
     "pandas.core.arrays.masked": (("BaseMaskedArray", "masked"),),
     "pandas.core.arrays.sparse.array": (("SparseArray", "sparse_array"),),
     "pandas.core.internals.managers": (("BaseBlockManager", "block_manager"),),
+    "torch.nn.modules.rnn": (("RNNBase", "rnn"),),
 }
 
 
@@ -1693,6 +1829,7 @@ _CHECKS_BY_KEY: Tuple[Tuple[str, Callable[[Any], None]], ...] = (
     ("masked", _check_masked_array),
     ("sparse_array", _check_sparse_array),
     ("block_manager", _check_block_manager),
+    ("rnn", _check_rnn),
 )
 
 
