@@ -223,7 +223,7 @@ impl<'p> Analyzer<'p> {
                 self.match_args(offset, inner, &items, &[])
             }
             Kind::TorchFile => match value {
-                Value::Bytes { at, len } => {
+                Value::Bytes { at, len, .. } => {
                     self.note_nested(offset, *at, *len, false, None);
                     Ok(())
                 }
