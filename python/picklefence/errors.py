@@ -58,6 +58,7 @@ class Finding:
     """What was found: ``dangerous-import``, ``disallowed-import``, ``unresolvable-import``,
     ``extension-code`` (imports); ``role-violation``, ``argument-violation``,
     ``build-violation``, ``state-violation`` (an allowed name used against its role);
+    ``shared-buffer`` (one buffer the memory of two arrays, one of them writable);
     ``indirect-call``, ``state-injection``, ``unsafe-build``, ``limit-exceeded``,
     ``malformed-pickle``, ..."""
     module: Optional[str]

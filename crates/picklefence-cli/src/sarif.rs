@@ -14,7 +14,7 @@ const SCHEMA: &str =
 const SRCROOT: &str = "%SRCROOT%";
 
 /// Every finding kind, in rule-index order.
-pub const KINDS: [FindingKind; 23] = [
+pub const KINDS: [FindingKind; 24] = [
     FindingKind::DangerousImport,
     FindingKind::DisallowedImport,
     FindingKind::UnresolvableImport,
@@ -38,6 +38,7 @@ pub const KINDS: [FindingKind; 23] = [
     FindingKind::BuildViolation,
     FindingKind::StateViolation,
     FindingKind::EarlierMemo,
+    FindingKind::SharedBuffer,
 ];
 
 struct Rule {
@@ -102,6 +103,11 @@ fn rule(kind: FindingKind) -> Rule {
         FindingKind::StateViolation => (
             "Object state that breaks a state rule",
             "The state given to an object sets a special attribute (__setstate__, __reduce_ex__...), a dispatch string outside its allowed set (a scorer's response method, a vectorizer's input), non-empty hooks, or a callable under a method name: things the library later calls during normal use.",
+            Severity::Critical,
+        ),
+        FindingKind::SharedBuffer => (
+            "One buffer under two arrays",
+            "The pickle makes more than one array or Arrow buffer over one memory (one bytearray read twice from the memo, an array BUILT over bytes another array reads), one of them writable. Real pickles give every array its own buffer; here a write through one array after the load (an ordinary assignment to a frame column) rewrites the other, which may be state the loader validated (index codes, string offsets): out-of-bounds reads and crashes. Do not load the file.",
             Severity::Critical,
         ),
         FindingKind::EarlierMemo => (

@@ -61,6 +61,10 @@ pub enum FindingKind {
     BuildViolation,
     /// An object state that breaks a state rule (special keys, dispatch strings, hooks).
     StateViolation,
+    /// One buffer object made the memory of more than one array or Arrow buffer, one of them
+    /// writable (`_frombuffer`/`py_buffer` over one memoised bytearray, an array BUILT over the
+    /// bytes another array reads): a write through one rewrites what was checked in the other.
+    SharedBuffer,
     /// A memo key this pickle never stored, read by an unpickler that loaded before (a stream
     /// of pickles): it is an object of an earlier pickle, whose use here cannot be checked.
     EarlierMemo,
@@ -105,6 +109,7 @@ impl FindingKind {
             FindingKind::ArgumentViolation => "argument-violation",
             FindingKind::BuildViolation => "build-violation",
             FindingKind::StateViolation => "state-violation",
+            FindingKind::SharedBuffer => "shared-buffer",
             FindingKind::EarlierMemo => "earlier-memo",
             FindingKind::MalformedPickle => "malformed-pickle",
             FindingKind::AmbiguousFraming => "ambiguous-framing",

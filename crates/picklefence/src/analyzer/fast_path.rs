@@ -209,6 +209,7 @@ impl Analyzer<'_> {
                             Value::Bytes {
                                 at: (pos + 1 + prefix) as u64,
                                 len: (size - 1 - prefix) as u64,
+                                mutable: byte == BYTEARRAY8,
                             }
                         ),
                         None => break,

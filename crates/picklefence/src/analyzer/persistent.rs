@@ -177,13 +177,25 @@ impl Analyzer<'_> {
                     .into(),
             );
         }
-        self.push(Value::Buffer);
+        self.push(Value::Buffer {
+            at: offset,
+            readonly: false,
+        });
         Flow::Continue
     }
 
-    /// READONLY_BUFFER: the value on top stays what it is.
+    /// READONLY_BUFFER: a read-only view of the buffer on top, over the same memory (CPython
+    /// makes a memoryview of a writable object and marks it read-only; a read-only one stays).
     pub(super) fn load_readonly_buffer(&mut self, op: &Op<'_>) -> Flow {
-        let value = self.pop(op.offset, op.opcode);
+        let value = match self.pop(op.offset, op.opcode) {
+            Value::Bytes { at, len, .. } => Value::Bytes {
+                at,
+                len,
+                mutable: false,
+            },
+            Value::Buffer { at, .. } => Value::Buffer { at, readonly: true },
+            other => other,
+        };
         self.push(value);
         Flow::Continue
     }

@@ -159,6 +159,7 @@ impl Analyzer<'_> {
         self.push(Value::Bytes {
             at: op.end().saturating_sub(len),
             len,
+            mutable: op.opcode == Opcode::ByteArray8,
         });
         Flow::Continue
     }

@@ -19,10 +19,14 @@ pub(super) enum Value {
         at: u64,
         len: u64,
     },
-    /// A bytes constant: where its payload starts in the stream, and its length.
+    /// A bytes or bytearray constant: where its payload starts in the stream (which also names
+    /// the object: every bytes opcode makes a new one, memo reads and DUP share it), its length,
+    /// and whether it is a bytearray (`mutable`; or the read-only view READONLY_BUFFER makes of
+    /// one, which keeps its `at`).
     Bytes {
         at: u64,
         len: u64,
+        mutable: bool,
     },
     Int(i64),
     /// An int too large for `i64`: its two's-complement size in bytes.
@@ -35,7 +39,13 @@ pub(super) enum Value {
     Dict(u32),
     Set,
     FrozenSet,
-    Buffer,
+    /// An out-of-band buffer (NEXT_BUFFER): where that opcode is (which names the buffer: each
+    /// NEXT_BUFFER takes a fresh one, memo reads and DUP share it), and whether READONLY_BUFFER
+    /// made a read-only view of it.
+    Buffer {
+        at: u64,
+        readonly: bool,
+    },
     Tuple(Rc<[Value]>, TupleMeta),
     EmptyTuple,
     /// A tuple of plain constants, kept as a count only (datasets of tuples cost nothing).
@@ -106,7 +116,7 @@ impl Value {
             Value::Dict(_) => "dict",
             Value::Set => "set",
             Value::FrozenSet => "frozenset",
-            Value::Buffer => "buffer",
+            Value::Buffer { .. } => "buffer",
             Value::Tuple(..) | Value::EmptyTuple | Value::OpaqueTuple => "tuple",
             Value::Import(_) => "import",
             Value::Obj(_) => "call result",
@@ -160,14 +170,13 @@ impl Value {
 }
 
 /// The values without a payload, stored once each at the start of `Memo::values`.
-pub(super) const PLAIN_VALUES: [Value; 11] = [
+pub(super) const PLAIN_VALUES: [Value; 10] = [
     Value::Text,
     Value::Bool(false),
     Value::Bool(true),
     Value::None,
     Value::Set,
     Value::FrozenSet,
-    Value::Buffer,
     Value::OpaqueTuple,
     Value::Persistent,
     Value::Unknown,
@@ -189,11 +198,10 @@ pub(super) const fn plain_index(value: &Value) -> Option<u32> {
         Value::None => 3,
         Value::Set => 4,
         Value::FrozenSet => 5,
-        Value::Buffer => 6,
-        Value::OpaqueTuple => 7,
-        Value::Persistent => 8,
-        Value::Unknown => 9,
-        Value::EmptyTuple => 10,
+        Value::OpaqueTuple => 6,
+        Value::Persistent => 7,
+        Value::Unknown => 8,
+        Value::EmptyTuple => 9,
         _ => return None,
     };
     Some(index)

@@ -103,7 +103,7 @@ impl<'p> Analyzer<'p> {
                 .cloned()
         });
         let problem = match (special, spec) {
-            (Some(Kind::NdarrayState), _) => self.ndarray_state(id, state).err(),
+            (Some(Kind::NdarrayState), _) => self.ndarray_state(offset, id, state).err(),
             (Some(_), _) => self.dtype_state(id, state).err(),
             (None, Some(spec)) => match self.match_arg(offset, &spec, state, &[]) {
                 // An import that is an item of a tuple state was judged by the spec's kind there
@@ -155,7 +155,7 @@ impl<'p> Analyzer<'p> {
 
     /// numpy's `ndarray.__setstate__((version, shape, dtype, is_fortran, rawdata, ...))`:
     /// records the element count; a list of objects must hold exactly that many.
-    pub(super) fn ndarray_state(&mut self, id: u32, state: &Value) -> Result<(), String> {
+    pub(super) fn ndarray_state(&mut self, offset: u64, id: u32, state: &Value) -> Result<(), String> {
         let items: Vec<Value> = match state {
             Value::Tuple(items, _) => items.to_vec(),
             other => {
@@ -203,6 +203,9 @@ impl<'p> Analyzer<'p> {
         }
         if let Some(obj) = self.tables.objects.get_mut(id as usize) {
             obj.numel = numel;
+        }
+        if let Some(rawdata) = rest.get(2) {
+            self.ndarray_over_bytes(offset, id, rawdata);
         }
         Ok(())
     }

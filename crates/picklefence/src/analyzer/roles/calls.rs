@@ -228,6 +228,7 @@ impl<'p> Analyzer<'p> {
                 Check::TreeArgs => self.check_tree_args(args).map_err(Misfit::Shape)?,
                 Check::ArrowBuffers => self.check_arrow_buffers(args).map_err(Misfit::Shape)?,
                 Check::ShapeOf(_) => {}
+                Check::OwnBuffer(slot) => self.check_own_buffer(args, *slot).map_err(Misfit::Shape)?,
                 Check::BaseItems => self.check_base_items(args).map_err(Misfit::Shape)?,
                 Check::RangeLen(max) => check_range_len(args, *max).map_err(Misfit::Shape)?,
                 Check::RangeState(max) => self.check_range_state(args, *max).map_err(Misfit::Shape)?,

@@ -223,7 +223,7 @@ impl<'p> Analyzer<'p> {
                 self.match_args(offset, inner, &items, &[])
             }
             Kind::TorchFile => match value {
-                Value::Bytes { at, len } => {
+                Value::Bytes { at, len, .. } => {
                     self.note_nested(offset, *at, *len, false, None);
                     Ok(())
                 }
@@ -318,10 +318,14 @@ impl<'p> Analyzer<'p> {
             }
         }
         for check in &schema.checks {
-            if let (Check::ShapeOf(slot), Value::Obj(id)) = (check, &result) {
-                if let Some(numel) = args.get(*slot).and_then(shape_numel) {
-                    self.set_numel(*id, numel);
+            match (check, &result) {
+                (Check::ShapeOf(slot), Value::Obj(id)) => {
+                    if let Some(numel) = args.get(*slot).and_then(shape_numel) {
+                        self.set_numel(*id, numel);
+                    }
                 }
+                (Check::OwnBuffer(slot), _) => self.own_buffer_result(offset, index, args, *slot, &result),
+                _ => {}
             }
         }
         result

@@ -27,6 +27,7 @@ mod calls;
 mod checks;
 mod kinds;
 mod partial;
+mod shared;
 mod store;
 
 pub(super) use checks::shape_numel;
@@ -195,6 +196,34 @@ pub(super) struct Tables<'p> {
     kept_dicts: HashMap<u32, Option<KeptItems>>,
     /// Dict items ever kept (bounded).
     kept_items: usize,
+    /// Every memory an array or Arrow buffer was made over without a copy: where the first
+    /// was made, and whether any of them is writable.
+    buffer_uses: HashMap<Memory, BufferUse>,
+    /// The memory of objects made over a buffer (`_frombuffer`, `py_buffer`, an array BUILT
+    /// over large bytes), by object id: an object passed on as a buffer is that memory again.
+    memory_of: HashMap<u32, (Memory, bool)>,
+}
+
+/// A memory the pickle can make arrays over, named by the object that holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum Memory {
+    /// A bytes or bytearray constant (its payload's offset) or an out-of-band buffer (its
+    /// NEXT_BUFFER's offset).
+    Stream(u64),
+    /// What a call made (`bytearray(...)`, `_codecs.encode(...)`), by object id.
+    Made(u32),
+    /// What the loader's `persistent_load` returned: it may return one object for any number
+    /// of ids, so they are all one memory.
+    Persistent,
+}
+
+/// The arrays and buffers made over one memory so far.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct BufferUse {
+    /// Where the first was made.
+    offset: u64,
+    /// One of them can be written.
+    writable: bool,
 }
 
 impl Tables<'_> {
@@ -211,6 +240,8 @@ impl Tables<'_> {
         self.open_partials = 0;
         self.kept_dicts.clear();
         self.kept_items = 0;
+        self.buffer_uses.clear();
+        self.memory_of.clear();
     }
 }
 

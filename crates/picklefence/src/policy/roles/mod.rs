@@ -375,6 +375,11 @@ pub enum Check {
     /// `_restore_array((type, length, nulls, offset, buffers, ...))`: as many buffers as the
     /// type's layout has.
     ArrowBuffers,
+    /// The buffer in argument `n` becomes the memory of the result without a copy: it must be
+    /// an object the analysis can name (a bytes or bytearray constant, an out-of-band buffer,
+    /// what `bytearray`/`_codecs.encode` made), and no other array or buffer may have the same
+    /// memory unless every one of them is read-only.
+    OwnBuffer(usize),
     /// `range(start, stop, step)` has at most `n` items: a constructor or the library may
     /// materialise any range a pickle holds.
     RangeLen(u64),

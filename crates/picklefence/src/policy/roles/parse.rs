@@ -57,6 +57,11 @@ pub fn parse_role(text: &str, reason: &str) -> Result<Roles, RoleError> {
                             checks.push(Check::DtypeSize(p.number()?));
                             p.expect(")")?;
                         }
+                        "own-buffer" => {
+                            p.expect("(")?;
+                            checks.push(Check::OwnBuffer(p.number()?));
+                            p.expect(")")?;
+                        }
                         "shape-of" => {
                             p.expect("(")?;
                             checks.push(Check::ShapeOf(p.number()?));
