@@ -57,6 +57,18 @@ def _tree_with(edit: Callable[[np.ndarray], None]) -> DecisionTreeClassifier:
     return clf
 
 
+def _rootless_tree() -> DecisionTreeClassifier:
+    """A fitted tree given a state of no nodes (predict starts at node 0 regardless: unprotected
+    it never returned)."""
+    clf = DecisionTreeClassifier(random_state=0).fit(X, Y)
+    state = clf.tree_.__getstate__()
+    state.update(
+        nodes=state["nodes"][:0].copy(), values=state["values"][:0].copy(), node_count=0, max_depth=0
+    )
+    clf.tree_.__setstate__(state)
+    return clf
+
+
 def _set(nodes: np.ndarray, field: str, index: int, value: int) -> None:
     nodes[field][index] = value
 
@@ -265,6 +277,7 @@ BROKEN: Dict[str, Any] = {
         "Tree",
         "right_child",
     ),
+    "tree without a root": (_rootless_tree, "Tree", "node_count"),
     "tree half leaf": (lambda: _tree_with(lambda n: _set(n, "right_child", 0, -1)), "Tree", "nodes"),
     "tree feature beyond n_features": (
         lambda: _tree_with(lambda n: _set(n, "feature", 0, 99)),

@@ -392,8 +392,8 @@ def _check_trees(trees: List[Any]) -> None:
     if broken is not None:
         which, node, field, value, why = broken
         tree = trees[which]
-        if field == "max_depth":
-            raise _fail(tree, "max_depth", f"{value} is {why}")
+        if field in ("max_depth", "node_count"):  # of the tree, not of a node
+            raise _fail(tree, field, f"{value}: {why}" if field == "node_count" else f"{value} is {why}")
         raise _fail(
             tree,
             f"nodes[{node}].{field}" if field != "nodes" else "nodes",

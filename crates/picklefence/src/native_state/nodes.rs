@@ -80,7 +80,7 @@ fn tree_records<'a>(
 /// index, node_count) (the builders append children after their parent: anything else reads out
 /// of bounds or loops) and a feature in [0, n_features); leaves: both children -1. Then
 /// `max_depth` in [depth, node_count], where depth is the most splits on a path from the root
-/// (0 for a root alone or no nodes): `decision_path` allocates `n_samples * (1 + max_depth)`
+/// (0 for a root alone; a tree without a root is refused): `decision_path` allocates `n_samples * (1 + max_depth)`
 /// node ids and writes each sample's path there unchecked, so a lower one writes past the
 /// buffer, and a higher one than any tree of node_count nodes has lets that product overflow.
 /// Every child comes after its parent, so one forward pass gives each node its depth; a node
@@ -103,6 +103,11 @@ pub fn check_tree_nodes(nodes: &[u8], layout: NodeLayout, trees: &[TreeShape]) -
     for (tree, shape) in trees.iter().enumerate() {
         let count = shape.nodes;
         let count_i64 = i64::try_from(count).unwrap_or(i64::MAX);
+        // apply and predict start at node 0 whatever the count: a tree without one reads the
+        // empty node buffer (a predict that never returns). Every fitted tree has its root.
+        if count == 0 {
+            return Err(bad(tree, 0, "node_count", 0, "no root node"));
+        }
         let slots = usize::try_from(count)
             .ok()
             .filter(|&n| n < u32::MAX as usize)
@@ -464,10 +469,16 @@ mod tests {
     }
 
     #[test]
+    fn a_tree_without_a_root_is_refused() {
+        // predict starts at node 0: with none it reads the empty buffer (and never returned).
+        let error = check_tree_nodes(&records(&[]), LAYOUT, &[shape(0, 0)]).unwrap_err();
+        assert_eq!((error.field, error.value), ("node_count", 0), "{error}");
+    }
+
+    #[test]
     fn max_depth_is_at_least_the_depth_of_the_nodes() {
-        // A root alone and no nodes at all: depth 0.
+        // A root alone: depth 0.
         assert_eq!(max_depth_error(&[(-1, -1, -2)], 0), None);
-        assert_eq!(max_depth_error(&[], 0), None);
         for depth in [1, 2, 47] {
             let nodes = chain(depth);
             assert_eq!(max_depth_error(&nodes, depth), None, "{depth}");
@@ -508,7 +519,6 @@ mod tests {
             assert_eq!(value, max_depth);
             assert!(why.starts_with("above node_count 7"), "{why}");
         }
-        assert!(max_depth_error(&[], 1).is_some());
     }
 
     #[test]
