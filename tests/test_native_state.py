@@ -705,6 +705,15 @@ def test_a_categorical_split_then_a_broken_predictor() -> None:
         _native_state._check_tree_predictors(predictors, models)
 
 
+def _loaded_guarded(values: Dict[str, Any], tmp_path: Path) -> List[Any]:
+    """``values`` written by joblib and by pickle (protocol 5), each loaded under the guard."""
+    path = tmp_path / "all.joblib"
+    joblib.dump(values, path)
+    data = pickle.dumps(values, protocol=5)
+    with picklefence.safe_ml_environment():
+        return [joblib.load(path), pickle.loads(data)]
+
+
 @pytest.mark.parametrize("size", [1, 30, 300])
 def test_intact_structures_load_unchanged(size: int, tmp_path: Path) -> None:
     x, y = X[: max(size, 10)], Y[: max(size, 10)]
@@ -742,11 +751,7 @@ def test_intact_structures_load_unchanged(size: int, tmp_path: Path) -> None:
         "sparse": pd.Series(pd.arrays.SparseArray(np.where(np.arange(size) % 4 == 0, np.arange(size), 0))),
         "empty": pd.DataFrame(),
     }
-    path = tmp_path / "all.joblib"
-    joblib.dump(values, path)
-    data = pickle.dumps(values, protocol=5)
-    with picklefence.safe_ml_environment():
-        loaded = [joblib.load(path), pickle.loads(data)]
+    loaded = _loaded_guarded(values, tmp_path)
     for got in loaded:
         np.testing.assert_array_equal(got["forest"].predict(x), values["forest"].predict(x))
         np.testing.assert_array_equal(got["knn_kd"].predict(x), values["knn_kd"].predict(x))
@@ -784,11 +789,7 @@ def test_intact_models_the_shape_rules_read_load_unchanged(tmp_path: Path) -> No
         "series": pd.Series(np.arange(7.0), index=list("abcdefg")),
         "empty series": pd.Series([], dtype=float),
     }
-    path = tmp_path / "all.joblib"
-    joblib.dump(values, path)
-    data = pickle.dumps(values, protocol=5)
-    with picklefence.safe_ml_environment():
-        loaded = [joblib.load(path), pickle.loads(data)]
+    loaded = _loaded_guarded(values, tmp_path)
     x3 = X[:90] + np.repeat([0, 1, 2], 30)[:, None]
     for got in loaded:
         for key in ("boosting 3 classes", "boosting binary", "boosting zero init", "boosting tree init"):
@@ -2983,14 +2984,10 @@ def _same(got: Any, expected: Any) -> None:
 @pytest.mark.parametrize("size", [1, 30, 300])
 def test_fitted_red_team_classes_load_unchanged(size: int, tmp_path: Path) -> None:
     values = _fitted_red_team_classes(size)
-    path = tmp_path / "all.joblib"
-    joblib.dump(values, path)
-    data = pickle.dumps(values, protocol=5)
-    with picklefence.safe_ml_environment():
-        loaded = [joblib.load(path), pickle.loads(data)]
+    loaded = _loaded_guarded(values, tmp_path)
     for got in loaded:
         # Each compared with a copy loaded unguarded (draws advance a generator's state).
-        for name, expected in pickle.loads(data).items():
+        for name, expected in pickle.loads(pickle.dumps(values, protocol=5)).items():
             _same(got[name], expected)
 
 
