@@ -24,7 +24,7 @@ import types
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
-from . import _native
+from . import _boosters, _native
 from .errors import UnsafeFileError, Violation
 
 # Imports from these modules (prefixes) make a load's result walked after the load: the
@@ -87,13 +87,16 @@ SETSTATE_CAPTURED: Dict[Tuple[str, str], str] = {
 }
 # Classes whose ``__setstate__`` already trusts the state it is given, so a check after the load
 # comes too late: a block manager given the ``(axes, values, items, {"0.14.1": ...})`` state
-# (older frames, every series) rebuilds its item index at once, writing at every placement. While
-# the guard is active their ``__setstate__`` checks the placements first (restored on
-# deactivation).
-SETSTATE_CHECKED: Tuple[Tuple[str, str], ...] = (
-    ("pandas.core.internals.managers", "BlockManager"),
-    ("pandas.core.internals.managers", "SingleBlockManager"),
-)
+# (older frames, every series) rebuilds its item index at once, writing at every placement; the
+# boosters of the named policies hand their model bytes to C++ parsers (``_boosters``). While the
+# guard is active their ``__setstate__`` checks the state first (restored on deactivation), with
+# the check named here.
+SETSTATE_CHECKED: Dict[Tuple[str, str], str] = {
+    ("pandas.core.internals.managers", "BlockManager"): "block_manager",
+    ("pandas.core.internals.managers", "SingleBlockManager"): "block_manager",
+    ("lightgbm.basic", "Booster"): "lightgbm",
+    ("xgboost.core", "Booster"): "xgboost",
+}
 # Functions whose results the rest of a load may read at once (pyarrow's ``_restore_array``: a
 # pandas array, index or block reads the array it is handed), on every unpickling path: while
 # the guard is active the module attribute find_class resolves is a wrapper that checks what
@@ -1478,8 +1481,9 @@ def _check_setstate_of(module: str, name: str) -> None:
         def __setstate__(self: Any, state: Any) -> Any:
             try:
                 # Looked up at each call: the benchmark turns the checks off and on.
-                if (module, name) in SETSTATE_CHECKED:
-                    _check_manager_state(self, state)
+                check = _SETSTATE_CHECKS.get(SETSTATE_CHECKED.get((module, name), ""))
+                if check is not None:
+                    check(self, state)
             except NativeStateError as error:
                 raise unsafe_file_error(error, None) from None
             except Exception as exc:
@@ -1492,6 +1496,14 @@ def _check_setstate_of(module: str, name: str) -> None:
         return __setstate__
 
     patch_while_active(cls, "__setstate__", checker, f"{module}.{name}.__setstate__")
+
+
+# The checks of SETSTATE_CHECKED, by name.
+_SETSTATE_CHECKS: Dict[str, Callable[[Any, Any], None]] = {
+    "block_manager": _check_manager_state,
+    "lightgbm": _boosters.check_lightgbm_state,
+    "xgboost": _boosters.check_xgboost_state,
+}
 
 
 def _check_made_by(module: str, name: str) -> None:
