@@ -441,8 +441,13 @@ def _check_xgboost_model(data: Any) -> None:
     groups = _int_array(model, "tree_info", len(trees))
     if groups.size and not (groups.min() >= 0 and groups.max() < outputs):
         raise _Broken("tree_info", f"an output outside the model's {outputs}")
-    bounds = _int_array(model, "iteration_indptr", len(_field(model, "iteration_indptr")))
-    if bounds.size and (bounds[0] != 0 or bounds[-1] != len(trees) or np.any(np.diff(bounds) < 0)):
+    # Older models have none: XGBoost derives it from the trees.
+    bounds = (
+        _int_array(model, "iteration_indptr", len(model["iteration_indptr"]))
+        if "iteration_indptr" in model
+        else []
+    )
+    if len(bounds) and (bounds[0] != 0 or bounds[-1] != len(trees) or np.any(np.diff(bounds) < 0)):
         raise _Broken("iteration_indptr", f"not increasing from 0 to the {len(trees)} trees")
     if name == "dart" and len(_field(booster, "weight_drop")) != len(trees):
         raise _Broken("weight_drop", f"not one weight for each of the {len(trees)} trees")
