@@ -1709,6 +1709,60 @@ def u_lil_dense(obj: Any, tmp: Path) -> Any:
     return obj["features"].tocsr().toarray()
 
 
+def b_neighbors_class_code_beyond_classes(tmp: Path) -> bytes:
+    """A brute-force KNeighborsClassifier (manhattan metric) of two classes whose training
+    samples' class codes (_y) are all 10**9: predict's class-mode reduction adds each neighbor's
+    vote at class_scores[row, _y[neighbor]], 8 GB past a row of two scores, unchecked."""
+    import numpy as np
+    from sklearn.neighbors import KNeighborsClassifier
+
+    x, y = _fit_data()
+    model = KNeighborsClassifier(n_neighbors=3, algorithm="brute", metric="manhattan").fit(x, y)
+    object.__setattr__(model, "_y", np.full(len(y), 10**9, dtype=np.intp))
+    return _recorded(pickle.dumps(model, protocol=2, fix_imports=False))
+
+
+def u_predict_three_columns(obj: Any, tmp: Path) -> Any:
+    import numpy as np
+
+    return obj.predict(np.random.RandomState(1).rand(20, 3))
+
+
+def b_lasso_warm_start_weights_beyond_input(tmp: Path) -> bytes:
+    """A warm-starting Lasso fitted on 3 features whose coef_ holds 1,000,000 weights: a fit
+    on sparse data runs the Cython coordinate descent over every weight, reading a column
+    pointer of the input for each, unchecked."""
+    import numpy as np
+    from sklearn.linear_model import Lasso
+
+    x, _ = _fit_data()
+    model = Lasso(alpha=0.01, warm_start=True).fit(x, x[:, 0])
+    object.__setattr__(model, "coef_", np.zeros(1_000_000))
+    return joblib_file(Lit(model))
+
+
+def u_fit_sparse_three_columns(obj: Any, tmp: Path) -> Any:
+    import numpy as np
+    import scipy.sparse as sp
+
+    x = np.random.RandomState(1).rand(30, 3)
+    return _model(obj).fit(sp.csc_matrix(x), x[:, 0])
+
+
+def b_hashing_vectorizer_without_features(tmp: Path) -> bytes:
+    """A HashingVectorizer with n_features 0: transform does not validate its parameters and
+    the Cython hashing takes each token's hash modulo 0 (SIGFPE)."""
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    vectorizer = HashingVectorizer()
+    vectorizer.n_features = 0
+    return _recorded(pickle.dumps(vectorizer, protocol=2, fix_imports=False))
+
+
+def u_transform_text(obj: Any, tmp: Path) -> Any:
+    return obj.transform(["the cat sat"])
+
+
 def b_dataframe_block_placement(tmp: Path) -> bytes:
     """A one-column DataFrame whose block placement is slice(2**40, 2**40 + 1): BlockManager only
     checks the count of placed items; _rebuild_blknos_and_blklocs (boundscheck off) writes at
@@ -3112,6 +3166,46 @@ CATALOGUE: List[Gadget] = [
         chain="GradientBoostingRegressor{estimators_: object[2, 4096], n_trees_per_iteration_: 1}; "
         "model.predict(X)",
         shows="predictions summed from other rows' trees (writes past each row), or SIGSEGV",
+    ),
+    Gadget(
+        "neighbors_class_code_beyond_classes",
+        6,
+        "a brute-force KNeighborsClassifier of two classes whose class codes _y are 10**9: predict's "
+        "class-mode reduction adds each vote at class_scores[row, _y[neighbor]], unchecked",
+        b_neighbors_class_code_beyond_classes,
+        crashed,
+        "pickle",
+        (STATE,),
+        use=u_predict_three_columns,
+        chain="KNeighborsClassifier{algorithm: brute, metric: manhattan, _y: [10**9] * 6, classes_: [0, 1]}; "
+        "model.predict(X)",
+        shows="SIGSEGV at predict",
+    ),
+    Gadget(
+        "lasso_warm_start_weights_beyond_input",
+        6,
+        "a warm-starting Lasso fitted on 3 features whose coef_ holds 1,000,000 weights: fit on sparse data "
+        "reads a column pointer of the input per weight in the Cython coordinate descent",
+        b_lasso_warm_start_weights_beyond_input,
+        crashed,
+        "joblib",
+        (STATE,),
+        use=u_fit_sparse_three_columns,
+        chain="Lasso{warm_start: True, coef_: float64[1000000], n_features_in_: 3}; "
+        "model.fit(csc X of 3 columns)",
+        shows="SIGSEGV at fit",
+    ),
+    Gadget(
+        "hashing_vectorizer_without_features",
+        6,
+        "a HashingVectorizer with n_features 0: transform takes each hash modulo 0 in the Cython hashing",
+        b_hashing_vectorizer_without_features,
+        crashed,
+        "pickle",
+        (STATE,),
+        use=u_transform_text,
+        chain="HashingVectorizer{n_features: 0}; vectorizer.transform(texts)",
+        shows="SIGFPE at transform",
     ),
     Gadget(
         "dict_vectorizer_column_beyond_vocabulary",

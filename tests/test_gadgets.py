@@ -72,6 +72,9 @@ NATIVE_STATE_NOTED = {
     "lil_column_beyond_shape",
     "series_index_longer_than_values",
     "boosting_stage_wider_than_predictions",
+    "neighbors_class_code_beyond_classes",
+    "lasso_warm_start_weights_beyond_input",
+    "hashing_vectorizer_without_features",
 }
 NATIVE_STATE_SCAN = NATIVE_STATE_NOTED - {
     "tree_node_children_out_of_bounds",

@@ -48,6 +48,8 @@ WALKED_MODULES: Tuple[str, ...] = (
     "sklearn.linear_model._perceptron",
     "sklearn.linear_model._passive_aggressive",
     "sklearn.cluster._hdbscan",
+    "sklearn.feature_extraction._hash",
+    "sklearn.linear_model._coordinate_descent",
     "torch.nn.modules.rnn",
 )
 # Classes whose import makes a load's result walked, in modules whose other names do not: NumPy's
@@ -985,6 +987,35 @@ def _check_neighbors(model: Any) -> None:
         built_on = tuple(np.shape(tree.__getstate__()[0]))
         if built_on != shape:
             raise _fail(model, "_tree.data", f"shape {built_on} for training data of shape {shape}")
+    _check_neighbor_labels(model, shape[0])
+
+
+def _check_neighbor_labels(model: Any, samples: int) -> None:
+    """Nearest-neighbor classifiers: the brute-force class-mode reductions (uniform weights, a
+    metric other than euclidean) add each neighbor's vote at ``class_scores[row, _y[neighbor]]``,
+    a row of ``len(classes_)`` scores, unchecked: ``_y`` holds a code per training sample, in
+    [0, len(classes_)) (``fit`` makes it with ``np.unique(y, return_inverse=True)``). Multi-output
+    codes (a column per output) are read by NumPy's checked indexing, and checked the same way."""
+    import numpy as np
+
+    labels, classes = _plain(model, "_y"), _plain(model, "classes_")
+    if labels is None or classes is None:
+        return  # a regressor's targets, or not fitted: predict raises before the reduction
+    if not isinstance(labels, np.ndarray) or labels.ndim not in (1, 2) or labels.dtype.kind not in "iu":
+        raise _fail(model, "_y", f"{getattr(labels, 'dtype', type(labels).__name__)} is not class codes")
+    if labels.shape[0] != samples:
+        raise _fail(model, "_y", f"{labels.shape[0]} codes for {samples} training samples")
+    if labels.ndim == 1:
+        error = _range_error(model, "_y", labels, 0, len(classes), "the classes")
+        if error is not None:
+            raise error
+        return
+    if not isinstance(classes, list) or len(classes) != labels.shape[1]:
+        raise _fail(model, "classes_", f"not a list of classes for each of the {labels.shape[1]} outputs")
+    for output, known in enumerate(classes):
+        error = _range_error(model, f"_y[:, {output}]", labels[:, output], 0, len(known), "the classes")
+        if error is not None:
+            raise error
 
 
 def _check_sgd(model: Any) -> None:
@@ -1019,6 +1050,50 @@ def _check_sgd(model: Any) -> None:
                 name,
                 f"shape {shape} for {width} features (coef_ of shape {getattr(coefficients, 'shape', None)})",
             )
+
+
+# FeatureHasher's bound (its parameter constraint): the Cython hashing takes each index modulo it.
+_MAX_HASHED_FEATURES = 2**31 - 1
+
+
+def _check_hashing(hasher: Any) -> None:
+    """FeatureHasher, HashingVectorizer: ``transform`` hands ``n_features`` to the Cython hashing,
+    which takes every feature's hash modulo it (C division: 0 kills the process with SIGFPE) and
+    makes a sparse matrix that wide. Neither ``transform`` validates its parameters (``fit`` does):
+    an integer in [1, 2**31 - 1], as the constructor's constraint requires."""
+    count = _plain(hasher, "n_features")
+    if count is None:
+        return  # transform raises first
+    width = _width(count)
+    if width is None or not 1 <= width <= _MAX_HASHED_FEATURES:
+        raise _fail(hasher, "n_features", f"{count!r} is not a feature count in [1, {_MAX_HASHED_FEATURES}]")
+
+
+def _check_coordinate_descent(model: Any) -> None:
+    """ElasticNet, Lasso, MultiTaskElasticNet, MultiTaskLasso: ``fit`` with ``warm_start`` hands
+    ``coef_`` to the Cython coordinate descent as the starting weights, which reads and writes
+    one per column of the input (dense and Gram solvers) or reads a column of the input for each
+    weight (sparse and multi-task solvers), unchecked. ``fit`` leaves one weight per feature it
+    was given (a row per target or task): ``coef_`` as wide as ``n_features_in_``."""
+    import numpy as np
+
+    coefficients = _plain(model, "coef_")
+    if coefficients is None:
+        return  # not fitted: fit allocates the weights
+    width = _input_width(model)
+    if width is None:
+        raise _missing_width(model)
+    if (
+        not isinstance(coefficients, np.ndarray)
+        or coefficients.ndim not in (1, 2)
+        or coefficients.shape[-1] != width
+    ):
+        raise _fail(
+            model,
+            "coef_",
+            f"shape {getattr(coefficients, 'shape', None)} for {width} features (warm-started fit reads "
+            "a weight per input column)",
+        )
 
 
 # The row layout of HDBSCAN's single linkage tree (sklearn.cluster._hdbscan._tree.HIERARCHY_dtype),
@@ -1718,7 +1793,9 @@ _VALIDATED_CLASSES: Dict[str, Tuple[Tuple[str, str], ...]] = {
     "sklearn.ensemble._bagging": (("BaseBagging", "tree_ensemble"),),
     "sklearn.svm._base": (("BaseLibSVM", "libsvm"),),
     "sklearn.cluster._kmeans": (("_BaseKMeans", "kmeans"),),
-    "sklearn.feature_extraction.text": (("CountVectorizer", "vocabulary"),),
+    "sklearn.feature_extraction.text": (("CountVectorizer", "vocabulary"), ("HashingVectorizer", "hashing")),
+    "sklearn.feature_extraction._hash": (("FeatureHasher", "hashing"),),
+    "sklearn.linear_model._coordinate_descent": (("ElasticNet", "coordinate_descent"),),
     "sklearn.feature_extraction._dict_vectorizer": (("DictVectorizer", "vocabulary"),),
     "sklearn.cluster._birch": (("Birch", "birch"),),
     "sklearn.preprocessing._encoders": (("OneHotEncoder", "one_hot"),),
@@ -1847,6 +1924,8 @@ _CHECKS_BY_KEY: Tuple[Tuple[str, Callable[[Any], None]], ...] = (
     ("one_hot", _check_one_hot_encoder),
     ("multilabel", _check_multilabel_binarizer),
     ("sgd", _check_sgd),
+    ("hashing", _check_hashing),
+    ("coordinate_descent", _check_coordinate_descent),
     ("hdbscan", _check_hdbscan),
     ("hist_gb", _check_hist_gradient_boosting),
     ("random", _check_random_generator),
