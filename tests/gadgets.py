@@ -1728,6 +1728,25 @@ def u_predict_three_columns(obj: Any, tmp: Path) -> Any:
     return obj.predict(np.random.RandomState(1).rand(20, 3))
 
 
+def b_neighbors_mahalanobis_matrix_smaller_than_input(tmp: Path) -> bytes:
+    """A brute-force NearestNeighbors (Mahalanobis metric) on 4,000 features whose VI is 1 x 1:
+    kneighbors hands it to scipy's cdist, whose C code reads VI as 4,000 x 4,000 unchecked."""
+    import numpy as np
+    from sklearn.neighbors import NearestNeighbors
+
+    model = NearestNeighbors(
+        n_neighbors=2, algorithm="brute", metric="mahalanobis", metric_params={"VI": np.eye(1)}
+    )
+    model.fit(np.random.RandomState(0).rand(6, 4000))
+    return _recorded(pickle.dumps(model, protocol=2, fix_imports=False))
+
+
+def u_kneighbors_4000(obj: Any, tmp: Path) -> Any:
+    import numpy as np
+
+    return obj.kneighbors(np.random.RandomState(1).rand(3, 4000))
+
+
 def b_lasso_warm_start_weights_beyond_input(tmp: Path) -> bytes:
     """A warm-starting Lasso fitted on 3 features whose coef_ holds 1,000,000 weights: a fit
     on sparse data runs the Cython coordinate descent over every weight, reading a column
@@ -3180,6 +3199,20 @@ CATALOGUE: List[Gadget] = [
         chain="KNeighborsClassifier{algorithm: brute, metric: manhattan, _y: [10**9] * 6, classes_: [0, 1]}; "
         "model.predict(X)",
         shows="SIGSEGV at predict",
+    ),
+    Gadget(
+        "neighbors_mahalanobis_matrix_smaller_than_input",
+        6,
+        "a brute-force Mahalanobis NearestNeighbors on 4,000 features whose VI is 1 x 1: kneighbors hands it "
+        "to scipy's cdist, which reads it as 4,000 x 4,000",
+        b_neighbors_mahalanobis_matrix_smaller_than_input,
+        crashed,
+        "pickle",
+        (STATE,),
+        use=u_kneighbors_4000,
+        chain="NearestNeighbors{algorithm: brute, metric: mahalanobis, "
+        "effective_metric_params_: {VI: eye(1)}, _fit_X: (6, 4000)}; model.kneighbors(X)",
+        shows="SIGSEGV at kneighbors",
     ),
     Gadget(
         "lasso_warm_start_weights_beyond_input",

@@ -75,6 +75,7 @@ NATIVE_STATE_NOTED = {
     "neighbors_class_code_beyond_classes",
     "lasso_warm_start_weights_beyond_input",
     "hashing_vectorizer_without_features",
+    "neighbors_mahalanobis_matrix_smaller_than_input",
 }
 NATIVE_STATE_SCAN = NATIVE_STATE_NOTED - {
     "tree_node_children_out_of_bounds",

@@ -2696,6 +2696,27 @@ def _neighbor_classifier(kind: str = "k", labels: Any = None, **fields: Any) -> 
     return _edited(model, **fields)
 
 
+def _mahalanobis_neighbors(features: int = 3, fitted: bool = True, **fields: Any) -> Any:
+    """A brute-force NearestNeighbors with the Mahalanobis metric (queries go to scipy's cdist)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    model = NearestNeighbors(
+        n_neighbors=3, algorithm="brute", metric="mahalanobis", metric_params={"VI": np.eye(features)}
+    )
+    if fitted:
+        model.fit(np.random.RandomState(0).rand(20, features))
+    return _edited(model, **fields)
+
+
+def _haversine_tree_of_one_column() -> Any:
+    """A haversine BallTree whose data and centroids are cut to one column."""
+    state = list(BallTree(np.random.RandomState(0).rand(50, 2), metric="haversine").__getstate__())
+    state[0], state[3] = state[0][:, :1].copy(), state[3][:, :, :1].copy()
+    tree = BallTree.__new__(BallTree)
+    tree.__setstate__(tuple(state))
+    return tree
+
+
 def _two_output_labels(codes: np.ndarray) -> np.ndarray:
     both = np.c_[codes, codes]
     both[3, 1] = 2
@@ -2917,6 +2938,24 @@ RED_TEAM: Dict[str, Tuple[Callable[[], Any], str, str]] = {
         "KNeighborsClassifier",
         "_y[:, 1]",
     ),
+    # scipy's cdist reads the Mahalanobis VI as features x features, unchecked.
+    "neighbors mahalanobis matrix smaller than the input": (
+        lambda: _mahalanobis_neighbors(effective_metric_params_={"VI": np.eye(1)}),
+        "NearestNeighbors",
+        "effective_metric_params_['VI']",
+    ),
+    "neighbors mahalanobis parameter not square": (
+        lambda: _mahalanobis_neighbors(metric_params={"VI": np.ones((3, 2))}),
+        "NearestNeighbors",
+        "metric_params['VI']",
+    ),
+    "unfitted neighbors mahalanobis parameter a vector": (
+        lambda: _mahalanobis_neighbors(fitted=False, metric_params={"VI": np.ones(3)}),
+        "NearestNeighbors",
+        "metric_params['VI']",
+    ),
+    # The haversine metric reads two values of each point (one past the last of a 1-column tree).
+    "ball tree haversine of one column": (_haversine_tree_of_one_column, "BallTree", "data"),
 }
 
 
@@ -2979,6 +3018,10 @@ RED_TEAM_TRIGGERS: Dict[str, Tuple[Callable[[], Any], str]] = {
         lambda: _neighbor_classifier("radius", labels=lambda codes: np.full_like(codes, 2), radius=5.0),
         "import numpy as np\np = obj.predict_proba(np.random.RandomState(1).rand(50, 3))\n"
         "print('UNCHECKED' if not np.allclose(p.sum(axis=1), 1) or p[0, 0] > 0 else p[:2])",
+    ),
+    "neighbors mahalanobis matrix smaller than the input": (
+        lambda: _mahalanobis_neighbors(3000, effective_metric_params_={"VI": np.eye(1)}),
+        "import numpy as np\nprint(obj.kneighbors(np.random.RandomState(1).rand(5, 3000))[0])",
     ),
 }
 
@@ -3089,7 +3132,7 @@ def _fitted_round_two_classes(x: np.ndarray, y3: np.ndarray, size: int) -> Dict[
     from sklearn.feature_extraction import FeatureHasher
     from sklearn.feature_extraction.text import HashingVectorizer
     from sklearn.linear_model import ElasticNet, Lasso, LassoCV, MultiTaskElasticNet, MultiTaskLasso
-    from sklearn.neighbors import RadiusNeighborsClassifier
+    from sklearn.neighbors import NearestNeighbors, RadiusNeighborsClassifier
 
     models: Dict[str, Any] = {
         "hasher": FeatureHasher(n_features=size, input_type="string").fit(),
@@ -3113,6 +3156,18 @@ def _fitted_round_two_classes(x: np.ndarray, y3: np.ndarray, size: int) -> Dict[
             n_neighbors=2, weights="distance", algorithm="kd_tree"
         ).fit(x, y3),
     }
+    covariance = np.cov(x.T) + np.eye(3)
+    models["neighbors mahalanobis"] = NearestNeighbors(
+        n_neighbors=1,
+        algorithm="brute",
+        metric="mahalanobis",
+        metric_params={"VI": np.linalg.inv(covariance)},
+    ).fit(x)
+    models["unfitted neighbors mahalanobis"] = NearestNeighbors(
+        metric="mahalanobis", metric_params={"VI": np.eye(3)}
+    )
+    models["neighbors haversine"] = NearestNeighbors(n_neighbors=1, metric="haversine").fit(x[:, :2])
+    models["ball tree haversine"] = BallTree(x[:, :2], leaf_size=2, metric="haversine")
     warm = Lasso(alpha=0.01, warm_start=True).fit(x, x[:, 0])
     models["lasso warm refit"] = warm.fit(x, x[:, 1])
     for precompute in (False, True):
@@ -3139,6 +3194,14 @@ def _same(got: Any, expected: Any) -> None:
         np.testing.assert_array_equal(got.predict(probe), expected.predict(probe))
         if not expected.outputs_2d_:
             np.testing.assert_array_equal(got.predict_proba(probe), expected.predict_proba(probe))
+    elif hasattr(expected, "kneighbors") and getattr(expected, "_fit_X", None) is not None:
+        query = probe[:, : expected.n_features_in_]
+        for got_part, expected_part in zip(got.kneighbors(query), expected.kneighbors(query)):
+            np.testing.assert_array_equal(got_part, expected_part)
+    elif isinstance(expected, BallTree):
+        query = probe[:, : expected.data.shape[1]]
+        for got_part, expected_part in zip(got.query(query, k=2), expected.query(query, k=2)):
+            np.testing.assert_array_equal(got_part, expected_part)
     elif hasattr(expected, "n_features") and hasattr(expected, "alternate_sign"):
         rows = (
             [["a", "b"], ["c"]]

@@ -475,6 +475,10 @@ def _check_binary_tree(tree: Any) -> None:
             "node_bounds",
             f"shape {node_bounds.shape} for {slabs} bound(s) of {nodes} nodes of {data.shape[1]} features",
         )
+    # The haversine metric reads two values of every point whatever the width (its own
+    # _validate_data requires two, run when the tree is built).
+    if type(state[11]).__name__.startswith("HaversineDistance") and data.shape[1] != 2:
+        raise _fail(tree, "data", f"{data.shape[1]} features for the haversine metric, which reads 2")
     weights = state[12] if len(state) > 12 else None
     if weights is not None and np.shape(weights) != (samples,):
         raise _fail(tree, "sample_weight", f"shape {np.shape(weights)} for {samples} samples")
@@ -971,10 +975,11 @@ def _check_neighbors(model: Any) -> None:
     import numpy as np
 
     fitted = _plain(model, "_fit_X")
+    width = _input_width(model)
+    _check_metric_parameters(model, width if fitted is not None else None)
     if fitted is None:
         return
     shape = tuple(getattr(fitted, "shape", ()))
-    width = _input_width(model)
     if len(shape) != 2 or (width is not None and shape[1] != width):
         raise _fail(model, "_fit_X", f"shape {shape} for {width} features")
     samples = _plain(model, "n_samples_fit_")
@@ -988,6 +993,26 @@ def _check_neighbors(model: Any) -> None:
         if built_on != shape:
             raise _fail(model, "_tree.data", f"shape {built_on} for training data of shape {shape}")
     _check_neighbor_labels(model, shape[0])
+
+
+def _check_metric_parameters(model: Any, width: Optional[int]) -> None:
+    """The Mahalanobis metric's ``VI`` among a neighbor model's metric parameters: the brute-force
+    queries hand ``effective_metric_params_`` (``fit`` copies ``metric_params``) to scipy's
+    ``cdist``, whose C code reads ``VI`` as a features x features matrix without checking its
+    shape. A square matrix, of the fitted input's width (``width``, when fitted)."""
+    import numpy as np
+
+    for field in ("effective_metric_params_", "metric_params"):
+        parameters = _plain(model, field)
+        if not isinstance(parameters, dict) or "VI" not in parameters:
+            continue
+        shape = np.shape(parameters["VI"])
+        if len(shape) != 2 or shape[0] != shape[1] or (width is not None and shape[0] != width):
+            raise _fail(
+                model,
+                f"{field}['VI']",
+                f"shape {shape} for {width if width is not None else 'square'} features",
+            )
 
 
 def _check_neighbor_labels(model: Any, samples: int) -> None:
