@@ -1464,6 +1464,32 @@ def b_tree_node_cycle(tmp: Path) -> bytes:
     return joblib_file(Lit(clf))
 
 
+def b_tree_paths_doubling(tmp: Path) -> bytes:
+    """A fitted DecisionTreeRegressor whose 60 nodes form a chain, both children of each the
+    next: every index in bounds and predict follows one path, but the depth-first partial
+    dependence visits all 2**59 paths."""
+    import numpy as np
+    from sklearn.tree import DecisionTreeRegressor
+
+    x = np.random.RandomState(0).rand(2000, 3)
+    model = DecisionTreeRegressor(max_depth=6, random_state=0).fit(x, x[:, 0] + x[:, 1] * x[:, 2])
+    state = model.tree_.__getstate__()
+    nodes = state["nodes"][:60].copy()
+    nodes["left_child"][:59] = nodes["right_child"][:59] = np.arange(1, 60)
+    nodes["feature"][:59] = 1
+    nodes["left_child"][59] = nodes["right_child"][59] = -1
+    state.update(nodes=nodes, node_count=60, max_depth=59, values=state["values"][:60])
+    model.tree_.__setstate__(state)
+    return joblib_file(Lit(model))
+
+
+def u_partial_dependence(obj: Any, tmp: Path) -> Any:
+    import numpy as np
+    from sklearn.inspection import partial_dependence
+
+    return partial_dependence(_model(obj), np.random.RandomState(1).rand(20, 3), [0], method="recursion")
+
+
 def b_csr_indices(tmp: Path) -> bytes:
     """A csr_matrix in a pipeline-like dict whose column index is 10**8: scipy's C++ kernels
     (matvec, toarray) index with it unchecked; unpickling runs no format check."""
@@ -3199,6 +3225,22 @@ CATALOGUE: List[Gadget] = [
         chain="KNeighborsClassifier{algorithm: brute, metric: manhattan, _y: [10**9] * 6, classes_: [0, 1]}; "
         "model.predict(X)",
         shows="SIGSEGV at predict",
+    ),
+    Gadget(
+        "tree_paths_doubling_hangs_partial_dependence",
+        6,
+        "a fitted DecisionTreeRegressor whose 60 nodes each have the next as both children: every index "
+        "in bounds, predict follows one path, partial_dependence visits all 2**59",
+        b_tree_paths_doubling,
+        exhausted,
+        "joblib",
+        (STATE,),
+        use=u_partial_dependence,
+        chain="DecisionTreeRegressor{tree_: nodes[i].left_child = nodes[i].right_child = i + 1}; "
+        "partial_dependence(model, X, [0], method='recursion')",
+        shows="partial_dependence never returns (stopped by the CPU limit)",
+        cpu_seconds=10,
+        wall_seconds=20,
     ),
     Gadget(
         "neighbors_mahalanobis_matrix_smaller_than_input",

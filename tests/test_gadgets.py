@@ -76,10 +76,12 @@ NATIVE_STATE_NOTED = {
     "lasso_warm_start_weights_beyond_input",
     "hashing_vectorizer_without_features",
     "neighbors_mahalanobis_matrix_smaller_than_input",
+    "tree_paths_doubling_hangs_partial_dependence",
 }
 NATIVE_STATE_SCAN = NATIVE_STATE_NOTED - {
     "tree_node_children_out_of_bounds",
     "tree_node_cycle_hangs_predict",
+    "tree_paths_doubling_hangs_partial_dependence",
     "hist_gradient_boosting_node_out_of_bounds",
     "kdtree_indices_out_of_bounds",
     "csr_matrix_indices_out_of_bounds",

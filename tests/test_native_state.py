@@ -278,6 +278,13 @@ BROKEN: Dict[str, Any] = {
         "right_child",
     ),
     "tree without a root": (_rootless_tree, "Tree", "node_count"),
+    # Both children of the root one node: a graph whose paths the partial dependence all visits.
+    "tree node reached twice": (
+        lambda: _tree_with(lambda n: _set(n, "right_child", 0, int(n["left_child"][0]))),
+        "Tree",
+        "right_child",
+    ),
+    "predictor node of two parents": (lambda: _predictor_with("right", 1), "TreePredictor", "right"),
     "tree half leaf": (lambda: _tree_with(lambda n: _set(n, "right_child", 0, -1)), "Tree", "nodes"),
     "tree feature beyond n_features": (
         lambda: _tree_with(lambda n: _set(n, "feature", 0, 99)),
@@ -2717,6 +2724,27 @@ def _haversine_tree_of_one_column() -> Any:
     return tree
 
 
+def _chained_tree(nodes: int = 119) -> DecisionTreeRegressor:
+    """A fitted regression tree whose nodes form a chain of internal nodes each of whose children
+    are both the next: in bounds, every node reached by one path but 2**(depth) paths in all."""
+    from sklearn.tree._tree import Tree
+
+    x = np.random.RandomState(0).rand(2000, 3)
+    model = DecisionTreeRegressor(max_depth=6, random_state=0).fit(x, x[:, 0] + x[:, 1] * x[:, 2])
+    state = model.tree_.__getstate__()
+    records = state["nodes"][:nodes].copy()
+    last = len(records) - 1
+    records["left_child"][:last] = records["right_child"][:last] = np.arange(1, last + 1)
+    records["feature"][:last] = 1
+    records["left_child"][last] = records["right_child"][last] = -1
+    state.update(
+        nodes=records, node_count=len(records), max_depth=last, values=state["values"][: len(records)]
+    )
+    tree = Tree(model.tree_.n_features, np.array(model.tree_.n_classes), model.tree_.n_outputs)
+    tree.__setstate__(state)
+    return _edited(model, tree_=tree)
+
+
 def _two_output_labels(codes: np.ndarray) -> np.ndarray:
     both = np.c_[codes, codes]
     both[3, 1] = 2
@@ -3022,6 +3050,13 @@ RED_TEAM_TRIGGERS: Dict[str, Tuple[Callable[[], Any], str]] = {
     "neighbors mahalanobis matrix smaller than the input": (
         lambda: _mahalanobis_neighbors(3000, effective_metric_params_={"VI": np.eye(1)}),
         "import numpy as np\nprint(obj.kneighbors(np.random.RandomState(1).rand(5, 3000))[0])",
+    ),
+    "tree node reached twice": (
+        _chained_tree,  # 2**118 paths: killed by its CPU limit
+        "import resource, numpy as np\nfrom sklearn.inspection import partial_dependence\n"
+        "resource.setrlimit(resource.RLIMIT_CPU, (5, 5))\n"
+        "partial_dependence(obj, np.random.RandomState(0).rand(20, 3), [0], method='recursion')\n"
+        "print('finished')",
     ),
 }
 

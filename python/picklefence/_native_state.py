@@ -371,8 +371,10 @@ def _check_trees(trees: List[Any]) -> None:
     Tree.__setstate__ checks the node array's dtype and length only; apply()/predict() follow
     ``left_child``/``right_child`` unchecked and read ``X[:, feature]``. Internal nodes must have
     both children in (own index, node_count) (the builders append children after their parent;
-    anything else reads out of bounds or loops forever) and a feature in [0, n_features); leaves
-    have both children -1. decision_path() writes each sample's path into a buffer of
+    anything else reads out of bounds or loops forever) and a feature in [0, n_features); no node
+    the root reaches is reached twice (the depth-first partial dependence and export_text visit
+    every path: a chain of nodes each with the next as both children has 2**depth); leaves have
+    both children -1. decision_path() writes each sample's path into a buffer of
     ``n_samples * (1 + max_depth)`` node ids, unchecked: ``max_depth`` must be at least the depth
     of the nodes (the builders store exactly that) and at most node_count (above, the buffer's
     size can overflow)."""
@@ -502,7 +504,8 @@ _PREDICTOR_FIELDS = ("left", "right", "feature_idx", "is_leaf", "is_categorical"
 
 def _check_tree_predictors(predictors: List[Any], models: List[Tuple[Any, int]]) -> None:
     """HistGradientBoosting ``TreePredictor``: the Cython predictor follows ``left``/``right``
-    and reads ``X[:, feature_idx]`` and the bitsets at ``bitset_idx`` unchecked. Checked in
+    and reads ``X[:, feature_idx]`` and the bitsets at ``bitset_idx`` unchecked; the partial
+    dependence visits every path (no node may be the child of two). Checked in
     Rust, predictor by predictor (``models``: ``(model._predictors, n_features_in_)``, the
     feature bound of the predictors a model holds)."""
     import numpy as np
