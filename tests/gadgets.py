@@ -1773,6 +1773,29 @@ def u_kneighbors_4000(obj: Any, tmp: Path) -> Any:
     return obj.kneighbors(np.random.RandomState(1).rand(3, 4000))
 
 
+def b_hist_gradient_boosting_loss_of_fewer_classes(tmp: Path) -> bytes:
+    """A warm-starting HistGradientBoostingClassifier of three classes whose loss object (the
+    multinomial loss, given as ``loss``) says two: fit uses it as is, and the Cython gradient
+    writes three columns per sample into gradients of two, past their end."""
+    import numpy as np
+    from sklearn._loss.loss import HalfMultinomialLoss
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    x = np.random.RandomState(0).rand(3000, 3)
+    model = HistGradientBoostingClassifier(
+        loss=HalfMultinomialLoss(n_classes=3), max_iter=2, warm_start=True, early_stopping=False
+    ).fit(x, np.arange(3000) % 3)
+    model.loss.n_classes = 2
+    return _recorded(pickle.dumps(model, protocol=2, fix_imports=False))
+
+
+def u_warm_fit_three_classes(obj: Any, tmp: Path) -> Any:
+    import numpy as np
+
+    x = np.random.RandomState(0).rand(3000, 3)
+    return obj.set_params(max_iter=4).fit(x, np.arange(3000) % 3)
+
+
 def b_lasso_warm_start_weights_beyond_input(tmp: Path) -> bytes:
     """A warm-starting Lasso fitted on 3 features whose coef_ holds 1,000,000 weights: a fit
     on sparse data runs the Cython coordinate descent over every weight, reading a column
@@ -3255,6 +3278,20 @@ CATALOGUE: List[Gadget] = [
         chain="NearestNeighbors{algorithm: brute, metric: mahalanobis, "
         "effective_metric_params_: {VI: eye(1)}, _fit_X: (6, 4000)}; model.kneighbors(X)",
         shows="SIGSEGV at kneighbors",
+    ),
+    Gadget(
+        "hist_gradient_boosting_loss_of_fewer_classes",
+        6,
+        "a warm-starting HistGradientBoostingClassifier of 3 classes given a multinomial loss of 2: the "
+        "next fit writes 3 gradient columns per sample into arrays of 2",
+        b_hist_gradient_boosting_loss_of_fewer_classes,
+        crashed,
+        "pickle",
+        (STATE,),
+        use=u_warm_fit_three_classes,
+        chain="HistGradientBoostingClassifier{warm_start: True, loss: HalfMultinomialLoss{n_classes: 2}, "
+        "classes_: [0, 1, 2]}; model.fit(X, y)",
+        shows="heap corruption (glibc abort) at fit",
     ),
     Gadget(
         "lasso_warm_start_weights_beyond_input",

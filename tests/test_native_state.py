@@ -2745,6 +2745,20 @@ def _chained_tree(nodes: int = 119) -> DecisionTreeRegressor:
     return _edited(model, tree_=tree)
 
 
+def _hgb_given_loss(loss_classes: Any, samples: int = 300, **fields: Any) -> Any:
+    """A warm-starting HistGradientBoostingClassifier of three classes fitted with the
+    multinomial loss object given as its ``loss``, then given one of ``loss_classes`` classes."""
+    from sklearn._loss.loss import HalfMultinomialLoss
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    x = np.random.RandomState(0).rand(samples, 3)
+    model = HistGradientBoostingClassifier(
+        loss=HalfMultinomialLoss(n_classes=3), max_iter=2, warm_start=True, early_stopping=False
+    ).fit(x, np.arange(samples) % 3)
+    model.loss.n_classes = loss_classes
+    return _edited(model, **fields)
+
+
 def _two_output_labels(codes: np.ndarray) -> np.ndarray:
     both = np.c_[codes, codes]
     both[3, 1] = 2
@@ -2910,6 +2924,13 @@ RED_TEAM: Dict[str, Tuple[Callable[[], Any], str, str]] = {
         "n_features",
     ),
     "hashing vectorizer features a float": (lambda: _hasher("text", 16.0), "HashingVectorizer", "n_features"),
+    # Around the rule: a zero of another integer type, which Py_ssize_t takes as 0.
+    "feature hasher features a numpy zero": (
+        lambda: _hasher("features", np.int64(0)),
+        "FeatureHasher",
+        "n_features",
+    ),
+    "feature hasher features a bool": (lambda: _hasher("features", False), "FeatureHasher", "n_features"),
     # A warm-started fit hands coef_ to the Cython coordinate descent, one weight per input column.
     "lasso coefficients narrower than its input": (
         lambda: _coordinate_descent(coef_=np.zeros(1)),
@@ -2981,6 +3002,23 @@ RED_TEAM: Dict[str, Tuple[Callable[[], Any], str, str]] = {
         lambda: _mahalanobis_neighbors(fitted=False, metric_params={"VI": np.ones(3)}),
         "NearestNeighbors",
         "metric_params['VI']",
+    ),
+    # A warm-started fit writes a gradient column per class into loss.n_classes columns.
+    "hist gradient boosting multiclass loss of fewer classes": (
+        lambda: _hgb_given_loss(2),
+        "HistGradientBoostingClassifier",
+        "loss.n_classes",
+    ),
+    "hist gradient boosting multiclass loss classes a float": (
+        lambda: _hgb_given_loss(3.0),
+        "HistGradientBoostingClassifier",
+        "loss.n_classes",
+    ),
+    # Around the rule: the stored tree count made to agree with the loss (fit recounts the classes).
+    "hist gradient boosting loss and tree count below the classes": (
+        lambda: _hgb_given_loss(2, n_trees_per_iteration_=2),
+        "HistGradientBoostingClassifier",
+        "loss.n_classes",
     ),
     # The haversine metric reads two values of each point (one past the last of a 1-column tree).
     "ball tree haversine of one column": (_haversine_tree_of_one_column, "BallTree", "data"),
@@ -3057,6 +3095,11 @@ RED_TEAM_TRIGGERS: Dict[str, Tuple[Callable[[], Any], str]] = {
         "resource.setrlimit(resource.RLIMIT_CPU, (5, 5))\n"
         "partial_dependence(obj, np.random.RandomState(0).rand(20, 3), [0], method='recursion')\n"
         "print('finished')",
+    ),
+    "hist gradient boosting multiclass loss of fewer classes": (
+        lambda: _hgb_given_loss(2, samples=3000),
+        "import numpy as np\nx = np.random.RandomState(0).rand(3000, 3)\nobj.set_params(max_iter=4)\n"
+        "obj.fit(x, np.arange(3000) % 3)\nprint('UNCHECKED')",  # glibc: corrupted top size
     ),
 }
 
@@ -3203,6 +3246,17 @@ def _fitted_round_two_classes(x: np.ndarray, y3: np.ndarray, size: int) -> Dict[
     )
     models["neighbors haversine"] = NearestNeighbors(n_neighbors=1, metric="haversine").fit(x[:, :2])
     models["ball tree haversine"] = BallTree(x[:, :2], leaf_size=2, metric="haversine")
+    from sklearn._loss.loss import HalfBinomialLoss, HalfMultinomialLoss
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    given = HistGradientBoostingClassifier(
+        loss=HalfMultinomialLoss(n_classes=3), max_iter=2, warm_start=True, early_stopping=False
+    )
+    models["hist given multinomial loss warm refit"] = given.fit(x, y3).set_params(max_iter=3).fit(x, y3)
+    models["hist given binomial loss"] = HistGradientBoostingClassifier(
+        loss=HalfBinomialLoss(), max_iter=2, early_stopping=False
+    ).fit(x, y3 % 2)
+    models["unfitted hist given loss"] = HistGradientBoostingClassifier(loss=HalfMultinomialLoss(n_classes=4))
     warm = Lasso(alpha=0.01, warm_start=True).fit(x, x[:, 0])
     models["lasso warm refit"] = warm.fit(x, x[:, 1])
     for precompute in (False, True):

@@ -1174,6 +1174,7 @@ def _check_hist_gradient_boosting(model: Any) -> None:
     categorical. (The predictors' own nodes: ``_check_tree_predictors``.)"""
     import numpy as np
 
+    _check_boosting_loss(model)
     predictors, mapper = _plain(model, "_predictors"), _plain(model, "_bin_mapper")
     if predictors is None or mapper is None:
         return
@@ -1219,6 +1220,32 @@ def _check_hist_gradient_boosting(model: Any) -> None:
                     "_bin_mapper.is_categorical_",
                     f"feature {feature} has categorical splits but is not categorical",
                 )
+
+
+def _check_boosting_loss(model: Any) -> None:
+    """A HistGradientBoosting model given a loss object (``loss`` is a ``BaseLoss``, not a name):
+    ``fit`` uses it as is, also to continue a warm start, and the Cython multinomial gradient
+    writes one column per column of the raw predictions (one per class of the training target)
+    into gradients of ``loss.n_classes`` columns, unchecked. A multiclass loss has as many
+    classes as the fitted model predicts (``n_trees_per_iteration_``, ``classes_``)."""
+    loss = _plain(model, "loss")
+    if loss is None or isinstance(loss, str) or not getattr(loss, "is_multiclass", False):
+        return
+    trees = _plain(model, "n_trees_per_iteration_")
+    if trees is None:
+        return  # not fitted: fit's baseline of n_classes columns must broadcast to the target's
+    classes = _plain(model, "classes_")
+    expected = {_width(trees)}
+    if classes is not None:
+        expected.add(len(classes) if len(classes) > 2 else 1)
+    count = getattr(loss, "n_classes", None)
+    if len(expected) != 1 or _width(count) not in expected:
+        raise _fail(
+            model,
+            "loss.n_classes",
+            f"{count!r} for {len(classes) if classes is not None else trees} classes (n_trees_per_iteration_ "
+            f"{trees!r}): a warm-started fit writes a gradient column per class",
+        )
 
 
 def _categorical_splits_fit(predictors: Any, categorical: Any, width: int) -> bool:
