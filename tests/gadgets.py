@@ -3684,6 +3684,14 @@ ROLES_ERA_ALLOWED: FrozenSet[str] = frozenset(
         "sklearn.preprocessing._encoders:OneHotEncoder",
         "scipy.sparse._dia:dia_matrix",
         "sklearn.feature_extraction._dict_vectorizer:DictVectorizer",
+        # Native-state gadgets of the scikit-learn red team, round 2.
+        "sklearn.neighbors._unsupervised:NearestNeighbors",
+        "sklearn.linear_model._coordinate_descent:Lasso",
+        "sklearn.feature_extraction.text:HashingVectorizer",
+        "sklearn._loss._loss:CyHalfMultinomialLoss",
+        "sklearn._loss._loss:__pyx_unpickle_CyHalfMultinomialLoss",
+        "sklearn._loss.link:MultinomialLogit",
+        "sklearn._loss.loss:HalfMultinomialLoss",
     }
 )
 
