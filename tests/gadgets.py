@@ -1464,6 +1464,32 @@ def b_tree_node_cycle(tmp: Path) -> bytes:
     return joblib_file(Lit(clf))
 
 
+def b_tree_paths_doubling(tmp: Path) -> bytes:
+    """A fitted DecisionTreeRegressor whose 60 nodes form a chain, both children of each the
+    next: every index in bounds and predict follows one path, but the depth-first partial
+    dependence visits all 2**59 paths."""
+    import numpy as np
+    from sklearn.tree import DecisionTreeRegressor
+
+    x = np.random.RandomState(0).rand(2000, 3)
+    model = DecisionTreeRegressor(max_depth=6, random_state=0).fit(x, x[:, 0] + x[:, 1] * x[:, 2])
+    state = model.tree_.__getstate__()
+    nodes = state["nodes"][:60].copy()
+    nodes["left_child"][:59] = nodes["right_child"][:59] = np.arange(1, 60)
+    nodes["feature"][:59] = 1
+    nodes["left_child"][59] = nodes["right_child"][59] = -1
+    state.update(nodes=nodes, node_count=60, max_depth=59, values=state["values"][:60])
+    model.tree_.__setstate__(state)
+    return joblib_file(Lit(model))
+
+
+def u_partial_dependence(obj: Any, tmp: Path) -> Any:
+    import numpy as np
+    from sklearn.inspection import partial_dependence
+
+    return partial_dependence(_model(obj), np.random.RandomState(1).rand(20, 3), [0], method="recursion")
+
+
 def b_csr_indices(tmp: Path) -> bytes:
     """A csr_matrix in a pipeline-like dict whose column index is 10**8: scipy's C++ kernels
     (matvec, toarray) index with it unchecked; unpickling runs no format check."""
@@ -1707,6 +1733,102 @@ def b_lil_column_beyond_shape(tmp: Path) -> bytes:
 
 def u_lil_dense(obj: Any, tmp: Path) -> Any:
     return obj["features"].tocsr().toarray()
+
+
+def b_neighbors_class_code_beyond_classes(tmp: Path) -> bytes:
+    """A brute-force KNeighborsClassifier (manhattan metric) of two classes whose training
+    samples' class codes (_y) are all 10**9: predict's class-mode reduction adds each neighbor's
+    vote at class_scores[row, _y[neighbor]], 8 GB past a row of two scores, unchecked."""
+    import numpy as np
+    from sklearn.neighbors import KNeighborsClassifier
+
+    x, y = _fit_data()
+    model = KNeighborsClassifier(n_neighbors=3, algorithm="brute", metric="manhattan").fit(x, y)
+    object.__setattr__(model, "_y", np.full(len(y), 10**9, dtype=np.intp))
+    return _recorded(pickle.dumps(model, protocol=2, fix_imports=False))
+
+
+def u_predict_three_columns(obj: Any, tmp: Path) -> Any:
+    import numpy as np
+
+    return obj.predict(np.random.RandomState(1).rand(20, 3))
+
+
+def b_neighbors_mahalanobis_matrix_smaller_than_input(tmp: Path) -> bytes:
+    """A brute-force NearestNeighbors (Mahalanobis metric) on 4,000 features whose VI is 1 x 1:
+    kneighbors hands it to scipy's cdist, whose C code reads VI as 4,000 x 4,000 unchecked."""
+    import numpy as np
+    from sklearn.neighbors import NearestNeighbors
+
+    model = NearestNeighbors(
+        n_neighbors=2, algorithm="brute", metric="mahalanobis", metric_params={"VI": np.eye(1)}
+    )
+    model.fit(np.random.RandomState(0).rand(6, 4000))
+    return _recorded(pickle.dumps(model, protocol=2, fix_imports=False))
+
+
+def u_kneighbors_4000(obj: Any, tmp: Path) -> Any:
+    import numpy as np
+
+    return obj.kneighbors(np.random.RandomState(1).rand(3, 4000))
+
+
+def b_hist_gradient_boosting_loss_of_fewer_classes(tmp: Path) -> bytes:
+    """A warm-starting HistGradientBoostingClassifier of three classes whose loss object (the
+    multinomial loss, given as ``loss``) says two: fit uses it as is, and the Cython gradient
+    writes three columns per sample into gradients of two, past their end."""
+    import numpy as np
+    from sklearn._loss.loss import HalfMultinomialLoss
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    x = np.random.RandomState(0).rand(3000, 3)
+    model = HistGradientBoostingClassifier(
+        loss=HalfMultinomialLoss(n_classes=3), max_iter=2, warm_start=True, early_stopping=False
+    ).fit(x, np.arange(3000) % 3)
+    model.loss.n_classes = 2
+    return _recorded(pickle.dumps(model, protocol=2, fix_imports=False))
+
+
+def u_warm_fit_three_classes(obj: Any, tmp: Path) -> Any:
+    import numpy as np
+
+    x = np.random.RandomState(0).rand(3000, 3)
+    return obj.set_params(max_iter=4).fit(x, np.arange(3000) % 3)
+
+
+def b_lasso_warm_start_weights_beyond_input(tmp: Path) -> bytes:
+    """A warm-starting Lasso fitted on 3 features whose coef_ holds 1,000,000 weights: a fit
+    on sparse data runs the Cython coordinate descent over every weight, reading a column
+    pointer of the input for each, unchecked."""
+    import numpy as np
+    from sklearn.linear_model import Lasso
+
+    x, _ = _fit_data()
+    model = Lasso(alpha=0.01, warm_start=True).fit(x, x[:, 0])
+    object.__setattr__(model, "coef_", np.zeros(1_000_000))
+    return joblib_file(Lit(model))
+
+
+def u_fit_sparse_three_columns(obj: Any, tmp: Path) -> Any:
+    import numpy as np
+    import scipy.sparse as sp
+
+    x = np.random.RandomState(1).rand(30, 3)
+    return _model(obj).fit(sp.csc_matrix(x), x[:, 0])
+
+
+def b_hashing_vectorizer_without_features(tmp: Path) -> bytes:
+    """A HashingVectorizer with n_features 0: transform does not validate its parameters and
+    the Cython hashing takes each token's hash modulo 0 (SIGFPE)."""
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    vectorizer = HashingVectorizer()
+    vectorizer.n_features = 0
+    return _recorded(pickle.dumps(vectorizer, protocol=2, fix_imports=False))
+
+
+def u_transform_text(obj: Any, tmp: Path) -> Any:
+    return obj.transform(["the cat sat"])
 
 
 def b_dataframe_block_placement(tmp: Path) -> bytes:
@@ -3114,6 +3236,90 @@ CATALOGUE: List[Gadget] = [
         shows="predictions summed from other rows' trees (writes past each row), or SIGSEGV",
     ),
     Gadget(
+        "neighbors_class_code_beyond_classes",
+        6,
+        "a brute-force KNeighborsClassifier of two classes whose class codes _y are 10**9: predict's "
+        "class-mode reduction adds each vote at class_scores[row, _y[neighbor]], unchecked",
+        b_neighbors_class_code_beyond_classes,
+        crashed,
+        "pickle",
+        (STATE,),
+        use=u_predict_three_columns,
+        chain="KNeighborsClassifier{algorithm: brute, metric: manhattan, _y: [10**9] * 6, classes_: [0, 1]}; "
+        "model.predict(X)",
+        shows="SIGSEGV at predict",
+    ),
+    Gadget(
+        "tree_paths_doubling_hangs_partial_dependence",
+        6,
+        "a fitted DecisionTreeRegressor whose 60 nodes each have the next as both children: every index "
+        "in bounds, predict follows one path, partial_dependence visits all 2**59",
+        b_tree_paths_doubling,
+        exhausted,
+        "joblib",
+        (STATE,),
+        use=u_partial_dependence,
+        chain="DecisionTreeRegressor{tree_: nodes[i].left_child = nodes[i].right_child = i + 1}; "
+        "partial_dependence(model, X, [0], method='recursion')",
+        shows="partial_dependence never returns (stopped by the CPU limit)",
+        cpu_seconds=10,
+        wall_seconds=20,
+    ),
+    Gadget(
+        "neighbors_mahalanobis_matrix_smaller_than_input",
+        6,
+        "a brute-force Mahalanobis NearestNeighbors on 4,000 features whose VI is 1 x 1: kneighbors hands it "
+        "to scipy's cdist, which reads it as 4,000 x 4,000",
+        b_neighbors_mahalanobis_matrix_smaller_than_input,
+        crashed,
+        "pickle",
+        (STATE,),
+        use=u_kneighbors_4000,
+        chain="NearestNeighbors{algorithm: brute, metric: mahalanobis, "
+        "effective_metric_params_: {VI: eye(1)}, _fit_X: (6, 4000)}; model.kneighbors(X)",
+        shows="SIGSEGV at kneighbors",
+    ),
+    Gadget(
+        "hist_gradient_boosting_loss_of_fewer_classes",
+        6,
+        "a warm-starting HistGradientBoostingClassifier of 3 classes given a multinomial loss of 2: the "
+        "next fit writes 3 gradient columns per sample into arrays of 2",
+        b_hist_gradient_boosting_loss_of_fewer_classes,
+        crashed,
+        "pickle",
+        (STATE,),
+        use=u_warm_fit_three_classes,
+        chain="HistGradientBoostingClassifier{warm_start: True, loss: HalfMultinomialLoss{n_classes: 2}, "
+        "classes_: [0, 1, 2]}; model.fit(X, y)",
+        shows="heap corruption (glibc abort) at fit",
+    ),
+    Gadget(
+        "lasso_warm_start_weights_beyond_input",
+        6,
+        "a warm-starting Lasso fitted on 3 features whose coef_ holds 1,000,000 weights: fit on sparse data "
+        "reads a column pointer of the input per weight in the Cython coordinate descent",
+        b_lasso_warm_start_weights_beyond_input,
+        crashed,
+        "joblib",
+        (STATE,),
+        use=u_fit_sparse_three_columns,
+        chain="Lasso{warm_start: True, coef_: float64[1000000], n_features_in_: 3}; "
+        "model.fit(csc X of 3 columns)",
+        shows="SIGSEGV at fit",
+    ),
+    Gadget(
+        "hashing_vectorizer_without_features",
+        6,
+        "a HashingVectorizer with n_features 0: transform takes each hash modulo 0 in the Cython hashing",
+        b_hashing_vectorizer_without_features,
+        crashed,
+        "pickle",
+        (STATE,),
+        use=u_transform_text,
+        chain="HashingVectorizer{n_features: 0}; vectorizer.transform(texts)",
+        shows="SIGFPE at transform",
+    ),
+    Gadget(
         "dict_vectorizer_column_beyond_vocabulary",
         6,
         "a DictVectorizer whose vocabulary_ sends a feature to column 2,000,000,000: transform writes there "
@@ -3478,6 +3684,14 @@ ROLES_ERA_ALLOWED: FrozenSet[str] = frozenset(
         "sklearn.preprocessing._encoders:OneHotEncoder",
         "scipy.sparse._dia:dia_matrix",
         "sklearn.feature_extraction._dict_vectorizer:DictVectorizer",
+        # Native-state gadgets of the scikit-learn red team, round 2.
+        "sklearn.neighbors._unsupervised:NearestNeighbors",
+        "sklearn.linear_model._coordinate_descent:Lasso",
+        "sklearn.feature_extraction.text:HashingVectorizer",
+        "sklearn._loss._loss:CyHalfMultinomialLoss",
+        "sklearn._loss._loss:__pyx_unpickle_CyHalfMultinomialLoss",
+        "sklearn._loss.link:MultinomialLogit",
+        "sklearn._loss.loss:HalfMultinomialLoss",
     }
 )
 

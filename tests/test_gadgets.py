@@ -72,10 +72,17 @@ NATIVE_STATE_NOTED = {
     "lil_column_beyond_shape",
     "series_index_longer_than_values",
     "boosting_stage_wider_than_predictions",
+    "neighbors_class_code_beyond_classes",
+    "lasso_warm_start_weights_beyond_input",
+    "hashing_vectorizer_without_features",
+    "neighbors_mahalanobis_matrix_smaller_than_input",
+    "tree_paths_doubling_hangs_partial_dependence",
+    "hist_gradient_boosting_loss_of_fewer_classes",
 }
 NATIVE_STATE_SCAN = NATIVE_STATE_NOTED - {
     "tree_node_children_out_of_bounds",
     "tree_node_cycle_hangs_predict",
+    "tree_paths_doubling_hangs_partial_dependence",
     "hist_gradient_boosting_node_out_of_bounds",
     "kdtree_indices_out_of_bounds",
     "csr_matrix_indices_out_of_bounds",

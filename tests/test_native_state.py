@@ -278,6 +278,13 @@ BROKEN: Dict[str, Any] = {
         "right_child",
     ),
     "tree without a root": (_rootless_tree, "Tree", "node_count"),
+    # Both children of the root one node: a graph whose paths the partial dependence all visits.
+    "tree node reached twice": (
+        lambda: _tree_with(lambda n: _set(n, "right_child", 0, int(n["left_child"][0]))),
+        "Tree",
+        "right_child",
+    ),
+    "predictor node of two parents": (lambda: _predictor_with("right", 1), "TreePredictor", "right"),
     "tree half leaf": (lambda: _tree_with(lambda n: _set(n, "right_child", 0, -1)), "Tree", "nodes"),
     "tree feature beyond n_features": (
         lambda: _tree_with(lambda n: _set(n, "feature", 0, 99)),
@@ -2662,6 +2669,102 @@ def _swapped_linkage_fields(tree: np.ndarray) -> np.ndarray:
     return tree.view(swapped)
 
 
+def _hasher(kind: str, n_features: Any) -> Any:
+    """A FeatureHasher or HashingVectorizer (stateless: what fit checks, transform does not)."""
+    from sklearn.feature_extraction import FeatureHasher
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    hasher = FeatureHasher(n_features=16, input_type="string") if kind == "features" else HashingVectorizer()
+    return _edited(hasher.fit([["a"]] if kind == "features" else ["a"]), n_features=n_features)
+
+
+def _coordinate_descent(kind: str = "lasso", **fields: Any) -> Any:
+    """A warm-starting Lasso, ElasticNet or MultiTaskLasso fitted on three features."""
+    from sklearn.linear_model import ElasticNet, Lasso, MultiTaskLasso
+
+    x = np.random.RandomState(0).rand(30, 3)
+    if kind == "multitask":
+        model = MultiTaskLasso(alpha=0.01, warm_start=True).fit(x, x[:, :2])
+    else:
+        model = (ElasticNet if kind == "enet" else Lasso)(alpha=0.01, warm_start=True).fit(x, x[:, 0])
+    return _edited(model, **fields)
+
+
+def _neighbor_classifier(kind: str = "k", labels: Any = None, **fields: Any) -> Any:
+    """A brute-force, manhattan-metric neighbor classifier (predict_proba takes the Cython
+    class-mode reduction) of 60 samples and two classes, its codes ``labels`` (an edit of them)."""
+    from sklearn.neighbors import RadiusNeighborsClassifier
+
+    x = np.random.RandomState(0).rand(60, 3)
+    cls = KNeighborsClassifier if kind == "k" else RadiusNeighborsClassifier
+    model = cls(algorithm="brute", metric="manhattan").fit(x, (x[:, 0] > 0.5).astype(int))
+    if labels is not None:
+        fields["_y"] = labels(model._y.copy())
+    return _edited(model, **fields)
+
+
+def _mahalanobis_neighbors(features: int = 3, fitted: bool = True, **fields: Any) -> Any:
+    """A brute-force NearestNeighbors with the Mahalanobis metric (queries go to scipy's cdist)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    model = NearestNeighbors(
+        n_neighbors=3, algorithm="brute", metric="mahalanobis", metric_params={"VI": np.eye(features)}
+    )
+    if fitted:
+        model.fit(np.random.RandomState(0).rand(20, features))
+    return _edited(model, **fields)
+
+
+def _haversine_tree_of_one_column() -> Any:
+    """A haversine BallTree whose data and centroids are cut to one column."""
+    state = list(BallTree(np.random.RandomState(0).rand(50, 2), metric="haversine").__getstate__())
+    state[0], state[3] = state[0][:, :1].copy(), state[3][:, :, :1].copy()
+    tree = BallTree.__new__(BallTree)
+    tree.__setstate__(tuple(state))
+    return tree
+
+
+def _chained_tree(nodes: int = 119) -> DecisionTreeRegressor:
+    """A fitted regression tree whose nodes form a chain of internal nodes each of whose children
+    are both the next: in bounds, every node reached by one path but 2**(depth) paths in all."""
+    from sklearn.tree._tree import Tree
+
+    x = np.random.RandomState(0).rand(2000, 3)
+    model = DecisionTreeRegressor(max_depth=6, random_state=0).fit(x, x[:, 0] + x[:, 1] * x[:, 2])
+    state = model.tree_.__getstate__()
+    records = state["nodes"][:nodes].copy()
+    last = len(records) - 1
+    records["left_child"][:last] = records["right_child"][:last] = np.arange(1, last + 1)
+    records["feature"][:last] = 1
+    records["left_child"][last] = records["right_child"][last] = -1
+    state.update(
+        nodes=records, node_count=len(records), max_depth=last, values=state["values"][: len(records)]
+    )
+    tree = Tree(model.tree_.n_features, np.array(model.tree_.n_classes), model.tree_.n_outputs)
+    tree.__setstate__(state)
+    return _edited(model, tree_=tree)
+
+
+def _hgb_given_loss(loss_classes: Any, samples: int = 300, **fields: Any) -> Any:
+    """A warm-starting HistGradientBoostingClassifier of three classes fitted with the
+    multinomial loss object given as its ``loss``, then given one of ``loss_classes`` classes."""
+    from sklearn._loss.loss import HalfMultinomialLoss
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    x = np.random.RandomState(0).rand(samples, 3)
+    model = HistGradientBoostingClassifier(
+        loss=HalfMultinomialLoss(n_classes=3), max_iter=2, warm_start=True, early_stopping=False
+    ).fit(x, np.arange(samples) % 3)
+    model.loss.n_classes = loss_classes
+    return _edited(model, **fields)
+
+
+def _two_output_labels(codes: np.ndarray) -> np.ndarray:
+    both = np.c_[codes, codes]
+    both[3, 1] = 2
+    return both
+
+
 RED_TEAM: Dict[str, Tuple[Callable[[], Any], str, str]] = {
     "multilabel column far beyond": (
         lambda: _mlb(_cached_dict={"a": 10**8, "b": 1, "c": 2}),
@@ -2810,6 +2913,115 @@ RED_TEAM: Dict[str, Tuple[Callable[[], Any], str, str]] = {
         "OneHotEncoder",
         "categories_[0]",
     ),
+    # Red team round 2 (scikit-learn): HashingVectorizer/FeatureHasher.transform run the Cython
+    # hashing with n_features unvalidated (0: SIGFPE).
+    "feature hasher without features": (lambda: _hasher("features", 0), "FeatureHasher", "n_features"),
+    "hashing vectorizer without features": (lambda: _hasher("text", 0), "HashingVectorizer", "n_features"),
+    "hashing vectorizer negative features": (lambda: _hasher("text", -5), "HashingVectorizer", "n_features"),
+    "hashing vectorizer features beyond int32": (
+        lambda: _hasher("text", 2**31),
+        "HashingVectorizer",
+        "n_features",
+    ),
+    "hashing vectorizer features a float": (lambda: _hasher("text", 16.0), "HashingVectorizer", "n_features"),
+    # Around the rule: a zero of another integer type, which Py_ssize_t takes as 0.
+    "feature hasher features a numpy zero": (
+        lambda: _hasher("features", np.int64(0)),
+        "FeatureHasher",
+        "n_features",
+    ),
+    "feature hasher features a bool": (lambda: _hasher("features", False), "FeatureHasher", "n_features"),
+    # A warm-started fit hands coef_ to the Cython coordinate descent, one weight per input column.
+    "lasso coefficients narrower than its input": (
+        lambda: _coordinate_descent(coef_=np.zeros(1)),
+        "Lasso",
+        "coef_",
+    ),
+    "elastic net coefficients wider than its input": (
+        lambda: _coordinate_descent("enet", coef_=np.zeros(100_000)),
+        "ElasticNet",
+        "coef_",
+    ),
+    "multitask lasso coefficients wider than its input": (
+        lambda: _coordinate_descent("multitask", coef_=np.zeros((2, 7))),
+        "MultiTaskLasso",
+        "coef_",
+    ),
+    "lasso coefficients a list": (lambda: _coordinate_descent(coef_=[0.0, 0.0, 0.0]), "Lasso", "coef_"),
+    "lasso without an input width": (
+        lambda: (lambda m: (m.__dict__.pop("n_features_in_"), m)[1])(_coordinate_descent(coef_=np.zeros(1))),
+        "Lasso",
+        "n_features_in_",
+    ),
+    # The class-mode reductions add each neighbor's vote at class_scores[row, _y[neighbor]].
+    "neighbors class code far beyond": (
+        lambda: _neighbor_classifier(labels=lambda codes: np.full_like(codes, 10**9)),
+        "KNeighborsClassifier",
+        "_y",
+    ),
+    "neighbors class code negative": (
+        lambda: _neighbor_classifier(labels=lambda codes: _with_item(codes, 5, -1)),
+        "KNeighborsClassifier",
+        "_y",
+    ),
+    "radius neighbors class code just beyond": (
+        lambda: _neighbor_classifier("radius", labels=lambda codes: _with_item(codes, 0, 2)),
+        "RadiusNeighborsClassifier",
+        "_y",
+    ),
+    # Y_labels[neighbor] for a neighbor past the codes reads beyond them.
+    "neighbors fewer codes than samples": (
+        lambda: _neighbor_classifier(labels=lambda codes: codes[:1]),
+        "KNeighborsClassifier",
+        "_y",
+    ),
+    "neighbors class codes not integers": (
+        lambda: _neighbor_classifier(labels=lambda codes: codes.astype(float)),
+        "KNeighborsClassifier",
+        "_y",
+    ),
+    "neighbors multi-output class code beyond": (
+        lambda: _neighbor_classifier(
+            labels=_two_output_labels, classes_=[np.array([0, 1])] * 2, outputs_2d_=True
+        ),
+        "KNeighborsClassifier",
+        "_y[:, 1]",
+    ),
+    # scipy's cdist reads the Mahalanobis VI as features x features, unchecked.
+    "neighbors mahalanobis matrix smaller than the input": (
+        lambda: _mahalanobis_neighbors(effective_metric_params_={"VI": np.eye(1)}),
+        "NearestNeighbors",
+        "effective_metric_params_['VI']",
+    ),
+    "neighbors mahalanobis parameter not square": (
+        lambda: _mahalanobis_neighbors(metric_params={"VI": np.ones((3, 2))}),
+        "NearestNeighbors",
+        "metric_params['VI']",
+    ),
+    "unfitted neighbors mahalanobis parameter a vector": (
+        lambda: _mahalanobis_neighbors(fitted=False, metric_params={"VI": np.ones(3)}),
+        "NearestNeighbors",
+        "metric_params['VI']",
+    ),
+    # A warm-started fit writes a gradient column per class into loss.n_classes columns.
+    "hist gradient boosting multiclass loss of fewer classes": (
+        lambda: _hgb_given_loss(2),
+        "HistGradientBoostingClassifier",
+        "loss.n_classes",
+    ),
+    "hist gradient boosting multiclass loss classes a float": (
+        lambda: _hgb_given_loss(3.0),
+        "HistGradientBoostingClassifier",
+        "loss.n_classes",
+    ),
+    # Around the rule: the stored tree count made to agree with the loss (fit recounts the classes).
+    "hist gradient boosting loss and tree count below the classes": (
+        lambda: _hgb_given_loss(2, n_trees_per_iteration_=2),
+        "HistGradientBoostingClassifier",
+        "loss.n_classes",
+    ),
+    # The haversine metric reads two values of each point (one past the last of a 1-column tree).
+    "ball tree haversine of one column": (_haversine_tree_of_one_column, "BallTree", "data"),
 }
 
 
@@ -2853,6 +3065,41 @@ RED_TEAM_TRIGGERS: Dict[str, Tuple[Callable[[], Any], str]] = {
         lambda: _edited(_one_hot([np.array([5.0, 1.0])]), sparse_output=True),
         "import numpy as np\ny = obj.transform(np.array([[5.0]]))\n"
         "print('UNCHECKED' if y.indices.max() >= y.shape[1] else y.indices)",
+    ),
+    "feature hasher without features": (
+        lambda: _hasher("features", 0),
+        "print(obj.transform([['a', 'b']]))",  # C modulo by zero: SIGFPE
+    ),
+    "lasso coefficients wider than its input": (
+        lambda: _coordinate_descent(coef_=np.zeros(100_000)),
+        "import numpy as np, scipy.sparse as sp\nx = np.random.RandomState(0).rand(30, 3)\n"
+        "obj.fit(sp.csc_matrix(x), x[:, 0])\nprint('UNCHECKED')",  # a column pointer per weight
+    ),
+    "neighbors class code far beyond": (
+        lambda: _neighbor_classifier(labels=lambda codes: np.full_like(codes, 10**9)),
+        "import numpy as np\nprint(obj.predict_proba(np.random.RandomState(1).rand(50, 3)).sum())",
+    ),
+    "radius neighbors class code just beyond": (
+        # One vote a row past each sample's scores: heap corruption, or another row's count.
+        lambda: _neighbor_classifier("radius", labels=lambda codes: np.full_like(codes, 2), radius=5.0),
+        "import numpy as np\np = obj.predict_proba(np.random.RandomState(1).rand(50, 3))\n"
+        "print('UNCHECKED' if not np.allclose(p.sum(axis=1), 1) or p[0, 0] > 0 else p[:2])",
+    ),
+    "neighbors mahalanobis matrix smaller than the input": (
+        lambda: _mahalanobis_neighbors(3000, effective_metric_params_={"VI": np.eye(1)}),
+        "import numpy as np\nprint(obj.kneighbors(np.random.RandomState(1).rand(5, 3000))[0])",
+    ),
+    "tree node reached twice": (
+        _chained_tree,  # 2**118 paths: killed by its CPU limit
+        "import resource, numpy as np\nfrom sklearn.inspection import partial_dependence\n"
+        "resource.setrlimit(resource.RLIMIT_CPU, (5, 5))\n"
+        "partial_dependence(obj, np.random.RandomState(0).rand(20, 3), [0], method='recursion')\n"
+        "print('finished')",
+    ),
+    "hist gradient boosting multiclass loss of fewer classes": (
+        lambda: _hgb_given_loss(2, samples=3000),
+        "import numpy as np\nx = np.random.RandomState(0).rand(3000, 3)\nobj.set_params(max_iter=4)\n"
+        "obj.fit(x, np.arange(3000) % 3)\nprint('UNCHECKED')",  # glibc: corrupted top size
     ),
 }
 
@@ -2936,6 +3183,7 @@ def _fitted_red_team_classes(size: int) -> Dict[str, Any]:
         models[f"one hot strings {options}"] = OneHotEncoder(**options).fit(
             np.array(list("bca") * 4)[:, None]
         )
+    models.update(_fitted_round_two_classes(x, y3, size))
     state = np.random.RandomState(size)
     state.rand(size)
     mt = np.random.Generator(np.random.MT19937(size))
@@ -2956,6 +3204,70 @@ def _fitted_red_team_classes(size: int) -> Dict[str, Any]:
     return models
 
 
+def _fitted_round_two_classes(x: np.ndarray, y3: np.ndarray, size: int) -> Dict[str, Any]:
+    """The classes of the second red team round (hashing, coordinate descent, neighbor
+    classifiers) as fit, warm-started fits and their parameters leave them."""
+    from sklearn.feature_extraction import FeatureHasher
+    from sklearn.feature_extraction.text import HashingVectorizer
+    from sklearn.linear_model import ElasticNet, Lasso, LassoCV, MultiTaskElasticNet, MultiTaskLasso
+    from sklearn.neighbors import NearestNeighbors, RadiusNeighborsClassifier
+
+    models: Dict[str, Any] = {
+        "hasher": FeatureHasher(n_features=size, input_type="string").fit(),
+        "hasher widest": FeatureHasher(n_features=2**31 - 1, input_type="string"),
+        "hashing vectorizer": HashingVectorizer(n_features=size),
+        "hashing vectorizer numpy width": HashingVectorizer(n_features=np.int64(size)).fit(["a b"]),
+        "unfitted lasso": Lasso(),
+        "lasso cv": LassoCV(cv=3).fit(x, x[:, 0]),
+        "multitask lasso": MultiTaskLasso(alpha=0.01).fit(x, x[:, :2]),
+        "multitask elastic net warm": MultiTaskElasticNet(alpha=0.01, warm_start=True).fit(x, x[:, 1:]),
+        "elastic net two targets": ElasticNet(alpha=0.01).fit(x, x[:, :2]),
+        "lasso sparse": Lasso(alpha=0.01).fit(sp.csc_matrix(x), x[:, 0]),
+        "radius neighbors outliers": RadiusNeighborsClassifier(
+            radius=0.3, outlier_label="most_frequent", algorithm="brute", metric="manhattan"
+        ).fit(x, y3),
+        "neighbors strings": KNeighborsClassifier(n_neighbors=1, metric="chebyshev").fit(
+            x, np.array(["b", "a", "c"])[y3]
+        ),
+        "neighbors two outputs": KNeighborsClassifier(n_neighbors=1).fit(x, np.c_[y3, y3 % 2]),
+        "neighbors distance": KNeighborsClassifier(
+            n_neighbors=2, weights="distance", algorithm="kd_tree"
+        ).fit(x, y3),
+    }
+    covariance = np.cov(x.T) + np.eye(3)
+    models["neighbors mahalanobis"] = NearestNeighbors(
+        n_neighbors=1,
+        algorithm="brute",
+        metric="mahalanobis",
+        metric_params={"VI": np.linalg.inv(covariance)},
+    ).fit(x)
+    models["unfitted neighbors mahalanobis"] = NearestNeighbors(
+        metric="mahalanobis", metric_params={"VI": np.eye(3)}
+    )
+    models["neighbors haversine"] = NearestNeighbors(n_neighbors=1, metric="haversine").fit(x[:, :2])
+    models["ball tree haversine"] = BallTree(x[:, :2], leaf_size=2, metric="haversine")
+    from sklearn._loss.loss import HalfBinomialLoss, HalfMultinomialLoss
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    given = HistGradientBoostingClassifier(
+        loss=HalfMultinomialLoss(n_classes=3), max_iter=2, warm_start=True, early_stopping=False
+    )
+    models["hist given multinomial loss warm refit"] = given.fit(x, y3).set_params(max_iter=3).fit(x, y3)
+    models["hist given binomial loss"] = HistGradientBoostingClassifier(
+        loss=HalfBinomialLoss(), max_iter=2, early_stopping=False
+    ).fit(x, y3 % 2)
+    models["unfitted hist given loss"] = HistGradientBoostingClassifier(loss=HalfMultinomialLoss(n_classes=4))
+    warm = Lasso(alpha=0.01, warm_start=True).fit(x, x[:, 0])
+    models["lasso warm refit"] = warm.fit(x, x[:, 1])
+    for precompute in (False, True):
+        models[f"elastic net {precompute}"] = ElasticNet(alpha=0.01, precompute=precompute).fit(x, x[:, 2])
+    for algorithm in ("brute", "ball_tree"):
+        models[f"neighbors {algorithm}"] = KNeighborsClassifier(
+            n_neighbors=min(3, len(x)), algorithm=algorithm, metric="manhattan"
+        ).fit(x, y3)
+    return models
+
+
 def _same(got: Any, expected: Any) -> None:
     """Loaded and original behave alike (what each class does with its checked state)."""
     probe = np.random.RandomState(7).rand(5, 3)
@@ -2967,6 +3279,26 @@ def _same(got: Any, expected: Any) -> None:
     elif isinstance(expected, OneHotEncoder):
         rows = np.array([[c[0] for c in expected.categories_]], dtype=object)
         assert (got.transform(rows) != expected.transform(rows)).sum() == 0
+    elif hasattr(expected, "_y") and hasattr(expected, "classes_"):
+        np.testing.assert_array_equal(got.predict(probe), expected.predict(probe))
+        if not expected.outputs_2d_:
+            np.testing.assert_array_equal(got.predict_proba(probe), expected.predict_proba(probe))
+    elif hasattr(expected, "kneighbors") and getattr(expected, "_fit_X", None) is not None:
+        query = probe[:, : expected.n_features_in_]
+        for got_part, expected_part in zip(got.kneighbors(query), expected.kneighbors(query)):
+            np.testing.assert_array_equal(got_part, expected_part)
+    elif isinstance(expected, BallTree):
+        query = probe[:, : expected.data.shape[1]]
+        for got_part, expected_part in zip(got.query(query, k=2), expected.query(query, k=2)):
+            np.testing.assert_array_equal(got_part, expected_part)
+    elif hasattr(expected, "n_features") and hasattr(expected, "alternate_sign"):
+        rows = (
+            [["a", "b"], ["c"]]
+            if hasattr(expected, "input_type") and expected.input_type == "string"
+            else None
+        )
+        sample = rows if rows is not None else ["a b", "c"]
+        assert (got.transform(sample) != expected.transform(sample)).nnz == 0
     elif hasattr(expected, "coef_") and expected.coef_ is not None:
         decide = "decision_function" if hasattr(expected, "decision_function") else "predict"
         np.testing.assert_array_equal(getattr(got, decide)(probe), getattr(expected, decide)(probe))

@@ -48,6 +48,8 @@ WALKED_MODULES: Tuple[str, ...] = (
     "sklearn.linear_model._perceptron",
     "sklearn.linear_model._passive_aggressive",
     "sklearn.cluster._hdbscan",
+    "sklearn.feature_extraction._hash",
+    "sklearn.linear_model._coordinate_descent",
     "torch.nn.modules.rnn",
 )
 # Classes whose import makes a load's result walked, in modules whose other names do not: NumPy's
@@ -372,8 +374,10 @@ def _check_trees(trees: List[Any]) -> None:
     Tree.__setstate__ checks the node array's dtype and length only; apply()/predict() follow
     ``left_child``/``right_child`` unchecked and read ``X[:, feature]``. Internal nodes must have
     both children in (own index, node_count) (the builders append children after their parent;
-    anything else reads out of bounds or loops forever) and a feature in [0, n_features); leaves
-    have both children -1. decision_path() writes each sample's path into a buffer of
+    anything else reads out of bounds or loops forever) and a feature in [0, n_features); no node
+    the root reaches is reached twice (the depth-first partial dependence and export_text visit
+    every path: a chain of nodes each with the next as both children has 2**depth); leaves have
+    both children -1. decision_path() writes each sample's path into a buffer of
     ``n_samples * (1 + max_depth)`` node ids, unchecked: ``max_depth`` must be at least the depth
     of the nodes (the builders store exactly that) and at most node_count (above, the buffer's
     size can overflow)."""
@@ -476,6 +480,10 @@ def _check_binary_tree(tree: Any) -> None:
             "node_bounds",
             f"shape {node_bounds.shape} for {slabs} bound(s) of {nodes} nodes of {data.shape[1]} features",
         )
+    # The haversine metric reads two values of every point whatever the width (its own
+    # _validate_data requires two, run when the tree is built).
+    if type(state[11]).__name__.startswith("HaversineDistance") and data.shape[1] != 2:
+        raise _fail(tree, "data", f"{data.shape[1]} features for the haversine metric, which reads 2")
     weights = state[12] if len(state) > 12 else None
     if weights is not None and np.shape(weights) != (samples,):
         raise _fail(tree, "sample_weight", f"shape {np.shape(weights)} for {samples} samples")
@@ -499,7 +507,8 @@ _PREDICTOR_FIELDS = ("left", "right", "feature_idx", "is_leaf", "is_categorical"
 
 def _check_tree_predictors(predictors: List[Any], models: List[Tuple[Any, int]]) -> None:
     """HistGradientBoosting ``TreePredictor``: the Cython predictor follows ``left``/``right``
-    and reads ``X[:, feature_idx]`` and the bitsets at ``bitset_idx`` unchecked. Checked in
+    and reads ``X[:, feature_idx]`` and the bitsets at ``bitset_idx`` unchecked; the partial
+    dependence visits every path (no node may be the child of two). Checked in
     Rust, predictor by predictor (``models``: ``(model._predictors, n_features_in_)``, the
     feature bound of the predictors a model holds)."""
     import numpy as np
@@ -984,10 +993,11 @@ def _check_neighbors(model: Any) -> None:
     import numpy as np
 
     fitted = _plain(model, "_fit_X")
+    width = _input_width(model)
+    _check_metric_parameters(model, width if fitted is not None else None)
     if fitted is None:
         return
     shape = tuple(getattr(fitted, "shape", ()))
-    width = _input_width(model)
     if len(shape) != 2 or (width is not None and shape[1] != width):
         raise _fail(model, "_fit_X", f"shape {shape} for {width} features")
     samples = _plain(model, "n_samples_fit_")
@@ -1000,6 +1010,55 @@ def _check_neighbors(model: Any) -> None:
         built_on = tuple(np.shape(tree.__getstate__()[0]))
         if built_on != shape:
             raise _fail(model, "_tree.data", f"shape {built_on} for training data of shape {shape}")
+    _check_neighbor_labels(model, shape[0])
+
+
+def _check_metric_parameters(model: Any, width: Optional[int]) -> None:
+    """The Mahalanobis metric's ``VI`` among a neighbor model's metric parameters: the brute-force
+    queries hand ``effective_metric_params_`` (``fit`` copies ``metric_params``) to scipy's
+    ``cdist``, whose C code reads ``VI`` as a features x features matrix without checking its
+    shape. A square matrix, of the fitted input's width (``width``, when fitted)."""
+    import numpy as np
+
+    for field in ("effective_metric_params_", "metric_params"):
+        parameters = _plain(model, field)
+        if not isinstance(parameters, dict) or "VI" not in parameters:
+            continue
+        shape = np.shape(parameters["VI"])
+        if len(shape) != 2 or shape[0] != shape[1] or (width is not None and shape[0] != width):
+            raise _fail(
+                model,
+                f"{field}['VI']",
+                f"shape {shape} for {width if width is not None else 'square'} features",
+            )
+
+
+def _check_neighbor_labels(model: Any, samples: int) -> None:
+    """Nearest-neighbor classifiers: the brute-force class-mode reductions (uniform weights, a
+    metric other than euclidean) add each neighbor's vote at ``class_scores[row, _y[neighbor]]``,
+    a row of ``len(classes_)`` scores, unchecked: ``_y`` holds a code per training sample, in
+    [0, len(classes_)) (``fit`` makes it with ``np.unique(y, return_inverse=True)``). Multi-output
+    codes (a column per output) are read by NumPy's checked indexing, and checked the same way."""
+    import numpy as np
+
+    labels, classes = _plain(model, "_y"), _plain(model, "classes_")
+    if labels is None or classes is None:
+        return  # a regressor's targets, or not fitted: predict raises before the reduction
+    if not isinstance(labels, np.ndarray) or labels.ndim not in (1, 2) or labels.dtype.kind not in "iu":
+        raise _fail(model, "_y", f"{getattr(labels, 'dtype', type(labels).__name__)} is not class codes")
+    if labels.shape[0] != samples:
+        raise _fail(model, "_y", f"{labels.shape[0]} codes for {samples} training samples")
+    if labels.ndim == 1:
+        error = _range_error(model, "_y", labels, 0, len(classes), "the classes")
+        if error is not None:
+            raise error
+        return
+    if not isinstance(classes, list) or len(classes) != labels.shape[1]:
+        raise _fail(model, "classes_", f"not a list of classes for each of the {labels.shape[1]} outputs")
+    for output, known in enumerate(classes):
+        error = _range_error(model, f"_y[:, {output}]", labels[:, output], 0, len(known), "the classes")
+        if error is not None:
+            raise error
 
 
 def _check_sgd(model: Any) -> None:
@@ -1034,6 +1093,50 @@ def _check_sgd(model: Any) -> None:
                 name,
                 f"shape {shape} for {width} features (coef_ of shape {getattr(coefficients, 'shape', None)})",
             )
+
+
+# FeatureHasher's bound (its parameter constraint): the Cython hashing takes each index modulo it.
+_MAX_HASHED_FEATURES = 2**31 - 1
+
+
+def _check_hashing(hasher: Any) -> None:
+    """FeatureHasher, HashingVectorizer: ``transform`` hands ``n_features`` to the Cython hashing,
+    which takes every feature's hash modulo it (C division: 0 kills the process with SIGFPE) and
+    makes a sparse matrix that wide. Neither ``transform`` validates its parameters (``fit`` does):
+    an integer in [1, 2**31 - 1], as the constructor's constraint requires."""
+    count = _plain(hasher, "n_features")
+    if count is None:
+        return  # transform raises first
+    width = _width(count)
+    if width is None or not 1 <= width <= _MAX_HASHED_FEATURES:
+        raise _fail(hasher, "n_features", f"{count!r} is not a feature count in [1, {_MAX_HASHED_FEATURES}]")
+
+
+def _check_coordinate_descent(model: Any) -> None:
+    """ElasticNet, Lasso, MultiTaskElasticNet, MultiTaskLasso: ``fit`` with ``warm_start`` hands
+    ``coef_`` to the Cython coordinate descent as the starting weights, which reads and writes
+    one per column of the input (dense and Gram solvers) or reads a column of the input for each
+    weight (sparse and multi-task solvers), unchecked. ``fit`` leaves one weight per feature it
+    was given (a row per target or task): ``coef_`` as wide as ``n_features_in_``."""
+    import numpy as np
+
+    coefficients = _plain(model, "coef_")
+    if coefficients is None:
+        return  # not fitted: fit allocates the weights
+    width = _input_width(model)
+    if width is None:
+        raise _missing_width(model)
+    if (
+        not isinstance(coefficients, np.ndarray)
+        or coefficients.ndim not in (1, 2)
+        or coefficients.shape[-1] != width
+    ):
+        raise _fail(
+            model,
+            "coef_",
+            f"shape {getattr(coefficients, 'shape', None)} for {width} features (warm-started fit reads "
+            "a weight per input column)",
+        )
 
 
 # The row layout of HDBSCAN's single linkage tree (sklearn.cluster._hdbscan._tree.HIERARCHY_dtype),
@@ -1086,6 +1189,7 @@ def _check_hist_gradient_boosting(model: Any) -> None:
     categorical. (The predictors' own nodes: ``_check_tree_predictors``.)"""
     import numpy as np
 
+    _check_boosting_loss(model)
     predictors, mapper = _plain(model, "_predictors"), _plain(model, "_bin_mapper")
     if predictors is None or mapper is None:
         return
@@ -1131,6 +1235,32 @@ def _check_hist_gradient_boosting(model: Any) -> None:
                     "_bin_mapper.is_categorical_",
                     f"feature {feature} has categorical splits but is not categorical",
                 )
+
+
+def _check_boosting_loss(model: Any) -> None:
+    """A HistGradientBoosting model given a loss object (``loss`` is a ``BaseLoss``, not a name):
+    ``fit`` uses it as is, also to continue a warm start, and the Cython multinomial gradient
+    writes one column per column of the raw predictions (one per class of the training target)
+    into gradients of ``loss.n_classes`` columns, unchecked. A multiclass loss has as many
+    classes as the fitted model predicts (``n_trees_per_iteration_``, ``classes_``)."""
+    loss = _plain(model, "loss")
+    if loss is None or isinstance(loss, str) or not getattr(loss, "is_multiclass", False):
+        return
+    trees = _plain(model, "n_trees_per_iteration_")
+    if trees is None:
+        return  # not fitted: fit's baseline of n_classes columns must broadcast to the target's
+    classes = _plain(model, "classes_")
+    expected = {_width(trees)}
+    if classes is not None:
+        expected.add(len(classes) if len(classes) > 2 else 1)
+    count = getattr(loss, "n_classes", None)
+    if len(expected) != 1 or _width(count) not in expected:
+        raise _fail(
+            model,
+            "loss.n_classes",
+            f"{count!r} for {len(classes) if classes is not None else trees} classes (n_trees_per_iteration_ "
+            f"{trees!r}): a warm-started fit writes a gradient column per class",
+        )
 
 
 def _categorical_splits_fit(predictors: Any, categorical: Any, width: int) -> bool:
@@ -1742,7 +1872,9 @@ _VALIDATED_CLASSES: Dict[str, Tuple[Tuple[str, str], ...]] = {
     "sklearn.ensemble._bagging": (("BaseBagging", "tree_ensemble"),),
     "sklearn.svm._base": (("BaseLibSVM", "libsvm"),),
     "sklearn.cluster._kmeans": (("_BaseKMeans", "kmeans"),),
-    "sklearn.feature_extraction.text": (("CountVectorizer", "vocabulary"),),
+    "sklearn.feature_extraction.text": (("CountVectorizer", "vocabulary"), ("HashingVectorizer", "hashing")),
+    "sklearn.feature_extraction._hash": (("FeatureHasher", "hashing"),),
+    "sklearn.linear_model._coordinate_descent": (("ElasticNet", "coordinate_descent"),),
     "sklearn.feature_extraction._dict_vectorizer": (("DictVectorizer", "vocabulary"),),
     "sklearn.cluster._birch": (("Birch", "birch"),),
     "sklearn.preprocessing._encoders": (("OneHotEncoder", "one_hot"),),
@@ -1871,6 +2003,8 @@ _CHECKS_BY_KEY: Tuple[Tuple[str, Callable[[Any], None]], ...] = (
     ("one_hot", _check_one_hot_encoder),
     ("multilabel", _check_multilabel_binarizer),
     ("sgd", _check_sgd),
+    ("hashing", _check_hashing),
+    ("coordinate_descent", _check_coordinate_descent),
     ("hdbscan", _check_hdbscan),
     ("hist_gb", _check_hist_gradient_boosting),
     ("random", _check_random_generator),

@@ -184,9 +184,15 @@ pub fn check_tree_nodes(nodes: &[u8], layout: NodeLayout, trees: &[TreeShape]) -
                 .copied()
                 .unwrap_or(0);
             if reached != 0 {
-                for child in [left, right] {
+                for (name, child) in [("left_child", left), ("right_child", right)] {
                     if let Some(depth) = usize::try_from(child).ok().and_then(|at| depths.get_mut(at)) {
-                        *depth = (*depth).max(reached + 1);
+                        // A node the root reaches twice (two parents, or both children one node)
+                        // makes the nodes a graph whose paths double at each such node: the
+                        // depth-first partial dependence and export_text visit every path.
+                        if *depth != 0 {
+                            return Err(bad(tree, node, name, child, "a node the root already reaches"));
+                        }
+                        *depth = reached + 1;
                     }
                 }
             }
@@ -341,8 +347,13 @@ pub fn check_predictor_nodes(
         fields_fit,
         predictors.iter().map(|p| p.nodes),
     )?;
+    // Whether each node of the predictor is a child already (the predictors are built as trees:
+    // a node of two parents makes the depth-first partial dependence visit every path).
+    let mut has_parent: Vec<bool> = Vec::new();
     for (tree, shape) in predictors.iter().enumerate() {
         let count = i64::try_from(shape.nodes).unwrap_or(i64::MAX);
+        has_parent.clear();
+        has_parent.resize(usize::try_from(shape.nodes).unwrap_or(0), false);
         for node in 0..shape.nodes {
             let bad = |field, value, why: &'static str| TreeNodeError {
                 tree,
@@ -362,6 +373,12 @@ pub fn check_predictor_nodes(
                 let child = field.read(record);
                 if child <= own || child >= count {
                     return Err(bad(name, child, "not a node after it below the node count"));
+                }
+                if let Some(seen) = usize::try_from(child).ok().and_then(|at| has_parent.get_mut(at)) {
+                    if *seen {
+                        return Err(bad(name, child, "a node with another parent"));
+                    }
+                    *seen = true;
                 }
             }
             let feature = layout.feature.read(record);
@@ -407,6 +424,19 @@ mod tests {
             n_features: 1,
             max_depth,
         }
+    }
+
+    #[test]
+    fn a_node_the_root_reaches_twice_is_refused_and_an_unreached_one_is_not() {
+        let shared = [(1, 2, 0), (3, 3, 0), (3, 4, 0), (-1, -1, -2), (-1, -1, -2)];
+        let err = check_tree_nodes(&records(&shared), LAYOUT, &[shape(5, 2)]).unwrap_err();
+        assert_eq!((err.node, err.field, err.value), (1, "right_child", 3));
+        // Node 1 made a leaf by hand: its old subtree, unreached, may share nodes.
+        let pruned = [(1, 2, 0), (-1, -1, -2), (-1, -1, -2), (4, 4, 0), (-1, -1, -2)];
+        assert_eq!(
+            check_tree_nodes(&records(&pruned), LAYOUT, &[shape(5, 1)]),
+            Ok(())
+        );
     }
 
     #[test]
@@ -522,9 +552,7 @@ mod tests {
     }
 
     #[test]
-    fn depth_follows_the_deepest_parent_and_skips_unreached_nodes() {
-        // Node 3 is claimed by the root (depth 1) and by node 2 (depth 2): depth 2 for the
-        // walk through node 2, 3 for its children.
+    fn depth_skips_unreached_nodes_and_a_node_reached_twice_is_refused() {
         let shared: &Nodes = &[
             (1, 3, 0),
             (-1, -1, -2),
@@ -533,10 +561,11 @@ mod tests {
             (-1, -1, -2),
             (-1, -1, -2),
         ];
+        // Node 3 claimed by the root and by node 1: refused at node 1, whatever max_depth says.
         let mut dag = shared.to_vec();
         dag[1] = (2, 3, 0);
-        assert_eq!(max_depth_error(&dag, 3), None);
-        assert_eq!(max_depth_error(&dag, 2).unwrap().1, 2);
+        let err = check_tree_nodes(&records(&dag), LAYOUT, &[shape(6, 3)]).unwrap_err();
+        assert_eq!((err.node, err.field, err.value), (1, "right_child", 3));
         // Without node 1's split, node 2 is unreached: depth 2.
         assert_eq!(max_depth_error(shared, 2), None);
         // Nodes no parent reaches (a tree pruned by setting a split to -1, -1) count for none,
@@ -612,10 +641,15 @@ mod tests {
             check_predictor_nodes(&both, predictor_layout(), &[shape, shape]),
             Ok(())
         );
-        let cases: [(&[PredictorNode], &str); 6] = [
+        let cases: [(&[PredictorNode], &str); 7] = [
             (
                 &[(0, 2, 0, 0, 0, 0), (0, 0, 0, 1, 0, 0), (0, 0, 0, 1, 0, 0)],
                 "left",
+            ),
+            // Both children one node: every path through it doubles.
+            (
+                &[(2, 2, 0, 0, 0, 0), (0, 0, 0, 1, 0, 0), (0, 0, 0, 1, 0, 0)],
+                "right",
             ),
             (
                 &[(1, 3, 0, 0, 0, 0), (0, 0, 0, 1, 0, 0), (0, 0, 0, 1, 0, 0)],
