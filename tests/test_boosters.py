@@ -239,13 +239,16 @@ LIGHTGBM_BROKEN: Dict[str, Tuple[Callable[[], Any], Callable[[str], str], str]] 
 @pytest.mark.parametrize("case", sorted(LIGHTGBM_BROKEN))
 def test_broken_lightgbm_model_text_is_refused_naming_the_field(case: str) -> None:
     make, edit, field = LIGHTGBM_BROKEN[case]
-    data = _with_text(make(), edit)
-    with picklefence.safe_ml_environment(policy=POLICIES["lightgbm"]):
+    _assert_refused_naming(_with_text(make(), edit), "lightgbm", "lightgbm.basic.Booster", field)
+
+
+def _assert_refused_naming(data: bytes, library: str, cls: str, field: str) -> None:
+    with picklefence.safe_ml_environment(policy=POLICIES[library]):
         with pytest.raises(UnsafeFileError) as info:
             pickle.loads(data)
     (violation,) = info.value.violations
     assert violation.kind == "native-state"
-    assert "lightgbm.basic.Booster" in violation.message and field in violation.message, violation.message
+    assert cls in violation.message and field in violation.message, violation.message
 
 
 # -- XGBoost: the serialised model, decoded, edited and encoded again -------------------------
@@ -358,13 +361,7 @@ XGBOOST_BROKEN: Dict[str, Tuple[Callable[[Dict[str, Any]], Any], str]] = {
 @pytest.mark.parametrize("case", sorted(XGBOOST_BROKEN))
 def test_broken_xgboost_model_is_refused_naming_the_field(case: str) -> None:
     edit, field = XGBOOST_BROKEN[case]
-    data = _xgb_pickle(_xgb_binary(), edit)
-    with picklefence.safe_ml_environment(policy=POLICIES["xgboost"]):
-        with pytest.raises(UnsafeFileError) as info:
-            pickle.loads(data)
-    (violation,) = info.value.violations
-    assert violation.kind == "native-state"
-    assert "xgboost.core.Booster" in violation.message and field in violation.message, violation.message
+    _assert_refused_naming(_xgb_pickle(_xgb_binary(), edit), "xgboost", "xgboost.core.Booster", field)
 
 
 def test_a_truncated_xgboost_model_is_refused() -> None:

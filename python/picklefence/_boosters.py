@@ -14,7 +14,7 @@ first (``_native_state.SETSTATE_CHECKED``); a violation raises ``NativeStateErro
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 # --------------------------------------------------------------------------------------------
 # LightGBM (src/boosting/gbdt_model_text.cpp, src/io/tree.cpp)
@@ -186,13 +186,17 @@ def _check_lightgbm_header(keys: Dict[str, str]) -> int:
 def check_lightgbm_state(booster: Any, state: Any) -> None:
     """``lightgbm.basic.Booster.__setstate__``'s model text (``state["_handle"]`` or
     ``state["handle"]``), read as ``LGBM_BoosterLoadModelFromString`` reads it."""
+    model = state.get("_handle", state.get("handle", None))
+    if model is not None:
+        _named_as(booster, _check_lightgbm_model, model)
+
+
+def _named_as(booster: Any, check: Callable[[Any], None], model: Any) -> None:
+    """``check(model)``, its violation raised as the booster's ``NativeStateError``."""
     from ._native_state import _fail
 
-    model = state.get("_handle", state.get("handle", None))
-    if model is None:
-        return
     try:
-        _check_lightgbm_model(model)
+        check(model)
     except _Broken as broken:
         field, message = broken.args
         raise _fail(booster, f"model.{field}", message) from None
@@ -462,13 +466,6 @@ def _check_xgboost_model(data: Any) -> None:
 def check_xgboost_state(booster: Any, state: Any) -> None:
     """``xgboost.core.Booster.__setstate__``'s serialised model (``state["handle"]``), read
     before ``XGBoosterUnserializeFromBuffer`` reads it."""
-    from ._native_state import _fail
-
     data = state["handle"] if isinstance(state, dict) and "handle" in state else None
-    if data is None:
-        return
-    try:
-        _check_xgboost_model(data)
-    except _Broken as broken:
-        field, message = broken.args
-        raise _fail(booster, f"model.{field}", message) from None
+    if data is not None:
+        _named_as(booster, _check_xgboost_model, data)

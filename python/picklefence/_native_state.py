@@ -1061,6 +1061,18 @@ def _check_neighbor_labels(model: Any, samples: int) -> None:
             raise error
 
 
+def _fitted_weights(model: Any) -> Optional[Tuple[Any, int]]:
+    """A linear model's ``coef_`` and the input width it is checked for; None when not fitted
+    (no ``coef_``). A fitted model without its width is refused: its input goes unchecked."""
+    coefficients = _plain(model, "coef_")
+    if coefficients is None:
+        return None
+    width = _input_width(model)
+    if width is None:
+        raise _missing_width(model)
+    return coefficients, width
+
+
 def _check_sgd(model: Any) -> None:
     """SGD linear models (SGDClassifier, SGDRegressor, SGDOneClassSVM, Perceptron,
     PassiveAggressive*): ``fit``/``partial_fit`` hand ``coef_`` (or ``_standard_coef`` and
@@ -1071,12 +1083,10 @@ def _check_sgd(model: Any) -> None:
     ``coef_``'s size. (Intercepts are read and written as scalars by NumPy's checked indexing.)"""
     import numpy as np
 
-    coefficients = _plain(model, "coef_")
-    if coefficients is None:
+    fitted = _fitted_weights(model)
+    if fitted is None:
         return  # not fitted: partial_fit allocates all three
-    width = _input_width(model)
-    if width is None:
-        raise _missing_width(model)
+    coefficients, width = fitted
     for name in ("coef_", "_standard_coef", "_average_coef"):
         weights = _plain(model, name)
         if weights is None and name != "coef_":
@@ -1120,12 +1130,10 @@ def _check_coordinate_descent(model: Any) -> None:
     was given (a row per target or task): ``coef_`` as wide as ``n_features_in_``."""
     import numpy as np
 
-    coefficients = _plain(model, "coef_")
-    if coefficients is None:
+    fitted = _fitted_weights(model)
+    if fitted is None:
         return  # not fitted: fit allocates the weights
-    width = _input_width(model)
-    if width is None:
-        raise _missing_width(model)
+    coefficients, width = fitted
     if (
         not isinstance(coefficients, np.ndarray)
         or coefficients.ndim not in (1, 2)
