@@ -37,7 +37,8 @@ POLICIES = {"lightgbm": Policy.named("lightgbm"), "xgboost": Policy.named("xgboo
 
 
 def _categorical_frame() -> Tuple[pd.DataFrame, Any]:
-    frame = pd.DataFrame({"a": RNG.rand(400), "c": pd.Categorical(RNG.choice(list("abcdefghij"), 400))})
+    rng = np.random.RandomState(1)  # the same frame at every call
+    frame = pd.DataFrame({"a": rng.rand(400), "c": pd.Categorical(rng.choice(list("abcdefghij"), 400))})
     return frame, ((frame["a"] > 0.5) ^ frame["c"].isin(list("abc"))).astype(int)
 
 
@@ -63,6 +64,13 @@ def _lightgbm_models() -> Dict[str, Any]:
     }
 
 
+def _xgb_categorical() -> Any:
+    frame, labels = _categorical_frame()
+    return xgb.XGBClassifier(n_estimators=2, max_depth=2, enable_categorical=True, tree_method="hist").fit(
+        frame, labels
+    )
+
+
 def _xgboost_models() -> Dict[str, Any]:
     return {
         "binary": xgb.XGBClassifier(n_estimators=5, max_depth=3).fit(X, Y),
@@ -75,12 +83,15 @@ def _xgboost_models() -> Dict[str, Any]:
         "pruned": xgb.XGBRegressor(n_estimators=5, max_depth=6, gamma=0.5).fit(X, X[:, 1]),
         "random forest": xgb.XGBRFClassifier(n_estimators=4, max_depth=3).fit(X, Y),
         "two targets": xgb.XGBRegressor(n_estimators=3, max_depth=3).fit(X, X[:, :2]),
+        "categorical": _xgb_categorical(),
         "unfitted": xgb.XGBClassifier(),
     }
 
 
 def _predictions(model: Any) -> Any:
     try:
+        if getattr(model, "n_features_in_", 4) == 2:  # fitted on the categorical frame
+            return model.predict(_categorical_frame()[0])
         return model.predict(X)
     except Exception as exc:  # an unfitted model: the same error loaded or not
         return type(exc).__name__
@@ -326,6 +337,10 @@ def _xgb_binary() -> Any:
     return xgb.XGBClassifier(n_estimators=2, max_depth=2).fit(X, Y)
 
 
+def _cats(decoded: Dict[str, Any]) -> Any:
+    return decoded["Model"]["learner"]["gradient_booster"]["model"]["cats"]
+
+
 class _Raw(bytes):
     """UBJSON bytes written as they are."""
 
@@ -354,7 +369,26 @@ XGBOOST_BROKEN: Dict[str, Tuple[Callable[[Dict[str, Any]], Any], str]] = {
         "num_trees",
     ),
     "nesting deeper than a model's": (_nested, "nested deeper"),
-    "a categorical split (not checked)": (_set("split_type", 0, 1), "cannot check"),
+    "gblinear (not checked)": (
+        lambda d: d["Model"]["learner"]["gradient_booster"].__setitem__("name", "gblinear"),
+        "cannot check",
+    ),
+}
+# Edits of a model with categorical splits (node 1 and 2 of its first tree).
+XGBOOST_CATEGORICAL_BROKEN: Dict[str, Tuple[Callable[[Dict[str, Any]], Any], str]] = {
+    "category segment past the categories": (_set("categories_sizes", 1, 1000), "categories_segments"),
+    "negative category": (_set("categories", 0, -7), "trees[0].categories"),
+    "category bitset of 2**31 bits": (_set("categories", 0, 2**31 - 1), "MiB"),
+    "categorical node beyond the tree": (_set("categories_nodes", 1, 1000), "categories_nodes"),
+    "categorical node of a numeric split": (_set("categories_nodes", 0, 0), "not categorical"),
+    "category order beyond its feature": (
+        lambda d: _cats(d).__setitem__("sorted_idx", np.arange(10, 20, dtype=">i4")),
+        "cats.sorted_idx",
+    ),
+    "category name offsets past the names": (
+        lambda d: _cats(d)["enc"][1].__setitem__("offsets", np.arange(0, 1100, 100, dtype=">i4")),
+        "offsets",
+    ),
 }
 
 
@@ -362,6 +396,13 @@ XGBOOST_BROKEN: Dict[str, Tuple[Callable[[Dict[str, Any]], Any], str]] = {
 def test_broken_xgboost_model_is_refused_naming_the_field(case: str) -> None:
     edit, field = XGBOOST_BROKEN[case]
     _assert_refused_naming(_xgb_pickle(_xgb_binary(), edit), "xgboost", "xgboost.core.Booster", field)
+
+
+@pytest.mark.parametrize("case", sorted(XGBOOST_CATEGORICAL_BROKEN))
+def test_broken_xgboost_categories_are_refused_naming_the_field(case: str) -> None:
+    edit, field = XGBOOST_CATEGORICAL_BROKEN[case]
+    data = _xgb_pickle(_xgb_categorical(), edit)
+    _assert_refused_naming(data, "xgboost", "xgboost.core.Booster", field)
 
 
 def test_a_truncated_xgboost_model_is_refused() -> None:

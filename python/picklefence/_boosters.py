@@ -379,17 +379,14 @@ def _check_xgboost_tree(tree: Any, features: int) -> None:
     """One regression tree as predict walks it and LoadModel reads it: every node's parent
     inside the tree (LoadModel reads the parent's children), every split's children inside
     the tree and each node the child of one split at most (no loops, no shared subtrees), its
-    feature inside the model's; numeric splits only and one value per leaf."""
+    feature inside the model's; one value per leaf."""
     import numpy as np
 
     nodes = _count_field(tree, "tree_param", "num_nodes", low=1)
     if _count_field(tree, "tree_param", "size_leaf_vector") > 1:
         raise _unchecked("multi-target trees")
-    for key in ("categories", "categories_nodes", "categories_segments", "categories_sizes"):
-        if len(tree.get(key, ())):
-            raise _unchecked("categorical splits")
-    if "split_type" in tree and np.any(_int_array(tree, "split_type", nodes)):
-        raise _unchecked("categorical splits")
+    if "split_type" in tree:
+        _check_xgboost_categories(tree, nodes)
     left = _int_array(tree, "left_children", nodes)
     right = _int_array(tree, "right_children", nodes)
     parents = _int_array(tree, "parents", nodes)
@@ -407,6 +404,72 @@ def _check_xgboost_tree(tree: Any, features: int) -> None:
     used = features_read[split]
     if used.size and not (used.min() >= 0 and used.max() < features):
         raise _Broken("split_indices", f"a feature outside the model's {features}")
+
+
+# Bytes of category bitsets LoadCategoricalSplit may allocate for one tree (a bitset per
+# categorical split, as wide as its largest category): far above any real model's.
+_CATEGORY_BITS_BYTES = 64 << 20
+
+
+def _check_xgboost_categories(tree: Any, nodes: int) -> None:
+    """A tree's categorical splits as LoadCategoricalSplit reads them: for each node listed (in
+    increasing order, inside the tree) a segment of ``categories`` inside it, and categories
+    that index a bitset (not negative; the bitsets within a bounded size)."""
+    import numpy as np
+
+    kinds = _int_array(tree, "split_type", nodes)
+    if kinds.size and not (kinds.min() >= 0 and kinds.max() <= 1):
+        raise _Broken("split_type", "a split neither numeric (0) nor categorical (1)")
+    listed = _int_array(tree, "categories_nodes", len(_field(tree, "categories_nodes")))
+    starts = _int_array(tree, "categories_segments", listed.size)
+    sizes = _int_array(tree, "categories_sizes", listed.size)
+    categories = _int_array(tree, "categories", len(_field(tree, "categories")))
+    if listed.size and (listed.min() < 0 or listed.max() >= nodes or np.any(np.diff(listed) <= 0)):
+        raise _Broken("categories_nodes", f"not increasing node ids inside the tree's {nodes}")
+    if listed.size and not np.all(kinds[listed] == 1):
+        raise _Broken("categories_nodes", "a node whose split is not categorical")
+    if sizes.size and (sizes.min() < 1 or starts.min() < 0 or np.max(starts + sizes) > categories.size):
+        raise _Broken("categories_segments", f"a segment outside the {categories.size} categories")
+    if categories.size and categories.min() < 0:
+        raise _Broken("categories", f"{int(categories.min())} is not a category")
+    widest = [int(categories[a : a + n].max()) for a, n in zip(starts.tolist(), sizes.tolist())]
+    if sum(cat // 8 + 4 for cat in widest) > _CATEGORY_BITS_BYTES:
+        raise _Broken("categories", f"bitsets beyond {_CATEGORY_BITS_BYTES >> 20} MiB")
+
+
+def _check_xgboost_encodings(cats: Any, features: int) -> None:
+    """The category names XGBoost recodes input categories with (``cats``): per feature a
+    segment of ``sorted_idx`` (a permutation of its categories) and, for string categories,
+    ``offsets`` into ``values``, increasing, inside them."""
+    import numpy as np
+
+    if not isinstance(cats, dict):
+        raise _Broken("cats", f"a {type(cats).__name__}, not the category encodings")
+    if not any(len(value) for value in cats.values()):
+        return  # a model without categorical features
+    encodings = _field(cats, "enc")
+    if not isinstance(encodings, list) or len(encodings) != features:
+        raise _Broken("cats.enc", f"not one encoding for each of the {features} features")
+    bounds = _int_array(cats, "feature_segments", features + 1)
+    order = _int_array(cats, "sorted_idx", len(_field(cats, "sorted_idx")))
+    if bounds[0] != 0 or bounds[-1] != order.size or np.any(np.diff(bounds) < 0):
+        raise _Broken("cats.feature_segments", f"not increasing from 0 to the {order.size} categories")
+    for feature, encoding in enumerate(encodings):
+        count = int(bounds[feature + 1] - bounds[feature])
+        segment = order[bounds[feature] : bounds[feature + 1]]
+        if count and not np.array_equal(np.sort(segment), np.arange(count)):
+            raise _Broken(f"cats.sorted_idx[{feature}]", f"not an order of its {count} categories")
+        if not isinstance(encoding, dict) or set(encoding) - {"offsets", "values"}:
+            raise _unchecked("category encodings of this layout")
+        values = _field(encoding, "values")
+        if "offsets" in encoding:
+            offsets = _int_array(encoding, "offsets", count + 1 if count else len(encoding["offsets"]))
+            if offsets.size and (
+                offsets[0] != 0 or offsets[-1] != len(values) or np.any(np.diff(offsets) < 0)
+            ):
+                raise _Broken(f"cats.enc[{feature}].offsets", "not increasing over its values")
+        elif len(values) != count:
+            raise _Broken(f"cats.enc[{feature}].values", f"not its {count} categories")
 
 
 def _check_xgboost_model(data: Any) -> None:
@@ -433,9 +496,7 @@ def _check_xgboost_model(data: Any) -> None:
         model = _field(booster, "model")
     else:
         raise _unchecked(f"{str(name)[:20]} boosters")
-    cats = model.get("cats", {})
-    if not isinstance(cats, dict) or any(len(value) for value in cats.values()):
-        raise _unchecked("category encodings")
+    _check_xgboost_encodings(model.get("cats", {}), features)
     trees = _field(model, "trees")
     if not isinstance(trees, list):
         raise _Broken("trees", "not a list")
