@@ -3408,3 +3408,17 @@ def test_intact_weight_normed_modules_load_unchanged(tmp_path: Path) -> None:
             got = outputs(load())
         for key, tensors in expected.items():
             assert all(torch.equal(a, b) for a, b in zip(got[key], tensors)), key
+
+
+def test_a_weight_norm_hook_found_through_a_holder_is_checked() -> None:
+    """The way around a check of the instance dict's hooks: forward finds _forward_pre_hooks
+    through Module.__getattr__ (in _modules) when the instance dict has none. Module.__setstate__
+    refuses such a state today; the check reads the hooks as forward finds them all the same."""
+    from picklefence import _native_state
+
+    module = _weight_normed(torch.nn.Linear(16, 64), norms=torch.ones(2, 1))
+    hooks = module.__dict__.pop("_forward_pre_hooks")
+    module.__dict__["_modules"]["_forward_pre_hooks"] = hooks
+    assert module._forward_pre_hooks is hooks
+    with pytest.raises(_native_state.NativeStateError, match=r"weight_g: 2 norms for the 64 slices"):
+        _native_state._check_weight_norm(module)
