@@ -1397,6 +1397,19 @@ def b_dtype_structured_object_field(tmp: Path) -> bytes:
     return dumps({"table": Build(arr, (1, (1,), dtype, False, struct.pack("<Q", 0x10000)))})
 
 
+def b_dtype_field_past_its_items(tmp: Path) -> bytes:
+    """A 'V16' dtype with two object fields (flags 27, as numpy writes them), the second at byte
+    4 MiB: numpy's dtype.__setstate__ checks no field against the item size, and the array's
+    list of objects is stored field by field, 4 MiB past each 16-byte item."""
+    obj = Call(G("numpy", "dtype"), "O8", False, True)
+    fields = {"a": (obj, 0), "b": (obj, 1 << 22)}
+    dtype = Build(
+        Call(G("numpy", "dtype"), "V16", False, True), (3, "|", None, ("a", "b"), fields, 16, 1, 27)
+    )
+    arr = Call(G("numpy._core.multiarray", "_reconstruct"), G("numpy", "ndarray"), (0,), b"b")
+    return dumps({"table": Build(arr, (1, (4,), dtype, False, [(1, 2)] * 4))})
+
+
 def u_repr(obj: Any, tmp: Path) -> Any:
     return repr(obj)
 
@@ -3220,6 +3233,20 @@ CATALOGUE: List[Gadget] = [
         chain="Series{_mgr: SingleBlockManager.__setstate__(values: float64[1], axes: [RangeIndex(10**7)])}; "
         "series.reindex([0, 9999999, -5])",
         shows="SIGSEGV at reindex",
+    ),
+    Gadget(
+        "dtype_field_past_its_items",
+        6,
+        "a 16-byte structured dtype whose second object field lies at byte 4 MiB: numpy's dtype "
+        "__setstate__ checks no field against the item size; the array's objects are stored there",
+        b_dtype_field_past_its_items,
+        crashed,
+        "pickle",
+        (STATE,),
+        chain="_reconstruct(ndarray, ...); BUILD (1, (4,), dtype('V16'){fields: {a: (O8, 0), "
+        "b: (O8, 2**22)}, "
+        "flags: 27}, False, [(1, 2)] * 4)",
+        shows="SIGSEGV in pickle.loads",
     ),
     Gadget(
         "boosting_stage_wider_than_predictions",

@@ -294,6 +294,12 @@ DTYPES = [
     "V3",
     "O",
     [("a", "i4"), ("b", "f8", (2,))],
+    # Structured dtypes whose fields the scanner measures against the item size: nested, with
+    # a structured subarray, padded, gapped, overlapping, titled, with str and time fields.
+    [("a", [("x", "u1"), ("y", "<c16", (2,))]), ("s", "U3"), ("t", "M8[ns]"), ("m", [("x", "f4")], (2, 2))],
+    np.dtype([("a", "i1"), ("b", "<i8")], align=True),
+    np.dtype({"names": ["a"], "formats": ["i8"], "offsets": [8], "itemsize": 24}),
+    [(("title", "a"), "i8"), ("b", "V7")],
 ]
 
 
@@ -330,6 +336,104 @@ def test_numpy_arrays_of_every_dtype(dtype: Any, tmp_path: Path) -> None:
         guarded_scalar = pickle.loads(scalar)
     assert all(_arrays_equal(a, b) for a, b in zip(plain, guarded))
     assert repr(guarded_scalar) == repr(pickle.loads(scalar))
+
+
+def test_structured_arrays_numpy_save_cannot_write_load_unchanged() -> None:
+    """Object fields make numpy pickle the items as a list, stored field by field at their
+    offsets; overlapping fields have no .npy header: the scanner's field-extent rule reads
+    these pickles (and a record array from a frame) as they are."""
+    table = np.array(
+        [(1, "a", 1.5), (2, None, 2.5), (3, [1], -1.0)], dtype=[("n", "i8"), ("o", "O"), ("x", "f4")]
+    )
+    overlapping = np.dtype({"names": ["a", "b"], "formats": ["i8", "i4"], "offsets": [0, 0], "itemsize": 8})
+    union = np.arange(3, dtype="i8").view(overlapping)
+    records = pd.DataFrame({"x": [1, 2], "s": ["a", "b"]}).to_records()
+    for data in (pickle.dumps([table, union, records], protocol=p) for p in (2, 4, 5)):
+        with picklefence.safe_ml_environment():
+            got = pickle.loads(data)
+        for loaded, made in zip(got, (table, union, records)):
+            assert loaded.dtype == made.dtype and loaded.tolist() == made.tolist()
+
+
+class _DtypeState:
+    """Pickles as ``numpy.dtype(descr, False, True)`` given ``state`` (an edited dtype)."""
+
+    def __init__(self, descr: str, state: Any) -> None:
+        self.descr, self.state = descr, state
+
+    def __reduce__(self) -> Any:
+        return (np.dtype, (self.descr, False, True), self.state)
+
+
+class _ArrayOf:
+    """Pickles as an array of ``count`` items of ``dtype`` from ``data``, as numpy pickles one."""
+
+    def __init__(self, dtype: Any, count: int, data: Any) -> None:
+        self.dtype, self.count, self.data = dtype, count, data
+
+    def __reduce__(self) -> Any:
+        reconstruct = np._core.multiarray._reconstruct  # type: ignore[attr-defined]
+        return (reconstruct, (np.ndarray, (0,), b"b"), (1, (self.count,), self.dtype, False, self.data))
+
+
+def _structured_past_its_items(case: str) -> _ArrayOf:
+    """A 16-byte structured dtype edited so that a part lies past its items, in an array."""
+    i8, obj = np.dtype("i8"), np.dtype("O")
+    fields, subarray, flags, data = None, None, 16, b"\0" * 64
+    if case == "field past the items":
+        fields = {"a": (i8, 0), "b": (i8, 1 << 20)}
+    elif case == "field straddling the end":
+        fields = {"a": (i8, 0), "b": (i8, 9)}
+    elif case == "negative offset":
+        fields = {"a": (i8, -8), "b": (i8, 8)}
+    elif case == "field of a larger subarray":
+        fields = {"a": (np.dtype(("i8", (1 << 17,))), 0)}
+    elif case == "object field past the items":  # stored at the load, past every item
+        fields, flags, data = {"a": (obj, 0), "b": (obj, 1 << 22)}, 27, [(1, 2)] * 4
+    elif case == "subarray larger than the items":
+        subarray = (i8, (1 << 17,))
+    names = tuple(fields) if fields else None
+    state = (3, "|", subarray, names, fields, 16, 1, flags)
+    return _ArrayOf(_DtypeState("V16", state), 4, data)
+
+
+_PAST_ITEMS = [
+    "field past the items",
+    "field straddling the end",
+    "negative offset",
+    "field of a larger subarray",
+    "object field past the items",
+    "subarray larger than the items",
+]
+
+
+@pytest.mark.parametrize("loader", ["pickle.loads", "pickle._Unpickler", "numpy.load", "joblib.load"])
+@pytest.mark.parametrize("case", _PAST_ITEMS)
+def test_structured_dtype_parts_past_their_items_are_refused(case: str, loader: str, tmp_path: Path) -> None:
+    """numpy's dtype.__setstate__ checks no field offset or subarray against the item size:
+    reading such a field reads past each item, assigning it writes there, and an array of
+    objects is stored there as numpy loads it (gadget dtype_field_past_its_items). Refused
+    before the load."""
+    table = _structured_past_its_items(case)
+    data = pickle.dumps(table, protocol=4)
+    path, npy = tmp_path / "table.pkl", tmp_path / "tables.npy"
+    path.write_bytes(data)
+    np.save(npy, np.array([table, None], dtype=object), allow_pickle=True)
+    loads: Dict[str, Callable[[], Any]] = {
+        "pickle.loads": lambda: pickle.loads(data),
+        "pickle._Unpickler": lambda: pickle._Unpickler(io.BytesIO(data)).load(),  # type: ignore[attr-defined]
+        "numpy.load": lambda: np.load(npy, allow_pickle=True),
+        "joblib.load": lambda: joblib.load(path),
+    }
+    with picklefence.safe_ml_environment():
+        with pytest.raises(UnsafeFileError) as info:
+            loads[loader]()
+    assert any(
+        v.kind == "state-violation"
+        and v.name == "dtype"
+        and ("field" in v.message or "subarray" in v.message)
+        for v in info.value.violations
+    ), str(info.value)
 
 
 def test_numpy_npz_and_pickle_files(tmp_path: Path) -> None:

@@ -1049,6 +1049,7 @@ def test_every_compiled_class_of_the_policy_is_validated_or_safe_by_a_stated_rea
             *_native_state.SETSTATE_CHECKED,
             *_native_state.CAPTURED_ARGUMENTS,
             *_native_state.WALKED_CLASSES,
+            *_native_state.VALIDATED_THROUGH_OWNERS,
         )
         assert kinds or checked, f"{module}:{name} has no validator"
         assert module.startswith(_native_state.WALKED_MODULES) or checked
@@ -3619,3 +3620,137 @@ class _UserRNNModel(torch.nn.Module):
 
     def forward(self, x: Any) -> Any:
         return self.head(self.rnn(x)[0])
+
+
+# --------------------------------------------------------------------------------------------
+# torch weight normalization: a WeightNorm forward pre-hook computes its module's weight with
+# torch._weight_norm, whose fused CPU kernel writes one norm per slice of <name>_v into a buffer
+# of <name>_g's size.
+
+
+def _weight_normed(module: Any, dim: Any = 0, name: str = "weight", norms: Any = None) -> Any:
+    """``module`` with a WeightNorm hook on ``name``; ``norms`` replaces its ``<name>_g``."""
+    from torch.nn.utils import weight_norm
+
+    torch.manual_seed(0)
+    module = weight_norm(module, name=name, dim=dim)
+    if norms is not None:
+        setattr(module, f"{name}_g", torch.nn.Parameter(norms))
+    return module
+
+
+WEIGHT_NORM_BROKEN: Dict[str, Tuple[Callable[[], Any], str]] = {
+    "one norm for 64 rows": (
+        lambda: _weight_normed(torch.nn.Linear(16, 64), norms=torch.ones(1, 1)),
+        "Linear.weight_g: 1 norms for the 64 slices",
+    ),
+    "norms for the rows over the last dim": (
+        lambda: _weight_normed(torch.nn.Linear(16, 64), dim=1, norms=torch.ones(64, 1)),
+        "Linear.weight_g: 64 norms for the 16 slices",
+    ),
+    "norms of a conv short": (
+        lambda: _weight_normed(torch.nn.Conv1d(3, 8, 3), norms=torch.ones(2, 1, 1)),
+        "Conv1d.weight_g: 2 norms for the 8 slices",
+    ),
+    "dim beyond the weight": (
+        lambda: (lambda m: (setattr(m._forward_pre_hooks[next(iter(m._forward_pre_hooks))], "dim", 5), m)[1])(
+            _weight_normed(torch.nn.Linear(16, 8))
+        ),
+        "Linear._forward_pre_hooks: a WeightNorm over dim 5",
+    ),
+    "a sequential's second layer": (
+        lambda: torch.nn.Sequential(
+            torch.nn.Linear(4, 16), _weight_normed(torch.nn.Linear(16, 64), norms=torch.ones(4, 1))
+        ),
+        "Linear.weight_g: 4 norms for the 64 slices",
+    ),
+    "an lstm's weight": (
+        lambda: _weight_normed(torch.nn.LSTM(4, 8), name="weight_hh_l0", norms=torch.ones(2, 1)),
+        "LSTM.weight_hh_l0_g: 2 norms for the 32 slices",
+    ),
+}
+
+
+@pytest.mark.parametrize("loader", ["torch.load", "pickle.loads", "joblib.load"])
+@pytest.mark.parametrize("case", sorted(WEIGHT_NORM_BROKEN))
+def test_weight_norms_that_do_not_fit_their_weight_are_refused(
+    case: str, loader: str, tmp_path: Path
+) -> None:
+    make, message = WEIGHT_NORM_BROKEN[case]
+    path = tmp_path / "model.pt"
+    load = (
+        _save_rnn(make(), loader, path) if loader != "joblib.load" else functools.partial(joblib.load, path)
+    )
+    if loader == "joblib.load":
+        joblib.dump({"model": make()}, path)
+    with picklefence.safe_ml_environment():
+        with pytest.raises(UnsafeFileError) as info:
+            load()
+    (violation,) = info.value.violations
+    assert violation.kind == "native-state" and message in violation.message, violation.message
+
+
+def test_unprotected_one_weight_norm_for_many_rows_corrupts_the_heap(tmp_path: Path) -> None:
+    """The gadget is real: unprotected, a forward through a Linear of 4096 rows whose weight_g
+    holds one norm writes 4095 norms past that one-value buffer; glibc aborts the process."""
+    path = tmp_path / "linear.pt"
+    torch.save(_weight_normed(torch.nn.Linear(16, 4096), norms=torch.ones(1, 1)), path)
+    code = (
+        "import sys, torch\n"
+        "module = torch.load(sys.argv[1], weights_only=False)\n"
+        "with torch.no_grad():\n"
+        "    for _ in range(4):\n"
+        "        module(torch.ones(2, 16))\n"
+        "print('survived')\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, timeout=120)
+    assert run.returncode < 0, (run.returncode, run.stdout[-300:], run.stderr[-300:])
+
+
+def test_intact_weight_normed_modules_load_unchanged(tmp_path: Path) -> None:
+    """Weight norm over every dim WeightNorm.apply takes (0, the last, None: the whole weight,
+    and a negative one), of linear, conv, transposed conv and RNN weights, and a bias."""
+    from torch.nn.utils import weight_norm
+
+    torch.manual_seed(0)
+    modules = {
+        "linear rows": weight_norm(torch.nn.Linear(16, 8)),
+        "linear columns": weight_norm(torch.nn.Linear(16, 8), dim=1),
+        "linear whole": weight_norm(torch.nn.Linear(16, 8), dim=None),
+        "linear negative": weight_norm(torch.nn.Linear(16, 8), dim=-2),
+        "conv": weight_norm(torch.nn.Conv1d(16, 4, 3, padding=1)),
+        "transposed conv": weight_norm(torch.nn.ConvTranspose1d(16, 4, 3), dim=1),
+        "bias": weight_norm(torch.nn.Linear(16, 8), name="bias"),
+        "gru": weight_norm(torch.nn.GRU(16, 8), name="weight_hh_l0"),
+        "sequential": torch.nn.Sequential(weight_norm(torch.nn.Linear(16, 300)), torch.nn.Linear(300, 2)),
+    }
+    x = torch.linspace(-1, 1, 32).reshape(2, 16)
+    inputs = {key: x for key in modules}
+    inputs["conv"] = inputs["transposed conv"] = x.reshape(1, 16, 2)
+    inputs["gru"] = x.reshape(1, 2, 16)
+
+    def outputs(loaded: Dict[str, Any]) -> Dict[str, List[Any]]:
+        with torch.no_grad():
+            return {key: _tensors(module(inputs[key])) for key, module in loaded.items()}
+
+    expected = outputs(modules)
+    for loader in ("torch.load", "pickle.loads"):
+        load = _save_rnn(modules, loader, tmp_path / "models.pt")
+        with picklefence.safe_ml_environment():
+            got = outputs(load())
+        for key, tensors in expected.items():
+            assert all(torch.equal(a, b) for a, b in zip(got[key], tensors)), key
+
+
+def test_a_weight_norm_hook_found_through_a_holder_is_checked() -> None:
+    """The way around a check of the instance dict's hooks: forward finds _forward_pre_hooks
+    through Module.__getattr__ (in _modules) when the instance dict has none. Module.__setstate__
+    refuses such a state today; the check reads the hooks as forward finds them all the same."""
+    from picklefence import _native_state
+
+    module = _weight_normed(torch.nn.Linear(16, 64), norms=torch.ones(2, 1))
+    hooks = module.__dict__.pop("_forward_pre_hooks")
+    module.__dict__["_modules"]["_forward_pre_hooks"] = hooks
+    assert module._forward_pre_hooks is hooks
+    with pytest.raises(_native_state.NativeStateError, match=r"weight_g: 2 norms for the 64 slices"):
+        _native_state._check_weight_norm(module)

@@ -51,6 +51,8 @@ WALKED_MODULES: Tuple[str, ...] = (
     "sklearn.feature_extraction._hash",
     "sklearn.linear_model._coordinate_descent",
     "torch.nn.modules.rnn",
+    # A WeightNorm hook reads its module's weights: the walk finds the modules (OWNER_CLASSES).
+    "torch.nn.utils.weight_norm",
 )
 # Classes whose import makes a load's result walked, in modules whose other names do not: NumPy's
 # generators when a pickle reconstructs them (their usual pickles call the constructors of
@@ -1853,6 +1855,49 @@ def _check_rnn(module: Any) -> None:
                 )
 
 
+# Hook classes validated on the objects that hold them (found as _OWNER_CLASSES): the state a
+# hook reads is its owner's.
+VALIDATED_THROUGH_OWNERS: Tuple[Tuple[str, str], ...] = (("torch.nn.utils.weight_norm", "WeightNorm"),)
+
+
+def _check_weight_norm(module: Any) -> None:
+    """A torch module given a ``WeightNorm`` forward pre-hook (``weight_norm``): before each
+    forward the hook computes its weight with ``torch._weight_norm(<name>_v, <name>_g, dim)``,
+    whose fused CPU kernel (dim 0 or the last) writes one norm per slice of ``<name>_v`` along
+    ``dim`` into a buffer of ``<name>_g``'s size and reads ``<name>_g`` as far: a ``<name>_g``
+    of one value over 64 rows corrupts the heap. ``WeightNorm.apply`` makes ``<name>_g`` the
+    norm of each such slice (dim -1: one value, the whole weight's norm)."""
+    # Found as forward finds it (also in a holder when the instance dict has none).
+    hooks = _module_attribute(module, "_forward_pre_hooks")
+    hook_module, hook_name = VALIDATED_THROUGH_OWNERS[0]
+    hook_class = getattr(sys.modules.get(hook_module), hook_name, None)
+    if not hooks or not isinstance(hooks, dict) or not isinstance(hook_class, type):
+        return
+    tensor = sys.modules["torch"].Tensor
+    for hook in hooks.values():
+        if not isinstance(hook, hook_class):
+            continue
+        name, dim = _plain(hook, "name"), _plain(hook, "dim")
+        if type(name) is not str:
+            raise _fail(module, "_forward_pre_hooks", f"a WeightNorm of the weight {name!r}, not a name")
+        weight, norms = _module_attribute(module, f"{name}_v"), _module_attribute(module, f"{name}_g")
+        for field, value in ((f"{name}_v", weight), (f"{name}_g", norms)):
+            if not isinstance(value, tensor):
+                raise _fail(module, field, "missing" if value is _ABSENT else f"a {type(value).__name__}")
+        if type(dim) is not int or not -max(weight.dim(), 1) <= dim < max(weight.dim(), 1):
+            raise _fail(
+                module, "_forward_pre_hooks", f"a WeightNorm over dim {dim!r} of a {weight.dim()}-d weight"
+            )
+        slices = 1 if dim == -1 else int(weight.shape[dim])
+        if norms.numel() != slices:
+            raise _fail(
+                module,
+                f"{name}_g",
+                f"{norms.numel()} norms for the {slices} slices of {name}_v {tuple(weight.shape)} along dim "
+                f"{dim}; the fused kernel writes one per slice into a buffer of {name}_g's size",
+            )
+
+
 # --------------------------------------------------------------------------------------------
 # The walk
 
@@ -1904,11 +1949,18 @@ _VALIDATED_CLASSES: Dict[str, Tuple[Tuple[str, str], ...]] = {
 }
 
 
-def _classes() -> List[Tuple[type, str]]:
+# Classes the walk also finds (not validated classes: their import and subclasses trigger
+# nothing) because a validated hook reads their state: every torch module, for its WeightNorm.
+_OWNER_CLASSES: Dict[str, Tuple[Tuple[str, str], ...]] = {
+    "torch.nn.modules.module": (("Module", "weight_norm"),),
+}
+
+
+def _classes(table: Optional[Dict[str, Tuple[Tuple[str, str], ...]]] = None) -> List[Tuple[type, str]]:
     """The validated classes of the libraries loaded so far, with the checker's key (looked up
     on every validation: a reloaded module has new classes)."""
     found = []
-    for module_name, names in _VALIDATED_CLASSES.items():
+    for module_name, names in (_VALIDATED_CLASSES if table is None else table).items():
         module = sys.modules.get(module_name)
         if module is not None:
             for name, key in names:
@@ -1973,7 +2025,7 @@ def _validate(result: Any, watch: Watch) -> None:
     if watch.triggered:
         classes = _classes()
         if classes:
-            found = _walk(result, classes, watch.walked)
+            found = _walk(result, classes + _classes(_OWNER_CLASSES), watch.walked)
     for key, captured in watch.captured.items():
         walked = found.get(key)
         if walked:  # not twice what the walk found too (an instance built twice is checked twice)
@@ -2025,6 +2077,9 @@ _CHECKS_BY_KEY: Tuple[Tuple[str, Callable[[Any], None]], ...] = (
     ("sparse_array", _check_sparse_array),
     ("block_manager", _check_block_manager),
     ("rnn", _check_rnn),
+    ("weight_norm", _check_weight_norm),
+    # The walk files an RNN module under "rnn" only (first match wins): its hooks too.
+    ("rnn", _check_weight_norm),
 )
 
 

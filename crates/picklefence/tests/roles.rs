@@ -753,6 +753,64 @@ fn dtype_flags_follow_the_kind_however_it_is_spelled() {
 }
 
 #[test]
+fn dtype_fields_and_subarrays_stay_inside_the_items() {
+    // numpy's dtype.__setstate__ checks neither: a field past the 8-byte items is read and
+    // written past each item (an object array of that dtype writes pointers there at load).
+    let field_at = |offset: i32| {
+        let mut p = dtype(P::new(), "V8").mark().int(3).s("|").op(b"N");
+        p = p.s("a").op(b"\x85").empty_dict().s("a");
+        p = dtype_state(dtype(p, "f8"), |p| p.op(b"NNN"), 0);
+        p.int(offset)
+            .op(b"\x86s")
+            .int(8)
+            .int(1)
+            .int(16)
+            .tuple()
+            .build()
+            .stop()
+    };
+    assert_clean(&field_at(0));
+    assert_kind(&field_at(1), FindingKind::StateViolation);
+    assert_kind(&field_at(1 << 20), FindingKind::StateViolation);
+    assert_kind(&field_at(-8), FindingKind::StateViolation);
+    // A field that is not (dtype, offset): its extent cannot be read.
+    let not_a_field = dtype(P::new(), "V8")
+        .mark()
+        .int(3)
+        .s("|")
+        .op(b"N")
+        .s("a")
+        .op(b"\x85")
+        .empty_dict()
+        .s("a")
+        .s("f8")
+        .int(0)
+        .op(b"\x86s")
+        .int(8)
+        .int(1)
+        .int(16)
+        .tuple()
+        .build()
+        .stop();
+    assert_kind(&not_a_field, FindingKind::StateViolation);
+    // A subarray of `count` f8 items in 8-byte items.
+    let subarray = |count: i32| {
+        let p = dtype(P::new(), "V8").mark().int(3).s("|");
+        let p = dtype_state(dtype(p, "f8"), |p| p.op(b"NNN"), 0);
+        p.int(count)
+            .op(b"\x85\x86NN")
+            .int(8)
+            .int(8)
+            .int(0)
+            .tuple()
+            .build()
+            .stop()
+    };
+    assert_clean(&subarray(1));
+    assert_kind(&subarray(1 << 20), FindingKind::StateViolation);
+}
+
+#[test]
 fn a_state_is_a_dict_not_a_mapping_object() {
     // _new_Index(Index, state): the state's keys are keyword arguments, judged by the rules.
     fn index(state: Push) -> Vec<u8> {

@@ -254,7 +254,82 @@ impl<'p> Analyzer<'p> {
                 obj.flags |= Obj::HOLDS_OBJECTS;
             }
         }
+        let size = descr_item_size(descr, int(5));
+        self.dtype_parts_fit(items, size)?;
+        if let Some(obj) = self.tables.objects.get_mut(id as usize) {
+            obj.numel = size;
+        }
         Ok(())
+    }
+
+    /// A dtype state's subarray and fields inside its items of `size` bytes: numpy's
+    /// `__setstate__` checks neither, and reading a field (or the subarray) then reads and
+    /// writes past each item, as does making an array of objects with such a dtype.
+    fn dtype_parts_fit(&self, items: &[Value], size: u64) -> Result<(), String> {
+        if let Some(Value::Tuple(parts, _)) = items.get(2) {
+            let base = match parts.first() {
+                Some(Value::Obj(base)) => self.dtype_size(*base),
+                _ => None,
+            };
+            let count = parts
+                .get(1)
+                .and_then(dims)
+                .and_then(|shape| shape.iter().try_fold(1u64, |acc, d| acc.checked_mul(d)));
+            match base.zip(count).and_then(|(base, count)| base.checked_mul(count)) {
+                Some(bytes) if bytes <= size => {}
+                Some(bytes) => {
+                    return Err(format!(
+                        "a subarray of {bytes} bytes in items of {size}: numpy would read and write past each item"
+                    ))
+                }
+                None => return Err("the subarray's size cannot be read".into()),
+            }
+        }
+        if let Some(Value::Dict(id)) = items.get(4) {
+            let Some(dict) = self.tables.dicts.get(*id as usize) else {
+                return Err("the fields cannot be read".into());
+            };
+            if dict.flags & DictInfo::UNREAD_FIELD != 0 {
+                return Err(
+                    "a field is not (dtype, offset) with a dtype of known size and an offset of at least 0"
+                        .into(),
+                );
+            }
+            if dict.field_end > size {
+                return Err(format!(
+                    "a field ends at byte {} of items of {size}: numpy would read and write past each item",
+                    dict.field_end
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// How far a structured dtype's field `(dtype, offset[, title])` reaches into an item
+    /// (None: not such a field, or its dtype's size is not known).
+    pub(super) fn field_end(&self, value: &Value) -> Option<u64> {
+        let Value::Tuple(items, _) = value else {
+            return None;
+        };
+        match &items[..] {
+            [Value::Obj(dtype), Value::Int(offset)] | [Value::Obj(dtype), Value::Int(offset), _] => {
+                u64::try_from(*offset).ok()?.checked_add(self.dtype_size(*dtype)?)
+            }
+            _ => None,
+        }
+    }
+
+    /// A dtype object's item size: as its state set it, else as its kind and size say.
+    fn dtype_size(&self, id: u32) -> Option<u64> {
+        if !self.is_dtype_obj(id) {
+            return None;
+        }
+        let recorded = self.tables.objects.get(id as usize).map_or(u64::MAX, |o| o.numel);
+        if recorded != u64::MAX {
+            return Some(recorded);
+        }
+        let descr = self.obj_text(id).and_then(|t| t.text.clone())?;
+        is_canonical_descr(&descr).then(|| descr_item_size(&descr, None))
     }
 
     /// Whether a dtype state's subarray base or fields hold objects; an error when the

@@ -68,6 +68,22 @@ pub(super) fn is_canonical_descr(descr: &str) -> bool {
     ) && chars.all(|c| c.is_ascii_digit())
 }
 
+/// The item size of a dtype made from a canonical `descr` whose state gives `state_size`:
+/// flexible kinds (bytes, str, void) take the state's size when it gives one, the others
+/// their own (a str's descr counts characters of 4 bytes).
+pub(super) fn descr_item_size(descr: &str, state_size: Option<i64>) -> u64 {
+    let flexible = descr.starts_with(['S', 'U', 'V']);
+    if let Some(size) = state_size.filter(|s| flexible && *s >= 0) {
+        return size as u64;
+    }
+    let digits: u64 = descr[1..].parse().unwrap_or(0);
+    if descr.starts_with('U') {
+        digits.saturating_mul(4)
+    } else {
+        digits
+    }
+}
+
 /// The dimensions of a shape (or stride) tuple, all of them non-negative int constants (read in
 /// place: tensor views and arrays are checked by the thousand).
 #[derive(Clone, Copy)]

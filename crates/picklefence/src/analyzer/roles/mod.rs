@@ -51,7 +51,7 @@ pub(super) struct Obj<'p> {
     /// How a reconstructed object may be built (from its class's role).
     reconstruct: Option<Reconstruct>,
     flags: u16,
-    /// An array's element count, once known (`u64::MAX`: not known).
+    /// An array's element count, or a dtype's item size, once known (`u64::MAX`: not known).
     numel: u64,
 }
 
@@ -107,6 +107,9 @@ pub(super) struct DictInfo {
     flags: u16,
     /// Its last watched entry in `Tables::watched` (`NO_ENTRY`: none); entries link backwards.
     last_watched: u32,
+    /// The furthest byte its `(dtype, offset[, title])` values reach: as a structured dtype's
+    /// fields, all must end inside the dtype's items (numpy reads and writes them unchecked).
+    field_end: u64,
 }
 
 impl Default for DictInfo {
@@ -114,6 +117,7 @@ impl Default for DictInfo {
         DictInfo {
             flags: 0,
             last_watched: NO_ENTRY,
+            field_end: 0,
         }
     }
 }
@@ -150,6 +154,9 @@ impl DictInfo {
     const DTYPE_OPEN: u16 = 1 << 7;
     /// A str key that is not on the keyword list of the `keys-in` rules.
     const UNLISTED_KEY: u16 = 1 << 8;
+    /// A value is not `(dtype, offset[, title])` with a dtype of known size and an offset of
+    /// at least 0: as a structured dtype's fields, where they end cannot be told.
+    const UNREAD_FIELD: u16 = 1 << 9;
 }
 
 /// A list the pickle made.
@@ -312,12 +319,17 @@ impl<'p> Analyzer<'p> {
     pub(super) fn dict_set(&mut self, id: u32, items: &[Value]) {
         let rules = self.policy.state_rules();
         let mut flags = DictInfo::NONEMPTY;
+        let mut field_end = 0;
         for pair in items.chunks(2) {
             let [key, value] = pair else {
                 flags |= DictInfo::OPAQUE_KEY;
                 continue;
             };
             flags |= self.value_flags(value);
+            match self.field_end(value) {
+                Some(end) => field_end = field_end.max(end),
+                None => flags |= DictInfo::UNREAD_FIELD,
+            }
             let Some(name) = key.name_bytes() else {
                 flags |= DictInfo::OPAQUE_KEY;
                 if matches!(key, Value::Obj(_) | Value::Unknown) {
@@ -366,6 +378,7 @@ impl<'p> Analyzer<'p> {
         }
         if let Some(dict) = self.tables.dicts.get_mut(id as usize) {
             dict.flags |= flags;
+            dict.field_end = dict.field_end.max(field_end);
         }
         if !self.tables.kept_dicts.is_empty() {
             self.keep_dict_items(id, items);
