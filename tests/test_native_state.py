@@ -608,6 +608,35 @@ def _assert_refused_naming_the_field(entry: Any, loader: str, tmp_path: Path) ->
     assert cls in violation.message and field in violation.message, violation.message
 
 
+# The BROKEN cases whose invariant the scanner also checks inside the file (issue 13: the same
+# invariant where the arrays are in the pickle); the others it notes as left to the guard.
+SCANNED_BROKEN = {
+    "series values longer than the index",
+    "series index longer than the values",
+}
+
+
+@pytest.mark.parametrize("writer", ["pickle", "joblib", "joblib zlib"])
+@pytest.mark.parametrize("case", sorted(SCANNED_BROKEN))
+def test_scanner_refuses_the_broken_cases_it_checks_inside_the_file(
+    case: str, writer: str, tmp_path: Path
+) -> None:
+    """The scanner flags each such case as the guard does, naming the class and the field: a
+    critical state violation, so ``picklefence scan`` fails."""
+    make, cls, field = BROKEN[case]
+    path = tmp_path / "model.bin"
+    obj = {"model": make()}
+    if writer == "pickle":
+        path.write_bytes(pickle.dumps(obj, protocol=4))
+    else:
+        joblib.dump(obj, path, compress=3 if writer == "joblib zlib" else 0)
+    report = picklefence.scan_file(path)
+    assert not report.is_safe, str(report)
+    violations = [f for f in report.findings if f.kind == "state-violation"]
+    assert violations and all(f.severity == "critical" for f in violations), str(report)
+    assert any(cls in f.message and field in f.message for f in violations), str(report)
+
+
 def test_a_masked_array_holds_the_data_kind_of_its_class() -> None:
     """pandas cannot even pickle a FloatingArray of ints (its dtype lookup fails), but a file
     can hold one: the check names the data (unit-tested on the object)."""
