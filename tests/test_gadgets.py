@@ -42,8 +42,8 @@ def _ids(g: Gadget) -> str:
 # validates that state after the load (picklefence._native_state); every such file gets an info
 # note saying so (checked below). The scanner checks tree, HistGradientBoosting, KD/ball tree,
 # categorical, interval, sparse (CSR/CSC/BSR/COO, DIA, LIL) matrix and block placement arrays,
-# a series' values against its index, masked arrays' masks, tree estimators' widths, k-means and
-# neighbors' data widths,
+# a series' values against its index, gradient boosting's stages against its predictions, masked
+# arrays' masks, tree estimators' widths, k-means and neighbors' data widths,
 # vectorizers' vocabularies, MultiIndex codes, SVMs' support counts, one-hot encoders' codes,
 # Birch's norms and splines inside the file itself; torch sparse tensors it does not read, and
 # the one-hot gadget's 5,000,004 categories make a protocol 2 pickle of 75 MB whose array text
@@ -92,6 +92,7 @@ NATIVE_STATE_SCAN = NATIVE_STATE_NOTED - {
     "dia_offsets_without_data",
     "lil_column_beyond_shape",
     "series_index_longer_than_values",
+    "boosting_stage_wider_than_predictions",
 }
 
 

@@ -2,8 +2,9 @@
 //! as many features as the estimator checks its input for (`predict` checks `X`'s width against
 //! `n_features_in_`, then the `Tree` reads `X[i, feature]` for features below its own
 //! `n_features`, the first argument of its constructor), and a forest's estimators' trees for
-//! the forest's input width (it hands them `X` unchecked). Ensembles whose estimators sit in an
-//! array (gradient boosting) or that pick columns per estimator (bagging) are left to the guard.
+//! the forest's input width (it hands them `X` unchecked); gradient boosting's stages (an object
+//! array) as wide as its raw predictions (`boosting.rs`). Ensembles that pick columns per
+//! estimator (bagging) are left to the guard.
 //! k-means centers and nearest-neighbor training data as wide as the input; vectorizers'
 //! vocabularies map terms to distinct columns below their size. SVMs' counts and shapes as
 //! libsvm reads them; a one-hot encoder's codes below its output counts; Birch's norms one per
@@ -16,6 +17,9 @@ use super::arrays::{
 };
 use super::pickled::{class_of, dict_state, outcome};
 use super::PickledOutcome;
+use boosting::boosting_stages;
+
+mod boosting;
 
 const TREE: (&str, &str) = ("sklearn.tree._tree", "Tree");
 
@@ -91,10 +95,18 @@ pub(super) fn check_tree_ensemble(heap: &Heap, data: &[u8], ensemble: &Object) -
         {
             return Err("columns picked per estimator (estimators_features_)".into());
         }
-        // As the ensemble ends up holding them: a list changed by SETITEM is not read.
-        let items = heap
-            .list(estimators, u64::MAX)
-            .ok_or("estimators_ is not a list the pickle made")?;
+        // Gradient boosting's: an object array of stages, checked against its predictions.
+        let boosting = matches!(class_of(heap, ensemble), Some(("sklearn.ensemble._gb", _)));
+        let items = if boosting {
+            match boosting_stages(heap, data, ensemble, state, estimators)? {
+                Ok(items) => items,
+                Err(broken) => return Ok(Err(broken)),
+            }
+        } else {
+            // As the ensemble ends up holding them: a list changed by SETITEM is not read.
+            heap.list(estimators, u64::MAX)
+                .ok_or("estimators_ is not a list the pickle made")?
+        };
         let width = input_width(heap, data, state)?;
         for (number, &item) in items.iter().enumerate() {
             let estimator = heap

@@ -464,3 +464,66 @@ fn a_bisecting_trees_centers_are_as_wide_as_the_input() {
     let why = broken(outcome_for(&bisecting(shared), "BisectingKMeans"));
     assert!(why.contains("a node reached twice"), "{why}");
 }
+
+/// A fitted `GradientBoostingRegressor` of 4 features whose `estimators_` is an object array of
+/// 2 stages of `trees` estimators, with `n_trees_per_iteration_` `per_stage` and a
+/// `DummyRegressor` init predicting `outputs` columns.
+fn boosting(trees: i32, per_stage: i32, outputs: i32) -> Vec<u8> {
+    let stages = Box::new(move |asm: Asm| {
+        let asm = asm
+            .global("numpy.core.multiarray", "_reconstruct")
+            .global("numpy", "ndarray")
+            .int(0)
+            .op(0x85)
+            .text("b")
+            .op(0x87)
+            .op(b'R')
+            .op(b'(')
+            .int(1)
+            .int(2)
+            .int(trees)
+            .op(0x86);
+        let asm = crate::native_state::pickled::tests::dtype("O8")(asm)
+            .op(0x89)
+            .op(b']')
+            .op(b'(');
+        let asm = (0..2 * trees).fold(asm, |asm, _| estimator(asm, Some(4), 4));
+        asm.op(b'e').op(b't').op(b'b')
+    });
+    let shape = [1, outputs];
+    let init = instance(
+        "sklearn.dummy",
+        "DummyRegressor",
+        vec![("n_outputs_", int(outputs)), ("constant_", zeros(&shape))],
+    );
+    let model = instance(
+        "sklearn.ensemble._gb",
+        "GradientBoostingRegressor",
+        vec![
+            ("n_features_in_", int(4)),
+            ("n_trees_per_iteration_", int(per_stage)),
+            ("estimators_", stages),
+            ("init_", init),
+            (
+                "_loss",
+                instance("sklearn._loss.loss", "HalfSquaredError", vec![]),
+            ),
+        ],
+    );
+    pickle(&model)
+}
+
+#[test]
+fn gradient_boosting_stages_are_as_wide_as_its_predictions() {
+    let name = "GradientBoostingRegressor";
+    assert_eq!(outcome_for(&boosting(1, 1, 1), name), PickledOutcome::Intact);
+    assert_eq!(outcome_for(&boosting(3, 3, 3), name), PickledOutcome::Intact);
+    assert_eq!(
+        broken(outcome_for(&boosting(4096, 1, 1), name)),
+        "estimators_ holds 4096 trees per stage for n_trees_per_iteration_ 1"
+    );
+    assert_eq!(
+        broken(outcome_for(&boosting(3, 3, 1), name)),
+        "init_ predicts 1 column(s) for 3 trees per stage"
+    );
+}
