@@ -337,9 +337,13 @@ impl Evaluator {
         Some(self.stack.split_off(mark.min(self.stack.len())))
     }
 
+    /// A str past what the budget holds is kept unread (a protocol 2 array's latin-1 text): the
+    /// reading goes on, and what holds it (its shape, its owner's state) is still read.
     fn text(&mut self, payload: &Payload<'_>) -> Val {
         match payload.bytes().map(std::str::from_utf8) {
-            Some(Ok(text)) => self.new_str(text),
+            Some(Ok(text)) if self.heap.values.saturating_add(text.len() / 16) <= self.budget => {
+                self.new_str(text)
+            }
             _ => Val::Other,
         }
     }
