@@ -18,8 +18,10 @@ use super::arrays::{
 use super::pickled::{class_of, dict_state, outcome};
 use super::PickledOutcome;
 use boosting::boosting_stages;
+use categories::sorted_categories;
 
 mod boosting;
+mod categories;
 
 const TREE: (&str, &str) = ("sklearn.tree._tree", "Tree");
 
@@ -464,7 +466,8 @@ fn categories_length(heap: &Heap, value: Val) -> Result<Result<u64, String>, Str
 /// OneHotEncoder: every code `transform` can make for feature i (its categories, mapped to the
 /// infrequent group and shifted past the dropped one, as scikit-learn does) lies in
 /// [0, `_n_features_outs[i]`). The codes plus the running sum of the counts become the columns
-/// of a sparse matrix unchecked; a dense output writes at them.
+/// of a sparse matrix unchecked; a dense output writes at them. Each feature's categories sorted
+/// as `fit` sorts them (`categories.rs`): a value's code is its index in them only then.
 pub(super) fn check_one_hot_encoder(heap: &Heap, data: &[u8], encoder: &Object) -> PickledOutcome {
     let run = || -> Result<Result<(), String>, String> {
         let Some(state) = dict_state(encoder, "an estimator")? else {
@@ -515,7 +518,20 @@ pub(super) fn check_one_hot_encoder(heap: &Heap, data: &[u8], encoder: &Object) 
             )?),
             _ => None,
         };
+        // Categories whose order is not read here still have their codes checked.
+        let mut unread = None;
         for (feature, (&values, &count)) in categories.iter().zip(&counts).enumerate() {
+            match sorted_categories(heap, data, values) {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Ok(Err(format!(
+                        "categories_[{feature}] is not strictly increasing with missing values last (as fit sorts them)"
+                    )))
+                }
+                Err(why) => {
+                    unread.get_or_insert(format!("categories_[{feature}]: {why}"));
+                }
+            }
             let values = match categories_length(heap, values)? {
                 Ok(values) => values,
                 Err(why) => return Ok(Err(format!("categories_[{feature}] is {why}"))),
@@ -560,7 +576,7 @@ pub(super) fn check_one_hot_encoder(heap: &Heap, data: &[u8], encoder: &Object) 
                 }
             }
         }
-        Ok(Ok(()))
+        unread.map_or(Ok(Ok(())), Err)
     };
     outcome(run())
 }

@@ -102,7 +102,8 @@ fn a_forests_trees_are_built_for_its_input_width() {
 }
 
 use crate::native_state::pickled::tests::{
-    broken, instance, int, int_array, none, object_array, outcome_for, pickle, sequence, text, zeros, Value,
+    broken, floats, instance, int, int_array, none, object_array, outcome_for, pickle, sequence, text, zeros,
+    Value,
 };
 
 const SVM: &str = "sklearn.svm._classes";
@@ -283,12 +284,60 @@ fn counts(counts: &[i32]) -> Value<'_> {
     sequence(counts.iter().map(|&n| int(n)).collect(), true)
 }
 
+/// Sorted float categories 0, 1, ... `n - 1`.
+fn sorted(n: i32) -> Value<'static> {
+    Box::new(move |asm| {
+        let values: Vec<f64> = (0..n).map(f64::from).collect();
+        let shape = [n];
+        let value = floats(&shape, &values);
+        value(asm)
+    })
+}
+
 /// `categories_`: two features of 4 values each (the second of `second`).
 fn categories(second: i32) -> Value<'static> {
-    sequence(
-        vec![zeros(&[4]), Box::new(move |asm| zeros(&[second])(asm))],
-        true,
-    )
+    sequence(vec![sorted(4), sorted(second)], true)
+}
+
+#[test]
+fn a_one_hot_encoders_categories_are_sorted_as_fit_sorts_them() {
+    let with = |first: Value<'static>| {
+        encoder(vec![
+            ("categories_", sequence(vec![first, sorted(4)], true)),
+            ("_n_features_outs", counts(&[4, 4])),
+        ])
+    };
+    let name = "OneHotEncoder";
+    let values = |v: &'static [f64]| -> Value<'static> {
+        Box::new(move |asm| floats(&[i32::try_from(v.len()).unwrap()], v)(asm))
+    };
+    // One NaN, last: as fit keeps missing values.
+    let intact = with(values(&[0.0, 1.0, 2.0, f64::NAN]));
+    assert_eq!(outcome_for(&intact, name), PickledOutcome::Intact);
+    let unsorted = "categories_[0] is not strictly increasing with missing values last (as fit sorts them)";
+    for broken_values in [
+        &[1.0, 0.0, 2.0, 3.0][..],
+        &[0.0, 1.0, 1.0, 3.0],
+        &[0.0, f64::NAN, 2.0, 3.0],
+        &[0.0, 1.0, f64::NAN, f64::NAN],
+    ] {
+        let data = with(values(broken_values));
+        assert_eq!(broken(outcome_for(&data, name)), unsorted, "{broken_values:?}");
+    }
+    // Objects as Python compares them: strs in order, then None, then NaN.
+    let objects = |items: Vec<Value<'static>>| with(object_array(items));
+    let nan: Value<'static> = Box::new(|mut asm: Asm| {
+        asm.0.push(b'G');
+        asm.0.extend(f64::NAN.to_be_bytes());
+        asm
+    });
+    let intact = objects(vec![text("a"), text("b"), none(), nan]);
+    assert_eq!(outcome_for(&intact, name), PickledOutcome::Intact);
+    let data = objects(vec![text("b"), text("a"), text("c"), text("d")]);
+    assert_eq!(broken(outcome_for(&data, name)), unsorted);
+    // A str and a number: Python cannot order them (fit refuses them).
+    let data = objects(vec![text("a"), int(1), text("c"), text("d")]);
+    assert_eq!(broken(outcome_for(&data, name)), unsorted);
 }
 
 #[test]
