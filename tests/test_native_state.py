@@ -621,6 +621,18 @@ SCANNED_BROKEN = {
     "one hot two nans",
     "one hot object numbers unsorted",
     "one hot object categories mixed",
+    "count vectorizer column that is not a number",
+    "multilabel column far beyond",
+    "multilabel column before the first",
+    "multilabel column not an integer",
+    "multilabel cache not a dict",
+    "sgd averaged coefficients of a model that does not average",
+    "sgd averaged coefficients short",
+    "sgd one-class averaged coefficients short",
+    "sgd regressor coefficients narrower than its input",
+    "sgd regressor input wider than its coefficients",
+    "sgd standard coefficients short",
+    "sgd without an input width",
 }
 
 
@@ -3327,7 +3339,7 @@ class _UserRNNModel(torch.nn.Module):
 
 def _intact_of_the_scanned_shapes(size: int) -> Dict[str, Any]:
     """Intact objects of the classes whose shapes the scanner reads in the file since it checks
-    series lengths, boosting stages and one-hot category order."""
+    series lengths, boosting stages, one-hot category order, SGD weights and multi-label columns."""
     rng = np.random.RandomState(size)
     x = rng.rand(size, 3)
     labels = np.arange(size) % 3
@@ -3365,7 +3377,20 @@ def _intact_of_the_scanned_shapes(size: int) -> Dict[str, Any]:
             with_missing
         ),
         "one hot ints": OneHotEncoder(sparse_output=False).fit(labels.reshape(-1, 1) - 1),
+        "sgd": _sgd(features=3),
+        "sgd averaged": _sgd("regressor", average=True),
+        "sgd one-class": _sgd("one_class"),
+        "multilabel": _mlb(),
+        "multilabel of ints": _fitted_binarizer([[int(i), int(i) + 1] for i in labels]),
     }
+
+
+def _fitted_binarizer(labels: List[List[Any]]) -> Any:
+    from sklearn.preprocessing import MultiLabelBinarizer
+
+    binarizer = MultiLabelBinarizer().fit(labels)
+    binarizer.transform(labels[:1])  # makes _cached_dict
+    return binarizer
 
 
 @pytest.mark.parametrize("writer", sorted(WRITERS))
@@ -3380,7 +3405,7 @@ def test_intact_objects_of_the_newly_scanned_shapes_scan_clean(
     report = picklefence.scan_file(path)
     violations = [f.message for f in report.findings if f.kind == "state-violation"]
     assert report.is_safe and not violations, str(report)
-    checked = ("BlockManager", "GradientBoosting", "OneHotEncoder")
+    checked = ("BlockManager", "GradientBoosting", "OneHotEncoder", "linear_model", "MultiLabelBinarizer")
     notes = [
         f.message
         for f in report.findings

@@ -12,8 +12,8 @@ use super::pandas::{
     check_sparse_array,
 };
 use super::sklearn::{
-    check_birch, check_kmeans, check_libsvm, check_neighbors, check_one_hot_encoder, check_tree_ensemble,
-    check_tree_estimator, check_vocabulary,
+    check_birch, check_kmeans, check_libsvm, check_multilabel_binarizer, check_neighbors,
+    check_one_hot_encoder, check_sgd, check_tree_ensemble, check_tree_estimator, check_vocabulary,
 };
 use super::sparse::{check_compressed, check_coo, check_dia, check_lil, Compressed};
 use super::{
@@ -182,6 +182,37 @@ const CHECKED: &[((&str, &str), Check)] = &[
     (
         ("sklearn.feature_extraction._dict_vectorizer", "DictVectorizer"),
         check_vocabulary,
+    ),
+    (
+        ("sklearn.preprocessing._label", "MultiLabelBinarizer"),
+        check_multilabel_binarizer,
+    ),
+    (
+        ("sklearn.linear_model._stochastic_gradient", "SGDClassifier"),
+        check_sgd,
+    ),
+    (
+        ("sklearn.linear_model._stochastic_gradient", "SGDRegressor"),
+        check_sgd,
+    ),
+    (
+        ("sklearn.linear_model._stochastic_gradient", "SGDOneClassSVM"),
+        check_sgd,
+    ),
+    (("sklearn.linear_model._perceptron", "Perceptron"), check_sgd),
+    (
+        (
+            "sklearn.linear_model._passive_aggressive",
+            "PassiveAggressiveClassifier",
+        ),
+        check_sgd,
+    ),
+    (
+        (
+            "sklearn.linear_model._passive_aggressive",
+            "PassiveAggressiveRegressor",
+        ),
+        check_sgd,
     ),
     (("pandas.arrays", "SparseArray"), check_sparse_array),
     (

@@ -19,9 +19,11 @@ use super::pickled::{class_of, dict_state, outcome};
 use super::PickledOutcome;
 use boosting::boosting_stages;
 use categories::sorted_categories;
+pub(super) use linear::{check_multilabel_binarizer, check_sgd, check_vocabulary};
 
 mod boosting;
 mod categories;
+mod linear;
 
 const TREE: (&str, &str) = ("sklearn.tree._tree", "Tree");
 
@@ -616,53 +618,6 @@ pub(super) fn check_neighbors(heap: &Heap, data: &[u8], model: &Object) -> Pickl
                         "_tree.data has shape {tree_shape:?} for training data of shape {shape:?}"
                     )));
                 }
-            }
-        }
-        Ok(Ok(()))
-    };
-    outcome(run())
-}
-
-/// Terms read at most from one vocabulary (a real one holds up to a few million).
-const MAX_TERMS: usize = 1 << 24;
-
-/// Text and dict vectorizers: `vocabulary_` maps each term to a distinct column in
-/// `[0, len(vocabulary_))`, as scikit-learn's own vocabulary check requires; `transform` puts
-/// the columns into a sparse matrix's indices unchecked. Read as the dict ends up (items set
-/// after the estimator's BUILD change the dict it holds).
-pub(super) fn check_vocabulary(heap: &Heap, data: &[u8], vectorizer: &Object) -> PickledOutcome {
-    let run = || -> Result<Result<(), String>, String> {
-        let Some(state) = dict_state(vectorizer, "an estimator")? else {
-            return Ok(Ok(()));
-        };
-        let Some(vocabulary) = heap.get(state, "vocabulary_").filter(|v| *v != Val::None) else {
-            return Ok(Ok(()));
-        };
-        let items = heap
-            .dict_items(vocabulary)
-            .ok_or("vocabulary_ is not a dict the pickle made")?;
-        if items.len() > MAX_TERMS {
-            return Err("a vocabulary too large to read here".into());
-        }
-        // The last column set for each term wins, as in Python.
-        let mut columns = std::collections::HashMap::with_capacity(items.len());
-        for &(term, column) in items {
-            let term = heap.str(term).ok_or("a term that is not a str")?;
-            columns.insert(term, column);
-        }
-        let size = columns.len();
-        let mut taken = vec![false; size];
-        for (term, column) in columns {
-            // A NumPy integer too (some analyzers keep them); another value is left to the guard.
-            let column = int_value(heap, data, column)
-                .ok_or_else(|| format!("vocabulary_[{term:?}] is not an int"))?;
-            let Some(slot) = usize::try_from(column).ok().and_then(|c| taken.get_mut(c)) else {
-                return Ok(Err(format!(
-                    "vocabulary_[{term:?}] is {column}, outside [0, {size}) (the vocabulary's columns)"
-                )));
-            };
-            if std::mem::replace(slot, true) {
-                return Ok(Err(format!("vocabulary_: two terms share column {column}")));
             }
         }
         Ok(Ok(()))

@@ -576,3 +576,61 @@ fn gradient_boosting_stages_are_as_wide_as_its_predictions() {
         "init_ predicts 1 column(s) for 3 trees per stage"
     );
 }
+
+/// A fitted `SGDRegressor` of `width` features with `fields`.
+fn sgd<'a>(width: i32, fields: Vec<(&'a str, Value<'a>)>) -> Vec<u8> {
+    let mut all = vec![("n_features_in_", int(width))];
+    all.extend(fields);
+    pickle(&instance(
+        "sklearn.linear_model._stochastic_gradient",
+        "SGDRegressor",
+        all,
+    ))
+}
+
+#[test]
+fn an_sgd_models_weights_are_as_wide_as_its_input() {
+    let name = "SGDRegressor";
+    let intact = sgd(4, vec![("coef_", zeros(&[4])), ("_average_coef", zeros(&[4]))]);
+    assert_eq!(outcome_for(&intact, name), PickledOutcome::Intact);
+    assert_eq!(
+        broken(outcome_for(&sgd(50_000, vec![("coef_", zeros(&[4]))]), name)),
+        "coef_ has shape [4] for 50000 features (coef_ of shape [4])"
+    );
+    let short = sgd(4, vec![("coef_", zeros(&[4])), ("_standard_coef", zeros(&[1]))]);
+    assert_eq!(
+        broken(outcome_for(&short, name)),
+        "_standard_coef has shape [1] for 4 features (coef_ of shape [4])"
+    );
+    let not_an_array = sgd(4, vec![("coef_", zeros(&[4])), ("_average_coef", int(0))]);
+    assert!(broken(outcome_for(&not_an_array, name)).starts_with("_average_coef has shape none"));
+}
+
+/// A `MultiLabelBinarizer` whose `_cached_dict` maps `labels` to `columns`.
+fn binarizer(cached: &'static [(&'static str, i32)]) -> Vec<u8> {
+    let dict: Value<'static> = Box::new(move |asm: Asm| {
+        cached.iter().fold(asm.op(b'}'), |asm, (label, column)| {
+            asm.text(label).int(*column).op(b's')
+        })
+    });
+    pickle(&instance(
+        "sklearn.preprocessing._label",
+        "MultiLabelBinarizer",
+        vec![("_cached_dict", dict)],
+    ))
+}
+
+#[test]
+fn a_multilabel_binarizers_columns_are_distinct_and_below_its_size() {
+    let name = "MultiLabelBinarizer";
+    let intact = binarizer(&[("a", 1), ("b", 0), ("c", 2)]);
+    assert_eq!(outcome_for(&intact, name), PickledOutcome::Intact);
+    assert_eq!(
+        broken(outcome_for(&binarizer(&[("a", 100_000_000), ("b", 1)]), name)),
+        "_cached_dict[\"a\"] is 100000000, outside [0, 2) (the output's columns)"
+    );
+    assert_eq!(
+        broken(outcome_for(&binarizer(&[("a", 1), ("b", 1)]), name)),
+        "_cached_dict: two labels share column 1"
+    );
+}
