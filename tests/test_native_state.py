@@ -633,6 +633,10 @@ SCANNED_BROKEN = {
     "sgd regressor input wider than its coefficients",
     "sgd standard coefficients short",
     "sgd without an input width",
+    "hdbscan fields renamed",
+    "hdbscan node far beyond",
+    "hdbscan node negative",
+    "hdbscan node of a later merge",
 }
 
 
@@ -3339,7 +3343,8 @@ class _UserRNNModel(torch.nn.Module):
 
 def _intact_of_the_scanned_shapes(size: int) -> Dict[str, Any]:
     """Intact objects of the classes whose shapes the scanner reads in the file since it checks
-    series lengths, boosting stages, one-hot category order, SGD weights and multi-label columns."""
+    series lengths, boosting stages, one-hot category order, SGD weights, multi-label columns and
+    HDBSCAN's linkage tree."""
     rng = np.random.RandomState(size)
     x = rng.rand(size, 3)
     labels = np.arange(size) % 3
@@ -3382,6 +3387,7 @@ def _intact_of_the_scanned_shapes(size: int) -> Dict[str, Any]:
         "sgd one-class": _sgd("one_class"),
         "multilabel": _mlb(),
         "multilabel of ints": _fitted_binarizer([[int(i), int(i) + 1] for i in labels]),
+        "hdbscan": _hdbscan(lambda tree: None),
     }
 
 
@@ -3405,7 +3411,14 @@ def test_intact_objects_of_the_newly_scanned_shapes_scan_clean(
     report = picklefence.scan_file(path)
     violations = [f.message for f in report.findings if f.kind == "state-violation"]
     assert report.is_safe and not violations, str(report)
-    checked = ("BlockManager", "GradientBoosting", "OneHotEncoder", "linear_model", "MultiLabelBinarizer")
+    checked = (
+        "BlockManager",
+        "GradientBoosting",
+        "OneHotEncoder",
+        "linear_model",
+        "MultiLabelBinarizer",
+        "HDBSCAN",
+    )
     notes = [
         f.message
         for f in report.findings

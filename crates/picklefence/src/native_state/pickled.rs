@@ -12,7 +12,7 @@ use super::pandas::{
     check_sparse_array,
 };
 use super::sklearn::{
-    check_birch, check_kmeans, check_libsvm, check_multilabel_binarizer, check_neighbors,
+    check_birch, check_hdbscan, check_kmeans, check_libsvm, check_multilabel_binarizer, check_neighbors,
     check_one_hot_encoder, check_sgd, check_tree_ensemble, check_tree_estimator, check_vocabulary,
 };
 use super::sparse::{check_compressed, check_coo, check_dia, check_lil, Compressed};
@@ -214,6 +214,7 @@ const CHECKED: &[((&str, &str), Check)] = &[
         ),
         check_sgd,
     ),
+    (("sklearn.cluster._hdbscan.hdbscan", "HDBSCAN"), check_hdbscan),
     (("pandas.arrays", "SparseArray"), check_sparse_array),
     (
         ("pandas.core.arrays.sparse.array", "SparseArray"),

@@ -19,10 +19,12 @@ use super::pickled::{class_of, dict_state, outcome};
 use super::PickledOutcome;
 use boosting::boosting_stages;
 use categories::sorted_categories;
+pub(super) use hdbscan::check_hdbscan;
 pub(super) use linear::{check_multilabel_binarizer, check_sgd, check_vocabulary};
 
 mod boosting;
 mod categories;
+mod hdbscan;
 mod linear;
 
 const TREE: (&str, &str) = ("sklearn.tree._tree", "Tree");
