@@ -637,6 +637,13 @@ SCANNED_BROKEN = {
     "hdbscan node far beyond",
     "hdbscan node negative",
     "hdbscan node of a later merge",
+    "generator mt19937 position",
+    "philox buffer position",
+    "philox buffer position beyond",
+    "random state over philox",
+    "random state position far beyond",
+    "random state position negative",
+    "random state position past the key",
 }
 
 
@@ -3343,8 +3350,8 @@ class _UserRNNModel(torch.nn.Module):
 
 def _intact_of_the_scanned_shapes(size: int) -> Dict[str, Any]:
     """Intact objects of the classes whose shapes the scanner reads in the file since it checks
-    series lengths, boosting stages, one-hot category order, SGD weights, multi-label columns and
-    HDBSCAN's linkage tree."""
+    series lengths, boosting stages, one-hot category order, SGD weights, multi-label columns,
+    HDBSCAN's linkage tree and NumPy bit generators' positions."""
     rng = np.random.RandomState(size)
     x = rng.rand(size, 3)
     labels = np.arange(size) % 3
@@ -3388,6 +3395,10 @@ def _intact_of_the_scanned_shapes(size: int) -> Dict[str, Any]:
         "multilabel": _mlb(),
         "multilabel of ints": _fitted_binarizer([[int(i), int(i) + 1] for i in labels]),
         "hdbscan": _hdbscan(lambda tree: None),
+        "random state": _random_state(size % 625),
+        "random state over philox": np.random.RandomState(_philox(size % 5)),
+        "generator": _mt19937_generator(624),
+        "seeded generator": np.random.Generator(np.random.MT19937(size)),
     }
 
 
@@ -3418,6 +3429,7 @@ def test_intact_objects_of_the_newly_scanned_shapes_scan_clean(
         "linear_model",
         "MultiLabelBinarizer",
         "HDBSCAN",
+        "numpy.random",
     )
     notes = [
         f.message

@@ -560,3 +560,67 @@ fn an_hdbscan_linkage_tree_merges_samples_and_earlier_merges() {
     );
     assert!(broken(outcome_for(&renamed, "HDBSCAN")).contains("is not a linkage tree"));
 }
+
+/// `ctor(cls)` of numpy's pickle helpers, built with `state` (appended by `state`).
+fn generator(ctor: &str, class: (&str, &str), state: &dyn Fn(Asm) -> Asm) -> Vec<u8> {
+    let asm = Asm::default()
+        .op(0x80)
+        .op(2)
+        .global("numpy.random._pickle", ctor)
+        .global(class.0, class.1)
+        .op(0x85)
+        .op(b'R');
+    state(asm).op(b'b').op(b'.').0
+}
+
+/// `{"bit_generator": name, ...}` with MT19937's `state.pos` or Philox's `buffer_pos`.
+fn generator_state(name: &'static str, position: i32) -> impl Fn(Asm) -> Asm {
+    move |asm: Asm| {
+        let asm = asm.op(b'}').text("bit_generator").text(name).op(b's');
+        match name {
+            "MT19937" => asm
+                .text("state")
+                .op(b'}')
+                .text("pos")
+                .int(position)
+                .op(b's')
+                .op(b's'),
+            _ => asm.text("buffer_pos").int(position).op(b's'),
+        }
+    }
+}
+
+#[test]
+fn a_bit_generators_position_lies_inside_its_state() {
+    const MT: (&str, &str) = ("numpy.random._mt19937", "MT19937");
+    const PHILOX: (&str, &str) = ("numpy.random._philox", "Philox");
+    for (class, name, end) in [(MT, "MT19937", 624), (PHILOX, "Philox", 4)] {
+        for ctor in ["__bit_generator_ctor", "__randomstate_ctor", "__generator_ctor"] {
+            let intact = generator(ctor, class, &generator_state(name, end));
+            assert_eq!(outcome_for(&intact, name), PickledOutcome::Intact, "{ctor}");
+            // A bit generator's state with its seed sequence: (dict, seed).
+            let tupled = generator(ctor, class, &|asm| {
+                generator_state(name, -5)(asm).op(b'N').op(0x86)
+            });
+            let why = broken(outcome_for(&tupled, name));
+            assert!(
+                why.ends_with(&format!("is -5, outside [0, {end}] (the words of its state)")),
+                "{why}"
+            );
+        }
+    }
+    // RandomState's legacy tuple: (name, key, pos, has_gauss, gauss).
+    let legacy = generator("__randomstate_ctor", MT, &|asm| {
+        asm.op(b'(')
+            .text("MT19937")
+            .op(b'N')
+            .int(10_000_000)
+            .int(0)
+            .int(0)
+            .op(b't')
+    });
+    assert_eq!(
+        broken(outcome_for(&legacy, "MT19937")),
+        "state.pos is 10000000, outside [0, 624] (the words of its state)"
+    );
+}
