@@ -42,14 +42,15 @@ def _ids(g: Gadget) -> str:
 # validates that state after the load (picklefence._native_state); every such file gets an info
 # note saying so (checked below). The scanner checks tree, HistGradientBoosting, KD/ball tree,
 # categorical, interval, sparse (CSR/CSC/BSR/COO, DIA, LIL) matrix and block placement arrays,
-# masked arrays' masks, tree estimators' widths, k-means and neighbors' data widths,
+# a series' values against its index, gradient boosting's stages against its predictions, masked
+# arrays' masks, tree estimators' widths, k-means and neighbors' data widths,
 # vectorizers' vocabularies, MultiIndex codes, SVMs' support counts, one-hot encoders' codes,
-# Birch's norms and splines inside the file itself; torch sparse tensors it does not read, and
-# the one-hot gadget's 5,000,004 categories make a protocol 2 pickle of 75 MB whose array text
-# is past what the scanner's reading of a pickle holds, so it lets them through (strict: fails
-# once it checks them). A block manager given pandas < 2's state writes at its placements
-# inside the load: the guard checks that state before pandas reads it
-# (_native_state.SETSTATE_CHECKED).
+# Birch's norms and splines inside the file itself (the one-hot gadget's 5,000,004 categories, a
+# protocol 2 pickle of 75 MB, are text past what the scanner's reading of a pickle holds: their
+# length is still read, their order left to the guard); torch sparse tensors it does not read,
+# so it lets them through (strict: fails once it checks them). A block manager given pandas < 2's
+# state writes at its placements inside the load: the guard checks that state before pandas
+# reads it (_native_state.SETSTATE_CHECKED).
 NATIVE_STATE: Set[str] = set()
 NATIVE_STATE_NOTED = {
     "tree_node_children_out_of_bounds",
@@ -97,6 +98,9 @@ NATIVE_STATE_SCAN = NATIVE_STATE_NOTED - {
     "svm_support_count_beyond_vectors",
     "dia_offsets_without_data",
     "lil_column_beyond_shape",
+    "series_index_longer_than_values",
+    "boosting_stage_wider_than_predictions",
+    "one_hot_code_beyond_outputs",
 }
 
 

@@ -6,10 +6,11 @@
 //! Values live in one arena and refer to each other by index, so cycles cost nothing and
 //! nothing leaks; the arena has a fixed budget, past which the reading gives up.
 
-use foldhash::HashMap;
-
 use crate::decoder::{Arg, Op, Payload};
 use crate::opcodes::Opcode;
+use memo::Memo;
+
+mod memo;
 
 /// Values pushed at most (each costs at most a few dozen bytes); a pickle that needs more is
 /// not evaluated to its end.
@@ -245,56 +246,6 @@ pub(crate) enum Trailing {
 /// nested pickle follows.
 type Frame = (Vec<Val>, Vec<usize>, Memo, u32);
 
-/// An unpickler's memo (a dict in CPython): keys written in order live in a vector, others in
-/// a map; `len` counts distinct keys, as MEMOIZE needs.
-#[derive(Debug, Default)]
-struct Memo {
-    dense: Vec<Option<Val>>,
-    dense_len: u64,
-    sparse: HashMap<u64, Val>,
-}
-
-impl Memo {
-    /// Keys this far past the vector's end go to the map (a huge key costs no memory).
-    const DENSE_GAP: usize = 4096;
-
-    fn get(&self, key: u64) -> Option<Val> {
-        let dense = usize::try_from(key)
-            .ok()
-            .and_then(|i| self.dense.get(i).copied().flatten());
-        dense.or_else(|| self.sparse.get(&key).copied())
-    }
-
-    /// Stores `value` under `key`; returns how many slots the vector grew by (the caller counts
-    /// them against its budget: keys a few thousand apart would otherwise grow it without one).
-    fn insert(&mut self, key: u64, value: Val) -> usize {
-        let before = self.dense.len();
-        match usize::try_from(key) {
-            Ok(i) if i <= self.dense.len().saturating_add(Self::DENSE_GAP) => {
-                if i >= self.dense.len() {
-                    self.dense.resize(i + 1, None);
-                }
-                if let Some(slot) = self.dense.get_mut(i) {
-                    if slot.replace(value).is_none() {
-                        self.dense_len += 1;
-                    }
-                }
-                if !self.sparse.is_empty() {
-                    self.sparse.remove(&key);
-                }
-            }
-            _ => {
-                self.sparse.insert(key, value);
-            }
-        }
-        self.dense.len() - before
-    }
-
-    fn len(&self) -> u64 {
-        self.dense_len + self.sparse.len() as u64
-    }
-}
-
 /// Runs over the opcodes of one input (several pickles in a row share the heap).
 #[derive(Debug)]
 pub(crate) struct Evaluator {
@@ -386,9 +337,13 @@ impl Evaluator {
         Some(self.stack.split_off(mark.min(self.stack.len())))
     }
 
+    /// A str past what the budget holds is kept unread (a protocol 2 array's latin-1 text): the
+    /// reading goes on, and what holds it (its shape, its owner's state) is still read.
     fn text(&mut self, payload: &Payload<'_>) -> Val {
         match payload.bytes().map(std::str::from_utf8) {
-            Some(Ok(text)) => self.new_str(text),
+            Some(Ok(text)) if self.heap.values.saturating_add(text.len() / 16) <= self.budget => {
+                self.new_str(text)
+            }
             _ => Val::Other,
         }
     }

@@ -468,7 +468,7 @@ fn describe(value: Val) -> &'static str {
         Val::Set(_) => "a set",
         Val::Global(_) => "a class or function reference",
         Val::PersId(_) => "a storage with no tensor",
-        _ => "a value JSON cannot hold (a big int, a buffer, ...)",
+        _ => "a value JSON cannot hold (a big int, a buffer, a str too long to read, ...)",
     }
 }
 

@@ -245,3 +245,27 @@ fn lists_tell_when_they_changed_after_a_reader() {
     );
     assert!(heap.changed_after(list, u64::MAX - 1));
 }
+
+#[test]
+fn a_str_past_the_budget_is_kept_unread_and_the_reading_goes_on() {
+    // [long, 7]: the str alone costs more than the budget; the list and the int are still read.
+    let long = "x".repeat(240);
+    let data = Asm::default()
+        .op(b']')
+        .text(&long)
+        .op(b'a')
+        .int(7)
+        .op(b'a')
+        .op(b'.');
+    let evaluator = evaluate(&data.0, 10);
+    assert_eq!(evaluator.gave_up, None);
+    let result = evaluator.result.unwrap();
+    assert_eq!(
+        evaluator.heap.list(result, u64::MAX).unwrap(),
+        [Val::Other, Val::Int(7)]
+    );
+    // Within the budget it is read.
+    let evaluator = evaluate(&data.0, 100);
+    let items = evaluator.heap.list(evaluator.result.unwrap(), u64::MAX).unwrap();
+    assert_eq!(evaluator.heap.str(items[0]), Some(long.as_str()));
+}

@@ -15,6 +15,7 @@ mod interpolate;
 mod nodes;
 mod pandas;
 mod pickled;
+mod random;
 mod sklearn;
 mod sparse;
 

@@ -37,6 +37,18 @@ const ARROW_BACKED: [(&str, &str); 4] = [
     ("pandas.arrays", "ArrowExtensionArray"),
     ("pandas.core.arrays.arrow.array", "ArrowExtensionArray"),
 ];
+const SPARSE_ARRAY: [(&str, &str); 2] = [
+    ("pandas.arrays", "SparseArray"),
+    ("pandas.core.arrays.sparse.array", "SparseArray"),
+];
+const INTERVAL_ARRAY: [(&str, &str); 2] = [
+    ("pandas.arrays", "IntervalArray"),
+    ("pandas.core.arrays.interval", "IntervalArray"),
+];
+const MULTI_INDEX: [(&str, &str); 2] = [
+    ("pandas", "MultiIndex"),
+    ("pandas.core.indexes.multi", "MultiIndex"),
+];
 const SLICE: [(&str, &str); 2] = [("builtins", "slice"), ("__builtin__", "slice")];
 const UNPICKLE_BLOCK: (&str, &str) = ("pandas._libs.internals", "_unpickle_block");
 /// The key of the fields a block manager's state (pandas < 2, `SingleBlockManager`) keeps.
@@ -161,8 +173,29 @@ fn length_of(heap: &Heap, value: Val, read_at: u64, depth: usize) -> Result<Resu
     if heap.global(object.callee).is_some_and(|f| NEW_INDEX.contains(&f)) {
         return index_length(heap, object, depth);
     }
-    if class_of(heap, object).is_some_and(|class| ARROW_BACKED.contains(&class)) {
+    let class = class_of(heap, object);
+    if class.is_some_and(|class| ARROW_BACKED.contains(&class)) {
         return arrow_length(heap, object).map(Ok);
+    }
+    // A sparse array is as long as its index says; an interval array as its left bounds.
+    if class.is_some_and(|class| SPARSE_ARRAY.contains(&class)) {
+        let state = dict_state(object, "a sparse array")?.ok_or("a sparse array without its state")?;
+        let index = heap
+            .get(state, "_sparse_index")
+            .and_then(|v| heap.object(v))
+            .filter(|made| heap.global(made.callee) == Some(INT_INDEX) && made.state.is_none())
+            .ok_or("a sparse index that is not an IntIndex the pickle called")?;
+        let length = heap
+            .tuple(index.args)
+            .and_then(|args| heap.int(*args.first()?))
+            .and_then(|n| u64::try_from(n).ok())
+            .ok_or("an IntIndex called without its length")?;
+        return Ok(Ok(length));
+    }
+    if class.is_some_and(|class| INTERVAL_ARRAY.contains(&class)) {
+        let (fields, built) = interval_fields(heap, object)?;
+        let left = heap.get(fields, "_left").ok_or("a state without _left")?;
+        return length_of(heap, left, built, depth + 1);
     }
     let inner = backed(heap, object)?;
     if let Err(broken) = built_before(heap, inner.array, inner.read_at, "an extension array's data") {
@@ -213,6 +246,19 @@ fn index_length(heap: &Heap, index: &Object, depth: usize) -> Result<Result<u64,
         return match range_length(start, stop, step) {
             Some(length) => Ok(Ok(length)),
             None => Err("a RangeIndex with step 0".into()),
+        };
+    }
+    if MULTI_INDEX.contains(&class) {
+        // As long as its codes (check_multi_index checks they are of one length).
+        let codes = heap.get(*fields, "codes").ok_or("a MultiIndex without codes")?;
+        let first = heap
+            .list(codes, index.offset)
+            .or_else(|| heap.tuple(codes))
+            .and_then(|codes| codes.first().copied())
+            .ok_or("a MultiIndex without code arrays")?;
+        return match array_shape(heap, first)?[..] {
+            [length] => Ok(Ok(length)),
+            ref shape => Err(format!("MultiIndex codes of shape {shape:?}")),
         };
     }
     if !DATA_INDEX.contains(&class) {
@@ -288,17 +334,7 @@ pub(super) fn check_categorical(heap: &Heap, data: &[u8], categorical: &Object) 
 /// comparisons pair them up by position).
 pub(super) fn check_intervals(heap: &Heap, _data: &[u8], intervals: &Object) -> PickledOutcome {
     let run = || -> Result<Result<(), String>, String> {
-        if intervals.rebuilt {
-            return Err("an interval array given its state twice".into());
-        }
-        let (Some(state), Some(built)) = (intervals.state, intervals.built_at) else {
-            return Err("an interval array without its state".into());
-        };
-        let fields = match heap.tuple(state) {
-            Some([only]) if !heap.changed_after(*only, built) => *only,
-            Some(_) => return Err("a state tuple other than one unchanged dict".into()),
-            None => state,
-        };
+        let (fields, built) = interval_fields(heap, intervals)?;
         let mut lengths = [0; 2];
         for (length, key) in lengths.iter_mut().zip(["_left", "_right"]) {
             let bound = heap
@@ -319,36 +355,88 @@ pub(super) fn check_intervals(heap: &Heap, _data: &[u8], intervals: &Object) -> 
     outcome(run())
 }
 
+/// The state dict of an interval array and the BUILD that gave it.
+fn interval_fields(heap: &Heap, intervals: &Object) -> Result<(Val, u64), String> {
+    if intervals.rebuilt {
+        return Err("an interval array given its state twice".into());
+    }
+    let (Some(state), Some(built)) = (intervals.state, intervals.built_at) else {
+        return Err("an interval array without its state".into());
+    };
+    match heap.tuple(state) {
+        Some([only]) if !heap.changed_after(*only, built) => Ok((*only, built)),
+        Some(_) => Err("a state tuple other than one unchanged dict".into()),
+        None => Ok((state, built)),
+    }
+}
+
 /// `BlockManager` and `SingleBlockManager`: every block's placement inside the items axis
-/// (`axes[0]`). Two forms: `BlockManager(blocks, axes)` with each block
+/// (`axes[0]`), every block of the manager's dimensions, and its values of the shape the guard
+/// requires: a series' values as long as its index (pandas' take and groupby kernels index them
+/// by the index's positions, unchecked), a frame's block as many columns as its placement, each
+/// as long as the index (`axes[1]`). Two forms: `BlockManager(blocks, axes)` with each block
 /// `_unpickle_block(values, placement, ndim)` (pandas >= 2), and a state given by BUILD,
 /// `(axes, values, items, {"0.14.1": {"axes": [...], "blocks": [{"values", "mgr_locs"}]}})`
-/// (older frames, every series), which replaces what a call gave.
+/// (older frames, every series), which replaces what a call gave; its blocks have as many
+/// dimensions as it has axes.
 pub(super) fn check_block_manager(heap: &Heap, data: &[u8], manager: &Object) -> PickledOutcome {
     let run = || -> Result<Result<(), String>, String> {
         if manager.rebuilt {
             return Err("a block manager given its state twice".into());
         }
-        let (axes, read_at, placements) = match (manager.state, manager.built_at) {
+        let (axes, read_at, blocks) = match (manager.state, manager.built_at) {
             (Some(state), Some(built)) => manager_state(heap, state, built)?,
             (None, _) => manager_call(heap, manager)?,
             (Some(_), None) => return Err("a block manager with a state but no BUILD".into()),
         };
         let axes = sequence(heap, axes, read_at).ok_or("axes that are not a list")?;
-        let first = *axes.first().ok_or("a block manager without axes")?;
-        let items = match length_of(heap, first, read_at, 0)? {
-            Ok(items) => i64::try_from(items).unwrap_or(i64::MAX),
-            Err(broken) => return Ok(Err(broken)),
+        let dimensions = match class_of(heap, manager) {
+            Some((_, "SingleBlockManager")) => 1,
+            _ => 2,
         };
-        for (number, (placement, at)) in placements.into_iter().enumerate() {
-            match placed_outside(heap, data, placement, at, items)? {
-                Ok(None) => {}
-                Ok(Some(item)) => {
-                    return Ok(Err(format!(
-                        "blocks[{number}] is placed at item {item}, outside [0, {items}) (the items axis)"
-                    )))
-                }
+        let mut lengths = Vec::with_capacity(2);
+        for axis in axes.iter().take(2) {
+            match length_of(heap, *axis, read_at, 0)? {
+                Ok(length) => lengths.push(length),
+                Err(broken) => return Ok(Err(broken)),
+            }
+        }
+        let Some(&index) = lengths.first() else {
+            return Err("a block manager without axes".into());
+        };
+        let items = i64::try_from(index).unwrap_or(i64::MAX);
+        for (number, block) in blocks.into_iter().enumerate() {
+            let placed = match placed(heap, data, block.placement, block.at, items)? {
+                Ok(placed) => placed,
                 Err(broken) => return Ok(Err(format!("blocks[{number}]: {broken}"))),
+            };
+            if let Some(item) = placed.outside {
+                return Ok(Err(format!(
+                    "blocks[{number}] is placed at item {item}, outside [0, {items}) (the items axis)"
+                )));
+            }
+            // The state's blocks take as many dimensions as it has axes.
+            let ndim = block
+                .ndim
+                .unwrap_or_else(|| i64::try_from(axes.len()).unwrap_or(i64::MAX));
+            if ndim != dimensions {
+                return Ok(Err(format!(
+                    "blocks[{number}] has {ndim} dimensions in a manager of {dimensions}"
+                )));
+            }
+            let expected = match (dimensions, lengths.get(1)) {
+                (1, _) => vec![index],
+                (_, Some(&rows)) => vec![placed.count, rows],
+                (_, None) => return Ok(Err("a frame's manager with one axis".into())),
+            };
+            let shape = match block_shape(heap, block.values, block.at, placed.count, dimensions)? {
+                Ok(shape) => shape,
+                Err(broken) => return Ok(Err(format!("blocks[{number}]: {broken}"))),
+            };
+            if shape != expected {
+                return Ok(Err(format!(
+                    "blocks[{number}].values has shape {shape:?} for placement {expected:?}"
+                )));
             }
         }
         Ok(Ok(()))
@@ -356,32 +444,80 @@ pub(super) fn check_block_manager(heap: &Heap, data: &[u8], manager: &Object) ->
     outcome(run())
 }
 
-/// A block's placement and where it was read.
-type Placement = (Val, u64);
+/// A block as its manager is given it: values, placement, dimensions (None: the manager's
+/// axes), and where it was read.
+struct Block {
+    values: Val,
+    placement: Val,
+    ndim: Option<i64>,
+    at: u64,
+}
 
-/// `BlockManager(blocks, axes[, verify])`: the axes, where the call read them, the placements.
-fn manager_call(heap: &Heap, manager: &Object) -> Result<(Val, u64, Vec<Placement>), String> {
+/// The shape the guard reads of a block whose values were taken at `at`: a NumPy array's or a
+/// two-dimensional extension array's own; a one-dimensional extension array's in a frame is
+/// `(placed, len)` (pandas' `ExtensionBlock.shape`). Outer error: not readable here.
+fn block_shape(
+    heap: &Heap,
+    values: Val,
+    at: u64,
+    placed: u64,
+    dimensions: i64,
+) -> Result<Result<Vec<u64>, String>, String> {
+    if let Err(broken) = built_before(heap, values, at, "the values") {
+        return Ok(Err(broken));
+    }
+    if let Ok(shape) = array_shape(heap, values) {
+        return Ok(Ok(shape));
+    }
+    // A datetime block's values: an NDArrayBacked array of two dimensions.
+    let object = heap.object(values).ok_or("values not made in the pickle")?;
+    if let Ok(inner) = backed(heap, object) {
+        if let Ok(shape) = array_shape(heap, inner.array) {
+            if shape.len() == 2 {
+                return Ok(
+                    match built_before(heap, inner.array, inner.read_at, "the values") {
+                        Ok(()) => Ok(shape),
+                        Err(broken) => Err(broken),
+                    },
+                );
+            }
+        }
+    }
+    Ok(length_of(heap, values, at, 0)?.map(|length| match dimensions {
+        1 => vec![length],
+        _ => vec![placed, length],
+    }))
+}
+
+/// `BlockManager(blocks, axes[, verify])`: the axes, where the call read them, the blocks.
+fn manager_call(heap: &Heap, manager: &Object) -> Result<(Val, u64, Vec<Block>), String> {
     let [blocks, axes, ..] = heap.tuple(manager.args).unwrap_or_default() else {
         return Err("a block manager called without blocks and axes".into());
     };
     let blocks = sequence(heap, *blocks, manager.offset).ok_or("blocks that are not a tuple")?;
-    let mut placements = Vec::with_capacity(blocks.len());
+    let mut made = Vec::with_capacity(blocks.len());
     for block in blocks {
         let object = heap.object(*block).ok_or("a block not made in the pickle")?;
         if heap.global(object.callee) != Some(UNPICKLE_BLOCK) || object.state.is_some() {
             return Err("a block not made by _unpickle_block".into());
         }
-        let [_, placement, _] = heap.tuple(object.args).unwrap_or_default() else {
+        let [values, placement, ndim] = heap.tuple(object.args).unwrap_or_default() else {
             return Err("a block made without values, placement and ndim".into());
         };
-        placements.push((*placement, object.offset));
+        let ndim = heap.int(*ndim).ok_or("a block whose ndim is not an int")?;
+        made.push(Block {
+            values: *values,
+            placement: *placement,
+            ndim: Some(ndim),
+            at: object.offset,
+        });
     }
-    Ok((*axes, manager.offset, placements))
+    Ok((*axes, manager.offset, made))
 }
 
-/// The state `__setstate__` reads at the BUILD at `built`: the axes and placements of its
+/// The state `__setstate__` reads at the BUILD at `built`: the axes and blocks of its
 /// "0.14.1" fields, none of them changed after that BUILD.
-fn manager_state(heap: &Heap, state: Val, built: u64) -> Result<(Val, u64, Vec<Placement>), String> {
+fn manager_state(heap: &Heap, state: Val, built: u64) -> Result<(Val, u64, Vec<Block>), String> {
     let as_built = |value: Option<Val>, what: &str| match value {
         Some(v) if heap.changed_after(v, built) => {
             Err(format!("{what} changed after the BUILD that read it"))
@@ -397,15 +533,17 @@ fn manager_state(heap: &Heap, state: Val, built: u64) -> Result<(Val, u64, Vec<P
     let axes = as_built(heap.get(fields, "axes"), "axes")?;
     let blocks = as_built(heap.get(fields, "blocks"), "blocks")?;
     let blocks = sequence(heap, blocks, built).ok_or("blocks that are not a list")?;
-    let mut placements = Vec::with_capacity(blocks.len());
+    let mut made = Vec::with_capacity(blocks.len());
     for block in blocks {
         let block = as_built(Some(*block), "a block")?;
-        placements.push((
-            as_built(heap.get(block, "mgr_locs"), "a block's mgr_locs")?,
-            built,
-        ));
+        made.push(Block {
+            values: as_built(heap.get(block, "values"), "a block's values")?,
+            placement: as_built(heap.get(block, "mgr_locs"), "a block's mgr_locs")?,
+            ndim: None,
+            at: built,
+        });
     }
-    Ok((axes, built, placements))
+    Ok((axes, built, made))
 }
 
 /// The items of a tuple, or of a list as read at `read_at`.
@@ -413,28 +551,41 @@ fn sequence(heap: &Heap, value: Val, read_at: u64) -> Option<&[Val]> {
     heap.tuple(value).or_else(|| heap.list(value, read_at))
 }
 
-/// The first item a placement read at `at` places outside [0, items): a slice (as Python's
-/// range), an int array, a list of ints or one int. Outer error: not readable here; inner:
-/// broken otherwise (an array given its state after the block took it).
-fn placed_outside(
+/// What a placement places: how many items, and the first outside [0, items) if any.
+struct Placed {
+    count: u64,
+    outside: Option<i64>,
+}
+
+/// What a placement read at `at` places: a slice (as Python's range), an int array, a list of
+/// ints or one int. Outer error: not readable here; inner: broken otherwise (an array given
+/// its state after the block took it).
+fn placed(
     heap: &Heap,
     data: &[u8],
     placement: Val,
     at: u64,
     items: i64,
-) -> Result<Result<Option<i64>, String>, String> {
+) -> Result<Result<Placed, String>, String> {
     let outside = |item: i64| !(0..items).contains(&item);
     if let Some(item) = heap.int(placement) {
-        return Ok(Ok(outside(item).then_some(item)));
+        return Ok(Ok(Placed {
+            count: 1,
+            outside: outside(item).then_some(item),
+        }));
     }
     if let Some(list) = heap.list(placement, at) {
+        let mut first = None;
         for item in list {
             let item = heap.int(*item).ok_or("a placement list of other than ints")?;
-            if outside(item) {
-                return Ok(Ok(Some(item)));
+            if outside(item) && first.is_none() {
+                first = Some(item);
             }
         }
-        return Ok(Ok(None));
+        return Ok(Ok(Placed {
+            count: list.len() as u64,
+            outside: first,
+        }));
     }
     let object = heap
         .object(placement)
@@ -447,9 +598,10 @@ fn placed_outside(
             return Ok(Err(broken));
         }
         let array = array_of(heap, data, placement)?;
-        return Ok(Ok(
-            first_outside(&array, usize::MAX, 0, items)?.map(|(_, item)| item)
-        ));
+        return Ok(Ok(Placed {
+            count: array.size(),
+            outside: first_outside(&array, usize::MAX, 0, items)?.map(|(_, item)| item),
+        }));
     }
     if object.state.is_some() {
         return Err("a slice given a state".into());
@@ -474,11 +626,14 @@ fn placed_outside(
     };
     let count = range_length(start, stop, step).ok_or("a slice of step 0")?;
     if count == 0 {
-        return Ok(Ok(None));
+        return Ok(Ok(Placed { count, outside: None }));
     }
     let last = i128::from(start) + (i128::from(count) - 1) * i128::from(step);
     let last = i64::try_from(last).unwrap_or(i64::MAX);
-    Ok(Ok([start, last].into_iter().find(|&item| outside(item))))
+    Ok(Ok(Placed {
+        count,
+        outside: [start, last].into_iter().find(|&item| outside(item)),
+    }))
 }
 
 /// A `MultiIndex` made by `_new_Index(MultiIndex, d)`, which skips pandas' integrity check
@@ -627,58 +782,4 @@ pub(super) fn check_masked(heap: &Heap, data: &[u8], array: &Object) -> PickledO
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::evaluate::tests::{evaluate, Asm};
-
-    #[test]
-    fn range_lengths_are_python_s() {
-        // (start, stop, step, len(range(start, stop, step))) as Python gives them.
-        let cases = [
-            (0, 10, 1, 10),
-            (0, 10, 3, 4),
-            (10, 0, -3, 4),
-            (10, 0, -5, 2),
-            (0, 10, -1, 0),
-            (10, 0, 1, 0),
-            (-5, 5, 5, 2),
-            (5, -6, -5, 3),
-            (0, 0, 7, 0),
-            (i64::MIN, i64::MAX, 1, u64::MAX),
-        ];
-        for (start, stop, step, expected) in cases {
-            assert_eq!(
-                range_length(start, stop, step),
-                Some(expected),
-                "{start} {stop} {step}"
-            );
-        }
-        assert_eq!(range_length(0, 1, 0), None);
-    }
-
-    #[test]
-    fn indexes_of_indexes_are_read_to_a_bound() {
-        // _new_Index(Index, {"data": _new_Index(Index, {"data": ...})}), 100,000 deep: no
-        // stack grows with the pickle.
-        let mut asm = Asm::default().op(0x80).op(2);
-        let depth = 100_000;
-        for _ in 0..depth {
-            asm = asm
-                .global("pandas.core.indexes.base", "_new_Index")
-                .global("pandas", "Index")
-                .op(b'}')
-                .text("data");
-        }
-        asm = asm.op(b'N');
-        for _ in 0..depth {
-            asm = asm.op(b's').op(0x86).op(b'R');
-        }
-        let data = asm.op(b'.').0;
-        let evaluator = evaluate(&data, 1 << 24);
-        assert_eq!(evaluator.gave_up, None);
-        let outermost = evaluator.heap.objects.len() - 1;
-        let value = Val::Obj(u32::try_from(outermost).unwrap());
-        let why = length_of(&evaluator.heap, value, u64::MAX, 0).unwrap_err();
-        assert!(why.contains("nested too deep"), "{why}");
-    }
-}
+mod tests;

@@ -11,9 +11,10 @@ use super::pandas::{
     check_block_manager, check_categorical, check_intervals, check_masked, check_multi_index,
     check_sparse_array,
 };
+use super::random::check_random_generator;
 use super::sklearn::{
-    check_birch, check_kmeans, check_libsvm, check_neighbors, check_one_hot_encoder, check_tree_ensemble,
-    check_tree_estimator, check_vocabulary,
+    check_birch, check_hdbscan, check_kmeans, check_libsvm, check_multilabel_binarizer, check_neighbors,
+    check_one_hot_encoder, check_sgd, check_tree_ensemble, check_tree_estimator, check_vocabulary,
 };
 use super::sparse::{check_compressed, check_coo, check_dia, check_lil, Compressed};
 use super::{
@@ -183,6 +184,40 @@ const CHECKED: &[((&str, &str), Check)] = &[
         ("sklearn.feature_extraction._dict_vectorizer", "DictVectorizer"),
         check_vocabulary,
     ),
+    (
+        ("sklearn.preprocessing._label", "MultiLabelBinarizer"),
+        check_multilabel_binarizer,
+    ),
+    (
+        ("sklearn.linear_model._stochastic_gradient", "SGDClassifier"),
+        check_sgd,
+    ),
+    (
+        ("sklearn.linear_model._stochastic_gradient", "SGDRegressor"),
+        check_sgd,
+    ),
+    (
+        ("sklearn.linear_model._stochastic_gradient", "SGDOneClassSVM"),
+        check_sgd,
+    ),
+    (("sklearn.linear_model._perceptron", "Perceptron"), check_sgd),
+    (
+        (
+            "sklearn.linear_model._passive_aggressive",
+            "PassiveAggressiveClassifier",
+        ),
+        check_sgd,
+    ),
+    (
+        (
+            "sklearn.linear_model._passive_aggressive",
+            "PassiveAggressiveRegressor",
+        ),
+        check_sgd,
+    ),
+    (("sklearn.cluster._hdbscan.hdbscan", "HDBSCAN"), check_hdbscan),
+    (("numpy.random._mt19937", "MT19937"), check_random_generator),
+    (("numpy.random._philox", "Philox"), check_random_generator),
     (("pandas.arrays", "SparseArray"), check_sparse_array),
     (
         ("pandas.core.arrays.sparse.array", "SparseArray"),
@@ -381,8 +416,9 @@ fn check_predictor(heap: &Heap, data: &[u8], predictor: &Object) -> PickledOutco
 /// The class an object is an instance of: what was called or reconstructed, or the class
 /// operand of `copyreg._reconstructor` / `copyreg.__newobj__` (protocols 0-1 and explicit
 /// reductions), of scikit-learn's `newObj` (KD and ball trees) or of pandas'
-/// `__pyx_unpickle_NDArrayBacked` and `__pyx_unpickle_IntervalMixin` (extension arrays) and
-/// `_new_Index` (indexes).
+/// `__pyx_unpickle_NDArrayBacked` and `__pyx_unpickle_IntervalMixin` (extension arrays),
+/// `_new_Index` (indexes) and of numpy's bit generator, `RandomState` and `Generator`
+/// constructors (the bit generator's class).
 pub(super) fn class_of<'h>(heap: &'h Heap, object: &Object) -> Option<(&'h str, &'h str)> {
     let callee = heap.global(object.callee)?;
     match callee {
@@ -391,6 +427,19 @@ pub(super) fn class_of<'h>(heap: &'h Heap, object: &Object) -> Option<(&'h str, 
         | ("pandas._libs.arrays", "__pyx_unpickle_NDArrayBacked")
         | ("pandas._libs.interval", "__pyx_unpickle_IntervalMixin")
         | ("pandas.core.indexes.base", "_new_Index") => heap.global(*heap.tuple(object.args)?.first()?),
+        // A bit generator, and a RandomState or Generator over one: the bit generator's class.
+        ("numpy.random._pickle", "__bit_generator_ctor" | "__randomstate_ctor" | "__generator_ctor") => {
+            let first = *heap.tuple(object.args)?.first()?;
+            match heap.object(first) {
+                Some(inner)
+                    if heap.global(inner.callee)
+                        == Some(("numpy.random._pickle", "__bit_generator_ctor")) =>
+                {
+                    heap.global(*heap.tuple(inner.args)?.first()?)
+                }
+                _ => heap.global(first),
+            }
+        }
         _ => Some(callee),
     }
 }

@@ -2,8 +2,9 @@
 //! as many features as the estimator checks its input for (`predict` checks `X`'s width against
 //! `n_features_in_`, then the `Tree` reads `X[i, feature]` for features below its own
 //! `n_features`, the first argument of its constructor), and a forest's estimators' trees for
-//! the forest's input width (it hands them `X` unchecked). Ensembles whose estimators sit in an
-//! array (gradient boosting) or that pick columns per estimator (bagging) are left to the guard.
+//! the forest's input width (it hands them `X` unchecked); gradient boosting's stages (an object
+//! array) as wide as its raw predictions (`boosting.rs`). Ensembles that pick columns per
+//! estimator (bagging) are left to the guard.
 //! k-means centers and nearest-neighbor training data as wide as the input; vectorizers'
 //! vocabularies map terms to distinct columns below their size. SVMs' counts and shapes as
 //! libsvm reads them; a one-hot encoder's codes below its output counts; Birch's norms one per
@@ -16,6 +17,15 @@ use super::arrays::{
 };
 use super::pickled::{class_of, dict_state, outcome};
 use super::PickledOutcome;
+use boosting::boosting_stages;
+use categories::sorted_categories;
+pub(super) use hdbscan::check_hdbscan;
+pub(super) use linear::{check_multilabel_binarizer, check_sgd, check_vocabulary};
+
+mod boosting;
+mod categories;
+mod hdbscan;
+mod linear;
 
 const TREE: (&str, &str) = ("sklearn.tree._tree", "Tree");
 
@@ -91,10 +101,18 @@ pub(super) fn check_tree_ensemble(heap: &Heap, data: &[u8], ensemble: &Object) -
         {
             return Err("columns picked per estimator (estimators_features_)".into());
         }
-        // As the ensemble ends up holding them: a list changed by SETITEM is not read.
-        let items = heap
-            .list(estimators, u64::MAX)
-            .ok_or("estimators_ is not a list the pickle made")?;
+        // Gradient boosting's: an object array of stages, checked against its predictions.
+        let boosting = matches!(class_of(heap, ensemble), Some(("sklearn.ensemble._gb", _)));
+        let items = if boosting {
+            match boosting_stages(heap, data, ensemble, state, estimators)? {
+                Ok(items) => items,
+                Err(broken) => return Ok(Err(broken)),
+            }
+        } else {
+            // As the ensemble ends up holding them: a list changed by SETITEM is not read.
+            heap.list(estimators, u64::MAX)
+                .ok_or("estimators_ is not a list the pickle made")?
+        };
         let width = input_width(heap, data, state)?;
         for (number, &item) in items.iter().enumerate() {
             let estimator = heap
@@ -452,7 +470,8 @@ fn categories_length(heap: &Heap, value: Val) -> Result<Result<u64, String>, Str
 /// OneHotEncoder: every code `transform` can make for feature i (its categories, mapped to the
 /// infrequent group and shifted past the dropped one, as scikit-learn does) lies in
 /// [0, `_n_features_outs[i]`). The codes plus the running sum of the counts become the columns
-/// of a sparse matrix unchecked; a dense output writes at them.
+/// of a sparse matrix unchecked; a dense output writes at them. Each feature's categories sorted
+/// as `fit` sorts them (`categories.rs`): a value's code is its index in them only then.
 pub(super) fn check_one_hot_encoder(heap: &Heap, data: &[u8], encoder: &Object) -> PickledOutcome {
     let run = || -> Result<Result<(), String>, String> {
         let Some(state) = dict_state(encoder, "an estimator")? else {
@@ -503,7 +522,20 @@ pub(super) fn check_one_hot_encoder(heap: &Heap, data: &[u8], encoder: &Object) 
             )?),
             _ => None,
         };
+        // Categories whose order is not read here still have their codes checked.
+        let mut unread = None;
         for (feature, (&values, &count)) in categories.iter().zip(&counts).enumerate() {
+            match sorted_categories(heap, data, values) {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Ok(Err(format!(
+                        "categories_[{feature}] is not strictly increasing with missing values last (as fit sorts them)"
+                    )))
+                }
+                Err(why) => {
+                    unread.get_or_insert(format!("categories_[{feature}]: {why}"));
+                }
+            }
             let values = match categories_length(heap, values)? {
                 Ok(values) => values,
                 Err(why) => return Ok(Err(format!("categories_[{feature}] is {why}"))),
@@ -548,7 +580,7 @@ pub(super) fn check_one_hot_encoder(heap: &Heap, data: &[u8], encoder: &Object) 
                 }
             }
         }
-        Ok(Ok(()))
+        unread.map_or(Ok(Ok(())), Err)
     };
     outcome(run())
 }
@@ -588,53 +620,6 @@ pub(super) fn check_neighbors(heap: &Heap, data: &[u8], model: &Object) -> Pickl
                         "_tree.data has shape {tree_shape:?} for training data of shape {shape:?}"
                     )));
                 }
-            }
-        }
-        Ok(Ok(()))
-    };
-    outcome(run())
-}
-
-/// Terms read at most from one vocabulary (a real one holds up to a few million).
-const MAX_TERMS: usize = 1 << 24;
-
-/// Text and dict vectorizers: `vocabulary_` maps each term to a distinct column in
-/// `[0, len(vocabulary_))`, as scikit-learn's own vocabulary check requires; `transform` puts
-/// the columns into a sparse matrix's indices unchecked. Read as the dict ends up (items set
-/// after the estimator's BUILD change the dict it holds).
-pub(super) fn check_vocabulary(heap: &Heap, data: &[u8], vectorizer: &Object) -> PickledOutcome {
-    let run = || -> Result<Result<(), String>, String> {
-        let Some(state) = dict_state(vectorizer, "an estimator")? else {
-            return Ok(Ok(()));
-        };
-        let Some(vocabulary) = heap.get(state, "vocabulary_").filter(|v| *v != Val::None) else {
-            return Ok(Ok(()));
-        };
-        let items = heap
-            .dict_items(vocabulary)
-            .ok_or("vocabulary_ is not a dict the pickle made")?;
-        if items.len() > MAX_TERMS {
-            return Err("a vocabulary too large to read here".into());
-        }
-        // The last column set for each term wins, as in Python.
-        let mut columns = std::collections::HashMap::with_capacity(items.len());
-        for &(term, column) in items {
-            let term = heap.str(term).ok_or("a term that is not a str")?;
-            columns.insert(term, column);
-        }
-        let size = columns.len();
-        let mut taken = vec![false; size];
-        for (term, column) in columns {
-            // A NumPy integer too (some analyzers keep them); another value is left to the guard.
-            let column = int_value(heap, data, column)
-                .ok_or_else(|| format!("vocabulary_[{term:?}] is not an int"))?;
-            let Some(slot) = usize::try_from(column).ok().and_then(|c| taken.get_mut(c)) else {
-                return Ok(Err(format!(
-                    "vocabulary_[{term:?}] is {column}, outside [0, {size}) (the vocabulary's columns)"
-                )));
-            };
-            if std::mem::replace(slot, true) {
-                return Ok(Err(format!("vocabulary_: two terms share column {column}")));
             }
         }
         Ok(Ok(()))

@@ -497,3 +497,130 @@ fn kd_trees_inside_a_pickle_are_checked() {
     };
     assert!(why.contains("node_data[0].is_leaf is 0"), "{why}");
 }
+
+/// HDBSCAN's linkage record dtype, its first two fields named `first` and `second`.
+fn linkage_record(first: &'static str, second: &'static str) -> impl Fn(Asm) -> Asm {
+    move |asm: Asm| {
+        let mut asm = dtype_call(asm, "V32")
+            .op(b'(')
+            .int(3)
+            .text("|")
+            .op(b'N')
+            .op(b'(')
+            .text(first)
+            .text(second)
+            .text("value")
+            .text("cluster_size")
+            .op(b't')
+            .op(b'}');
+        for (name, offset, descr) in [
+            (first, 0, "i8"),
+            (second, 8, "i8"),
+            ("value", 16, "f8"),
+            ("cluster_size", 24, "i8"),
+        ] {
+            asm = plain(asm.text(name), descr).int(offset).op(0x86).op(b's');
+        }
+        asm.int(32).int(1).int(16).op(b't').op(b'b')
+    }
+}
+
+/// An HDBSCAN whose single linkage tree merges `rows` (left, right) into the next ids.
+fn hdbscan(rows: &[(i64, i64)], record: &dyn Fn(Asm) -> Asm) -> Vec<u8> {
+    let bytes: Vec<u8> = rows.iter().flat_map(|&(l, r)| ints(&[l, r, 0, 2])).collect();
+    let count = i32::try_from(rows.len()).unwrap();
+    let asm = Asm::default()
+        .op(0x80)
+        .op(2)
+        .global("sklearn.cluster._hdbscan.hdbscan", "HDBSCAN")
+        .op(b')')
+        .op(0x81)
+        .op(b'}')
+        .text("_single_linkage_tree_");
+    array(asm, &[count], record, &bytes).op(b's').op(b'b').op(b'.').0
+}
+
+#[test]
+fn an_hdbscan_linkage_tree_merges_samples_and_earlier_merges() {
+    let record = linkage_record("left_node", "right_node");
+    // 4 samples: row 0 makes 4, row 1 makes 5, row 2 makes 6.
+    let intact = hdbscan(&[(0, 1), (2, 4), (3, 5)], &record);
+    assert_eq!(outcome_for(&intact, "HDBSCAN"), PickledOutcome::Intact);
+    let later = hdbscan(&[(0, 5), (2, 4), (3, 5)], &record);
+    assert_eq!(
+        broken(outcome_for(&later, "HDBSCAN")),
+        "_single_linkage_tree_[0].right_node is 5, not a sample or an earlier merge (the row makes 4)"
+    );
+    let negative = hdbscan(&[(0, 1), (-5, 4), (3, 5)], &record);
+    assert!(broken(outcome_for(&negative, "HDBSCAN")).contains("[1].left_node is -5"));
+    // The Cython struct reads by position: fields of other names are not its layout.
+    let renamed = hdbscan(
+        &[(0, 1), (2, 4), (3, 5)],
+        &linkage_record("right_node", "left_node"),
+    );
+    assert!(broken(outcome_for(&renamed, "HDBSCAN")).contains("is not a linkage tree"));
+}
+
+/// `ctor(cls)` of numpy's pickle helpers, built with `state` (appended by `state`).
+fn generator(ctor: &str, class: (&str, &str), state: &dyn Fn(Asm) -> Asm) -> Vec<u8> {
+    let asm = Asm::default()
+        .op(0x80)
+        .op(2)
+        .global("numpy.random._pickle", ctor)
+        .global(class.0, class.1)
+        .op(0x85)
+        .op(b'R');
+    state(asm).op(b'b').op(b'.').0
+}
+
+/// `{"bit_generator": name, ...}` with MT19937's `state.pos` or Philox's `buffer_pos`.
+fn generator_state(name: &'static str, position: i32) -> impl Fn(Asm) -> Asm {
+    move |asm: Asm| {
+        let asm = asm.op(b'}').text("bit_generator").text(name).op(b's');
+        match name {
+            "MT19937" => asm
+                .text("state")
+                .op(b'}')
+                .text("pos")
+                .int(position)
+                .op(b's')
+                .op(b's'),
+            _ => asm.text("buffer_pos").int(position).op(b's'),
+        }
+    }
+}
+
+#[test]
+fn a_bit_generators_position_lies_inside_its_state() {
+    const MT: (&str, &str) = ("numpy.random._mt19937", "MT19937");
+    const PHILOX: (&str, &str) = ("numpy.random._philox", "Philox");
+    for (class, name, end) in [(MT, "MT19937", 624), (PHILOX, "Philox", 4)] {
+        for ctor in ["__bit_generator_ctor", "__randomstate_ctor", "__generator_ctor"] {
+            let intact = generator(ctor, class, &generator_state(name, end));
+            assert_eq!(outcome_for(&intact, name), PickledOutcome::Intact, "{ctor}");
+            // A bit generator's state with its seed sequence: (dict, seed).
+            let tupled = generator(ctor, class, &|asm| {
+                generator_state(name, -5)(asm).op(b'N').op(0x86)
+            });
+            let why = broken(outcome_for(&tupled, name));
+            assert!(
+                why.ends_with(&format!("is -5, outside [0, {end}] (the words of its state)")),
+                "{why}"
+            );
+        }
+    }
+    // RandomState's legacy tuple: (name, key, pos, has_gauss, gauss).
+    let legacy = generator("__randomstate_ctor", MT, &|asm| {
+        asm.op(b'(')
+            .text("MT19937")
+            .op(b'N')
+            .int(10_000_000)
+            .int(0)
+            .int(0)
+            .op(b't')
+    });
+    assert_eq!(
+        broken(outcome_for(&legacy, "MT19937")),
+        "state.pos is 10000000, outside [0, 624] (the words of its state)"
+    );
+}

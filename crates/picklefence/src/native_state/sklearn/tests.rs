@@ -102,7 +102,8 @@ fn a_forests_trees_are_built_for_its_input_width() {
 }
 
 use crate::native_state::pickled::tests::{
-    broken, instance, int, int_array, none, object_array, outcome_for, pickle, sequence, text, zeros, Value,
+    broken, floats, instance, int, int_array, none, object_array, outcome_for, pickle, sequence, text, zeros,
+    Value,
 };
 
 const SVM: &str = "sklearn.svm._classes";
@@ -283,12 +284,60 @@ fn counts(counts: &[i32]) -> Value<'_> {
     sequence(counts.iter().map(|&n| int(n)).collect(), true)
 }
 
+/// Sorted float categories 0, 1, ... `n - 1`.
+fn sorted(n: i32) -> Value<'static> {
+    Box::new(move |asm| {
+        let values: Vec<f64> = (0..n).map(f64::from).collect();
+        let shape = [n];
+        let value = floats(&shape, &values);
+        value(asm)
+    })
+}
+
 /// `categories_`: two features of 4 values each (the second of `second`).
 fn categories(second: i32) -> Value<'static> {
-    sequence(
-        vec![zeros(&[4]), Box::new(move |asm| zeros(&[second])(asm))],
-        true,
-    )
+    sequence(vec![sorted(4), sorted(second)], true)
+}
+
+#[test]
+fn a_one_hot_encoders_categories_are_sorted_as_fit_sorts_them() {
+    let with = |first: Value<'static>| {
+        encoder(vec![
+            ("categories_", sequence(vec![first, sorted(4)], true)),
+            ("_n_features_outs", counts(&[4, 4])),
+        ])
+    };
+    let name = "OneHotEncoder";
+    let values = |v: &'static [f64]| -> Value<'static> {
+        Box::new(move |asm| floats(&[i32::try_from(v.len()).unwrap()], v)(asm))
+    };
+    // One NaN, last: as fit keeps missing values.
+    let intact = with(values(&[0.0, 1.0, 2.0, f64::NAN]));
+    assert_eq!(outcome_for(&intact, name), PickledOutcome::Intact);
+    let unsorted = "categories_[0] is not strictly increasing with missing values last (as fit sorts them)";
+    for broken_values in [
+        &[1.0, 0.0, 2.0, 3.0][..],
+        &[0.0, 1.0, 1.0, 3.0],
+        &[0.0, f64::NAN, 2.0, 3.0],
+        &[0.0, 1.0, f64::NAN, f64::NAN],
+    ] {
+        let data = with(values(broken_values));
+        assert_eq!(broken(outcome_for(&data, name)), unsorted, "{broken_values:?}");
+    }
+    // Objects as Python compares them: strs in order, then None, then NaN.
+    let objects = |items: Vec<Value<'static>>| with(object_array(items));
+    let nan: Value<'static> = Box::new(|mut asm: Asm| {
+        asm.0.push(b'G');
+        asm.0.extend(f64::NAN.to_be_bytes());
+        asm
+    });
+    let intact = objects(vec![text("a"), text("b"), none(), nan]);
+    assert_eq!(outcome_for(&intact, name), PickledOutcome::Intact);
+    let data = objects(vec![text("b"), text("a"), text("c"), text("d")]);
+    assert_eq!(broken(outcome_for(&data, name)), unsorted);
+    // A str and a number: Python cannot order them (fit refuses them).
+    let data = objects(vec![text("a"), int(1), text("c"), text("d")]);
+    assert_eq!(broken(outcome_for(&data, name)), unsorted);
 }
 
 #[test]
@@ -463,4 +512,125 @@ fn a_bisecting_trees_centers_are_as_wide_as_the_input() {
     );
     let why = broken(outcome_for(&bisecting(shared), "BisectingKMeans"));
     assert!(why.contains("a node reached twice"), "{why}");
+}
+
+/// A fitted `GradientBoostingRegressor` of 4 features whose `estimators_` is an object array of
+/// 2 stages of `trees` estimators, with `n_trees_per_iteration_` `per_stage` and a
+/// `DummyRegressor` init predicting `outputs` columns.
+fn boosting(trees: i32, per_stage: i32, outputs: i32) -> Vec<u8> {
+    let stages = Box::new(move |asm: Asm| {
+        let asm = asm
+            .global("numpy.core.multiarray", "_reconstruct")
+            .global("numpy", "ndarray")
+            .int(0)
+            .op(0x85)
+            .text("b")
+            .op(0x87)
+            .op(b'R')
+            .op(b'(')
+            .int(1)
+            .int(2)
+            .int(trees)
+            .op(0x86);
+        let asm = crate::native_state::pickled::tests::dtype("O8")(asm)
+            .op(0x89)
+            .op(b']')
+            .op(b'(');
+        let asm = (0..2 * trees).fold(asm, |asm, _| estimator(asm, Some(4), 4));
+        asm.op(b'e').op(b't').op(b'b')
+    });
+    let shape = [1, outputs];
+    let init = instance(
+        "sklearn.dummy",
+        "DummyRegressor",
+        vec![("n_outputs_", int(outputs)), ("constant_", zeros(&shape))],
+    );
+    let model = instance(
+        "sklearn.ensemble._gb",
+        "GradientBoostingRegressor",
+        vec![
+            ("n_features_in_", int(4)),
+            ("n_trees_per_iteration_", int(per_stage)),
+            ("estimators_", stages),
+            ("init_", init),
+            (
+                "_loss",
+                instance("sklearn._loss.loss", "HalfSquaredError", vec![]),
+            ),
+        ],
+    );
+    pickle(&model)
+}
+
+#[test]
+fn gradient_boosting_stages_are_as_wide_as_its_predictions() {
+    let name = "GradientBoostingRegressor";
+    assert_eq!(outcome_for(&boosting(1, 1, 1), name), PickledOutcome::Intact);
+    assert_eq!(outcome_for(&boosting(3, 3, 3), name), PickledOutcome::Intact);
+    assert_eq!(
+        broken(outcome_for(&boosting(4096, 1, 1), name)),
+        "estimators_ holds 4096 trees per stage for n_trees_per_iteration_ 1"
+    );
+    assert_eq!(
+        broken(outcome_for(&boosting(3, 3, 1), name)),
+        "init_ predicts 1 column(s) for 3 trees per stage"
+    );
+}
+
+/// A fitted `SGDRegressor` of `width` features with `fields`.
+fn sgd<'a>(width: i32, fields: Vec<(&'a str, Value<'a>)>) -> Vec<u8> {
+    let mut all = vec![("n_features_in_", int(width))];
+    all.extend(fields);
+    pickle(&instance(
+        "sklearn.linear_model._stochastic_gradient",
+        "SGDRegressor",
+        all,
+    ))
+}
+
+#[test]
+fn an_sgd_models_weights_are_as_wide_as_its_input() {
+    let name = "SGDRegressor";
+    let intact = sgd(4, vec![("coef_", zeros(&[4])), ("_average_coef", zeros(&[4]))]);
+    assert_eq!(outcome_for(&intact, name), PickledOutcome::Intact);
+    assert_eq!(
+        broken(outcome_for(&sgd(50_000, vec![("coef_", zeros(&[4]))]), name)),
+        "coef_ has shape [4] for 50000 features (coef_ of shape [4])"
+    );
+    let short = sgd(4, vec![("coef_", zeros(&[4])), ("_standard_coef", zeros(&[1]))]);
+    assert_eq!(
+        broken(outcome_for(&short, name)),
+        "_standard_coef has shape [1] for 4 features (coef_ of shape [4])"
+    );
+    let not_an_array = sgd(4, vec![("coef_", zeros(&[4])), ("_average_coef", int(0))]);
+    assert!(broken(outcome_for(&not_an_array, name)).starts_with("_average_coef has shape none"));
+}
+
+/// A `MultiLabelBinarizer` whose `_cached_dict` maps `labels` to `columns`.
+fn binarizer(cached: &'static [(&'static str, i32)]) -> Vec<u8> {
+    let dict: Value<'static> = Box::new(move |asm: Asm| {
+        cached.iter().fold(asm.op(b'}'), |asm, (label, column)| {
+            asm.text(label).int(*column).op(b's')
+        })
+    });
+    pickle(&instance(
+        "sklearn.preprocessing._label",
+        "MultiLabelBinarizer",
+        vec![("_cached_dict", dict)],
+    ))
+}
+
+#[test]
+fn a_multilabel_binarizers_columns_are_distinct_and_below_its_size() {
+    let name = "MultiLabelBinarizer";
+    let intact = binarizer(&[("a", 1), ("b", 0), ("c", 2)]);
+    assert_eq!(outcome_for(&intact, name), PickledOutcome::Intact);
+    assert_eq!(
+        broken(outcome_for(&binarizer(&[("a", 100_000_000), ("b", 1)]), name)),
+        "_cached_dict[\"a\"] is 100000000, outside [0, 2) (the output's columns)"
+    );
+    assert_eq!(
+        broken(outcome_for(&binarizer(&[("a", 1), ("b", 1)]), name)),
+        "_cached_dict: two labels share column 1"
+    );
 }
