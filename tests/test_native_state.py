@@ -31,9 +31,11 @@ from sklearn.ensemble import (
     HistGradientBoostingClassifier,
     IsolationForest,
     RandomForestClassifier,
+    RandomForestRegressor,
 )
 from sklearn.feature_extraction import DictVectorizer
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+from sklearn.linear_model import LinearRegression, Ridge
 from sklearn.metrics.pairwise import pairwise_kernels
 from sklearn.neighbors import BallTree, KDTree, KernelDensity, KNeighborsClassifier, KNeighborsTransformer
 from sklearn.preprocessing import OneHotEncoder
@@ -549,6 +551,14 @@ BROKEN: Dict[str, Any] = {
         "GradientBoostingRegressor",
         "init_",
     ),
+    # The way around reading a linear init's width: a coef_ of no rows predicts no columns.
+    "boosting linear init predicting no columns": (
+        lambda: (lambda m: (setattr(m.init_, "coef_", np.zeros((0, X.shape[1]))), m)[1])(
+            GradientBoostingRegressor(n_estimators=2, init=LinearRegression(), random_state=0).fit(X, X[:, 0])
+        ),
+        "GradientBoostingRegressor",
+        "init_",
+    ),
     "minibatch kmeans counts short": (
         lambda: (lambda m: _edited(m, _counts=np.zeros(1)))(
             MiniBatchKMeans(3, n_init=1, random_state=0).fit(X)
@@ -848,6 +858,18 @@ def test_intact_models_the_shape_rules_read_load_unchanged(tmp_path: Path) -> No
         "boosting tree init": GradientBoostingClassifier(
             n_estimators=2, init=DecisionTreeClassifier(max_depth=1), random_state=0
         ).fit(X, Y),
+        # A regressor's init of another class: its predictions' width read from its state.
+        **{
+            f"boosting regressor {type(init).__name__} init": GradientBoostingRegressor(
+                n_estimators=2, init=init, random_state=0
+            ).fit(X, X[:, 0])
+            for init in (
+                LinearRegression(),
+                Ridge(),
+                DecisionTreeRegressor(max_depth=2),
+                RandomForestRegressor(n_estimators=2, random_state=0),
+            )
+        },
         "density kd": KernelDensity(algorithm="kd_tree").fit(X, sample_weight=weights),
         "density ball": KernelDensity(algorithm="ball_tree").fit(X, sample_weight=weights),
         "neighbors kd": KNeighborsTransformer(n_neighbors=2, algorithm="kd_tree").fit(X),

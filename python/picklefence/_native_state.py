@@ -692,7 +692,8 @@ def _init_prediction_width(init: Any, classifier: bool, multiclass: bool) -> Opt
     """How many columns gradient boosting's initial raw predictions from ``init`` have
     (``_init_raw_predictions``), when that can be read from its state: a binary classifier's
     are its probabilities of one class; scikit-learn's dummy estimators (the default) predict
-    as many columns as their fitted state holds. None for any other estimator."""
+    as many columns as their fitted state holds; a regressor's linear models as many as
+    ``coef_`` has rows, its trees and forests of one output one. None for any other estimator."""
     import numpy as np
 
     if classifier and not multiclass:
@@ -708,7 +709,22 @@ def _init_prediction_width(init: Any, classifier: bool, multiclass: bool) -> Opt
     if name == "sklearn.dummy.DummyRegressor" and type(outputs) is int:
         if np.shape(_plain(init, "constant_")) == (1, outputs):
             return outputs
+    if not classifier:  # a regressor's predictions (its one target: a column)
+        weights = _plain(init, "coef_")
+        if name.startswith("sklearn.linear_model.") and isinstance(weights, np.ndarray):
+            # X @ coef_.T: one column per row of coef_, a 1-D coef_ one.
+            return 1 if weights.ndim == 1 else (weights.shape[0] if weights.ndim == 2 else None)
+        trees = [getattr(sys.modules.get(m), n, None) for m, n in _SINGLE_OUTPUT_WHEN_ONE]
+        if outputs == 1 and isinstance(init, tuple(t for t in trees if isinstance(t, type))):
+            return 1  # predict returns one value per row for one output
     return None
+
+
+# Regressors whose predict returns one value per row when n_outputs_ is 1.
+_SINGLE_OUTPUT_WHEN_ONE = (
+    ("sklearn.tree._classes", "BaseDecisionTree"),
+    ("sklearn.ensemble._forest", "BaseForest"),
+)
 
 
 def _check_libsvm(model: Any) -> None:
