@@ -22,7 +22,7 @@ import sys
 import threading
 import types
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from . import _boosters, _native
 from .errors import UnsafeFileError, Violation
@@ -583,31 +583,24 @@ def _check_tree_owners(estimators: List[Any], ensembles: List[Any]) -> None:
     many features and the picked columns lie inside the input. Both in one validation (a
     nested load leaves its estimators to the load that holds their ensemble): what the first
     loop reads of 900 cold estimators is in the cache for the second."""
-    checked: Set[int] = set()
     for ensemble in ensembles:
-        _check_tree_ensemble(ensemble, checked)
+        _check_tree_ensemble(ensemble)
     for estimator in estimators:
-        if id(estimator) not in checked:
-            _check_own_width(estimator, getattr(estimator, "__dict__", _NO_DICT))
+        state = getattr(estimator, "__dict__", _NO_DICT)
+        tree = state.get("tree_")
+        if tree is None:
+            continue
+        width = state.get("n_features_in_")
+        if type(width) is not int:
+            width = _input_width(estimator)
+            if width is None:
+                raise _missing_width(estimator)
+        if tree.n_features != width:
+            raise _fail(estimator, "tree_.n_features", f"{tree.n_features} for an input of {width} features")
 
 
-def _check_own_width(estimator: Any, state: Dict[str, Any]) -> None:
-    """A tree estimator's ``Tree`` built for the width its ``predict`` checks the input for."""
-    tree = state.get("tree_")
-    if tree is None:
-        return
-    width = state.get("n_features_in_")
-    if type(width) is not int:
-        width = _input_width(estimator)
-        if width is None:
-            raise _missing_width(estimator)
-    if tree.n_features != width:
-        raise _fail(estimator, "tree_.n_features", f"{tree.n_features} for an input of {width} features")
-
-
-def _check_tree_ensemble(ensemble: Any, checked: Set[int]) -> None:
-    """One ensemble of ``_check_tree_owners``; its estimators' own widths too (their state is
-    read here anyway), recorded in ``checked``."""
+def _check_tree_ensemble(ensemble: Any) -> None:
+    """One ensemble of ``_check_tree_owners``."""
     import numpy as np
 
     estimators = _plain(ensemble, "estimators_")
@@ -636,10 +629,8 @@ def _check_tree_ensemble(ensemble: Any, checked: Set[int]) -> None:
             widths.append(len(picked))
     if len(widths) != len(held):
         raise _fail(ensemble, "estimators_features_", f"{len(widths)} column sets for {len(held)} estimators")
-    tree_estimator = getattr(sys.modules.get("sklearn.tree._classes"), "BaseDecisionTree", None)
     for number, (estimator, expected) in enumerate(zip(held, widths)):
-        state = getattr(estimator, "__dict__", _NO_DICT)
-        tree = state.get("tree_")
+        tree = getattr(estimator, "__dict__", _NO_DICT).get("tree_")
         if tree is None:
             continue
         if expected is None:
@@ -650,9 +641,6 @@ def _check_tree_ensemble(ensemble: Any, checked: Set[int]) -> None:
                 f"estimators_[{number}].tree_.n_features",
                 f"{tree.n_features} for an input of {expected} features",
             )
-        if tree_estimator is not None and isinstance(estimator, tree_estimator):
-            _check_own_width(estimator, state)
-            checked.add(id(estimator))
 
 
 def _check_boosting_stages(ensemble: Any, estimators: Any) -> None:
