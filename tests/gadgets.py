@@ -1399,10 +1399,11 @@ def b_dtype_structured_object_field(tmp: Path) -> bytes:
 
 def b_dtype_field_past_its_items(tmp: Path) -> bytes:
     """A 'V16' dtype with two object fields (flags 27, as numpy writes them), the second at byte
-    4 MiB: numpy's dtype.__setstate__ checks no field against the item size, and the array's
-    list of objects is stored field by field, 4 MiB past each 16-byte item."""
+    2**40: numpy's dtype.__setstate__ checks no field against the item size, and the array's
+    list of objects is stored field by field, 1 TiB past each 16-byte item (never mapped: 4 MiB
+    past landed in mapped heap in one CI run and the write went unseen)."""
     obj = Call(G("numpy", "dtype"), "O8", False, True)
-    fields = {"a": (obj, 0), "b": (obj, 1 << 22)}
+    fields = {"a": (obj, 0), "b": (obj, 1 << 40)}
     dtype = Build(
         Call(G("numpy", "dtype"), "V16", False, True), (3, "|", None, ("a", "b"), fields, 16, 1, 27)
     )
@@ -3237,14 +3238,14 @@ CATALOGUE: List[Gadget] = [
     Gadget(
         "dtype_field_past_its_items",
         6,
-        "a 16-byte structured dtype whose second object field lies at byte 4 MiB: numpy's dtype "
+        "a 16-byte structured dtype whose second object field lies at byte 2**40: numpy's dtype "
         "__setstate__ checks no field against the item size; the array's objects are stored there",
         b_dtype_field_past_its_items,
         crashed,
         "pickle",
         (STATE,),
         chain="_reconstruct(ndarray, ...); BUILD (1, (4,), dtype('V16'){fields: {a: (O8, 0), "
-        "b: (O8, 2**22)}, "
+        "b: (O8, 2**40)}, "
         "flags: 27}, False, [(1, 2)] * 4)",
         shows="SIGSEGV in pickle.loads",
     ),
