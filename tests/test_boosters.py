@@ -203,6 +203,8 @@ LIGHTGBM_BROKEN: Dict[str, Tuple[Callable[[], Any], Callable[[str], str], str]] 
     "fewer child indices than nodes": (_lgb_binary, _tree_field("left_child", "1 -1"), "left_child"),
     "num_leaves above the arrays": (_lgb_binary, _tree_field("num_leaves", "9"), "leaf_value"),
     "a value that is not a number": (_lgb_binary, _tree_field("threshold", "0.5 x 0.5"), "threshold"),
+    # LightGBM reads "1\t2" as 1 and then 0s (node 1's child node 0: a loop); str.split saw 1 and 2.
+    "a tab between values": (_lgb_binary, _tree_field("left_child", "1\t-1 -2"), "left_child"),
     "a line without =": (_lgb_binary, _tree_field("shrinkage", "1\nnot a key"), "not key=value"),
     "tree_sizes off by one": (
         _lgb_binary,

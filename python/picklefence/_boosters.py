@@ -37,7 +37,7 @@ class _Broken(Exception):
 def _ints(value: str, count: int, field: str, low: int = _INT32[0], high: int = _INT32[1]) -> List[int]:
     """``count`` integers in [low, high], space separated (LightGBM's StringToArrayFast parses
     exactly ``count``, past the end of the text when fewer are there)."""
-    tokens = value.split()
+    tokens = _tokens(value)
     if len(tokens) != count:
         raise _Broken(field, f"{len(tokens)} values where the tree needs {count}")
     numbers = []
@@ -51,8 +51,15 @@ def _ints(value: str, count: int, field: str, low: int = _INT32[0], high: int = 
     return numbers
 
 
+def _tokens(value: str) -> List[str]:
+    """The values of a line as LightGBM reads them: separated by spaces only (its Atoi and Atof
+    skip spaces and nothing else: "1\t2" reads as 1 and then 0s, where str.split sees 1 and 2;
+    such a token fails the number patterns)."""
+    return [token for token in value.split(" ") if token]
+
+
 def _floats(value: str, count: int, field: str) -> List[float]:
-    tokens = value.split()
+    tokens = _tokens(value)
     if len(tokens) != count:
         raise _Broken(field, f"{len(tokens)} values where the tree needs {count}")
     for token in tokens:
